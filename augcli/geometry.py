@@ -1,0 +1,136 @@
+"""Affine geometry on OpenCV: matrices, composition and one warp per run of ops.
+
+Conventions (the same as imgaug's ``Affine``, so recipes mean what imgaug
+users expect):
+
+* coordinates are pixel centres; rotation, shear and scale pivot on the image
+  centre ``((w - 1) / 2, (h - 1) / 2)``;
+* positive rotation turns the picture clockwise as displayed (y points down);
+* positive x-shear moves the bottom of the picture to the left, positive y-shear
+  moves its right side down, as imgaug does;
+* translation is in pixels here; ops convert fractions of the size to pixels;
+* within one ``affine`` step the order is scale, shear, rotate, translate.
+
+Matrices are 3x3 float64 forward maps (source pixel -> output pixel). A run of
+consecutive geometric steps multiplies into one matrix and is resampled once:
+faster than warping per step, and sharper (one interpolation, not several).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+FILL_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+
+_BORDER = {
+    "constant": cv2.BORDER_CONSTANT,
+    "edge": cv2.BORDER_REPLICATE,
+    "reflect": cv2.BORDER_REFLECT_101,  # dcb|abcd|cba, numpy's and imgaug's "reflect"
+    "symmetric": cv2.BORDER_REFLECT,  # cba|abcd|dcb, Keras' and scipy's "reflect"
+    "wrap": cv2.BORDER_WRAP,
+}
+
+
+def identity() -> np.ndarray:
+    return np.eye(3)
+
+
+def translation(tx: float, ty: float) -> np.ndarray:
+    matrix = np.eye(3)
+    matrix[0, 2] = tx
+    matrix[1, 2] = ty
+    return matrix
+
+
+def about_centre(linear: np.ndarray, shape) -> np.ndarray:
+    """Conjugate a transform so that it pivots on the image centre."""
+    height, width = shape[:2]
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return translation(cx, cy) @ linear @ translation(-cx, -cy)
+
+
+def affine_matrix(shape, rotate=0.0, shear_x=0.0, shear_y=0.0, scale_x=1.0, scale_y=1.0,
+                  translate_x=0.0, translate_y=0.0) -> np.ndarray:
+    """Forward matrix for scale -> shear -> rotate -> translate about the centre.
+
+    Angles in degrees, translation in pixels.
+    """
+    theta = math.radians(rotate)
+    cos, sin = math.cos(theta), math.sin(theta)
+    rotation = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+    shear = np.array([
+        [1.0, -math.tan(math.radians(shear_x)), 0.0],
+        [math.tan(math.radians(shear_y)), 1.0, 0.0],
+        [0.0, 0.0, 1.0],
+    ])
+    scale = np.diag([scale_x, scale_y, 1.0])
+    linear = translation(translate_x, translate_y) @ rotation @ shear @ scale
+    return about_centre(linear, shape)
+
+
+def flip_matrix(shape, horizontal: bool) -> np.ndarray:
+    """Mirror: x -> (w - 1) - x, or y -> (h - 1) - y. Exact on the pixel grid."""
+    height, width = shape[:2]
+    matrix = np.eye(3)
+    if horizontal:
+        matrix[0, 0], matrix[0, 2] = -1.0, width - 1.0
+    else:
+        matrix[1, 1], matrix[1, 2] = -1.0, height - 1.0
+    return matrix
+
+
+def _as_exact_flip(matrix: np.ndarray, shape):
+    """Return the cv2.flip code if the matrix is identity or a pure mirror, else None.
+
+    Identity -> "identity"; such matrices need no resampling at all.
+    """
+    if not np.allclose(matrix[:2, :2], np.round(matrix[:2, :2]), atol=1e-9):
+        return None
+    height, width = shape[:2]
+    candidates = {
+        "identity": np.eye(3),
+        1: flip_matrix(shape, horizontal=True),
+        0: flip_matrix(shape, horizontal=False),
+        -1: flip_matrix(shape, horizontal=True) @ flip_matrix(shape, horizontal=False),
+    }
+    for code, candidate in candidates.items():
+        if np.allclose(matrix, candidate, atol=1e-9):
+            return code
+    return None
+
+
+def _border_value(cval, channels: int):
+    values = list(cval) if isinstance(cval, (tuple, list)) else [cval]
+    if len(values) == 1:
+        values = values * channels
+    # OpenCV takes up to four values; pad so the tuple is always valid.
+    return tuple(float(v) for v in (values + [0.0] * 4)[:4])
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0) -> np.ndarray:
+    """Resample ``image`` through a forward matrix, keeping its size."""
+    code = _as_exact_flip(matrix, image.shape)
+    if code == "identity":
+        return image
+    if code is not None:
+        return cv2.flip(image, code)
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return cv2.warpAffine(
+        image,
+        matrix[:2],
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=_BORDER[fill],
+        borderValue=_border_value(cval, channels),
+    )
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map (N, 2) pixel coordinates through a forward matrix (for boxes, keypoints)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    homogeneous = np.hstack([points, np.ones((len(points), 1))])
+    return (homogeneous @ matrix.T)[:, :2]

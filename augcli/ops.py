@@ -1,0 +1,276 @@
+"""The op catalog: recipe name -> parameters, docs, sampling and application.
+
+Adding an op is one ``_register(Op(...))`` call. An op is either
+
+* geometric: ``matrix(params, shape)`` returns a forward 3x3 matrix; runs of
+  geometric steps are composed and resampled once (see ``geometry``), and the
+  same matrix will carry boxes and keypoints; or
+* pixel: ``apply(image, params)`` returns the new image.
+
+Randomness happens only in ``sample``, which turns the recipe's distributions
+into plain numbers (torchvision v2's make_params / transform split). The
+numbers go into the manifest, so every output can be traced and replayed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import geometry
+from .params import BOOL, ENUM, NUMBER, PROBABILITY, Param
+
+FILL_PARAMS = (
+    Param("fill", ENUM, "constant", "How to fill pixels that come from outside the image: "
+          "constant (cval), edge (repeat border), reflect (dcb|abcd), symmetric (cba|abcd), wrap.",
+          choices=geometry.FILL_MODES, random=False),
+    Param("cval", NUMBER, 0, "Fill value 0-255 for fill: constant.", low=0, high=255),
+)
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    summary: str
+    params: tuple
+    example: str
+    sample: Callable | None = None  # (draw, rng, shape) -> params dict, or None to skip
+    matrix: Callable | None = None  # geometric: (params, shape) -> 3x3 forward matrix
+    apply: Callable | None = None  # pixel: (image, params) -> image
+    aliases: tuple = ()
+
+    @property
+    def geometric(self) -> bool:
+        return self.matrix is not None
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def sample_params(self, draw, rng, shape):
+        if self.sample is not None:
+            return self.sample(draw, rng, shape)
+        return {p.name: draw(p.name) for p in self.params}
+
+
+CATALOG: dict[str, Op] = {}
+ALIASES: dict[str, str] = {}
+
+
+def _register(op: Op) -> None:
+    CATALOG[op.name] = op
+    for alias in op.aliases:
+        ALIASES[alias] = op.name
+
+
+def lookup(name: str) -> Op | None:
+    """Find an op by name or alias."""
+    return CATALOG.get(ALIASES.get(name, name))
+
+
+def closest_names(name: str, candidates) -> list:
+    return difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+
+
+def all_names() -> list:
+    return sorted([*CATALOG, *ALIASES])
+
+
+# --- shared sampling helpers -------------------------------------------------
+
+def _with_probability(draw, rng, params=None):
+    """Fire with probability p: exactly ``rng.random() < p`` (p=0 never, p=1 always)."""
+    return dict(params or {}) if rng.random() < draw("p") else None
+
+
+def _fill(draw) -> dict:
+    return {"fill": draw("fill"), "cval": draw("cval")}
+
+
+# --- geometric ops -----------------------------------------------------------
+
+_register(Op(
+    name="fliplr",
+    summary="Mirror left-right with probability p.",
+    params=(Param("p", PROBABILITY, 0.5, "Probability of flipping.", low=0, high=1),),
+    example="- fliplr: {p: 0.5}",
+    sample=lambda draw, rng, shape: _with_probability(draw, rng),
+    matrix=lambda params, shape: geometry.flip_matrix(shape, horizontal=True),
+    aliases=("hflip", "horizontal_flip"),
+))
+
+_register(Op(
+    name="flipud",
+    summary="Mirror top-bottom with probability p.",
+    params=(Param("p", PROBABILITY, 0.5, "Probability of flipping.", low=0, high=1),),
+    example="- flipud: {p: 0.5}",
+    sample=lambda draw, rng, shape: _with_probability(draw, rng),
+    matrix=lambda params, shape: geometry.flip_matrix(shape, horizontal=False),
+    aliases=("vflip", "vertical_flip"),
+))
+
+_register(Op(
+    name="rotate",
+    summary="Rotate about the centre by an angle in degrees (positive = clockwise); size is kept.",
+    params=(
+        Param("degrees", NUMBER, 15, "Angle in degrees; a bare d means [-d, d].",
+              low=-360, high=360, symmetric=True),
+        *FILL_PARAMS,
+    ),
+    example="- rotate: {degrees: [-20, 20], fill: reflect}",
+    sample=lambda draw, rng, shape: {"degrees": draw("degrees"), **_fill(draw)},
+    matrix=lambda params, shape: geometry.affine_matrix(shape, rotate=params["degrees"]),
+))
+
+
+def _translate_matrix(params, shape):
+    height, width = shape[:2]
+    return geometry.translation(params["x"] * width, params["y"] * height)
+
+
+_register(Op(
+    name="translate",
+    summary="Shift by a fraction of the width (x) and height (y); positive = right/down.",
+    params=(
+        Param("x", NUMBER, 0.1, "Horizontal shift as a fraction of the width; d means [-d, d].",
+              low=-1, high=1, symmetric=True),
+        Param("y", NUMBER, 0.1, "Vertical shift as a fraction of the height; d means [-d, d].",
+              low=-1, high=1, symmetric=True),
+        *FILL_PARAMS,
+    ),
+    example="- translate: {x: [-0.2, 0.2], y: 0.1}",
+    sample=lambda draw, rng, shape: {"x": draw("x"), "y": draw("y"), **_fill(draw)},
+    matrix=_translate_matrix,
+    aliases=("shift",),
+))
+
+_register(Op(
+    name="shear",
+    summary="Shear along x and/or y by an angle in degrees, about the centre.",
+    params=(
+        Param("x", NUMBER, 10, "x-shear angle in degrees; d means [-d, d].",
+              low=-89, high=89, symmetric=True),
+        Param("y", NUMBER, 0, "y-shear angle in degrees; d means [-d, d].",
+              low=-89, high=89, symmetric=True),
+        *FILL_PARAMS,
+    ),
+    example="- shear: {x: [-15, 15]}",
+    sample=lambda draw, rng, shape: {"x": draw("x"), "y": draw("y"), **_fill(draw)},
+    matrix=lambda params, shape: geometry.affine_matrix(
+        shape, shear_x=params["x"], shear_y=params["y"]),
+))
+
+
+def _sample_affine(draw, rng, shape):
+    scale = draw("scale")
+    return {
+        "rotate": draw("rotate"),
+        "shear": draw("shear"),
+        "translate_x": draw("translate"),
+        "translate_y": draw("translate"),
+        "scale": scale,
+        **_fill(draw),
+    }
+
+
+def _affine_matrix(params, shape):
+    height, width = shape[:2]
+    return geometry.affine_matrix(
+        shape,
+        rotate=params["rotate"],
+        shear_x=params["shear"],
+        scale_x=params["scale"],
+        scale_y=params["scale"],
+        translate_x=params["translate_x"] * width,
+        translate_y=params["translate_y"] * height,
+    )
+
+
+_register(Op(
+    name="affine",
+    summary="Scale, shear, rotate and shift in one resampling (imgaug's Affine order).",
+    params=(
+        Param("rotate", NUMBER, 0, "Rotation in degrees (positive = clockwise); d means [-d, d].",
+              low=-360, high=360, symmetric=True),
+        Param("shear", NUMBER, 0, "x-shear in degrees; d means [-d, d].",
+              low=-89, high=89, symmetric=True),
+        Param("translate", NUMBER, 0, "Shift as a fraction of the size, drawn separately for "
+              "x and y; d means [-d, d].", low=-1, high=1, symmetric=True),
+        Param("scale", NUMBER, 1.0, "Zoom factor about the centre (>1 enlarges).",
+              low=0.01, high=100),
+        *FILL_PARAMS,
+    ),
+    example="- affine: {rotate: [-15, 15], shear: [-10, 10], translate: [-0.1, 0.1], "
+            "scale: [0.9, 1.1]}",
+    sample=_sample_affine,
+    matrix=_affine_matrix,
+))
+
+
+# --- pixel ops ---------------------------------------------------------------
+
+def _sample_dropout(draw, rng, shape):
+    return {"p": draw("p"), "per_channel": draw("per_channel"),
+            "mask_seed": int(rng.integers(2**31))}
+
+
+def _apply_dropout(image: np.ndarray, params) -> np.ndarray:
+    """Set a random fraction p of pixels to 0 (alpha is left alone)."""
+    p = params["p"]
+    if p <= 0:
+        return image
+    mask_rng = np.random.default_rng(params["mask_seed"])
+    height, width = image.shape[:2]
+    colour_channels = _colour_channels(image)
+    out = image.copy()
+    if params["per_channel"] and colour_channels > 1:
+        mask = mask_rng.random((height, width, colour_channels), dtype=np.float32) < p
+        out[..., :colour_channels][mask] = 0
+    else:
+        mask = mask_rng.random((height, width), dtype=np.float32) < p
+        if image.ndim == 2:
+            out[mask] = 0
+        else:
+            out[mask, :colour_channels] = 0
+    return out
+
+
+def _colour_channels(image: np.ndarray) -> int:
+    """Channels that carry colour: alpha (the 2nd of LA, the 4th of RGBA) is excluded."""
+    if image.ndim == 2:
+        return 1
+    return {2: 1, 4: 3}.get(image.shape[2], image.shape[2])
+
+
+_register(Op(
+    name="dropout",
+    summary="Pixel dropout noise: set a fraction p of pixels to black (imgaug's Dropout).",
+    params=(
+        Param("p", PROBABILITY, 0.05, "Fraction of pixels to drop.", low=0, high=1),
+        Param("per_channel", BOOL, False, "Drop channels independently (coloured speckles).",
+              random=False),
+    ),
+    example="- dropout: {p: {sweep: [0.3, 0.4, 0.5]}}",
+    sample=_sample_dropout,
+    apply=_apply_dropout,
+    aliases=("pixel_dropout",),
+))
+
+
+def _apply_gaussian_blur(image, params):
+    from . import engine
+
+    return engine.gaussian_blur(image, params["sigma"])
+
+
+_register(Op(
+    name="gaussian_blur",
+    summary="Gaussian blur with standard deviation sigma in pixels (imgaug's GaussianBlur).",
+    params=(Param("sigma", NUMBER, [0, 1.0], "Blur sigma in pixels (0 = no blur).",
+                  low=0, high=50),),
+    example="- gaussian_blur: {sigma: [0, 1.5]}",
+    apply=_apply_gaussian_blur,
+    aliases=("blur",),
+))

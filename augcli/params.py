@@ -1,0 +1,201 @@
+"""Typed op parameters: how a recipe value is read, validated and sampled.
+
+A recipe value becomes one of four small, picklable distributions:
+
+* a number                 -> ``Const``   (or ``Uniform(-d, d)`` for symmetric params)
+* ``[lo, hi]``             -> ``Uniform`` (integers for ``int`` params)
+* ``{choice: [a, b, ...]}`` -> ``Choice``  (one picked at random per output)
+* ``{sweep: [a, b, ...]}``  -> ``Sweep``   (one output per value, in order;
+  the planner replaces it by a ``Const`` before sampling)
+
+Parsing never raises on the first problem: it appends messages that name the
+key path, so a recipe with five mistakes reports five lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Const:
+    value: Any
+
+    def sample(self, rng):
+        return self.value
+
+
+@dataclass(frozen=True)
+class Uniform:
+    low: float
+    high: float
+    integer: bool = False
+
+    def sample(self, rng):
+        if self.integer:
+            return int(rng.integers(self.low, self.high + 1))
+        return float(rng.uniform(self.low, self.high))
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple
+
+    def sample(self, rng):
+        return self.values[int(rng.integers(len(self.values)))]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    values: tuple
+
+    def sample(self, rng):  # pragma: no cover - the planner resolves sweeps first
+        raise RuntimeError("a sweep must be resolved to a constant before sampling")
+
+
+NUMBER = "number"
+INT = "int"
+PROBABILITY = "probability"
+BOOL = "bool"
+ENUM = "enum"
+NUMBER_OR_LIST = "number or list"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an op: its type, allowed range, default and docs.
+
+    ``symmetric``: a bare number ``d`` means the range ``[-d, d]`` (rotation
+    degrees, shift fractions): the shorthand Keras and torchvision users know.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    symmetric: bool = False
+    choices: tuple = ()
+    random: bool = True  # False: only a fixed value makes sense (fill mode, flags)
+
+    def describe_type(self) -> str:
+        if self.kind == ENUM:
+            return "|".join(self.choices)
+        if self.kind == BOOL:
+            return "true|false"
+        if self.kind == NUMBER_OR_LIST:
+            return "number or list of numbers"
+        bounds = ""
+        if self.low is not None or self.high is not None:
+            low = "-inf" if self.low is None else _fmt(self.low)
+            high = "inf" if self.high is None else _fmt(self.high)
+            bounds = f" in [{low}, {high}]"
+        noun = {INT: "integer", PROBABILITY: "probability"}.get(self.kind, "number")
+        if not self.random:
+            return noun + bounds
+        shorthand = f"d means [-d, d]" if self.symmetric else "fixed"
+        return f"{noun}{bounds}: value ({shorthand}), [lo, hi], {{choice: [...]}} or {{sweep: [...]}}"
+
+
+def _fmt(number) -> str:
+    return f"{number:g}"
+
+
+@dataclass
+class Problems:
+    """Collects validation messages, each prefixed with its key path."""
+
+    messages: list = field(default_factory=list)
+
+    def add(self, path: str, message: str) -> None:
+        self.messages.append(f"{path}: {message}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_scalar(param: Param, value, path: str, problems: Problems) -> bool:
+    """Check one concrete value against the param's type and bounds."""
+    if param.kind == BOOL:
+        if not isinstance(value, bool):
+            problems.add(path, f"expected true or false, got {value!r}")
+            return False
+        return True
+    if param.kind == ENUM:
+        if value not in param.choices:
+            problems.add(path, f"expected one of {', '.join(param.choices)}, got {value!r}")
+            return False
+        return True
+    if param.kind == NUMBER_OR_LIST:
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(_is_number(item) for item in items):
+            problems.add(path, f"expected a number or a list of numbers, got {value!r}")
+            return False
+        return True
+    if not _is_number(value):
+        problems.add(path, f"expected {param.describe_type()}, got {value!r}")
+        return False
+    if param.kind == INT and not float(value).is_integer():
+        problems.add(path, f"expected an integer, got {value!r}")
+        return False
+    if param.low is not None and value < param.low or param.high is not None and value > param.high:
+        low = "-inf" if param.low is None else _fmt(param.low)
+        high = "inf" if param.high is None else _fmt(param.high)
+        problems.add(path, f"{value!r} is out of range [{low}, {high}]")
+        return False
+    return True
+
+
+def _normalize(param: Param, value):
+    if param.kind == INT:
+        return int(value)
+    if param.kind in (NUMBER, PROBABILITY):
+        return float(value)
+    if param.kind == NUMBER_OR_LIST and isinstance(value, list):
+        return tuple(float(item) for item in value)
+    if param.kind == NUMBER_OR_LIST:
+        return float(value)
+    return value
+
+
+def parse_value(param: Param, value, path: str, problems: Problems):
+    """Turn a recipe value into a distribution, or record why it cannot be one."""
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in ("choice", "sweep"):
+            problems.add(path, f"expected a value, [lo, hi], {{choice: [...]}} or {{sweep: [...]}}, got {value!r}")
+            return None
+        (form, items), = value.items()
+        if not isinstance(items, list) or not items:
+            problems.add(f"{path}.{form}", f"expected a non-empty list of values, got {items!r}")
+            return None
+        good = all(_check_scalar(param, item, f"{path}.{form}[{i}]", problems) for i, item in enumerate(items))
+        if not good:
+            return None
+        normalized = tuple(_normalize(param, item) for item in items)
+        return Sweep(normalized) if form == "sweep" else Choice(normalized)
+    if isinstance(value, list) and param.kind != NUMBER_OR_LIST:
+        if not param.random or param.kind in (BOOL, ENUM):
+            problems.add(path, f"expected {param.describe_type()}, got a list {value!r}")
+            return None
+        if len(value) != 2:
+            problems.add(path, f"expected [lo, hi] (two numbers), got {value!r}")
+            return None
+        if not all(_check_scalar(param, item, path, problems) for item in value):
+            return None
+        low, high = value
+        if low > high:
+            problems.add(path, f"expected lo <= hi, got [{low}, {high}]")
+            return None
+        return Uniform(_normalize(param, low), _normalize(param, high), integer=param.kind == INT)
+    if not _check_scalar(param, value, path, problems):
+        return None
+    if param.symmetric and param.random:
+        magnitude = abs(_normalize(param, value))
+        candidate = Uniform(-magnitude, magnitude, integer=param.kind == INT)
+        if not _check_scalar(param, -magnitude, path, problems):
+            return None
+        return candidate
+    return Const(_normalize(param, value))

@@ -1,0 +1,363 @@
+"""Recipe files: YAML -> validated, frozen, picklable dataclasses.
+
+Validation collects every problem before any work starts, and each message
+names its key path (``variants.mixed.ops[2].rotate.degrees: ...``) and, for a
+misspelt name, the closest valid one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from . import ops as catalog
+from .errors import RecipeError
+from .params import INT, PROBABILITY, Const, Param, Problems, Sweep, parse_value
+
+OUTPUT_FORMATS = ("jpg", "png", "bmp", "tif", "webp", "gif")
+_FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
+DEFAULT_JPEG_QUALITY = 95
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+@dataclass(frozen=True)
+class OpNode:
+    """One op with its parameter distributions (``args``: name -> distribution)."""
+
+    op: str
+    args: dict
+
+
+@dataclass(frozen=True)
+class Sometimes:
+    p: object
+    then: tuple
+    otherwise: tuple = ()
+
+
+@dataclass(frozen=True)
+class OneOf:
+    ops: tuple
+
+
+@dataclass(frozen=True)
+class SomeOf:
+    n: object
+    ops: tuple
+    random_order: bool = False
+
+
+@dataclass(frozen=True)
+class Sequence:
+    ops: tuple
+    random_order: bool = False
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    copies: int
+    ops: tuple
+
+    def expand(self):
+        """Yield one op tree per output: every sweep combination, ``copies`` times each.
+
+        Sweeps combine as a grid in the order they appear in the recipe; the
+        output index runs over the grid first, then over copies.
+        """
+        sweeps = list(_find_sweeps(self.ops))
+        for combination in itertools.product(*(s.values for s in sweeps)):
+            resolved = _replace_sweeps(self.ops, iter(combination))
+            for _ in range(self.copies):
+                yield resolved
+
+    @property
+    def outputs_per_source(self) -> int:
+        count = self.copies
+        for sweep in _find_sweeps(self.ops):
+            count *= len(sweep.values)
+        return count
+
+
+@dataclass(frozen=True)
+class Recipe:
+    variants: tuple
+    input: Path | None = None
+    output: Path | None = None
+    seed: int = 0
+    include_original: bool = False
+    format: str | None = None
+    quality: int = DEFAULT_JPEG_QUALITY
+    workers: int | None = None
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies everything that decides output bytes (not paths or worker count)."""
+        decisive = {key: self.raw.get(key) for key in ("variants", "format", "quality",
+                                                       "include_original")}
+        decisive["seed"] = self.seed
+        text = json.dumps(decisive, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def with_overrides(self, **overrides) -> "Recipe":
+        """Return a copy with the non-None overrides applied (CLI flags beat the file)."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return replace(self, **given)
+
+
+# --- loading -----------------------------------------------------------------
+
+_TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality", "workers",
+             "variants")
+_VARIANT_KEYS = ("copies", "ops")
+_COMBINATORS = ("sometimes", "one_of", "some_of", "sequence")
+
+
+def load_recipe(path) -> Recipe:
+    """Read and validate a recipe file; relative paths resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError([f"{path}: no such recipe file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError([f"{path}: cannot read the recipe ({exc})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError([f"{path}: not valid YAML ({exc})"]) from None
+    return parse_recipe(data, base_dir=path.parent)
+
+
+def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
+    """Validate recipe data (already parsed YAML); raise RecipeError listing every problem."""
+    problems = Problems()
+    if not isinstance(data, dict):
+        raise RecipeError([f"expected a mapping of recipe keys at the top, got {data!r}"])
+    _check_keys(data, _TOP_KEYS, "", problems)
+
+    def resolve(key):
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            problems.add(key, f"expected a folder path, got {value!r}")
+            return None
+        folder = Path(value).expanduser()
+        return folder if folder.is_absolute() or base_dir is None else base_dir / folder
+
+    recipe = Recipe(
+        input=resolve("input"),
+        output=resolve("output"),
+        seed=_read_int(data, "seed", 0, problems, low=0),
+        include_original=_read_bool(data, "include_original", False, problems),
+        format=_read_format(data, problems),
+        quality=_read_int(data, "quality", DEFAULT_JPEG_QUALITY, problems, low=1, high=100),
+        workers=_read_int(data, "workers", None, problems, low=1),
+        variants=_read_variants(data.get("variants"), problems),
+        raw=data,
+    )
+    if problems.messages:
+        raise RecipeError(problems.messages)
+    return recipe
+
+
+def _check_keys(mapping: dict, allowed, path: str, problems: Problems) -> None:
+    for key in mapping:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            problems.add(where, f"unknown key{_suggest(str(key), allowed)}; "
+                                f"expected one of {', '.join(allowed)}")
+
+
+def _suggest(name: str, candidates) -> str:
+    close = catalog.closest_names(name, candidates)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _read_int(data, key, default, problems, low=None, high=None):
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(key, f"expected an integer, got {value!r}")
+        return default
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        problems.add(key, f"expected an integer {bounds}, got {value}")
+        return default
+    return value
+
+
+def _read_bool(data, key, default, problems):
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        problems.add(key, f"expected true or false, got {value!r}")
+        return default
+    return value
+
+
+def _read_format(data, problems):
+    value = data.get("format")
+    if value is None:
+        return None
+    name = _FORMAT_ALIASES.get(str(value).lower().lstrip("."), str(value).lower().lstrip("."))
+    if name not in OUTPUT_FORMATS:
+        problems.add("format", f"expected one of {', '.join(OUTPUT_FORMATS)} "
+                               f"(or leave it out to keep each source's format), got {value!r}")
+        return None
+    return name
+
+
+def _read_variants(value, problems: Problems) -> tuple:
+    if not isinstance(value, dict) or not value:
+        problems.add("variants", "expected a mapping of variant names to {copies, ops}, "
+                                 f"got {value!r}")
+        return ()
+    variants = []
+    for name, body in value.items():
+        path = f"variants.{name}"
+        if not isinstance(name, str) or not name or not set(name) <= NAME_CHARS:
+            problems.add(path, "a variant name becomes part of file names: use letters, digits "
+                               "and '-' only")
+            continue
+        if not isinstance(body, dict):
+            problems.add(path, f"expected a mapping with 'ops' (and optional 'copies'), got {body!r}")
+            continue
+        _check_keys(body, _VARIANT_KEYS, path, problems)
+        copies = body.get("copies", 1)
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            problems.add(f"{path}.copies", f"expected an integer >= 1, got {copies!r}")
+            copies = 1
+        ops_value = body.get("ops")
+        if not isinstance(ops_value, list) or not ops_value:
+            problems.add(f"{path}.ops", f"expected a non-empty list of ops, got {ops_value!r}")
+            continue
+        variants.append(Variant(name, copies, _read_op_list(ops_value, f"{path}.ops", problems)))
+    return tuple(variants)
+
+
+def _read_op_list(items, path: str, problems: Problems) -> tuple:
+    if not isinstance(items, list) or not items:
+        problems.add(path, f"expected a non-empty list of ops, got {items!r}")
+        return ()
+    nodes = (_read_op(item, f"{path}[{i}]", problems) for i, item in enumerate(items))
+    return tuple(node for node in nodes if node is not None)
+
+
+def _read_op(item, path: str, problems: Problems):
+    """One list entry: ``name``, ``{name: {params}}`` or ``{combinator: ...}``."""
+    if isinstance(item, str):
+        name, body = item, None
+    elif isinstance(item, dict) and len(item) == 1:
+        (name, body), = item.items()
+    else:
+        problems.add(path, f"expected one op as 'name' or {{name: {{params}}}}, got {item!r}")
+        return None
+    name = str(name)
+    if name in _COMBINATORS:
+        return _read_combinator(name, body, f"{path}.{name}", problems)
+    op = catalog.lookup(name)
+    if op is None:
+        problems.add(f"{path}", f"unknown op '{name}'"
+                                f"{_suggest(name, [*catalog.all_names(), *_COMBINATORS])}; "
+                                "run 'augcli ops' for the list")
+        return None
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        problems.add(f"{path}.{name}", f"expected a mapping of parameters, got {body!r}")
+        return None
+    _check_keys(body, [p.name for p in op.params], f"{path}.{name}", problems)
+    args = {}
+    for param in op.params:
+        value = body.get(param.name, param.default)
+        dist = parse_value(param, value, f"{path}.{name}.{param.name}", problems)
+        if dist is not None:
+            args[param.name] = dist
+    return OpNode(op.name, args)
+
+
+_P_PARAM = Param("p", PROBABILITY, 0.5, "Probability.", low=0, high=1)
+_N_PARAM = Param("n", INT, 1, "How many.", low=0)
+
+
+def _read_combinator(name: str, body, path: str, problems: Problems):
+    if isinstance(body, list) and name in ("one_of", "sequence"):
+        body = {"ops": body}
+    if not isinstance(body, dict):
+        problems.add(path, f"expected a mapping with 'ops', got {body!r}")
+        return None
+    allowed = {
+        "sometimes": ("p", "ops", "else"),
+        "one_of": ("ops",),
+        "some_of": ("n", "ops", "random_order"),
+        "sequence": ("ops", "random_order"),
+    }[name]
+    _check_keys(body, allowed, path, problems)
+    children = _read_op_list(body.get("ops"), f"{path}.ops", problems)
+    random_order = body.get("random_order", False)
+    if not isinstance(random_order, bool):
+        problems.add(f"{path}.random_order", f"expected true or false, got {random_order!r}")
+        random_order = False
+    if name == "sometimes":
+        p = parse_value(_P_PARAM, body.get("p", 0.5), f"{path}.p", problems)
+        otherwise = _read_op_list(body["else"], f"{path}.else", problems) if "else" in body else ()
+        return Sometimes(p, children, otherwise)
+    if name == "one_of":
+        return OneOf(children)
+    if name == "some_of":
+        n = parse_value(_N_PARAM, body.get("n", 1), f"{path}.n", problems)
+        return SomeOf(n, children, random_order)
+    return Sequence(children, random_order)
+
+
+# --- sweeps --------------------------------------------------------------------
+
+def _children(node):
+    if isinstance(node, Sometimes):
+        return (*node.then, *node.otherwise)
+    if isinstance(node, (OneOf, SomeOf, Sequence)):
+        return node.ops
+    return ()
+
+
+def _find_sweeps(nodes):
+    for node in nodes:
+        if isinstance(node, OpNode):
+            yield from (dist for dist in node.args.values() if isinstance(dist, Sweep))
+        for dist in (getattr(node, "p", None), getattr(node, "n", None)):
+            if isinstance(dist, Sweep):
+                yield dist
+        yield from _find_sweeps(_children(node))
+
+
+def _resolve(dist, chosen):
+    return Const(next(chosen)) if isinstance(dist, Sweep) else dist
+
+
+def _replace_sweeps(nodes, chosen) -> tuple:
+    """Copy of the tree with each sweep (in ``_find_sweeps`` order) set to its chosen value."""
+    result = []
+    for node in nodes:
+        if isinstance(node, OpNode):
+            node = OpNode(node.op, {k: _resolve(v, chosen) for k, v in node.args.items()})
+        elif isinstance(node, Sometimes):
+            p = _resolve(node.p, chosen)
+            node = Sometimes(p, _replace_sweeps(node.then, chosen),
+                             _replace_sweeps(node.otherwise, chosen))
+        elif isinstance(node, SomeOf):
+            n = _resolve(node.n, chosen)
+            node = SomeOf(n, _replace_sweeps(node.ops, chosen), node.random_order)
+        elif isinstance(node, OneOf):
+            node = OneOf(_replace_sweeps(node.ops, chosen))
+        elif isinstance(node, Sequence):
+            node = Sequence(_replace_sweeps(node.ops, chosen), node.random_order)
+        result.append(node)
+    return tuple(result)

@@ -1,0 +1,336 @@
+"""Plan a run, execute it on a process pool, and report what happened.
+
+Data flows one way: scan -> plan (one frozen ``SourceTask`` per source, one
+``OutputPlan`` per output, each with its own seed) -> workers (decode once,
+sample, apply, encode, atomic write) -> parent (progress, manifest, report).
+Workers receive plain data and return plain data; only the parent writes the
+manifest and counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import io
+from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
+from .pipeline import apply_steps, sample_steps
+from .recipe import Recipe, load_recipe
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+# --- plan ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """One file to write. ``variant`` is None for a copy of the original."""
+
+    relative: str
+    variant: str | None
+    index: int
+    seed: int
+    ops: tuple = ()
+
+
+@dataclass(frozen=True)
+class SourceTask:
+    """Everything a worker needs for one source image: plain, picklable data."""
+
+    source: Path
+    relative: str
+    output_dir: Path
+    outputs: tuple
+    format: str | None
+    quality: int
+    max_pixels: int = io.DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    input_dir: Path
+    output_dir: Path
+    tasks: list
+    ignored: list  # files in the input folder that are not images
+
+    @property
+    def total_outputs(self) -> int:
+        return sum(len(task.outputs) for task in self.tasks)
+
+
+def derive_seed(recipe_seed: int, relative: str, variant: str, index: int) -> int:
+    """A stable 63-bit seed per output: the same on every machine, run and worker."""
+    key = f"{recipe_seed}\x1f{relative}\x1f{variant}\x1f{index}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+
+
+def output_name(relative: Path, variant: str, index: int, fmt: str | None) -> str:
+    """``cats/tom.jpg`` -> ``cats/tom_noise_1.jpg`` (extension kept unless ``fmt`` is set)."""
+    suffix = f".{fmt}" if fmt else relative.suffix
+    return (relative.parent / f"{relative.stem}_{variant}_{index}{suffix}").as_posix()
+
+
+def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path, Path]:
+    if input_dir is None:
+        raise UsageError("no input folder: set 'input:' in the recipe or pass --input")
+    if output_dir is None:
+        raise UsageError("no output folder: set 'output:' in the recipe or pass --output")
+    if not input_dir.is_dir():
+        raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
+    resolved_in, resolved_out = input_dir.resolve(), output_dir.resolve()
+    if resolved_out == resolved_in or resolved_in in resolved_out.parents:
+        raise UsageError(f"output folder {output_dir} is inside the input folder {input_dir}; "
+                         "choose a folder outside it so outputs never mix with sources")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"output path {output_dir} exists and is not a folder")
+    return input_dir, output_dir
+
+
+def plan_run(recipe: Recipe) -> Plan:
+    """Scan the input folder and decide every output, its name and its seed."""
+    input_dir, output_dir = check_folders(recipe.input, recipe.output)
+    images, others = io.scan(input_dir)
+    if not images:
+        raise UsageError(f"no images found in {input_dir} "
+                         f"(looked for {', '.join(sorted(io.INPUT_EXTENSIONS))})")
+    tasks, claimed = [], {}
+    for relative in images:
+        rel = relative.as_posix()
+        outputs = []
+        if recipe.include_original:
+            name = relative.with_suffix(f".{recipe.format}").as_posix() if recipe.format else rel
+            outputs.append(OutputPlan(name, None, 0, 0))
+        for variant in recipe.variants:
+            for index, tree in enumerate(variant.expand(), start=1):
+                outputs.append(OutputPlan(
+                    output_name(relative, variant.name, index, recipe.format),
+                    variant.name, index, derive_seed(recipe.seed, rel, variant.name, index), tree))
+        for output in outputs:
+            if output.relative in claimed:
+                raise UsageError(f"{claimed[output.relative]} and {rel} would both write "
+                                 f"{output.relative}; rename one of them or drop 'format:'")
+            claimed[output.relative] = rel
+        tasks.append(SourceTask(input_dir / relative, rel, output_dir, tuple(outputs),
+                                recipe.format, recipe.quality))
+    return Plan(recipe, input_dir, output_dir, tasks, others)
+
+
+# --- worker --------------------------------------------------------------------
+
+@dataclass
+class SourceResult:
+    relative: str
+    records: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # (path, reason)
+    decoded: bool = False
+
+
+def process_source(task: SourceTask) -> SourceResult:
+    """Decode one source once and write all of its planned outputs."""
+    result = SourceResult(task.relative)
+    try:
+        image = io.read_image(task.source, task.max_pixels)
+    except ImageReadError as exc:
+        result.failures.append((task.relative, exc.reason))
+        return result
+    result.decoded = True
+    source_format = io.format_of(task.source)
+    for output in task.outputs:
+        destination = task.output_dir / output.relative
+        fmt = task.format or source_format
+        record = {"output": output.relative, "source": task.relative,
+                  "variant": output.variant, "index": output.index}
+        try:
+            if output.variant is None:
+                if fmt == source_format:
+                    io.copy_atomic(task.source, destination)
+                else:
+                    io.write_atomic(destination, io.encode(image, fmt, task.quality))
+                record["copy"] = True
+            else:
+                rng = np.random.default_rng(output.seed)
+                steps = sample_steps(output.ops, rng, image.shape)
+                augmented = apply_steps(image, steps)
+                io.write_atomic(destination, io.encode(augmented, fmt, task.quality))
+                record["seed"] = output.seed
+                record["ops"] = [step.as_record() for step in steps]
+        except (OSError, ValueError) as exc:
+            result.failures.append((output.relative, f"cannot write ({exc})"))
+            continue
+        result.records.append(record)
+    return result
+
+
+# --- manifest ------------------------------------------------------------------
+
+def read_manifest(output_dir: Path) -> list:
+    """Records of an earlier run; a torn last line (killed run) is ignored."""
+    path = output_dir / MANIFEST_NAME
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _write_manifest(output_dir: Path, records) -> None:
+    ordered = sorted(records, key=lambda record: record["output"])
+    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in ordered)
+    io.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
+
+
+def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool) -> dict:
+    """Records of outputs already finished by an earlier run of this same recipe.
+
+    Refuses to mix: outputs of a different recipe or seed, or files the plan
+    would overwrite that no manifest accounts for, need ``--overwrite``.
+    """
+    records = read_manifest(plan.output_dir)
+    if overwrite:
+        planned = {output.relative for task in plan.tasks for output in task.outputs}
+        for record in records:  # outputs of the old recipe that the new one won't rewrite
+            if record.get("output") not in planned:
+                (plan.output_dir / record["output"]).unlink(missing_ok=True)
+        return {}
+    foreign = {r.get("recipe") for r in records} - {fingerprint}
+    if foreign:
+        raise UsageError(f"{plan.output_dir} holds outputs of a different recipe or seed; "
+                         "rerun with --overwrite to replace them, or choose another output folder")
+    finished = {record["output"]: record for record in records
+                if (plan.output_dir / record["output"]).exists()}
+    if not records:
+        clashes = [output.relative for task in plan.tasks for output in task.outputs
+                   if (plan.output_dir / output.relative).exists()]
+        if clashes:
+            raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
+                             f"would write (e.g. {clashes[0]}) and no manifest says where they "
+                             "came from; rerun with --overwrite to replace them")
+    return finished
+
+
+# --- run -----------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """Counts of one run; owns the exit code."""
+
+    images_read: int = 0
+    written: int = 0
+    skipped: int = 0
+    failures: list = field(default_factory=list)
+    ignored: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SOME_FAILED if self.failures else EXIT_OK
+
+    def summary(self) -> str:
+        return (f"{self.images_read} images read, {self.written} outputs written, "
+                f"{self.skipped} skipped (already done), {len(self.failures)} failed, "
+                f"{self.seconds:.1f} s")
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_recipe(recipe, input=None, output=None, seed=None) -> Recipe:
+    """Load a recipe (a path or a ``Recipe``) and apply the caller's overrides."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    return recipe.with_overrides(input=_path(input), output=_path(output), seed=seed)
+
+
+def run_recipe(recipe, *, input=None, output=None, seed=None, workers=None,
+               overwrite=False, progress=False, notify=None) -> Report:
+    """Run a recipe (a path or a ``Recipe``) and return the ``Report``.
+
+    ``input``, ``output`` and ``seed`` override the recipe. ``notify`` receives
+    one line per failed input as it happens. This is what ``augcli run`` calls.
+    """
+    started = time.perf_counter()
+    recipe = resolve_recipe(recipe, input=input, output=output, seed=seed)
+    plan = plan_run(recipe)
+    fingerprint = recipe.fingerprint
+    finished = _previous_outputs(plan, fingerprint, overwrite)
+    report = Report(ignored=plan.ignored)
+
+    tasks = []
+    for task in plan.tasks:
+        todo = tuple(o for o in task.outputs if o.relative not in finished)
+        report.skipped += len(task.outputs) - len(todo)
+        if todo:
+            tasks.append(SourceTask(task.source, task.relative, task.output_dir, todo,
+                                    task.format, task.quality, task.max_pixels))
+    records = dict(finished)
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    _write_manifest(plan.output_dir, records.values())
+
+    workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
+    bar = _progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
+    try:
+        with open(plan.output_dir / MANIFEST_NAME, "a", encoding="utf-8") as manifest:
+            for result in _execute(tasks, workers):
+                report.images_read += result.decoded
+                for record in result.records:
+                    record["recipe"] = fingerprint
+                    records[record["output"]] = record
+                    manifest.write(json.dumps(record, ensure_ascii=False) + "\n")
+                manifest.flush()
+                report.written += len(result.records)
+                for path, reason in result.failures:
+                    report.failures.append((path, reason))
+                    if notify:
+                        notify(f"{path}: {reason}")
+                bar.update(len(result.records) + len(result.failures))
+    finally:
+        bar.close()
+        _write_manifest(plan.output_dir, records.values())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _path(value):
+    return None if value is None else Path(value)
+
+
+def _execute(tasks, workers: int):
+    """Yield a SourceResult per task: in-process for one worker, else a process pool."""
+    if workers == 1:
+        yield from map(process_source, tasks)
+        return
+    # spawn: workers start clean (no inherited threads or locks) on every platform.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(process_source, task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _progress_bar(total: int, enabled: bool):
+    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
+                disable=not enabled or not sys.stderr.isatty())
+
