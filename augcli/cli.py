@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import AugcliError
+from .errors import EXIT_USAGE, AugcliError
 
 
 class _Group(click.Group):
@@ -25,6 +25,14 @@ class _Group(click.Group):
         except AugcliError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except ImportError as exc:
+            if "libGL" not in str(exc):
+                raise
+            click.echo(f"Error: OpenCV cannot load ({exc}). This machine has no libGL: "
+                       "keep only the headless OpenCV wheel with\n  pip uninstall -y "
+                       "opencv-python opencv-python-headless && pip install "
+                       "opencv-python-headless", err=True)
+            ctx.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             click.echo("Interrupted. Finished outputs are kept; rerun the same command to "
                        "make the rest.", err=True)
