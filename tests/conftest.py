@@ -1,0 +1,72 @@
+"""Fixtures: real image files of many formats, made on the fly."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def photo_like(height=48, width=64, seed=0) -> np.ndarray:
+    """A smooth RGB image with texture: gradients plus blurred noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width * 200, y / height * 200, (x + y) % 97 * 2.0], axis=-1)
+    noise = rng.normal(0, 25, (height, width, 3))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def save(path: Path, array: np.ndarray, **options) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **options)
+    return path
+
+
+def write_recipe(folder: Path, body: str, name="recipe.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def image():
+    return photo_like()
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """An input folder with two class subfolders and several formats.
+
+    Returns the input folder; ``tmp_path`` is free for recipes and outputs.
+    """
+    folder = tmp_path / "in"
+    save(folder / "cats" / "tom.jpg", photo_like(seed=1), quality=95)
+    save(folder / "cats" / "felix.png", photo_like(seed=2))
+    save(folder / "dogs" / "rex.bmp", photo_like(seed=3))
+    save(folder / "dogs" / "fido.webp", photo_like(seed=4), lossless=True)
+    return folder
+
+
+SIMPLE_RECIPE = """\
+    input: in
+    output: out
+    seed: 7
+    variants:
+      noise:
+        ops:
+          - dropout: {p: {sweep: [0.1, 0.2]}}
+      mixed:
+        copies: 2
+        ops:
+          - fliplr: {p: 0.5}
+          - affine: {rotate: [-15, 15], shear: [-5, 5], translate: [-0.1, 0.1]}
+          - sometimes: {p: 0.5, ops: [{gaussian_blur: {sigma: [0, 1]}}]}
+"""
+
+
+@pytest.fixture
+def simple_recipe(tmp_path, dataset):
+    return write_recipe(tmp_path, SIMPLE_RECIPE)
