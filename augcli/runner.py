@@ -286,10 +286,10 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, workers=None,
     _write_manifest(plan.output_dir, records.values())
 
     workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
-    bar = _progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
+    bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
     try:
         with open(plan.output_dir / MANIFEST_NAME, "a", encoding="utf-8") as manifest:
-            for result in _execute(tasks, workers):
+            for result in map_in_workers(process_source, tasks, workers):
                 report.images_read += result.decoded
                 for record in result.records:
                     record["recipe"] = fingerprint
@@ -313,14 +313,18 @@ def _path(value):
     return None if value is None else Path(value)
 
 
-def _execute(tasks, workers: int):
-    """Yield a SourceResult per task: in-process for one worker, else a process pool."""
+def map_in_workers(function, tasks, workers: int):
+    """Yield ``function(task)`` for each task, in completion order.
+
+    One worker runs in-process (easy to debug and profile); more use a process
+    pool. ``function`` must be a module-level function and tasks picklable.
+    """
     if workers == 1:
-        yield from map(process_source, tasks)
+        yield from map(function, tasks)
         return
     # spawn: workers start clean (no inherited threads or locks) on every platform.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(process_source, task) for task in tasks]
+        futures = [pool.submit(function, task) for task in tasks]
         try:
             for future in as_completed(futures):
                 yield future.result()
@@ -330,7 +334,8 @@ def _execute(tasks, workers: int):
             raise
 
 
-def _progress_bar(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool):
+    """A tqdm bar on stderr, shown only when enabled and stderr is a terminal."""
     return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
                 disable=not enabled or not sys.stderr.isatty())
 
