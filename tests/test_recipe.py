@@ -1,0 +1,138 @@
+"""Recipe validation: every problem found at once, with key paths and suggestions."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augcli.errors import RecipeError
+from augcli.params import Choice, Const, Uniform
+from augcli.recipe import OneOf, Sometimes, load_recipe, parse_recipe
+
+
+def parse(text: str):
+    return parse_recipe(yaml.safe_load(text), base_dir=Path("/base"))
+
+
+def problems_of(text: str) -> list:
+    with pytest.raises(RecipeError) as caught:
+        parse(text)
+    return caught.value.problems
+
+
+def test_card_recipe_parses_into_the_expected_distributions():
+    recipe = parse("""
+        input: imgs
+        output: /abs/out
+        seed: 3
+        variants:
+          rotate:
+            copies: 3
+            ops:
+              - rotate: {degrees: 20}
+              - fliplr
+              - one_of: [{flipud: {p: 1}}, {dropout: {p: {choice: [0.1, 0.2]}}}]
+    """)
+    assert recipe.input == Path("/base/imgs") and recipe.output == Path("/abs/out")
+    assert recipe.seed == 3
+    (variant,) = recipe.variants
+    assert variant.copies == 3
+    rotate, fliplr, one_of = variant.ops
+    assert rotate.args["degrees"] == Uniform(-20.0, 20.0)  # bare d means [-d, d]
+    assert fliplr.args["p"] == Const(0.5)  # default
+    assert isinstance(one_of, OneOf)
+    assert one_of.ops[1].args["p"] == Choice((0.1, 0.2))
+
+
+def test_aliases_resolve_to_the_canonical_op():
+    recipe = parse("variants: {a: {ops: [hflip, {shift: {x: 0.2}}]}}")
+    assert [node.op for node in recipe.variants[0].ops] == ["fliplr", "translate"]
+
+
+def test_every_problem_is_reported_with_its_key_path():
+    problems = problems_of("""
+        seed: -1
+        colour: red
+        variants:
+          mixed:
+            copies: 0
+            ops:
+              - flipr: {p: 0.5}
+              - affine: {rotate: [20, -20], sheer: 3}
+              - sometimes: {p: 1.5, ops: [{gaussian_blur: {sigma: abc}}]}
+              - dropout: {p: [0.1, 0.2, 0.3]}
+    """)
+    text = "\n".join(problems)
+    assert "seed: expected an integer >= 0, got -1" in text
+    assert "colour: unknown key" in text
+    assert "variants.mixed.copies: expected an integer >= 1, got 0" in text
+    assert "variants.mixed.ops[0]: unknown op 'flipr' (did you mean 'fliplr'?)" in text
+    assert "variants.mixed.ops[1].affine.rotate: expected lo <= hi" in text
+    assert "variants.mixed.ops[1].affine.sheer: unknown key (did you mean 'shear'?)" in text
+    assert "variants.mixed.ops[2].sometimes.p: 1.5 is out of range [0, 1]" in text
+    assert "variants.mixed.ops[2].sometimes.ops[0].gaussian_blur.sigma: expected" in text
+    assert "variants.mixed.ops[3].dropout.p: expected [lo, hi] (two numbers)" in text
+    assert len(problems) == 9
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("variants: {}", "variants: expected a mapping"),
+    ("variants: {a: {copies: 2}}", "variants.a.ops: expected a non-empty list"),
+    ("variants: {'a b': {ops: [fliplr]}}", "variants.a b: a variant name becomes part"),
+    ("format: heic\nvariants: {a: {ops: [fliplr]}}", "format: expected one of jpg"),
+    ("quality: 101\nvariants: {a: {ops: [fliplr]}}", "quality: expected an integer in [1, 100]"),
+    ("variants: {a: {ops: [{rotate: {fill: mirror}}]}}",
+     "variants.a.ops[0].rotate.fill: expected one of constant, edge"),
+    ("variants: {a: {ops: [{dropout: {per_channel: [true, false]}}]}}",
+     "variants.a.ops[0].dropout.per_channel: expected true|false, got a list"),
+    ("variants: {a: {ops: [{rotate: {degrees: {sweep: []}}}]}}",
+     "variants.a.ops[0].rotate.degrees.sweep: expected a non-empty list"),
+    ("variants: {a: {ops: [{fliplr: {p: true}}]}}", "variants.a.ops[0].fliplr.p: expected"),
+    ("- just a list", "expected a mapping of recipe keys"),
+])
+def test_single_problems_are_named(text, expected):
+    assert any(expected in problem for problem in problems_of(text))
+
+
+def test_recipe_file_errors_name_the_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(RecipeError, match="nope.yaml: no such recipe file"):
+        load_recipe(missing)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("variants: [unclosed", encoding="utf-8")
+    with pytest.raises(RecipeError, match="broken.yaml: not valid YAML"):
+        load_recipe(broken)
+
+
+def test_sweeps_expand_as_a_grid_then_copies_in_order():
+    recipe = parse("""
+        variants:
+          grid:
+            copies: 2
+            ops:
+              - dropout: {p: {sweep: [0.1, 0.2]}}
+              - sometimes: {p: {sweep: [0, 1]}, ops: [fliplr]}
+    """)
+    variant = recipe.variants[0]
+    trees = list(variant.expand())
+    assert variant.outputs_per_source == len(trees) == 8
+    pairs = [(tree[0].args["p"].value, tree[1].p.value) for tree in trees]
+    assert pairs == [(0.1, 0), (0.1, 0), (0.1, 1), (0.1, 1),
+                     (0.2, 0), (0.2, 0), (0.2, 1), (0.2, 1)]
+    assert isinstance(trees[0][1], Sometimes)
+
+
+def test_fingerprint_follows_what_decides_output_bytes():
+    base = "seed: 1\nvariants: {a: {ops: [fliplr]}}"
+    same_but_paths = "input: x\noutput: y\nworkers: 3\n" + base
+    assert parse(base).fingerprint == parse(same_but_paths).fingerprint
+    assert parse(base).fingerprint != parse(base.replace("seed: 1", "seed: 2")).fingerprint
+    assert parse(base).fingerprint != parse(base.replace("fliplr", "flipud")).fingerprint
+    assert parse(base).fingerprint != parse(base).with_overrides(seed=5).fingerprint
+
+
+def test_parsed_recipes_pickle_for_worker_processes():
+    recipe = parse("variants: {a: {copies: 2, ops: [{affine: {rotate: 10}}, "
+                   "{some_of: {n: [1, 2], ops: [fliplr, flipud]}}]}}")
+    assert pickle.loads(pickle.dumps(recipe)) == recipe
