@@ -1,0 +1,237 @@
+"""End-to-end runs through the library: names, manifest, determinism, resume, failures."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augcli.errors import UsageError
+from augcli.runner import MANIFEST_NAME, derive_seed, plan_run, read_manifest, run_recipe
+from augcli.recipe import load_recipe
+
+from .conftest import photo_like, save, write_recipe
+
+SOURCES = ["cats/felix.png", "cats/tom.jpg", "dogs/fido.webp", "dogs/rex.bmp"]
+
+
+def files_under(folder: Path) -> dict:
+    """Relative path -> bytes, for every image file under folder."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
+
+
+def test_outputs_are_named_after_source_variant_and_index(tmp_path, simple_recipe):
+    report = run_recipe(simple_recipe, workers=1)
+    out = tmp_path / "out"
+    expected = {f"{Path(s).parent}/{Path(s).stem}_{variant}_{i}{Path(s).suffix}"
+                for s in SOURCES for variant in ("noise", "mixed") for i in (1, 2)}
+    assert set(files_under(out)) == expected
+    assert (report.images_read, report.written, report.skipped, report.failures) == (4, 16, 0, [])
+    assert report.exit_code == 0
+    # Each output keeps its source's format and size.
+    with Image.open(out / "dogs/fido_mixed_2.webp") as picture:
+        assert picture.format == "WEBP" and picture.size == (64, 48)
+
+
+def test_manifest_traces_every_output_to_its_source_and_parameters(tmp_path, simple_recipe):
+    run_recipe(simple_recipe, workers=1)
+    records = {r["output"]: r for r in read_manifest(tmp_path / "out")}
+    assert len(records) == 16
+    noise = records["cats/tom_noise_2.jpg"]
+    assert noise["source"] == "cats/tom.jpg" and noise["variant"] == "noise"
+    assert noise["index"] == 2
+    assert noise["seed"] == derive_seed(7, "cats/tom.jpg", "noise", 2)
+    (dropout,) = noise["ops"]
+    assert dropout["dropout"]["p"] == 0.2  # the second swept value
+    mixed = records["dogs/rex_mixed_1.bmp"]["ops"]
+    affine = next(step["affine"] for step in mixed if "affine" in step)
+    assert -15 <= affine["rotate"] <= 15 and -0.1 <= affine["translate_x"] <= 0.1
+
+
+def test_replaying_manifest_parameters_reproduces_the_pixels(tmp_path, simple_recipe):
+    """The recorded ops are enough to recompute an output: it is fully traceable."""
+    from augcli.io import read_image
+    from augcli.pipeline import Step, apply_steps
+
+    run_recipe(simple_recipe, workers=1)
+    record = next(r for r in read_manifest(tmp_path / "out") if r["output"] ==
+                  "cats/felix_mixed_2.png")
+    steps = [Step(*next(iter(step.items()))) for step in record["ops"]]
+    replayed = apply_steps(read_image(tmp_path / "in" / record["source"]), steps)
+    assert np.array_equal(replayed, read_image(tmp_path / "out" / record["output"]))
+
+
+def test_same_seed_gives_identical_bytes_for_one_and_two_workers(tmp_path, simple_recipe):
+    run_recipe(simple_recipe, output=tmp_path / "one", workers=1)
+    run_recipe(simple_recipe, output=tmp_path / "two", workers=2)
+    one, two = files_under(tmp_path / "one"), files_under(tmp_path / "two")
+    assert len(one) == 16 and one == two
+    manifest = (tmp_path / "one" / MANIFEST_NAME).read_bytes()
+    assert manifest == (tmp_path / "two" / MANIFEST_NAME).read_bytes()
+
+
+def test_a_different_seed_gives_different_outputs(tmp_path, simple_recipe):
+    run_recipe(simple_recipe, output=tmp_path / "a", workers=1)
+    run_recipe(simple_recipe, output=tmp_path / "b", workers=1, seed=8)
+    a, b = files_under(tmp_path / "a"), files_under(tmp_path / "b")
+    assert a.keys() == b.keys()
+    assert sum(a[name] != b[name] for name in a) >= 14
+
+
+def test_rerun_after_interruption_finishes_only_the_rest(tmp_path, simple_recipe):
+    run_recipe(simple_recipe, workers=1)
+    out = tmp_path / "out"
+    complete = files_under(out)
+    # Simulate a killed run: some outputs never written, a torn manifest line,
+    # and a stray temp file from the atomic writer.
+    for name in ("cats/tom_mixed_1.jpg", "dogs/rex_noise_2.bmp"):
+        (out / name).unlink()
+    with open(out / MANIFEST_NAME, "a", encoding="utf-8") as manifest:
+        manifest.write('{"output": "cats/tom_mix')
+    untouched = out / "cats/felix_noise_1.png"
+    mtime = untouched.stat().st_mtime_ns
+    report = run_recipe(simple_recipe, workers=1)
+    assert (report.written, report.skipped) == (2, 14)
+    assert files_under(out) == complete
+    assert untouched.stat().st_mtime_ns == mtime
+    assert len(read_manifest(out)) == 16
+
+
+def test_rerun_with_changed_seed_refuses_to_mix_unless_overwrite(tmp_path, simple_recipe):
+    run_recipe(simple_recipe, workers=1)
+    before = files_under(tmp_path / "out")
+    with pytest.raises(UsageError, match="different recipe or seed.*--overwrite"):
+        run_recipe(simple_recipe, workers=1, seed=99)
+    assert files_under(tmp_path / "out") == before
+    report = run_recipe(simple_recipe, workers=1, seed=99, overwrite=True)
+    assert report.written == 16
+    records = read_manifest(tmp_path / "out")
+    assert {r["seed"] for r in records} == {derive_seed(99, r["source"], r["variant"], r["index"])
+                                            for r in records}
+
+
+def test_overwrite_removes_outputs_the_new_recipe_no_longer_makes(tmp_path, dataset):
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants:\n"
+                                    "  a: {copies: 2, ops: [fliplr]}\n")
+    run_recipe(recipe, workers=1)
+    smaller = write_recipe(tmp_path, "input: in\noutput: out\nvariants:\n"
+                                     "  a: {copies: 1, ops: [flipud]}\n", name="smaller.yaml")
+    run_recipe(smaller, workers=1, overwrite=True)
+    names = set(files_under(tmp_path / "out"))
+    assert names == {f"{Path(s).parent}/{Path(s).stem}_a_1{Path(s).suffix}" for s in SOURCES}
+
+
+def test_unaccounted_files_in_the_output_folder_are_not_overwritten(tmp_path, simple_recipe):
+    mine = tmp_path / "out" / "cats" / "tom_noise_1.jpg"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own file")
+    with pytest.raises(UsageError, match="no manifest says where they came from"):
+        run_recipe(simple_recipe, workers=1)
+    assert mine.read_bytes() == b"my own file"
+
+
+def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path, simple_recipe, dataset):
+    (dataset / "cats" / "empty.jpg").write_bytes(b"")
+    (dataset / "cats" / "notes.png").write_text("not a picture", encoding="utf-8")
+    good = (dataset / "cats" / "tom.jpg").read_bytes()
+    (dataset / "dogs" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (dataset / "README.txt").write_text("ignored", encoding="utf-8")
+    messages = []
+    report = run_recipe(simple_recipe, workers=2, notify=messages.append)
+    failed = dict(report.failures)
+    assert set(failed) == {"cats/empty.jpg", "cats/notes.png", "dogs/cut.jpg"}
+    assert "empty" in failed["cats/empty.jpg"]
+    assert report.written == 16 and report.images_read == 4
+    assert report.exit_code == 1
+    assert len(messages) == 3 and any(m.startswith("dogs/cut.jpg: ") for m in messages)
+    assert [p.as_posix() for p in report.ignored] == ["README.txt"]
+    assert not any(name.startswith(("cats/empty_", "dogs/cut_"))
+                   for name in files_under(tmp_path / "out"))
+
+
+def test_include_original_and_format_conversion(tmp_path, dataset):
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        include_original: true
+        format: png
+        variants: {flip: {ops: [{fliplr: {p: 1}}]}}
+    """)
+    run_recipe(recipe, workers=1)
+    out = tmp_path / "out"
+    assert (out / "cats/felix.png").read_bytes() == (dataset / "cats/felix.png").read_bytes()
+    with Image.open(out / "cats/tom.png") as converted, Image.open(out / "cats/tom_flip_1.png") \
+            as flipped:
+        assert converted.format == flipped.format == "PNG"
+        assert np.array_equal(np.asarray(flipped), np.asarray(converted)[:, ::-1])
+    record = next(r for r in read_manifest(out) if r["output"] == "cats/tom.png")
+    assert record["copy"] is True and record["variant"] is None
+
+
+def test_jpeg_quality_from_the_recipe_is_used(tmp_path, dataset):
+    sizes = {}
+    for quality in (30, 95):
+        recipe = write_recipe(tmp_path, f"input: in\noutput: q{quality}\nformat: jpg\n"
+                                        f"quality: {quality}\nvariants: {{a: {{ops: [flipud]}}}}\n")
+        run_recipe(recipe, workers=1)
+        sizes[quality] = (tmp_path / f"q{quality}" / "cats/felix_a_1.jpg").stat().st_size
+    assert sizes[30] < sizes[95] * 0.7
+
+
+def test_output_inside_input_is_refused(tmp_path, simple_recipe, dataset):
+    for output in (dataset, dataset / "cats" / "augmented"):
+        with pytest.raises(UsageError, match="inside the input folder"):
+            run_recipe(simple_recipe, output=output, workers=1)
+    assert not (dataset / "cats" / "augmented").exists()
+
+
+def test_two_sources_that_would_write_the_same_file_are_refused(tmp_path, dataset):
+    save(dataset / "cats" / "tom.png", photo_like(seed=8))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nformat: jpg\n"
+                                    "variants: {a: {ops: [fliplr]}}\n")
+    with pytest.raises(UsageError, match="cats/tom.jpg and cats/tom.png would both write "
+                                         "cats/tom_a_1.jpg"):
+        run_recipe(recipe, workers=1)
+
+
+def test_missing_or_empty_input_folder_is_a_usage_error(tmp_path, simple_recipe):
+    with pytest.raises(UsageError, match="does not exist"):
+        run_recipe(simple_recipe, input=tmp_path / "nowhere", workers=1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no images found"):
+        run_recipe(simple_recipe, input=tmp_path / "empty", workers=1)
+
+
+def test_plan_counts_outputs_without_writing(tmp_path, simple_recipe):
+    plan = plan_run(load_recipe(simple_recipe))
+    assert plan.total_outputs == 16
+    assert [task.relative for task in plan.tasks] == SOURCES
+    assert not (tmp_path / "out").exists()
+
+
+def test_exif_orientation_is_applied_before_augmenting(tmp_path):
+    source = np.zeros((20, 40, 3), np.uint8)
+    source[0:4, 0:4] = 255  # marker at the top-left of the stored pixels
+    picture = Image.fromarray(source)
+    exif = picture.getexif()
+    exif[0x0112] = 6  # viewers rotate 90 degrees clockwise
+    (tmp_path / "in").mkdir()
+    picture.save(tmp_path / "in" / "phone.png", exif=exif)
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\n"
+                                    "variants: {same: {ops: [{fliplr: {p: 0}}]}}\n")
+    run_recipe(recipe, workers=1)
+    out = np.asarray(Image.open(tmp_path / "out" / "phone_same_1.png"))
+    assert out.shape == (40, 20, 3)  # portrait, as displayed
+    assert out[0:4, 16:20].min() == 255  # marker now top-right
+
+
+def test_unicode_and_spaces_in_names(tmp_path):
+    save(tmp_path / "in" / "chats noirs" / "été 1.JPG", photo_like(seed=6), format="JPEG")
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants: {x: {ops: [fliplr]}}\n")
+    report = run_recipe(recipe, workers=2)
+    assert report.written == 1
+    assert (tmp_path / "out" / "chats noirs" / "été 1_x_1.JPG").exists()
+    assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text("utf-8"))["source"] == \
+        "chats noirs/été 1.JPG"
