@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import EXIT_USAGE, AugcliError
+from .errors import EXIT_USAGE, AugcliError, UsageError
 
 
 class _Group(click.Group):
@@ -98,6 +98,49 @@ def run(recipe, input_dir, output_dir, workers, seed, dry_run, overwrite, quiet)
             click.echo(f"ignored {len(report.ignored)} file(s) that are not images "
                        f"(e.g. {report.ignored[0]})", err=True)
     sys.exit(report.exit_code)
+
+
+@main.command("ops")
+@click.argument("name", required=False)
+def list_ops(name):
+    """List every op with its parameters, or show one op in full.
+
+    Example:
+
+        augcli ops            # all ops, their parameters and defaults
+
+        augcli ops rotate     # one op, with a recipe snippet
+    """
+    from . import ops
+
+    if name is None:
+        click.echo(ops.catalog_listing())
+        return
+    text = ops.op_help(name)
+    if text is None:
+        close = ops.closest_names(name, ops.all_names())
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(f"no op named '{name}'{hint}; run 'augcli ops' for the list")
+    click.echo(text)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+def validate(recipe):
+    """Check RECIPE and report every problem, without touching any image.
+
+    Exit code: 0 when the recipe is valid, 2 with one line per problem when not.
+
+    Example:
+
+        augcli validate recipe.yaml
+    """
+    from .recipe import load_recipe
+
+    loaded = load_recipe(recipe)
+    outputs = sum(variant.outputs_per_source for variant in loaded.variants)
+    click.echo(f"{recipe}: valid; {len(loaded.variants)} variant(s), {outputs} output(s) "
+               "per source image")
 
 
 def _print_plan(plan):

@@ -274,3 +274,41 @@ _register(Op(
     apply=_apply_gaussian_blur,
     aliases=("blur",),
 ))
+
+
+# --- docs ----------------------------------------------------------------------
+
+def _default_text(param: Param) -> str:
+    return str(param.default).lower() if isinstance(param.default, bool) else str(param.default)
+
+
+def catalog_listing() -> str:
+    """One block per op: name, aliases, summary and a line per parameter."""
+    blocks = []
+    for name in sorted(CATALOG):
+        op = CATALOG[name]
+        aliases = f" (also: {', '.join(op.aliases)})" if op.aliases else ""
+        lines = [f"{name}{aliases}: {op.summary}"]
+        lines += [f"    {p.name} = {_default_text(p)}  [{p.describe_type()}]" for p in op.params]
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def op_help(name: str) -> str | None:
+    """Full help for one op (by name or alias), or None if there is no such op."""
+    op = lookup(name)
+    if op is None:
+        return None
+    kind = "geometric (moves pixels; composed with neighbouring geometric ops)" if op.geometric \
+        else "pixel"
+    lines = [f"{op.name}: {op.summary}", f"kind: {kind}"]
+    if op.aliases:
+        lines.append(f"aliases: {', '.join(op.aliases)}")
+    lines.append("parameters:")
+    for param in op.params:
+        lines.append(f"  {param.name} (default {_default_text(param)})")
+        lines.append(f"      {param.doc}")
+        lines.append(f"      accepts: {param.describe_type()}")
+    lines += ["Numbers also take [lo, hi] (uniform), {choice: [...]} or {sweep: [...]} "
+              "(one output per value).", "example:", f"  {op.example}"]
+    return "\n".join(lines)

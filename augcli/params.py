@@ -93,10 +93,9 @@ class Param:
             high = "inf" if self.high is None else _fmt(self.high)
             bounds = f" in [{low}, {high}]"
         noun = {INT: "integer", PROBABILITY: "probability"}.get(self.kind, "number")
-        if not self.random:
-            return noun + bounds
-        shorthand = f"d means [-d, d]" if self.symmetric else "fixed"
-        return f"{noun}{bounds}: value ({shorthand}), [lo, hi], {{choice: [...]}} or {{sweep: [...]}}"
+        if self.random and self.symmetric:
+            return f"{noun}{bounds}, d means [-d, d]"
+        return noun + bounds
 
 
 def _fmt(number) -> str:
