@@ -1,0 +1,144 @@
+"""The command line: exit codes, messages without tracebacks, and real subprocess runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from augcli import ops
+from augcli.cli import main
+from augcli.runner import MANIFEST_NAME
+
+from .conftest import write_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_run_writes_outputs_and_prints_a_summary(tmp_path, simple_recipe):
+    result = invoke("run", simple_recipe, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert "4 images read, 16 outputs written, 0 skipped (already done), 0 failed" in result.output
+    assert len(list((tmp_path / "out").rglob("*_mixed_*"))) == 8
+
+
+def test_flags_override_the_recipe(tmp_path, simple_recipe):
+    result = invoke("run", simple_recipe, "-o", tmp_path / "elsewhere", "--seed", 3, "-w", 1,
+                    "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+    records = (tmp_path / "elsewhere" / MANIFEST_NAME).read_text("utf-8").splitlines()
+    assert len(records) == 16 and not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, simple_recipe):
+    result = invoke("run", simple_recipe, "--dry-run")
+    assert result.exit_code == 0
+    assert "cats/tom.jpg: 4 outputs (noise 2, mixed 2)" in result.output
+    assert "total: 4 sources -> 16 outputs" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_recipe_error_exits_2_with_key_paths_and_no_traceback(tmp_path, dataset):
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants:\n"
+                                    "  a: {ops: [flipr, {rotate: {degrees: [9, 1]}}]}\n")
+    result = invoke("run", recipe)
+    assert result.exit_code == 2
+    assert "Error: invalid recipe (2 problems):" in result.output
+    assert "variants.a.ops[0]: unknown op 'flipr' (did you mean 'fliplr'?)" in result.output
+    assert "variants.a.ops[1].rotate.degrees: expected lo <= hi, got [9, 1]" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_inputs_exit_1_and_are_named(tmp_path, simple_recipe, dataset):
+    (dataset / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = invoke("run", simple_recipe, "-w", 1)
+    assert result.exit_code == 1
+    assert "failed: cats/broken.jpg: " in result.output
+    assert "16 outputs written" in result.output and "1 failed" in result.output
+
+
+def test_output_inside_input_exits_2(tmp_path, simple_recipe, dataset):
+    result = invoke("run", simple_recipe, "--output", dataset / "out")
+    assert result.exit_code == 2
+    assert "inside the input folder" in result.output
+
+
+def test_validate_reports_ok_or_problems(tmp_path, dataset):
+    good = write_recipe(tmp_path, "variants: {a: {copies: 2, ops: [fliplr]}}\n")
+    result = invoke("validate", good)
+    assert result.exit_code == 0 and "valid; 1 variant(s), 2 output(s)" in result.output
+    bad = write_recipe(tmp_path, "variants: {a: {ops: [{dropout: {p: 2}}]}}\n", name="bad.yaml")
+    result = invoke("validate", bad)
+    assert result.exit_code == 2 and "variants.a.ops[0].dropout.p: 2 is out of range" in \
+        result.output
+
+
+def test_ops_lists_every_op_and_shows_one(tmp_path):
+    listing = invoke("ops").output
+    for name in ops.CATALOG:
+        assert f"\n{name}" in "\n" + listing
+    shown = invoke("ops", "shift")
+    assert shown.exit_code == 0 and shown.output.startswith("translate:")
+    assert "- translate: {x: [-0.2, 0.2], y: 0.1}" in shown.output
+    unknown = invoke("ops", "rotat")
+    assert unknown.exit_code == 2 and "did you mean 'rotate'?" in unknown.output
+
+
+def test_every_command_help_has_an_example():
+    for name, command in main.commands.items():
+        assert "Example:" in (command.help or ""), name
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = ("import sys; from augcli.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('numpy', 'cv2', 'imgaug', 'scipy', 'PIL') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout
+
+
+def _augcli(*args, cwd):
+    executable = Path(sys.executable).with_name("augcli")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run([*command, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_sample_recipe_runs_as_a_real_process(tmp_path):
+    """What the README promises a new user, through the installed console script."""
+    result = _augcli("run", REPO / "recipe.yaml", "--output", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "4 images read, 44 outputs written" in result.stderr
+    assert "Traceback" not in result.stderr
+    outputs = sorted(p.relative_to(tmp_path / "out").as_posix()
+                     for p in (tmp_path / "out").rglob("*_*_*.*"))
+    assert len(outputs) == 44
+    assert "cat/chelsea_noise_1.jpg" in outputs and "cup/coffee_mixed_5.jpg" in outputs
+    assert "cat/chelsea_face_rotate_3.png" in outputs
+
+
+def test_subprocess_exit_codes_for_scripts(tmp_path, simple_recipe, dataset):
+    assert _augcli("run", simple_recipe, "-q", "-w", 2, cwd=tmp_path).returncode == 0
+    assert _augcli("run", simple_recipe, "-q", "--seed", 1, cwd=tmp_path).returncode == 2
+    (dataset / "cats" / "zero.png").write_bytes(b"")
+    rerun = _augcli("run", simple_recipe, "-o", tmp_path / "fresh", "-w", 2, cwd=tmp_path)
+    assert rerun.returncode == 1
+    assert "cats/zero.png: file is empty" in rerun.stderr
+    manifest = (tmp_path / "fresh" / MANIFEST_NAME).read_text("utf-8").splitlines()
+    assert len(manifest) == 16 and json.loads(manifest[0])["recipe"]
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_work(flag):
+    result = invoke(flag)
+    assert result.exit_code == 0 and "augcli" in result.output
