@@ -32,4 +32,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'augcli' has no attribute {name!r}")
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["AugcliError", "RecipeError", "Report", "__version__", "load_recipe", "parse_recipe",
+           "plan_run", "run_recipe"]

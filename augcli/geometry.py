@@ -89,7 +89,6 @@ def _as_exact_flip(matrix: np.ndarray, shape):
     """
     if not np.allclose(matrix[:2, :2], np.round(matrix[:2, :2]), atol=1e-9):
         return None
-    height, width = shape[:2]
     candidates = {
         "identity": np.eye(3),
         1: flip_matrix(shape, horizontal=True),

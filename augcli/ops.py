@@ -15,8 +15,8 @@ numbers go into the manifest, so every output can be traced and replayed.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -299,8 +299,10 @@ def op_help(name: str) -> str | None:
     op = lookup(name)
     if op is None:
         return None
-    kind = "geometric (moves pixels; composed with neighbouring geometric ops)" if op.geometric \
-        else "pixel"
+    if op.geometric:
+        kind = "geometric (moves pixels; composed with neighbouring geometric ops)"
+    else:
+        kind = "pixel"
     lines = [f"{op.name}: {op.summary}", f"kind: {kind}"]
     if op.aliases:
         lines.append(f"aliases: {', '.join(op.aliases)}")
@@ -309,6 +311,9 @@ def op_help(name: str) -> str | None:
         lines.append(f"  {param.name} (default {_default_text(param)})")
         lines.append(f"      {param.doc}")
         lines.append(f"      accepts: {param.describe_type()}")
-    lines += ["Numbers also take [lo, hi] (uniform), {choice: [...]} or {sweep: [...]} "
-              "(one output per value).", "example:", f"  {op.example}"]
+    lines += [
+        "Numbers also take [lo, hi] (uniform), {choice: [...]} or {sweep: [...]}.",
+        "example:",
+        f"  {op.example}",
+    ]
     return "\n".join(lines)

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import geometry
 from . import ops as catalog
-from .recipe import OneOf, OpNode, Sequence, Sometimes, SomeOf
+from .recipe import OneOf, OpNode, Sequence, SomeOf, Sometimes
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def _sample_into(nodes, rng, shape, steps) -> None:
     for node in nodes:
         if isinstance(node, OpNode):
             op = catalog.CATALOG[node.op]
-            params = op.sample_params(lambda name: _plain(node.args[name].sample(rng)), rng, shape)
+            params = op.sample_params(_drawer(node.args, rng), rng, shape)
             if params is not None:
                 steps.append(Step(node.op, params))
         elif isinstance(node, Sometimes):
@@ -58,6 +58,15 @@ def _sample_into(nodes, rng, shape, steps) -> None:
             _sample_into([node.ops[i] for i in order], rng, shape, steps)
         else:  # pragma: no cover - the recipe parser builds only the types above
             raise TypeError(f"unknown op node {node!r}")
+
+
+def _drawer(args: dict, rng):
+    """A function that draws a fresh value of the named parameter on every call."""
+
+    def draw(name):
+        return _plain(args[name].sample(rng))
+
+    return draw
 
 
 def _plain(value):

@@ -105,7 +105,7 @@ class Recipe:
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def with_overrides(self, **overrides) -> "Recipe":
+    def with_overrides(self, **overrides) -> Recipe:
         """Return a copy with the non-None overrides applied (CLI flags beat the file)."""
         given = {key: value for key, value in overrides.items() if value is not None}
         return replace(self, **given)

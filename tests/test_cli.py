@@ -111,7 +111,7 @@ def _augcli(*args, cwd):
     command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     return subprocess.run([*command, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=300, check=False)
 
 
 def test_sample_recipe_runs_as_a_real_process(tmp_path):

@@ -26,14 +26,14 @@ def _mean_abs(a, b):
 
 
 @pytest.mark.parametrize("ours, theirs", [
-    (dict(rotate=20), dict(rotate=20)),
-    (dict(rotate=-33), dict(rotate=-33)),
-    (dict(shear_x=15), dict(shear=15)),
-    (dict(shear_y=12), dict(shear={"y": 12})),
-    (dict(scale_x=1.2, scale_y=1.2), dict(scale=1.2)),
-    (dict(translate_x=8, translate_y=-12), dict(translate_px={"x": 8, "y": -12})),
-    (dict(rotate=10, shear_x=8, scale_x=0.9, scale_y=0.9, translate_x=8, translate_y=3),
-     dict(rotate=10, shear=8, scale=0.9, translate_px={"x": 8, "y": 3})),
+    ({"rotate": 20}, {"rotate": 20}),
+    ({"rotate": -33}, {"rotate": -33}),
+    ({"shear_x": 15}, {"shear": 15}),
+    ({"shear_y": 12}, {"shear": {"y": 12}}),
+    ({"scale_x": 1.2, "scale_y": 1.2}, {"scale": 1.2}),
+    ({"translate_x": 8, "translate_y": -12}, {"translate_px": {"x": 8, "y": -12}}),
+    ({"rotate": 10, "shear_x": 8, "scale_x": 0.9, "scale_y": 0.9, "translate_x": 8, "translate_y": 3},
+     {"rotate": 10, "shear": 8, "scale": 0.9, "translate_px": {"x": 8, "y": 3}}),
 ])
 def test_affine_matches_imgaug(iaa, smooth, ours, theirs):
     expected = iaa.Affine(**theirs, order=1, mode="constant", cval=0)(image=smooth)

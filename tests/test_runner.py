@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from augcli.errors import UsageError
-from augcli.runner import MANIFEST_NAME, derive_seed, plan_run, read_manifest, run_recipe
 from augcli.recipe import load_recipe
+from augcli.runner import MANIFEST_NAME, derive_seed, plan_run, read_manifest, run_recipe
 
 from .conftest import photo_like, save, write_recipe
 
