@@ -92,6 +92,9 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise
     except Image.DecompressionBombError:
         raise ImageReadError(path, _too_large(None, None, max_pixels)) from None
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found (was it moved or deleted during the run?)") \
+            from None
     except Image.UnidentifiedImageError:
         raise ImageReadError(path, "not an image file, or a format augcli cannot read") from None
     except (OSError, ValueError, SyntaxError) as exc:
@@ -121,6 +124,8 @@ def _to_array(image: Image.Image, path: Path) -> np.ndarray:
         if array.min() < 0 or array.max() > 65535:
             raise ImageReadError(path, "32-bit integer pixels outside 0-65535 are not supported")
         return array.astype(np.uint16)
+    elif mode in ("L", "RGB") and "transparency" in image.info:
+        image = image.convert(mode + "A")  # a colour key (PNG tRNS) becomes real alpha
     elif mode not in ("L", "LA", "RGB", "RGBA"):
         raise ImageReadError(path, f"pixel mode {mode} is not supported")
     return np.asarray(image)
@@ -144,7 +149,7 @@ def _drop_alpha(image: np.ndarray) -> np.ndarray:
 
 def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     """Encode an RGB-order array as ``fmt`` ('jpg', 'png', ...)."""
-    if fmt == "jpg":
+    if fmt in ("jpg", "bmp"):  # no transparency in these: composite onto white
         image = _drop_alpha(image)
         if image.dtype == np.uint16:
             image = (image >> 8).astype(np.uint8)
@@ -177,6 +182,15 @@ def _encode_pillow(image: np.ndarray, fmt: str, quality: int) -> bytes:
     return buffer.getvalue()
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_NEW_FILE_MODE = _new_file_mode()
+
+
 @contextlib.contextmanager
 def _atomic_file(path: Path):
     """Yield a binary file that becomes ``path`` only once it is complete.
@@ -190,6 +204,7 @@ def _atomic_file(path: Path):
     try:
         with os.fdopen(handle, "wb") as temp:
             yield temp
+        os.chmod(temp_name, _NEW_FILE_MODE)  # mkstemp makes 0600; give the usual 0666 & ~umask
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -323,7 +325,8 @@ def map_in_workers(function, tasks, workers: int):
         yield from map(function, tasks)
         return
     # spawn: workers start clean (no inherited threads or locks) on every platform.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                             initializer=_init_worker) as pool:
         futures = [pool.submit(function, task) for task in tasks]
         try:
             for future in as_completed(futures):
@@ -332,6 +335,13 @@ def map_in_workers(function, tasks, workers: int):
             for future in futures:
                 future.cancel()
             raise
+
+
+def _init_worker() -> None:
+    """Pool workers: one OpenCV thread each (the pool already uses every core), and
+    Ctrl-C is left to the parent, which stops the pool and keeps finished files."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
 
 
 def progress_bar(total: int, enabled: bool):

@@ -225,9 +225,10 @@ def warm_imports() -> None:
 
 
 def print_header(args, workers: list[int]) -> None:
-    import augcli
     import imageio
     import imgaug
+
+    import augcli
 
     print(f"images: {args.images} x {WIDTH}x{HEIGHT} JPEG q{JPEG_QUALITY}, copies: {args.copies}, "
           f"outputs per run: {args.images * args.copies}, workers: {workers}")
