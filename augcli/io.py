@@ -211,6 +211,14 @@ def _atomic_file(path: Path):
         raise
 
 
+def remove_stale_temp_files(folder: Path) -> int:
+    """Delete temp files a killed run left behind (only augcli's own, by name)."""
+    stale = list(folder.rglob(f"{TEMP_PREFIX}*.tmp")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     with _atomic_file(path) as temp:
         temp.write(data)

@@ -284,6 +284,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, workers=None,
             tasks.append(SourceTask(task.source, task.relative, task.output_dir, todo,
                                     task.format, task.quality, task.max_pixels))
     records = dict(finished)
+    io.remove_stale_temp_files(plan.output_dir)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     _write_manifest(plan.output_dir, records.values())
 

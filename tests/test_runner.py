@@ -235,3 +235,11 @@ def test_unicode_and_spaces_in_names(tmp_path):
     assert (tmp_path / "out" / "chats noirs" / "été 1_x_1.JPG").exists()
     assert json.loads((tmp_path / "out" / MANIFEST_NAME).read_text("utf-8"))["source"] == \
         "chats noirs/été 1.JPG"
+
+
+def test_temp_files_of_a_killed_run_are_cleaned_up(tmp_path, simple_recipe):
+    run_recipe(simple_recipe, workers=1)
+    stale = tmp_path / "out" / "cats" / ".augcli-abc123.tmp"
+    stale.write_bytes(b"half an image")
+    run_recipe(simple_recipe, workers=1)
+    assert not stale.exists()
