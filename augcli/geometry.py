@@ -109,14 +109,16 @@ def _border_value(cval, channels: int):
     return tuple(float(v) for v in (values + [0.0] * 4)[:4])
 
 
-def warp(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0) -> np.ndarray:
-    """Resample ``image`` through a forward matrix, keeping its size."""
-    code = _as_exact_flip(matrix, image.shape)
-    if code == "identity":
-        return image
-    if code is not None:
-        return cv2.flip(image, code)
-    height, width = image.shape[:2]
+def warp(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0,
+         size=None) -> np.ndarray:
+    """Resample ``image`` through a forward matrix into ``size`` (h, w; default: its own)."""
+    height, width = size if size is not None else image.shape[:2]
+    if (height, width) == image.shape[:2]:
+        code = _as_exact_flip(matrix, image.shape)
+        if code == "identity":
+            return image
+        if code is not None:
+            return cv2.flip(image, code)
     channels = 1 if image.ndim == 2 else image.shape[2]
     return cv2.warpAffine(
         image,

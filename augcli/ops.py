@@ -1,11 +1,15 @@
 """The op catalog: recipe name -> parameters, docs, sampling and application.
 
-Adding an op is one ``_register(Op(...))`` call. An op is either
+Adding an op is one ``_register(Op(...))`` call. An op has
 
-* geometric: ``matrix(params, shape)`` returns a forward 3x3 matrix; runs of
-  geometric steps are composed and resampled once (see ``geometry``), and the
-  same matrix will carry boxes and keypoints; or
-* pixel: ``apply(image, params)`` returns the new image.
+* ``matrix(params, size)`` only: geometric and fusable. It returns a forward
+  3x3 matrix; runs of such steps are composed and resampled once (see
+  ``geometry``), and the same matrix carries boxes and keypoints;
+* ``apply(image, params)``: it makes the pixels itself (blur, noise, or a
+  resize that wants area averaging). With a ``matrix`` too, it is still
+  geometric for boxes, but it ends a fused run;
+* ``output_shape(params, size)`` when it changes the image size (crop,
+  resize, pad), so later steps sample and apply against the new size.
 
 Randomness happens only in ``sample``, which turns the recipe's distributions
 into plain numbers (torchvision v2's make_params / transform split). The
@@ -38,14 +42,24 @@ class Op:
     summary: str
     params: tuple
     example: str
-    sample: Callable | None = None  # (draw, rng, shape) -> params dict, or None to skip
-    matrix: Callable | None = None  # geometric: (params, shape) -> 3x3 forward matrix
-    apply: Callable | None = None  # pixel: (image, params) -> image
+    sample: Callable | None = None  # (draw, rng, (h, w)) -> params dict, or None to skip
+    matrix: Callable | None = None  # geometric: (params, (h, w)) -> 3x3 forward matrix
+    apply: Callable | None = None  # makes its own pixels: (image, params) -> image
+    output_shape: Callable | None = None  # (params, (h, w)) -> (h, w) when the size changes
     aliases: tuple = ()
 
     @property
     def geometric(self) -> bool:
         return self.matrix is not None
+
+    @property
+    def fusable(self) -> bool:
+        """Pixels come from the composed warp: the step joins a run of geometric steps."""
+        return self.matrix is not None and self.apply is None
+
+    def size_after(self, params, size: tuple) -> tuple:
+        """(height, width) of the image after this step."""
+        return tuple(self.output_shape(params, size)) if self.output_shape else size
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

@@ -30,34 +30,46 @@ class Step:
 
 
 def sample_steps(nodes, rng: np.random.Generator, shape) -> list:
-    """Walk the op tree, draw every random choice, and return the steps that fire."""
-    steps: list = []
-    _sample_into(nodes, rng, shape, steps)
-    return steps
+    """Walk the op tree, draw every random choice, and return the steps that fire.
+
+    ``shape`` is the source image's; ops that change the size (crops, resizes)
+    hand the new size to the ops after them.
+    """
+    sampler = _Sampler(rng, tuple(shape[:2]))
+    sampler.visit(nodes)
+    return sampler.steps
 
 
-def _sample_into(nodes, rng, shape, steps) -> None:
-    for node in nodes:
-        if isinstance(node, OpNode):
-            op = catalog.CATALOG[node.op]
-            params = op.sample_params(_drawer(node.args, rng), rng, shape)
-            if params is not None:
-                steps.append(Step(node.op, params))
-        elif isinstance(node, Sometimes):
-            chosen = node.then if rng.random() < node.p.sample(rng) else node.otherwise
-            _sample_into(chosen, rng, shape, steps)
-        elif isinstance(node, OneOf):
-            _sample_into([node.ops[int(rng.integers(len(node.ops)))]], rng, shape, steps)
-        elif isinstance(node, SomeOf):
-            count = min(int(node.n.sample(rng)), len(node.ops))
-            picked = rng.choice(len(node.ops), size=count, replace=False)
-            order = picked if node.random_order else np.sort(picked)
-            _sample_into([node.ops[i] for i in order], rng, shape, steps)
-        elif isinstance(node, Sequence):
-            order = rng.permutation(len(node.ops)) if node.random_order else range(len(node.ops))
-            _sample_into([node.ops[i] for i in order], rng, shape, steps)
-        else:  # pragma: no cover - the recipe parser builds only the types above
-            raise TypeError(f"unknown op node {node!r}")
+class _Sampler:
+    def __init__(self, rng, size):
+        self.rng = rng
+        self.size = size  # (height, width) at this point of the pipeline
+        self.steps = []
+
+    def visit(self, nodes) -> None:
+        rng = self.rng
+        for node in nodes:
+            if isinstance(node, OpNode):
+                op = catalog.CATALOG[node.op]
+                params = op.sample_params(_drawer(node.args, rng), rng, self.size)
+                if params is not None:
+                    self.steps.append(Step(node.op, params))
+                    self.size = op.size_after(params, self.size)
+            elif isinstance(node, Sometimes):
+                self.visit(node.then if rng.random() < node.p.sample(rng) else node.otherwise)
+            elif isinstance(node, OneOf):
+                self.visit([node.ops[int(rng.integers(len(node.ops)))]])
+            elif isinstance(node, SomeOf):
+                count = min(int(node.n.sample(rng)), len(node.ops))
+                picked = rng.choice(len(node.ops), size=count, replace=False)
+                order = picked if node.random_order else np.sort(picked)
+                self.visit([node.ops[i] for i in order])
+            elif isinstance(node, Sequence):
+                count = len(node.ops)
+                order = rng.permutation(count) if node.random_order else range(count)
+                self.visit([node.ops[i] for i in order])
+            else:  # pragma: no cover - the recipe parser builds only the types above
+                raise TypeError(f"unknown op node {node!r}")
 
 
 def _drawer(args: dict, rng):
@@ -75,24 +87,32 @@ def _plain(value):
 
 
 def apply_steps(image: np.ndarray, steps) -> np.ndarray:
-    """Apply sampled steps in order; runs of geometric steps become one warp.
+    """Apply sampled steps in order; runs of fusable geometric steps become one warp.
 
-    Steps without a fill (flips: exact mirrors) join any run; steps whose fill
-    differs from the run's start a new run.
+    Steps without a fill (flips: exact mirrors) join any run; a step whose
+    fill differs from the run's starts a new run.
     """
-    matrix, fill = None, None  # the geometric run not yet resampled
+    run = None  # (matrix, fill, size) of the geometric run not yet resampled
+    size = image.shape[:2]
     for step in steps:
         op = catalog.CATALOG[step.op]
         step_fill = (step.params["fill"], step.params["cval"]) if "fill" in step.params else None
-        if matrix is not None and (not op.geometric or (fill and step_fill and fill != step_fill)):
-            image = geometry.warp(image, matrix, *(fill or ("constant", 0)))
-            matrix, fill = None, None
-        if op.geometric:
-            step_matrix = op.matrix(step.params, image.shape)
-            matrix = step_matrix if matrix is None else step_matrix @ matrix
-            fill = fill or step_fill
+        if run is not None and (not op.fusable or (run[1] and step_fill and run[1] != step_fill)):
+            image = _resample(image, run)
+            run = None
+        if op.fusable:
+            step_matrix = op.matrix(step.params, size)
+            size = op.size_after(step.params, size)
+            if run is None:
+                run = (step_matrix, step_fill, size)
+            else:
+                run = (step_matrix @ run[0], run[1] or step_fill, size)
         else:
             image = op.apply(image, step.params)
-    if matrix is not None:
-        image = geometry.warp(image, matrix, *(fill or ("constant", 0)))
-    return image
+            size = image.shape[:2]
+    return image if run is None else _resample(image, run)
+
+
+def _resample(image, run):
+    matrix, fill, size = run
+    return geometry.warp(image, matrix, *(fill or ("constant", 0)), size=size)
