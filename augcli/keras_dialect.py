@@ -1,0 +1,181 @@
+"""The ``keras`` op: Keras ``ImageDataGenerator`` augmentation kwargs, verbatim.
+
+A recipe step ``- keras: {rotation_range: 20, zoom_range: 0.2, ...}`` samples
+and applies exactly what ``ImageDataGenerator.get_random_transform`` and
+``apply_transform`` do (keras-preprocessing, scipy backend):
+
+* one inverse affine map in (row, column) coordinates about the pixel centre,
+  ``R(theta) . T(tx, ty) . Shear(shear) . Zoom(zx, zy)``, so ``zoom_range``
+  values above 1 zoom *out* and a positive shift moves the picture up/left;
+* then the channel shift (one intensity added to every channel, clipped to the
+  image's own min and max), the flips, and the brightness change (PIL's
+  Brightness after Keras stretches the image to the full 0-255 range).
+
+Where Keras surprises, augcli says what it does:
+
+* keras-preprocessing >= 1.1.2 multiplies ``height_shift_range`` by the height
+  but applies it along x (and the width shift along y). augcli applies the
+  width shift horizontally and the height shift vertically, as Keras
+  documents.
+* ``fill_mode: reflect`` is scipy's reflect (``cba|abcd|dcb``), which augcli
+  elsewhere calls ``symmetric``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from . import geometry
+from .params import BOOL, ENUM, NUMBER, NUMBER_OR_LIST, Param
+
+KERAS_FILL = {"constant": "constant", "nearest": "edge", "reflect": "symmetric", "wrap": "wrap"}
+
+NOT_AUGMENTATIONS = {
+    name: f"'{name}' is a Keras normalization setting, not an augmentation; "
+          "normalize the dataset with 'augcli normalize' instead"
+    for name in ("rescale", "preprocessing_function", "featurewise_center", "samplewise_center",
+                 "featurewise_std_normalization", "samplewise_std_normalization",
+                 "zca_whitening", "zca_epsilon")
+} | {
+    name: f"'{name}' configures Keras' data pipeline, not an augmentation; leave it out"
+    for name in ("data_format", "validation_split", "dtype", "interpolation_order")
+}
+
+PARAMS = (
+    Param("rotation_range", NUMBER, 0, "Degrees: theta ~ U(-r, r).", low=0, high=360,
+          random=False),
+    Param("width_shift_range", NUMBER_OR_LIST, 0, "Fraction of the width if < 1, else pixels; "
+          "a list: one of its values with a random sign.", random=False),
+    Param("height_shift_range", NUMBER_OR_LIST, 0, "As width_shift_range, for the height.",
+          random=False),
+    Param("shear_range", NUMBER, 0, "Shear angle in degrees: U(-s, s).", low=0, high=89,
+          random=False),
+    Param("zoom_range", NUMBER_OR_LIST, 0, "z means [1 - z, 1 + z]; or [lo, hi]. x and y are "
+          "drawn separately; values above 1 zoom out, as in Keras.", random=False),
+    Param("channel_shift_range", NUMBER, 0, "Intensity added to all channels: U(-c, c).",
+          low=0, high=255, random=False),
+    Param("brightness_range", NUMBER_OR_LIST, 0, "[lo, hi] brightness factor (0 = off).",
+          random=False),
+    Param("horizontal_flip", BOOL, False, "Flip left-right half of the time.", random=False),
+    Param("vertical_flip", BOOL, False, "Flip top-bottom half of the time.", random=False),
+    Param("fill_mode", ENUM, "nearest", "Keras fill: constant, nearest, reflect (cba|abcd|dcb) "
+          "or wrap.", choices=tuple(KERAS_FILL), random=False),
+    Param("cval", NUMBER, 0, "Fill value for fill_mode: constant.", low=0, high=255,
+          random=False),
+)
+
+
+def _zoom_bounds(zoom_range) -> tuple:
+    if isinstance(zoom_range, tuple):
+        return zoom_range[0], zoom_range[-1]
+    return 1 - zoom_range, 1 + zoom_range
+
+
+def _sample_shift(rng, shift_range, extent: int) -> float:
+    """Keras' shift draw: a list is a set of choices with a random sign."""
+    if isinstance(shift_range, tuple):
+        shift = rng.choice(shift_range) * rng.choice([-1, 1])
+        largest = max(abs(v) for v in shift_range)
+    else:
+        shift = rng.uniform(-shift_range, shift_range) if shift_range else 0.0
+        largest = abs(shift_range)
+    return float(shift * extent if largest < 1 else shift)
+
+
+def sample(draw, rng, size):
+    height, width = size
+    low, high = _zoom_bounds(draw("zoom_range"))
+    zoom_x, zoom_y = (1.0, 1.0) if low == high == 1 else map(float, rng.uniform(low, high, 2))
+    rotation, shear, channel_shift = (draw(name) for name in
+                                      ("rotation_range", "shear_range", "channel_shift_range"))
+    brightness = draw("brightness_range")
+    params = {
+        "theta": float(rng.uniform(-rotation, rotation)) if rotation else 0.0,
+        # tx shifts rows (the height), ty columns (the width), as Keras' scipy backend.
+        "tx": _sample_shift(rng, draw("height_shift_range"), height),
+        "ty": _sample_shift(rng, draw("width_shift_range"), width),
+        "shear": float(rng.uniform(-shear, shear)) if shear else 0.0,
+        "zx": zoom_x,
+        "zy": zoom_y,
+        "flip_horizontal": bool(rng.random() < 0.5) and draw("horizontal_flip"),
+        "flip_vertical": bool(rng.random() < 0.5) and draw("vertical_flip"),
+        "channel_shift_intensity": (float(rng.uniform(-channel_shift, channel_shift))
+                                    if channel_shift else None),
+        "brightness": (float(rng.uniform(*brightness))
+                       if isinstance(brightness, tuple) else None),
+        "fill_mode": draw("fill_mode"),
+        "cval": draw("cval"),
+    }
+    return params
+
+
+def inverse_map_rows_cols(params, size) -> np.ndarray:
+    """Keras' output->input map in (row, col) coordinates, about the pixel centre."""
+    theta, shear = np.deg2rad(params["theta"]), np.deg2rad(params["shear"])
+    rotation = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0],
+                         [0, 0, 1]])
+    shift = geometry.translation(params["tx"], params["ty"])
+    shearing = np.array([[1, -np.sin(shear), 0], [0, np.cos(shear), 0], [0, 0, 1]])
+    zoom = np.diag([params["zx"], params["zy"], 1.0])
+    height, width = size
+    centre = geometry.translation(height / 2 - 0.5, width / 2 - 0.5)
+    return centre @ rotation @ shift @ shearing @ zoom @ np.linalg.inv(centre)
+
+
+_SWAP_AXES = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)
+
+
+def _forward_affine(params, size) -> np.ndarray:
+    """Keras' map turned into augcli's convention: forward, in (x, y) coordinates."""
+    return np.linalg.inv(_SWAP_AXES @ inverse_map_rows_cols(params, size) @ _SWAP_AXES)
+
+
+def matrix(params, size) -> np.ndarray:
+    """Forward map of the whole step, flips included (for boxes)."""
+    forward = _forward_affine(params, size)
+    if params["flip_horizontal"]:
+        forward = geometry.flip_matrix(size, horizontal=True) @ forward
+    if params["flip_vertical"]:
+        forward = geometry.flip_matrix(size, horizontal=False) @ forward
+    return forward
+
+
+def apply(image: np.ndarray, params) -> np.ndarray:
+    """Keras' apply_transform order: affine, channel shift, flips, brightness.
+
+    Alpha (of grey+alpha or RGBA) moves with the pixels; the colour changes
+    leave it alone.
+    """
+    out = geometry.warp(image, _forward_affine(params, image.shape[:2]),
+                        KERAS_FILL[params["fill_mode"]], params["cval"])
+    if params["flip_horizontal"]:
+        out = out[:, ::-1]
+    if params["flip_vertical"]:
+        out = out[::-1]
+    has_alpha = out.ndim == 3 and out.shape[2] in (2, 4)
+    colour = out[..., :-1] if has_alpha else out
+    if params["channel_shift_intensity"] is not None:
+        colour = _channel_shift(colour, params["channel_shift_intensity"])
+    if params["brightness"] is not None:
+        colour = _brightness(colour, params["brightness"])
+    if has_alpha:
+        colour = np.dstack([colour.reshape(*out.shape[:2], -1), out[..., -1]])
+    return np.ascontiguousarray(colour)
+
+
+def _channel_shift(image: np.ndarray, intensity: float) -> np.ndarray:
+    """Keras apply_channel_shift: add to every channel, clip to the image's own range."""
+    shifted = np.clip(image.astype(np.float32) + intensity, image.min(), image.max())
+    return np.round(shifted).astype(image.dtype)
+
+
+def _brightness(image: np.ndarray, factor: float) -> np.ndarray:
+    """Keras apply_brightness_shift: stretch to 0-255 (array_to_img), then PIL Brightness."""
+    values = image.astype(np.float64)
+    low, high = values.min(), values.max()
+    stretched = (values - low) / (high - low) * 255 if high > low else values - low
+    picture = Image.fromarray(np.squeeze(stretched.astype(np.uint8), axis=-1)
+                              if stretched.ndim == 3 and stretched.shape[2] == 1
+                              else stretched.astype(np.uint8))
+    return np.asarray(ImageEnhance.Brightness(picture).enhance(factor))
