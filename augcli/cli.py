@@ -143,6 +143,33 @@ def validate(recipe):
                "per source image")
 
 
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("image", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--variant", help="Show only this variant [default: all, in turn].")
+@click.option("-n", "count", type=click.IntRange(min=1), default=8, show_default=True,
+              help="How many samples.")
+@click.option("-o", "--output", default="preview.png", show_default=True,
+              type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed (overrides the recipe's 'seed').")
+def preview(recipe, image, variant, count, output, seed):
+    """Draw the first outputs RECIPE makes from IMAGE as one labelled grid.
+
+    The samples are exactly the files 'augcli run' would write for IMAGE
+    (same seeds and code), with the original first. Look before you make
+    a thousand files.
+
+    Example:
+
+        augcli preview recipe.yaml sample_images/cat/chelsea.jpg -n 11 -o sheet.png
+    """
+    from .preview import make_preview
+    from .runner import resolve_recipe
+
+    written = make_preview(resolve_recipe(recipe, seed=seed), image, variant, count, output)
+    click.echo(f"wrote {written}")
+
+
 def _print_plan(plan):
     for task in plan.tasks:
         per_variant = {}

@@ -83,6 +83,21 @@ def output_name(relative: Path, variant: str, index: int, fmt: str | None) -> st
     return (relative.parent / f"{relative.stem}_{variant}_{index}{suffix}").as_posix()
 
 
+def source_outputs(recipe: Recipe, relative: Path) -> list:
+    """Every output the recipe makes from one source, in order, each with its seed."""
+    rel = relative.as_posix()
+    outputs = []
+    if recipe.include_original:
+        name = relative.with_suffix(f".{recipe.format}").as_posix() if recipe.format else rel
+        outputs.append(OutputPlan(name, None, 0, 0))
+    for variant in recipe.variants:
+        for index, tree in enumerate(variant.expand(), start=1):
+            outputs.append(OutputPlan(
+                output_name(relative, variant.name, index, recipe.format),
+                variant.name, index, derive_seed(recipe.seed, rel, variant.name, index), tree))
+    return outputs
+
+
 def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path, Path]:
     if input_dir is None:
         raise UsageError("no input folder: set 'input:' in the recipe or pass --input")
@@ -109,15 +124,7 @@ def plan_run(recipe: Recipe) -> Plan:
     tasks, claimed = [], {}
     for relative in images:
         rel = relative.as_posix()
-        outputs = []
-        if recipe.include_original:
-            name = relative.with_suffix(f".{recipe.format}").as_posix() if recipe.format else rel
-            outputs.append(OutputPlan(name, None, 0, 0))
-        for variant in recipe.variants:
-            for index, tree in enumerate(variant.expand(), start=1):
-                outputs.append(OutputPlan(
-                    output_name(relative, variant.name, index, recipe.format),
-                    variant.name, index, derive_seed(recipe.seed, rel, variant.name, index), tree))
+        outputs = source_outputs(recipe, relative)
         for output in outputs:
             if output.relative in claimed:
                 raise UsageError(f"{claimed[output.relative]} and {rel} would both write "
@@ -136,6 +143,12 @@ class SourceResult:
     records: list = field(default_factory=list)
     failures: list = field(default_factory=list)  # (path, reason)
     decoded: bool = False
+
+
+def render(image: np.ndarray, output: OutputPlan):
+    """Pixels and sampled steps of one augmented output: what run writes, preview shows."""
+    steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
+    return apply_steps(image, steps), steps
 
 
 def process_source(task: SourceTask) -> SourceResult:
@@ -161,9 +174,7 @@ def process_source(task: SourceTask) -> SourceResult:
                     io.write_atomic(destination, io.encode(image, fmt, task.quality))
                 record["copy"] = True
             else:
-                rng = np.random.default_rng(output.seed)
-                steps = sample_steps(output.ops, rng, image.shape)
-                augmented = apply_steps(image, steps)
+                augmented, steps = render(image, output)
                 io.write_atomic(destination, io.encode(augmented, fmt, task.quality))
                 record["seed"] = output.seed
                 record["ops"] = [step.as_record() for step in steps]

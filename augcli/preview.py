@@ -1,0 +1,104 @@
+"""Contact sheet of a recipe's outputs for one image, to check a recipe before a long run.
+
+The samples are the very outputs ``augcli run`` would write for that image
+(same planning, same seeds, same rendering), so what you see is what you get.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import io
+from .errors import ImageReadError, UsageError
+from .recipe import Recipe
+from .runner import render, source_outputs
+
+TILE_WIDTH = 256
+LABEL_HEIGHT = 22
+COLUMNS = 4
+BACKGROUND = 40
+
+
+def relative_to_input(recipe: Recipe, image_path: Path) -> Path:
+    """The path ``run`` would know the image by: relative to the input folder if inside it."""
+    if recipe.input is not None:
+        try:
+            return image_path.resolve().relative_to(recipe.input.resolve())
+        except ValueError:
+            pass
+    return Path(image_path.name)
+
+
+def pick_outputs(recipe: Recipe, relative: Path, variant: str | None, count: int) -> list:
+    """Up to ``count`` augmented outputs: one variant's in order, or all variants in turn."""
+    outputs = [o for o in source_outputs(recipe, relative) if o.variant is not None]
+    if variant is not None:
+        known = [v.name for v in recipe.variants]
+        if variant not in known:
+            raise UsageError(f"no variant '{variant}' in the recipe; it has {', '.join(known)}")
+        return [o for o in outputs if o.variant == variant][:count]
+    per_variant = [[o for o in outputs if o.variant == v.name] for v in recipe.variants]
+    interleaved = [o for group in _zip_longest(per_variant) for o in group]
+    return interleaved[:count]
+
+
+def _zip_longest(groups):
+    for i in range(max(len(g) for g in groups)):
+        yield [g[i] for g in groups if i < len(g)]
+
+
+def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="preview.png") -> Path:
+    """Write a labelled grid (the original first, then the samples) as a PNG; return its path."""
+    image_path, output = Path(image_path), Path(output)
+    try:
+        image = io.read_image(image_path)
+    except ImageReadError as exc:
+        raise UsageError(str(exc)) from None
+    relative = relative_to_input(recipe, image_path)
+    tiles = [(_as_rgb(image), "original")]
+    for plan in pick_outputs(recipe, relative, variant, count):
+        augmented, _ = render(image, plan)
+        tiles.append((_as_rgb(augmented), Path(plan.relative).stem))
+    io.write_atomic(output, io.encode(_sheet(tiles), "png", 95))
+    return output
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """8-bit RGB for display: grey is repeated, alpha is composited on a checkerboard."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] in (2, 4):
+        colour = image[..., :-1].astype(np.float32)
+        if colour.shape[2] == 1:
+            colour = np.repeat(colour, 3, axis=2)
+        alpha = image[..., -1:].astype(np.float32) / 255
+        rows, cols = np.indices(image.shape[:2])
+        checker = np.where(((rows // 8 + cols // 8) % 2)[..., None] == 0, 200.0, 150.0)
+        return np.round(colour * alpha + checker * (1 - alpha)).astype(np.uint8)
+    return image
+
+
+def _sheet(tiles) -> np.ndarray:
+    """Tiles scaled to a common width, with labels, in rows of COLUMNS."""
+    scaled = []
+    for image, label in tiles:
+        height = max(1, round(image.shape[0] * TILE_WIDTH / image.shape[1]))
+        interpolation = cv2.INTER_AREA if image.shape[1] > TILE_WIDTH else cv2.INTER_LINEAR
+        scaled.append((cv2.resize(image, (TILE_WIDTH, height), interpolation=interpolation),
+                       label))
+    tile_height = max(image.shape[0] for image, _ in scaled) + LABEL_HEIGHT
+    rows = -(-len(scaled) // COLUMNS)
+    columns = min(COLUMNS, len(scaled))
+    sheet = np.full((rows * tile_height, columns * TILE_WIDTH, 3), BACKGROUND, np.uint8)
+    for i, (image, label) in enumerate(scaled):
+        top, left = (i // COLUMNS) * tile_height, (i % COLUMNS) * TILE_WIDTH
+        cv2.putText(sheet, label[:34], (left + 4, top + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                    (235, 235, 235), 1, cv2.LINE_AA)
+        sheet[top + LABEL_HEIGHT: top + LABEL_HEIGHT + image.shape[0], left: left + TILE_WIDTH] \
+            = image
+    return sheet

@@ -1,0 +1,60 @@
+"""Preview shows exactly what run writes."""
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from augcli.cli import main
+from augcli.io import read_image
+from augcli.preview import TILE_WIDTH, make_preview, pick_outputs
+from augcli.recipe import load_recipe
+from augcli.runner import run_recipe
+
+from .conftest import photo_like, save, write_recipe
+
+RECIPE = """\
+    input: in
+    output: out
+    format: png
+    variants:
+      spin: {copies: 3, ops: [{rotate: {degrees: 40}}]}
+      flip: {copies: 2, ops: [{fliplr: {p: 1}}]}
+"""
+
+
+def test_preview_tiles_are_the_files_run_writes(tmp_path):
+    # The tile width equals the image width, so tiles are unscaled copies.
+    save(tmp_path / "in" / "cats" / "tom.png", photo_like(48, TILE_WIDTH, seed=1))
+    recipe_path = write_recipe(tmp_path, RECIPE)
+    run_recipe(recipe_path, workers=1)
+    sheet_path = make_preview(load_recipe(recipe_path), tmp_path / "in" / "cats" / "tom.png",
+                              variant="spin", count=3, output=tmp_path / "sheet.png")
+    sheet = np.asarray(Image.open(sheet_path))
+    tiles = [sheet[22:70, i * TILE_WIDTH:(i + 1) * TILE_WIDTH] for i in range(4)]
+    assert np.array_equal(tiles[0], read_image(tmp_path / "in" / "cats" / "tom.png"))
+    for index in (1, 2, 3):
+        written = read_image(tmp_path / "out" / "cats" / f"tom_spin_{index}.png")
+        assert np.array_equal(tiles[index], written)
+
+
+def test_without_variant_all_variants_take_turns(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path, RECIPE))
+    picked = pick_outputs(recipe, tmp_path / "x.png", None, 4)
+    assert [(o.variant, o.index) for o in picked] == [("spin", 1), ("flip", 1), ("spin", 2),
+                                                      ("flip", 2)]
+
+
+def test_preview_command(tmp_path):
+    save(tmp_path / "in" / "a.jpg", photo_like(seed=2))
+    recipe = write_recipe(tmp_path, RECIPE)
+    result = CliRunner().invoke(main, ["preview", str(recipe), str(tmp_path / "in" / "a.jpg"),
+                                       "-n", "5", "-o", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "p.png") as sheet:
+        assert sheet.size[0] == 4 * TILE_WIDTH  # six tiles: two rows of four
+    bad = CliRunner().invoke(main, ["preview", str(recipe), str(tmp_path / "in" / "a.jpg"),
+                                    "--variant", "spun"])
+    assert bad.exit_code == 2 and "no variant 'spun'" in bad.output
+    (tmp_path / "junk.png").write_text("no", encoding="utf-8")
+    junk = CliRunner().invoke(main, ["preview", str(recipe), str(tmp_path / "junk.png")])
+    assert junk.exit_code == 2 and "junk.png" in junk.output
