@@ -59,11 +59,14 @@ def main():
 @click.option("-w", "--workers", type=click.IntRange(min=1),
               help="Worker processes [default: all cores; 1 runs in-process].")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed (overrides the recipe's 'seed').")
+@click.option("--per-class", type=click.IntRange(min=1),
+              help="Top every class folder up to N images, originals included "
+                   "(overrides 'target_per_class').")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
 @click.option("--overwrite", is_flag=True,
               help="Replace outputs of an earlier run, even of a different recipe or seed.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
-def run(recipe, input_dir, output_dir, workers, seed, dry_run, overwrite, quiet):
+def run(recipe, input_dir, output_dir, workers, seed, per_class, dry_run, overwrite, quiet):
     """Augment every image of a folder as RECIPE says.
 
     Each source image gets suffixed copies in the output folder, in the same
@@ -81,7 +84,8 @@ def run(recipe, input_dir, output_dir, workers, seed, dry_run, overwrite, quiet)
     from .runner import plan_run, resolve_recipe, run_recipe
 
     if dry_run:
-        plan = plan_run(resolve_recipe(recipe, input=input_dir, output=output_dir, seed=seed))
+        plan = plan_run(resolve_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
+                                       per_class=per_class))
         _print_plan(plan)
         return
 
@@ -90,9 +94,12 @@ def run(recipe, input_dir, output_dir, workers, seed, dry_run, overwrite, quiet)
 
         tqdm.write(f"failed: {line}", file=sys.stderr)
 
-    report = run_recipe(recipe, input=input_dir, output=output_dir, seed=seed, workers=workers,
-                        overwrite=overwrite, progress=not quiet, notify=notify)
+    report = run_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
+                        per_class=per_class, workers=workers, overwrite=overwrite,
+                        progress=not quiet, notify=notify)
     if not quiet:
+        for line in report.class_lines():
+            click.echo(line, err=True)
         click.echo(report.summary(), err=True)
         if report.ignored:
             click.echo(f"ignored {len(report.ignored)} file(s) that are not images "
@@ -178,6 +185,8 @@ def _print_plan(plan):
             per_variant[label] = per_variant.get(label, 0) + 1
         detail = ", ".join(f"{name} {count}" for name, count in per_variant.items())
         click.echo(f"{task.relative}: {len(task.outputs)} outputs ({detail})")
+    for count in plan.classes:
+        click.echo(f"class {count.tag}: {count.before} -> {count.after}")
     click.echo(f"total: {len(plan.tasks)} sources -> {plan.total_outputs} outputs in "
                f"{plan.output_dir} (dry run: nothing written)")
 

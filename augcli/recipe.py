@@ -94,6 +94,7 @@ class Recipe:
     format: str | None = None
     quality: int = DEFAULT_JPEG_QUALITY
     workers: int | None = None
+    target_per_class: int | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -102,6 +103,7 @@ class Recipe:
         decisive = {key: self.raw.get(key) for key in ("variants", "format", "quality",
                                                        "include_original")}
         decisive["seed"] = self.seed
+        decisive["target_per_class"] = self.target_per_class
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -114,7 +116,7 @@ class Recipe:
 # --- loading -----------------------------------------------------------------
 
 _TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality", "workers",
-             "variants")
+             "target_per_class", "variants")
 _VARIANT_KEYS = ("copies", "ops")
 _COMBINATORS = ("sometimes", "one_of", "some_of", "sequence")
 
@@ -160,6 +162,7 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         format=_read_format(data, problems),
         quality=_read_int(data, "quality", DEFAULT_JPEG_QUALITY, problems, low=1, high=100),
         workers=_read_int(data, "workers", None, problems, low=1),
+        target_per_class=_read_int(data, "target_per_class", None, problems, low=1),
         variants=_read_variants(data.get("variants"), problems),
         raw=data,
     )

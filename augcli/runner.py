@@ -65,10 +65,20 @@ class Plan:
     output_dir: Path
     tasks: list
     ignored: list  # files in the input folder that are not images
+    classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
 
     @property
     def total_outputs(self) -> int:
         return sum(len(task.outputs) for task in self.tasks)
+
+
+@dataclass(frozen=True)
+class ClassCount:
+    """Images of one class folder before the run and after it (balancing)."""
+
+    tag: str
+    before: int
+    after: int
 
 
 def derive_seed(recipe_seed: int, relative: str, variant: str, index: int) -> int:
@@ -83,18 +93,47 @@ def output_name(relative: Path, variant: str, index: int, fmt: str | None) -> st
     return (relative.parent / f"{relative.stem}_{variant}_{index}{suffix}").as_posix()
 
 
+def _original(recipe: Recipe, relative: Path) -> OutputPlan:
+    """The copy of a source itself (converted when the recipe sets a format)."""
+    name = relative.with_suffix(f".{recipe.format}") if recipe.format else relative
+    return OutputPlan(name.as_posix(), None, 0, 0)
+
+
+def _augmented(recipe: Recipe, relative: Path, variant, index: int, tree) -> OutputPlan:
+    return OutputPlan(output_name(relative, variant.name, index, recipe.format), variant.name,
+                      index, derive_seed(recipe.seed, relative.as_posix(), variant.name, index),
+                      tree)
+
+
 def source_outputs(recipe: Recipe, relative: Path) -> list:
     """Every output the recipe makes from one source, in order, each with its seed."""
-    rel = relative.as_posix()
-    outputs = []
-    if recipe.include_original:
-        name = relative.with_suffix(f".{recipe.format}").as_posix() if recipe.format else rel
-        outputs.append(OutputPlan(name, None, 0, 0))
+    outputs = [_original(recipe, relative)] if recipe.include_original else []
     for variant in recipe.variants:
         for index, tree in enumerate(variant.expand(), start=1):
-            outputs.append(OutputPlan(
-                output_name(relative, variant.name, index, recipe.format),
-                variant.name, index, derive_seed(recipe.seed, rel, variant.name, index), tree))
+            outputs.append(_augmented(recipe, relative, variant, index, tree))
+    return outputs
+
+
+def balanced_outputs(recipe: Recipe, sources: list) -> dict:
+    """Outputs that bring one class folder up to ``recipe.target_per_class``, per source.
+
+    Originals are always copied (the output folder is the upload-ready set).
+    Extra outputs go round-robin over the sources in sorted order, so every
+    source is used once before any is used twice; source i's r-th extra output
+    comes from variant (i + r) mod V, so variants alternate within and across
+    rounds. A variant used again on the same source takes its next index (and
+    its next sweep value, if it sweeps).
+    """
+    outputs = {relative: [_original(recipe, relative)] for relative in sources}
+    trees = {variant.name: list(variant.expand()) for variant in recipe.variants}
+    uses: dict = {}
+    for extra in range(max(0, recipe.target_per_class - len(sources))):
+        position, round_ = extra % len(sources), extra // len(sources)
+        relative = sources[position]
+        variant = recipe.variants[(position + round_) % len(recipe.variants)]
+        index = uses[relative, variant.name] = uses.get((relative, variant.name), 0) + 1
+        tree = trees[variant.name][(index - 1) % len(trees[variant.name])]
+        outputs[relative].append(_augmented(recipe, relative, variant, index, tree))
     return outputs
 
 
@@ -121,10 +160,11 @@ def plan_run(recipe: Recipe) -> Plan:
     if not images:
         raise UsageError(f"no images found in {input_dir} "
                          f"(looked for {', '.join(sorted(io.INPUT_EXTENSIONS))})")
+    planned, classes = _plan_outputs(recipe, images)
     tasks, claimed = [], {}
     for relative in images:
         rel = relative.as_posix()
-        outputs = source_outputs(recipe, relative)
+        outputs = planned[relative]
         for output in outputs:
             if output.relative in claimed:
                 raise UsageError(f"{claimed[output.relative]} and {rel} would both write "
@@ -132,7 +172,22 @@ def plan_run(recipe: Recipe) -> Plan:
             claimed[output.relative] = rel
         tasks.append(SourceTask(input_dir / relative, rel, output_dir, tuple(outputs),
                                 recipe.format, recipe.quality))
-    return Plan(recipe, input_dir, output_dir, tasks, others)
+    return Plan(recipe, input_dir, output_dir, tasks, others, classes)
+
+
+def _plan_outputs(recipe: Recipe, images: list) -> tuple[dict, list]:
+    """Outputs per source, and per-class counts when the recipe balances classes."""
+    if recipe.target_per_class is None:
+        return {relative: source_outputs(recipe, relative) for relative in images}, []
+    by_class: dict = {}
+    for relative in images:
+        by_class.setdefault(relative.parent.as_posix(), []).append(relative)
+    planned, classes = {}, []
+    for tag, sources in by_class.items():
+        outputs = balanced_outputs(recipe, sources)
+        planned.update(outputs)
+        classes.append(ClassCount(tag, len(sources), sum(map(len, outputs.values()))))
+    return planned, classes
 
 
 # --- worker --------------------------------------------------------------------
@@ -188,22 +243,29 @@ def process_source(task: SourceTask) -> SourceResult:
 # --- manifest ------------------------------------------------------------------
 
 def read_manifest(output_dir: Path) -> list:
-    """Records of an earlier run; a torn last line (killed run) is ignored."""
+    """Output records of an earlier run; a torn last line (killed run) is ignored.
+
+    Per-class count lines (balancing) are not output records and are skipped.
+    """
     path = output_dir / MANIFEST_NAME
     if not path.exists():
         return []
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if "output" in record:
+            records.append(record)
     return records
 
 
-def _write_manifest(output_dir: Path, records) -> None:
-    ordered = sorted(records, key=lambda record: record["output"])
-    text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in ordered)
+def _write_manifest(output_dir: Path, records, classes=()) -> None:
+    """Rewrite the manifest: per-class counts first (if balancing), then outputs by name."""
+    lines = [{"class": c.tag, "before": c.before, "after": c.after} for c in classes]
+    lines += sorted(records, key=lambda record: record["output"])
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     io.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
 
 
@@ -247,11 +309,18 @@ class Report:
     skipped: int = 0
     failures: list = field(default_factory=list)
     ignored: list = field(default_factory=list)
+    classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
         return EXIT_SOME_FAILED if self.failures else EXIT_OK
+
+    def class_lines(self) -> list:
+        """One line per class folder when balancing: count before -> after."""
+        return [f"{c.tag}: {c.before} -> {c.after}" if c.after > c.before else
+                f"{c.tag}: {c.before} (already at or above the target, nothing added)"
+                for c in self.classes]
 
     def summary(self) -> str:
         return (f"{self.images_read} images read, {self.written} outputs written, "
@@ -266,26 +335,28 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_recipe(recipe, input=None, output=None, seed=None) -> Recipe:
+def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None) -> Recipe:
     """Load a recipe (a path or a ``Recipe``) and apply the caller's overrides."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
-    return recipe.with_overrides(input=_path(input), output=_path(output), seed=seed)
+    return recipe.with_overrides(input=_path(input), output=_path(output), seed=seed,
+                                 target_per_class=per_class)
 
 
-def run_recipe(recipe, *, input=None, output=None, seed=None, workers=None,
+def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, workers=None,
                overwrite=False, progress=False, notify=None) -> Report:
     """Run a recipe (a path or a ``Recipe``) and return the ``Report``.
 
-    ``input``, ``output`` and ``seed`` override the recipe. ``notify`` receives
-    one line per failed input as it happens. This is what ``augcli run`` calls.
+    ``input``, ``output``, ``seed`` and ``per_class`` (target_per_class)
+    override the recipe. ``notify`` receives one line per failed input as it
+    happens. This is what ``augcli run`` calls.
     """
     started = time.perf_counter()
-    recipe = resolve_recipe(recipe, input=input, output=output, seed=seed)
+    recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class)
     plan = plan_run(recipe)
     fingerprint = recipe.fingerprint
     finished = _previous_outputs(plan, fingerprint, overwrite)
-    report = Report(ignored=plan.ignored)
+    report = Report(ignored=plan.ignored, classes=plan.classes)
 
     tasks = []
     for task in plan.tasks:
@@ -297,7 +368,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, workers=None,
     records = dict(finished)
     io.remove_stale_temp_files(plan.output_dir)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
-    _write_manifest(plan.output_dir, records.values())
+    _write_manifest(plan.output_dir, records.values(), plan.classes)
 
     workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
     bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
@@ -318,7 +389,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, workers=None,
                 bar.update(len(result.records) + len(result.failures))
     finally:
         bar.close()
-        _write_manifest(plan.output_dir, records.values())
+        _write_manifest(plan.output_dir, records.values(), plan.classes)
     report.seconds = time.perf_counter() - started
     return report
 
