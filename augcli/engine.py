@@ -53,3 +53,13 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     from imgaug.augmenters.blur import blur_gaussian_
 
     return blur_gaussian_(np.copy(image), sigma=sigma)
+
+
+def gamma_contrast(image: np.ndarray, gamma: float) -> np.ndarray:
+    """imgaug's GammaContrast with a fixed gamma: a lookup table for uint8, skimage otherwise."""
+    load()
+    from imgaug.augmenters.contrast import adjust_contrast_gamma
+
+    if image.size == 0:
+        return image
+    return adjust_contrast_gamma(np.ascontiguousarray(image), gamma)

@@ -135,3 +135,108 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     homogeneous = np.hstack([points, np.ones((len(points), 1))])
     return (homogeneous @ matrix.T)[:, :2]
+
+
+# --- helpers for ops that resample on their own (resize, pad, perspective, remap) ------
+
+def border_mode(fill: str) -> int:
+    """The OpenCV border constant for a fill mode name."""
+    return _BORDER[fill]
+
+
+def border_value(cval, channels: int) -> tuple:
+    """A four-value OpenCV border colour from one value or a colour."""
+    return _border_value(cval, channels)
+
+
+def _channels(image: np.ndarray) -> int:
+    return 1 if image.ndim == 2 else image.shape[2]
+
+
+def resize_matrix(src_size, dst_size) -> np.ndarray:
+    """Forward matrix of a resize from (h, w) to (h', w'), as ``cv2.resize`` maps pixels.
+
+    Pixel centres are aligned the way OpenCV (and PIL, torchvision) resize:
+    ``x' = (x + 0.5) * w' / w - 0.5``, so boxes follow the resized pixels.
+    """
+    height, width = src_size[:2]
+    new_height, new_width = dst_size[:2]
+    sx, sy = new_width / width, new_height / height
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+def rot90_matrix(shape, k: int) -> np.ndarray:
+    """Forward matrix of ``k`` clockwise quarter turns of an image of ``shape`` (exact)."""
+    height, width = shape[:2]
+    k %= 4
+    if k == 1:
+        return np.array([[0.0, -1.0, height - 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    if k == 2:
+        return np.array([[-1.0, 0.0, width - 1.0], [0.0, -1.0, height - 1.0], [0.0, 0.0, 1.0]])
+    if k == 3:
+        return np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width - 1.0], [0.0, 0.0, 1.0]])
+    return np.eye(3)
+
+
+def rot90(image: np.ndarray, k: int) -> np.ndarray:
+    """Rotate by ``k`` clockwise quarter turns, exactly (no resampling)."""
+    k %= 4
+    if k == 0:
+        return image
+    codes = {1: cv2.ROTATE_90_CLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    if _channels(image) <= 4:
+        turned = cv2.rotate(np.ascontiguousarray(image), codes[k])
+        return turned.reshape(turned.shape[:2] + image.shape[2:])
+    return np.ascontiguousarray(np.rot90(image, -k, axes=(0, 1)))
+
+
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to ``width`` x ``height``: area averaging when no side grows, else bilinear."""
+    old_height, old_width = image.shape[:2]
+    if (old_height, old_width) == (height, width):
+        return image
+    shrinking = width <= old_width and height <= old_height
+    return cv2.resize(np.ascontiguousarray(image), (int(width), int(height)),
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def pad(image: np.ndarray, top: int, bottom: int, left: int, right: int,
+        fill: str = "constant", cval=0) -> np.ndarray:
+    """Add rows/columns on each side, filled as ``fill`` says (exact, any pad size)."""
+    height, width = image.shape[:2]
+    size = (height + top + bottom, width + left + right)
+    return warp(image, translation(left, top), fill, cval, size=size)
+
+
+def warp_perspective(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0,
+                     size=None) -> np.ndarray:
+    """Resample through a forward 3x3 homography into ``size`` (h, w; default: its own)."""
+    height, width = size if size is not None else image.shape[:2]
+    return cv2.warpPerspective(
+        np.ascontiguousarray(image), matrix, (int(width), int(height)),
+        flags=cv2.INTER_LINEAR, borderMode=_BORDER[fill],
+        borderValue=_border_value(cval, _channels(image)))
+
+
+def remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, fill: str = "constant",
+          cval=0) -> np.ndarray:
+    """Output pixel (y, x) = input at (map_y, map_x), bilinear.
+
+    The maps go in as float32 (OpenCV rejects float64 maps, and on NumPy 2
+    imgaug 0.4 builds float64 ones, so its ElasticTransformation fails) and
+    become OpenCV's fixed-point maps (1/32 pixel), as in imgaug and as
+    warpAffine works inside: the same pixels as imgaug's remap.
+    """
+    map1, map2 = map_x.astype(np.float32, copy=False), map_y.astype(np.float32, copy=False)
+    if max(image.shape[:2]) < 32767:  # fixed-point maps hold 16-bit coordinates
+        map1, map2 = cv2.convertMaps(map1, map2, cv2.CV_16SC2)
+    return cv2.remap(
+        np.ascontiguousarray(image), map1, map2, interpolation=cv2.INTER_LINEAR,
+        borderMode=_BORDER[fill], borderValue=_border_value(cval, _channels(image)))
+
+
+def project_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Map (N, 2) points through a 3x3 matrix with the projective divide (homographies too)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    homogeneous = np.hstack([points, np.ones((len(points), 1))]) @ matrix.T
+    return homogeneous[:, :2] / homogeneous[:, 2:3]

@@ -52,11 +52,12 @@ PARAMS = (
     Param("shear_range", NUMBER, 0, "Shear angle in degrees: U(-s, s).", low=0, high=89,
           random=False),
     Param("zoom_range", NUMBER_OR_LIST, 0, "z means [1 - z, 1 + z]; or [lo, hi]. x and y are "
-          "drawn separately; values above 1 zoom out, as in Keras.", random=False),
+          "drawn separately; values above 1 zoom out, as in Keras.", low=0, high=10,
+          lengths=(2,), ordered=True, random=False),
     Param("channel_shift_range", NUMBER, 0, "Intensity added to all channels: U(-c, c).",
           low=0, high=255, random=False),
     Param("brightness_range", NUMBER_OR_LIST, 0, "[lo, hi] brightness factor (0 = off).",
-          random=False),
+          low=0, high=10, lengths=(2,), ordered=True, random=False),
     Param("horizontal_flip", BOOL, False, "Flip left-right half of the time.", random=False),
     Param("vertical_flip", BOOL, False, "Flip top-bottom half of the time.", random=False),
     Param("fill_mode", ENUM, "nearest", "Keras fill: constant, nearest, reflect (cba|abcd|dcb) "

@@ -14,19 +14,30 @@ Adding an op is one ``_register(Op(...))`` call. An op has
 Randomness happens only in ``sample``, which turns the recipe's distributions
 into plain numbers (torchvision v2's make_params / transform split). The
 numbers go into the manifest, so every output can be traced and replayed.
+
+There is one registry, ``CATALOG``. This module defines ``Op``, the shared
+helpers and the first ops; ``ops_geometry``, ``ops_colour`` and ``ops_pixel``
+register the rest when this module is imported (see the end of the file).
+
+Image layouts every op handles: H x W grey (uint8 or uint16), H x W x 2
+(grey + alpha), H x W x 3 RGB and H x W x 4 RGBA. Pixel ops change the colour
+channels only; alpha is always kept as it was. Colour-only ops (saturation,
+hue, grayscale) leave grey images unchanged. Intensities given in 0-255 units
+(noise scale, shifts, fill values of erasing ops) are scaled by 257 on 16-bit
+images, so a recipe means the same on both.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from . import geometry
-from .params import BOOL, ENUM, NUMBER, PROBABILITY, Param
+from .params import BOOL, ENUM, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
 
 FILL_PARAMS = (
     Param("fill", ENUM, "constant", "How to fill pixels that come from outside the image: "
@@ -47,6 +58,7 @@ class Op:
     apply: Callable | None = None  # makes its own pixels: (image, params) -> image
     output_shape: Callable | None = None  # (params, (h, w)) -> (h, w) when the size changes
     aliases: tuple = ()
+    refused: dict = field(default_factory=dict)  # keys users bring from elsewhere -> why not
 
     @property
     def geometric(self) -> bool:
@@ -102,6 +114,71 @@ def _with_probability(draw, rng, params=None):
 
 def _fill(draw) -> dict:
     return {"fill": draw("fill"), "cval": draw("cval")}
+
+
+def _fill_params(where: str) -> tuple:
+    """FILL_PARAMS with docs saying where this op's fill shows."""
+    fill, cval = FILL_PARAMS
+    return (
+        Param("fill", ENUM, fill.default, f"{where}: constant (cval), edge (repeat border), "
+              "reflect (dcb|abcd), symmetric (cba|abcd), wrap.", choices=fill.choices,
+              random=False),
+        Param("cval", NUMBER, cval.default, cval.doc, low=cval.low, high=cval.high),
+    )
+
+
+def _seed(rng) -> int:
+    """A seed for an op's own noise (masks, fields), recorded so the output can be replayed."""
+    return int(rng.integers(2**31))
+
+
+# --- shared pixel helpers ------------------------------------------------------
+
+def _split_alpha(image: np.ndarray):
+    """(colour, alpha): colour is H x W (grey, grey + alpha) or H x W x 3; alpha may be None."""
+    if image.ndim == 2:
+        return image, None
+    channels = image.shape[2]
+    if channels == 2:
+        return image[..., 0], image[..., 1]
+    if channels == 4:
+        return image[..., :3], image[..., 3]
+    if channels == 1:
+        return image[..., 0], None
+    return image, None
+
+
+def _on_colour(image: np.ndarray, function) -> np.ndarray:
+    """Apply ``function`` to the colour channels only; alpha is kept as it was."""
+    colour, alpha = _split_alpha(image)
+    out = function(np.ascontiguousarray(colour))
+    if alpha is None:
+        return out.reshape(image.shape)
+    return np.dstack([out, alpha])
+
+
+def _max_value(dtype) -> int:
+    return int(np.iinfo(dtype).max)
+
+
+def _unit(image: np.ndarray) -> float:
+    """Size of one 0-255 step in the image's own range: 1 for uint8, 257 for uint16."""
+    return _max_value(image.dtype) / 255.0
+
+
+def _to_dtype(values: np.ndarray, dtype) -> np.ndarray:
+    """Round to nearest (half to even) and clip into the integer dtype's range."""
+    values = np.rint(values)
+    out = values if isinstance(values, np.ndarray) else None  # clip in place when we can
+    return np.clip(values, 0, _max_value(dtype), out=out).astype(dtype)
+
+
+def _pointwise(colour: np.ndarray, function) -> np.ndarray:
+    """Apply a per-value float function: one lookup table for uint8, floats otherwise."""
+    if colour.dtype == np.uint8:
+        table = _to_dtype(function(np.arange(256, dtype=np.float64)), np.uint8)
+        return cv2.LUT(colour, table).reshape(colour.shape)
+    return _to_dtype(function(colour.astype(np.float64)), colour.dtype)
 
 
 # --- geometric ops -----------------------------------------------------------
@@ -322,10 +399,14 @@ def op_help(name: str) -> str | None:
     op = lookup(name)
     if op is None:
         return None
-    if op.geometric:
+    if op.fusable:
         kind = "geometric (moves pixels; composed with neighbouring geometric ops)"
+    elif op.geometric:
+        kind = "geometric (moves pixels; resamples on its own, boxes follow its matrix)"
     else:
         kind = "pixel"
+    if op.output_shape is not None:
+        kind += "; changes the image size"
     lines = [f"{op.name}: {op.summary}", f"kind: {kind}"]
     if op.aliases:
         lines.append(f"aliases: {', '.join(op.aliases)}")
@@ -334,9 +415,26 @@ def op_help(name: str) -> str | None:
         lines.append(f"  {param.name} (default {_default_text(param)})")
         lines.append(f"      {param.doc}")
         lines.append(f"      accepts: {param.describe_type()}")
-    lines += [
-        "Numbers also take [lo, hi] (uniform), {choice: [...]} or {sweep: [...]}.",
-        "example:",
-        f"  {op.example}",
-    ]
+    lines.append("Numbers also take [lo, hi] (uniform), {choice: [...]} or {sweep: [...]}.")
+    if any(param.kind == NUMBER_OR_LIST for param in op.params):
+        lines.append("A list given to a 'number or list' parameter is one value (a pair, a "
+                     "size, a colour), not a range.")
+    lines += ["example:", f"  {op.example}"]
     return "\n".join(lines)
+
+
+# The rest of the catalog registers itself into CATALOG on import.
+from . import keras_dialect, ops_colour, ops_geometry, ops_pixel  # noqa: E402, F401
+
+_register(Op(
+    name="keras",
+    summary="Keras ImageDataGenerator augmentation kwargs, verbatim, with Keras' meaning.",
+    params=keras_dialect.PARAMS,
+    example="- keras: {rotation_range: 20, width_shift_range: 0.1, zoom_range: 0.2, "
+            "horizontal_flip: true}",
+    sample=keras_dialect.sample,
+    apply=keras_dialect.apply,
+    matrix=keras_dialect.matrix,
+    aliases=("image_data_generator",),
+    refused=keras_dialect.NOT_AUGMENTATIONS,
+))

@@ -78,6 +78,8 @@ class Param:
     high: float | None = None
     symmetric: bool = False
     choices: tuple = ()
+    lengths: tuple = ()  # number-or-list params: the list lengths allowed (empty: any)
+    ordered: bool = False  # number-or-list params: a two-number list is a [lo, hi] range
     random: bool = True  # False: only a fixed value makes sense (fill mode, flags)
 
     def describe_type(self) -> str:
@@ -86,7 +88,13 @@ class Param:
         if self.kind == BOOL:
             return "true|false"
         if self.kind == NUMBER_OR_LIST:
-            return "number or list of numbers"
+            counts = " or ".join(str(n) for n in self.lengths) if self.lengths else "any"
+            bounds = ""
+            if self.low is not None or self.high is not None:
+                low = "-inf" if self.low is None else _fmt(self.low)
+                high = "inf" if self.high is None else _fmt(self.high)
+                bounds = f", each in [{low}, {high}]"
+            return f"number or list of {counts} numbers{bounds}"
         bounds = ""
         if self.low is not None or self.high is not None:
             low = "-inf" if self.low is None else _fmt(self.low)
@@ -133,13 +141,24 @@ def _check_scalar(param: Param, value, path: str, problems: Problems) -> bool:
         if not items or not all(_is_number(item) for item in items):
             problems.add(path, f"expected a number or a list of numbers, got {value!r}")
             return False
-        return True
+        if isinstance(value, list) and param.lengths and len(value) not in param.lengths:
+            counts = " or ".join(str(n) for n in param.lengths)
+            problems.add(path, f"expected a number or a list of {counts} numbers, got {value!r}")
+            return False
+        if param.ordered and len(items) == 2 and items[0] > items[1]:
+            problems.add(path, f"expected lo <= hi, got {value!r}")
+            return False
+        return all(_check_bounds(param, item, path, problems) for item in items)
     if not _is_number(value):
         problems.add(path, f"expected {param.describe_type()}, got {value!r}")
         return False
     if param.kind == INT and not float(value).is_integer():
         problems.add(path, f"expected an integer, got {value!r}")
         return False
+    return _check_bounds(param, value, path, problems)
+
+
+def _check_bounds(param: Param, value, path: str, problems: Problems) -> bool:
     if param.low is not None and value < param.low or param.high is not None and value > param.high:
         low = "-inf" if param.low is None else _fmt(param.low)
         high = "inf" if param.high is None else _fmt(param.high)

@@ -277,7 +277,11 @@ def _read_op(item, path: str, problems: Problems):
     if not isinstance(body, dict):
         problems.add(f"{path}.{name}", f"expected a mapping of parameters, got {body!r}")
         return None
-    _check_keys(body, [p.name for p in op.params], f"{path}.{name}", problems)
+    for key in sorted(body.keys() & op.refused.keys()):
+        problems.add(f"{path}.{name}.{key}", op.refused[key])
+    known = [p.name for p in op.params]
+    _check_keys({k: v for k, v in body.items() if k not in op.refused}, known,
+                f"{path}.{name}", problems)
     args = {}
     for param in op.params:
         value = body.get(param.name, param.default)

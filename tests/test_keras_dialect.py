@@ -129,3 +129,20 @@ def test_matrix_carries_points_like_the_pixels():
     x, y, _ = keras_dialect.matrix(params, image.shape[:2]) @ np.array([45, 10, 1.0])
     row, col = np.unravel_index(np.argmax(out[..., 0]), out.shape[:2])
     assert abs(col - x) <= 1 and abs(row - y) <= 1
+
+
+def test_recipe_refuses_keras_settings_that_are_not_augmentations():
+    import yaml
+
+    from augcli.errors import RecipeError
+    from augcli.recipe import parse_recipe
+
+    text = ("variants: {a: {ops: [{keras: {rotation_range: 10, rescale: 0.0039, "
+            "featurewise_center: true, zoom_range: [1.2, 0.8]}}]}}")
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(yaml.safe_load(text))
+    problems = "\n".join(caught.value.problems)
+    assert "keras.featurewise_center: 'featurewise_center' is a Keras normalization" in problems
+    assert "keras.rescale: 'rescale' is a Keras normalization setting, not an augmentation; " \
+           "normalize the dataset with 'augcli normalize' instead" in problems
+    assert "keras.zoom_range: expected lo <= hi" in problems

@@ -146,4 +146,5 @@ def test_every_op_is_documented_and_runs_on_every_layout(name):
         img = rng.integers(0, 256, layout, dtype=np.uint8)
         steps = sample_steps(ops_of(f"[{{{name}: {{}}}}]"), np.random.default_rng(1), img.shape)
         out = apply_steps(img, steps)
-        assert out.shape == img.shape and out.dtype == img.dtype
+        size = op.size_after(steps[0].params, img.shape[:2]) if steps else img.shape[:2]
+        assert out.shape == tuple(size) + img.shape[2:] and out.dtype == img.dtype

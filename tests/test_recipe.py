@@ -136,3 +136,15 @@ def test_parsed_recipes_pickle_for_worker_processes():
     recipe = parse("variants: {a: {copies: 2, ops: [{affine: {rotate: 10}}, "
                    "{some_of: {n: [1, 2], ops: [fliplr, flipud]}}]}}")
     assert pickle.loads(pickle.dumps(recipe)) == recipe
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{color_jitter: {hue: [0.2, 0.9]}}", "color_jitter.hue: 0.9 is out of range [-0.5, 0.5]"),
+    ("{color_jitter: {brightness: [1.5, 0.5]}}", "color_jitter.brightness: expected lo <= hi"),
+    ("{random_erasing: {value: [1, 2]}}",
+     "random_erasing.value: expected a number or a list of 3 numbers"),
+    ("{random_resized_crop: {size: [0, 10]}}", "random_resized_crop.size: 0 is out of range"),
+])
+def test_list_parameters_are_checked_before_the_run(text, expected):
+    problems = problems_of(f"variants: {{a: {{ops: [{text}]}}}}")
+    assert any(expected in problem for problem in problems), problems
