@@ -424,7 +424,7 @@ def op_help(name: str) -> str | None:
 
 
 # The rest of the catalog registers itself into CATALOG on import.
-from . import keras_dialect, ops_colour, ops_geometry, ops_pixel  # noqa: E402, F401
+from . import keras_dialect, ops_colour, ops_geometry, ops_pixel  # noqa: F401
 
 _register(Op(
     name="keras",
