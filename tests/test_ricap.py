@@ -1,0 +1,406 @@
+"""augcli ricap: geometry, provenance, labels, sampling, determinism and the CLI.
+
+Sources are real PNG files whose pixels encode where they come from: red is
+the column, green the row and blue the image's own number, so every pixel of
+a montage says which source and which position it was cut from. Expected
+values are computed here, from the recorded plan and the sources' own pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from augcli import ricap
+from augcli.cli import main
+
+from .conftest import photo_like, save
+
+WIDTH, HEIGHT = 40, 30
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["ricap", *map(str, args)], catch_exceptions=False)
+
+
+def coded(number: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    """RGB image: R = column, G = row, B = a number unique to the image."""
+    y, x = np.mgrid[0:height, 0:width]
+    blue = np.full_like(x, 10 * number)
+    return np.stack([x, y, blue], axis=-1).astype(np.uint8)
+
+
+def make_classes(folder: Path, layout: dict, size=(WIDTH, HEIGHT)) -> dict:
+    """Save coded images as folder/<class>/<name>.png; return {relative path: array}."""
+    sources, number = {}, 1
+    for label, names in layout.items():
+        for name in names:
+            array = coded(number, *size)
+            save(folder / label / f"{name}.png", array)
+            sources[f"{label}/{name}.png"] = array
+            number += 1
+    return sources
+
+
+@pytest.fixture
+def classes(tmp_path):
+    """Three classes of coded 40x30 PNGs, one of them in a nested folder."""
+    folder = tmp_path / "in"
+    sources = make_classes(folder, {"ant": ["a1", "a2"], "bee": ["b1"], "cow": ["c1", "c2", "c3"]})
+    nested = coded(9)
+    save(folder / "cow" / "deep" / "c4.png", nested)
+    sources["cow/deep/c4.png"] = nested
+    return folder, sources
+
+
+def read_png(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def records(output: Path) -> list:
+    return [json.loads(line) for line in
+            (output / "montages.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def label_rows(output: Path) -> tuple[list, list]:
+    with open(output / "labels.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], rows[1:]
+
+
+def check_provenance(output: Path, record: dict, resized: dict) -> None:
+    """Quadrants tile the montage once each, and each holds its recorded crop."""
+    montage = read_png(output / record["filename"])
+    width, height = record["size"]
+    assert montage.shape == (height, width, 3)
+    covered = np.zeros((height, width), int)
+    for quadrant in record["quadrants"]:
+        x, y, w, h = quadrant["output"]
+        covered[y:y + h, x:x + w] += 1
+        if w * h == 0:
+            assert quadrant["source"] is None and quadrant["weight"] == 0
+            continue
+        cx, cy, cw, ch = quadrant["crop"]
+        assert (cw, ch) == (w, h)
+        assert 0 <= cx <= width - w and 0 <= cy <= height - h
+        source = resized[quadrant["source"]]
+        np.testing.assert_array_equal(montage[y:y + h, x:x + w], source[cy:cy + h, cx:cx + w])
+    assert (covered == 1).all()
+
+
+# --- geometry and labels, as pure functions ---------------------------------------------
+
+@pytest.mark.parametrize("w, h", [(0, 0), (0, 7), (13, 0), (40, 30), (40, 0), (17, 11)])
+def test_quadrant_boxes_tile_the_image_even_when_some_are_empty(w, h):
+    boxes = ricap.quadrant_boxes(WIDTH, HEIGHT, w, h)
+    covered = np.zeros((HEIGHT, WIDTH), int)
+    for x, y, bw, bh in boxes:
+        covered[y:y + bh, x:x + bw] += 1
+    assert (covered == 1).all()
+    assert [b[2:] for b in boxes] == [(w, h), (WIDTH - w, h), (w, HEIGHT - h),
+                                      (WIDTH - w, HEIGHT - h)]
+
+
+def test_zero_size_patches_weigh_nothing_and_compose_without_a_source():
+    boxes = ricap.quadrant_boxes(WIDTH, HEIGHT, 0, 12)
+    image = coded(3)
+    quadrants = [ricap.Quadrant(p, box) if box[2] * box[3] == 0 else
+                 ricap.Quadrant(p, box, "x/a.png", "x", box)  # crop where it goes
+                 for p, box in zip(ricap.POSITIONS, boxes)]
+    weights = ricap.label_weights(quadrants, ["x", "y"], WIDTH, HEIGHT)
+    assert weights == {"x": Fraction(1), "y": Fraction(0)}
+    pieces = [(image if q.source else None, q.crop[:2] if q.crop else None, q.box)
+              for q in quadrants]
+    np.testing.assert_array_equal(ricap.compose((WIDTH, HEIGHT), pieces), image)
+
+
+def test_weights_are_exact_area_fractions_summed_per_class():
+    boxes = ricap.quadrant_boxes(WIDTH, HEIGHT, 13, 7)
+    labels = ["a", "b", "a", "c"]
+    quadrants = [ricap.Quadrant(p, box, f"{label}/s.png", label, (0, 0, box[2], box[3]))
+                 for p, box, label in zip(ricap.POSITIONS, boxes, labels)]
+    weights = ricap.label_weights(quadrants, ["a", "b", "c", "d"], WIDTH, HEIGHT)
+    total = WIDTH * HEIGHT
+    assert weights == {"a": Fraction(13 * 7 + 13 * 23, total), "b": Fraction(27 * 7, total),
+                       "c": Fraction(27 * 23, total), "d": 0}
+    assert sum(weights.values()) == 1
+
+
+def test_majority_ties_go_to_the_first_class_in_sorted_order():
+    half = Fraction(1, 2)
+    assert ricap.majority_class({"cup": half, "cat": half}) == "cat"
+    assert ricap.majority_class({"a": Fraction(1, 4), "b": Fraction(3, 4)}) == "b"
+
+
+# --- sampling ------------------------------------------------------------------------------
+
+IMAGES = [("a/1.png", "a"), ("b/1.png", "b")]
+
+
+def fractions(beta: float, count: int = 2000) -> np.ndarray:
+    plans = ricap.plan_montages(IMAGES, count, (100, 100), beta=beta, seed=3, per_sample=True)
+    return np.array([plan.fractions for plan in plans])
+
+
+def test_small_beta_puts_boundaries_near_the_edges_and_large_beta_near_the_centre():
+    small, large = fractions(0.1), fractions(10.0)
+    # E|X - 1/2| is about 0.44 for Beta(0.1, 0.1) and 0.09 for Beta(10, 10)
+    assert np.abs(small - 0.5).mean() > 0.4
+    assert np.abs(large - 0.5).mean() < 0.12
+    assert (np.abs(small - 0.5) > 0.4).mean() > 0.7
+    assert (np.abs(large - 0.5) < 0.2).mean() > 0.9
+    # both are symmetric about 1/2
+    assert abs(small.mean() - 0.5) < 0.03 and abs(large.mean() - 0.5) < 0.01
+
+
+def test_boundary_is_the_rounded_fraction_of_the_size():
+    plans = ricap.plan_montages(IMAGES, 300, (37, 23), beta=0.3, seed=1, per_sample=True)
+    for plan in plans:
+        assert plan.boundary == (round(plan.fractions[0] * 37), round(plan.fractions[1] * 23))
+
+
+def test_per_batch_shares_the_boundary_and_per_sample_does_not():
+    batched = ricap.plan_montages(IMAGES, 40, (64, 64), seed=5, batch_size=8)
+    assert [plan.batch for plan in batched] == [i // 8 for i in range(40)]
+    for batch in range(5):
+        members = {plan.fractions for plan in batched if plan.batch == batch}
+        assert len(members) == 1
+    assert len({plan.fractions for plan in batched}) == 5
+    # crops and sources still differ within a batch
+    assert len({plan.quadrants for plan in batched[:8]}) == 8
+    per_sample = ricap.plan_montages(IMAGES, 40, (64, 64), seed=5, batch_size=8, per_sample=True)
+    assert len({plan.fractions for plan in per_sample}) == 40
+
+
+def test_a_shorter_run_makes_the_first_montages_of_a_longer_one():
+    short = ricap.plan_montages(IMAGES, 10, (50, 40), seed=9, batch_size=4)
+    long = ricap.plan_montages(IMAGES, 30, (50, 40), seed=9, batch_size=4)
+    assert short == long[:10]
+
+
+def test_sources_are_drawn_uniformly_over_all_images():
+    images = [("a/1.png", "a"), ("a/2.png", "a"), ("a/3.png", "a"), ("b/1.png", "b")]
+    plans = ricap.plan_montages(images, 1000, (64, 64), beta=1.0, seed=2, per_sample=True)
+    drawn = [source for plan in plans for source in plan.sources]
+    shares = [drawn.count(path) / len(drawn) for path, _ in images]
+    assert all(abs(share - 0.25) < 0.03 for share in shares)
+
+
+# --- end to end through the library -------------------------------------------------------
+
+def test_montages_are_made_of_the_recorded_crops(tmp_path, classes):
+    folder, sources = classes
+    output = tmp_path / "out"
+    report = ricap.make_montages(folder, output, count=25, size=(WIDTH, HEIGHT), beta=1.0,
+                                 seed=4, per_sample=True, workers=1)
+    assert report.exit_code == 0 and report.written == 25 and report.failures == []
+    made = records(output)
+    assert [r["filename"] for r in made] == [f"ricap_{i:05d}.png" for i in range(1, 26)]
+    for record in made:
+        check_provenance(output, record, sources)
+        for quadrant in record["quadrants"]:
+            if quadrant["source"]:
+                assert quadrant["class"] == quadrant["source"].split("/")[0]
+    used = {q["source"] for r in made for q in r["quadrants"]}
+    assert "cow/deep/c4.png" in used  # deeper images belong to their top-level class
+    assert report.images_read == len(used - {None})
+
+
+def test_sources_of_other_sizes_are_stretched_as_normalize_does(tmp_path):
+    folder = tmp_path / "in"
+    big, small = photo_like(90, 120, seed=1), photo_like(12, 16, seed=2)
+    wide = photo_like(20, 100, seed=3)  # shrinks in width, grows in height
+    save(folder / "big" / "x.png", big)
+    save(folder / "small" / "y.png", small)
+    save(folder / "wide" / "z.png", wide)
+    size = (WIDTH, HEIGHT)
+    expected = {
+        "big/x.png": cv2.resize(big, size, interpolation=cv2.INTER_AREA),
+        "small/y.png": cv2.resize(small, size, interpolation=cv2.INTER_LINEAR),
+        "wide/z.png": cv2.resize(wide, size, interpolation=cv2.INTER_LINEAR),
+    }
+    output = tmp_path / "out"
+    ricap.make_montages(folder, output, count=15, size=size, beta=1.0, seed=0, workers=1)
+    made = records(output)
+    assert {q["source"] for r in made for q in r["quadrants"]} == set(expected)
+    for record in made:
+        check_provenance(output, record, expected)
+
+
+def test_grey_alpha_and_16_bit_sources_become_8_bit_rgb():
+    grey16 = np.full((2, 2), 65535, np.uint16)
+    assert ricap.to_rgb8(grey16).tolist() == [[[255] * 3] * 2] * 2
+    rgba = np.zeros((1, 1, 4), np.uint8)  # fully transparent black -> white
+    assert ricap.to_rgb8(rgba).tolist() == [[[255, 255, 255]]]
+    grey = np.array([[7]], np.uint8)
+    assert ricap.to_rgb8(grey).tolist() == [[[7, 7, 7]]]
+
+
+def test_labels_sum_to_one_and_equal_the_areas(tmp_path, classes):
+    folder, _ = classes
+    output = tmp_path / "out"
+    ricap.make_montages(folder, output, count=40, size=(WIDTH, HEIGHT), seed=8, workers=1)
+    header, rows = label_rows(output)
+    assert header == ["filename", "ant", "bee", "cow"]
+    made = {r["filename"]: r for r in records(output)}
+    assert [row[0] for row in rows] == sorted(made)
+    for row in rows:
+        weights = [float(value) for value in row[1:]]
+        assert abs(sum(weights) - 1) < 1e-12
+        record = made[row[0]]
+        areas = {name: 0 for name in header[1:]}
+        for quadrant in record["quadrants"]:
+            if quadrant["area"]:
+                areas[quadrant["class"]] += quadrant["area"]
+            assert quadrant["weight"] == quadrant["area"] / (WIDTH * HEIGHT)
+        assert sum(areas.values()) == WIDTH * HEIGHT  # exact, in integers
+        for name, weight in zip(header[1:], weights):
+            assert weight == float(Fraction(areas[name], WIDTH * HEIGHT))
+        assert record["labels"] == {n: w for n, w in zip(header[1:], weights) if w}
+
+
+def test_zero_size_patches_in_a_real_run(tmp_path, classes):
+    """Beta(0.01, 0.01) gives w' of exactly 0 or 1 about a third of the time."""
+    folder, sources = classes
+    output = tmp_path / "out"
+    report = ricap.make_montages(folder, output, count=30, size=(WIDTH, HEIGHT), beta=0.01,
+                                 seed=0, per_sample=True, workers=1)
+    assert report.exit_code == 0 and report.written == 30
+    made = records(output)
+    empty = [q for r in made for q in r["quadrants"] if q["area"] == 0]
+    assert empty and all(q["source"] is None and q["crop"] is None for q in empty)
+    for record in made:
+        check_provenance(output, record, sources)
+        assert sum(q["area"] for q in record["quadrants"]) == WIDTH * HEIGHT
+
+
+def test_majority_export_holds_each_montage_under_its_largest_class(tmp_path, classes):
+    folder, _ = classes
+    output = tmp_path / "out"
+    ricap.make_montages(folder, output, count=30, size=(WIDTH, HEIGHT), seed=2,
+                        hard_label="majority", workers=1)
+    header, rows = label_rows(output)
+    exported = sorted(p.relative_to(output / "majority").as_posix()
+                      for p in (output / "majority").rglob("*.png"))
+    assert len(exported) == 30
+    expected = []
+    for row in rows:
+        weights = [Fraction(value) for value in row[1:]]
+        best = max(weights)
+        label = header[1:][weights.index(best)]  # first in sorted order on a tie
+        expected.append(f"{label}/{row[0]}")
+        assert (output / "majority" / label / row[0]).read_bytes() == \
+            (output / row[0]).read_bytes()
+    assert exported == sorted(expected)
+    assert {r["majority"] for r in records(output)} <= set(header[1:])
+
+
+def test_unreadable_source_fails_only_the_montages_that_need_it(tmp_path, classes):
+    folder, _ = classes
+    (folder / "bee" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    output = tmp_path / "out"
+    lines = []
+    report = ricap.make_montages(folder, output, count=30, size=(WIDTH, HEIGHT), beta=1.0,
+                                 seed=1, workers=1, notify=lines.append)
+    plans = ricap.plan_montages(ricap.scan_classes(folder)[0], 30, (WIDTH, HEIGHT), beta=1.0,
+                                seed=1)
+    needing = {p.filename for p in plans if "bee/broken.png" in p.sources}
+    assert needing and len(needing) < 30
+    assert report.exit_code == 1
+    assert report.failed_montages == len(needing) and report.bad_sources == 1
+    assert report.written == 30 - len(needing)
+    assert [path for path, _ in report.failures].count("bee/broken.png") == 1
+    assert any(line.startswith("bee/broken.png: ") for line in lines)
+    _, rows = label_rows(output)
+    assert {row[0] for row in rows} == {p.filename for p in plans} - needing
+    assert not any((output / name).exists() for name in needing)
+
+
+# --- the command line ----------------------------------------------------------------------
+
+def test_cli_writes_montages_and_a_summary(tmp_path, classes):
+    folder, _ = classes
+    result = invoke(folder, "-o", tmp_path / "out", "--count", 7, "--size", "40x30",
+                    "--format", "jpg", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert "7 montages written, 0 failed" in result.output
+    names = sorted(p.name for p in (tmp_path / "out").glob("ricap_*"))
+    assert names == [f"ricap_{i:05d}.jpg" for i in range(1, 8)]
+    assert Image.open(tmp_path / "out" / names[0]).size == (40, 30)
+
+
+def test_same_seed_gives_identical_files_with_1_or_2_workers(tmp_path, classes):
+    folder, _ = classes
+    outputs = {}
+    for workers in (1, 2):
+        output = tmp_path / f"out{workers}"
+        result = invoke(folder, "-o", output, "-n", 24, "--size", "40x30", "--seed", 11,
+                        "--batch-size", 5, "--hard-label", "majority", "-w", workers, "-q")
+        assert result.exit_code == 0, result.output
+        outputs[workers] = {p.relative_to(output).as_posix(): p.read_bytes()
+                            for p in sorted(output.rglob("*")) if p.is_file()}
+    assert len(outputs[1]) == 24 * 2 + 2
+    assert outputs[1] == outputs[2]
+
+
+def test_images_directly_in_the_input_folder_exit_2_and_are_named(tmp_path, classes):
+    folder, _ = classes
+    save(folder / "stray.png", coded(1))
+    result = invoke(folder, "-o", tmp_path / "out", "-n", 3, "--size", "40x30")
+    assert result.exit_code == 2
+    assert "stray.png" in result.output and "belong to no class" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "40by30"], "--size expects WIDTHxHEIGHT"),
+    (["--size", "0x30"], "--size expects WIDTHxHEIGHT"),
+    (["--size", "40x30", "--beta", "0"], "Invalid value for '--beta'"),
+    (["--size", "40x30", "--hard-label", "vote"], "Invalid value for '--hard-label'"),
+])
+def test_bad_flags_exit_2(tmp_path, classes, args, message):
+    folder, _ = classes
+    result = invoke(folder, "-o", tmp_path / "out", "-n", 3, *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_folders_without_class_subfolders_and_output_inside_input_exit_2(tmp_path, classes):
+    folder, _ = classes
+    result = invoke(folder, "-o", folder / "out", "-n", 3, "--size", "40x30")
+    assert result.exit_code == 2 and "inside the input folder" in result.output
+    empty = tmp_path / "empty"
+    (empty / "cats").mkdir(parents=True)
+    result = invoke(empty, "-o", tmp_path / "out", "-n", 3, "--size", "40x30")
+    assert result.exit_code == 2 and "no images found in class subfolders" in result.output
+
+
+def test_earlier_outputs_need_overwrite_which_removes_them(tmp_path, classes):
+    folder, _ = classes
+    output = tmp_path / "out"
+    base = [folder, "-o", output, "--size", "40x30", "-w", 1, "-q", "--hard-label", "majority"]
+    assert invoke(*base, "-n", 6).exit_code == 0
+    (output / "notes.txt").write_text("mine")
+    refused = invoke(*base, "-n", 3)
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    assert invoke(*base, "-n", 3, "--overwrite").exit_code == 0
+    assert sorted(p.name for p in output.glob("ricap_*")) == \
+        ["ricap_00001.png", "ricap_00002.png", "ricap_00003.png"]
+    assert len(list((output / "majority").rglob("*.png"))) == 3
+    assert (output / "notes.txt").read_text() == "mine"  # not ours: left alone
+
+
+def test_help_explains_the_outputs_and_has_an_example():
+    result = CliRunner().invoke(main, ["ricap", "--help"])
+    assert result.exit_code == 0
+    for text in ("labels.csv", "montages.jsonl", "majority", "Example", "--per-sample"):
+        assert text in result.output
