@@ -1,0 +1,362 @@
+"""Is a folder ready to upload? Compare it with a profile's limits.
+
+Tags are class folders: every folder that directly holds images is one tag,
+named by its path relative to the checked folder ('cats', 'pets/dogs');
+images directly in the checked folder form the tag ``'.'``. Each image is
+opened once: its header gives the format (by content, not extension) and
+size, then its pixels are fully decoded to catch truncated and corrupt files.
+Its bytes are hashed (SHA-256) to find copies within a tag.
+
+A tag is measured by its *usable* images: those without an error that are
+not a byte-for-byte copy of an earlier image of the same tag. The folder is
+ready when no file has an error and every tag has at least the profile's
+minimum of usable images; warnings (small images, copies, tags under the
+recommended count, misnamed extensions) do not block.
+
+For object detection the minimum counts images too; counting the labelled
+objects in annotations is left for later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from . import io
+from .errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from .profiles import DEFAULT_PROFILE, MIB, Profile, check_task, get_profile
+
+EXIT_NOT_READY = EXIT_SOME_FAILED  # 1, as a run with failed inputs
+
+ROOT_TAG = "."
+
+ERROR = "error"
+WARNING = "warning"
+
+# Finding kinds.
+UNREADABLE = "unreadable"
+UNSUPPORTED_FORMAT = "unsupported-format"
+FILE_TOO_LARGE = "file-too-large"
+SIDE_TOO_SMALL = "side-too-small"
+SIDE_TOO_LARGE = "side-too-large"
+ASPECT_RATIO = "aspect-ratio"
+DUPLICATE = "duplicate"
+EXTENSION_MISMATCH = "extension-mismatch"
+NOT_DECODED = "not-decoded"
+
+# Tag statuses.
+OK = "ok"
+BELOW_RECOMMENDED = "below-recommended"
+TOO_FEW = "too-few"
+
+# Pillow's format names -> augcli's (io.format_of); MPO is a camera JPEG with extra frames.
+_FORMAT_NAMES = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "BMP": "bmp", "DIB": "bmp",
+                 "GIF": "gif", "TIFF": "tif", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem with one file: ``path`` is relative to the checked folder."""
+
+    path: str
+    kind: str
+    severity: str  # ERROR or WARNING
+    message: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "severity": self.severity,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class TagRow:
+    """One tag's image count against the profile's minimum and recommendation."""
+
+    tag: str
+    images: int
+    usable: int
+    minimum: int
+    recommended: int
+    status: str  # OK, BELOW_RECOMMENDED or TOO_FEW
+
+    def to_json(self) -> dict:
+        return {"tag": self.tag, "images": self.images, "usable": self.usable,
+                "minimum": self.minimum, "recommended": self.recommended,
+                "status": self.status}
+
+
+@dataclass
+class CheckReport:
+    """What ``check_folder`` found; owns the verdict and the exit code."""
+
+    folder: Path
+    profile: Profile
+    task: str
+    tags: list = field(default_factory=list)       # TagRow, root first, then sorted
+    findings: list = field(default_factory=list)   # Finding, by path then as found
+    ignored: list = field(default_factory=list)    # relative paths of non-image files
+
+    @property
+    def errors(self) -> list:
+        return [f for f in self.findings if f.severity == ERROR]
+
+    @property
+    def warnings(self) -> list:
+        return [f for f in self.findings if f.severity == WARNING]
+
+    @property
+    def images(self) -> int:
+        return sum(row.images for row in self.tags)
+
+    @property
+    def usable(self) -> int:
+        return sum(row.usable for row in self.tags)
+
+    @property
+    def tags_too_few(self) -> list:
+        return [row for row in self.tags if row.status == TOO_FEW]
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.tags) and not self.errors and not self.tags_too_few
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.ready else EXIT_NOT_READY
+
+    @property
+    def upload_batches(self) -> int | None:
+        """Upload requests the usable images need, or None when the target has no limit."""
+        batch = self.profile.max_upload_batch
+        return math.ceil(self.usable / batch) if batch else None
+
+    def findings_by_file(self) -> dict:
+        grouped = {}
+        for finding in self.findings:
+            grouped.setdefault(finding.path, []).append(finding)
+        return grouped
+
+    def to_json(self) -> dict:
+        return {
+            "folder": str(self.folder),
+            "profile": self.profile.name,
+            "task": self.task,
+            "ready": self.ready,
+            "images": self.images,
+            "usable": self.usable,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "max_upload_batch": self.profile.max_upload_batch,
+            "upload_batches": self.upload_batches,
+            "tags": [row.to_json() for row in self.tags],
+            "findings": [finding.to_json() for finding in self.findings],
+            "ignored": list(self.ignored),
+        }
+
+
+def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification") -> CheckReport:
+    """Check every image under ``folder`` against ``profile`` (a name or a ``Profile``).
+
+    Raises ``UsageError`` for a missing folder, an unknown profile or task;
+    every problem with the images themselves is a finding in the report.
+    """
+    profile = get_profile(profile)
+    task = check_task(task)
+    folder = Path(folder)
+    if not folder.exists():
+        raise UsageError(f"no folder {folder}")
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is a file; give the folder that holds the tag folders")
+    images, others = io.scan(folder)
+    report = CheckReport(folder, profile, task, ignored=[p.as_posix() for p in others])
+
+    by_tag = {}
+    for relative in images:
+        by_tag.setdefault(relative.parent.as_posix(), []).append(relative)
+    minimum, recommended = profile.min_images(task), profile.recommended_images(task)
+    for tag in sorted(by_tag, key=lambda name: (name != ROOT_TAG, name)):
+        first_with_digest = {}
+        usable = 0
+        for relative in by_tag[tag]:
+            findings, digest = inspect_file(folder / relative, relative.as_posix(), profile)
+            copy_of = first_with_digest.setdefault(digest, relative) if digest else relative
+            if copy_of != relative:
+                findings.append(Finding(relative.as_posix(), DUPLICATE, WARNING,
+                                        f"same bytes as {copy_of.as_posix()}: the copy adds "
+                                        "nothing to training and is not counted"))
+            elif not any(finding.severity == ERROR for finding in findings):
+                usable += 1
+            report.findings.extend(findings)
+        report.tags.append(TagRow(tag, len(by_tag[tag]), usable, minimum, recommended,
+                                  _status(usable, minimum, recommended)))
+    return report
+
+
+def _status(usable: int, minimum: int, recommended: int) -> str:
+    if usable < minimum:
+        return TOO_FEW
+    return BELOW_RECOMMENDED if usable < recommended else OK
+
+
+def inspect_file(path: Path, relative: str, profile: Profile,
+                 max_pixels: int = io.DEFAULT_MAX_PIXELS) -> tuple[list, str | None]:
+    """Findings for one file, and the SHA-256 of its bytes (None if it cannot be read).
+
+    The header gives the format and size; then the first frame is fully
+    decoded, unless the header claims more than ``max_pixels`` (augcli's
+    decompression-bomb limit), which is only a warning here.
+    """
+    findings = []
+
+    def add(kind, severity, message):
+        findings.append(Finding(relative, kind, severity, message))
+
+    try:
+        size = path.stat().st_size
+        digest = _sha256(path) if size else None
+    except OSError as exc:
+        add(UNREADABLE, ERROR, f"cannot read the file ({exc.strerror or exc})")
+        return findings, None
+    if profile.max_file_bytes is not None and size > profile.max_file_bytes:
+        add(FILE_TOO_LARGE, ERROR, f"{_mib(size)} ({size:,} bytes) is over the limit of "
+                                   f"{_mib(profile.max_file_bytes)} "
+                                   f"({profile.max_file_bytes:,} bytes)")
+    if size == 0:
+        add(UNREADABLE, ERROR, "file is empty")
+        return findings, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                fmt = _FORMAT_NAMES.get(image.format, str(image.format).lower())
+                width, height = image.size
+                _check_format(fmt, path, profile, add)
+                _check_sides(width, height, profile, add)
+                if width * height > max_pixels:
+                    add(NOT_DECODED, WARNING,
+                        f"{width} x {height} px is over augcli's limit of {max_pixels:,} "
+                        "pixels: only the header was checked, and 'augcli run' refuses it")
+                else:
+                    image.load()
+    except Image.DecompressionBombError:
+        add(UNREADABLE, ERROR, "too many pixels: refused as a decompression bomb")
+    except Image.UnidentifiedImageError:
+        add(UNREADABLE, ERROR, "not an image file, or a format Pillow cannot read")
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        add(UNREADABLE, ERROR, f"cannot decode ({exc})")
+    return findings, digest
+
+
+def _check_format(fmt: str, path: Path, profile: Profile, add) -> None:
+    if not profile.accepts(fmt):
+        add(UNSUPPORTED_FORMAT, ERROR,
+            f"{fmt} is not accepted by {profile.name} "
+            f"(accepted: {', '.join(sorted(profile.formats))}); convert it")
+    named = io.format_of(path)
+    if named != fmt:
+        add(EXTENSION_MISMATCH, WARNING,
+            f"named {path.suffix} but holds a {fmt} image; rename it to .{fmt}")
+
+
+def _check_sides(width: int, height: int, profile: Profile, add) -> None:
+    short, long = sorted((width, height))
+    dims = f"{width} x {height} px"
+    if profile.max_side is not None and long > profile.max_side:
+        add(SIDE_TOO_LARGE, ERROR, f"{dims}: a side is over the maximum of "
+                                   f"{profile.max_side:,} px")
+    if profile.min_side is not None and short < profile.min_side:
+        add(SIDE_TOO_SMALL, WARNING, f"{dims}: a side is under {profile.min_side} px; "
+                                     f"{profile.name} accepts it but upscales it")
+    ratio = long / short if short else math.inf
+    if profile.max_aspect_ratio is not None and ratio > profile.max_aspect_ratio:
+        add(ASPECT_RATIO, ERROR, f"{dims}: aspect ratio {ratio:.1f}:1 is over "
+                                 f"{profile.max_aspect_ratio:g}:1")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _mib(size: int) -> str:
+    """6,300,054 -> '6.01 MiB'; 6,291,456 -> '6 MiB'."""
+    return f"{size / MIB:.2f}".rstrip("0").rstrip(".") + " MiB"
+
+
+# --- text for people -------------------------------------------------------------
+
+def format_report(report: CheckReport) -> str:
+    """The report as a table of tags, then the findings grouped by file, then the verdict."""
+    profile = report.profile
+    lines = [(f"{report.folder}: checked against {profile.name} ({profile.description}), "
+              f"task {report.task}")]
+    if report.task == "detection":
+        lines.append("(detection: counting images per tag; objects in annotations are not "
+                     "counted yet)")
+    lines.append("")
+    if not report.tags:
+        lines.append(f"no images found (looked for "
+                     f"{', '.join(sorted(io.INPUT_EXTENSIONS))})")
+    else:
+        lines.extend(_tag_table(report.tags))
+    grouped = report.findings_by_file()
+    if grouped:
+        lines.append("")
+        width = max(len(finding.kind) for finding in report.findings)
+        for path, findings in grouped.items():
+            lines.append(path)
+            for finding in findings:
+                lines.append(f"  {finding.severity:<7}  {finding.kind:<{width}}  "
+                             f"{finding.message}")
+    if report.ignored:
+        lines.append("")
+        lines.append(f"ignored {len(report.ignored)} file(s) that are not images by name "
+                     f"(e.g. {report.ignored[0]})")
+    lines.append("")
+    lines.append(_verdict(report))
+    return "\n".join(lines)
+
+
+def _tag_table(rows) -> list:
+    header = ("tag", "images", "usable", "minimum", "recommended", "status")
+    cells = [header] + [(row.tag, str(row.images), str(row.usable), str(row.minimum),
+                         str(row.recommended), _status_text(row)) for row in rows]
+    widths = [max(len(cell[i]) for cell in cells) for i in range(len(header) - 1)]
+    lines = []
+    for cell in cells:
+        parts = [cell[0].ljust(widths[0])]
+        parts += [value.rjust(widths[i]) for i, value in enumerate(cell[1:-1], start=1)]
+        lines.append("  ".join(parts + [cell[-1]]))
+    return lines
+
+
+def _status_text(row: TagRow) -> str:
+    if row.status == TOO_FEW:
+        return f"{TOO_FEW}: {row.minimum - row.usable} more needed"
+    if row.status == BELOW_RECOMMENDED:
+        return f"{BELOW_RECOMMENDED}: {row.recommended - row.usable} more recommended"
+    return OK
+
+
+def _verdict(report: CheckReport) -> str:
+    counts = f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    if report.ready:
+        line = (f"Ready for {report.profile.name}: {report.usable} images in "
+                f"{len(report.tags)} tag(s); {counts}.")
+    else:
+        reasons = [counts]
+        if report.tags_too_few:
+            reasons.append(f"{len(report.tags_too_few)} tag(s) under the minimum of "
+                           f"{report.profile.min_images(report.task)} usable images")
+        if not report.tags:
+            reasons.append("no images")
+        line = f"Not ready for {report.profile.name}: {'; '.join(reasons)}."
+    if report.upload_batches:
+        line += (f"\nUpload {report.usable} images in {report.upload_batches} batch(es) of "
+                 f"at most {report.profile.max_upload_batch}.")
+    return line

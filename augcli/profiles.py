@@ -1,0 +1,138 @@
+"""Upload targets as data: the limits a hosted trainer puts on a training set.
+
+A profile is a frozen, picklable table of numbers. ``augcli check`` compares
+a folder against one; ``augcli run`` can make its outputs conform to one. A
+new target is a new ``Profile`` in ``PROFILES``, not new code.
+
+This module imports nothing heavy (no NumPy, no Pillow): anything may import it.
+
+Limits are ``None`` when the target has none. Sizes are in pixels, file
+sizes in bytes; an aspect ratio is long side / short side (``25.0`` means
+25:1, either way round).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+TASKS = ("classification", "detection")
+
+MIB = 1024 * 1024
+
+
+def check_task(task: str) -> str:
+    """``task`` if it is one of ``TASKS``, else a ``UsageError`` naming the closest."""
+    if task in TASKS:
+        return task
+    close = difflib.get_close_matches(str(task), TASKS, n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise UsageError(f"unknown task '{task}'{hint}; choose {' or '.join(TASKS)}")
+
+
+@dataclass(frozen=True)
+class PerTask:
+    """One number per task: ``counts.classification``, or ``counts.for_task(task)``."""
+
+    classification: int
+    detection: int
+
+    def for_task(self, task: str) -> int:
+        return getattr(self, check_task(task))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The limits of one upload target.
+
+    - ``formats``: accepted formats, named as ``augcli.io.format_of`` names them
+      ('jpg', 'png', 'bmp', 'gif', 'tif', 'webp'), judged by a file's content,
+      not its extension.
+    - ``max_file_bytes``: largest accepted file.
+    - ``min_side``: a smaller side is accepted but upscaled by the target, so
+      ``check`` only warns; ``max_side``: a larger side is refused.
+    - ``max_aspect_ratio``: long side / short side.
+    - ``min_images_per_tag`` / ``recommended_per_tag``: per task; a tag below
+      the minimum cannot be trained, one below the recommendation trains poorly.
+    - ``max_upload_batch``: images per upload request.
+    - ``source``: where the numbers come from, and the choices made reading it.
+    """
+
+    name: str
+    description: str
+    formats: frozenset
+    max_file_bytes: int | None
+    min_side: int | None
+    max_side: int | None
+    max_aspect_ratio: float | None
+    min_images_per_tag: PerTask
+    recommended_per_tag: PerTask
+    max_upload_batch: int | None
+    source: str
+
+    def accepts(self, fmt: str) -> bool:
+        return fmt in self.formats
+
+    def min_images(self, task: str) -> int:
+        return self.min_images_per_tag.for_task(task)
+
+    def recommended_images(self, task: str) -> int:
+        return self.recommended_per_tag.for_task(task)
+
+
+CUSTOM_VISION = Profile(
+    name="custom-vision",
+    description="Azure AI Custom Vision, training images",
+    formats=frozenset({"jpg", "png", "bmp", "gif"}),
+    max_file_bytes=6 * MIB,
+    min_side=256,
+    max_side=10_240,
+    max_aspect_ratio=25.0,
+    min_images_per_tag=PerTask(classification=5, detection=15),
+    recommended_per_tag=PerTask(classification=30, detection=30),
+    max_upload_batch=64,
+    source=(
+        "Microsoft's Custom Vision 'Limits and quotas' page and its training-image guide: "
+        "jpg, png, bmp, gif; at most 6 MB per training image, read here as 6 MiB "
+        "(6,291,456 bytes); 256 px minimum side (smaller images are accepted and upscaled, "
+        "so only a warning); 10,240 px maximum side; aspect ratio at most 25:1; at least "
+        "5 images per tag for classification and 15 for object detection; the guide "
+        "recommends at least 30 per tag to start (the quota table says 50+), 30 is used; "
+        "64 images per upload batch. Detection counts images, not labelled objects."
+    ),
+)
+
+GENERIC = Profile(
+    name="generic",
+    description="any trainer: every format augcli reads, no size limits, 1 image per tag",
+    formats=frozenset({"jpg", "png", "bmp", "gif", "tif", "webp"}),
+    max_file_bytes=None,
+    min_side=None,
+    max_side=None,
+    max_aspect_ratio=None,
+    min_images_per_tag=PerTask(classification=1, detection=1),
+    recommended_per_tag=PerTask(classification=1, detection=1),
+    max_upload_batch=None,
+    source="augcli's own inputs: a permissive baseline that still catches unreadable "
+           "files, unknown formats and duplicates.",
+)
+
+PROFILES = {profile.name: profile for profile in (CUSTOM_VISION, GENERIC)}
+
+DEFAULT_PROFILE = CUSTOM_VISION.name
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``; a ``UsageError`` naming the closest one on a typo."""
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(PROFILES), n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(f"unknown profile '{name}'{hint}; choose one of "
+                         f"{', '.join(sorted(PROFILES))}") from None
+

@@ -1,0 +1,276 @@
+"""augcli check and the profiles: each problem flagged on purpose-made files, through
+the library and the command line."""
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from augcli import check as ck
+from augcli.check import check_folder, format_report
+from augcli.cli import main
+from augcli.errors import UsageError
+from augcli.profiles import CUSTOM_VISION, GENERIC, MIB, PROFILES, get_profile
+
+from .conftest import photo_like, save
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["check", *[str(a) for a in args]], catch_exceptions=False)
+
+
+def conforming(folder, tags=("cat", "cup"), count=5):
+    """``count`` distinct 300 x 260 JPEGs in each tag folder: passes custom-vision."""
+    for t, tag in enumerate(tags):
+        for i in range(count):
+            save(folder / tag / f"{tag}{i}.jpg", photo_like(260, 300, seed=10 * t + i),
+                 quality=90)
+    return folder
+
+
+def kinds(report, path):
+    return {(f.kind, f.severity) for f in report.findings if f.path == path}
+
+
+def row(report, tag):
+    return next(r for r in report.tags if r.tag == tag)
+
+
+# --- a folder that passes --------------------------------------------------------
+
+def test_a_conforming_folder_is_ready_and_exits_0(tmp_path):
+    folder = conforming(tmp_path / "set")
+    report = check_folder(folder, "custom-vision", "classification")
+    assert report.ready and report.findings == [] and report.exit_code == 0
+    assert [(r.tag, r.images, r.usable, r.minimum, r.recommended, r.status)
+            for r in report.tags] == [("cat", 5, 5, 5, 30, ck.BELOW_RECOMMENDED),
+                                      ("cup", 5, 5, 5, 30, ck.BELOW_RECOMMENDED)]
+    assert report.upload_batches == 1
+
+    result = invoke(folder)
+    assert result.exit_code == 0, result.output
+    assert "cat  " in result.output and "below-recommended: 25 more recommended" in result.output
+    assert "Ready for custom-vision: 10 images in 2 tag(s); 0 error(s), 0 warning(s)." \
+        in result.output
+
+
+def test_json_output_parses_and_has_the_same_verdict(tmp_path):
+    folder = conforming(tmp_path / "set")
+    save(folder / "cup" / "tiny.png", photo_like(100, 100))
+    good = invoke(folder, "--json")
+    data = json.loads(good.output)
+    assert good.exit_code == 0 and data["ready"] is True
+    assert data["profile"] == "custom-vision" and data["task"] == "classification"
+    assert data["findings"] == [{"path": "cup/tiny.png", "kind": "side-too-small",
+                                 "severity": "warning", "message": data["findings"][0]["message"]}]
+    assert data["tags"][1] == {"tag": "cup", "images": 6, "usable": 6, "minimum": 5,
+                               "recommended": 30, "status": "below-recommended"}
+
+    (folder / "cat" / "cat0.jpg").unlink()  # cat drops to 4
+    bad = invoke(folder, "--json")
+    data = json.loads(bad.output)
+    assert bad.exit_code == invoke(folder).exit_code == 1
+    assert data["ready"] is False and data["tags"][0]["status"] == "too-few"
+    assert data == check_folder(folder).to_json()
+
+
+# --- each problem, on its own ----------------------------------------------------
+
+def test_a_file_over_6_mib_is_an_error(tmp_path):
+    folder = conforming(tmp_path / "set")
+    big = save(folder / "cat" / "big.bmp", np.zeros((1400, 1500, 3), np.uint8))
+    assert big.stat().st_size > 6 * MIB == CUSTOM_VISION.max_file_bytes
+    report = check_folder(folder)
+    assert kinds(report, "cat/big.bmp") == {(ck.FILE_TOO_LARGE, ck.ERROR)}
+    assert not report.ready and row(report, "cat").usable == 5
+    result = invoke(folder)
+    assert result.exit_code == 1
+    assert "6,300,054 bytes) is over the limit of 6 MiB (6,291,456 bytes)" in result.output
+    assert check_folder(folder, "generic").ready  # no size limit there
+
+
+def test_a_100x100_image_is_only_a_warning(tmp_path):
+    folder = conforming(tmp_path / "set")
+    save(folder / "cat" / "small.png", photo_like(100, 100))
+    report = check_folder(folder)
+    assert kinds(report, "cat/small.png") == {(ck.SIDE_TOO_SMALL, ck.WARNING)}
+    assert report.ready and row(report, "cat").usable == 6
+    result = invoke(folder)
+    assert result.exit_code == 0 and "upscales it" in result.output
+
+
+def test_an_aspect_ratio_over_25_to_1_is_an_error(tmp_path):
+    folder = conforming(tmp_path / "set")
+    save(folder / "cat" / "wide.png", np.zeros((256, 6500), np.uint8))  # 25.4:1, sides in range
+    save(folder / "cat" / "just.png", np.zeros((256, 6400), np.uint8))  # exactly 25:1 is fine
+    report = check_folder(folder)
+    assert kinds(report, "cat/wide.png") == {(ck.ASPECT_RATIO, ck.ERROR)}
+    assert kinds(report, "cat/just.png") == set()
+    assert not report.ready
+
+
+def test_a_side_over_10240_px_is_an_error(tmp_path):
+    folder = conforming(tmp_path / "set")
+    save(folder / "cup" / "long.png", np.zeros((1000, 10_300), np.uint8))  # ratio 10.3:1
+    report = check_folder(folder)
+    assert kinds(report, "cup/long.png") == {(ck.SIDE_TOO_LARGE, ck.ERROR)}
+    assert not report.ready and check_folder(folder, "generic").ready
+
+
+def test_webp_is_unsupported_for_custom_vision_but_fine_for_generic(tmp_path):
+    folder = conforming(tmp_path / "set")
+    save(folder / "cat" / "photo.webp", photo_like(260, 300), lossless=True)
+    report = check_folder(folder)
+    assert kinds(report, "cat/photo.webp") == {(ck.UNSUPPORTED_FORMAT, ck.ERROR)}
+    assert not report.ready
+    assert invoke(folder, "--profile", "generic").exit_code == 0
+    assert check_folder(folder, GENERIC).findings == []
+
+
+def test_the_format_is_judged_by_content_not_by_extension(tmp_path):
+    folder = conforming(tmp_path / "set")
+    save(folder / "cat" / "really_png.jpg", photo_like(260, 300), format="PNG")
+    save(folder / "cat" / "really_webp.png", photo_like(260, 300), format="WEBP")
+    report = check_folder(folder)
+    assert kinds(report, "cat/really_png.jpg") == {(ck.EXTENSION_MISMATCH, ck.WARNING)}
+    assert kinds(report, "cat/really_webp.png") == {(ck.UNSUPPORTED_FORMAT, ck.ERROR),
+                                                    (ck.EXTENSION_MISMATCH, ck.WARNING)}
+
+
+def test_truncated_corrupt_and_empty_files_are_unreadable(tmp_path):
+    folder = conforming(tmp_path / "set")
+    whole = (folder / "cat" / "cat0.jpg").read_bytes()
+    (folder / "cat" / "truncated.jpg").write_bytes(whole[:len(whole) // 2])
+    (folder / "cat" / "text.jpg").write_text("not a picture")
+    (folder / "cat" / "empty.png").write_bytes(b"")
+    report = check_folder(folder)
+    for name in ("truncated.jpg", "text.jpg", "empty.png"):
+        assert kinds(report, f"cat/{name}") == {(ck.UNREADABLE, ck.ERROR)}, name
+    assert "truncated" in next(f.message for f in report.findings
+                               if f.path == "cat/truncated.jpg")
+    assert row(report, "cat").images == 8 and row(report, "cat").usable == 5
+    assert not report.ready and not check_folder(folder, "generic").ready
+
+
+def test_an_image_over_the_pixel_limit_is_checked_by_header_only(tmp_path):
+    path = save(tmp_path / "a.png", photo_like(260, 300))
+    findings, digest = ck.inspect_file(path, "a.png", CUSTOM_VISION, max_pixels=1000)
+    assert [(f.kind, f.severity) for f in findings] == [(ck.NOT_DECODED, ck.WARNING)]
+    assert len(digest) == 64
+
+
+def test_identical_files_in_one_tag_are_a_warning_naming_both(tmp_path):
+    folder = conforming(tmp_path / "set")
+    shutil.copy(folder / "cat" / "cat1.jpg", folder / "cat" / "zz_copy.jpg")
+    shutil.copy(folder / "cat" / "cat1.jpg", folder / "cup" / "also.jpg")  # other tag: fine
+    report = check_folder(folder)
+    [duplicate] = [f for f in report.findings if f.kind == ck.DUPLICATE]
+    assert (duplicate.path, duplicate.severity) == ("cat/zz_copy.jpg", ck.WARNING)
+    assert "cat/cat1.jpg" in duplicate.message
+    assert (row(report, "cat").images, row(report, "cat").usable) == (6, 5)
+    assert report.ready
+
+
+def test_a_copy_does_not_count_towards_the_minimum(tmp_path):
+    folder = conforming(tmp_path / "set", count=4)
+    shutil.copy(folder / "cat" / "cat1.jpg", folder / "cat" / "cat1_again.jpg")
+    report = check_folder(folder)
+    assert (row(report, "cat").images, row(report, "cat").usable) == (5, 4)
+    assert row(report, "cat").status == ck.TOO_FEW and not report.ready
+
+
+def test_a_tag_with_3_images_is_too_few_for_classification(tmp_path):
+    folder = conforming(tmp_path / "set")
+    conforming(folder, tags=("mug",), count=3)
+    report = check_folder(folder)
+    assert row(report, "mug").status == ck.TOO_FEW and report.findings == []
+    assert [r.tag for r in report.tags_too_few] == ["mug"] and not report.ready
+    result = invoke(folder)
+    assert result.exit_code == 1
+    assert "too-few: 2 more needed" in result.output
+    assert "1 tag(s) under the minimum of 5 usable images" in result.output
+
+
+def test_detection_needs_15_images_per_tag(tmp_path):
+    folder = conforming(tmp_path / "set")
+    report = check_folder(folder, "custom-vision", "detection")
+    assert {r.minimum for r in report.tags} == {15} and not report.ready
+    result = invoke(folder, "--task", "detection")
+    assert result.exit_code == 1 and "too-few: 10 more needed" in result.output
+    assert "not counted yet" in result.output
+
+
+# --- tags, ignored files, the report text ----------------------------------------
+
+def test_tags_are_folders_holding_images_and_the_root_is_dot(tmp_path):
+    folder = tmp_path / "set"
+    save(folder / "top.jpg", photo_like(260, 300, seed=1))
+    conforming(folder / "pets", tags=("dogs",), count=1)
+    (folder / "pets" / "readme.txt").write_text("about the pets")
+    (folder / "empty").mkdir()
+    report = check_folder(folder, "generic")
+    assert [(r.tag, r.images) for r in report.tags] == [(".", 1), ("pets/dogs", 1)]
+    assert report.ignored == ["pets/readme.txt"] and report.ready
+    assert "ignored 1 file(s) that are not images by name" in format_report(report)
+
+
+def test_findings_are_grouped_by_file_in_the_text(tmp_path):
+    folder = conforming(tmp_path / "set")
+    save(folder / "cat" / "tiny.webp", photo_like(100, 100), lossless=True)
+    text = format_report(check_folder(folder))
+    lines = text.splitlines()
+    at = lines.index("cat/tiny.webp")
+    assert lines[at + 1].split()[:2] == ["error", "unsupported-format"]
+    assert lines[at + 2].split()[:2] == ["warning", "side-too-small"]
+    assert text.endswith("Upload 10 images in 1 batch(es) of at most 64.")
+
+
+def test_an_empty_folder_is_not_ready(tmp_path):
+    (tmp_path / "set").mkdir()
+    result = invoke(tmp_path / "set")
+    assert result.exit_code == 1 and "no images found" in result.output
+
+
+# --- usage errors and profiles ----------------------------------------------------
+
+def test_usage_errors_exit_2(tmp_path):
+    missing = invoke(tmp_path / "nowhere")
+    assert missing.exit_code == 2 and "Error: no folder" in missing.output
+    conforming(tmp_path / "set", count=1)
+    typo = invoke(tmp_path / "set", "--profile", "custom-vison", "--json")
+    assert typo.exit_code == 2
+    assert "unknown profile 'custom-vison' (did you mean 'custom-vision'?)" in typo.output
+    assert invoke(tmp_path / "set", "--task", "segmentation").exit_code == 2
+
+
+def test_get_profile_names_the_closest_on_a_typo():
+    assert get_profile("custom-vision") is CUSTOM_VISION and get_profile(GENERIC) is GENERIC
+    with pytest.raises(UsageError, match="did you mean 'generic'"):
+        get_profile("generik")
+    with pytest.raises(UsageError, match="choose one of custom-vision, generic"):
+        get_profile("zzz")
+
+
+def test_profiles_are_frozen_picklable_data():
+    for name, profile in PROFILES.items():
+        assert profile.name == name and profile.source
+        assert pickle.loads(pickle.dumps(profile)) == profile
+        hash(profile)
+        for task in ("classification", "detection"):
+            assert 1 <= profile.min_images(task) <= profile.recommended_images(task)
+    assert CUSTOM_VISION.formats == {"jpg", "png", "bmp", "gif"}
+    assert (CUSTOM_VISION.max_file_bytes, CUSTOM_VISION.min_side, CUSTOM_VISION.max_side,
+            CUSTOM_VISION.max_aspect_ratio, CUSTOM_VISION.max_upload_batch) == \
+        (6 * 1024 * 1024, 256, 10_240, 25.0, 64)
+    assert (CUSTOM_VISION.min_images("classification"),
+            CUSTOM_VISION.min_images("detection")) == (5, 15)
+    with pytest.raises(AttributeError):  # FrozenInstanceError
+        CUSTOM_VISION.min_side = 1
+
+
+def test_help_names_every_profile_and_has_an_example():
+    text = CliRunner().invoke(main, ["check", "--help"]).output
+    assert all(name in text for name in PROFILES) and "Example:" in text
