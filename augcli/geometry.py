@@ -19,9 +19,12 @@ faster than warping per step, and sharper (one interpolation, not several).
 from __future__ import annotations
 
 import math
+import re
 
 import cv2
 import numpy as np
+
+from .errors import UsageError
 
 FILL_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
 
@@ -240,3 +243,11 @@ def project_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     homogeneous = np.hstack([points, np.ones((len(points), 1))]) @ matrix.T
     return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64x48' -> (64, 48): width first, as people say it."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise UsageError(f"--size expects WIDTHxHEIGHT with both >= 1, like 64x48 (got {text!r})")
+    return int(match[1]), int(match[2])

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from . import geometry
 from .errors import ImageReadError
 
 INPUT_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -135,7 +136,7 @@ def _channels(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else image.shape[2]
 
 
-def _drop_alpha(image: np.ndarray) -> np.ndarray:
+def flatten_alpha(image: np.ndarray) -> np.ndarray:
     """Composite grey+alpha or RGBA onto white, for formats without transparency."""
     channels = _channels(image)
     if channels not in (2, 4):
@@ -150,7 +151,7 @@ def _drop_alpha(image: np.ndarray) -> np.ndarray:
 def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     """Encode an RGB-order array as ``fmt`` ('jpg', 'png', ...)."""
     if fmt in ("jpg", "bmp"):  # no transparency in these: composite onto white
-        image = _drop_alpha(image)
+        image = flatten_alpha(image)
         if image.dtype == np.uint16:
             image = (image >> 8).astype(np.uint8)
     if image.dtype == np.uint16 and fmt not in ("png", "tif"):
@@ -158,6 +159,43 @@ def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     if _channels(image) in _OPENCV_CHANNELS.get(fmt, ()):
         return _encode_opencv(image, fmt, quality)
     return _encode_pillow(image, fmt, quality)
+
+
+def has_alpha(path: Path) -> bool:
+    """Whether an image file has transparency, from its header (no pixel decoding)."""
+    with Image.open(path) as image:
+        return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+
+
+def encode_within(image: np.ndarray, fmt: str, quality: int, max_bytes: int | None,
+                  max_side: int | None) -> tuple[bytes, dict]:
+    """Encode so that the file meets an upload target's limits; say what was changed.
+
+    A side over ``max_side`` is scaled down first. Then, while the file is over
+    ``max_bytes``, JPEG/WebP quality steps down by 10 to 50, after which the
+    image is scaled down by the square root of the size ratio (with a margin).
+    Returns the bytes and ``{"quality": q, "size": [w, h]}`` for what changed.
+    """
+    original_size = image.shape[:2]
+    adjustments = {}
+    if max_side is not None and max(original_size) > max_side:
+        image = _scaled(image, max_side / max(original_size))
+    data = encode(image, fmt, quality)
+    while max_bytes is not None and len(data) > max_bytes:
+        if fmt in ("jpg", "webp") and quality > 50:
+            quality = max(50, quality - 10)
+            adjustments["quality"] = quality
+        else:
+            image = _scaled(image, 0.95 * (max_bytes / len(data)) ** 0.5)
+        data = encode(image, fmt, quality)
+    if image.shape[:2] != original_size:
+        adjustments["size"] = [image.shape[1], image.shape[0]]
+    return data, adjustments
+
+
+def _scaled(image: np.ndarray, factor: float) -> np.ndarray:
+    height, width = image.shape[:2]
+    return geometry.resize(image, max(1, int(width * factor)), max(1, int(height * factor)))
 
 
 def _encode_opencv(image: np.ndarray, fmt: str, quality: int) -> bytes:

@@ -95,6 +95,7 @@ class Recipe:
     quality: int = DEFAULT_JPEG_QUALITY
     workers: int | None = None
     target_per_class: int | None = None
+    profile: str | None = None  # upload target (see augcli.profiles) whose limits outputs meet
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -104,6 +105,7 @@ class Recipe:
                                                        "include_original")}
         decisive["seed"] = self.seed
         decisive["target_per_class"] = self.target_per_class
+        decisive["profile"] = self.profile
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -116,7 +118,7 @@ class Recipe:
 # --- loading -----------------------------------------------------------------
 
 _TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality", "workers",
-             "target_per_class", "variants")
+             "target_per_class", "profile", "variants")
 _VARIANT_KEYS = ("copies", "ops")
 _COMBINATORS = ("sometimes", "one_of", "some_of", "sequence")
 
@@ -163,6 +165,7 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         quality=_read_int(data, "quality", DEFAULT_JPEG_QUALITY, problems, low=1, high=100),
         workers=_read_int(data, "workers", None, problems, low=1),
         target_per_class=_read_int(data, "target_per_class", None, problems, low=1),
+        profile=_read_profile(data, problems),
         variants=_read_variants(data.get("variants"), problems),
         raw=data,
     )
@@ -216,6 +219,33 @@ def _read_format(data, problems):
                                f"(or leave it out to keep each source's format), got {value!r}")
         return None
     return name
+
+
+def _read_profile(data, problems):
+    from .profiles import PROFILES
+
+    value = data.get("profile")
+    if value is None:
+        return None
+    if value not in PROFILES:
+        problems.add("profile", f"unknown profile {value!r}{_suggest(str(value), PROFILES)}; "
+                                f"expected one of {', '.join(sorted(PROFILES))}")
+        return None
+    fmt = _FORMAT_ALIASES.get(str(data.get("format")), data.get("format"))
+    conflict = profile_format_conflict(value, fmt)
+    if conflict:
+        problems.add("format", conflict)
+    return value
+
+
+def profile_format_conflict(profile: str, fmt: str | None) -> str | None:
+    """Why ``format`` cannot be written for ``profile``, or None if it can."""
+    from .profiles import PROFILES
+
+    accepted = PROFILES[profile].formats
+    if fmt is None or fmt not in OUTPUT_FORMATS or fmt in accepted:
+        return None
+    return f"{fmt} is not accepted by profile {profile} (it takes {', '.join(sorted(accepted))})"
 
 
 def _read_variants(value, problems: Problems) -> tuple:

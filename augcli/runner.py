@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -27,7 +27,8 @@ from tqdm import tqdm
 from . import io
 from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
 from .pipeline import apply_steps, sample_steps
-from .recipe import Recipe, load_recipe
+from .profiles import Profile, get_profile
+from .recipe import Recipe, load_recipe, profile_format_conflict
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -53,9 +54,10 @@ class SourceTask:
     relative: str
     output_dir: Path
     outputs: tuple
-    format: str | None
+    format: str | None  # None: keep the source's format
     quality: int
     max_pixels: int = io.DEFAULT_MAX_PIXELS
+    profile: Profile | None = None  # upload target whose limits every output must meet
 
 
 @dataclass
@@ -93,28 +95,45 @@ def output_name(relative: Path, variant: str, index: int, fmt: str | None) -> st
     return (relative.parent / f"{relative.stem}_{variant}_{index}{suffix}").as_posix()
 
 
-def _original(recipe: Recipe, relative: Path) -> OutputPlan:
-    """The copy of a source itself (converted when the recipe sets a format)."""
-    name = relative.with_suffix(f".{recipe.format}") if recipe.format else relative
+def _original(relative: Path, fmt: str | None) -> OutputPlan:
+    """The copy of a source itself (converted when ``fmt`` is set)."""
+    name = relative.with_suffix(f".{fmt}") if fmt else relative
     return OutputPlan(name.as_posix(), None, 0, 0)
 
 
-def _augmented(recipe: Recipe, relative: Path, variant, index: int, tree) -> OutputPlan:
-    return OutputPlan(output_name(relative, variant.name, index, recipe.format), variant.name,
+def _augmented(recipe: Recipe, relative: Path, variant, index: int, tree, fmt) -> OutputPlan:
+    return OutputPlan(output_name(relative, variant.name, index, fmt), variant.name,
                       index, derive_seed(recipe.seed, relative.as_posix(), variant.name, index),
                       tree)
 
 
-def source_outputs(recipe: Recipe, relative: Path) -> list:
-    """Every output the recipe makes from one source, in order, each with its seed."""
-    outputs = [_original(recipe, relative)] if recipe.include_original else []
+def source_outputs(recipe: Recipe, relative: Path, fmt: str | None = None) -> list:
+    """Every output the recipe makes from one source, in order, each with its seed.
+
+    ``fmt``: the output format for this source (default: the recipe's).
+    """
+    fmt = fmt or recipe.format
+    outputs = [_original(relative, fmt)] if recipe.include_original else []
     for variant in recipe.variants:
         for index, tree in enumerate(variant.expand(), start=1):
-            outputs.append(_augmented(recipe, relative, variant, index, tree))
+            outputs.append(_augmented(recipe, relative, variant, index, tree, fmt))
     return outputs
 
 
-def balanced_outputs(recipe: Recipe, sources: list) -> dict:
+def output_format(recipe: Recipe, source: Path) -> str | None:
+    """The format to write a source's outputs in; None keeps the source's own.
+
+    With a profile, a source format the target does not accept becomes PNG if
+    the image has transparency, else JPEG.
+    """
+    if recipe.format or recipe.profile is None:
+        return recipe.format
+    if get_profile(recipe.profile).accepts(io.format_of(source)):
+        return None
+    return "png" if io.has_alpha(source) else "jpg"
+
+
+def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None) -> dict:
     """Outputs that bring one class folder up to ``recipe.target_per_class``, per source.
 
     Originals are always copied (the output folder is the upload-ready set).
@@ -124,7 +143,9 @@ def balanced_outputs(recipe: Recipe, sources: list) -> dict:
     rounds. A variant used again on the same source takes its next index (and
     its next sweep value, if it sweeps).
     """
-    outputs = {relative: [_original(recipe, relative)] for relative in sources}
+    formats = formats or {}
+    fmt = {relative: formats.get(relative) or recipe.format for relative in sources}
+    outputs = {relative: [_original(relative, fmt[relative])] for relative in sources}
     trees = {variant.name: list(variant.expand()) for variant in recipe.variants}
     uses: dict = {}
     for extra in range(max(0, recipe.target_per_class - len(sources))):
@@ -133,7 +154,8 @@ def balanced_outputs(recipe: Recipe, sources: list) -> dict:
         variant = recipe.variants[(position + round_) % len(recipe.variants)]
         index = uses[relative, variant.name] = uses.get((relative, variant.name), 0) + 1
         tree = trees[variant.name][(index - 1) % len(trees[variant.name])]
-        outputs[relative].append(_augmented(recipe, relative, variant, index, tree))
+        outputs[relative].append(_augmented(recipe, relative, variant, index, tree,
+                                            fmt[relative]))
     return outputs
 
 
@@ -160,7 +182,9 @@ def plan_run(recipe: Recipe) -> Plan:
     if not images:
         raise UsageError(f"no images found in {input_dir} "
                          f"(looked for {', '.join(sorted(io.INPUT_EXTENSIONS))})")
-    planned, classes = _plan_outputs(recipe, images)
+    formats = {relative: output_format(recipe, input_dir / relative) for relative in images}
+    planned, classes = _plan_outputs(recipe, images, formats)
+    profile = get_profile(recipe.profile) if recipe.profile else None
     tasks, claimed = [], {}
     for relative in images:
         rel = relative.as_posix()
@@ -171,20 +195,21 @@ def plan_run(recipe: Recipe) -> Plan:
                                  f"{output.relative}; rename one of them or drop 'format:'")
             claimed[output.relative] = rel
         tasks.append(SourceTask(input_dir / relative, rel, output_dir, tuple(outputs),
-                                recipe.format, recipe.quality))
+                                formats[relative], recipe.quality, profile=profile))
     return Plan(recipe, input_dir, output_dir, tasks, others, classes)
 
 
-def _plan_outputs(recipe: Recipe, images: list) -> tuple[dict, list]:
+def _plan_outputs(recipe: Recipe, images: list, formats: dict) -> tuple[dict, list]:
     """Outputs per source, and per-class counts when the recipe balances classes."""
     if recipe.target_per_class is None:
-        return {relative: source_outputs(recipe, relative) for relative in images}, []
+        return {relative: source_outputs(recipe, relative, formats[relative])
+                for relative in images}, []
     by_class: dict = {}
     for relative in images:
         by_class.setdefault(relative.parent.as_posix(), []).append(relative)
     planned, classes = {}, []
     for tag, sources in by_class.items():
-        outputs = balanced_outputs(recipe, sources)
+        outputs = balanced_outputs(recipe, sources, formats)
         planned.update(outputs)
         classes.append(ClassCount(tag, len(sources), sum(map(len, outputs.values()))))
     return planned, classes
@@ -206,6 +231,22 @@ def render(image: np.ndarray, output: OutputPlan):
     return apply_steps(image, steps), steps
 
 
+def _fits(profile: Profile | None, source: Path, image: np.ndarray) -> bool:
+    """Whether a source file can be copied as it is under the profile's limits."""
+    if profile is None:
+        return True
+    small_enough = profile.max_file_bytes is None or \
+        source.stat().st_size <= profile.max_file_bytes
+    return small_enough and (profile.max_side is None or max(image.shape[:2]) <= profile.max_side)
+
+
+def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]:
+    if task.profile is None:
+        return io.encode(image, fmt, task.quality), {}
+    return io.encode_within(image, fmt, task.quality, task.profile.max_file_bytes,
+                            task.profile.max_side)
+
+
 def process_source(task: SourceTask) -> SourceResult:
     """Decode one source once and write all of its planned outputs."""
     result = SourceResult(task.relative)
@@ -223,16 +264,20 @@ def process_source(task: SourceTask) -> SourceResult:
                   "variant": output.variant, "index": output.index}
         try:
             if output.variant is None:
-                if fmt == source_format:
-                    io.copy_atomic(task.source, destination)
-                else:
-                    io.write_atomic(destination, io.encode(image, fmt, task.quality))
                 record["copy"] = True
+                if fmt == source_format and _fits(task.profile, task.source, image):
+                    io.copy_atomic(task.source, destination)
+                    result.records.append(record)
+                    continue
+                pixels = image
             else:
-                augmented, steps = render(image, output)
-                io.write_atomic(destination, io.encode(augmented, fmt, task.quality))
+                pixels, steps = render(image, output)
                 record["seed"] = output.seed
                 record["ops"] = [step.as_record() for step in steps]
+            data, adjustments = _encode(pixels, fmt, task)
+            io.write_atomic(destination, data)
+            if adjustments:
+                record["conformed"] = adjustments
         except (OSError, ValueError) as exc:
             result.failures.append((output.relative, f"cannot write ({exc})"))
             continue
@@ -335,24 +380,31 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None) -> Recipe:
+def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
+                   profile=None) -> Recipe:
     """Load a recipe (a path or a ``Recipe``) and apply the caller's overrides."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    if profile is not None:
+        profile = get_profile(profile).name
+        conflict = profile_format_conflict(profile, recipe.format)
+        if conflict:
+            raise UsageError(f"--profile {profile}: the recipe's format {conflict}")
     return recipe.with_overrides(input=_path(input), output=_path(output), seed=seed,
-                                 target_per_class=per_class)
+                                 target_per_class=per_class, profile=profile)
 
 
-def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, workers=None,
-               overwrite=False, progress=False, notify=None) -> Report:
+def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, profile=None,
+               workers=None, overwrite=False, progress=False, notify=None) -> Report:
     """Run a recipe (a path or a ``Recipe``) and return the ``Report``.
 
-    ``input``, ``output``, ``seed`` and ``per_class`` (target_per_class)
-    override the recipe. ``notify`` receives one line per failed input as it
+    ``input``, ``output``, ``seed``, ``per_class`` (target_per_class) and
+    ``profile`` override the recipe. ``notify`` receives one line per failed input as it
     happens. This is what ``augcli run`` calls.
     """
     started = time.perf_counter()
-    recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class)
+    recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
+                            profile=profile)
     plan = plan_run(recipe)
     fingerprint = recipe.fingerprint
     finished = _previous_outputs(plan, fingerprint, overwrite)
@@ -363,8 +415,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, wo
         todo = tuple(o for o in task.outputs if o.relative not in finished)
         report.skipped += len(task.outputs) - len(todo)
         if todo:
-            tasks.append(SourceTask(task.source, task.relative, task.output_dir, todo,
-                                    task.format, task.quality, task.max_pixels))
+            tasks.append(replace(task, outputs=todo))
     records = dict(finished)
     io.remove_stale_temp_files(plan.output_dir)
     plan.output_dir.mkdir(parents=True, exist_ok=True)

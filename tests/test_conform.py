@@ -1,0 +1,73 @@
+"""profile: outputs that an upload target accepts (formats, bytes, sides)."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from augcli.cli import main
+from augcli.errors import RecipeError
+from augcli.profiles import CUSTOM_VISION
+from augcli.runner import read_manifest, run_recipe
+
+from .conftest import photo_like, save, write_recipe
+
+FLIP = """\
+    input: in
+    output: out
+    profile: custom-vision
+    include_original: true
+    variants: {flip: {ops: [{fliplr: {p: 1}}]}}
+"""
+
+
+def noise(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_formats_the_target_refuses_are_converted(tmp_path):
+    save(tmp_path / "in" / "a.webp", photo_like(seed=1), lossless=True)
+    rgba = np.dstack([photo_like(seed=2), np.full((48, 64), 128, np.uint8)])
+    save(tmp_path / "in" / "b.tif", rgba)
+    save(tmp_path / "in" / "c.bmp", photo_like(seed=3))
+    run_recipe(write_recipe(tmp_path, FLIP), workers=1)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != "manifest.jsonl")
+    assert names == ["a.jpg", "a_flip_1.jpg", "b.png", "b_flip_1.png", "c.bmp", "c_flip_1.bmp"]
+    with Image.open(tmp_path / "out" / "b_flip_1.png") as picture:
+        assert picture.mode == "RGBA"
+    assert (tmp_path / "out" / "c.bmp").read_bytes() == (tmp_path / "in" / "c.bmp").read_bytes()
+
+
+def test_outputs_stay_under_the_byte_limit_and_say_how(tmp_path):
+    # Noise does not compress: a 2000 x 1600 PNG is about 9.6 MB, a q95 JPEG about 4 MB.
+    save(tmp_path / "in" / "big.png", noise(1600, 2000))
+    save(tmp_path / "in" / "big.jpg", noise(2600, 3000, seed=1), quality=98)
+    assert (tmp_path / "in" / "big.png").stat().st_size > CUSTOM_VISION.max_file_bytes
+    assert (tmp_path / "in" / "big.jpg").stat().st_size > CUSTOM_VISION.max_file_bytes
+    run_recipe(write_recipe(tmp_path, FLIP), workers=2)
+    out = tmp_path / "out"
+    for name in ("big.png", "big_flip_1.png", "big.jpg", "big_flip_1.jpg"):
+        assert (out / name).stat().st_size <= CUSTOM_VISION.max_file_bytes, name
+    records = {r["output"]: r for r in read_manifest(out)}
+    assert records["big_flip_1.png"]["conformed"]["size"][0] < 2000
+    assert records["big_flip_1.jpg"]["conformed"]["quality"] < 95
+    assert records["big.jpg"]["copy"] is True and "conformed" in records["big.jpg"]
+
+
+def test_sides_over_the_limit_are_scaled_down(tmp_path):
+    save(tmp_path / "in" / "long.png", np.full((40, 11000, 3), 90, np.uint8))
+    run_recipe(write_recipe(tmp_path, FLIP), workers=1)
+    with Image.open(tmp_path / "out" / "long_flip_1.png") as picture:
+        assert max(picture.size) <= CUSTOM_VISION.max_side
+
+
+def test_format_the_profile_refuses_is_a_recipe_error(tmp_path):
+    with pytest.raises(RecipeError, match="format: webp is not accepted by profile custom-vision"):
+        run_recipe(write_recipe(tmp_path, FLIP + "    format: webp\n"), workers=1)
+    save(tmp_path / "in" / "a.png", photo_like())
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nformat: tif\n"
+                                    "variants: {a: {ops: [fliplr]}}\n", name="tif.yaml")
+    result = CliRunner().invoke(main, ["run", str(recipe), "--profile", "custom-vision"])
+    assert result.exit_code == 2 and "format tif is not accepted" in result.output
+    typo = CliRunner().invoke(main, ["run", str(recipe), "--profile", "custom-visio"])
+    assert typo.exit_code == 2 and "did you mean 'custom-vision'" in typo.output
