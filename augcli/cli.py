@@ -62,11 +62,14 @@ def main():
 @click.option("--per-class", type=click.IntRange(min=1),
               help="Top every class folder up to N images, originals included "
                    "(overrides 'target_per_class').")
+@click.option("--profile", help="Make every output meet an upload target's limits: "
+                                "custom-vision or generic (overrides 'profile').")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
 @click.option("--overwrite", is_flag=True,
               help="Replace outputs of an earlier run, even of a different recipe or seed.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
-def run(recipe, input_dir, output_dir, workers, seed, per_class, dry_run, overwrite, quiet):
+def run(recipe, input_dir, output_dir, workers, seed, per_class, profile, dry_run, overwrite,
+        quiet):
     """Augment every image of a folder as RECIPE says.
 
     Each source image gets suffixed copies in the output folder, in the same
@@ -85,7 +88,7 @@ def run(recipe, input_dir, output_dir, workers, seed, per_class, dry_run, overwr
 
     if dry_run:
         plan = plan_run(resolve_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
-                                       per_class=per_class))
+                                       per_class=per_class, profile=profile))
         _print_plan(plan)
         return
 
@@ -95,7 +98,8 @@ def run(recipe, input_dir, output_dir, workers, seed, per_class, dry_run, overwr
         tqdm.write(f"failed: {line}", file=sys.stderr)
 
     report = run_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
-                        per_class=per_class, workers=workers, overwrite=overwrite,
+                        per_class=per_class, profile=profile, workers=workers,
+                        overwrite=overwrite,
                         progress=not quiet, notify=notify)
     if not quiet:
         for line in report.class_lines():
@@ -189,6 +193,183 @@ def _print_plan(plan):
         click.echo(f"class {count.tag}: {count.before} -> {count.after}")
     click.echo(f"total: {len(plan.tasks)} sources -> {plan.total_outputs} outputs in "
                f"{plan.output_dir} (dry run: nothing written)")
+
+
+@main.command()
+@click.argument("input_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
+              help="Output folder (not with --fit-only).")
+@click.option("-m", "--method", required=True,
+              type=click.Choice(["minmax", "samplewise", "featurewise", "zca", "caffe", "tf",
+                                 "torch"]),
+              help="What to compute (see above).")
+@click.option("--format", "fmt", type=click.Choice(["npy", "png"]),
+              help="npy: float32 arrays [default]; png: 8-bit pictures [default for minmax].")
+@click.option("--size", metavar="WxH",
+              help="Resize every image to WIDTHxHEIGHT first, e.g. 32x32 (required to fit zca).")
+@click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch",
+              show_default=True, help="With --size: stretch, or keep the aspect ratio and pad "
+                                      "with black.")
+@click.option("--color", type=click.Choice(["rgb", "grey"]),
+              help="Colour mode, as Keras' color_mode [default: rgb, or the saved statistics'].")
+@click.option("--per-channel", is_flag=True, help="minmax: stretch each channel on its own.")
+@click.option("--stats", type=click.Path(dir_okay=False),
+              help="featurewise/zca: statistics file to apply (or to save with --fit-only).")
+@click.option("--fit-only", is_flag=True,
+              help="featurewise/zca: compute the statistics, save them to --stats, write "
+                   "no image.")
+@click.option("--zca-epsilon", type=float, help="zca: epsilon added to the singular values "
+                                                "[default: 1e-6, as Keras].")
+@click.option("-w", "--workers", type=click.IntRange(min=1),
+              help="Worker processes [default: all cores; 1 runs in-process].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_channel, stats,
+              fit_only, zca_epsilon, workers, quiet):
+    """Normalize every image of INPUT_DIR the way Keras does.
+
+    Each image gives one file in the output folder, same subfolder and stem:
+    cats/tom.jpg -> cats/tom.npy (float32, H x W x C) or cats/tom.png.
+
+    \b
+    minmax       (x - min) / (max - min) * 255 per image (--per-channel)
+    samplewise   (x - mean) / (std + 1e-6) per image
+    featurewise  (x - mean) / (std + 1e-6), per-channel dataset statistics
+    zca          dataset ZCA whitening, as Keras' ImageDataGenerator
+    caffe        RGB -> BGR, minus the ImageNet mean
+    tf           x / 127.5 - 1
+    torch        x / 255, minus the ImageNet mean, over its std
+
+    featurewise and zca fit their statistics on INPUT_DIR, or apply the ones
+    saved by --fit-only --stats FILE (so a test set uses the training set's).
+
+    Exit code: 0 all good, 1 some inputs failed, 2 usage error.
+
+    Examples:
+
+        augcli normalize photos -o normalized -m featurewise
+
+        augcli normalize train -m zca --size 32x32 --fit-only --stats zca.npz
+
+        augcli normalize test -o test_white -m zca --stats zca.npz
+    """
+    from .geometry import parse_size
+    from .normalize import normalize_folder
+
+    def notify(line):
+        from tqdm import tqdm
+
+        tqdm.write(f"failed: {line}", file=sys.stderr)
+
+    report = normalize_folder(
+        input_dir, output_dir, method=method, fmt=fmt, size=parse_size(size) if size else None,
+        resize=resize, color=color, per_channel=per_channel, zca_epsilon=zca_epsilon,
+        stats=stats, fit_only=fit_only, workers=workers, progress=not quiet, notify=notify)
+    if not quiet:
+        click.echo(report.summary(), err=True)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.argument("input_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder (outside INPUT_DIR).")
+@click.option("-n", "--count", required=True, type=click.IntRange(min=1),
+              help="Number of montages to make.")
+@click.option("--size", required=True, metavar="WxH",
+              help="Montage size, e.g. 224x224; sources are stretched to it first.")
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.3,
+              show_default=True, help="w', h' ~ Beta(beta, beta): small puts boundaries near "
+                                      "the edges, large near the centre.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Same seed, same montages (whatever the worker count).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Montages that share one boundary, as in the paper.")
+@click.option("--per-sample", is_flag=True, help="Draw a new boundary for every montage.")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png",
+              show_default=True, help="Montage file format (jpg at quality 95).")
+@click.option("--hard-label", type=click.Choice(["majority"]),
+              help="Also write each montage to majority/<class>/, its largest-area class "
+                   "(ties: the class first in sorted order).")
+@click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier ricap run.")
+@click.option("-w", "--workers", type=click.IntRange(min=1),
+              help="Worker processes [default: all cores; 1 runs in-process].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample, fmt,
+          hard_label, overwrite, workers, quiet):
+    """Make RICAP montages with soft labels from the class folders of INPUT_DIR.
+
+    Each montage is cut at a random point (w, h) into four quadrants, each
+    filled with a random crop of a random image (Takahashi et al., ACML 2018).
+    Its label gives each class the share of the area its crops cover.
+    Classes are the subfolders of INPUT_DIR; images directly in it are an
+    error.
+
+    \b
+    OUTPUT_DIR/ricap_00001.png ...   the montages
+    OUTPUT_DIR/labels.csv            filename, then one weight per class
+    OUTPUT_DIR/montages.jsonl        boundary, and per quadrant its source,
+                                     crop box, output box, class and weight
+    OUTPUT_DIR/majority/<class>/     with --hard-label majority
+
+    Exit code: 0 all good, 1 some sources could not be read (the montages
+    that needed them are not made), 2 usage error.
+
+    Example:
+
+        augcli ricap photos -o montages --count 1000 --size 224x224 --seed 1
+    """
+    from .ricap import make_montages
+
+    def notify(line):
+        from tqdm import tqdm
+
+        tqdm.write(f"failed: {line}", file=sys.stderr)
+
+    report = make_montages(input_dir, output_dir, count=count, size=size, beta=beta, seed=seed,
+                           batch_size=batch_size, per_sample=per_sample, fmt=fmt,
+                           hard_label=hard_label, overwrite=overwrite, workers=workers,
+                           progress=not quiet, notify=notify)
+    if not quiet:
+        click.echo(report.summary(), err=True)
+    sys.exit(report.exit_code)
+
+
+@main.command("check")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=str))
+@click.option("-p", "--profile", "profile_name", default="custom-vision", show_default=True,
+              metavar="NAME", help="Upload target: custom-vision or generic.")
+@click.option("-t", "--task", type=click.Choice(["classification", "detection"]),
+              default="classification", show_default=True,
+              help="Project type: sets the minimum images per tag.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def check_command(folder, profile_name, task, as_json):
+    """Check that FOLDER is ready to upload to a hosted trainer.
+
+    Each folder that directly holds images is a tag (images directly in
+    FOLDER are the tag '.'). Per tag: usable images against the profile's
+    minimum and recommended count. Per file: format (by content), file
+    size, smallest and largest side, aspect ratio, unreadable or truncated
+    files, and byte-identical copies within a tag. Too-small sides, copies
+    and tags under the recommended count are warnings; the rest are errors.
+
+    Exit code: 0 ready (warnings allowed), 1 not ready, 2 usage error.
+
+    Example:
+
+        augcli check out --profile custom-vision --task detection
+
+        augcli check out --json > report.json
+    """
+    import json
+
+    from .check import check_folder, format_report
+
+    report = check_folder(folder, profile_name, task)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_report(report))
+    sys.exit(report.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover
