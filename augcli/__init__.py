@@ -18,6 +18,9 @@ _LAZY = {
     "Report": "runner",
     "load_recipe": "recipe",
     "parse_recipe": "recipe",
+    "normalize_folder": "normalize",
+    "make_montages": "ricap",
+    "check_folder": "check",
     "AugcliError": "errors",
     "RecipeError": "errors",
 }
@@ -32,5 +35,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'augcli' has no attribute {name!r}")
 
 
-__all__ = ["AugcliError", "RecipeError", "Report", "__version__", "load_recipe", "parse_recipe",
-           "plan_run", "run_recipe"]
+__all__ = ["AugcliError", "RecipeError", "Report", "__version__", "check_folder", "load_recipe",
+           "make_montages", "normalize_folder", "parse_recipe", "plan_run", "run_recipe"]

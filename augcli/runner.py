@@ -10,12 +10,13 @@ manifest and counts.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -449,24 +450,35 @@ def _path(value):
     return None if value is None else Path(value)
 
 
+_TASKS_PER_WORKER = 4  # queued per worker: enough to keep it busy, few enough to bound memory
+
+
 def map_in_workers(function, tasks, workers: int):
     """Yield ``function(task)`` for each task, in completion order.
 
     One worker runs in-process (easy to debug and profile); more use a process
     pool. ``function`` must be a module-level function and tasks picklable.
+    At most a few tasks per worker are in flight, so memory does not grow with
+    the number of tasks, and a finished result is dropped once yielded.
     """
     if workers == 1:
         yield from map(function, tasks)
         return
+    pending_tasks = iter(tasks)
     # spawn: workers start clean (no inherited threads or locks) on every platform.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                              initializer=_init_worker) as pool:
-        futures = [pool.submit(function, task) for task in tasks]
+        in_flight = {pool.submit(function, task)
+                     for task in itertools.islice(pending_tasks, workers * _TASKS_PER_WORKER)}
         try:
-            for future in as_completed(futures):
-                yield future.result()
+            while in_flight:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for task in itertools.islice(pending_tasks, len(done)):
+                    in_flight.add(pool.submit(function, task))
+                for future in done:
+                    yield future.result()
         except BaseException:
-            for future in futures:
+            for future in in_flight:
                 future.cancel()
             raise
 
