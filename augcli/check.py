@@ -13,8 +13,11 @@ ready when no file has an error and every tag has at least the profile's
 minimum of usable images; warnings (small images, copies, tags under the
 recommended count, misnamed extensions) do not block.
 
-For object detection the minimum counts images too; counting the labelled
-objects in annotations is left for later.
+For object detection with annotations (``annotations=AnnotationSpec(...)``,
+``--annotations FORMAT`` on the command line) the tags are the object labels
+instead: each label's images are the usable images holding at least one of
+its boxes (what Custom Vision's per-tag minimum counts), and its objects are
+its boxes in them. Without annotations, detection counts images per folder.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 from PIL import Image
 
 from . import io
-from .errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from .annotations import AnnotationError, AnnotationSource, AnnotationSpec
+from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
 from .profiles import DEFAULT_PROFILE, MIB, Profile, check_task, get_profile
 
 EXIT_NOT_READY = EXIT_SOME_FAILED  # 1, as a run with failed inputs
@@ -48,6 +52,8 @@ ASPECT_RATIO = "aspect-ratio"
 DUPLICATE = "duplicate"
 EXTENSION_MISMATCH = "extension-mismatch"
 NOT_DECODED = "not-decoded"
+BAD_ANNOTATION = "bad-annotation"
+NO_OBJECTS = "no-objects"
 
 # Tag statuses.
 OK = "ok"
@@ -75,7 +81,10 @@ class Finding:
 
 @dataclass(frozen=True)
 class TagRow:
-    """One tag's image count against the profile's minimum and recommendation."""
+    """One tag's image count against the profile's minimum and recommendation.
+
+    ``objects``: with annotations, the tag's boxes in its usable images.
+    """
 
     tag: str
     images: int
@@ -83,9 +92,11 @@ class TagRow:
     minimum: int
     recommended: int
     status: str  # OK, BELOW_RECOMMENDED or TOO_FEW
+    objects: int | None = None
 
     def to_json(self) -> dict:
-        return {"tag": self.tag, "images": self.images, "usable": self.usable,
+        counts = {} if self.objects is None else {"objects": self.objects}
+        return {"tag": self.tag, "images": self.images, "usable": self.usable, **counts,
                 "minimum": self.minimum, "recommended": self.recommended,
                 "status": self.status}
 
@@ -100,6 +111,9 @@ class CheckReport:
     tags: list = field(default_factory=list)       # TagRow, root first, then sorted
     findings: list = field(default_factory=list)   # Finding, by path then as found
     ignored: list = field(default_factory=list)    # relative paths of non-image files
+    images: int = 0                                # image files checked
+    usable: int = 0                                # of them, without errors and not copies
+    annotations: str | None = None                 # format the objects were counted from
 
     @property
     def errors(self) -> list:
@@ -108,14 +122,6 @@ class CheckReport:
     @property
     def warnings(self) -> list:
         return [f for f in self.findings if f.severity == WARNING]
-
-    @property
-    def images(self) -> int:
-        return sum(row.images for row in self.tags)
-
-    @property
-    def usable(self) -> int:
-        return sum(row.usable for row in self.tags)
 
     @property
     def tags_too_few(self) -> list:
@@ -146,6 +152,7 @@ class CheckReport:
             "folder": str(self.folder),
             "profile": self.profile.name,
             "task": self.task,
+            "annotations": self.annotations,
             "ready": self.ready,
             "images": self.images,
             "usable": self.usable,
@@ -159,11 +166,14 @@ class CheckReport:
         }
 
 
-def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification") -> CheckReport:
+def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification",
+                 annotations: AnnotationSpec | None = None) -> CheckReport:
     """Check every image under ``folder`` against ``profile`` (a name or a ``Profile``).
 
-    Raises ``UsageError`` for a missing folder, an unknown profile or task;
-    every problem with the images themselves is a finding in the report.
+    ``annotations`` (detection only): count objects per label from them; the
+    labels become the tags. Raises ``UsageError`` for a missing folder, an
+    unknown profile or task, or an unreadable COCO file; every problem with the
+    images themselves, or one image's annotations, is a finding in the report.
     """
     profile = get_profile(profile)
     task = check_task(task)
@@ -172,16 +182,37 @@ def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification") 
         raise UsageError(f"no folder {folder}")
     if not folder.is_dir():
         raise UsageError(f"{folder} is a file; give the folder that holds the tag folders")
+    if annotations is not None and task != "detection":
+        raise UsageError("annotations count objects per tag for object detection: add "
+                         "--task detection")
+    source = AnnotationSource(annotations, folder) if annotations is not None else None
     images, others = io.scan(folder)
-    report = CheckReport(folder, profile, task, ignored=[p.as_posix() for p in others])
+    report = CheckReport(folder, profile, task, ignored=[p.as_posix() for p in others],
+                         images=len(images), annotations=annotations and annotations.format)
+    folders = _inspect_folders(folder, images, profile, report)
+    minimum, recommended = profile.min_images(task), profile.recommended_images(task)
+    usable = {relative for _, good in folders.values() for relative in good}
+    if source is None:
+        report.tags = [TagRow(tag, len(every), len(good), minimum, recommended,
+                              _status(len(good), minimum, recommended))
+                       for tag, (every, good) in folders.items()]
+    else:
+        report.tags = _label_rows(source, folder, images, usable, report, minimum,
+                                  recommended)
+    report.usable = len(usable)
+    return report
 
+
+def _inspect_folders(folder: Path, images: list, profile: Profile, report) -> dict:
+    """Inspect every image, adding its findings to the report; per folder tag (root first),
+    (every image, the usable ones)."""
     by_tag = {}
     for relative in images:
         by_tag.setdefault(relative.parent.as_posix(), []).append(relative)
-    minimum, recommended = profile.min_images(task), profile.recommended_images(task)
+    folders = {}
     for tag in sorted(by_tag, key=lambda name: (name != ROOT_TAG, name)):
         first_with_digest = {}
-        usable = 0
+        good = []
         for relative in by_tag[tag]:
             findings, digest = inspect_file(folder / relative, relative.as_posix(), profile)
             copy_of = first_with_digest.setdefault(digest, relative) if digest else relative
@@ -190,11 +221,46 @@ def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification") 
                                         f"same bytes as {copy_of.as_posix()}: the copy adds "
                                         "nothing to training and is not counted"))
             elif not any(finding.severity == ERROR for finding in findings):
-                usable += 1
+                good.append(relative)
             report.findings.extend(findings)
-        report.tags.append(TagRow(tag, len(by_tag[tag]), usable, minimum, recommended,
-                                  _status(usable, minimum, recommended)))
-    return report
+        folders[tag] = (by_tag[tag], good)
+    return folders
+
+
+def _label_rows(source: AnnotationSource, folder: Path, images: list, usable: set, report,
+                minimum: int, recommended: int) -> list:
+    """One row per object label: images holding it, usable ones, and their objects.
+
+    An image whose annotations are malformed gets an error and stops being
+    usable (``usable`` is updated); a usable image without objects, a warning.
+    Labels the dataset declares (classes.txt, COCO categories) appear even
+    with no objects, so a class nobody labelled shows as too few.
+    """
+    images_with, usable_with, objects = {}, {}, {}
+    for relative in images:
+        try:
+            boxes = source.read(relative.as_posix(), folder / relative).boxes
+        except ImageReadError:
+            continue  # already reported as unreadable
+        except AnnotationError as exc:
+            report.findings.append(Finding(relative.as_posix(), BAD_ANNOTATION, ERROR, str(exc)))
+            usable.discard(relative)
+            continue
+        if relative in usable and not boxes:
+            report.findings.append(Finding(relative.as_posix(), NO_OBJECTS, WARNING,
+                                           "no labelled objects: it counts for no tag"))
+        for box in boxes:
+            images_with.setdefault(box.label, set()).add(relative)
+            if relative in usable:
+                usable_with.setdefault(box.label, set()).add(relative)
+                objects[box.label] = objects.get(box.label, 0) + 1
+    source.require_some(len(images))
+    labels = sorted({*source.declared_labels, *images_with})
+    return [TagRow(label, len(images_with.get(label, ())), len(usable_with.get(label, ())),
+                   minimum, recommended,
+                   _status(len(usable_with.get(label, ())), minimum, recommended),
+                   objects.get(label, 0))
+            for label in labels]
 
 
 def _status(usable: int, minimum: int, recommended: int) -> str:
@@ -295,11 +361,16 @@ def format_report(report: CheckReport) -> str:
     profile = report.profile
     lines = [(f"{report.folder}: checked against {profile.name} ({profile.description}), "
               f"task {report.task}")]
-    if report.task == "detection":
-        lines.append("(detection: counting images per tag; objects in annotations are not "
-                     "counted yet)")
+    if report.task == "detection" and report.annotations:
+        lines.append(f"(detection: tags are the object labels in the {report.annotations} "
+                     "annotations; images holding each, and its objects)")
+    elif report.task == "detection":
+        lines.append("(detection: counting images per tag folder; objects are not counted "
+                     "yet: add --annotations FORMAT to count them)")
     lines.append("")
-    if not report.tags:
+    if not report.tags and report.images:
+        lines.append(f"no labelled objects found in the {report.annotations} annotations")
+    elif not report.tags:
         lines.append(f"no images found (looked for "
                      f"{', '.join(sorted(io.INPUT_EXTENSIONS))})")
     else:
@@ -323,8 +394,11 @@ def format_report(report: CheckReport) -> str:
 
 
 def _tag_table(rows) -> list:
-    header = ("tag", "images", "usable", "minimum", "recommended", "status")
-    cells = [header] + [(row.tag, str(row.images), str(row.usable), str(row.minimum),
+    with_objects = any(row.objects is not None for row in rows)
+    header = ("tag", "images", "usable", *(("objects",) if with_objects else ()), "minimum",
+              "recommended", "status")
+    cells = [header] + [(row.tag, str(row.images), str(row.usable),
+                         *((str(row.objects),) if with_objects else ()), str(row.minimum),
                          str(row.recommended), _status_text(row)) for row in rows]
     widths = [max(len(cell[i]) for cell in cells) for i in range(len(header) - 1)]
     lines = []
@@ -354,7 +428,7 @@ def _verdict(report: CheckReport) -> str:
             reasons.append(f"{len(report.tags_too_few)} tag(s) under the minimum of "
                            f"{report.profile.min_images(report.task)} usable images")
         if not report.tags:
-            reasons.append("no images")
+            reasons.append("no labelled objects" if report.images else "no images")
         line = f"Not ready for {report.profile.name}: {'; '.join(reasons)}."
     if report.upload_batches:
         line += (f"\nUpload {report.usable} images in {report.upload_batches} batch(es) of "

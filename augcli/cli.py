@@ -102,7 +102,7 @@ def run(recipe, input_dir, output_dir, workers, seed, per_class, profile, dry_ru
                         overwrite=overwrite,
                         progress=not quiet, notify=notify)
     if not quiet:
-        for line in report.class_lines():
+        for line in report.class_lines() + report.object_lines():
             click.echo(line, err=True)
         click.echo(report.summary(), err=True)
         if report.ignored:
@@ -191,6 +191,10 @@ def _print_plan(plan):
         click.echo(f"{task.relative}: {len(task.outputs)} outputs ({detail})")
     for count in plan.classes:
         click.echo(f"class {count.tag}: {count.before} -> {count.after}")
+    for label, count in plan.objects_before().items():
+        click.echo(f"objects {label}: {count} in the sources")
+    for path, reason in plan.failures:
+        click.echo(f"failed: {path}: {reason}")
     click.echo(f"total: {len(plan.tasks)} sources -> {plan.total_outputs} outputs in "
                f"{plan.output_dir} (dry run: nothing written)")
 
@@ -341,8 +345,15 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
 @click.option("-t", "--task", type=click.Choice(["classification", "detection"]),
               default="classification", show_default=True,
               help="Project type: sets the minimum images per tag.")
+@click.option("--annotations", "annotation_format",
+              type=click.Choice(["yolo", "voc", "coco", "regions"]),
+              help="With --task detection: count objects per label from these annotations; "
+                   "the labels become the tags.")
+@click.option("--annotations-path", type=click.Path(path_type=str),
+              help="Where they are: a folder of per-image files [default: beside the images], "
+                   "or the COCO JSON file (required for coco).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def check_command(folder, profile_name, task, as_json):
+def check_command(folder, profile_name, task, annotation_format, annotations_path, as_json):
     """Check that FOLDER is ready to upload to a hosted trainer.
 
     Each folder that directly holds images is a tag (images directly in
@@ -352,11 +363,14 @@ def check_command(folder, profile_name, task, as_json):
     files, and byte-identical copies within a tag. Too-small sides, copies
     and tags under the recommended count are warnings; the rest are errors.
 
+    For object detection, --annotations FORMAT counts the labelled objects:
+    each label is a tag, measured by the usable images that hold it.
+
     Exit code: 0 ready (warnings allowed), 1 not ready, 2 usage error.
 
     Example:
 
-        augcli check out --profile custom-vision --task detection
+        augcli check out --profile custom-vision --task detection --annotations yolo
 
         augcli check out --json > report.json
     """
@@ -364,12 +378,27 @@ def check_command(folder, profile_name, task, as_json):
 
     from .check import check_folder, format_report
 
-    report = check_folder(folder, profile_name, task)
+    spec = None
+    if annotation_format is not None:
+        spec = _annotation_spec(annotation_format, annotations_path)
+    elif annotations_path is not None:
+        raise UsageError("--annotations-path needs --annotations FORMAT")
+    report = check_folder(folder, profile_name, task, spec)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
         click.echo(format_report(report))
     sys.exit(report.exit_code)
+
+
+def _annotation_spec(fmt: str, path: str | None):
+    from pathlib import Path
+
+    from .annotations import AnnotationSpec
+
+    if fmt == "coco" and path is None:
+        raise UsageError("--annotations coco needs --annotations-path FILE (the COCO JSON)")
+    return AnnotationSpec(fmt, Path(path) if path else None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -133,6 +133,18 @@ def warp(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0,
     )
 
 
+def edge_matrix(matrix: np.ndarray) -> np.ndarray:
+    """The same map for pixel-edge coordinates, where boxes live.
+
+    Matrices here map pixel centres: pixel column j is the point x = j. In
+    edge coordinates that pixel spans [j, j + 1), so its centre is j + 0.5:
+    centre = edge - 0.5. Hence edge' = M (edge - 0.5) + 0.5, i.e.
+    T(0.5) @ M @ T(-0.5). A flip then maps the edge x to w - x (not w - 1 - x)
+    and a resize scales edges by exactly w'/w.
+    """
+    return translation(0.5, 0.5) @ matrix @ translation(-0.5, -0.5)
+
+
 def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Map (N, 2) pixel coordinates through a forward matrix (for boxes, keypoints)."""
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)

@@ -102,6 +102,27 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise ImageReadError(path, f"cannot decode ({exc})") from None
 
 
+_SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by a quarter
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) as ``read_image`` will decode it (EXIF orientation applied), from
+    the header only; raises ImageReadError when the header cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(0x0112, 1)
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(path, "too many pixels (refused as a decompression bomb)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(path, f"cannot read the image header ({exc})") from None
+    return (height, width) if orientation in _SWAPS_SIDES else (width, height)
+
+
 def _too_large(width, height, max_pixels) -> str:
     size = f"{width} x {height} pixels" if width else "too many pixels"
     return f"{size} is over the limit of {max_pixels:,} (refused as a decompression bomb)"

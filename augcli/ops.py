@@ -9,7 +9,10 @@ Adding an op is one ``_register(Op(...))`` call. An op has
   resize that wants area averaging). With a ``matrix`` too, it is still
   geometric for boxes, but it ends a fused run;
 * ``output_shape(params, size)`` when it changes the image size (crop,
-  resize, pad), so later steps sample and apply against the new size.
+  resize, pad), so later steps sample and apply against the new size;
+* ``refuses_boxes``: set when the op moves pixels but no matrix describes it
+  (elastic); recipes with annotations refuse it. Ops without a matrix that
+  leave ``refuses_boxes`` empty move no pixels, so boxes stay where they are.
 
 Randomness happens only in ``sample``, which turns the recipe's distributions
 into plain numbers (torchvision v2's make_params / transform split). The
@@ -59,6 +62,9 @@ class Op:
     output_shape: Callable | None = None  # (params, (h, w)) -> (h, w) when the size changes
     aliases: tuple = ()
     refused: dict = field(default_factory=dict)  # keys users bring from elsewhere -> why not
+    # Moves pixels in a way no 3x3 matrix describes: why boxes cannot follow it. A recipe
+    # with annotations refuses such an op rather than write boxes that are off.
+    refuses_boxes: str = ""
 
     @property
     def geometric(self) -> bool:
@@ -403,8 +409,10 @@ def op_help(name: str) -> str | None:
         kind = "geometric (moves pixels; composed with neighbouring geometric ops)"
     elif op.geometric:
         kind = "geometric (moves pixels; resamples on its own, boxes follow its matrix)"
+    elif op.refuses_boxes:
+        kind = "geometric (moves pixels with no matrix: refused in recipes with annotations)"
     else:
-        kind = "pixel"
+        kind = "pixel (boxes stay where they are)"
     if op.output_shape is not None:
         kind += "; changes the image size"
     lines = [f"{op.name}: {op.summary}", f"kind: {kind}"]

@@ -459,4 +459,6 @@ _register(Op(
                                      "seed": _seed(rng), **_fill(draw)},
     apply=_apply_elastic,
     aliases=("elastic_transform", "elastic_transformation"),
+    refuses_boxes="elastic moves each pixel its own way, so an axis-aligned box cannot follow "
+                  "it; remove it from recipes with annotations",
 ))

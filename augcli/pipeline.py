@@ -113,6 +113,22 @@ def apply_steps(image: np.ndarray, steps) -> np.ndarray:
     return image if run is None else _resample(image, run)
 
 
+def steps_matrix(steps, shape) -> np.ndarray:
+    """Forward 3x3 map (pixel centres) of the whole pipeline: where boxes and points go.
+
+    Every geometric step counts, fused or not (a resize or quarter turn moves
+    boxes as much as a rotation); pixel ops move nothing. Each matrix is built
+    for the size the image has when its step runs, as ``apply_steps`` does.
+    """
+    matrix, size = np.eye(3), tuple(shape[:2])
+    for step in steps:
+        op = catalog.CATALOG[step.op]
+        if op.geometric:
+            matrix = op.matrix(step.params, size) @ matrix
+        size = op.size_after(step.params, size)
+    return matrix
+
+
 def _resample(image, run):
     matrix, fill, size = run
     return geometry.warp(image, matrix, *(fill or ("constant", 0)), size=size)

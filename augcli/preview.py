@@ -2,6 +2,9 @@
 
 The samples are the very outputs ``augcli run`` would write for that image
 (same planning, same seeds, same rendering), so what you see is what you get.
+With annotations in the recipe, each tile also shows the boxes ``run`` would
+write (thin rectangles in a colour per label, with the label), so a person
+sees that they follow the pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import cv2
 import numpy as np
 
 from . import io
+from .annotations import AnnotationError, AnnotationSource, transform_boxes
 from .errors import ImageReadError, UsageError
+from .pipeline import steps_matrix
 from .recipe import Recipe
 from .runner import render, source_outputs
 
@@ -20,6 +25,8 @@ TILE_WIDTH = 256
 LABEL_HEIGHT = 22
 COLUMNS = 4
 BACKGROUND = 40
+BOX_COLOURS = ((255, 64, 64), (64, 220, 64), (64, 160, 255), (255, 210, 0), (255, 64, 255),
+               (0, 230, 230), (255, 140, 0), (170, 110, 255))  # RGB, one per label in turn
 
 
 def relative_to_input(recipe: Recipe, image_path: Path) -> Path:
@@ -58,12 +65,31 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
     except ImageReadError as exc:
         raise UsageError(str(exc)) from None
     relative = relative_to_input(recipe, image_path)
-    tiles = [(_as_rgb(image), "original")]
+    boxes = _source_boxes(recipe, relative, image_path)
+    colours = {label: BOX_COLOURS[i % len(BOX_COLOURS)]
+               for i, label in enumerate(sorted({box.label for box in boxes}))}
+    tiles = [(_as_rgb(image), "original", boxes)]
     for plan in pick_outputs(recipe, relative, variant, count):
-        augmented, _ = render(image, plan)
-        tiles.append((_as_rgb(augmented), Path(plan.relative).stem))
-    io.write_atomic(output, io.encode(_sheet(tiles), "png", 95))
+        augmented, steps = render(image, plan)
+        kept = ()
+        if boxes:
+            kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
+                                      recipe.annotations.min_visibility)
+        tiles.append((_as_rgb(augmented), Path(plan.relative).stem, kept))
+    io.write_atomic(output, io.encode(_sheet(tiles, colours), "png", 95))
     return output
+
+
+def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
+    """The image's boxes as ``run`` reads them (none without annotations in the recipe)."""
+    if recipe.annotations is None:
+        return ()
+    input_dir = recipe.input if recipe.input is not None else image_path.parent
+    try:
+        source = AnnotationSource(recipe.annotations, input_dir)
+        return source.read(relative.as_posix(), image_path).boxes
+    except (AnnotationError, ImageReadError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -83,14 +109,32 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _sheet(tiles) -> np.ndarray:
-    """Tiles scaled to a common width, with labels, in rows of COLUMNS."""
+def _draw_boxes(tile: np.ndarray, boxes, scale: tuple, colours: dict) -> None:
+    """Thin rectangles with their labels, in place; ``scale``: (x, y) image -> tile."""
+    height, width = tile.shape[:2]
+    for box in boxes:
+        colour = colours.get(box.label, BOX_COLOURS[0])
+        left = min(width - 1, int(np.floor(box.x0 * scale[0])))
+        top = min(height - 1, int(np.floor(box.y0 * scale[1])))
+        right = max(left, min(width, int(np.ceil(box.x1 * scale[0]))) - 1)
+        bottom = max(top, min(height, int(np.ceil(box.y1 * scale[1]))) - 1)
+        cv2.rectangle(tile, (left, top), (right, bottom), colour, 1)
+        cv2.putText(tile, box.label[:20], (left + 2, min(height - 2, top + 10)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.33, colour, 1, cv2.LINE_AA)
+
+
+def _sheet(tiles, colours=None) -> np.ndarray:
+    """Tiles scaled to a common width, with labels (and boxes), in rows of COLUMNS."""
     scaled = []
-    for image, label in tiles:
+    for image, label, boxes in tiles:
         height = max(1, round(image.shape[0] * TILE_WIDTH / image.shape[1]))
         interpolation = cv2.INTER_AREA if image.shape[1] > TILE_WIDTH else cv2.INTER_LINEAR
-        scaled.append((cv2.resize(image, (TILE_WIDTH, height), interpolation=interpolation),
-                       label))
+        tile = cv2.resize(image, (TILE_WIDTH, height), interpolation=interpolation)
+        if boxes:
+            tile = np.ascontiguousarray(tile)
+            _draw_boxes(tile, boxes, (TILE_WIDTH / image.shape[1], height / image.shape[0]),
+                        colours or {})
+        scaled.append((tile, label))
     tile_height = max(image.shape[0] for image, _ in scaled) + LABEL_HEIGHT
     rows = -(-len(scaled) // COLUMNS)
     columns = min(COLUMNS, len(scaled))

@@ -100,7 +100,8 @@ CUSTOM_VISION = Profile(
         "so only a warning); 10,240 px maximum side; aspect ratio at most 25:1; at least "
         "5 images per tag for classification and 15 for object detection; the guide "
         "recommends at least 30 per tag to start (the quota table says 50+), 30 is used; "
-        "64 images per upload batch. Detection counts images, not labelled objects."
+        "64 images per upload batch. Detection counts images per tag: per folder, or with "
+        "annotations, the images that hold a box of the tag."
     ),
 )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from . import ops as catalog
+from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
 from .errors import RecipeError
 from .params import INT, PROBABILITY, Const, Param, Problems, Sweep, parse_value
 
@@ -96,6 +97,7 @@ class Recipe:
     workers: int | None = None
     target_per_class: int | None = None
     profile: str | None = None  # upload target (see augcli.profiles) whose limits outputs meet
+    annotations: AnnotationSpec | None = None  # bounding boxes that follow the pixels
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -106,6 +108,8 @@ class Recipe:
         decisive["seed"] = self.seed
         decisive["target_per_class"] = self.target_per_class
         decisive["profile"] = self.profile
+        if self.annotations is not None:  # only when set: older recipes keep their fingerprint
+            decisive["annotations"] = self.raw.get("annotations")
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -118,7 +122,7 @@ class Recipe:
 # --- loading -----------------------------------------------------------------
 
 _TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality", "workers",
-             "target_per_class", "profile", "variants")
+             "target_per_class", "profile", "annotations", "variants")
 _VARIANT_KEYS = ("copies", "ops")
 _COMBINATORS = ("sometimes", "one_of", "some_of", "sequence")
 
@@ -166,9 +170,12 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         workers=_read_int(data, "workers", None, problems, low=1),
         target_per_class=_read_int(data, "target_per_class", None, problems, low=1),
         profile=_read_profile(data, problems),
+        annotations=_read_annotations(data.get("annotations"), base_dir, problems),
         variants=_read_variants(data.get("variants"), problems),
         raw=data,
     )
+    if recipe.annotations is not None:
+        _refuse_ops_boxes_cannot_follow(recipe.variants, problems)
     if problems.messages:
         raise RecipeError(problems.messages)
     return recipe
@@ -246,6 +253,70 @@ def profile_format_conflict(profile: str, fmt: str | None) -> str | None:
     if fmt is None or fmt not in OUTPUT_FORMATS or fmt in accepted:
         return None
     return f"{fmt} is not accepted by profile {profile} (it takes {', '.join(sorted(accepted))})"
+
+
+_ANNOTATION_KEYS = ("format", "path", "min_visibility")
+
+
+def _read_annotations(value, base_dir: Path | None, problems: Problems):
+    """``annotations: {format, path, min_visibility}`` -> AnnotationSpec (None when absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.add("annotations", f"expected a mapping like {{format: yolo}}, got {value!r}")
+        return None
+    _check_keys(value, _ANNOTATION_KEYS, "annotations", problems)
+    fmt = value.get("format")
+    if fmt not in FORMATS:
+        problems.add("annotations.format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}"
+                                           f"{_suggest(str(fmt), FORMATS) if fmt else ''}")
+        fmt = None
+    path = value.get("path")
+    if path is not None and (not isinstance(path, str) or not path):
+        problems.add("annotations.path", f"expected a path, got {path!r}")
+        path = None
+    elif path is not None:
+        path = Path(path).expanduser()
+        path = path if path.is_absolute() or base_dir is None else base_dir / path
+    elif fmt == "coco":
+        problems.add("annotations.path", "required for coco: the JSON file that lists every "
+                                         "image's boxes")
+    visibility = value.get("min_visibility", DEFAULT_MIN_VISIBILITY)
+    if isinstance(visibility, bool) or not isinstance(visibility, (int, float)) \
+            or not 0 <= visibility <= 1:
+        problems.add("annotations.min_visibility", f"expected a number in [0, 1] (the share of "
+                                                   f"a box that must stay visible), got "
+                                                   f"{visibility!r}")
+        visibility = DEFAULT_MIN_VISIBILITY
+    return AnnotationSpec(fmt, path, float(visibility)) if fmt else None
+
+
+_COMBINATOR_NAMES = {"Sometimes": "sometimes", "OneOf": "one_of", "SomeOf": "some_of",
+                     "Sequence": "sequence"}
+
+
+def _refuse_ops_boxes_cannot_follow(variants, problems: Problems) -> None:
+    """With annotations, ops that move pixels in a way boxes cannot follow are errors."""
+    for variant in variants:
+        for path, node in _op_nodes(variant.ops, f"variants.{variant.name}.ops"):
+            reason = catalog.CATALOG[node.op].refuses_boxes
+            if reason:
+                problems.add(f"{path}.{node.op}", f"not with annotations: {reason}")
+
+
+def _op_nodes(nodes, path: str):
+    """(key path, OpNode) for every op in a tree, paths as the parser reports them."""
+    for i, node in enumerate(nodes):
+        where = f"{path}[{i}]"
+        if isinstance(node, OpNode):
+            yield where, node
+            continue
+        inner = f"{where}.{_COMBINATOR_NAMES[type(node).__name__]}"
+        if isinstance(node, Sometimes):
+            yield from _op_nodes(node.then, f"{inner}.ops")
+            yield from _op_nodes(node.otherwise, f"{inner}.else")
+        else:
+            yield from _op_nodes(node.ops, f"{inner}.ops")
 
 
 def _read_variants(value, problems: Problems) -> tuple:

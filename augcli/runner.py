@@ -25,9 +25,19 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from . import io
+from . import geometry, io
+from .annotations import (
+    AnnotationError,
+    AnnotationFormat,
+    AnnotationSource,
+    Box,
+    ImageBoxes,
+    count_labels,
+    encode_boxes,
+    transform_boxes,
+)
 from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
-from .pipeline import apply_steps, sample_steps
+from .pipeline import apply_steps, sample_steps, steps_matrix
 from .profiles import Profile, get_profile
 from .recipe import Recipe, load_recipe, profile_format_conflict
 
@@ -59,6 +69,8 @@ class SourceTask:
     quality: int
     max_pixels: int = io.DEFAULT_MAX_PIXELS
     profile: Profile | None = None  # upload target whose limits every output must meet
+    boxes: ImageBoxes | None = None  # the source's boxes, when the recipe has annotations
+    annotation_format: AnnotationFormat | None = None
 
 
 @dataclass
@@ -69,6 +81,13 @@ class Plan:
     tasks: list
     ignored: list  # files in the input folder that are not images
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
+    failures: list = field(default_factory=list)  # (path, reason): sources skipped when planning
+    annotations: AnnotationSource | None = None
+
+    def objects_before(self) -> dict:
+        """Objects per label in the planned sources (empty without annotations)."""
+        return count_labels(box for task in self.tasks if task.boxes is not None
+                            for box in task.boxes.boxes)
 
     @property
     def total_outputs(self) -> int:
@@ -183,6 +202,9 @@ def plan_run(recipe: Recipe) -> Plan:
     if not images:
         raise UsageError(f"no images found in {input_dir} "
                          f"(looked for {', '.join(sorted(io.INPUT_EXTENSIONS))})")
+    source = AnnotationSource(recipe.annotations, input_dir) if recipe.annotations else None
+    boxes, failures = _read_boxes(source, input_dir, images)
+    images = [relative for relative in images if relative.as_posix() not in failures]
     formats = {relative: output_format(recipe, input_dir / relative) for relative in images}
     planned, classes = _plan_outputs(recipe, images, formats)
     profile = get_profile(recipe.profile) if recipe.profile else None
@@ -190,14 +212,49 @@ def plan_run(recipe: Recipe) -> Plan:
     for relative in images:
         rel = relative.as_posix()
         outputs = planned[relative]
-        for output in outputs:
-            if output.relative in claimed:
-                raise UsageError(f"{claimed[output.relative]} and {rel} would both write "
-                                 f"{output.relative}; rename one of them or drop 'format:'")
-            claimed[output.relative] = rel
+        for written, hint in _files_written(outputs, source):
+            if written in claimed:
+                raise UsageError(f"{claimed[written]} and {rel} would both write "
+                                 f"{written}; rename one of them{hint}")
+            claimed[written] = rel
         tasks.append(SourceTask(input_dir / relative, rel, output_dir, tuple(outputs),
-                                formats[relative], recipe.quality, profile=profile))
-    return Plan(recipe, input_dir, output_dir, tasks, others, classes)
+                                formats[relative], recipe.quality, profile=profile,
+                                boxes=boxes.get(rel),
+                                annotation_format=source.format if source else None))
+    return Plan(recipe, input_dir, output_dir, tasks, others, classes,
+                list(failures.values()), source)
+
+
+def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list):
+    """Boxes per source (relative path -> ImageBoxes), and the sources whose annotations
+    cannot be read (relative path -> (path, reason)): those are skipped, the rest go on.
+
+    A malformed annotation is reported where it is (``in/cats/tom.txt:3``). An
+    image whose header cannot be read is left to the worker, which reports it as
+    it reports any unreadable image."""
+    boxes, failures = {}, {}
+    if source is None:
+        return boxes, failures
+    for relative in images:
+        rel = relative.as_posix()
+        try:
+            boxes[rel] = source.read(rel, input_dir / relative)
+        except AnnotationError as exc:
+            failures[rel] = (exc.location, f"{exc.reason} ({rel} skipped)")
+        except ImageReadError:
+            continue
+    source.require_some(len(images))
+    return boxes, failures
+
+
+def _files_written(outputs, source: AnnotationSource | None):
+    """Every file a source's outputs make (the images and their annotation files), each
+    with a hint for when two sources would make the same one."""
+    for output in outputs:
+        yield output.relative, " or drop 'format:'"
+        annotation = source.format.file_for(output.relative) if source is not None else None
+        if annotation is not None:
+            yield annotation, " (images that differ only in extension share annotation files)"
 
 
 def _plan_outputs(recipe: Recipe, images: list, formats: dict) -> tuple[dict, list]:
@@ -249,7 +306,7 @@ def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]
 
 
 def process_source(task: SourceTask) -> SourceResult:
-    """Decode one source once and write all of its planned outputs."""
+    """Decode one source once and write all of its planned outputs (and their boxes)."""
     result = SourceResult(task.relative)
     try:
         image = io.read_image(task.source, task.max_pixels)
@@ -257,6 +314,11 @@ def process_source(task: SourceTask) -> SourceResult:
         result.failures.append((task.relative, exc.reason))
         return result
     result.decoded = True
+    if task.boxes is not None and (task.boxes.height, task.boxes.width) != image.shape[:2]:
+        reason = (f"decodes as {image.shape[1]} x {image.shape[0]} but its header said "
+                  f"{task.boxes.width} x {task.boxes.height}")
+        result.failures.append((task.relative, reason))
+        return result
     source_format = io.format_of(task.source)
     for output in task.outputs:
         destination = task.output_dir / output.relative
@@ -267,15 +329,17 @@ def process_source(task: SourceTask) -> SourceResult:
             if output.variant is None:
                 record["copy"] = True
                 if fmt == source_format and _fits(task.profile, task.source, image):
+                    _write_boxes(task, output, (), image, {}, record)
                     io.copy_atomic(task.source, destination)
                     result.records.append(record)
                     continue
-                pixels = image
+                pixels, steps = image, ()
             else:
                 pixels, steps = render(image, output)
                 record["seed"] = output.seed
                 record["ops"] = [step.as_record() for step in steps]
             data, adjustments = _encode(pixels, fmt, task)
+            _write_boxes(task, output, steps, pixels, adjustments, record)
             io.write_atomic(destination, data)
             if adjustments:
                 record["conformed"] = adjustments
@@ -284,6 +348,36 @@ def process_source(task: SourceTask) -> SourceResult:
             continue
         result.records.append(record)
     return result
+
+
+def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
+                 adjustments: dict, record: dict) -> None:
+    """Carry the source's boxes to one output, write its annotation file, note it in the record.
+
+    The boxes go through the same sampled steps as the pixels, then through the
+    downscale a profile may have forced on the encoded file. Written before the
+    image, so an image on disk always has its annotation beside it.
+    """
+    if task.boxes is None:
+        return
+    fmt = task.annotation_format
+    matrix = steps_matrix(steps, (task.boxes.height, task.boxes.width))
+    size = pixels.shape[:2]
+    if "size" in adjustments:
+        width, height = adjustments["size"]
+        matrix = geometry.resize_matrix(size, (height, width)) @ matrix
+        size = (height, width)
+    kept, dropped = transform_boxes(task.boxes.boxes, matrix, size, fmt.min_visibility)
+    record["size"] = [size[1], size[0]]
+    record["boxes"] = [box.to_record() for box in kept]
+    record["dropped_boxes"] = [item.to_record() for item in dropped]
+    name = fmt.file_for(output.relative)
+    if name is not None:
+        depth = 1 if pixels.ndim == 2 or pixels.shape[2] <= 2 else 3
+        text = encode_boxes(fmt, ImageBoxes(size[1], size[0], kept), Path(output.relative).name,
+                            depth)
+        io.write_atomic(task.output_dir / name, text)
+        record["annotation"] = name
 
 
 # --- manifest ------------------------------------------------------------------
@@ -327,6 +421,8 @@ def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool) -> dict:
         for record in records:  # outputs of the old recipe that the new one won't rewrite
             if record.get("output") not in planned:
                 (plan.output_dir / record["output"]).unlink(missing_ok=True)
+                if record.get("annotation"):
+                    (plan.output_dir / record["annotation"]).unlink(missing_ok=True)
         return {}
     foreign = {r.get("recipe") for r in records} - {fingerprint}
     if foreign:
@@ -356,6 +452,7 @@ class Report:
     failures: list = field(default_factory=list)
     ignored: list = field(default_factory=list)
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
+    objects: dict = field(default_factory=dict)  # label -> (in the sources, in the output folder)
     seconds: float = 0.0
 
     @property
@@ -367,6 +464,11 @@ class Report:
         return [f"{c.tag}: {c.before} -> {c.after}" if c.after > c.before else
                 f"{c.tag}: {c.before} (already at or above the target, nothing added)"
                 for c in self.classes]
+
+    def object_lines(self) -> list:
+        """With annotations: objects per label in the sources and in the output folder."""
+        return [f"objects {label}: {before} -> {after}"
+                for label, (before, after) in self.objects.items()]
 
     def summary(self) -> str:
         return (f"{self.images_read} images read, {self.written} outputs written, "
@@ -410,6 +512,10 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     fingerprint = recipe.fingerprint
     finished = _previous_outputs(plan, fingerprint, overwrite)
     report = Report(ignored=plan.ignored, classes=plan.classes)
+    for path, reason in plan.failures:
+        report.failures.append((path, reason))
+        if notify:
+            notify(f"{path}: {reason}")
 
     tasks = []
     for task in plan.tasks:
@@ -421,6 +527,8 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     io.remove_stale_temp_files(plan.output_dir)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     _write_manifest(plan.output_dir, records.values(), plan.classes)
+    if plan.annotations is not None:
+        plan.annotations.prepare_output(plan.output_dir)
 
     workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
     bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
@@ -442,8 +550,21 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     finally:
         bar.close()
         _write_manifest(plan.output_dir, records.values(), plan.classes)
+        if plan.annotations is not None:
+            plan.annotations.finish_output(plan.output_dir, records.values())
+    if plan.annotations is not None:
+        report.objects = _objects(plan, records.values())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _objects(plan: Plan, records) -> dict:
+    """label -> (objects in the sources, objects in the output folder), every label seen."""
+    before = plan.objects_before()
+    after = count_labels(Box.from_record(item)
+                         for record in records for item in record.get("boxes", ()))
+    labels = sorted({*plan.annotations.declared_labels, *before, *after})
+    return {label: (before.get(label, 0), after.get(label, 0)) for label in labels}
 
 
 def _path(value):
