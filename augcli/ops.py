@@ -320,8 +320,9 @@ _DROPOUT_LEVELS = 65536  # the mask compares 16-bit random integers: p to within
 def _apply_dropout(image: np.ndarray, params) -> np.ndarray:
     """Set a random fraction p of pixels to 0 (alpha is left alone).
 
-    The mask is drawn as 16-bit integers and applied with one OpenCV multiply:
-    about 4x faster than float draws and boolean indexing at 640x480.
+    The mask is drawn as 16-bit integers and applied in one OpenCV pass (a
+    masked copy, or a multiply per channel): several times faster than float
+    draws and boolean indexing at 640x480.
     """
     p = params["p"]
     if p <= 0:
@@ -332,13 +333,16 @@ def _apply_dropout(image: np.ndarray, params) -> np.ndarray:
     per_channel = params["per_channel"] and colour > 1
     mask_shape = (height, width, colour) if per_channel else (height, width)
     draws = mask_rng.integers(0, _DROPOUT_LEVELS, mask_shape, dtype=np.uint16)
-    keep = (draws >= min(round(p * _DROPOUT_LEVELS), _DROPOUT_LEVELS)).astype(image.dtype)
-    if colour > 1 and not per_channel:
-        keep = cv2.merge([keep] * colour)
-    if image.ndim == 2 or image.shape[2] == colour:
-        return cv2.multiply(image, keep)
+    keep = draws >= min(round(p * _DROPOUT_LEVELS), _DROPOUT_LEVELS)
+    has_alpha = image.ndim == 3 and image.shape[2] != colour
+    colour_part = np.ascontiguousarray(image[..., :colour]) if has_alpha else image
+    if per_channel:
+        kept = cv2.multiply(colour_part, keep.astype(image.dtype))
+    else:
+        kept = cv2.bitwise_and(colour_part, colour_part, mask=keep.view(np.uint8))
+    if not has_alpha:
+        return kept
     out = image.copy()
-    kept = cv2.multiply(np.ascontiguousarray(image[..., :colour]), keep)
     out[..., :colour] = kept.reshape(height, width, colour)  # OpenCV drops a size-1 axis
     return out
 
