@@ -328,23 +328,17 @@ def _apply_dropout(image: np.ndarray, params) -> np.ndarray:
     if p <= 0:
         return image
     mask_rng = np.random.default_rng(params["mask_seed"])
-    height, width = image.shape[:2]
-    colour = _colour_channels(image)
-    per_channel = params["per_channel"] and colour > 1
-    mask_shape = (height, width, colour) if per_channel else (height, width)
-    draws = mask_rng.integers(0, _DROPOUT_LEVELS, mask_shape, dtype=np.uint16)
-    keep = draws >= min(round(p * _DROPOUT_LEVELS), _DROPOUT_LEVELS)
-    has_alpha = image.ndim == 3 and image.shape[2] != colour
-    colour_part = np.ascontiguousarray(image[..., :colour]) if has_alpha else image
-    if per_channel:
-        kept = cv2.multiply(colour_part, keep.astype(image.dtype))
-    else:
-        kept = cv2.bitwise_and(colour_part, colour_part, mask=keep.view(np.uint8))
-    if not has_alpha:
-        return kept
-    out = image.copy()
-    out[..., :colour] = kept.reshape(height, width, colour)  # OpenCV drops a size-1 axis
-    return out
+    threshold = min(round(p * _DROPOUT_LEVELS), _DROPOUT_LEVELS)
+
+    def drop(colour):
+        per_channel = params["per_channel"] and colour.ndim == 3
+        mask_shape = colour.shape if per_channel else colour.shape[:2]
+        keep = mask_rng.integers(0, _DROPOUT_LEVELS, mask_shape, dtype=np.uint16) >= threshold
+        if per_channel:
+            return cv2.multiply(colour, keep.astype(colour.dtype))
+        return cv2.bitwise_and(colour, colour, mask=keep.view(np.uint8))
+
+    return _on_colour(image, drop)
 
 
 def _colour_channels(image: np.ndarray) -> int:
