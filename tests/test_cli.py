@@ -179,3 +179,10 @@ def test_killed_run_leaves_only_whole_files_and_a_rerun_completes_it(tmp_path):
     clean = {p.name: p.read_bytes() for p in (tmp_path / "clean").iterdir() if p.suffix == ".png"}
     assert len(clean) == 180 and resumed == clean
     assert not list(out.glob(".augcli-*"))
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, simple_recipe):
+    result = invoke("run", simple_recipe, "-w", 1)
+    assert result.exit_code == 0
+    assert "img/s" not in result.output and "%|" not in result.output
+    assert "16 outputs written" in result.output  # the summary line still shows
