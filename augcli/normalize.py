@@ -32,7 +32,7 @@ from PIL import Image
 
 from . import geometry, io
 from .errors import ImageReadError, UsageError
-from .runner import Report, check_folders, default_workers, map_in_workers, progress_bar
+from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
 
 METHODS = ("minmax", "samplewise", "featurewise", "zca", "caffe", "tf", "torch")
 FITTED_METHODS = ("featurewise", "zca")
@@ -488,7 +488,7 @@ def _write(destination: Path, result: np.ndarray, fmt: str, method: str) -> str 
 # --- running -----------------------------------------------------------------------------
 
 @dataclass
-class NormalizeReport(Report):
+class NormalizeReport(JobReport):
     stats_path: str | None = None
 
     def summary(self) -> str:

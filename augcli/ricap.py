@@ -36,7 +36,7 @@ import numpy as np
 from . import geometry, io
 from .errors import ImageReadError, UsageError
 from .geometry import parse_size
-from .runner import Report, check_folders, default_workers, map_in_workers, progress_bar
+from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "MontagePlan", "Quadrant", "RicapReport",
            "compose", "label_weights", "make_montages", "parse_size", "plan_montages",
@@ -283,7 +283,7 @@ def make_chunk(task: ChunkTask) -> ChunkResult:
 # --- running -------------------------------------------------------------------------------
 
 @dataclass
-class RicapReport(Report):
+class RicapReport(JobReport):
     bad_sources: int = 0
     failed_montages: int = 0
 

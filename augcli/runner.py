@@ -10,20 +10,12 @@ manifest and counts.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import os
-import signal
-import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 
-import cv2
 import numpy as np
-from tqdm import tqdm
 
 from . import geometry, io
 from .annotations import (
@@ -36,7 +28,14 @@ from .annotations import (
     encode_boxes,
     transform_boxes,
 )
-from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
+from .errors import ImageReadError, UsageError
+from .jobs import (
+    JobReport,
+    check_folders,
+    default_workers,
+    map_in_workers,
+    progress_bar,
+)
 from .pipeline import apply_steps, sample_steps, steps_matrix
 from .profiles import Profile, get_profile
 from .recipe import Recipe, load_recipe, profile_format_conflict
@@ -177,22 +176,6 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
         outputs[relative].append(_augmented(recipe, relative, variant, index, tree,
                                             fmt[relative]))
     return outputs
-
-
-def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path, Path]:
-    if input_dir is None:
-        raise UsageError("no input folder: set 'input:' in the recipe or pass --input")
-    if output_dir is None:
-        raise UsageError("no output folder: set 'output:' in the recipe or pass --output")
-    if not input_dir.is_dir():
-        raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
-    resolved_in, resolved_out = input_dir.resolve(), output_dir.resolve()
-    if resolved_out == resolved_in or resolved_in in resolved_out.parents:
-        raise UsageError(f"output folder {output_dir} is inside the input folder {input_dir}; "
-                         "choose a folder outside it so outputs never mix with sources")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UsageError(f"output path {output_dir} exists and is not a folder")
-    return input_dir, output_dir
 
 
 def plan_run(recipe: Recipe) -> Plan:
@@ -443,21 +426,11 @@ def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool) -> dict:
 # --- run -----------------------------------------------------------------------
 
 @dataclass
-class Report:
+class Report(JobReport):
     """Counts of one run; owns the exit code."""
 
-    images_read: int = 0
-    written: int = 0
-    skipped: int = 0
-    failures: list = field(default_factory=list)
-    ignored: list = field(default_factory=list)
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     objects: dict = field(default_factory=dict)  # label -> (in the sources, in the output folder)
-    seconds: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_SOME_FAILED if self.failures else EXIT_OK
 
     def class_lines(self) -> list:
         """One line per class folder when balancing: count before -> after."""
@@ -470,17 +443,6 @@ class Report:
         return [f"objects {label}: {before} -> {after}"
                 for label, (before, after) in self.objects.items()]
 
-    def summary(self) -> str:
-        return (f"{self.images_read} images read, {self.written} outputs written, "
-                f"{self.skipped} skipped (already done), {len(self.failures)} failed, "
-                f"{self.seconds:.1f} s")
-
-
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
@@ -570,49 +532,4 @@ def _objects(plan: Plan, records) -> dict:
 def _path(value):
     return None if value is None else Path(value)
 
-
-_TASKS_PER_WORKER = 4  # queued per worker: enough to keep it busy, few enough to bound memory
-
-
-def map_in_workers(function, tasks, workers: int):
-    """Yield ``function(task)`` for each task, in completion order.
-
-    One worker runs in-process (easy to debug and profile); more use a process
-    pool. ``function`` must be a module-level function and tasks picklable.
-    At most a few tasks per worker are in flight, so memory does not grow with
-    the number of tasks, and a finished result is dropped once yielded.
-    """
-    if workers == 1:
-        yield from map(function, tasks)
-        return
-    pending_tasks = iter(tasks)
-    # spawn: workers start clean (no inherited threads or locks) on every platform.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_init_worker) as pool:
-        in_flight = {pool.submit(function, task)
-                     for task in itertools.islice(pending_tasks, workers * _TASKS_PER_WORKER)}
-        try:
-            while in_flight:
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for task in itertools.islice(pending_tasks, len(done)):
-                    in_flight.add(pool.submit(function, task))
-                for future in done:
-                    yield future.result()
-        except BaseException:
-            for future in in_flight:
-                future.cancel()
-            raise
-
-
-def _init_worker() -> None:
-    """Pool workers: one OpenCV thread each (the pool already uses every core), and
-    Ctrl-C is left to the parent, which stops the pool and keeps finished files."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
-
-
-def progress_bar(total: int, enabled: bool):
-    """A tqdm bar on stderr, shown only when enabled and stderr is a terminal."""
-    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
-                disable=not enabled or not sys.stderr.isatty())
 
