@@ -139,11 +139,8 @@ _register(Op(
 # --- random_erasing ----------------------------------------------------------------------
 
 def _erase_value(value):
-    items = list(value) if isinstance(value, (list, tuple)) else [value]
-    if len(items) not in (1, 3) or not all(0 <= v <= 255 for v in items):
-        raise ValueError("random_erasing.value: expected a grey level 0-255 or an [r, g, b] "
-                         f"colour, got {value!r}")
-    return items[0] if len(items) == 1 else [float(v) for v in items]
+    """A grey level, or an [r, g, b] list (the recipe checked lengths and bounds)."""
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def _sample_random_erasing(draw, rng, shape):
@@ -151,11 +148,8 @@ def _sample_random_erasing(draw, rng, shape):
     if not rng.random() < draw("p"):
         return None
     value = _erase_value(draw("value"))
-    given = draw("ratio")
+    given = draw("ratio")  # one number, or [lo, hi] with 0 < lo <= hi (checked by the recipe)
     ratio = list(given) if isinstance(given, (list, tuple)) else [given, given]
-    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"random_erasing.ratio: expected a number or [lo, hi] with "
-                         f"0 < lo <= hi, got {given!r}")
     height, width = shape[:2]
     area = height * width
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
