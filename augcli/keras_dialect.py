@@ -28,6 +28,7 @@ from PIL import Image, ImageEnhance
 
 from . import geometry
 from .params import BOOL, ENUM, NUMBER, NUMBER_OR_LIST, Param
+from .pixels import keras_channel_shift, on_colour
 
 KERAS_FILL = {"constant": "constant", "nearest": "edge", "reflect": "symmetric", "wrap": "wrap"}
 
@@ -154,21 +155,15 @@ def apply(image: np.ndarray, params) -> np.ndarray:
         out = out[:, ::-1]
     if params["flip_vertical"]:
         out = out[::-1]
-    has_alpha = out.ndim == 3 and out.shape[2] in (2, 4)
-    colour = out[..., :-1] if has_alpha else out
+    return on_colour(np.ascontiguousarray(out), lambda colour: _colour_changes(colour, params))
+
+
+def _colour_changes(colour: np.ndarray, params) -> np.ndarray:
     if params["channel_shift_intensity"] is not None:
-        colour = _channel_shift(colour, params["channel_shift_intensity"])
+        colour = keras_channel_shift(colour, params["channel_shift_intensity"])
     if params["brightness"] is not None:
         colour = _brightness(colour, params["brightness"])
-    if has_alpha:
-        colour = np.dstack([colour.reshape(*out.shape[:2], -1), out[..., -1]])
-    return np.ascontiguousarray(colour)
-
-
-def _channel_shift(image: np.ndarray, intensity: float) -> np.ndarray:
-    """Keras apply_channel_shift: add to every channel, clip to the image's own range."""
-    shifted = np.clip(image.astype(np.float32) + intensity, image.min(), image.max())
-    return np.round(shifted).astype(image.dtype)
+    return colour
 
 
 def _brightness(image: np.ndarray, factor: float) -> np.ndarray:
@@ -176,7 +171,5 @@ def _brightness(image: np.ndarray, factor: float) -> np.ndarray:
     values = image.astype(np.float64)
     low, high = values.min(), values.max()
     stretched = (values - low) / (high - low) * 255 if high > low else values - low
-    picture = Image.fromarray(np.squeeze(stretched.astype(np.uint8), axis=-1)
-                              if stretched.ndim == 3 and stretched.shape[2] == 1
-                              else stretched.astype(np.uint8))
+    picture = Image.fromarray(stretched.astype(np.uint8))
     return np.asarray(ImageEnhance.Brightness(picture).enhance(factor))

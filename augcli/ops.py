@@ -41,6 +41,7 @@ import numpy as np
 
 from . import geometry
 from .params import BOOL, ENUM, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
+from .pixels import on_colour
 
 FILL_PARAMS = (
     Param("fill", ENUM, "constant", "How to fill pixels that come from outside the image: "
@@ -139,53 +140,6 @@ def _seed(rng) -> int:
 
 
 # --- shared pixel helpers ------------------------------------------------------
-
-def _split_alpha(image: np.ndarray):
-    """(colour, alpha): colour is H x W (grey, grey + alpha) or H x W x 3; alpha may be None."""
-    if image.ndim == 2:
-        return image, None
-    channels = image.shape[2]
-    if channels == 2:
-        return image[..., 0], image[..., 1]
-    if channels == 4:
-        return image[..., :3], image[..., 3]
-    if channels == 1:
-        return image[..., 0], None
-    return image, None
-
-
-def _on_colour(image: np.ndarray, function) -> np.ndarray:
-    """Apply ``function`` to the colour channels only; alpha is kept as it was."""
-    colour, alpha = _split_alpha(image)
-    out = function(np.ascontiguousarray(colour))
-    if alpha is None:
-        return out.reshape(image.shape)
-    return np.dstack([out, alpha])
-
-
-def _max_value(dtype) -> int:
-    return int(np.iinfo(dtype).max)
-
-
-def _unit(image: np.ndarray) -> float:
-    """Size of one 0-255 step in the image's own range: 1 for uint8, 257 for uint16."""
-    return _max_value(image.dtype) / 255.0
-
-
-def _to_dtype(values: np.ndarray, dtype) -> np.ndarray:
-    """Round to nearest (half to even) and clip into the integer dtype's range."""
-    values = np.rint(values)
-    out = values if isinstance(values, np.ndarray) else None  # clip in place when we can
-    return np.clip(values, 0, _max_value(dtype), out=out).astype(dtype)
-
-
-def _pointwise(colour: np.ndarray, function) -> np.ndarray:
-    """Apply a per-value float function: one lookup table for uint8, floats otherwise."""
-    if colour.dtype == np.uint8:
-        table = _to_dtype(function(np.arange(256, dtype=np.float64)), np.uint8)
-        return cv2.LUT(colour, table).reshape(colour.shape)
-    return _to_dtype(function(colour.astype(np.float64)), colour.dtype)
-
 
 # --- geometric ops -----------------------------------------------------------
 
@@ -338,14 +292,7 @@ def _apply_dropout(image: np.ndarray, params) -> np.ndarray:
             return cv2.multiply(colour, keep.astype(colour.dtype))
         return cv2.bitwise_and(colour, colour, mask=keep.view(np.uint8))
 
-    return _on_colour(image, drop)
-
-
-def _colour_channels(image: np.ndarray) -> int:
-    """Channels that carry colour: alpha (the 2nd of LA, the 4th of RGBA) is excluded."""
-    if image.ndim == 2:
-        return 1
-    return {2: 1, 4: 3}.get(image.shape[2], image.shape[2])
+    return on_colour(image, drop)
 
 
 _register(Op(

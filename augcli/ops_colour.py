@@ -13,17 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .ops import (
-    Op,
-    _max_value,
-    _on_colour,
-    _pointwise,
-    _register,
-    _to_dtype,
-    _unit,
-    _with_probability,
-)
+from .ops import Op, _register, _with_probability
 from .params import INT, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
+from .pixels import keras_channel_shift, max_value, on_colour, pointwise, to_dtype, unit_step
 
 # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma).
 _GREY_WEIGHTS = np.float32([[0.2989, 0.587, 0.114]])
@@ -40,13 +32,13 @@ def _grey(colour: np.ndarray) -> np.ndarray:
 
 def adjust_brightness(colour: np.ndarray, factor: float) -> np.ndarray:
     """torchvision: multiply by factor (a blend with black); Keras' brightness_range too."""
-    return _pointwise(colour, lambda values: values * factor)
+    return pointwise(colour, lambda values: values * factor)
 
 
 def adjust_contrast(colour: np.ndarray, factor: float) -> np.ndarray:
     """torchvision: blend with the mean grey level of the whole image."""
     mean = float(_grey(colour).mean(dtype=np.float64))
-    return _pointwise(colour, lambda values: factor * values + (1.0 - factor) * mean)
+    return pointwise(colour, lambda values: factor * values + (1.0 - factor) * mean)
 
 
 def adjust_saturation(colour: np.ndarray, factor: float) -> np.ndarray:
@@ -55,14 +47,14 @@ def adjust_saturation(colour: np.ndarray, factor: float) -> np.ndarray:
         return colour
     grey = cv2.cvtColor(_grey(colour), cv2.COLOR_GRAY2RGB)
     blend = cv2.addWeighted(colour.astype(np.float32), factor, grey, 1.0 - factor, 0.0)
-    return _to_dtype(blend, colour.dtype)
+    return to_dtype(blend, colour.dtype)
 
 
 def adjust_hue(colour: np.ndarray, shift: float) -> np.ndarray:
     """torchvision: turn the hue by ``shift`` of the colour wheel, in [-0.5, 0.5]."""
     if colour.ndim == 2 or shift == 0:
         return colour
-    top = _max_value(colour.dtype)
+    top = max_value(colour.dtype)
     hsv = cv2.cvtColor(colour.astype(np.float32) / top, cv2.COLOR_RGB2HSV)
     hue = hsv[..., 0]
     hue += np.float32(shift * 360.0)
@@ -70,7 +62,7 @@ def adjust_hue(colour: np.ndarray, shift: float) -> np.ndarray:
     hue[hue < 0] += 360
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     rgb *= np.float32(top)
-    return _to_dtype(rgb, colour.dtype)
+    return to_dtype(rgb, colour.dtype)
 
 
 _ADJUST = {
@@ -88,7 +80,7 @@ def _factor_op(name: str, summary: str, default, doc: str, example: str, aliases
         summary=summary,
         params=(Param("factor", NUMBER, default, doc, **bounds),),
         example=example,
-        apply=lambda image, params: _on_colour(image, lambda c: adjust(c, params["factor"])),
+        apply=lambda image, params: on_colour(image, lambda c: adjust(c, params["factor"])),
         aliases=aliases,
     ))
 
@@ -156,7 +148,7 @@ def _apply_color_jitter(image, params):
                 colour = _ADJUST[name](colour, params[name])
         return colour
 
-    return _on_colour(image, jitter)
+    return on_colour(image, jitter)
 
 
 _register(Op(
@@ -185,13 +177,8 @@ _register(Op(
 
 def _apply_channel_shift(image, params):
     """Keras' apply_channel_shift: add one intensity to every channel, clip to min..max."""
-    shift = params["intensity"] * _unit(image)
-
-    def shifted(colour):
-        low, high = float(colour.min()), float(colour.max())
-        return _pointwise(colour, lambda values: np.clip(values + shift, low, high))
-
-    return _on_colour(image, shifted)
+    shift = params["intensity"] * unit_step(image)
+    return on_colour(image, lambda colour: keras_channel_shift(colour, shift))
 
 
 _register(Op(
@@ -212,7 +199,7 @@ _register(Op(
 def _apply_gamma(image, params):
     from . import engine
 
-    return _on_colour(image, lambda colour: engine.gamma_contrast(colour, params["gamma"]))
+    return on_colour(image, lambda colour: engine.gamma_contrast(colour, params["gamma"]))
 
 
 _register(Op(
@@ -233,7 +220,7 @@ def _to_grey(colour, alpha):
         return colour
     grey = cv2.cvtColor(_grey(colour), cv2.COLOR_GRAY2RGB)
     blend = cv2.addWeighted(grey, alpha, colour.astype(np.float32), 1.0 - alpha, 0.0)
-    return _to_dtype(blend, colour.dtype)
+    return to_dtype(blend, colour.dtype)
 
 
 _register(Op(
@@ -248,7 +235,7 @@ _register(Op(
     ),
     example="- grayscale: {p: 0.2}",
     sample=lambda draw, rng, shape: _with_probability(draw, rng, {"alpha": draw("alpha")}),
-    apply=lambda image, params: _on_colour(image, lambda c: _to_grey(c, params["alpha"])),
+    apply=lambda image, params: on_colour(image, lambda c: _to_grey(c, params["alpha"])),
     aliases=("greyscale", "to_grayscale"),
 ))
 
@@ -262,7 +249,7 @@ _register(Op(
                   "RandomInvert uses 0.5).", low=0, high=1),),
     example="- invert: {p: 0.5}",
     sample=lambda draw, rng, shape: _with_probability(draw, rng),
-    apply=lambda image, params: _on_colour(image, lambda c: _max_value(c.dtype) - c),
+    apply=lambda image, params: on_colour(image, lambda c: max_value(c.dtype) - c),
 ))
 
 
@@ -279,7 +266,7 @@ def _apply_clahe(image, params):
         lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
         return cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
 
-    return _on_colour(image, equalized)
+    return on_colour(image, equalized)
 
 
 _register(Op(
@@ -306,7 +293,7 @@ def _equalize_channel(channel: np.ndarray) -> np.ndarray:
     with a fractional step: PIL's whole-number step would be 0 (and change
     nothing) for any image of fewer than 65535 pixels.
     """
-    levels = _max_value(channel.dtype) + 1
+    levels = max_value(channel.dtype) + 1
     histogram = np.bincount(channel.ravel(), minlength=levels).astype(np.int64)
     used = histogram[histogram > 0]
     if len(used) <= 1:
@@ -338,6 +325,6 @@ _register(Op(
                   "RandomEqualize uses 0.5).", low=0, high=1),),
     example="- equalize: {p: 0.5}",
     sample=lambda draw, rng, shape: _with_probability(draw, rng),
-    apply=lambda image, params: _on_colour(image, _equalize),
+    apply=lambda image, params: on_colour(image, _equalize),
     aliases=("histogram_equalization", "equalize_hist"),
 ))

@@ -15,17 +15,9 @@ import cv2
 import numpy as np
 
 from . import geometry
-from .ops import (
-    Op,
-    _colour_channels,
-    _max_value,
-    _on_colour,
-    _register,
-    _seed,
-    _to_dtype,
-    _unit,
-)
+from .ops import Op, _register, _seed
 from .params import BOOL, ENUM, INT, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
+from .pixels import colour_channels, max_value, on_colour, to_dtype, unit_step
 
 # --- coarse_dropout ----------------------------------------------------------------------
 
@@ -37,14 +29,14 @@ def _apply_coarse_dropout(image, params):
     height, width = image.shape[:2]
     grid = (max(int(height * params["size_percent_y"]), 3),
             max(int(width * params["size_percent_x"]), 3))
-    colour = _colour_channels(image)
+    colour = colour_channels(image)
     per_channel = params["per_channel"] and colour > 1
     rng = np.random.default_rng(params["seed"])
     keep = (rng.random(grid + ((colour,) if per_channel else ())) >= p).astype(np.uint8)
     keep = cv2.resize(keep, (width, height), interpolation=cv2.INTER_NEAREST)
     if not per_channel and colour > 1:
         keep = keep[..., None]
-    return _on_colour(image, lambda c: c * keep.astype(c.dtype))
+    return on_colour(image, lambda c: c * keep.astype(c.dtype))
 
 
 _register(Op(
@@ -94,7 +86,7 @@ def _sample_cutout(draw, rng, shape):
 
 def _apply_cutout(image, params):
     rng = np.random.default_rng(params["seed"])
-    top = _max_value(image.dtype)
+    top = max_value(image.dtype)
 
     def cut(colour):
         out = colour.copy()
@@ -107,10 +99,10 @@ def _apply_cutout(image, params):
                 noise = np.clip(rng.normal(top / 2, top / 6, shape), 0, top).astype(out.dtype)
                 out[y1:y2, x1:x2] = noise if noise.ndim == out.ndim else noise[..., None]
             else:
-                out[y1:y2, x1:x2] = _to_dtype(np.float64(params["cval"]) * top / 255, out.dtype)
+                out[y1:y2, x1:x2] = to_dtype(np.float64(params["cval"]) * top / 255, out.dtype)
         return out
 
-    return _on_colour(image, cut)
+    return on_colour(image, cut)
 
 
 _register(Op(
@@ -169,7 +161,7 @@ def _sample_random_erasing(draw, rng, shape):
 
 def _apply_random_erasing(image, params):
     x, y, w, h = params["x"], params["y"], params["width"], params["height"]
-    top = _max_value(image.dtype)
+    top = max_value(image.dtype)
 
     def erase(colour):
         out = colour.copy()
@@ -181,10 +173,10 @@ def _apply_random_erasing(image, params):
         value = np.asarray(params["value"], dtype=np.float64)
         if out.ndim == 2 and value.size == 3:
             value = np.dot(value, (0.2989, 0.587, 0.114))  # a colour on a grey image: its luma
-        window[...] = _to_dtype(value * top / 255, out.dtype)
+        window[...] = to_dtype(value * top / 255, out.dtype)
         return out
 
-    return _on_colour(image, erase)
+    return on_colour(image, erase)
 
 
 _register(Op(
@@ -220,7 +212,7 @@ def _apply_salt_and_pepper(image, params):
     if p <= 0:
         return image
     height, width = image.shape[:2]
-    colour = _colour_channels(image)
+    colour = colour_channels(image)
     per_channel = params["per_channel"] and colour > 1
     draws = np.random.default_rng(params["seed"]).integers(
         0, _LEVELS, (height, width, colour) if per_channel else (height, width),
@@ -231,10 +223,10 @@ def _apply_salt_and_pepper(image, params):
     def sprinkle(c):
         out = c.copy()
         out[pepper] = 0  # a 2-D mask on H x W x 3 sets whole pixels
-        out[salt] = _max_value(c.dtype)
+        out[salt] = max_value(c.dtype)
         return out
 
-    return _on_colour(image, sprinkle)
+    return on_colour(image, sprinkle)
 
 
 _register(Op(
@@ -255,7 +247,7 @@ _register(Op(
 # --- gaussian_noise ----------------------------------------------------------------------
 
 def _apply_gaussian_noise(image, params):
-    scale = params["scale"] * _unit(image)
+    scale = params["scale"] * unit_step(image)
     if scale <= 0:
         return image
     rng = np.random.default_rng(params["seed"])
@@ -266,9 +258,9 @@ def _apply_gaussian_noise(image, params):
                                     dtype=np.float32) * np.float32(scale)
         if colour.ndim == 3 and not per_channel:
             noise = noise[..., None]
-        return _to_dtype(colour + noise, colour.dtype)
+        return to_dtype(colour + noise, colour.dtype)
 
-    return _on_colour(image, noisy)
+    return on_colour(image, noisy)
 
 
 _register(Op(
@@ -306,7 +298,7 @@ def _apply_motion_blur(image, params):
     kernel = motion_kernel(params["k"], params["angle"], params["direction"])
     if not kernel.any():
         return image
-    return _on_colour(image, lambda colour: cv2.filter2D(colour, -1, kernel))
+    return on_colour(image, lambda colour: cv2.filter2D(colour, -1, kernel))
 
 
 def _sample_motion_blur(draw, rng, shape):
@@ -352,7 +344,7 @@ _register(Op(
               "it).", low=0, high=10),
     ),
     example="- sharpen: {alpha: [0.2, 0.5], lightness: 1.0}",
-    apply=lambda image, params: _on_colour(image, lambda colour: cv2.filter2D(
+    apply=lambda image, params: on_colour(image, lambda colour: cv2.filter2D(
         colour, -1, sharpen_kernel(params["alpha"], params["lightness"]))),
 ))
 
@@ -368,7 +360,7 @@ def jpeg_roundtrip(colour: np.ndarray, quality: int) -> np.ndarray:
     from PIL import Image
 
     wide = colour.dtype != np.uint8
-    eight = _to_dtype(colour / 257.0, np.uint8) if wide else colour
+    eight = to_dtype(colour / 257.0, np.uint8) if wide else colour
     buffer = io.BytesIO()
     Image.fromarray(eight).save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)
@@ -384,7 +376,7 @@ _register(Op(
                   "imgaug's JpegCompression(compression=c) is about quality 100 - c.",
                   low=1, high=100),),
     example="- jpeg: {quality: [20, 80]}",
-    apply=lambda image, params: _on_colour(image,
+    apply=lambda image, params: on_colour(image,
                                            lambda colour: jpeg_roundtrip(colour,
                                                                          params["quality"])),
     aliases=("jpeg_compression", "image_compression"),
