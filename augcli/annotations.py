@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from . import geometry, io
+from . import geometry, imagefiles
 from .errors import AugcliError, UsageError
 
 FORMATS = ("yolo", "voc", "coco", "regions")
@@ -233,7 +233,7 @@ class AnnotationSource:
         Raises ``AnnotationError`` naming the file and line (or key path), or
         ``ImageReadError`` when the image header cannot be read.
         """
-        width, height = io.image_size(image_path)
+        width, height = imagefiles.image_size(image_path)
         if self.coco is not None:
             self.found += relative in self.coco.by_file
             self.looked_for = self.looked_for or f"'{relative}' in {self.root}"
@@ -271,13 +271,13 @@ class AnnotationSource:
         """Files the output folder needs before any image: YOLO's classes.txt."""
         if self.format.classes:
             text = "".join(f"{name}\n" for name in self.format.classes)
-            io.write_atomic(output_dir / CLASSES_FILE, text.encode("utf-8"))
+            imagefiles.write_atomic(output_dir / CLASSES_FILE, text.encode("utf-8"))
 
     def finish_output(self, output_dir: Path, records) -> None:
         """Files made from every output's record at the end: the COCO file."""
         if self.coco is not None:
             text = self.coco.encode(records)
-            io.write_atomic(output_dir / self.root.name, text.encode("utf-8"))
+            imagefiles.write_atomic(output_dir / self.root.name, text.encode("utf-8"))
 
 
 def read_classes(path: Path) -> tuple:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import io
+from . import imagefiles
 from .annotations import AnnotationError, AnnotationSource, AnnotationSpec
 from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
 from .profiles import DEFAULT_PROFILE, MIB, Profile, check_task, get_profile
@@ -60,7 +60,7 @@ OK = "ok"
 BELOW_RECOMMENDED = "below-recommended"
 TOO_FEW = "too-few"
 
-# Pillow's format names -> augcli's (io.format_of); MPO is a camera JPEG with extra frames.
+# Pillow's format names -> augcli's (imagefiles.format_of); MPO is a camera JPEG with extra frames.
 _FORMAT_NAMES = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "BMP": "bmp", "DIB": "bmp",
                  "GIF": "gif", "TIFF": "tif", "WEBP": "webp"}
 
@@ -186,7 +186,7 @@ def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification",
         raise UsageError("annotations count objects per tag for object detection: add "
                          "--task detection")
     source = AnnotationSource(annotations, folder) if annotations is not None else None
-    images, others = io.scan(folder)
+    images, others = imagefiles.scan(folder)
     report = CheckReport(folder, profile, task, ignored=[p.as_posix() for p in others],
                          images=len(images), annotations=annotations and annotations.format)
     folders = _inspect_folders(folder, images, profile, report)
@@ -270,7 +270,7 @@ def _status(usable: int, minimum: int, recommended: int) -> str:
 
 
 def inspect_file(path: Path, relative: str, profile: Profile,
-                 max_pixels: int = io.DEFAULT_MAX_PIXELS) -> tuple[list, str | None]:
+                 max_pixels: int = imagefiles.DEFAULT_MAX_PIXELS) -> tuple[list, str | None]:
     """Findings for one file, and the SHA-256 of its bytes (None if it cannot be read).
 
     The header gives the format and size; then the first frame is fully
@@ -323,7 +323,7 @@ def _check_format(fmt: str, path: Path, profile: Profile, add) -> None:
         add(UNSUPPORTED_FORMAT, ERROR,
             f"{fmt} is not accepted by {profile.name} "
             f"(accepted: {', '.join(sorted(profile.formats))}); convert it")
-    named = io.format_of(path)
+    named = imagefiles.format_of(path)
     if named != fmt:
         add(EXTENSION_MISMATCH, WARNING,
             f"named {path.suffix} but holds a {fmt} image; rename it to .{fmt}")
@@ -372,7 +372,7 @@ def format_report(report: CheckReport) -> str:
         lines.append(f"no labelled objects found in the {report.annotations} annotations")
     elif not report.tags:
         lines.append(f"no images found (looked for "
-                     f"{', '.join(sorted(io.INPUT_EXTENSIONS))})")
+                     f"{', '.join(sorted(imagefiles.INPUT_EXTENSIONS))})")
     else:
         lines.extend(_tag_table(report.tags))
     grouped = report.findings_by_file()

@@ -20,7 +20,7 @@ Everything is computed in float64 and stored as float32.
 
 from __future__ import annotations
 
-import io as _bytes_io
+import io
 import json
 import os
 import time
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import geometry, io
+from . import geometry, imagefiles
 from .errors import ImageReadError, UsageError
 from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
 
@@ -217,7 +217,7 @@ class Preparation:
         return 3 if self.color == "rgb" else 1
 
     def layout(self, image: np.ndarray) -> np.ndarray:
-        """An array from io.read_image -> H x W x C, still 8 or 16 bit."""
+        """An array from imagefiles.read_image -> H x W x C, still 8 or 16 bit."""
         image = _to_color(_without_alpha(image), self.color)
         if self.size is not None:
             image = _letterbox(image, self.size) if self.resize == "letterbox" \
@@ -225,7 +225,7 @@ class Preparation:
         return image.reshape(image.shape[0], image.shape[1], -1)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """An array from io.read_image -> float64 H x W x C on the 0..255 scale."""
+        """An array from imagefiles.read_image -> float64 H x W x C on the 0..255 scale."""
         return self.layout(image) * _scale(image)
 
     def moments(self, image: np.ndarray) -> ChannelMoments:
@@ -275,7 +275,7 @@ def to_8bit(result: np.ndarray, method: str) -> np.ndarray:
 def encode_output(result: np.ndarray, fmt: str, method: str) -> bytes:
     """npy: float32 H x W x C in the method's channel order. png: 8-bit, natural colours."""
     if fmt == "npy":
-        buffer = _bytes_io.BytesIO()
+        buffer = io.BytesIO()
         np.save(buffer, result.astype(np.float32), allow_pickle=False)
         return buffer.getvalue()
     pixels = to_8bit(result, method)
@@ -283,7 +283,7 @@ def encode_output(result: np.ndarray, fmt: str, method: str) -> bytes:
         pixels = pixels[..., ::-1]  # BGR -> RGB so the picture looks right
     if pixels.shape[2] == 1:
         pixels = pixels[..., 0]
-    return io.encode(np.ascontiguousarray(pixels), "png", 0)
+    return imagefiles.encode(np.ascontiguousarray(pixels), "png", 0)
 
 
 # --- fitted statistics -----------------------------------------------------------------
@@ -324,7 +324,7 @@ class ZcaStats:
         return (rows - np.tile(self.mean, rows.shape[1] // len(self.mean))) @ self.components
 
     def to_bytes(self) -> bytes:
-        buffer = _bytes_io.BytesIO()
+        buffer = io.BytesIO()
         record = {"augcli_stats": STATS_FORMAT_VERSION, "method": "zca", "images": self.images,
                   "epsilon": self.epsilon, **_preparation_record(self.preparation)}
         np.savez(buffer, meta=np.array(json.dumps(record)), mean=self.mean,
@@ -343,7 +343,7 @@ def _preparation_of(record: dict) -> Preparation:
 
 
 def save_stats(path: Path, stats) -> None:
-    io.write_atomic(Path(path), stats.to_bytes())
+    imagefiles.write_atomic(Path(path), stats.to_bytes())
 
 
 def load_stats(path: Path, method: str):
@@ -460,7 +460,7 @@ def process_image(task: ImageTask) -> ImageResult:
     """Worker: decode and prepare one image, then measure, flatten, or normalize and write it."""
     result = ImageResult(task.index, task.relative, task.destination)
     try:
-        image = io.read_image(task.source)
+        image = imagefiles.read_image(task.source)
     except ImageReadError as exc:
         result.failure = exc.reason
         return result
@@ -479,7 +479,7 @@ def process_image(task: ImageTask) -> ImageResult:
 def _write(destination: Path, result: np.ndarray, fmt: str, method: str) -> str | None:
     """Encode and write atomically; return the reason if that failed."""
     try:
-        io.write_atomic(destination, encode_output(result, fmt, method))
+        imagefiles.write_atomic(destination, encode_output(result, fmt, method))
     except (OSError, ValueError) as exc:
         return f"cannot write ({exc})"
     return None
@@ -567,10 +567,10 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
     if method == "zca" and saved is None:
         check_zca_memory(preparation, ZCA_FIT_MATRICES)
     input_dir, output_dir = _check_paths(input_dir, output_dir, fit_only)
-    images, others = io.scan(input_dir)
+    images, others = imagefiles.scan(input_dir)
     if not images:
         raise UsageError(f"no images found in {input_dir} "
-                         f"(looked for {', '.join(sorted(io.INPUT_EXTENSIONS))})")
+                         f"(looked for {', '.join(sorted(imagefiles.INPUT_EXTENSIONS))})")
     destinations = None if fit_only else _destinations(images, output_dir, fmt)
 
     report = NormalizeReport(ignored=others)
@@ -613,8 +613,8 @@ def _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, s
         (resize == "letterbox" and size is None, "--resize letterbox needs --size"),
         (method == "zca" and size is None and not applying_saved,
          "--method zca needs --size WxH: every image must have the same number of values"),
-        (size is not None and size[0] * size[1] > io.DEFAULT_MAX_PIXELS,
-         f"--size is over the limit of {io.DEFAULT_MAX_PIXELS:,} pixels"),
+        (size is not None and size[0] * size[1] > imagefiles.DEFAULT_MAX_PIXELS,
+         f"--size is over the limit of {imagefiles.DEFAULT_MAX_PIXELS:,} pixels"),
         (color == "grey" and method in ("caffe", "torch"),
          f"--method {method} subtracts a mean per RGB channel; it cannot use --color grey"),
         ((stats is not None or fit_only) and method not in FITTED_METHODS,

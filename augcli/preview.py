@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import io
+from . import imagefiles
 from .annotations import AnnotationError, AnnotationSource, transform_boxes
 from .errors import ImageReadError, UsageError
 from .pipeline import steps_matrix
@@ -61,7 +61,7 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
     """Write a labelled grid (the original first, then the samples) as a PNG; return its path."""
     image_path, output = Path(image_path), Path(output)
     try:
-        image = io.read_image(image_path)
+        image = imagefiles.read_image(image_path)
     except ImageReadError as exc:
         raise UsageError(str(exc)) from None
     relative = relative_to_input(recipe, image_path)
@@ -76,7 +76,7 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
             kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
                                       recipe.annotations.min_visibility)
         tiles.append((_as_rgb(augmented), Path(plan.relative).stem, kept))
-    io.write_atomic(output, io.encode(_sheet(tiles, colours), "png", 95))
+    imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
 
 

@@ -47,7 +47,7 @@ class PerTask:
 class Profile:
     """The limits of one upload target.
 
-    - ``formats``: accepted formats, named as ``augcli.io.format_of`` names them
+    - ``formats``: accepted formats, named as ``augcli.imagefiles.format_of`` names them
       ('jpg', 'png', 'bmp', 'gif', 'tif', 'webp'), judged by a file's content,
       not its extension.
     - ``max_file_bytes``: largest accepted file.

@@ -23,7 +23,7 @@ white), then stretched to W x H as ``augcli normalize --size`` does
 from __future__ import annotations
 
 import csv
-import io as _text_io
+import io
 import json
 import math
 import time
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, io
+from . import geometry, imagefiles
 from .errors import ImageReadError, UsageError
 from .geometry import parse_size
 from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
@@ -109,10 +109,10 @@ def compose(size: tuple, pieces, channels: int = 3) -> np.ndarray:
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """Any layout io.read_image returns -> H x W x 3 uint8."""
+    """Any layout imagefiles.read_image returns -> H x W x 3 uint8."""
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
-    image = io.flatten_alpha(image)  # onto white, as for JPEG outputs
+    image = imagefiles.flatten_alpha(image)  # onto white, as for JPEG outputs
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return image
@@ -120,7 +120,7 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
 
 def prepare_source(path: Path, size: tuple) -> np.ndarray:
     """Decode, convert to 8-bit RGB and stretch to ``size`` (width, height)."""
-    image = to_rgb8(io.read_image(path))
+    image = to_rgb8(imagefiles.read_image(path))
     if (image.shape[1], image.shape[0]) != tuple(size):
         image = geometry.resize(image, *size)
     return np.ascontiguousarray(image)
@@ -268,10 +268,10 @@ def make_chunk(task: ChunkTask) -> ChunkResult:
         montage = compose(task.size, [(resized.get(q.source), q.crop[:2] if q.crop else None,
                                        q.box) for q in plan.quadrants])
         try:
-            data = io.encode(montage, task.fmt, JPEG_QUALITY)
-            io.write_atomic(task.output_dir / plan.filename, data)
+            data = imagefiles.encode(montage, task.fmt, JPEG_QUALITY)
+            imagefiles.write_atomic(task.output_dir / plan.filename, data)
             if plan.majority is not None:
-                io.write_atomic(task.output_dir / MAJORITY_DIR / plan.majority / plan.filename,
+                imagefiles.write_atomic(task.output_dir / MAJORITY_DIR / plan.majority / plan.filename,
                                 data)
         except (OSError, ValueError) as exc:
             result.failures.append((plan.filename, f"cannot write ({exc})"))
@@ -299,7 +299,7 @@ def scan_classes(input_dir: Path) -> tuple[list, list, list]:
     Classes are the immediate subfolders of ``input_dir`` that hold images (at
     any depth). Images directly in ``input_dir`` belong to no class: an error.
     """
-    images, others = io.scan(input_dir)
+    images, others = imagefiles.scan(input_dir)
     loose = [relative.as_posix() for relative in images if len(relative.parts) == 1]
     if loose:
         shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
@@ -307,7 +307,7 @@ def scan_classes(input_dir: Path) -> tuple[list, list, list]:
                          f"{shown}; move each into a subfolder named after its class")
     if not images:
         raise UsageError(f"no images found in class subfolders of {input_dir} "
-                         f"(looked for {', '.join(sorted(io.INPUT_EXTENSIONS))}); RICAP needs "
+                         f"(looked for {', '.join(sorted(imagefiles.INPUT_EXTENSIONS))}); RICAP needs "
                          "one subfolder per class, e.g. cats/ and dogs/")
     pairs = [(relative.as_posix(), relative.parts[0]) for relative in images]
     return pairs, sorted({label for _, label in pairs}), others
@@ -323,8 +323,8 @@ def _check_options(count, size, beta, batch_size, fmt, hard_label, seed) -> None
         (hard_label not in HARD_LABELS + (None,),
          f"unknown hard label {hard_label!r}; choose majority"),
         (seed < 0, "--seed must be >= 0"),
-        (size[0] * size[1] > io.DEFAULT_MAX_PIXELS,
-         f"--size is over the limit of {io.DEFAULT_MAX_PIXELS:,} pixels"),
+        (size[0] * size[1] > imagefiles.DEFAULT_MAX_PIXELS,
+         f"--size is over the limit of {imagefiles.DEFAULT_MAX_PIXELS:,} pixels"),
     ]
     for broken, message in rules:
         if broken:
@@ -365,7 +365,7 @@ def _chunks(plans: list, workers: int, size: tuple) -> list:
 
 def labels_csv(plans: list, classes: list, size: tuple) -> str:
     """Header ``filename,<class>...`` then one row per montage; weights as shortest floats."""
-    buffer = _text_io.StringIO()
+    buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["filename", *classes])
     for plan in plans:
@@ -398,7 +398,7 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float = DEFA
     plans = plan_montages(images, count, size, beta=beta, seed=seed, batch_size=batch_size,
                           per_sample=per_sample, fmt=fmt, hard_label=hard_label)
     _clear_previous(output_dir, previous)
-    io.remove_stale_temp_files(output_dir)
+    imagefiles.remove_stale_temp_files(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     report = RicapReport(ignored=others)
@@ -427,10 +427,10 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float = DEFA
     finally:
         bar.close()
         done = [plan for plan in plans if plan.filename in written]
-        io.write_atomic(output_dir / LABELS_NAME, labels_csv(done, classes, size).encode())
+        imagefiles.write_atomic(output_dir / LABELS_NAME, labels_csv(done, classes, size).encode())
         lines = (json.dumps(montage_record(plan, classes, size), ensure_ascii=False) + "\n"
                  for plan in done)
-        io.write_atomic(output_dir / MONTAGES_NAME, "".join(lines).encode("utf-8"))
+        imagefiles.write_atomic(output_dir / MONTAGES_NAME, "".join(lines).encode("utf-8"))
     report.images_read = len(decoded)
     report.written = len(written)
     report.bad_sources = len(bad)

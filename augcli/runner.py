@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, io
+from . import geometry, imagefiles
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -66,7 +66,7 @@ class SourceTask:
     outputs: tuple
     format: str | None  # None: keep the source's format
     quality: int
-    max_pixels: int = io.DEFAULT_MAX_PIXELS
+    max_pixels: int = imagefiles.DEFAULT_MAX_PIXELS
     profile: Profile | None = None  # upload target whose limits every output must meet
     boxes: ImageBoxes | None = None  # the source's boxes, when the recipe has annotations
     annotation_format: AnnotationFormat | None = None
@@ -147,9 +147,9 @@ def output_format(recipe: Recipe, source: Path) -> str | None:
     """
     if recipe.format or recipe.profile is None:
         return recipe.format
-    if get_profile(recipe.profile).accepts(io.format_of(source)):
+    if get_profile(recipe.profile).accepts(imagefiles.format_of(source)):
         return None
-    return "png" if io.has_alpha(source) else "jpg"
+    return "png" if imagefiles.has_alpha(source) else "jpg"
 
 
 def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None) -> dict:
@@ -181,10 +181,10 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
 def plan_run(recipe: Recipe) -> Plan:
     """Scan the input folder and decide every output, its name and its seed."""
     input_dir, output_dir = check_folders(recipe.input, recipe.output)
-    images, others = io.scan(input_dir)
+    images, others = imagefiles.scan(input_dir)
     if not images:
         raise UsageError(f"no images found in {input_dir} "
-                         f"(looked for {', '.join(sorted(io.INPUT_EXTENSIONS))})")
+                         f"(looked for {', '.join(sorted(imagefiles.INPUT_EXTENSIONS))})")
     source = AnnotationSource(recipe.annotations, input_dir) if recipe.annotations else None
     boxes, failures = _read_boxes(source, input_dir, images)
     images = [relative for relative in images if relative.as_posix() not in failures]
@@ -283,8 +283,8 @@ def _fits(profile: Profile | None, source: Path, image: np.ndarray) -> bool:
 
 def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]:
     if task.profile is None:
-        return io.encode(image, fmt, task.quality), {}
-    return io.encode_within(image, fmt, task.quality, task.profile.max_file_bytes,
+        return imagefiles.encode(image, fmt, task.quality), {}
+    return imagefiles.encode_within(image, fmt, task.quality, task.profile.max_file_bytes,
                             task.profile.max_side)
 
 
@@ -292,7 +292,7 @@ def process_source(task: SourceTask) -> SourceResult:
     """Decode one source once and write all of its planned outputs (and their boxes)."""
     result = SourceResult(task.relative)
     try:
-        image = io.read_image(task.source, task.max_pixels)
+        image = imagefiles.read_image(task.source, task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
         return result
@@ -302,7 +302,7 @@ def process_source(task: SourceTask) -> SourceResult:
                   f"{task.boxes.width} x {task.boxes.height}")
         result.failures.append((task.relative, reason))
         return result
-    source_format = io.format_of(task.source)
+    source_format = imagefiles.format_of(task.source)
     for output in task.outputs:
         destination = task.output_dir / output.relative
         fmt = task.format or source_format
@@ -313,7 +313,7 @@ def process_source(task: SourceTask) -> SourceResult:
                 record["copy"] = True
                 if fmt == source_format and _fits(task.profile, task.source, image):
                     _write_boxes(task, output, (), image, {}, record)
-                    io.copy_atomic(task.source, destination)
+                    imagefiles.copy_atomic(task.source, destination)
                     result.records.append(record)
                     continue
                 pixels, steps = image, ()
@@ -323,7 +323,7 @@ def process_source(task: SourceTask) -> SourceResult:
                 record["ops"] = [step.as_record() for step in steps]
             data, adjustments = _encode(pixels, fmt, task)
             _write_boxes(task, output, steps, pixels, adjustments, record)
-            io.write_atomic(destination, data)
+            imagefiles.write_atomic(destination, data)
             if adjustments:
                 record["conformed"] = adjustments
         except (OSError, ValueError) as exc:
@@ -359,7 +359,7 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
         depth = 1 if pixels.ndim == 2 or pixels.shape[2] <= 2 else 3
         text = encode_boxes(fmt, ImageBoxes(size[1], size[0], kept), Path(output.relative).name,
                             depth)
-        io.write_atomic(task.output_dir / name, text)
+        imagefiles.write_atomic(task.output_dir / name, text)
         record["annotation"] = name
 
 
@@ -389,7 +389,7 @@ def _write_manifest(output_dir: Path, records, classes=()) -> None:
     lines = [{"class": c.tag, "before": c.before, "after": c.after} for c in classes]
     lines += sorted(records, key=lambda record: record["output"])
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    io.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
+    imagefiles.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
 
 
 def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool) -> dict:
@@ -486,7 +486,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
         if todo:
             tasks.append(replace(task, outputs=todo))
     records = dict(finished)
-    io.remove_stale_temp_files(plan.output_dir)
+    imagefiles.remove_stale_temp_files(plan.output_dir)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     _write_manifest(plan.output_dir, records.values(), plan.classes)
     if plan.annotations is not None:

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from augcli import geometry, io
+from augcli import geometry, imagefiles
 from augcli.annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -303,7 +303,7 @@ def test_sizes_follow_exif_orientation(tmp_path):
     exif = picture.getexif()
     exif[0x0112] = 6
     picture.save(tmp_path / "phone.png", exif=exif)
-    assert io.image_size(tmp_path / "phone.png") == (HEIGHT, WIDTH)
+    assert imagefiles.image_size(tmp_path / "phone.png") == (HEIGHT, WIDTH)
 
 
 # --- recipes ----------------------------------------------------------------------------------
@@ -411,7 +411,7 @@ def test_run_writes_boxes_that_follow_each_output(tmp_path, fmt):
             (box,) = read_output_boxes(out, fmt, name)
             assert box.label == tag
             assert np.allclose((box.x0, box.y0, box.x1, box.y1), expected, atol=1e-6), name
-            assert np.allclose(expected, pixel_hull(io.read_image(out / name)))
+            assert np.allclose(expected, pixel_hull(imagefiles.read_image(out / name)))
     if fmt == "yolo":
         assert (out / "classes.txt").read_text("utf-8") == "cats\ncups\n"
         assert (out / "cats" / "cat.txt").read_text("utf-8") == YOLO_BOX  # the original's own

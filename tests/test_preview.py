@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augcli.cli import main
-from augcli.io import read_image
+from augcli.imagefiles import read_image
 from augcli.preview import TILE_WIDTH, make_preview, pick_outputs
 from augcli.recipe import load_recipe
 from augcli.runner import run_recipe

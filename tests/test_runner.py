@@ -52,7 +52,7 @@ def test_manifest_traces_every_output_to_its_source_and_parameters(tmp_path, sim
 
 def test_replaying_manifest_parameters_reproduces_the_pixels(tmp_path, simple_recipe):
     """The recorded ops are enough to recompute an output: it is fully traceable."""
-    from augcli.io import read_image
+    from augcli.imagefiles import read_image
     from augcli.pipeline import Step, apply_steps
 
     run_recipe(simple_recipe, workers=1)

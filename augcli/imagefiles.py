@@ -14,7 +14,7 @@ Arrays are H x W (grey, 8 or 16 bit), H x W x 2 (grey + alpha), H x W x 3
 from __future__ import annotations
 
 import contextlib
-import io as _bytes_io
+import io
 import os
 import shutil
 import tempfile
@@ -235,7 +235,7 @@ def _encode_opencv(image: np.ndarray, fmt: str, quality: int) -> bytes:
 
 def _encode_pillow(image: np.ndarray, fmt: str, quality: int) -> bytes:
     picture = Image.fromarray(image)
-    buffer = _bytes_io.BytesIO()
+    buffer = io.BytesIO()
     options = {"quality": quality} if fmt in ("jpg", "webp") else {}
     picture.save(buffer, _PILLOW_FORMAT[fmt], **options)
     return buffer.getvalue()

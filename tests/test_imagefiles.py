@@ -1,9 +1,9 @@
-"""augcli.io against real files: decoding, scanning, encoding, atomic writes."""
+"""augcli.imagefiles against real files: decoding, scanning, encoding, atomic writes."""
 
 from __future__ import annotations
 
 import contextlib
-import io as bytes_io
+import io
 import os
 import resource
 import struct
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augcli import io
+from augcli import imagefiles
 from augcli.errors import ImageReadError
 
 from .conftest import photo_like, save
@@ -44,13 +44,13 @@ def mean_abs_diff(a, b) -> float:
 
 
 def decode(data: bytes) -> Image.Image:
-    picture = Image.open(bytes_io.BytesIO(data))
+    picture = Image.open(io.BytesIO(data))
     picture.load()
     return picture
 
 
 def temp_leftovers(folder: Path) -> list:
-    return sorted(folder.glob(f"{io.TEMP_PREFIX}*.tmp"))
+    return sorted(folder.glob(f"{imagefiles.TEMP_PREFIX}*.tmp"))
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -85,7 +85,7 @@ def memory_cap(extra_bytes: int):
 
 def read_error(path: Path, **options) -> ImageReadError:
     with pytest.raises(ImageReadError) as caught:
-        io.read_image(path, **options)
+        imagefiles.read_image(path, **options)
     assert caught.value.path == str(path)
     return caught.value
 
@@ -99,7 +99,7 @@ LOSSLESS = [("photo.png", {}), ("photo.bmp", {}), ("photo.tif", {}), ("photo.tif
 @pytest.mark.parametrize("name, options", LOSSLESS, ids=[name for name, _ in LOSSLESS])
 def test_read_lossless_formats_round_trip_exactly(tmp_path, name, options):
     array = photo_like()
-    result = io.read_image(save(tmp_path / name, array, **options))
+    result = imagefiles.read_image(save(tmp_path / name, array, **options))
     assert result.dtype == np.uint8
     np.testing.assert_array_equal(result, array)
 
@@ -107,14 +107,14 @@ def test_read_lossless_formats_round_trip_exactly(tmp_path, name, options):
 @pytest.mark.parametrize("name", ["photo.jpg", "photo.jpeg", "PHOTO.JPG", "chat noir é.jpg"])
 def test_read_jpeg_is_close(tmp_path, name):
     array = smooth()
-    result = io.read_image(save(tmp_path / name, array, quality=95))
+    result = imagefiles.read_image(save(tmp_path / name, array, quality=95))
     assert result.shape == array.shape and result.dtype == np.uint8
     assert mean_abs_diff(result, array) < 2
 
 
 def test_read_gif_gives_its_colours(tmp_path):
     array = four_colour()
-    result = io.read_image(save(tmp_path / "bands.gif", array))
+    result = imagefiles.read_image(save(tmp_path / "bands.gif", array))
     np.testing.assert_array_equal(result, array)
 
 
@@ -151,7 +151,7 @@ def corner(array: np.ndarray, where: str) -> np.ndarray:
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
 def test_read_applies_exif_orientation(tmp_path, orientation):
     stored = marked()
-    result = io.read_image(save_with_orientation(tmp_path / "turned.jpg", stored, orientation))
+    result = imagefiles.read_image(save_with_orientation(tmp_path / "turned.jpg", stored, orientation))
     turn, where = ORIENTATIONS[orientation]
     assert result.shape == turn(stored).shape
     assert corner(result, where).min() > 200
@@ -161,7 +161,7 @@ def test_read_applies_exif_orientation(tmp_path, orientation):
 
 def test_read_without_orientation_keeps_stored_layout(tmp_path):
     stored = marked()
-    result = io.read_image(save(tmp_path / "plain.jpg", stored, quality=95))
+    result = imagefiles.read_image(save(tmp_path / "plain.jpg", stored, quality=95))
     assert result.shape == stored.shape
     assert corner(result, "top-left").min() > 200
 
@@ -171,7 +171,7 @@ def test_read_without_orientation_keeps_stored_layout(tmp_path):
 
 def test_read_grey_stays_2d_uint8(tmp_path):
     grey = photo_like()[..., 0]
-    result = io.read_image(save(tmp_path / "grey.png", grey))
+    result = imagefiles.read_image(save(tmp_path / "grey.png", grey))
     assert result.dtype == np.uint8
     np.testing.assert_array_equal(result, grey)
 
@@ -182,21 +182,21 @@ def test_read_16_bit_grey_keeps_values(tmp_path):
     path = tmp_path / "deep.png"
     Image.fromarray(deep).save(path)
     assert Image.open(path).mode.startswith("I")
-    result = io.read_image(path)
+    result = imagefiles.read_image(path)
     assert result.dtype == np.uint16
     np.testing.assert_array_equal(result, deep)
 
 
 def test_read_grey_alpha_keeps_both_channels(tmp_path):
     la = np.stack([photo_like()[..., 1], photo_like(seed=5)[..., 2]], axis=-1)
-    result = io.read_image(save(tmp_path / "la.png", la))
+    result = imagefiles.read_image(save(tmp_path / "la.png", la))
     assert result.shape == la.shape
     np.testing.assert_array_equal(result, la)
 
 
 def test_read_rgba_keeps_alpha(tmp_path):
     rgba = np.dstack([photo_like(), photo_like(seed=9)[..., 0]])
-    result = io.read_image(save(tmp_path / "rgba.png", rgba))
+    result = imagefiles.read_image(save(tmp_path / "rgba.png", rgba))
     np.testing.assert_array_equal(result, rgba)
 
 
@@ -212,14 +212,14 @@ INDICES = np.arange(20 * 16).reshape(20, 16) % 4
 def test_read_palette_becomes_rgb(tmp_path):
     path = tmp_path / "palette.png"
     palette_image(INDICES).save(path)
-    result = io.read_image(path)
+    result = imagefiles.read_image(path)
     np.testing.assert_array_equal(result, FOUR_COLOURS[INDICES])
 
 
 def test_read_palette_with_transparency_becomes_rgba(tmp_path):
     path = tmp_path / "palette.png"
     palette_image(INDICES).save(path, transparency=2)
-    result = io.read_image(path)
+    result = imagefiles.read_image(path)
     assert result.shape == INDICES.shape + (4,)
     np.testing.assert_array_equal(result[..., 3], np.where(INDICES == 2, 0, 255))
     opaque = INDICES != 2
@@ -235,7 +235,7 @@ def test_read_animated_gif_gives_first_frame(tmp_path):
     Image.fromarray(red).save(path, save_all=True, append_images=[Image.fromarray(blue)],
                               duration=100, loop=0)
     assert Image.open(path).n_frames == 2
-    np.testing.assert_array_equal(io.read_image(path), red)
+    np.testing.assert_array_equal(imagefiles.read_image(path), red)
 
 
 def test_read_bilevel_becomes_grey_0_or_255(tmp_path):
@@ -243,7 +243,7 @@ def test_read_bilevel_becomes_grey_0_or_255(tmp_path):
     path = tmp_path / "bits.png"
     Image.fromarray(bits).save(path)
     assert Image.open(path).mode == "1"
-    result = io.read_image(path)
+    result = imagefiles.read_image(path)
     assert result.dtype == np.uint8 and result.ndim == 2
     np.testing.assert_array_equal(result, np.where(bits, 255, 0))
 
@@ -274,7 +274,7 @@ def test_more_pixels_than_max_pixels_is_refused(tmp_path):
     path = save(tmp_path / "small.png", photo_like(20, 20))
     reason = read_error(path, max_pixels=100).reason
     assert "decompression bomb" in reason and "20 x 20" in reason
-    assert io.read_image(path, max_pixels=400).shape == (20, 20, 3)
+    assert imagefiles.read_image(path, max_pixels=400).shape == (20, 20, 3)
 
 
 @pytest.mark.parametrize("side", [60_000, 12_000])  # over Pillow's own limit / only over ours
@@ -304,7 +304,7 @@ def posix(paths) -> list:
 
 def test_scan_is_recursive_sorted_and_skips_hidden_and_excluded(tmp_path):
     make_tree(tmp_path)
-    images, others = io.scan(tmp_path, exclude=tmp_path / "out")
+    images, others = imagefiles.scan(tmp_path, exclude=tmp_path / "out")
     # POSIX string order: "a b/" and "a-b/" sort before "a/" (space and '-' < '/')
     assert posix(images) == ["A.JPG", "a b/c.webp", "a-b/d.tiff", "a/z.gif", "b.png"]
     assert posix(others) == ["a/readme.txt", "notes.md"]
@@ -313,7 +313,7 @@ def test_scan_is_recursive_sorted_and_skips_hidden_and_excluded(tmp_path):
 
 def test_scan_without_exclude_includes_every_visible_folder(tmp_path):
     make_tree(tmp_path)
-    images, others = io.scan(tmp_path)
+    images, others = imagefiles.scan(tmp_path)
     assert "out/g.png" in posix(images) and "out/log.txt" in posix(others)
     assert not any(part.startswith(".") for path in images + others for part in path.parts)
 
@@ -334,8 +334,8 @@ LAYOUTS = {
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_encode_gives_a_decodable_image_of_the_same_size(fmt, layout):
     array = LAYOUTS[layout]
-    picture = decode(io.encode(array, fmt, 90))
-    assert picture.format == io._PILLOW_FORMAT[fmt]
+    picture = decode(imagefiles.encode(array, fmt, 90))
+    assert picture.format == imagefiles._PILLOW_FORMAT[fmt]
     assert picture.size == (array.shape[1], array.shape[0])
 
 
@@ -343,13 +343,13 @@ def test_encode_gives_a_decodable_image_of_the_same_size(fmt, layout):
                                             ("jpg", 2), ("webp", 2)])
 def test_encode_rgb_keeps_colours_in_rgb_order(fmt, tolerance):
     array = smooth() if tolerance else photo_like()
-    result = np.asarray(decode(io.encode(array, fmt, 95)).convert("RGB"))
+    result = np.asarray(decode(imagefiles.encode(array, fmt, 95)).convert("RGB"))
     assert mean_abs_diff(result, array) <= tolerance
 
 
 def test_encode_rgba_png_keeps_alpha():
     rgba = LAYOUTS["rgba"]
-    picture = decode(io.encode(rgba, "png", 90))
+    picture = decode(imagefiles.encode(rgba, "png", 90))
     assert picture.mode == "RGBA"
     np.testing.assert_array_equal(np.asarray(picture), rgba)
 
@@ -362,7 +362,7 @@ def half_transparent(height=32, width=32) -> np.ndarray:
 
 
 def test_encode_rgba_jpg_is_composited_on_white():
-    result = np.asarray(decode(io.encode(half_transparent(), "jpg", 95)).convert("RGB"))
+    result = np.asarray(decode(imagefiles.encode(half_transparent(), "jpg", 95)).convert("RGB"))
     assert result.shape == (32, 32, 3)
     # away from the edge, where JPEG rings
     assert np.abs(result[:, 20:].astype(int) - 255).max() <= 3
@@ -372,7 +372,7 @@ def test_encode_rgba_jpg_is_composited_on_white():
 def test_encode_rgba_bmp_is_composited_on_white():
     rgba = half_transparent()
     rgba[:4, :4] = (0, 0, 0, 128)  # half-transparent black: mid grey on white
-    result = np.asarray(decode(io.encode(rgba, "bmp", 90)).convert("RGB"))
+    result = np.asarray(decode(imagefiles.encode(rgba, "bmp", 90)).convert("RGB"))
     expected = np.zeros((32, 32, 3), np.uint8)
     expected[:, :16] = (255, 0, 0)
     expected[:, 16:] = 255
@@ -382,7 +382,7 @@ def test_encode_rgba_bmp_is_composited_on_white():
 
 def test_encode_grey_alpha_png_keeps_two_channels():
     la = LAYOUTS["grey+alpha"]
-    picture = decode(io.encode(la, "png", 90))
+    picture = decode(imagefiles.encode(la, "png", 90))
     assert picture.mode == "LA"
     np.testing.assert_array_equal(np.asarray(picture), la)
 
@@ -391,7 +391,7 @@ def test_encode_grey_alpha_bmp_is_composited_on_white():
     la = np.zeros((8, 8, 2), np.uint8)
     la[:, :4] = (50, 255)   # opaque dark grey
     la[:, 4:] = (0, 0)      # transparent
-    picture = decode(io.encode(la, "bmp", 90))
+    picture = decode(imagefiles.encode(la, "bmp", 90))
     assert picture.mode == "L"
     np.testing.assert_array_equal(np.asarray(picture), np.where(np.arange(8) < 4, 50, 255)
                                   [None, :].repeat(8, axis=0))
@@ -400,21 +400,21 @@ def test_encode_grey_alpha_bmp_is_composited_on_white():
 @pytest.mark.parametrize("fmt", ["png", "tif"])
 def test_encode_16_bit_grey_stays_16_bit(fmt):
     deep = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 85
-    picture = decode(io.encode(deep, fmt, 90))
+    picture = decode(imagefiles.encode(deep, fmt, 90))
     assert picture.mode.startswith("I;16")
     np.testing.assert_array_equal(np.asarray(picture).astype(np.uint16), deep)
 
 
 def test_encode_gif_keeps_four_colours_exactly():
     array = four_colour()
-    picture = decode(io.encode(array, "gif", 90))
+    picture = decode(imagefiles.encode(array, "gif", 90))
     np.testing.assert_array_equal(np.asarray(picture.convert("RGB")), array)
 
 
 def test_encoded_png_reads_back_through_read_image(tmp_path):
     path = tmp_path / "round.png"
-    io.write_atomic(path, io.encode(LAYOUTS["rgba"], "png", 90))
-    np.testing.assert_array_equal(io.read_image(path), LAYOUTS["rgba"])
+    imagefiles.write_atomic(path, imagefiles.encode(LAYOUTS["rgba"], "png", 90))
+    np.testing.assert_array_equal(imagefiles.read_image(path), LAYOUTS["rgba"])
 
 
 # --- write_atomic / copy_atomic -------------------------------------------------
@@ -422,7 +422,7 @@ def test_encoded_png_reads_back_through_read_image(tmp_path):
 
 def test_write_atomic_creates_folders_and_writes_the_bytes(tmp_path):
     path = tmp_path / "deep" / "er" / "out.bin"
-    io.write_atomic(path, b"\x00\x01 hello")
+    imagefiles.write_atomic(path, b"\x00\x01 hello")
     assert path.read_bytes() == b"\x00\x01 hello"
     assert temp_leftovers(path.parent) == []
 
@@ -430,7 +430,7 @@ def test_write_atomic_creates_folders_and_writes_the_bytes(tmp_path):
 def test_write_atomic_replaces_an_existing_file(tmp_path):
     path = tmp_path / "out.bin"
     path.write_bytes(b"old content that is longer")
-    io.write_atomic(path, b"new")
+    imagefiles.write_atomic(path, b"new")
     assert path.read_bytes() == b"new"
     assert temp_leftovers(tmp_path) == []
 
@@ -440,7 +440,7 @@ def test_copy_atomic_copies_byte_for_byte_over_an_existing_file(tmp_path):
     destination = tmp_path / "out" / "dst.jpg"
     destination.parent.mkdir()
     destination.write_bytes(b"stale")
-    io.copy_atomic(source, destination)
+    imagefiles.copy_atomic(source, destination)
     assert destination.read_bytes() == source.read_bytes()
     assert temp_leftovers(destination.parent) == []
 
@@ -448,7 +448,7 @@ def test_copy_atomic_copies_byte_for_byte_over_an_existing_file(tmp_path):
 def test_failure_inside_atomic_file_leaves_the_destination_untouched(tmp_path):
     path = tmp_path / "out.bin"
     path.write_bytes(b"original")
-    with pytest.raises(RuntimeError, match="disk on fire"), io._atomic_file(path) as temp:
+    with pytest.raises(RuntimeError, match="disk on fire"), imagefiles._atomic_file(path) as temp:
         temp.write(b"half of the new")
         raise RuntimeError("disk on fire")
     assert path.read_bytes() == b"original"
@@ -457,7 +457,7 @@ def test_failure_inside_atomic_file_leaves_the_destination_untouched(tmp_path):
 
 def test_failure_inside_atomic_file_creates_nothing(tmp_path):
     path = tmp_path / "new.bin"
-    with pytest.raises(KeyboardInterrupt), io._atomic_file(path) as temp:
+    with pytest.raises(KeyboardInterrupt), imagefiles._atomic_file(path) as temp:
         temp.write(b"partial")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
@@ -467,7 +467,7 @@ def test_copy_atomic_of_a_missing_source_leaves_the_destination_untouched(tmp_pa
     destination = tmp_path / "dst.png"
     destination.write_bytes(b"original")
     with pytest.raises(FileNotFoundError):
-        io.copy_atomic(tmp_path / "missing.png", destination)
+        imagefiles.copy_atomic(tmp_path / "missing.png", destination)
     assert destination.read_bytes() == b"original"
     assert temp_leftovers(tmp_path) == []
 
@@ -476,7 +476,7 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     target = tmp_path / "out.bin"
-    io.write_atomic(target, b"x")
+    imagefiles.write_atomic(target, b"x")
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
@@ -484,11 +484,11 @@ def test_colour_key_transparency_becomes_alpha(tmp_path):
     grey = np.array([[0, 128], [128, 255]], np.uint8)
     path = tmp_path / "keyed.png"
     Image.fromarray(grey).save(path, transparency=128)
-    array = io.read_image(path)
+    array = imagefiles.read_image(path)
     assert array.shape == (2, 2, 2)
     assert array[..., 1].tolist() == [[255, 0], [0, 255]]
 
 
 def test_missing_file_says_so(tmp_path):
     with pytest.raises(ImageReadError, match="file not found"):
-        io.read_image(tmp_path / "gone.jpg")
+        imagefiles.read_image(tmp_path / "gone.jpg")
