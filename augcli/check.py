@@ -371,8 +371,7 @@ def format_report(report: CheckReport) -> str:
     if not report.tags and report.images:
         lines.append(f"no labelled objects found in the {report.annotations} annotations")
     elif not report.tags:
-        lines.append(f"no images found (looked for "
-                     f"{', '.join(sorted(imagefiles.INPUT_EXTENSIONS))})")
+        lines.append(f"no images found ({imagefiles.looked_for()})")
     else:
         lines.extend(_tag_table(report.tags))
     grouped = report.findings_by_file()

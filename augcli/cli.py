@@ -39,6 +39,21 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
+# Options every folder command shares, written once (as sqlite-utils does).
+workers_option = click.option(
+    "-w", "--workers", type=click.IntRange(min=1),
+    help="Worker processes [default: all cores; 1 runs in-process].")
+quiet_option = click.option("-q", "--quiet", is_flag=True,
+                            help="No progress bar and no summary.")
+
+
+def print_failure(line: str) -> None:
+    """Print one failed input above the progress bar, as it happens."""
+    from tqdm import tqdm
+
+    tqdm.write(f"failed: {line}", file=sys.stderr)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="augcli")
 def main():
@@ -56,8 +71,7 @@ def main():
               help="Input folder (overrides the recipe's 'input').")
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
               help="Output folder (overrides the recipe's 'output').")
-@click.option("-w", "--workers", type=click.IntRange(min=1),
-              help="Worker processes [default: all cores; 1 runs in-process].")
+@workers_option
 @click.option("--seed", type=click.IntRange(min=0), help="Seed (overrides the recipe's 'seed').")
 @click.option("--per-class", type=click.IntRange(min=1),
               help="Top every class folder up to N images, originals included "
@@ -67,7 +81,7 @@ def main():
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
 @click.option("--overwrite", is_flag=True,
               help="Replace outputs of an earlier run, even of a different recipe or seed.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@quiet_option
 def run(recipe, input_dir, output_dir, workers, seed, per_class, profile, dry_run, overwrite,
         quiet):
     """Augment every image of a folder as RECIPE says.
@@ -92,15 +106,10 @@ def run(recipe, input_dir, output_dir, workers, seed, per_class, profile, dry_ru
         _print_plan(plan)
         return
 
-    def notify(line):
-        from tqdm import tqdm
-
-        tqdm.write(f"failed: {line}", file=sys.stderr)
-
     report = run_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
                         per_class=per_class, profile=profile, workers=workers,
                         overwrite=overwrite,
-                        progress=not quiet, notify=notify)
+                        progress=not quiet, notify=print_failure)
     if not quiet:
         for line in report.class_lines() + report.object_lines():
             click.echo(line, err=True)
@@ -224,9 +233,8 @@ def _print_plan(plan):
                    "no image.")
 @click.option("--zca-epsilon", type=float, help="zca: epsilon added to the singular values "
                                                 "[default: 1e-6, as Keras].")
-@click.option("-w", "--workers", type=click.IntRange(min=1),
-              help="Worker processes [default: all cores; 1 runs in-process].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@workers_option
+@quiet_option
 def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_channel, stats,
               fit_only, zca_epsilon, workers, quiet):
     """Normalize every image of INPUT_DIR the way Keras does.
@@ -259,15 +267,10 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
     from .geometry import parse_size
     from .normalize import normalize_folder
 
-    def notify(line):
-        from tqdm import tqdm
-
-        tqdm.write(f"failed: {line}", file=sys.stderr)
-
     report = normalize_folder(
         input_dir, output_dir, method=method, fmt=fmt, size=parse_size(size) if size else None,
         resize=resize, color=color, per_channel=per_channel, zca_epsilon=zca_epsilon,
-        stats=stats, fit_only=fit_only, workers=workers, progress=not quiet, notify=notify)
+        stats=stats, fit_only=fit_only, workers=workers, progress=not quiet, notify=print_failure)
     if not quiet:
         click.echo(report.summary(), err=True)
     sys.exit(report.exit_code)
@@ -295,9 +298,8 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
               help="Also write each montage to majority/<class>/, its largest-area class "
                    "(ties: the class first in sorted order).")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier ricap run.")
-@click.option("-w", "--workers", type=click.IntRange(min=1),
-              help="Worker processes [default: all cores; 1 runs in-process].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@workers_option
+@quiet_option
 def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample, fmt,
           hard_label, overwrite, workers, quiet):
     """Make RICAP montages with soft labels from the class folders of INPUT_DIR.
@@ -324,15 +326,10 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
     """
     from .ricap import make_montages
 
-    def notify(line):
-        from tqdm import tqdm
-
-        tqdm.write(f"failed: {line}", file=sys.stderr)
-
     report = make_montages(input_dir, output_dir, count=count, size=size, beta=beta, seed=seed,
                            batch_size=batch_size, per_sample=per_sample, fmt=fmt,
                            hard_label=hard_label, overwrite=overwrite, workers=workers,
-                           progress=not quiet, notify=notify)
+                           progress=not quiet, notify=print_failure)
     if not quiet:
         click.echo(report.summary(), err=True)
     sys.exit(report.exit_code)

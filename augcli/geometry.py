@@ -145,24 +145,7 @@ def edge_matrix(matrix: np.ndarray) -> np.ndarray:
     return translation(0.5, 0.5) @ matrix @ translation(-0.5, -0.5)
 
 
-def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Map (N, 2) pixel coordinates through a forward matrix (for boxes, keypoints)."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    homogeneous = np.hstack([points, np.ones((len(points), 1))])
-    return (homogeneous @ matrix.T)[:, :2]
-
-
 # --- helpers for ops that resample on their own (resize, pad, perspective, remap) ------
-
-def border_mode(fill: str) -> int:
-    """The OpenCV border constant for a fill mode name."""
-    return _BORDER[fill]
-
-
-def border_value(cval, channels: int) -> tuple:
-    """A four-value OpenCV border colour from one value or a colour."""
-    return _border_value(cval, channels)
-
 
 def _channels(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else image.shape[2]
@@ -221,6 +204,28 @@ def pad(image: np.ndarray, top: int, bottom: int, left: int, right: int,
     height, width = image.shape[:2]
     size = (height + top + bottom, width + left + right)
     return warp(image, translation(left, top), fill, cval, size=size)
+
+
+def letterbox_layout(shape, box_width: int, box_height: int, upscale: bool = True) -> tuple:
+    """(new_width, new_height, left, top): the image resized to fit the box, aspect kept,
+    centred (odd leftovers go right and below)."""
+    height, width = shape[:2]
+    factor = min(box_width / width, box_height / height)
+    if not upscale:
+        factor = min(factor, 1.0)
+    new_width = min(box_width, max(1, round(width * factor)))
+    new_height = min(box_height, max(1, round(height * factor)))
+    return new_width, new_height, (box_width - new_width) // 2, (box_height - new_height) // 2
+
+
+def letterbox(image: np.ndarray, box_width: int, box_height: int, upscale: bool = True,
+              fill: str = "constant", cval=0) -> np.ndarray:
+    """Fit inside the box keeping the aspect ratio, centred on bars filled as ``fill`` says."""
+    new_width, new_height, left, top = letterbox_layout(image.shape, box_width, box_height,
+                                                        upscale)
+    resized = resize(image, new_width, new_height)
+    return pad(resized, top, box_height - new_height - top, left, box_width - new_width - left,
+               fill, cval)
 
 
 def warp_perspective(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0,

@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from . import geometry
-from .errors import ImageReadError
+from .errors import ImageReadError, UsageError
+from .pixels import to_uint8
 
 INPUT_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 TEMP_PREFIX = ".augcli-"
@@ -49,19 +50,16 @@ def format_of(path: Path) -> str:
     return _FORMAT_OF_EXTENSION[path.suffix.lower()]
 
 
-def scan(folder: Path, exclude: Path | None = None) -> tuple[list, list]:
+def scan(folder: Path) -> tuple[list, list]:
     """Return (image paths, other files), relative to ``folder``, sorted.
 
-    Hidden files and folders (leading dot) are skipped; so is ``exclude``
-    (an output folder that sits inside the input folder). Sorting is by the
+    Hidden files and folders (leading dot) are skipped. Sorting is by the
     POSIX path string, so the order is the same on every machine.
     """
     images, others = [], []
-    exclude = exclude.resolve() if exclude is not None else None
     for root, dirs, files in os.walk(folder):
         root_path = Path(root)
-        dirs[:] = [d for d in dirs if not d.startswith(".")
-                   and (exclude is None or (root_path / d).resolve() != exclude)]
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if name.startswith("."):
                 continue
@@ -69,6 +67,19 @@ def scan(folder: Path, exclude: Path | None = None) -> tuple[list, list]:
             (images if is_image_name(relative) else others).append(relative)
     key = Path.as_posix
     return sorted(images, key=key), sorted(others, key=key)
+
+
+def looked_for() -> str:
+    """What a scan counts as an image, for "no images found" messages."""
+    return f"looked for {', '.join(sorted(INPUT_EXTENSIONS))}"
+
+
+def scan_images(folder: Path) -> tuple[list, list]:
+    """``scan`` for commands that need at least one image: refuse a folder with none."""
+    images, others = scan(folder)
+    if not images:
+        raise UsageError(f"no images found in {folder} ({looked_for()})")
+    return images, others
 
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -169,14 +180,21 @@ def flatten_alpha(image: np.ndarray) -> np.ndarray:
     return flat[..., 0] if channels == 2 else flat
 
 
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Any layout ``read_image`` returns -> H x W x 3 uint8; alpha is composited onto white
+    (as for JPEG outputs), grey is repeated into three channels."""
+    image = flatten_alpha(to_uint8(image))
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return image
+
+
 def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     """Encode an RGB-order array as ``fmt`` ('jpg', 'png', ...)."""
     if fmt in ("jpg", "bmp"):  # no transparency in these: composite onto white
-        image = flatten_alpha(image)
-        if image.dtype == np.uint16:
-            image = (image >> 8).astype(np.uint8)
-    if image.dtype == np.uint16 and fmt not in ("png", "tif"):
-        image = (image >> 8).astype(np.uint8)
+        image = to_uint8(flatten_alpha(image))
+    if fmt not in ("png", "tif"):
+        image = to_uint8(image)
     if _channels(image) in _OPENCV_CHANNELS.get(fmt, ()):
         return _encode_opencv(image, fmt, quality)
     return _encode_pillow(image, fmt, quality)

@@ -11,6 +11,7 @@ import itertools
 import os
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -31,6 +32,14 @@ class JobReport:
     failures: list = field(default_factory=list)  # (path, reason)
     ignored: list = field(default_factory=list)  # files that are not images
     seconds: float = 0.0
+    # Told one line per failure as it happens (the CLI prints it above the progress bar).
+    notify: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    def fail(self, path, reason: str) -> None:
+        """Record that ``path`` failed and why, and tell ``notify`` at once."""
+        self.failures.append((path, reason))
+        if self.notify is not None:
+            self.notify(f"{path}: {reason}")
 
     @property
     def exit_code(self) -> int:

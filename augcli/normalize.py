@@ -220,7 +220,7 @@ class Preparation:
         """An array from imagefiles.read_image -> H x W x C, still 8 or 16 bit."""
         image = _to_color(_without_alpha(image), self.color)
         if self.size is not None:
-            image = _letterbox(image, self.size) if self.resize == "letterbox" \
+            image = geometry.letterbox(image, *self.size) if self.resize == "letterbox" \
                 else geometry.resize(image, *self.size)
         return image.reshape(image.shape[0], image.shape[1], -1)
 
@@ -250,18 +250,6 @@ def _to_color(image: np.ndarray, color: str) -> np.ndarray:
     if image.ndim == 3:  # RGB (always 8-bit) -> L with Pillow's weights, as Keras' grayscale
         return np.asarray(Image.fromarray(np.ascontiguousarray(image)).convert("L"))
     return image
-
-
-def _letterbox(image: np.ndarray, size: tuple) -> np.ndarray:
-    """Fit inside size keeping the aspect ratio, centred on black (0) bars."""
-    height, width = image.shape[:2]
-    scale = min(size[0] / width, size[1] / height)
-    inner = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = geometry.resize(image, *inner)
-    canvas = np.zeros((size[1], size[0], *image.shape[2:]), image.dtype)
-    top, left = (size[1] - inner[1]) // 2, (size[0] - inner[0]) // 2
-    canvas[top:top + inner[1], left:left + inner[0]] = resized
-    return canvas
 
 
 # --- encoding outputs ------------------------------------------------------------------
@@ -499,12 +487,11 @@ class NormalizeReport(JobReport):
 
 @dataclass
 class _Passes:
-    """What every pass over the images shares: pool size, report, progress bar, notify."""
+    """What every pass over the images shares: pool size, report, progress bar."""
 
     workers: int
     report: NormalizeReport
     progress: bool
-    notify: object = None
     failed: set = field(default_factory=set)  # relative paths that could not be read
     decoded: int = 0  # images decoded by the latest pass
 
@@ -522,14 +509,9 @@ class _Passes:
                     yield result
                 else:
                     self.failed.add(result.relative)
-                    self.fail(result.relative, result.failure)
+                    self.report.fail(result.relative, result.failure)
         finally:
             bar.close()
-
-    def fail(self, relative: str, reason: str) -> None:
-        self.report.failures.append((relative, reason))
-        if self.notify:
-            self.notify(f"{relative}: {reason}")
 
 
 def _in_input_order(results):
@@ -567,14 +549,11 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
     if method == "zca" and saved is None:
         check_zca_memory(preparation, ZCA_FIT_MATRICES)
     input_dir, output_dir = _check_paths(input_dir, output_dir, fit_only)
-    images, others = imagefiles.scan(input_dir)
-    if not images:
-        raise UsageError(f"no images found in {input_dir} "
-                         f"(looked for {', '.join(sorted(imagefiles.INPUT_EXTENSIONS))})")
+    images, others = imagefiles.scan_images(input_dir)
     destinations = None if fit_only else _destinations(images, output_dir, fmt)
 
-    report = NormalizeReport(ignored=others)
-    passes = _Passes(workers or default_workers(), report, progress, notify)
+    report = NormalizeReport(ignored=others, notify=notify)
+    passes = _Passes(workers or default_workers(), report, progress)
     tasks = [ImageTask(index, input_dir / relative, relative.as_posix(),
                        destinations[index] if destinations else None, preparation, "")
              for index, relative in enumerate(images)]
@@ -746,4 +725,4 @@ def _apply_zca(tasks: list, stats: ZcaStats, fmt: str, passes: _Passes) -> None:
             if failure is None:
                 report.written += 1
             else:
-                passes.fail(result.relative, failure)
+                passes.report.fail(result.relative, failure)

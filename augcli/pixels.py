@@ -43,6 +43,11 @@ def unit_step(image: np.ndarray) -> float:
     return max_value(image.dtype) / 255.0
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """16-bit values keep their top byte (65535 -> 255); 8-bit images pass through."""
+    return (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else image
+
+
 def to_dtype(values: np.ndarray, dtype) -> np.ndarray:
     """Round to nearest (half to even) and clip into the integer dtype's range."""
     values = np.rint(values)

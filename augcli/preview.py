@@ -18,6 +18,7 @@ from . import imagefiles
 from .annotations import AnnotationError, AnnotationSource, transform_boxes
 from .errors import ImageReadError, UsageError
 from .pipeline import steps_matrix
+from .pixels import to_uint8
 from .recipe import Recipe
 from .runner import render, source_outputs
 
@@ -94,8 +95,7 @@ def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
     """8-bit RGB for display: grey is repeated, alpha is composited on a checkerboard."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+    image = to_uint8(image)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if image.shape[2] in (2, 4):

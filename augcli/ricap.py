@@ -108,19 +108,9 @@ def compose(size: tuple, pieces, channels: int = 3) -> np.ndarray:
     return canvas
 
 
-def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """Any layout imagefiles.read_image returns -> H x W x 3 uint8."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    image = imagefiles.flatten_alpha(image)  # onto white, as for JPEG outputs
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    return image
-
-
 def prepare_source(path: Path, size: tuple) -> np.ndarray:
     """Decode, convert to 8-bit RGB and stretch to ``size`` (width, height)."""
-    image = to_rgb8(imagefiles.read_image(path))
+    image = imagefiles.to_rgb8(imagefiles.read_image(path))
     if (image.shape[1], image.shape[0]) != tuple(size):
         image = geometry.resize(image, *size)
     return np.ascontiguousarray(image)
@@ -307,7 +297,7 @@ def scan_classes(input_dir: Path) -> tuple[list, list, list]:
                          f"{shown}; move each into a subfolder named after its class")
     if not images:
         raise UsageError(f"no images found in class subfolders of {input_dir} "
-                         f"(looked for {', '.join(sorted(imagefiles.INPUT_EXTENSIONS))}); RICAP needs "
+                         f"({imagefiles.looked_for()}); RICAP needs "
                          "one subfolder per class, e.g. cats/ and dogs/")
     pairs = [(relative.as_posix(), relative.parts[0]) for relative in images]
     return pairs, sorted({label for _, label in pairs}), others
@@ -401,7 +391,7 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float = DEFA
     imagefiles.remove_stale_temp_files(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    report = RicapReport(ignored=others)
+    report = RicapReport(ignored=others, notify=notify)
     workers = workers or default_workers()
     chunks = _chunks(plans, workers, size)
     tasks = [ChunkTask(input_dir, output_dir, size, fmt, tuple(chunk)) for chunk in chunks]
@@ -415,14 +405,10 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float = DEFA
             for source, reason in sorted(result.bad_sources.items()):
                 if source not in bad:
                     bad[source] = reason
-                    report.failures.append((source, reason))
-                    if notify:
-                        notify(f"{source}: {reason}")
+                    report.fail(source, reason)
             for filename, reason in result.failures:
-                report.failures.append((filename, reason))
+                report.fail(filename, reason)
                 report.failed_montages += 1
-                if notify:
-                    notify(f"{filename}: {reason}")
             bar.update(len(result.written) + len(result.failures))
     finally:
         bar.close()

@@ -181,10 +181,7 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
 def plan_run(recipe: Recipe) -> Plan:
     """Scan the input folder and decide every output, its name and its seed."""
     input_dir, output_dir = check_folders(recipe.input, recipe.output)
-    images, others = imagefiles.scan(input_dir)
-    if not images:
-        raise UsageError(f"no images found in {input_dir} "
-                         f"(looked for {', '.join(sorted(imagefiles.INPUT_EXTENSIONS))})")
+    images, others = imagefiles.scan_images(input_dir)
     source = AnnotationSource(recipe.annotations, input_dir) if recipe.annotations else None
     boxes, failures = _read_boxes(source, input_dir, images)
     images = [relative for relative in images if relative.as_posix() not in failures]
@@ -473,11 +470,9 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     plan = plan_run(recipe)
     fingerprint = recipe.fingerprint
     finished = _previous_outputs(plan, fingerprint, overwrite)
-    report = Report(ignored=plan.ignored, classes=plan.classes)
+    report = Report(ignored=plan.ignored, classes=plan.classes, notify=notify)
     for path, reason in plan.failures:
-        report.failures.append((path, reason))
-        if notify:
-            notify(f"{path}: {reason}")
+        report.fail(path, reason)
 
     tasks = []
     for task in plan.tasks:
@@ -505,9 +500,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
                 manifest.flush()
                 report.written += len(result.records)
                 for path, reason in result.failures:
-                    report.failures.append((path, reason))
-                    if notify:
-                        notify(f"{path}: {reason}")
+                    report.fail(path, reason)
                 bar.update(len(result.records) + len(result.failures))
     finally:
         bar.close()

@@ -104,4 +104,4 @@ def test_different_fills_are_not_composed():
 
 def test_transform_points_follows_the_warp():
     matrix = geometry.affine_matrix((21, 21), rotate=90)
-    assert np.allclose(geometry.transform_points(matrix, [[10, 2]]), [[18, 10]])
+    assert np.allclose(geometry.project_points(matrix, [[10, 2]]), [[18, 10]])

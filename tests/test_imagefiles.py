@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from augcli import imagefiles
-from augcli.errors import ImageReadError
+from augcli.errors import ImageReadError, UsageError
 
 from .conftest import photo_like, save
 
@@ -302,20 +302,21 @@ def posix(paths) -> list:
     return [path.as_posix() for path in paths]
 
 
-def test_scan_is_recursive_sorted_and_skips_hidden_and_excluded(tmp_path):
-    make_tree(tmp_path)
-    images, others = imagefiles.scan(tmp_path, exclude=tmp_path / "out")
-    # POSIX string order: "a b/" and "a-b/" sort before "a/" (space and '-' < '/')
-    assert posix(images) == ["A.JPG", "a b/c.webp", "a-b/d.tiff", "a/z.gif", "b.png"]
-    assert posix(others) == ["a/readme.txt", "notes.md"]
-    assert all(not path.is_absolute() for path in images + others)
-
-
-def test_scan_without_exclude_includes_every_visible_folder(tmp_path):
+def test_scan_is_recursive_sorted_and_skips_hidden(tmp_path):
     make_tree(tmp_path)
     images, others = imagefiles.scan(tmp_path)
-    assert "out/g.png" in posix(images) and "out/log.txt" in posix(others)
+    # POSIX string order: "a b/" and "a-b/" sort before "a/" (space and '-' < '/')
+    assert posix(images) == ["A.JPG", "a b/c.webp", "a-b/d.tiff", "a/z.gif", "b.png",
+                             "out/g.png"]
+    assert posix(others) == ["a/readme.txt", "notes.md", "out/log.txt"]
+    assert all(not path.is_absolute() for path in images + others)
     assert not any(part.startswith(".") for path in images + others for part in path.parts)
+
+
+def test_scan_images_refuses_a_folder_without_images(tmp_path):
+    (tmp_path / "notes.md").write_text("x")
+    with pytest.raises(UsageError, match=r"no images found in .*looked for \.bmp"):
+        imagefiles.scan_images(tmp_path)
 
 
 # --- encode ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from augcli import ricap
+from augcli import imagefiles, ricap
 from augcli.cli import main
 
 from .conftest import photo_like, save
@@ -239,11 +239,11 @@ def test_sources_of_other_sizes_are_stretched_as_normalize_does(tmp_path):
 
 def test_grey_alpha_and_16_bit_sources_become_8_bit_rgb():
     grey16 = np.full((2, 2), 65535, np.uint16)
-    assert ricap.to_rgb8(grey16).tolist() == [[[255] * 3] * 2] * 2
+    assert imagefiles.to_rgb8(grey16).tolist() == [[[255] * 3] * 2] * 2
     rgba = np.zeros((1, 1, 4), np.uint8)  # fully transparent black -> white
-    assert ricap.to_rgb8(rgba).tolist() == [[[255, 255, 255]]]
+    assert imagefiles.to_rgb8(rgba).tolist() == [[[255, 255, 255]]]
     grey = np.array([[7]], np.uint8)
-    assert ricap.to_rgb8(grey).tolist() == [[[7, 7, 7]]]
+    assert imagefiles.to_rgb8(grey).tolist() == [[[7, 7, 7]]]
 
 
 def test_labels_sum_to_one_and_equal_the_areas(tmp_path, classes):
