@@ -186,8 +186,8 @@ def test_boxes_a_hair_outside_or_on_the_very_edge_are_clamped_never_raised():
         for line in encode_boxes(AnnotationFormat("yolo"), image, "x.png", 3).decode().split("\n"):
             if line:
                 cx, cy, w, h = map(float, line.split()[1:])
-                assert -1e-9 <= cx - w / 2 and cx + w / 2 <= 1 + 1e-9, line
-                assert -1e-9 <= cy - h / 2 and cy + h / 2 <= 1 + 1e-9, line
+                assert cx - w / 2 >= -1e-9 and cx + w / 2 <= 1 + 1e-9, line
+                assert cy - h / 2 >= -1e-9 and cy + h / 2 <= 1 + 1e-9, line
 
 
 # --- reading and writing: lossless round trips ------------------------------------------------

@@ -32,7 +32,8 @@ def _mean_abs(a, b):
     ({"shear_y": 12}, {"shear": {"y": 12}}),
     ({"scale_x": 1.2, "scale_y": 1.2}, {"scale": 1.2}),
     ({"translate_x": 8, "translate_y": -12}, {"translate_px": {"x": 8, "y": -12}}),
-    ({"rotate": 10, "shear_x": 8, "scale_x": 0.9, "scale_y": 0.9, "translate_x": 8, "translate_y": 3},
+    ({"rotate": 10, "shear_x": 8, "scale_x": 0.9, "scale_y": 0.9, "translate_x": 8,
+      "translate_y": 3},
      {"rotate": 10, "shear": 8, "scale": 0.9, "translate_px": {"x": 8, "y": 3}}),
 ])
 def test_affine_matches_imgaug(iaa, smooth, ours, theirs):
