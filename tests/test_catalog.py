@@ -557,7 +557,7 @@ def test_hue_turns_the_colour_wheel():
 
 
 def test_color_jitter_samples_torchvision_ranges_and_a_random_order():
-    from augcli import ops_colour
+    from augcli.ops import colour as ops_colour
 
     orders, seen = set(), []
     for seed in range(60):
