@@ -26,9 +26,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from . import geometry
-from .params import BOOL, ENUM, NUMBER, NUMBER_OR_LIST, Param
-from .pixels import keras_channel_shift, on_colour
+from .. import geometry
+from ..params import BOOL, ENUM, NUMBER, NUMBER_OR_LIST, Param
+from ..pixels import keras_channel_shift, on_colour
+from .base import Op, register
 
 KERAS_FILL = {"constant": "constant", "nearest": "edge", "reflect": "symmetric", "wrap": "wrap"}
 
@@ -173,3 +174,17 @@ def _brightness(image: np.ndarray, factor: float) -> np.ndarray:
     stretched = (values - low) / (high - low) * 255 if high > low else values - low
     picture = Image.fromarray(stretched.astype(np.uint8))
     return np.asarray(ImageEnhance.Brightness(picture).enhance(factor))
+
+
+register(Op(
+    name="keras",
+    summary="Keras ImageDataGenerator augmentation kwargs, verbatim, with Keras' meaning.",
+    params=PARAMS,
+    example="- keras: {rotation_range: 20, width_shift_range: 0.1, zoom_range: 0.2, "
+            "horizontal_flip: true}",
+    sample=sample,
+    apply=apply,
+    matrix=matrix,
+    aliases=("image_data_generator",),
+    refused=NOT_AUGMENTATIONS,
+))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from augcli import keras_dialect
+from augcli.ops import keras as keras_dialect
 from augcli.params import Const
 
 from .conftest import photo_like
