@@ -97,7 +97,7 @@ def test_cutout_fills_the_recorded_boxes_like_imgaug(iaa):
         expected = image
         for x1, y1, x2, y2 in step.params["boxes"]:
             expected = cutout(expected, x1, y1, x2, y2, fill_mode="constant", cval=77)
-            if 0 < x1 and x2 < 64 and 0 < y1 and y2 < 48:
+            if x1 > 0 and x2 < 64 and y1 > 0 and y2 < 48:
                 assert x2 - x1 == y2 - y1 or abs((x2 - x1) - (y2 - y1)) <= 1  # squared
         assert np.array_equal(out, expected)
 

@@ -341,21 +341,12 @@ register(Op(
 
 def _letterbox_layout(params, shape):
     """(new_width, new_height, left, top) of the resized image inside the box."""
-    height, width = shape[:2]
-    box_width, box_height = params["width"], params["height"]
-    factor = min(box_width / width, box_height / height)
-    if not params["upscale"]:
-        factor = min(factor, 1.0)
-    new_width = min(box_width, max(1, round(width * factor)))
-    new_height = min(box_height, max(1, round(height * factor)))
-    return new_width, new_height, (box_width - new_width) // 2, (box_height - new_height) // 2
+    return geometry.letterbox_layout(shape, params["width"], params["height"], params["upscale"])
 
 
 def _apply_letterbox(image, params):
-    new_width, new_height, left, top = _letterbox_layout(params, image.shape)
-    resized = geometry.resize(image, new_width, new_height)
-    return geometry.pad(resized, top, params["height"] - new_height - top,
-                        left, params["width"] - new_width - left, params["fill"], params["cval"])
+    return geometry.letterbox(image, params["width"], params["height"], params["upscale"],
+                              params["fill"], params["cval"])
 
 
 def _letterbox_matrix(params, shape):
