@@ -123,14 +123,18 @@ def warp(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0,
         if code is not None:
             return cv2.flip(image, code)
     channels = 1 if image.ndim == 2 else image.shape[2]
-    return cv2.warpAffine(
-        image,
-        matrix[:2],
-        (width, height),
-        flags=cv2.INTER_LINEAR,
-        borderMode=_BORDER[fill],
-        borderValue=_border_value(cval, channels),
-    )
+    if channels == 3:
+        # OpenCV's 4-channel warp is about twice as fast as its 3-channel one and gives
+        # the same values per channel: warp with a spare channel, then drop it.
+        padded = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+        return cv2.cvtColor(_warp_affine(padded, matrix, (width, height), fill, cval, 3),
+                            cv2.COLOR_RGBA2RGB)
+    return _warp_affine(image, matrix, (width, height), fill, cval, channels)
+
+
+def _warp_affine(image, matrix, size, fill, cval, channels) -> np.ndarray:
+    return cv2.warpAffine(image, matrix[:2], size, flags=cv2.INTER_LINEAR,
+                          borderMode=_BORDER[fill], borderValue=_border_value(cval, channels))
 
 
 def edge_matrix(matrix: np.ndarray) -> np.ndarray:

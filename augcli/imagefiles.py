@@ -98,8 +98,10 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
                 if width * height > max_pixels:
                     raise ImageReadError(path, _too_large(width, height, max_pixels))
                 image.seek(0)
-                oriented = ImageOps.exif_transpose(image)
-                return _to_array(oriented, path)
+                image.load()
+                # In place: an upright image (the usual case) is not copied once more.
+                ImageOps.exif_transpose(image, in_place=True)
+                return _to_array(image, path)
     except ImageReadError:
         raise
     except Image.DecompressionBombError:

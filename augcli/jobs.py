@@ -7,6 +7,7 @@ the augmentation stack, so each command loads only what it needs.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import signal
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from tqdm import tqdm
@@ -89,8 +90,7 @@ def map_in_workers(function, tasks, workers: int):
         yield from map(function, tasks)
         return
     pending_tasks = iter(tasks)
-    # spawn: workers start clean (no inherited threads or locks) on every platform.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(function),
                              initializer=_init_worker) as pool:
         in_flight = {pool.submit(function, task)
                      for task in itertools.islice(pending_tasks, workers * _TASKS_PER_WORKER)}
@@ -107,6 +107,38 @@ def map_in_workers(function, tasks, workers: int):
             raise
 
 
+def _worker_context(function):
+    """How pool workers start: forked from a clean server process that has already
+    imported ``function``'s module (about 10 ms a worker instead of a 0.3-0.9 s import).
+
+    The server is started fresh (not forked from this process), so workers inherit no
+    threads or locks of the caller: forking the caller itself hangs OpenCV once it has
+    started its thread pool. Where there is no forkserver (Windows), workers spawn.
+    """
+    if "forkserver" not in get_all_start_methods():
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload([function.__module__])
+    return context
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc reuse freed image buffers instead of unmapping them after every output.
+
+    By default a buffer of an image's size is mmap'ed and returned to the OS when
+    freed, so every output faults its pages back in (about 130 faults an output).
+    Raising the mmap and trim thresholds keeps them in the heap: memory stays at the
+    worker's peak, which is reached on the first source anyway.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # glibc's largest allowed value
+    libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
+
+
 def _init_worker() -> None:
     """Pool workers: one OpenCV thread each (the pool already uses every core), and
     Ctrl-C is left to the parent, which stops the pool and keeps finished files."""
@@ -114,6 +146,7 @@ def _init_worker() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
+    _keep_freed_memory()
 
 
 def progress_bar(total: int, enabled: bool):
