@@ -1,5 +1,6 @@
 """Native geometric ops against imgaug's own result and against marker pixels."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -106,3 +107,17 @@ def test_different_fills_are_not_composed():
 def test_transform_points_follows_the_warp():
     matrix = geometry.affine_matrix((21, 21), rotate=90)
     assert np.allclose(geometry.project_points(matrix, [[10, 2]]), [[18, 10]])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("fill", geometry.FILL_MODES)
+def test_colour_warp_equals_opencvs_three_channel_warp(dtype, fill):
+    # warp() takes OpenCV's faster 4-channel path for RGB; it must give exactly the
+    # values of OpenCV's own 3-channel warpAffine.
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, np.iinfo(dtype).max + 1, (37, 53, 3)).astype(dtype)
+    matrix = geometry.affine_matrix(image.shape, rotate=23.5, shear_x=11, scale_x=1.3,
+                                    scale_y=0.8, translate_x=4.5)
+    expected = cv2.warpAffine(image, matrix[:2], (53, 37), flags=cv2.INTER_LINEAR,
+                              borderMode=geometry._BORDER[fill], borderValue=(10, 20, 30, 0))
+    assert np.array_equal(geometry.warp(image, matrix, fill, [10, 20, 30]), expected)

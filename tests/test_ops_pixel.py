@@ -211,3 +211,24 @@ def test_jpeg_matches_imgaug_and_lower_quality_loses_more():
     assert errors[0] < errors[1] < errors[2]
     la = random_image((20, 20, 2))
     assert np.array_equal(run(la, "jpeg", quality=30)[..., 1], la[..., 1])
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (7, 5, 3), (480, 640), (1,), (3,)])
+def test_dropout_mask_draws_what_numpy_integers_draws(shape):
+    # The fast draw must be exactly NumPy's own uint16 stream, or outputs would change.
+    from augcli.ops.pixel import uniform_uint16
+
+    expected = np.random.default_rng(9).integers(0, 65536, shape, dtype=np.uint16)
+    assert np.array_equal(uniform_uint16(np.random.default_rng(9), shape), expected)
+
+
+PINNED_DROPPED = [5, 6, 12, 16, 19, 20, 24, 28, 29, 30, 31, 33, 35, 37, 38, 40, 41, 47, 56, 57, 58]
+
+
+def test_dropout_drops_pixels_of_a_pinned_mask():
+    # Seed 5, p 0.25 on an 8x8 white image: the dropped pixels are pinned, so a change
+    # to the mask draw (which would change every dropout output) fails here.
+    image = np.full((8, 8), 255, np.uint8)
+    out = apply_steps(image, [Step("dropout", {"p": 0.25, "per_channel": False,
+                                               "mask_seed": 5})])
+    assert np.flatnonzero(out == 0).tolist() == PINNED_DROPPED
