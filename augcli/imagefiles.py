@@ -139,6 +139,12 @@ def _too_large(width, height, max_pixels) -> str:
     return f"{size} is over the limit of {max_pixels:,} (refused as a decompression bomb)"
 
 
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A PIL image already in memory -> the array layout ``read_image`` returns
+    (no EXIF turn: the image is taken as it is given)."""
+    return _to_array(image, "<PIL image>")
+
+
 def _to_array(image: Image.Image, path: Path) -> np.ndarray:
     """Convert Pillow's many modes to the few array layouts augcli works on."""
     mode = image.mode
