@@ -88,6 +88,7 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     Raises ImageReadError naming the file and the reason; never allocates the
     pixels of an image whose header claims more than ``max_pixels``.
     """
+    path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise ImageReadError(path, "file is empty")

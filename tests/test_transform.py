@@ -12,9 +12,11 @@ import json
 import multiprocessing
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from augcli.errors import UsageError
 from .conftest import photo_like, save, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text(encoding="utf-8")
 
 RECIPE = """\
     input: in
@@ -309,3 +312,123 @@ def test_construction_and_pickling_import_no_imgaug_or_framework(tmp_path):
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- the README's training-loop code runs ---------------------------------------------------
+# The frameworks are not installed here (torch and tensorflow weigh gigabytes). Each is
+# stood in for by the few names the README uses, behaving as documented: a DataLoader
+# worker gets a pickled copy of the dataset and its worker_init_fn, tf.data maps on a
+# thread pool and numpy_function hands strings over as bytes.
+
+def stand_in_torch():
+    torch = types.ModuleType("torch")
+    torch.utils = types.ModuleType("torch.utils")
+    data = torch.utils.data = types.ModuleType("torch.utils.data")
+    current = {}
+
+    class Dataset:
+        pass
+
+    class DataLoader:
+        def __init__(self, dataset, batch_size, shuffle=False, num_workers=0,
+                     worker_init_fn=None):
+            self.dataset, self.batch_size, self.init = dataset, batch_size, worker_init_fn
+
+        def __iter__(self):
+            copy = pickle.loads(pickle.dumps(self.dataset))  # as sent to a spawned worker
+            current["info"] = types.SimpleNamespace(id=0, seed=2**63 + 17, dataset=copy)
+            self.init(0)
+            items = [copy[i] for i in range(min(self.batch_size, len(copy)))]
+            del current["info"]
+            yield tuple(np.stack(column) for column in zip(*items))
+
+    data.Dataset, data.DataLoader = Dataset, DataLoader
+    data.get_worker_info = lambda: current.get("info")
+    return {"torch": torch, "torch.utils": torch.utils, "torch.utils.data": data}
+
+
+def stand_in_keras():
+    keras = types.ModuleType("keras")
+    keras.utils = types.ModuleType("keras.utils")
+
+    class PyDataset:
+        def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+            self.workers = workers
+
+    keras.utils.PyDataset = PyDataset
+    return {"keras": keras, "keras.utils": keras.utils}
+
+
+def stand_in_tensorflow():
+    tf = types.ModuleType("tensorflow")
+    tf.uint8 = np.uint8
+
+    class Tensor(np.ndarray):
+        def set_shape(self, shape):
+            assert self.shape == tuple(shape), (self.shape, shape)
+
+    def numpy_function(function, inputs, dtype):
+        given = [value.encode() if isinstance(value, str) else value for value in inputs]
+        result = np.asarray(function(*given))
+        assert result.dtype == dtype
+        return result.view(Tensor)
+
+    class Data:
+        AUTOTUNE = -1
+
+        class Dataset:
+            def __init__(self, items):
+                self.items = list(items)
+
+            @classmethod
+            def from_tensor_slices(cls, columns):
+                return cls(zip(*columns))
+
+            def map(self, function, num_parallel_calls=None):
+                with ThreadPoolExecutor(max_workers=4) as pool:
+                    return type(self)(pool.map(lambda item: function(*item), self.items))
+
+            def batch(self, size):
+                return type(self)(tuple(np.stack(column) for column in zip(*self.items[i:i + size]))
+                                  for i in range(0, len(self.items), size))
+
+            def __iter__(self):
+                return iter(self.items)
+
+    tf.numpy_function, tf.data = numpy_function, Data
+    return {"tensorflow": tf}
+
+
+def readme_python(heading: str) -> list:
+    section = README.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+def test_readme_training_code_runs(monkeypatch, capsys):
+    for name, module in {**stand_in_torch(), **stand_in_keras(), **stand_in_tensorflow()}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.chdir(REPO)
+    blocks = readme_python("## Augmenting while training")
+    assert len(blocks) == 4
+    module = types.ModuleType("readme")  # so that pickle finds the README's classes
+    monkeypatch.setitem(sys.modules, "readme", module)
+    namespace = module.__dict__
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    assert namespace["result"].image.shape == namespace["image"].shape
+    assert namespace["images"].shape == (2, 3, 224, 224)
+    assert namespace["images"].dtype == np.float32
+    assert namespace["x"].shape == (2, 224, 224, 3) and list(namespace["y"]) == [0, 1]
+    (batch, labels), = list(namespace["dataset"])
+    assert batch.shape == (2, 224, 224, 3) and batch.dtype == np.uint8 and len(labels) == 2
+    expected = augcli.load_transform(REPO / "recipe.yaml", variant="rotate")(
+        namespace["image"], seed=augcli.output_seed(0, "cat/chelsea.jpg", "rotate", 2)).image
+    np.testing.assert_array_equal(namespace["pixels"], expected)
+
+
+def test_readme_ricap_batch_code_runs():
+    blocks = readme_python("### RICAP in memory, while training")
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    assert namespace["mixed"].shape == (32, 10)
