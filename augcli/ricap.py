@@ -170,13 +170,14 @@ def draw_montages(rng: np.random.Generator, count: int, n_images: int, size: tup
     and a crop position (uniform over the positions where the crop fits).
     """
     width, height = size
-    fractions = None
+    fractions: tuple = ()
     for number in range(count):
         if per_sample or number % batch_size == 0:
             fractions = tuple(float(value) for value in rng.beta(beta, beta, size=2))
         w, h = round(fractions[0] * width), round(fractions[1] * height)
         boxes = quadrant_boxes(width, height, w, h)
-        sources, crops = [], []
+        sources: list[int | None] = []
+        crops: list[tuple | None] = []
         for box in boxes:
             if box[2] == 0 or box[3] == 0:
                 sources.append(None)

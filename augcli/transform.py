@@ -176,13 +176,12 @@ class Transform:
         """(variant name, output index, op tree): drawn from their own stream of ``seed``,
         so the pixels come from ``seed`` itself, as in ``run``."""
         choices = self._choices
-        side = None
-        if len(choices) > 1 or (index is None and choices[0][2]):
-            side = np.random.default_rng([seed, _CHOICE_STREAM])
-        name, trees, sweeps = choices[int(side.integers(len(choices)))] if len(choices) > 1 \
-            else choices[0]
+        side = np.random.default_rng([seed, _CHOICE_STREAM]) \
+            if len(choices) > 1 or (index is None and choices[0][2]) else None
+        name, trees, sweeps = choices[int(side.integers(len(choices)))] \
+            if side is not None and len(choices) > 1 else choices[0]
         if index is None:
-            index = 1 + int(side.integers(len(trees))) if sweeps else 1
+            index = 1 + int(side.integers(len(trees))) if side is not None and sweeps else 1
         return name, int(index), trees[(index - 1) % len(trees)]
 
 
