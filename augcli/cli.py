@@ -340,7 +340,9 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
 
         augcli ricap photos -o montages --count 1000 --size 224x224 --seed 1
 
-        augcli ricap photos -o montages -n 5000 --size 32x32 --epochs 100 --beta-schedule 0.01:1.0:20:90
+    \b
+        augcli ricap photos -o montages -n 5000 --size 32x32 \\
+            --epochs 100 --beta-schedule 0.01:1.0:20:90
     """
     import json
 
