@@ -49,6 +49,14 @@ def load():
     return iaa
 
 
+def seed_global(seed: int) -> None:
+    """Seed imgaug's global generator (augmenters derive some of theirs from it when built)."""
+    load()
+    import imgaug.random
+
+    imgaug.random.seed(seed)
+
+
 def available() -> bool:
     """Whether imgaug is installed and imports."""
     try:

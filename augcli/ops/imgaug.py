@@ -240,12 +240,10 @@ def _chain(augmenters, seed: int):
     from .. import engine
 
     iaa = engine.load()
-    import imgaug.random
-
     # Some augmenters keep generators that seed_() does not reach (MultiplyAndAddToBrightness
     # picks its colour space with one): they are derived from imgaug's global generator while
     # the chain is built, so that is seeded too, first.
-    imgaug.random.seed(seed)
+    engine.seed_global(seed)
     children = [_build(iaa, name, kwargs) for spec in augmenters
                 for name, kwargs in spec.items()]
     chain = iaa.Sequential(children)
