@@ -8,7 +8,9 @@ OpenCV or imgaug.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
@@ -16,10 +18,27 @@ from . import __version__
 from .errors import EXIT_USAGE, AugcliError, UsageError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: stop, keep finished outputs, exit 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 class _Group(click.Group):
     """Turns library errors into a one-line message and an exit code, never a traceback."""
 
     def invoke(self, ctx):
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+        try:
+            return self._invoke(ctx)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except AugcliError as exc:
@@ -33,10 +52,10 @@ class _Group(click.Group):
                        "opencv-python opencv-python-headless && pip install "
                        "opencv-python-headless", err=True)
             ctx.exit(EXIT_USAGE)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("Interrupted. Finished outputs are kept; rerun the same command to "
                        "make the rest.", err=True)
-            ctx.exit(130)
+            ctx.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 # Options every folder command shares, written once (as sqlite-utils does).
@@ -110,6 +129,8 @@ def run(recipe, input_dir, output_dir, workers, seed, per_class, profile, dry_ru
                         per_class=per_class, profile=profile, workers=workers,
                         overwrite=overwrite,
                         progress=not quiet, notify=print_failure)
+    for line in report.notes:
+        click.echo(f"note: {line}", err=True)
     if not quiet:
         for line in report.class_lines() + report.object_lines():
             click.echo(line, err=True)

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -62,6 +63,10 @@ def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path
     if resolved_out == resolved_in or resolved_in in resolved_out.parents:
         raise UsageError(f"output folder {output_dir} is inside the input folder {input_dir}; "
                          "choose a folder outside it so outputs never mix with sources")
+    if resolved_out in resolved_in.parents:
+        raise UsageError(f"input folder {input_dir} is inside the output folder {output_dir}; "
+                         "choose an output folder apart from it so outputs never mix with "
+                         "sources")
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"output path {output_dir} exists and is not a folder")
     return input_dir, output_dir
@@ -76,44 +81,107 @@ def default_workers() -> int:
 
 _TASKS_PER_WORKER = 4  # queued per worker: enough to keep it busy, few enough to bound memory
 
+WORKER_DIED = "its worker process died (killed, perhaps for lack of memory)"
 
-def map_in_workers(function, tasks, workers: int):
+
+def map_in_workers(function, tasks, workers: int, crashed=None):
     """Yield ``function(task)`` for each task, in completion order.
 
     One worker runs in-process (easy to debug and profile); more use a process
     pool. ``function`` must be a module-level function and tasks picklable.
     At most a few tasks per worker are in flight, so memory does not grow with
     the number of tasks, and a finished result is dropped once yielded.
+
+    A worker that dies (the OOM killer, a crash in native code) breaks the pool.
+    With ``crashed``, the pool is then rebuilt, the tasks that were in flight
+    are rerun one at a time to find the one that kills its worker, and for that
+    task ``crashed(task, reason)`` is yielded instead of a result; the rest go
+    on. Without it, the error is raised.
     """
     if workers == 1:
         yield from map(function, tasks)
         return
-    pending_tasks = iter(tasks)
+    pending, suspects = iter(tasks), []
+    while True:
+        suspects = yield from _run_pool(function, pending, workers, suspects, crashed)
+        if suspects is None:
+            return
+
+
+def _run_pool(function, pending, workers: int, suspects: list, crashed):
+    """Run ``suspects`` one by one, then the pending tasks, on one pool; return None when
+    all are done, or the tasks still to retry when a worker died and broke the pool."""
     # spawn: workers start clean (no inherited threads or locks) on every platform.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_init_worker) as pool:
-        in_flight = {pool.submit(function, task)
-                     for task in itertools.islice(pending_tasks, workers * _TASKS_PER_WORKER)}
+                             initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+        for position, task in enumerate(suspects):
+            try:
+                result = pool.submit(function, task).result()
+            except BrokenProcessPool:
+                if crashed is None:
+                    raise
+                yield crashed(task, WORKER_DIED)
+                return suspects[position + 1:]
+            yield result
+        in_flight = {pool.submit(function, task): task
+                     for task in itertools.islice(pending, workers * _TASKS_PER_WORKER)}
         try:
             while in_flight:
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for task in itertools.islice(pending_tasks, len(done)):
-                    in_flight.add(pool.submit(function, task))
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
+                    if crashed is None:
+                        raise BrokenProcessPool(WORKER_DIED)
+                    finished = [f for f in done if f.exception() is None]
+                    for future in finished:
+                        yield future.result()
+                    return [task for future, task in in_flight.items()
+                            if future not in finished]
+                for future in done:
+                    del in_flight[future]
+                for task in itertools.islice(pending, len(done)):
+                    in_flight[pool.submit(function, task)] = task
                 for future in done:
                     yield future.result()
         except BaseException:
             for future in in_flight:
                 future.cancel()
             raise
+    return None
 
 
-def _init_worker() -> None:
-    """Pool workers: one OpenCV thread each (the pool already uses every core), and
-    Ctrl-C is left to the parent, which stops the pool and keeps finished files."""
+def _init_worker(parent: int) -> None:
+    """Pool workers: one OpenCV thread each (the pool already uses every core); Ctrl-C is
+    left to the parent, which stops the pool and keeps finished files; and a worker ends
+    when its parent does, however the parent ended (even SIGKILL)."""
     import cv2
 
+    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
+
+
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` ends: PR_SET_PDEATHSIG on Linux, a watching thread
+    elsewhere."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
+                   ctypes.c_ulong(0), ctypes.c_ulong(0))
+    else:  # pragma: no cover - not Linux
+        import threading
+        import time
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(1)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent ended before the line above took effect
+        os._exit(1)
 
 
 def progress_bar(total: int, enabled: bool):

@@ -66,7 +66,7 @@ def test_every_problem_is_reported_with_its_key_path():
     text = "\n".join(problems)
     assert "seed: expected an integer >= 0, got -1" in text
     assert "colour: unknown key" in text
-    assert "variants.mixed.copies: expected an integer >= 1, got 0" in text
+    assert "variants.mixed.copies: expected an integer in [1, 10,000], got 0" in text
     assert "variants.mixed.ops[0]: unknown op 'flipr' (did you mean 'fliplr'?)" in text
     assert "variants.mixed.ops[1].affine.rotate: expected lo <= hi" in text
     assert "variants.mixed.ops[1].affine.sheer: unknown key (did you mean 'shear'?)" in text
@@ -101,7 +101,11 @@ def test_recipe_file_errors_name_the_file(tmp_path):
         load_recipe(missing)
     broken = tmp_path / "broken.yaml"
     broken.write_text("variants: [unclosed", encoding="utf-8")
-    with pytest.raises(RecipeError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(RecipeError, match=r"broken.yaml:1:20: not valid YAML: expected ',' or "
+                                          r"'\]'"):
+        load_recipe(broken)
+    broken.write_text("variants:\n  a: {ops: [fliplr]}\n bad: 1\n", encoding="utf-8")
+    with pytest.raises(RecipeError, match="broken.yaml:3:2: not valid YAML"):
         load_recipe(broken)
 
 
@@ -125,8 +129,11 @@ def test_sweeps_expand_as_a_grid_then_copies_in_order():
 
 def test_fingerprint_follows_what_decides_output_bytes():
     base = "seed: 1\nvariants: {a: {ops: [fliplr]}}"
-    same_but_paths = "input: x\noutput: y\nworkers: 3\n" + base
-    assert parse(base).fingerprint == parse(same_but_paths).fingerprint
+    same_but_output = "input: x\noutput: y\nworkers: 3\n" + base
+    assert parse("input: x\n" + base).fingerprint == parse(same_but_output).fingerprint
+    # The input folder decides which sources there are: another input is another recipe.
+    assert parse("input: x\n" + base).fingerprint != parse("input: z\n" + base).fingerprint
+    assert parse(base).fingerprint != parse("input: x\n" + base).fingerprint
     assert parse(base).fingerprint != parse(base.replace("seed: 1", "seed: 2")).fingerprint
     assert parse(base).fingerprint != parse(base.replace("fliplr", "flipud")).fingerprint
     assert parse(base).fingerprint != parse(base).with_overrides(seed=5).fingerprint

@@ -105,7 +105,7 @@ def test_rerun_after_interruption_finishes_only_the_rest(tmp_path, simple_recipe
 def test_rerun_with_changed_seed_refuses_to_mix_unless_overwrite(tmp_path, simple_recipe):
     run_recipe(simple_recipe, workers=1)
     before = files_under(tmp_path / "out")
-    with pytest.raises(UsageError, match="different recipe or seed.*--overwrite"):
+    with pytest.raises(UsageError, match="different recipe, seed or input folder.*--overwrite"):
         run_recipe(simple_recipe, workers=1, seed=99)
     assert files_under(tmp_path / "out") == before
     report = run_recipe(simple_recipe, workers=1, seed=99, overwrite=True)
