@@ -174,8 +174,9 @@ def parse_yaml(text: str, name: str):
         raise RecipeError([f"{name}: not valid YAML ({excerpt(str(exc))})"]) from None
     except RecursionError:
         raise RecipeError([f"{name}: nested too deeply"]) from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise RecipeError([f"{name}: {excerpt(str(exc))}"]) from None
+    except ValueError as exc:  # an integer of more than 4300 digits, a bad timestamp
+        reason = "a number has too many digits" if "digits" in str(exc) else str(exc)[:80]
+        raise RecipeError([f"{name}: not valid YAML ({reason})"]) from None
     finally:
         loader.dispose()
 
@@ -307,7 +308,7 @@ def _read_int(data, key, default, problems, low=None, high=None):
         problems.add(key, f"expected an integer, got {excerpt(value)}")
         return default
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        bounds = f">= {low}" if high is None else f"in [{low}, {high:,}]"
         problems.add(key, f"expected an integer {bounds}, got {excerpt(value)}")
         return default
     return value

@@ -10,6 +10,7 @@ manifest and counts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import time
 from dataclasses import dataclass, field, replace
@@ -102,7 +103,9 @@ class ClassCount:
 
 def derive_seed(recipe_seed: int, relative: str, variant: str, index: int) -> int:
     """A stable 63-bit seed per output: the same on every machine, run and worker."""
-    key = f"{recipe_seed}\x1f{relative}\x1f{variant}\x1f{index}".encode()
+    # surrogateescape: a file name that is not UTF-8 is hashed as its own bytes.
+    key = f"{recipe_seed}\x1f{relative}\x1f{variant}\x1f{index}".encode("utf-8",
+                                                                           "surrogateescape")
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
@@ -337,7 +340,7 @@ def process_source(task: SourceTask) -> SourceResult:
             if exc.errno in STOPS_RUN:
                 result.stop = str(output_error(task.output_dir / output.relative, exc))
                 break
-            result.failures.append((output.relative, f"cannot write ({exc})"))
+            result.failures.append((output.relative, _write_failure(exc)))
             continue
         except ValueError as exc:
             result.failures.append((output.relative, f"cannot write ({exc})"))
@@ -347,6 +350,13 @@ def process_source(task: SourceTask) -> SourceResult:
             continue
         result.records.append(record)
     return result
+
+
+def _write_failure(exc: OSError) -> str:
+    """Why one output could not be written, without echoing its (maybe very long) path."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "cannot write: the output file name is too long for the file system"
+    return f"cannot write ({exc.strerror or exc})"
 
 
 def _make_output(task: SourceTask, output: OutputPlan, image: np.ndarray, source_format: str,
@@ -426,14 +436,22 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool) -> tuple[dict, list]:
     accounted = earlier.names()
     clashes = [output.relative for task in plan.tasks for output in task.outputs
                if output.relative not in accounted
-               and (plan.output_dir / output.relative).exists()]
+               and _exists(plan.output_dir / output.relative)]
     if clashes:
         raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
                          f"would write (e.g. {clashes[0]}) and no manifest says where they "
                          "came from; rerun with --overwrite to replace them")
     finished = {record["output"]: record for record in earlier.records
-                if (plan.output_dir / record["output"]).exists()}
+                if _exists(plan.output_dir / record["output"])}
     return finished, earlier.started
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name the file system cannot even hold (too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _source_stamp(path: Path) -> dict:

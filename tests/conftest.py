@@ -70,3 +70,21 @@ SIMPLE_RECIPE = """\
 @pytest.fixture
 def simple_recipe(tmp_path, dataset):
     return write_recipe(tmp_path, SIMPLE_RECIPE)
+
+
+def mount_tmpfs(folder: Path, options: str) -> bool:
+    """Mount a small tmpfs on ``folder`` (a real full or read-only file system); False where
+    that is not possible (not root, no mount). Unmount with ``unmount``."""
+    import os
+    import subprocess
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
+def unmount(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)

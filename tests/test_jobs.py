@@ -29,7 +29,6 @@ def test_a_dead_worker_fails_its_task_and_the_run_goes_on():
 
     def crashed(task, reason):
         died.append((task, reason))
-        return None
 
     results = [r for r in map_in_workers(square_or_die, range(40), 2, crashed=crashed)
                if r is not None]
@@ -89,7 +88,7 @@ def test_workers_end_with_their_parent(tmp_path, how):
     assert len(workers) >= 2 and parent.poll() is None, "the run ended before the test"
     parent.send_signal(how)
     # stdout is closed once every process holding it is gone: no hang for a `| tee`.
-    out, err = parent.communicate(timeout=60)
+    _, err = parent.communicate(timeout=60)
     deadline = time.monotonic() + 10
     while any(map(_alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.05)
