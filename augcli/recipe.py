@@ -31,6 +31,7 @@ MAX_OUTPUTS_PER_SOURCE = 10_000  # all variants, copies and sweep values togethe
 MAX_TARGET_PER_CLASS = 100_000
 MAX_NESTING = 32  # combinators inside combinators
 MAX_YAML_NODES = 100_000  # values in the recipe once YAML aliases are expanded
+MAX_RECIPE_BYTES = 1 << 20  # a recipe file; parsing YAML takes about 3 s per MB
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,9 @@ def load_recipe(path) -> Recipe:
     """Read and validate a recipe file; relative paths resolve against its folder."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError([f"{path}: {path.stat().st_size:,} bytes is over the limit of "
+                               f"{MAX_RECIPE_BYTES:,} bytes for a recipe"])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError([f"{path}: no such recipe file"]) from None

@@ -186,3 +186,19 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, simple_recipe):
     assert result.exit_code == 0
     assert "img/s" not in result.output and "%|" not in result.output
     assert "16 outputs written" in result.output  # the summary line still shows
+
+
+def test_validate_refuses_nan_that_would_break_the_run(tmp_path):
+    recipe = write_recipe(tmp_path, "variants: {a: {ops: [{dropout: {p: .nan}}, "
+                                    "{rotate: {degrees: [.nan, 3]}}]}}\n")
+    result = invoke("validate", recipe)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "variants.a.ops[0].dropout.p: expected probability in [0, 1], got NaN" in result.output
+    assert "variants.a.ops[1].rotate.degrees: expected number" in result.output
+
+
+def test_absurd_per_class_is_refused_with_the_limit(tmp_path, simple_recipe):
+    result = invoke("run", simple_recipe, "--per-class", 10**9)
+    assert result.exit_code == 2
+    assert "Error: --per-class: expected an integer in [1, 100,000], got 1000000000" in \
+        result.output
