@@ -369,6 +369,7 @@ def _make_output(task: SourceTask, output: OutputPlan, image: np.ndarray, source
         if fmt == source_format and _fits(task.profile, task.source, image):
             _write_boxes(task, output, (), image, {}, record)
             imagefiles.copy_atomic(task.source, destination)
+            record["bytes"] = destination.stat().st_size
             return
         pixels, steps = image, ()
     else:
@@ -378,6 +379,7 @@ def _make_output(task: SourceTask, output: OutputPlan, image: np.ndarray, source
     data, adjustments = _encode(pixels, fmt, task)
     _write_boxes(task, output, steps, pixels, adjustments, record)
     imagefiles.write_atomic(destination, data)
+    record["bytes"] = len(data)
     if adjustments:
         record["conformed"] = adjustments
 
@@ -442,7 +444,7 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool) -> tuple[dict, list]:
                          f"would write (e.g. {clashes[0]}) and no manifest says where they "
                          "came from; rerun with --overwrite to replace them")
     finished = {record["output"]: record for record in earlier.records
-                if _exists(plan.output_dir / record["output"])}
+                if _intact(plan.output_dir / record["output"], record)}
     return finished, earlier.started
 
 
@@ -452,6 +454,16 @@ def _exists(path: Path) -> bool:
         return path.exists()
     except OSError:
         return False
+
+
+def _intact(path: Path, record: dict) -> bool:
+    """Whether an output is on disk with the size its record says (writes are not fsynced:
+    after a power loss a file can be left empty, and is then made again)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return record.get("bytes", size) == size
 
 
 def _source_stamp(path: Path) -> dict:

@@ -256,3 +256,16 @@ def test_journal_lines_in_the_middle_of_a_run_name_started_sources(tmp_path):
     journal.close()
     earlier = manifest.load(tmp_path)
     assert earlier.names() == {"a_x_1.png"} and earlier.fingerprints == {"f"}
+
+
+def test_an_output_left_empty_by_a_crash_of_the_machine_is_made_again(tmp_path, simple_recipe):
+    """Writes are not fsynced: after a power loss a renamed file can be empty on disk."""
+    run_recipe(simple_recipe, workers=1)
+    out = tmp_path / "out"
+    whole = images_under(out)
+    (out / "dogs/rex_mixed_2.bmp").write_bytes(b"")
+    report = run_recipe(simple_recipe, workers=1)
+    assert (report.written, report.skipped) == (1, 15)
+    assert images_under(out) == whole
+    sizes = {r["output"]: r["bytes"] for r in read_manifest(out)}
+    assert sizes == {name: len(data) for name, data in whole.items()}
