@@ -144,8 +144,8 @@ def load_recipe(path) -> Recipe:
     path = Path(path)
     try:
         if path.stat().st_size > MAX_RECIPE_BYTES:
-            raise RecipeError([f"{path}: {path.stat().st_size:,} bytes is over the limit of "
-                               f"{MAX_RECIPE_BYTES:,} bytes for a recipe"])
+            raise RecipeError([(f"{path}: {path.stat().st_size:,} bytes is over the limit of "
+                               f"{MAX_RECIPE_BYTES:,} bytes for a recipe")])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError([f"{path}: no such recipe file"]) from None

@@ -234,8 +234,8 @@ def test_a_recipe_file_over_a_megabyte_is_refused(tmp_path):
     ("profile: [x]\nvariants: {a: {ops: [fliplr]}}", "profile: unknown profile ['x']"),
     ("input: ~nouser-augcli/x\nvariants: {a: {ops: [fliplr]}}",
      "input: cannot expand '~nouser-augcli/x': no such user's home folder"),
-    ('output: "a\\0b"\nvariants: {a: {ops: [fliplr]}}', "output: expected a folder path, got "
-                                                       "'a\\x00b' (it has a NUL character)"),
+    ('output: "a\\0b"\nvariants: {a: {ops: [fliplr]}}', ("output: expected a folder path, got "
+                                                       "'a\\x00b' (it has a NUL character)")),
     ("annotations: {format: [yolo]}\nvariants: {a: {ops: [fliplr]}}",
      "annotations.format: expected one of"),
 ])
@@ -248,8 +248,8 @@ def test_deeply_nested_combinators_are_refused_not_a_crash(tmp_path):
     depth = 40
     ops = "{sometimes: {ops: [" * depth + "fliplr" + "]}}" * depth
     problems = problems_of(f"variants: {{a: {{ops: [{ops}]}}}}")
-    assert problems == [f"variants.a.ops{'[0].sometimes.ops' * 33}: combinators nested more "
-                        "than 32 deep"]
+    assert problems == [(f"variants.a.ops{'[0].sometimes.ops' * 33}: combinators nested more "
+                        "than 32 deep")]
     path = tmp_path / "deep.yaml"
     path.write_text(f"variants: {{a: {{ops: [{'[' * 1000}]}}}}\n", encoding="utf-8")
     with pytest.raises(RecipeError, match="deep.yaml: nested too deeply"):
