@@ -71,6 +71,8 @@ class Param:
 
     ``symmetric``: a bare number ``d`` means the range ``[-d, d]`` (rotation
     degrees, shift fractions): the shorthand Keras and torchvision users know.
+    ``magnitude``: number-or-list params whose bare number ``d`` the op reads as
+    ``[-d, d]`` itself (``hue``): a bare number must be >= 0.
     """
 
     name: str
@@ -84,6 +86,7 @@ class Param:
     lengths: tuple = ()  # number-or-list params: the list lengths allowed (empty: any)
     ordered: bool = False  # number-or-list params: a two-number list is a [lo, hi] range
     random: bool = True  # False: only a fixed value makes sense (fill mode, flags)
+    magnitude: bool = False  # number-or-list params: a bare number d means [-d, d]
 
     def describe_type(self) -> str:
         if self.kind == ENUM:
@@ -168,6 +171,10 @@ def _check_scalar(param: Param, value, path: str, problems: Problems) -> bool:
             return False
         if param.ordered and len(items) == 2 and items[0] > items[1]:
             problems.add(path, f"expected lo <= hi, got {excerpt(value)}")
+            return False
+        if param.magnitude and not isinstance(value, list) and value < 0:
+            problems.add(path, f"a single number d means [-d, d], so it must be >= 0, got "
+                               f"{excerpt(value)} (write [lo, hi] for any other range)")
             return False
         return all(_check_bounds(param, item, path, problems) for item in items)
     if not _is_number(value):

@@ -151,6 +151,8 @@ def test_parsed_recipes_pickle_for_worker_processes():
     ("{random_erasing: {value: [1, 2]}}",
      "random_erasing.value: expected a number or a list of 3 numbers"),
     ("{random_resized_crop: {size: [0, 10]}}", "random_resized_crop.size: 0 is out of range"),
+    ("{color_jitter: {hue: -0.5}}", ("color_jitter.hue: a single number d means [-d, d], so it "
+                                    "must be >= 0, got -0.5")),
 ])
 def test_list_parameters_are_checked_before_the_run(text, expected):
     problems = problems_of(f"variants: {{a: {{ops: [{text}]}}}}")
