@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -421,3 +422,17 @@ def test_an_output_name_too_long_is_that_outputs_failure(tmp_path):
     assert report.written == 1 and report.exit_code == 1
     reason = "cannot write: the output file name is too long for the file system"
     assert report.failures == [("x" * 245 + "_long_1.png", reason)]
+
+
+def test_an_immutable_manifest_is_one_line_exit_2(tmp_path, simple_recipe):
+    run_recipe(simple_recipe, workers=1)
+    manifest_path = tmp_path / "out" / MANIFEST_NAME
+    if os.geteuid() != 0 or subprocess.run(["chattr", "+i", str(manifest_path)],
+                                           capture_output=True, check=False).returncode:
+        pytest.skip("chattr +i needs root and a file system that supports it")
+    try:
+        result = CliRunner().invoke(main, ["run", str(simple_recipe), "-w", "1"])
+    finally:
+        subprocess.run(["chattr", "-i", str(manifest_path)], check=False)
+    assert result.exit_code == 2
+    assert result.output == f"Error: cannot write {manifest_path}: Operation not permitted\n"
