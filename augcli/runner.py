@@ -556,10 +556,8 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     with manifest.OutputLock(plan.output_dir, note=report.notes.append):
         finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
         tasks = _remaining_tasks(plan, finished, report)
-        run = _Run(plan, recipe.fingerprint, dict(finished), report,
-                   [line for line in started_lines if line["started"] in
-                    {task.relative for task in tasks}])
-        run.prepare()
+        run = _Run(plan, recipe.fingerprint, dict(finished), report)
+        run.prepare(started_lines, tasks)
         with run.finishing():
             run.execute(tasks, workers or recipe.workers or default_workers(), progress)
     report.seconds = time.perf_counter() - started
@@ -581,12 +579,13 @@ class _Run:
     fingerprint: str
     records: dict  # output name -> record
     report: Report
-    carried: list  # "started" lines of an earlier run, for sources this run redoes
     open: dict = field(default_factory=dict)  # source -> its "started" line, not finished yet
 
-    def prepare(self) -> None:
-        """Tidy the folder after a killed run and write the manifest as it stands."""
-        self.open = {line["started"]: line for line in self.carried}
+    def prepare(self, started_lines: list, tasks: list) -> None:
+        """Tidy the folder after a killed run and write the manifest as it stands: the
+        ``started`` lines of an earlier run are kept for the sources still to do."""
+        todo = {task.relative for task in tasks}
+        self.open = {line["started"]: line for line in started_lines if line["started"] in todo}
         imagefiles.remove_stale_temp_files(self.plan.output_dir)
         manifest.rewrite(self.plan.output_dir, self.records.values(), self.plan.classes,
                          list(self.open.values()))
