@@ -579,7 +579,10 @@ def _regions_text(fmt: AnnotationFormat, image: ImageBoxes, filename: str, depth
 
 
 def _text_number(value: float, decimals: int) -> str:
-    """Shortest text to ``decimals`` places: ``12``, ``12.5``, ``0.4804687500`` -> ``0.48046875``."""
+    """Shortest text to ``decimals`` places.
+
+    ``12``, ``12.5``, ``0.4804687500`` -> ``0.48046875``.
+    """
     text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text
 

@@ -25,6 +25,7 @@ The lock (``.augcli.lock``, holding the pid) keeps two runs out of one folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -125,10 +126,8 @@ class Journal:
             raise output_error(self.path, exc) from None
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # a failed flush was already reported by append
             self._file.close()
-        except OSError:  # a failed flush was already reported by append
-            pass
 
     def __enter__(self):
         return self

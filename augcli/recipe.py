@@ -34,6 +34,11 @@ MAX_YAML_NODES = 100_000  # values in the recipe once YAML aliases are expanded
 MAX_RECIPE_BYTES = 1 << 20  # a recipe file; parsing YAML takes about 3 s per MB
 
 
+# Bumped whenever the same recipe and seed make different output bytes, so that a
+# resumed run never mixes outputs of two versions (see CHANGELOG.md).
+OUTPUT_VERSION = 2
+
+
 @dataclass(frozen=True)
 class OpNode:
     """One op with its parameter distributions (``args``: name -> distribution)."""
@@ -118,6 +123,7 @@ class Recipe:
         decisive["seed"] = self.seed
         decisive["target_per_class"] = self.target_per_class
         decisive["profile"] = self.profile
+        decisive["output_version"] = OUTPUT_VERSION
         if self.annotations is not None:  # only when set: older recipes keep their fingerprint
             decisive["annotations"] = self.raw.get("annotations")
         if self.input is not None:
@@ -332,8 +338,8 @@ def _read_format(data, problems):
         return None
     name = _FORMAT_ALIASES.get(str(value).lower().lstrip("."), str(value).lower().lstrip("."))
     if name not in OUTPUT_FORMATS:
-        problems.add("format", f"expected one of {', '.join(OUTPUT_FORMATS)} "
-                               f"(or leave it out to keep each source's format), got {excerpt(value)}")
+        problems.add("format", f"expected one of {', '.join(OUTPUT_FORMATS)} (or leave it "
+                               f"out to keep each source's format), got {excerpt(value)}")
         return None
     return name
 
@@ -345,7 +351,8 @@ def _read_profile(data, problems):
     if value is None:
         return None
     if not isinstance(value, str) or value not in PROFILES:
-        problems.add("profile", f"unknown profile {excerpt(value)}{_suggest(str(value), PROFILES)}; "
+        problems.add("profile", f"unknown profile {excerpt(value)}"
+                                f"{_suggest(str(value), PROFILES)}; "
                                 f"expected one of {', '.join(sorted(PROFILES))}")
         return None
     fmt = _FORMAT_ALIASES.get(str(data.get("format")), data.get("format"))

@@ -5,9 +5,15 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
+
+from augcli import engine
+from augcli.pipeline import Step, apply_steps, sample_steps
+from augcli.recipe import parse_recipe
 
 
 def photo_like(height=48, width=64, seed=0) -> np.ndarray:
@@ -88,3 +94,42 @@ def unmount(folder: Path) -> None:
     import subprocess
 
     subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
+# --- helpers of the op tests (tests/test_ops_*.py) ---------------------------------------
+
+# Every image layout an op must handle: grey, grey + alpha, RGB, RGBA and 16-bit grey.
+LAYOUTS = [((30, 40), np.uint8), ((30, 40, 2), np.uint8), ((30, 40, 3), np.uint8),
+           ((30, 40, 4), np.uint8), ((30, 40), np.uint16)]
+FILL = {"fill": "constant", "cval": 0}
+
+
+@pytest.fixture(scope="module")
+def iaa():
+    return engine.load()
+
+
+def ops_of(text: str):
+    return parse_recipe(yaml.safe_load(f"variants: {{a: {{ops: {text}}}}}")).variants[0].ops
+
+
+def sample(text: str, seed=0, shape=(48, 64, 3)):
+    return sample_steps(ops_of(text), np.random.default_rng(seed), shape)
+
+
+def run(image, op, **params):
+    return apply_steps(image, [Step(op, params)])
+
+
+def random_image(shape, dtype=np.uint8, seed=0):
+    return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max, shape, dtype=dtype,
+                                                endpoint=True)
+
+
+def smooth(height=60, width=80, seed=5, sigma=2):
+    return cv2.GaussianBlur(photo_like(height, width, seed=seed), (0, 0), sigma)
+
+
+def diff(a, b):
+    d = np.abs(a.astype(np.int64) - b.astype(np.int64))
+    return d.mean(), d.max()

@@ -186,8 +186,8 @@ def test_boxes_a_hair_outside_or_on_the_very_edge_are_clamped_never_raised():
         for line in encode_boxes(AnnotationFormat("yolo"), image, "x.png", 3).decode().split("\n"):
             if line:
                 cx, cy, w, h = map(float, line.split()[1:])
-                assert -1e-9 <= cx - w / 2 and cx + w / 2 <= 1 + 1e-9, line
-                assert -1e-9 <= cy - h / 2 and cy + h / 2 <= 1 + 1e-9, line
+                assert cx - w / 2 >= -1e-9 and cx + w / 2 <= 1 + 1e-9, line
+                assert cy - h / 2 >= -1e-9 and cy + h / 2 <= 1 + 1e-9, line
 
 
 # --- reading and writing: lossless round trips ------------------------------------------------
@@ -339,10 +339,12 @@ def test_fingerprint_includes_annotations_and_is_unchanged_without_them(tmp_path
     yolo = parse_recipe({**base, "annotations": {"format": "yolo"}}).fingerprint
     strict = parse_recipe({**base, "annotations": {"format": "yolo", "min_visibility": 0.9}})
     assert len({plain, yolo, strict.fingerprint}) == 3
-    # Without annotations the fingerprint is what it was before they existed, so output
-    # folders of earlier runs are still recognised as this recipe's.
+    # Without annotations the fingerprint is what it was before they existed (at the same
+    # output version), so output folders of earlier runs are still recognised as this
+    # recipe's.
     decisive = {"variants": base["variants"], "format": None, "quality": None,
-                "include_original": None, "seed": 0, "target_per_class": None, "profile": None}
+                "include_original": None, "seed": 0, "target_per_class": None, "profile": None,
+                "output_version": 2}
     text = json.dumps(decisive, sort_keys=True, default=str)
     assert plain == hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -151,7 +151,8 @@ def corner(array: np.ndarray, where: str) -> np.ndarray:
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
 def test_read_applies_exif_orientation(tmp_path, orientation):
     stored = marked()
-    result = imagefiles.read_image(save_with_orientation(tmp_path / "turned.jpg", stored, orientation))
+    turned = save_with_orientation(tmp_path / "turned.jpg", stored, orientation)
+    result = imagefiles.read_image(turned)
     turn, where = ORIENTATIONS[orientation]
     assert result.shape == turn(stored).shape
     assert corner(result, where).min() > 200

@@ -49,18 +49,22 @@ def test_input_inside_output_is_refused(tmp_path):
         check_folders(tmp_path / "out" / "in", tmp_path / "out")
 
 
-def _children(pid: int) -> set:
-    """Pids whose parent is ``pid`` (from /proc)."""
-    children = set()
+def _descendants(pid: int) -> set:
+    """Pids of every process under ``pid`` (workers are children of a fork server, itself a
+    child of the run), from /proc."""
+    parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == pid:
-                children.add(int(entry.name))
-    return children
+            parents[int(entry.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -84,15 +88,15 @@ def test_workers_end_with_their_parent(tmp_path, how):
     deadline = time.monotonic() + 120
     while not list((tmp_path / "out").glob("*_a_*.png")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    workers = _children(parent.pid)
-    assert len(workers) >= 2 and parent.poll() is None, "the run ended before the test"
+    workers = _descendants(parent.pid)
+    assert len(workers) >= 3 and parent.poll() is None, "the run ended before the test"
     parent.send_signal(how)
     # stdout is closed once every process holding it is gone: no hang for a `| tee`.
     _, err = parent.communicate(timeout=60)
     deadline = time.monotonic() + 10
     while any(map(_alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(map(_alive, workers)), "a worker outlived its parent"
+    assert not any(map(_alive, workers)), "a worker (or the fork server) outlived the run"
     if how == signal.SIGTERM:
         assert parent.returncode == 143
         assert b"Interrupted. Finished outputs are kept" in err and b"Traceback" not in err

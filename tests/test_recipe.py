@@ -256,3 +256,13 @@ def test_deeply_nested_combinators_are_refused_not_a_crash(tmp_path):
     path.write_text(f"variants: {{a: {{ops: [{'[' * 1000}]}}}}\n", encoding="utf-8")
     with pytest.raises(RecipeError, match="deep.yaml: nested too deeply"):
         load_recipe(path)
+
+
+def test_fingerprint_changes_with_the_output_version(monkeypatch):
+    """A new output version makes old manifests foreign: a resume never mixes the two."""
+    from augcli import recipe as recipe_module
+
+    parsed = parse("seed: 1\nvariants: {a: {ops: [fliplr]}}\n")
+    before = parsed.fingerprint
+    monkeypatch.setattr(recipe_module, "OUTPUT_VERSION", recipe_module.OUTPUT_VERSION + 1)
+    assert parsed.fingerprint != before

@@ -1,7 +1,7 @@
-"""Geometric ops of the catalog: zoom, crops, resizes, padding, quarter turns, warps.
+"""Geometric ops: flips, affine warps, zoom, crops, resizes, padding, quarter turns, warps.
 
-Part of the one registry in ``ops`` (imported from there). Fusable ops
-(``zoom``, ``crop``, ``pad``) only give a matrix and join the pipeline's
+Fusable ops (flips, ``rotate``, ``translate``, ``shear``, ``affine``,
+``zoom``, ``crop``, ``pad``) only give a matrix and join the pipeline's
 single warp; integer translations resample exactly, so crops and pads are
 pixel-exact. Ops that make their own pixels (area-averaged resizes, exact
 quarter turns, perspective and elastic warps) give ``apply`` and, where a
@@ -15,11 +15,131 @@ import math
 import cv2
 import numpy as np
 
-from . import geometry
-from .ops import Op, _fill, _fill_params, _register, _seed
-from .params import BOOL, INT, NUMBER, NUMBER_OR_LIST, Param
+from .. import geometry
+from ..params import BOOL, INT, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
+from .base import FILL_PARAMS, Op, fill_args, fill_params, op_seed, register, with_probability
 
 _MAX_SIDE = 100_000
+
+
+# --- flips and affine warps ----------------------------------------------------------
+
+register(Op(
+    name="fliplr",
+    summary="Mirror left-right with probability p.",
+    params=(Param("p", PROBABILITY, 0.5, "Probability of flipping.", low=0, high=1),),
+    example="- fliplr: {p: 0.5}",
+    sample=lambda draw, rng, shape: with_probability(draw, rng),
+    matrix=lambda params, shape: geometry.flip_matrix(shape, horizontal=True),
+    aliases=("hflip", "horizontal_flip"),
+))
+
+register(Op(
+    name="flipud",
+    summary="Mirror top-bottom with probability p.",
+    params=(Param("p", PROBABILITY, 0.5, "Probability of flipping.", low=0, high=1),),
+    example="- flipud: {p: 0.5}",
+    sample=lambda draw, rng, shape: with_probability(draw, rng),
+    matrix=lambda params, shape: geometry.flip_matrix(shape, horizontal=False),
+    aliases=("vflip", "vertical_flip"),
+))
+
+register(Op(
+    name="rotate",
+    summary="Rotate about the centre by an angle in degrees (positive = clockwise); size is kept.",
+    params=(
+        Param("degrees", NUMBER, 15, "Angle in degrees; a bare d means [-d, d].",
+              low=-360, high=360, symmetric=True),
+        *FILL_PARAMS,
+    ),
+    example="- rotate: {degrees: [-20, 20], fill: reflect}",
+    sample=lambda draw, rng, shape: {"degrees": draw("degrees"), **fill_args(draw)},
+    matrix=lambda params, shape: geometry.affine_matrix(shape, rotate=params["degrees"]),
+))
+
+
+def _translate_matrix(params, shape):
+    height, width = shape[:2]
+    return geometry.translation(params["x"] * width, params["y"] * height)
+
+
+register(Op(
+    name="translate",
+    summary="Shift by a fraction of the width (x) and height (y); positive = right/down.",
+    params=(
+        Param("x", NUMBER, 0.1, "Horizontal shift as a fraction of the width; d means [-d, d].",
+              low=-1, high=1, symmetric=True),
+        Param("y", NUMBER, 0.1, "Vertical shift as a fraction of the height; d means [-d, d].",
+              low=-1, high=1, symmetric=True),
+        *FILL_PARAMS,
+    ),
+    example="- translate: {x: [-0.2, 0.2], y: 0.1}",
+    sample=lambda draw, rng, shape: {"x": draw("x"), "y": draw("y"), **fill_args(draw)},
+    matrix=_translate_matrix,
+    aliases=("shift",),
+))
+
+register(Op(
+    name="shear",
+    summary="Shear along x and/or y by an angle in degrees, about the centre.",
+    params=(
+        Param("x", NUMBER, 10, "x-shear angle in degrees; d means [-d, d].",
+              low=-89, high=89, symmetric=True),
+        Param("y", NUMBER, 0, "y-shear angle in degrees; d means [-d, d].",
+              low=-89, high=89, symmetric=True),
+        *FILL_PARAMS,
+    ),
+    example="- shear: {x: [-15, 15]}",
+    sample=lambda draw, rng, shape: {"x": draw("x"), "y": draw("y"), **fill_args(draw)},
+    matrix=lambda params, shape: geometry.affine_matrix(
+        shape, shear_x=params["x"], shear_y=params["y"]),
+))
+
+
+def _sample_affine(draw, rng, shape):
+    scale = draw("scale")
+    return {
+        "rotate": draw("rotate"),
+        "shear": draw("shear"),
+        "translate_x": draw("translate"),
+        "translate_y": draw("translate"),
+        "scale": scale,
+        **fill_args(draw),
+    }
+
+
+def _affine_matrix(params, shape):
+    height, width = shape[:2]
+    return geometry.affine_matrix(
+        shape,
+        rotate=params["rotate"],
+        shear_x=params["shear"],
+        scale_x=params["scale"],
+        scale_y=params["scale"],
+        translate_x=params["translate_x"] * width,
+        translate_y=params["translate_y"] * height,
+    )
+
+
+register(Op(
+    name="affine",
+    summary="Scale, shear, rotate and shift in one resampling (imgaug's Affine order).",
+    params=(
+        Param("rotate", NUMBER, 0, "Rotation in degrees (positive = clockwise); d means [-d, d].",
+              low=-360, high=360, symmetric=True),
+        Param("shear", NUMBER, 0, "x-shear in degrees; d means [-d, d].",
+              low=-89, high=89, symmetric=True),
+        Param("translate", NUMBER, 0, "Shift as a fraction of the size, drawn separately for "
+              "x and y; d means [-d, d].", low=-1, high=1, symmetric=True),
+        Param("scale", NUMBER, 1.0, "Zoom factor about the centre (>1 enlarges).",
+              low=0.01, high=100),
+        *FILL_PARAMS,
+    ),
+    example="- affine: {rotate: [-15, 15], shear: [-10, 10], translate: [-0.1, 0.1], "
+            "scale: [0.9, 1.1]}",
+    sample=_sample_affine,
+    matrix=_affine_matrix,
+))
 
 
 # --- zoom --------------------------------------------------------------------------
@@ -27,10 +147,10 @@ _MAX_SIDE = 100_000
 def _sample_zoom(draw, rng, shape):
     x = draw("factor")
     y = x if draw("keep_aspect") else draw("factor")
-    return {"x": x, "y": y, **_fill(draw)}
+    return {"x": x, "y": y, **fill_args(draw)}
 
 
-_register(Op(
+register(Op(
     name="zoom",
     summary="Zoom about the centre by a factor (>1 enlarges); the size is kept.",
     params=(
@@ -38,7 +158,7 @@ _register(Op(
               "Keras' zoom_range means the opposite (its >1 zooms out).", low=0.01, high=100),
         Param("keep_aspect", BOOL, True, "true: one factor for both axes; false: x and y are "
               "drawn separately, as Keras' zoom_range does.", random=False),
-        *_fill_params("What fills the border when zooming out"),
+        *fill_params("What fills the border when zooming out"),
     ),
     example="- zoom: {factor: [0.8, 1.2], fill: reflect}",
     sample=_sample_zoom,
@@ -65,10 +185,10 @@ def _sample_crop(draw, rng, shape):
     height, width = shape[:2]
     x, crop_width = _crop_axis(draw, rng, width, draw("width"))
     y, crop_height = _crop_axis(draw, rng, height, draw("height"))
-    return {"x": x, "y": y, "width": crop_width, "height": crop_height, **_fill(draw)}
+    return {"x": x, "y": y, "width": crop_width, "height": crop_height, **fill_args(draw)}
 
 
-_register(Op(
+register(Op(
     name="crop",
     summary="Random crop to a fixed size in pixels, or by a random percent of each side.",
     params=(
@@ -80,7 +200,7 @@ _register(Op(
         Param("percent", NUMBER, [0, 0.1], "Fraction of the width (left, right) or height (top, "
               "bottom) cut from a side, drawn for each side (imgaug's Crop(percent=...)); at "
               "least one pixel is kept.", low=0, high=0.5),
-        *_fill_params("Only when the window is larger than the image: what fills the rest "
+        *fill_params("Only when the window is larger than the image: what fills the rest "
                       "(the image sits at a random place in the window)"),
     ),
     example="- crop: {width: 224, height: 224}",
@@ -159,7 +279,7 @@ def _resized_crop_matrix(params, shape):
     return resize @ geometry.translation(-params["x"], -params["y"])
 
 
-_register(Op(
+register(Op(
     name="random_resized_crop",
     summary="torchvision's RandomResizedCrop: a crop of random area and aspect ratio, "
             "resized to size.",
@@ -197,7 +317,7 @@ def _sample_resize(draw, rng, shape):
     return {"width": int(new_width), "height": int(new_height)}
 
 
-_register(Op(
+register(Op(
     name="resize",
     summary="Resize to width x height (one of them keeps the aspect ratio), or by a factor.",
     params=(
@@ -221,21 +341,12 @@ _register(Op(
 
 def _letterbox_layout(params, shape):
     """(new_width, new_height, left, top) of the resized image inside the box."""
-    height, width = shape[:2]
-    box_width, box_height = params["width"], params["height"]
-    factor = min(box_width / width, box_height / height)
-    if not params["upscale"]:
-        factor = min(factor, 1.0)
-    new_width = min(box_width, max(1, round(width * factor)))
-    new_height = min(box_height, max(1, round(height * factor)))
-    return new_width, new_height, (box_width - new_width) // 2, (box_height - new_height) // 2
+    return geometry.letterbox_layout(shape, params["width"], params["height"], params["upscale"])
 
 
 def _apply_letterbox(image, params):
-    new_width, new_height, left, top = _letterbox_layout(params, image.shape)
-    resized = geometry.resize(image, new_width, new_height)
-    return geometry.pad(resized, top, params["height"] - new_height - top,
-                        left, params["width"] - new_width - left, params["fill"], params["cval"])
+    return geometry.letterbox(image, params["width"], params["height"], params["upscale"],
+                              params["fill"], params["cval"])
 
 
 def _letterbox_matrix(params, shape):
@@ -244,7 +355,7 @@ def _letterbox_matrix(params, shape):
                                                                     (new_height, new_width))
 
 
-_register(Op(
+register(Op(
     name="letterbox",
     summary="Fit inside width x height keeping the aspect ratio, centred on bars of cval.",
     params=(
@@ -252,11 +363,11 @@ _register(Op(
         Param("height", INT, 640, "Height of the box in pixels.", low=1, high=_MAX_SIDE),
         Param("upscale", BOOL, True, "false: never enlarge, only shrink images bigger than "
               "the box (a thumbnail centred on the bars).", random=False),
-        *_fill_params("What fills the bars"),
+        *fill_params("What fills the bars"),
     ),
     example="- letterbox: {width: 640, height: 640, cval: 114}",
     sample=lambda draw, rng, shape: {"width": draw("width"), "height": draw("height"),
-                                     "upscale": draw("upscale"), **_fill(draw)},
+                                     "upscale": draw("upscale"), **fill_args(draw)},
     apply=_apply_letterbox,
     matrix=_letterbox_matrix,
     output_shape=lambda params, shape: (params["height"], params["width"]),
@@ -272,10 +383,10 @@ def _sample_pad(draw, rng, shape):
     for side, length in (("top", height), ("right", width), ("bottom", height),
                          ("left", width)):
         sides[side] = int(draw("px") + round(draw("percent") * length))
-    return {**sides, **_fill(draw)}
+    return {**sides, **fill_args(draw)}
 
 
-_register(Op(
+register(Op(
     name="pad",
     summary="Pad each side by pixels and/or a fraction of the side, drawn for each side.",
     params=(
@@ -283,7 +394,7 @@ _register(Op(
               "Pad(px=...)).", low=0, high=_MAX_SIDE),
         Param("percent", NUMBER, 0, "Fraction of the width (left, right) or height (top, "
               "bottom) added to a side, drawn for each side; adds to px.", low=0, high=10),
-        *_fill_params("What fills the added border"),
+        *fill_params("What fills the added border"),
     ),
     example="- pad: {percent: [0, 0.1], fill: reflect}",
     sample=_sample_pad,
@@ -295,7 +406,7 @@ _register(Op(
 
 # --- rot90 -------------------------------------------------------------------------------
 
-_register(Op(
+register(Op(
     name="rot90",
     summary="Rotate by k quarter turns clockwise, exactly; odd k swaps width and height.",
     params=(Param("k", INT, [0, 3], "Quarter turns clockwise (negative: anticlockwise); "
@@ -323,7 +434,7 @@ def _sample_perspective(draw, rng, shape):
     corners[2] = 1.0 - jitter[2]
     corners[3, 1] = 1.0 - jitter[3, 1]
     return {"scale": scale, "corners": [[float(x), float(y)] for x, y in corners],
-            **_fill(draw)}
+            **fill_args(draw)}
 
 
 def _order_points(points: np.ndarray) -> np.ndarray:
@@ -377,7 +488,7 @@ def _apply_perspective(image, params):
     return geometry.warp_perspective(image, matrix, params["fill"], params["cval"])
 
 
-_register(Op(
+register(Op(
     name="perspective",
     summary="imgaug's PerspectiveTransform: view a random quadrilateral near the corners "
             "as the whole image.",
@@ -385,7 +496,7 @@ _register(Op(
         Param("scale", NUMBER, [0, 0.06], "Standard deviation of the corner offsets as a "
               "fraction of the size (imgaug's scale); 0.05-0.1 is a strong tilt.",
               low=0, high=0.5),
-        *_fill_params("Rarely seen (the view stays inside the image): what fills outside"),
+        *fill_params("Rarely seen (the view stays inside the image): what fills outside"),
     ),
     example="- perspective: {scale: [0.02, 0.08]}",
     sample=_sample_perspective,
@@ -437,7 +548,7 @@ def _apply_elastic(image, params):
     return geometry.remap(image, x - dx, y - dy, params["fill"], params["cval"])
 
 
-_register(Op(
+register(Op(
     name="elastic",
     summary="imgaug's ElasticTransformation: move pixels along smooth random displacement "
             "fields.",
@@ -447,11 +558,11 @@ _register(Op(
         Param("sigma", NUMBER, [4, 8], "Smoothness: sigma in pixels of the Gaussian that "
               "smooths the fields (imgaug's sigma); about alpha / 10 looks like water.",
               low=0, high=1_000),
-        *_fill_params("What fills pixels pulled in from outside the image"),
+        *fill_params("What fills pixels pulled in from outside the image"),
     ),
     example="- elastic: {alpha: [20, 50], sigma: 5}",
     sample=lambda draw, rng, shape: {"alpha": draw("alpha"), "sigma": draw("sigma"),
-                                     "seed": _seed(rng), **_fill(draw)},
+                                     "seed": op_seed(rng), **fill_args(draw)},
     apply=_apply_elastic,
     aliases=("elastic_transform", "elastic_transformation"),
     refuses_boxes="elastic moves each pixel its own way, so an axis-aligned box cannot follow "

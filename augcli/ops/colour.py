@@ -1,4 +1,4 @@
-"""Colour and tone ops of the catalog (part of the one registry in ``ops``).
+"""Colour and tone ops of the catalog.
 
 torchvision's meaning for brightness, contrast, saturation, hue and
 color_jitter; Keras' for channel_shift; imgaug's for gamma, grayscale, clahe;
@@ -13,9 +13,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .ops import Op, _register, _with_probability
-from .params import INT, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
-from .pixels import keras_channel_shift, max_value, on_colour, pointwise, to_dtype, unit_step
+from ..params import INT, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
+from ..pixels import keras_channel_shift, max_value, on_colour, pointwise, to_dtype, unit_step
+from .base import Op, register, with_probability
 
 # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma).
 _GREY_WEIGHTS = np.float32([[0.2989, 0.587, 0.114]])
@@ -73,37 +73,52 @@ _ADJUST = {
 }
 
 
-def _factor_op(name: str, summary: str, default, doc: str, example: str, aliases=(), **bounds):
-    adjust = _ADJUST[name]
-    _register(Op(
-        name=name,
-        summary=summary,
-        params=(Param("factor", NUMBER, default, doc, **bounds),),
-        example=example,
-        apply=lambda image, params: on_colour(image, lambda c: adjust(c, params["factor"])),
-        aliases=aliases,
-    ))
+def _factor_apply(adjust):
+    """``apply`` of an op that runs ``adjust(colour, factor)`` on the colour channels."""
+    return lambda image, params: on_colour(image, lambda c: adjust(c, params["factor"]))
 
 
-_factor_op(
-    "brightness", "Multiply intensities by a factor (torchvision's adjust_brightness; Keras' "
-    "brightness_range).", [0.8, 1.2], "Factor: 1 keeps the image, 0 is black, 1.5 is 50% "
-    "brighter.", "- brightness: {factor: [0.7, 1.3]}", ("multiply", "adjust_brightness"),
-    low=0, high=100)
-_factor_op(
-    "contrast", "Blend with the image's mean grey level (torchvision's adjust_contrast).",
-    [0.8, 1.2], "Factor: 1 keeps the image, 0 is flat mean grey, >1 adds contrast.",
-    "- contrast: {factor: [0.7, 1.3]}", ("adjust_contrast",), low=0, high=100)
-_factor_op(
-    "saturation", "Blend each pixel with its grey level (torchvision's adjust_saturation).",
-    [0.8, 1.2], "Factor: 1 keeps the image, 0 is grey, >1 more saturated. Grey images are "
-    "left as they are.", "- saturation: {factor: [0.5, 1.5]}", ("adjust_saturation",),
-    low=0, high=100)
-_factor_op(
-    "hue", "Turn the hue by a fraction of the colour wheel (torchvision's adjust_hue).",
-    0.05, "Fraction of the wheel in [-0.5, 0.5] (0.5: red -> cyan); d means [-d, d]. Grey "
-    "images are left as they are.", "- hue: {factor: 0.1}", ("adjust_hue",),
-    low=-0.5, high=0.5, symmetric=True)
+register(Op(
+    name="brightness",
+    summary="Multiply intensities by a factor (torchvision's adjust_brightness; Keras' "
+            "brightness_range).",
+    params=(Param("factor", NUMBER, [0.8, 1.2], "Factor: 1 keeps the image, 0 is black, 1.5 "
+                  "is 50% brighter.", low=0, high=100),),
+    example="- brightness: {factor: [0.7, 1.3]}",
+    apply=_factor_apply(adjust_brightness),
+    aliases=("multiply", "adjust_brightness"),
+))
+
+register(Op(
+    name="contrast",
+    summary="Blend with the image's mean grey level (torchvision's adjust_contrast).",
+    params=(Param("factor", NUMBER, [0.8, 1.2], "Factor: 1 keeps the image, 0 is flat mean "
+                  "grey, >1 adds contrast.", low=0, high=100),),
+    example="- contrast: {factor: [0.7, 1.3]}",
+    apply=_factor_apply(adjust_contrast),
+    aliases=("adjust_contrast",),
+))
+
+register(Op(
+    name="saturation",
+    summary="Blend each pixel with its grey level (torchvision's adjust_saturation).",
+    params=(Param("factor", NUMBER, [0.8, 1.2], "Factor: 1 keeps the image, 0 is grey, >1 "
+                  "more saturated. Grey images are left as they are.", low=0, high=100),),
+    example="- saturation: {factor: [0.5, 1.5]}",
+    apply=_factor_apply(adjust_saturation),
+    aliases=("adjust_saturation",),
+))
+
+register(Op(
+    name="hue",
+    summary="Turn the hue by a fraction of the colour wheel (torchvision's adjust_hue).",
+    params=(Param("factor", NUMBER, 0.05, "Fraction of the wheel in [-0.5, 0.5] (0.5: red -> "
+                  "cyan); d means [-d, d]. Grey images are left as they are.",
+                  low=-0.5, high=0.5, symmetric=True),),
+    example="- hue: {factor: 0.1}",
+    apply=_factor_apply(adjust_hue),
+    aliases=("adjust_hue",),
+))
 
 
 # --- color_jitter ------------------------------------------------------------------------
@@ -151,7 +166,7 @@ def _apply_color_jitter(image, params):
     return on_colour(image, jitter)
 
 
-_register(Op(
+register(Op(
     name="color_jitter",
     summary="torchvision's ColorJitter: brightness, contrast, saturation and hue in a random "
             "order.",
@@ -181,7 +196,7 @@ def _apply_channel_shift(image, params):
     return on_colour(image, lambda colour: keras_channel_shift(colour, shift))
 
 
-_register(Op(
+register(Op(
     name="channel_shift",
     summary="Keras' channel shift: add one random intensity to all channels, clipped to the "
             "image's own min..max.",
@@ -197,12 +212,12 @@ _register(Op(
 # --- gamma ---------------------------------------------------------------------------------
 
 def _apply_gamma(image, params):
-    from . import engine
+    from .. import engine
 
     return on_colour(image, lambda colour: engine.gamma_contrast(colour, params["gamma"]))
 
 
-_register(Op(
+register(Op(
     name="gamma",
     summary="imgaug's GammaContrast: max * (x / max) ** gamma.",
     params=(Param("gamma", NUMBER, [0.7, 1.7], "Exponent: >1 darkens the mid-tones, <1 "
@@ -223,7 +238,7 @@ def _to_grey(colour, alpha):
     return to_dtype(blend, colour.dtype)
 
 
-_register(Op(
+register(Op(
     name="grayscale",
     summary="Blend towards grey by alpha; keeps 3 channels (torchvision Grayscale("
             "num_output_channels=3), imgaug Grayscale).",
@@ -234,7 +249,7 @@ _register(Op(
               low=0, high=1),
     ),
     example="- grayscale: {p: 0.2}",
-    sample=lambda draw, rng, shape: _with_probability(draw, rng, {"alpha": draw("alpha")}),
+    sample=lambda draw, rng, shape: with_probability(draw, rng, {"alpha": draw("alpha")}),
     apply=lambda image, params: on_colour(image, lambda c: _to_grey(c, params["alpha"])),
     aliases=("greyscale", "to_grayscale"),
 ))
@@ -242,13 +257,13 @@ _register(Op(
 
 # --- invert ----------------------------------------------------------------------------------
 
-_register(Op(
+register(Op(
     name="invert",
     summary="Negative: x -> max - x on the colour channels, with probability p.",
     params=(Param("p", PROBABILITY, 1.0, "Probability of inverting (torchvision's "
                   "RandomInvert uses 0.5).", low=0, high=1),),
     example="- invert: {p: 0.5}",
-    sample=lambda draw, rng, shape: _with_probability(draw, rng),
+    sample=lambda draw, rng, shape: with_probability(draw, rng),
     apply=lambda image, params: on_colour(image, lambda c: max_value(c.dtype) - c),
 ))
 
@@ -269,7 +284,7 @@ def _apply_clahe(image, params):
     return on_colour(image, equalized)
 
 
-_register(Op(
+register(Op(
     name="clahe",
     summary="imgaug's CLAHE: contrast-limited adaptive histogram equalization of the "
             "lightness (L of Lab; grey images directly).",
@@ -317,14 +332,14 @@ def _equalize(colour: np.ndarray) -> np.ndarray:
     return np.dstack([_equalize_channel(colour[..., i]) for i in range(colour.shape[2])])
 
 
-_register(Op(
+register(Op(
     name="equalize",
     summary="Histogram equalization of each channel (PIL's ImageOps.equalize, torchvision's "
             "equalize), with probability p.",
     params=(Param("p", PROBABILITY, 1.0, "Probability of equalizing (torchvision's "
                   "RandomEqualize uses 0.5).", low=0, high=1),),
     example="- equalize: {p: 0.5}",
-    sample=lambda draw, rng, shape: _with_probability(draw, rng),
+    sample=lambda draw, rng, shape: with_probability(draw, rng),
     apply=lambda image, params: on_colour(image, _equalize),
     aliases=("histogram_equalization", "equalize_hist"),
 ))
