@@ -105,11 +105,10 @@ def map_in_workers(function, tasks, workers: int, crashed=None):
     if workers == 1:
         yield from map(function, tasks)
         return
-    pending, suspects = iter(tasks), []
-    while True:
+    pending = iter(tasks)
+    suspects: list | None = []
+    while suspects is not None:
         suspects = yield from _run_pool(function, pending, workers, suspects, crashed)
-        if suspects is None:
-            return
 
 
 def _run_pool(function, pending, workers: int, suspects: list, crashed):
