@@ -8,18 +8,37 @@ OpenCV or imgaug.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
 from . import __version__
-from .errors import EXIT_USAGE, AugcliError, UsageError
+from .errors import EXIT_USAGE, AugcliError, UsageError, output_error
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: stop, keep finished outputs, exit 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 class _Group(click.Group):
     """Turns library errors into a one-line message and an exit code, never a traceback."""
 
     def invoke(self, ctx):
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+        try:
+            return self._invoke(ctx)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except AugcliError as exc:
@@ -33,25 +52,15 @@ class _Group(click.Group):
                        "opencv-python opencv-python-headless && pip install "
                        "opencv-python-headless", err=True)
             ctx.exit(EXIT_USAGE)
-        except OSError as exc:
+        except OSError as exc:  # a file-system error no command turned into its own message
             if exc.filename is None:
                 raise
-            click.echo(f"Error: {_os_error_line(exc)}", err=True)
+            click.echo(f"Error: {output_error(exc.filename, exc)}", err=True)
             ctx.exit(EXIT_USAGE)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("Interrupted. Finished outputs are kept; rerun the same command to "
                        "make the rest.", err=True)
-            ctx.exit(130)
-
-
-def _os_error_line(exc: OSError) -> str:
-    """One line for a file-system error that reached the top (e.g. an unwritable output)."""
-    reason = exc.strerror or str(exc)
-    line = f"{exc.filename}: {reason.lower() if reason[:1].isupper() else reason}"
-    if isinstance(exc, PermissionError):
-        line += (" (this user cannot write there: choose another output folder, or make it "
-                 "writable; in Docker, run with --user \"$(id -u):$(id -g)\")")
-    return line
+            ctx.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 # Options every folder command shares, written once (as sqlite-utils does).
@@ -125,6 +134,8 @@ def run(recipe, input_dir, output_dir, workers, seed, per_class, profile, dry_ru
                         per_class=per_class, profile=profile, workers=workers,
                         overwrite=overwrite,
                         progress=not quiet, notify=print_failure)
+    for line in report.notes:
+        click.echo(f"note: {line}", err=True)
     if not quiet:
         for line in report.class_lines() + report.object_lines():
             click.echo(line, err=True)
