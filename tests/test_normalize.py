@@ -418,7 +418,7 @@ def test_a_corrupt_file_is_reported_once_skipped_and_exits_1(tmp_path, method):
     result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", method, "-w", 1)
     assert result.exit_code == 1
     assert result.output.count("failed: broken.png: ") == 1
-    assert "3 images read, 3 files written, 1 failed" in result.output
+    assert "3 images read, 3 files written, 0 skipped (already done), 1 failed" in result.output
     assert not (tmp_path / "out" / "broken.npy").exists()
     if method == "tf":
         for index, original in enumerate(originals):
@@ -428,18 +428,20 @@ def test_a_corrupt_file_is_reported_once_skipped_and_exits_1(tmp_path, method):
 def test_an_output_that_cannot_be_written_is_reported_and_the_rest_written(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
     (tmp_path / "out" / "img_001.npy").mkdir(parents=True)  # a folder where a file must go
+    refused = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "4x4")
+    assert refused.exit_code == 2 and "already holds 1 file(s)" in refused.output
     result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "4x4",
-                    "-w", 1)
+                    "-w", 1, "--overwrite")
     assert result.exit_code == 1
     assert "failed: img_001.png: cannot write" in result.output
-    assert "3 images read, 2 files written, 1 failed" in result.output
+    assert "3 images read, 2 files written, 0 skipped (already done), 1 failed" in result.output
     assert (tmp_path / "out" / "img_000.npy").is_file()
     assert (tmp_path / "out" / "img_002.npy").is_file()
 
 
 @pytest.mark.parametrize("args, message", [
     (["-m", "samplewise", "--per-channel"], "--per-channel only applies to --method minmax"),
-    (["-m", "zca"], "--method zca needs --size WxH"),
+    (["-m", "zca", "--resize", "letterbox"], "--resize letterbox needs --size"),
     (["-m", "caffe", "--color", "grey"], "--method caffe subtracts a mean per RGB channel"),
     (["-m", "tf", "--stats", "s.json"], "--stats and --fit-only only apply to"),
     (["-m", "tf", "--size", "12"], "--size expects WIDTHxHEIGHT"),
