@@ -423,7 +423,11 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
               help="Where they are: a folder of per-image files [default: beside the images], "
                    "or the COCO JSON file (required for coco).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def check_command(folder, profile_name, task, annotation_format, annotations_path, as_json):
+@click.option("-v", "--verbose", is_flag=True,
+              help="List every finding by file, even of a kind found in many files.")
+@workers_option
+def check_command(folder, profile_name, task, annotation_format, annotations_path, as_json,
+                  verbose, workers):
     """Check that FOLDER is ready to upload to a hosted trainer.
 
     Each folder that directly holds images is a tag (images directly in
@@ -435,6 +439,10 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
 
     For object detection, --annotations FORMAT counts the labelled objects:
     each label is a tag, measured by the usable images that hold it.
+
+    A kind of finding in more than 3 files is shown once, with the number of
+    files and examples; --verbose lists each. Files are checked by worker
+    processes (--workers, default every core) behind a progress bar.
 
     Exit code: 0 ready (warnings allowed), 1 not ready, 2 usage error.
 
@@ -453,11 +461,11 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
         spec = _annotation_spec(annotation_format, annotations_path)
     elif annotations_path is not None:
         raise UsageError("--annotations-path needs --annotations FORMAT")
-    report = check_folder(folder, profile_name, task, spec)
+    report = check_folder(folder, profile_name, task, spec, workers=workers, progress=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
-        click.echo(format_report(report))
+        click.echo(format_report(report, verbose))
     sys.exit(report.exit_code)
 
 
