@@ -147,22 +147,27 @@ def _check_json_flags(as_json: bool, dry_run: bool) -> None:
 @main.command("ops")
 @click.argument("name", required=False)
 def list_ops(name):
-    """List every op with its parameters, or show one op in full.
+    """List every op and combinator with its parameters, or show one in full.
+
+    Combinators (sometimes, one_of, some_of, sequence) hold other ops.
 
     Example:
 
-        augcli ops            # all ops, their parameters and defaults
+        augcli ops            # all ops and combinators, their parameters and defaults
 
         augcli ops rotate     # one op, with a recipe snippet
+
+        augcli ops one_of     # one combinator, with a recipe snippet
     """
     from . import ops
+    from .ops.help import COMBINATORS
 
     if name is None:
         click.echo(ops.catalog_listing())
         return
     text = ops.op_help(name)
     if text is None:
-        close = ops.closest_names(name, ops.all_names())
+        close = ops.closest_names(name, [*ops.all_names(), *COMBINATORS])
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UsageError(f"no op named '{name}'{hint}; run 'augcli ops' for the list")
     click.echo(text)
