@@ -236,6 +236,7 @@ def _inspect_all(folder: Path, images: list, profile: Profile, workers: int,
     workers = max(1, min(workers, -(-len(tasks) // FILES_PER_WORKER)))
     inspected = {}
     bar = progress_bar(len(tasks), progress)
+    bar.set_description("check")
     try:
         for index, findings, digest in map_in_workers(inspect_task, tasks, workers):
             inspected[images[index]] = (findings, digest)

@@ -819,7 +819,9 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
     header, records = read_manifest(output_dir)
     if plan.overwrite:
         planned = set(plan.outputs.values())
-        return {}, sorted({record["output"] for record in records} - planned)
+        ours = {record["output"] for record in records
+                if "settings" in record and _inside(output_dir, record["output"])}
+        return {}, sorted(ours - planned)
     if (header is not None and header.get("settings") != plan.fingerprint) or \
             any(record.get("settings") != plan.fingerprint for record in records):
         raise UsageError(_other_settings(plan, header))
@@ -834,6 +836,12 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
                              "where they came from; rerun with --overwrite to replace them, "
                              "or choose another output folder")
     return finished, []
+
+
+def _inside(folder: Path, relative: str) -> bool:
+    """Whether a path a manifest names stays inside ``folder`` (never delete elsewhere)."""
+    resolved = (folder / relative).resolve()
+    return folder.resolve() in resolved.parents
 
 
 def _other_settings(plan: NormalizePlan, header: dict | None) -> str:

@@ -800,3 +800,18 @@ def test_json_prints_one_object_with_counts_failures_and_the_output_folder(tmp_p
     assert fitted["output"] is None and fitted["stats_file"] == str(stats)
     assert invoke(tmp_path / "in", "-o", tmp_path / "x", "-m", "tf", "--json",
                   "--dry-run").exit_code == 2
+
+
+def test_overwrite_deletes_only_files_a_normalize_manifest_names_inside_the_folder(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=1)])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "outside.npy").write_bytes(b"keep me")
+    (tmp_path / "out" / "img_000_a_1.png").write_bytes(b"an augcli run output")
+    (tmp_path / "out" / normalize.MANIFEST_NAME).write_text(
+        '{"output": "img_000_a_1.png", "source": "img_000.png", "recipe": "abc"}\n'
+        '{"output": "../outside.npy", "source": "x.png", "method": "tf", "settings": "1"}\n')
+    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "outside.npy").read_bytes() == b"keep me"
+    assert (tmp_path / "out" / "img_000_a_1.png").read_bytes() == b"an augcli run output"
+    assert [r.get("output") for r in manifest(tmp_path / "out")] == [None, "img_000.npy"]
