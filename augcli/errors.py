@@ -52,7 +52,7 @@ def output_error(path, exc: OSError) -> OutputError:
     hint = ""
     if exc.errno in _FULL:
         hint = "; free some space (or raise the file size limit) and rerun the same command"
-    elif isinstance(exc, PermissionError):
+    elif exc.errno == errno.EACCES:
         hint = ("; this user cannot write there: choose another output folder or make it "
                 "writable (in Docker, run with --user \"$(id -u):$(id -g)\")")
     return OutputError(f"cannot write {path}: {reason}{hint}")

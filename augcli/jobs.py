@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -37,6 +38,7 @@ class JobReport:
     failures: list = field(default_factory=list)  # (path, reason)
     ignored: list = field(default_factory=list)  # files that are not images
     seconds: float = 0.0
+    output_dir: str | None = None  # where the outputs went (None: nothing to write, e.g. a fit)
     # Told one line per failure as it happens (the CLI prints it above the progress bar).
     notify: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
@@ -54,6 +56,19 @@ class JobReport:
         return (f"{self.images_read} images read, {self.written} outputs written, "
                 f"{self.skipped} skipped (already done), {len(self.failures)} failed, "
                 f"{self.seconds:.1f} s")
+
+    def to_json(self) -> dict:
+        """The report as one JSON object for scripts (``--json``); subclasses add their keys."""
+        return {"output": self.output_dir, "images_read": self.images_read,
+                "written": self.written, "skipped": self.skipped, "failed": len(self.failures),
+                "failures": [{"path": _posix(path), "reason": reason}
+                             for path, reason in self.failures],
+                "ignored": [_posix(path) for path in self.ignored],
+                "seconds": round(self.seconds, 3), "exit_code": self.exit_code}
+
+
+def _posix(path) -> str:
+    return path.as_posix() if isinstance(path, Path) else str(path)
 
 
 def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path, Path]:
@@ -238,3 +253,27 @@ def progress_bar(total: int, enabled: bool):
     """A tqdm bar on stderr, shown only when enabled and stderr is a terminal."""
     return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
                 disable=not enabled or not sys.stderr.isatty())
+
+
+@contextmanager
+def elapsed_spinner(label: str, enabled: bool):
+    """``label: 00:12`` on stderr, ticking while a long step with no steps of its own (a
+    matrix solve) runs; shown only when enabled and stderr is a terminal, as progress_bar."""
+    bar = tqdm(desc=label, bar_format="{desc}: {elapsed}", file=sys.stderr,
+               disable=not enabled or not sys.stderr.isatty())
+    stop = threading.Event()
+    ticker = threading.Thread(target=lambda: _tick(bar, stop), daemon=True)
+    if not bar.disable:
+        ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
+        bar.close()
+
+
+def _tick(bar, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        bar.refresh()

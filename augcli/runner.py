@@ -519,6 +519,15 @@ class Report(JobReport):
         return [f"objects {label}: {before} -> {after}"
                 for label, (before, after) in self.objects.items()]
 
+    def to_json(self) -> dict:
+        """JobReport's summary, plus per-class counts (balancing) and objects per label
+        (annotations), empty without them."""
+        return {**super().to_json(),
+                "classes": [{"class": c.tag, "before": c.before, "after": c.after}
+                            for c in self.classes],
+                "objects": {label: {"sources": before, "output": after}
+                            for label, (before, after) in self.objects.items()}}
+
 
 def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
                    profile=None) -> Recipe:
@@ -549,7 +558,8 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
                             profile=profile)
     plan = plan_run(recipe)
-    report = Report(ignored=plan.ignored, classes=plan.classes, notify=notify)
+    report = Report(ignored=plan.ignored, classes=plan.classes, notify=notify,
+                    output_dir=str(plan.output_dir))
     for path, reason in plan.failures:
         report.fail(path, reason)
     _make_folder(plan.output_dir)

@@ -259,3 +259,36 @@ def test_absurd_per_class_is_refused_with_the_limit(tmp_path, simple_recipe):
     assert result.exit_code == 2
     assert "Error: --per-class: expected an integer in [1, 100,000], got 1000000000" in \
         result.output
+
+
+def test_run_json_prints_one_summary_object_on_stdout(tmp_path, simple_recipe, dataset):
+    (dataset / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (dataset / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(main, ["run", str(simple_recipe), "-w", "1", "--json"])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    [failure] = summary.pop("failures")
+    assert failure["path"] == "cats/broken.jpg" and failure["reason"]
+    assert isinstance(summary.pop("seconds"), float)
+    assert summary == {"output": str(tmp_path / "out"), "images_read": 4, "written": 16,
+                       "skipped": 0, "failed": 1, "ignored": ["notes.txt"], "exit_code": 1,
+                       "classes": [], "objects": {}}
+    assert "outputs written" not in result.stderr  # no human summary
+    assert "failed: cats/broken.jpg" in result.stderr  # failures still show as they happen
+
+    (dataset / "cats" / "broken.jpg").unlink()
+    again = json.loads(CliRunner().invoke(main, ["run", str(simple_recipe), "--json",
+                                                 "-q"]).stdout)
+    assert (again["written"], again["skipped"], again["exit_code"]) == (0, 16, 0)
+
+
+def test_run_json_has_the_class_counts_when_balancing(tmp_path, simple_recipe):
+    result = invoke("run", simple_recipe, "-w", 1, "--per-class", 3, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["classes"] == [
+        {"class": "cats", "before": 2, "after": 3}, {"class": "dogs", "before": 2, "after": 3}]
+
+
+def test_run_json_and_dry_run_together_are_a_usage_error(simple_recipe):
+    result = invoke("run", simple_recipe, "--json", "--dry-run")
+    assert result.exit_code == 2 and "use one of them" in result.output
