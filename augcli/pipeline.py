@@ -15,7 +15,13 @@ import numpy as np
 
 from . import geometry
 from . import ops as catalog
+from .imagefiles import DEFAULT_MAX_PIXELS
 from .recipe import OneOf, OpNode, Sequence, SomeOf, Sometimes
+
+
+class OutputTooLarge(ValueError):
+    """A step would make an image over the pixel limit inputs have too (found while
+    sampling, before anything is allocated): that output fails, the run goes on."""
 
 
 @dataclass(frozen=True)
@@ -29,21 +35,24 @@ class Step:
         return {self.op: self.params}
 
 
-def sample_steps(nodes, rng: np.random.Generator, shape) -> list:
+def sample_steps(nodes, rng: np.random.Generator, shape,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list:
     """Walk the op tree, draw every random choice, and return the steps that fire.
 
     ``shape`` is the source image's; ops that change the size (crops, resizes)
-    hand the new size to the ops after them.
+    hand the new size to the ops after them. A step that would make an image of
+    more than ``max_pixels`` raises OutputTooLarge.
     """
-    sampler = _Sampler(rng, tuple(shape[:2]))
+    sampler = _Sampler(rng, tuple(shape[:2]), max_pixels)
     sampler.visit(nodes)
     return sampler.steps
 
 
 class _Sampler:
-    def __init__(self, rng, size):
+    def __init__(self, rng, size, max_pixels):
         self.rng = rng
         self.size = size  # (height, width) at this point of the pipeline
+        self.max_pixels = max_pixels
         self.steps = []
 
     def visit(self, nodes) -> None:
@@ -55,6 +64,7 @@ class _Sampler:
                 if params is not None:
                     self.steps.append(Step(node.op, params))
                     self.size = op.size_after(params, self.size)
+                    self._check_size(node.op)
             elif isinstance(node, Sometimes):
                 self.visit(node.then if rng.random() < node.p.sample(rng) else node.otherwise)
             elif isinstance(node, OneOf):
@@ -70,6 +80,13 @@ class _Sampler:
                 self.visit([node.ops[i] for i in order])
             else:  # pragma: no cover - the recipe parser builds only the types above
                 raise TypeError(f"unknown op node {node!r}")
+
+
+    def _check_size(self, op_name: str) -> None:
+        height, width = self.size
+        if height * width > self.max_pixels:
+            raise OutputTooLarge(f"{op_name} would make a {width} x {height} image, over the "
+                                 f"limit of {self.max_pixels:,} pixels")
 
 
 def _drawer(args: dict, rng):

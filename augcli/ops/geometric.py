@@ -256,6 +256,9 @@ def _resized_crop_window(draw, rng, height: int, width: int, ratio) -> tuple:
         h, w = height, round(height * max(ratio))
     else:
         w, h = width, height
+    # An extreme ratio on a small image rounds a side to 0 (torchvision then fails): keep
+    # at least one pixel.
+    w, h = min(max(w, 1), width), min(max(h, 1), height)
     return (width - w) // 2, (height - h) // 2, w, h
 
 
