@@ -650,18 +650,18 @@ def test_killed_ricap_resumes_to_the_files_of_an_uninterrupted_run(tmp_path):
             "--hard-label", "majority", "-w", "1", "-q"]
     out = tmp_path / "out"
     process = subprocess.Popen([*command, *args, "-o", str(out)])
-    deadline = time.monotonic() + 60
-    while len(list(out.glob("ricap_*.png"))) < 40 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180  # a loaded machine can be slow to start the run
+    while len(list(out.glob("ricap_*.png"))) < 10 and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert 40 <= len(list(out.glob("ricap_*.png"))) < 800, "the run was not interrupted"
+    assert 10 <= len(list(out.glob("ricap_*.png"))) < 800, "the run was not interrupted"
     assert not (out / "labels.csv").exists()
     resumed = subprocess.run([*command, *args, "-o", str(out), "--json"], capture_output=True,
                              text=True, timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
-    assert summary["skipped"] >= 40 and summary["skipped"] + summary["written"] == 800
+    assert summary["skipped"] >= 10 and summary["skipped"] + summary["written"] == 800
     clean = subprocess.run([*command, *args, "-o", str(tmp_path / "clean")], timeout=300,
                            check=False)
     assert clean.returncode == 0
