@@ -411,8 +411,7 @@ def _print_normalize_plan(plan):
 @click.option("--dry-run", is_flag=True,
               help="Plan and count (what is left to make after an interrupted run); "
                    "write nothing.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON summary on stdout instead of the human summary.")
+@json_option
 @workers_option
 @quiet_option
 def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample, fmt,
@@ -448,8 +447,6 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
         augcli ricap photos -o montages -n 5000 --size 32x32 \\
             --epochs 100 --beta-schedule 0.01:1.0:20:90
     """
-    import json
-
     from .ricap import make_montages
 
     report = make_montages(input_dir, output_dir, count=count, size=size, beta=beta, seed=seed,
@@ -457,10 +454,7 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
                            hard_label=hard_label, epochs=epochs, beta_schedule=beta_schedule,
                            overwrite=overwrite, dry_run=dry_run, workers=workers,
                            progress=not quiet and not as_json, notify=print_failure)
-    if as_json:
-        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
-    elif not quiet or dry_run:
-        click.echo(report.summary(), err=True)
+    print_summary(report, as_json, quiet and not dry_run)
     sys.exit(report.exit_code)
 
 

@@ -38,7 +38,7 @@ class JobReport:
     failures: list = field(default_factory=list)  # (path, reason)
     ignored: list = field(default_factory=list)  # files that are not images
     seconds: float = 0.0
-    output_dir: str | None = None  # where the outputs went (None: nothing to write, e.g. a fit)
+    output_dir: str | Path | None = None  # where outputs went (None: none, e.g. a fit)
     # Told one line per failure as it happens (the CLI prints it above the progress bar).
     notify: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
@@ -59,7 +59,8 @@ class JobReport:
 
     def to_json(self) -> dict:
         """The report as one JSON object for scripts (``--json``); subclasses add their keys."""
-        return {"output": self.output_dir, "images_read": self.images_read,
+        output = None if self.output_dir is None else _posix(self.output_dir)
+        return {"output": output, "images_read": self.images_read,
                 "written": self.written, "skipped": self.skipped, "failed": len(self.failures),
                 "failures": [{"path": _posix(path), "reason": reason}
                              for path, reason in self.failures],

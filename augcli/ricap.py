@@ -464,7 +464,6 @@ class RicapReport(JobReport):
     bad_sources: int = 0
     failed_montages: int = 0
     planned: int = 0
-    output_dir: Path | None = None
     dry_run: bool = False
     epochs: list = field(default_factory=list)  # (folder, beta) per epoch, with --epochs
 
@@ -477,21 +476,10 @@ class RicapReport(JobReport):
                 f"{self.bad_sources} unreadable sources, {self.seconds:.1f} s")
 
     def to_json(self) -> dict:
-        """The ``--json`` summary: one object, documented in the README."""
-        summary = {
-            "command": "ricap",
-            "output": None if self.output_dir is None else str(self.output_dir),
-            "dry_run": self.dry_run,
-            "planned": self.planned,
-            "written": self.written,
-            "skipped": self.skipped,
-            "failed": self.failed_montages,
-            "images_read": self.images_read,
-            "bad_sources": self.bad_sources,
-            "failures": [{"path": str(path), "reason": reason} for path, reason in self.failures],
-            "seconds": round(self.seconds, 3),
-            "exit_code": self.exit_code,
-        }
+        """JobReport's summary, with montages counted as ``failed`` and the plan's numbers."""
+        summary = {**super().to_json(), "command": "ricap", "dry_run": self.dry_run,
+                   "planned": self.planned, "failed": self.failed_montages,
+                   "bad_sources": self.bad_sources}
         if self.epochs:
             summary["epochs"] = [{"epoch": number, "folder": folder, "beta": beta}
                                  for number, (folder, beta) in enumerate(self.epochs)]
