@@ -331,3 +331,10 @@ def test_elastic_moves_pixels_but_keeps_the_histogram_roughly():
     after = np.histogram(out, bins=16, range=(0, 256))[0] / out.size
     assert np.abs(before - after).sum() < 0.15
     assert run(image, "elastic", alpha=0.0, sigma=4.0, seed=3, **FILL) is image
+
+
+def test_elastic_sigma_is_bounded_when_the_recipe_is_read():
+    # sigma 1000 padded the fields by 5,200 px and took minutes even on a 1 x 1 image.
+    with pytest.raises(RecipeError, match=r"elastic\.sigma"):
+        sample("[{elastic: {alpha: 10, sigma: 1000}}]")
+    assert sample("[{elastic: {alpha: 10, sigma: 100}}]")[0].params["sigma"] == 100
