@@ -148,7 +148,7 @@ class CheckReport:
         return math.ceil(self.usable / batch) if batch else None
 
     def findings_by_file(self) -> dict:
-        grouped = {}
+        grouped: dict[str, list[Finding]] = {}
         for finding in self.findings:
             grouped.setdefault(finding.path, []).append(finding)
         return grouped
@@ -197,7 +197,8 @@ def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification",
     source = AnnotationSource(annotations, folder) if annotations is not None else None
     images, others = imagefiles.scan(folder)
     report = CheckReport(folder, profile, task, ignored=[p.as_posix() for p in others],
-                         images=len(images), annotations=annotations and annotations.format)
+                         images=len(images),
+                         annotations=annotations.format if annotations is not None else None)
     inspected = _inspect_all(folder, images, profile, workers or default_workers(), progress)
     folders = _inspect_folders(images, inspected, report)
     minimum, recommended = profile.min_images(task), profile.recommended_images(task)
@@ -249,12 +250,12 @@ def _inspect_all(folder: Path, images: list, profile: Profile, workers: int,
 def _inspect_folders(images: list, inspected: dict, report) -> dict:
     """Add every image's findings to the report, with copies within a tag; per folder tag
     (root first), (every image, the usable ones)."""
-    by_tag = {}
+    by_tag: dict[str, list[Path]] = {}
     for relative in images:
         by_tag.setdefault(relative.parent.as_posix(), []).append(relative)
     folders = {}
     for tag in sorted(by_tag, key=lambda name: (name != ROOT_TAG, name)):
-        first_with_digest = {}
+        first_with_digest: dict[str, Path] = {}
         good = []
         for relative in by_tag[tag]:
             findings, digest = inspected[relative]
@@ -279,7 +280,9 @@ def _label_rows(source: AnnotationSource, folder: Path, images: list, usable: se
     Labels the dataset declares (classes.txt, COCO categories) appear even
     with no objects, so a class nobody labelled shows as too few.
     """
-    images_with, usable_with, objects = {}, {}, {}
+    images_with: dict[str, set[Path]] = {}
+    usable_with: dict[str, set[Path]] = {}
+    objects: dict[str, int] = {}
     for relative in images:
         try:
             boxes = source.read(relative.as_posix(), folder / relative).boxes
@@ -342,7 +345,8 @@ def inspect_file(path: Path, relative: str, profile: Profile,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                fmt = _FORMAT_NAMES.get(image.format, str(image.format).lower())
+                pil_format = str(image.format)
+                fmt = _FORMAT_NAMES.get(pil_format, pil_format.lower())
                 width, height = image.size
                 _check_format(fmt, path, profile, add)
                 _check_sides(width, height, profile, add)
@@ -433,13 +437,13 @@ def format_report(report: CheckReport, verbose: bool = False) -> str:
 
 def _finding_lines(report: CheckReport, verbose: bool) -> list:
     """Findings by file; kinds found in many files once each, with examples."""
-    files_per_kind = {}
+    files_per_kind: dict[str, list[Finding]] = {}
     for finding in report.findings:
         files_per_kind.setdefault(finding.kind, []).append(finding)
     repeated = {} if verbose else {kind: found for kind, found in files_per_kind.items()
                                    if len(found) > GROUP_OVER}
     lines = []
-    by_file = {}
+    by_file: dict[str, list[Finding]] = {}
     for finding in report.findings:
         if finding.kind not in repeated:
             by_file.setdefault(finding.path, []).append(finding)

@@ -187,7 +187,7 @@ def pil_to_array(image: Image.Image) -> np.ndarray:
     return _to_array(image, "<PIL image>")
 
 
-def _to_array(image: Image.Image, path: Path) -> np.ndarray:
+def _to_array(image: Image.Image, path: Path | str) -> np.ndarray:
     """Convert Pillow's many modes to the few array layouts augcli works on."""
     mode = image.mode
     if mode == "P":
@@ -272,7 +272,7 @@ def encode_within(image: np.ndarray, fmt: str, quality: int, max_bytes: int | No
     Returns the bytes and ``{"quality": q, "size": [w, h]}`` for what changed.
     """
     original_size = image.shape[:2]
-    adjustments = {}
+    adjustments: dict[str, int | list[int]] = {}
     if max_side is not None and max(original_size) > max_side:
         image = _scaled(image, max_side / max(original_size))
     data = encode(image, fmt, quality)

@@ -207,13 +207,17 @@ class GramAccumulator:
     def __init__(self, channels: int):
         self.channels = channels
         self.count = 0
-        self.shift = self.sums = self.gram = None
+        # Set by the first ``add``; the gram goes again once ``centred_gram`` hands it out.
+        self.shift: np.ndarray | None = None
+        self.sums: np.ndarray | None = None
+        self.gram: np.ndarray | None = None
 
     def add(self, rows: np.ndarray) -> None:
         if self.gram is None:
             self.shift = rows.mean(axis=0)
             self.sums = np.zeros_like(self.shift)
             self.gram = np.zeros((rows.shape[1], rows.shape[1]))
+        assert self.shift is not None and self.sums is not None  # set with the first gram
         shifted = rows - self.shift
         self.gram += shifted.T @ shifted
         self.sums += shifted.sum(axis=0)
@@ -221,6 +225,7 @@ class GramAccumulator:
 
     def channel_mean(self) -> np.ndarray:
         """Per-channel mean over all images and pixels (Keras' featurewise mean)."""
+        assert self.sums is not None and self.shift is not None, "no rows were added"
         totals = (self.sums + self.count * self.shift).reshape(-1, self.channels)
         return totals.sum(axis=0) / (self.count * len(totals))
 
@@ -230,6 +235,8 @@ class GramAccumulator:
         With y = x - k and m = mean - k: Σ(y-m)(y-m)ᵀ = Σyyᵀ - a mᵀ - m aᵀ
         where a = Σy - n m / 2.
         """
+        assert self.gram is not None and self.sums is not None and self.shift is not None, \
+            "no rows were added, or the gram was handed out already"
         offset = np.tile(mean, len(self.shift) // self.channels) - self.shift
         correction = np.outer(self.sums - self.count * offset / 2, offset)
         gram, self.gram = self.gram, None
@@ -244,9 +251,9 @@ class ZcaAccumulator:
 
     def __init__(self, channels: int, features: int):
         self.channels, self.features = channels, features
-        self.batches = []  # held rows, while fewer than ``features``
+        self.batches: list[np.ndarray] = []  # held rows, while fewer than ``features``
         self.count = 0
-        self.gram = None
+        self.gram: GramAccumulator | None = None
 
     def add(self, rows: np.ndarray) -> None:
         self.count += len(rows)
@@ -478,6 +485,7 @@ def memory_budget() -> int | None:
 def check_zca_memory(preparation: Preparation, matrices: int, budget: int | None = None) -> None:
     """Refuse, before reading any image, a --size whose D x D matrices would not fit."""
     budget = memory_budget() if budget is None else budget
+    assert preparation.size is not None  # zca always resizes (plan_normalize's default size)
     width, height = preparation.size
     features = width * height * preparation.channels
     matrix = features**2 * 8
@@ -561,6 +569,7 @@ def process_image(task: ImageTask) -> ImageResult:
     elif task.job == "row":
         result.payload = preparation.apply(image).reshape(-1)
     else:
+        assert task.destination is not None and task.transform is not None  # a "write" task
         result.failure = _write(task.destination, task.transform(preparation.apply(image)),
                                 task.fmt, task.transform.method)
     return result
@@ -736,6 +745,7 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
     if plan.fits:
         fitted = _fit(method, plan.tasks, passes, plan.epsilon)
         if fit_only:
+            assert plan.stats_path is not None  # --fit-only requires --stats (_check_options)
             save_stats(plan.stats_path, fitted)
             report.stats_path = str(plan.stats_path)
     if not fit_only:
@@ -750,6 +760,7 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     stats = fitted.fingerprint() if fitted is not None else None
     finished = _same_statistics(plan, stats)
     output_dir = plan.output_dir
+    assert output_dir is not None  # not --fit-only
     for relative in plan.stale:
         (output_dir / relative).unlink(missing_ok=True)
     imagefiles.remove_stale_temp_files(output_dir)
@@ -785,7 +796,8 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
 def read_manifest(output_dir: Path) -> tuple[dict | None, list]:
     """(header, output records) of an earlier normalize; a torn last line is ignored."""
     path = output_dir / MANIFEST_NAME
-    header, records = None, []
+    header: dict | None = None
+    records: list[dict] = []
     if not path.is_file():
         return header, records
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -816,6 +828,7 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
     this one does not make, e.g. of another --format).
     """
     output_dir = plan.output_dir
+    assert output_dir is not None  # plan_normalize asks only when there is an output folder
     header, records = read_manifest(output_dir)
     if plan.overwrite:
         planned = set(plan.outputs.values())
@@ -935,7 +948,8 @@ def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[Path, Path | No
 
 def _outputs(images: list, fmt: str) -> dict:
     """Same relative path and stem, the format's extension; refuse two sources on one name."""
-    outputs, claimed = {}, {}
+    outputs: dict[str, str] = {}
+    claimed: dict[str, str] = {}
     for relative in images:
         target = relative.with_suffix(f".{fmt}").as_posix()
         if target in claimed:
@@ -985,6 +999,7 @@ def _fit_zca(tasks: list, passes: _Passes, epsilon: float) -> ZcaStats:
 
 
 def _features(preparation: Preparation) -> int:
+    assert preparation.size is not None  # zca always resizes (plan_normalize's default size)
     width, height = preparation.size
     return width * height * preparation.channels
 
@@ -1034,9 +1049,13 @@ def _apply_zca(tasks: list, stats: ZcaStats, fmt: str, passes: _Passes, journal,
     Each image so meets the same matrix product, in the same place, whichever
     images a resumed run has left to do, and its bytes never depend on that.
     """
+    assert stats.preparation.size is not None  # zca statistics record their size
     width, height = stats.preparation.size
     per_block = _rows_per_batch(stats.preparation)
-    block, start, rows, waiting = None, 0, None, []
+    block: int | None = None
+    start = 0
+    rows = np.empty((0, 0))  # the block's rows: made at the first result
+    waiting: list[ImageResult] = []
 
     def write_block():
         whitened = stats.whiten(rows)

@@ -16,9 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import excerpt
+
+
+class Distribution(Protocol):
+    """What the four distributions below have in common: one value per call."""
+
+    def sample(self, rng) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from . import geometry
 from . import ops as catalog
 from .imagefiles import DEFAULT_MAX_PIXELS
+from .params import Distribution
 from .recipe import OneOf, OpNode, Sequence, SomeOf, Sometimes
 
 
@@ -66,11 +68,13 @@ class _Sampler:
                     self.size = op.size_after(params, self.size)
                     self._check_size(node.op)
             elif isinstance(node, Sometimes):
-                self.visit(node.then if rng.random() < node.p.sample(rng) else node.otherwise)
+                p = cast(Distribution, node.p)  # recipe.Sometimes.p is typed `object` there
+                self.visit(node.then if rng.random() < p.sample(rng) else node.otherwise)
             elif isinstance(node, OneOf):
                 self.visit([node.ops[int(rng.integers(len(node.ops)))]])
             elif isinstance(node, SomeOf):
-                count = min(int(node.n.sample(rng)), len(node.ops))
+                n = cast(Distribution, node.n)  # recipe.SomeOf.n is typed `object` there
+                count = min(int(n.sample(rng)), len(node.ops))
                 picked = rng.choice(len(node.ops), size=count, replace=False)
                 order = picked if node.random_order else np.sort(picked)
                 self.visit([node.ops[i] for i in order])
@@ -118,6 +122,7 @@ def apply_steps(image: np.ndarray, steps) -> np.ndarray:
             image = _resample(image, run)
             run = None
         if op.fusable:
+            assert op.matrix is not None  # fusable: a matrix and no apply of its own
             step_matrix = op.matrix(step.params, size)
             size = op.size_after(step.params, size)
             if run is None:
@@ -125,6 +130,7 @@ def apply_steps(image: np.ndarray, steps) -> np.ndarray:
             else:
                 run = (step_matrix @ run[0], run[1] or step_fill, size)
         else:
+            assert op.apply is not None  # not fusable, so it makes its own pixels
             image = op.apply(image, step.params)
             size = image.shape[:2]
     return image if run is None else _resample(image, run)
@@ -140,7 +146,7 @@ def steps_matrix(steps, shape) -> np.ndarray:
     matrix, size = np.eye(3), tuple(shape[:2])
     for step in steps:
         op = catalog.CATALOG[step.op]
-        if op.geometric:
+        if op.matrix is not None:  # geometric
             matrix = op.matrix(step.params, size) @ matrix
         size = op.size_after(step.params, size)
     return matrix
