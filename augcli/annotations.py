@@ -56,6 +56,8 @@ EXTENSIONS = {"yolo": ".txt", "voc": ".xml", "regions": ".json"}  # per-image fo
 CLASSES_FILE = "classes.txt"
 VOC_EXTRAS = ("pose", "truncated", "difficult")  # per-object VOC fields carried to outputs
 VOC_DEFAULTS = {"pose": "Unspecified", "truncated": 0, "difficult": 0}
+COCO_PATH_REQUIRED = ("required for coco: the JSON file that lists every image's boxes (or, "
+                      "in a dataset with split folders, one COCO file in each)")
 COCO_BOX_KEYS = ("id", "image_id", "category_id", "bbox", "area")  # remade for each output
 DEFAULT_MIN_VISIBILITY = 0.3
 
@@ -269,6 +271,8 @@ class AnnotationSource:
                                        layout.labels_folder, layout.classes_from)
         self.cocos = {}  # split folder ('' for the one file) -> _Coco
         if spec.format == "coco":
+            if spec.path is None and not layout.coco_files:
+                raise UsageError(f"annotations.path: {COCO_PATH_REQUIRED}")
             files = layout.coco_files or (("", None),)
             self.cocos = {folder: _Coco.load(self.root / folder / name if name else self.root)
                           for folder, name in files}

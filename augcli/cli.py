@@ -67,8 +67,8 @@ def main():
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-i", "--input", "input_dir", type=click.Path(file_okay=False),
-              help="Input folder (overrides the recipe's 'input').")
+@click.option("-i", "--input", "input_dir", type=click.Path(),
+              help="Input folder, or a dataset's data.yaml (overrides the recipe's 'input').")
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
               help="Output folder (overrides the recipe's 'output').")
 @workers_option
@@ -191,6 +191,8 @@ def preview(recipe, image, variant, count, output, seed):
 
 
 def _print_plan(plan):
+    if plan.dataset is not None:
+        click.echo(plan.dataset.summary())
     for task in plan.tasks:
         per_variant = {}
         for output in task.outputs:

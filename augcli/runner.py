@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles
+from . import datasets, geometry, imagefiles
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -37,7 +37,7 @@ from .jobs import (
     progress_bar,
 )
 from .pipeline import apply_steps, sample_steps, steps_matrix
-from .profiles import Profile, get_profile
+from .profiles import Conform, Profile, get_profile
 from .recipe import Recipe, load_recipe, profile_format_conflict
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -70,6 +70,8 @@ class SourceTask:
     profile: Profile | None = None  # upload target whose limits every output must meet
     boxes: ImageBoxes | None = None  # the source's boxes, when the recipe has annotations
     annotation_format: AnnotationFormat | None = None
+    conform: Conform = Conform()  # how outputs meet the profile's aspect-ratio limit
+    copy_annotation: Path | None = None  # held-out split: annotation file copied as it is
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Plan:
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     failures: list = field(default_factory=list)  # (path, reason): sources skipped when planning
     annotations: AnnotationSource | None = None
+    dataset: datasets.Dataset | None = None  # a dataset with splits (data.yaml, split folders)
 
     def objects_before(self) -> dict:
         """Objects per label in the planned sources (empty without annotations)."""
@@ -180,13 +183,19 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
 
 def plan_run(recipe: Recipe) -> Plan:
     """Scan the input folder and decide every output, its name and its seed."""
-    input_dir, output_dir = check_folders(recipe.input, recipe.output)
-    images, others = imagefiles.scan_images(input_dir)
-    source = AnnotationSource(recipe.annotations, input_dir) if recipe.annotations else None
+    dataset = datasets.open_dataset(recipe.input, recipe.splits)
+    spec, layout = dataset.annotations(recipe.annotations) if dataset else \
+        (recipe.annotations, None)
+    if dataset is not None and "include_original" not in recipe.raw:
+        recipe = replace(recipe, include_original=True)  # a dataset keeps its training images
+    input_dir, output_dir = check_folders(dataset.root if dataset else recipe.input,
+                                          recipe.output)
+    images, others = dataset.scan() if dataset else imagefiles.scan_images(input_dir)
+    source = AnnotationSource(spec, input_dir, layout) if spec else None
     boxes, failures = _read_boxes(source, input_dir, images)
     images = [relative for relative in images if relative.as_posix() not in failures]
     formats = {relative: output_format(recipe, input_dir / relative) for relative in images}
-    planned, classes = _plan_outputs(recipe, images, formats)
+    planned, classes = _plan_outputs(recipe, images, formats, dataset)
     profile = get_profile(recipe.profile) if recipe.profile else None
     tasks, claimed = [], {}
     for relative in images:
@@ -200,9 +209,22 @@ def plan_run(recipe: Recipe) -> Plan:
         tasks.append(SourceTask(input_dir / relative, rel, output_dir, tuple(outputs),
                                 formats[relative], recipe.quality, profile=profile,
                                 boxes=boxes.get(rel),
-                                annotation_format=source.format if source else None))
+                                annotation_format=source.format if source else None,
+                                conform=recipe.conform or Conform(),
+                                copy_annotation=_held_out_annotation(dataset, source, rel,
+                                                                     input_dir)))
     return Plan(recipe, input_dir, output_dir, tasks, others, classes,
-                list(failures.values()), source)
+                list(failures.values()), source, dataset)
+
+
+def _held_out_annotation(dataset, source: AnnotationSource | None, relative: str,
+                         input_dir: Path) -> Path | None:
+    """The annotation file of an image in a split that is copied unchanged (per-image
+    formats), to copy byte for byte beside the copied image."""
+    if dataset is None or source is None or dataset.augments(relative) or \
+            source.format.file_for(relative) is None:
+        return None
+    return source.file_for(relative, input_dir / relative)
 
 
 def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list):
@@ -237,15 +259,23 @@ def _files_written(outputs, source: AnnotationSource | None):
             yield annotation, " (images that differ only in extension share annotation files)"
 
 
-def _plan_outputs(recipe: Recipe, images: list, formats: dict) -> tuple[dict, list]:
-    """Outputs per source, and per-class counts when the recipe balances classes."""
+def _plan_outputs(recipe: Recipe, images: list, formats: dict,
+                  dataset: datasets.Dataset | None = None) -> tuple[dict, list]:
+    """Outputs per source, and per-class counts when the recipe balances classes.
+
+    In a dataset, images of the splits not augmented are only copied."""
+    planned = {}
+    if dataset is not None:
+        planned = {relative: [_original(relative, formats[relative])] for relative in images
+                   if not dataset.augments(relative.as_posix())}
+        images = [relative for relative in images if relative not in planned]
     if recipe.target_per_class is None:
-        return {relative: source_outputs(recipe, relative, formats[relative])
-                for relative in images}, []
+        return {**planned, **{relative: source_outputs(recipe, relative, formats[relative])
+                              for relative in images}}, []
     by_class: dict = {}
     for relative in images:
         by_class.setdefault(relative.parent.as_posix(), []).append(relative)
-    planned, classes = {}, []
+    classes = []
     for tag, sources in by_class.items():
         outputs = balanced_outputs(recipe, sources, formats)
         planned.update(outputs)
@@ -275,14 +305,27 @@ def _fits(profile: Profile | None, source: Path, image: np.ndarray) -> bool:
         return True
     small_enough = profile.max_file_bytes is None or \
         source.stat().st_size <= profile.max_file_bytes
-    return small_enough and (profile.max_side is None or max(image.shape[:2]) <= profile.max_side)
+    long_side, short_side = max(image.shape[:2]), min(image.shape[:2])
+    return small_enough and (profile.max_side is None or long_side <= profile.max_side) and \
+        (profile.max_aspect_ratio is None or long_side / short_side <= profile.max_aspect_ratio)
+
+
+def _fit_aspect(image: np.ndarray, task: SourceTask) -> tuple:
+    """Pad or crop an output to the profile's aspect-ratio limit (the recipe's ``conform``).
+
+    Returns (pixels, forward matrix, what was done or None)."""
+    if task.profile is None or task.profile.max_aspect_ratio is None:
+        return image, geometry.identity(), None
+    conform = task.conform
+    return geometry.fit_aspect(image, task.profile.max_aspect_ratio, conform.aspect,
+                               conform.fill, conform.cval)
 
 
 def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]:
     if task.profile is None:
         return imagefiles.encode(image, fmt, task.quality), {}
     return imagefiles.encode_within(image, fmt, task.quality, task.profile.max_file_bytes,
-                            task.profile.max_side)
+                                    task.profile.max_side, task.profile.max_aspect_ratio)
 
 
 def process_source(task: SourceTask) -> SourceResult:
@@ -309,7 +352,8 @@ def process_source(task: SourceTask) -> SourceResult:
             if output.variant is None:
                 record["copy"] = True
                 if fmt == source_format and _fits(task.profile, task.source, image):
-                    _write_boxes(task, output, (), image, {}, record)
+                    _write_boxes(task, output, (), image, {}, record,
+                                 copy_from=task.copy_annotation)
                     imagefiles.copy_atomic(task.source, destination)
                     result.records.append(record)
                     continue
@@ -318,8 +362,11 @@ def process_source(task: SourceTask) -> SourceResult:
                 pixels, steps = render(image, output)
                 record["seed"] = output.seed
                 record["ops"] = [step.as_record() for step in steps]
+            pixels, fitted, aspect = _fit_aspect(pixels, task)
             data, adjustments = _encode(pixels, fmt, task)
-            _write_boxes(task, output, steps, pixels, adjustments, record)
+            if aspect is not None:
+                adjustments = {"aspect": aspect, **adjustments}
+            _write_boxes(task, output, steps, pixels, adjustments, record, fitted)
             imagefiles.write_atomic(destination, data)
             if adjustments:
                 record["conformed"] = adjustments
@@ -331,17 +378,22 @@ def process_source(task: SourceTask) -> SourceResult:
 
 
 def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
-                 adjustments: dict, record: dict) -> None:
+                 adjustments: dict, record: dict, fitted: np.ndarray | None = None,
+                 copy_from: Path | None = None) -> None:
     """Carry the source's boxes to one output, write its annotation file, note it in the record.
 
     The boxes go through the same sampled steps as the pixels, then through the
-    downscale a profile may have forced on the encoded file. Written before the
-    image, so an image on disk always has its annotation beside it.
+    pad or crop (``fitted``) and downscale a profile may have forced on the
+    encoded file. Written before the image, so an image on disk always has its
+    annotation beside it. ``copy_from``: an image copied as it is in a held-out
+    split gets its source annotation file byte for byte (none if it had none).
     """
     if task.boxes is None:
         return
     fmt = task.annotation_format
     matrix = steps_matrix(steps, (task.boxes.height, task.boxes.width))
+    if fitted is not None:
+        matrix = fitted @ matrix
     size = pixels.shape[:2]
     if "size" in adjustments:
         width, height = adjustments["size"]
@@ -352,7 +404,11 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     record["boxes"] = [box.to_record() for box in kept]
     record["dropped_boxes"] = [item.to_record() for item in dropped]
     name = fmt.file_for(output.relative)
-    if name is not None:
+    if name is not None and copy_from is not None:
+        if copy_from.is_file():
+            imagefiles.copy_atomic(copy_from, task.output_dir / name)
+            record["annotation"] = name
+    elif name is not None:
         depth = 1 if pixels.ndim == 2 or pixels.shape[2] <= 2 else 3
         text = encode_boxes(fmt, ImageBoxes(size[1], size[0], kept), Path(output.relative).name,
                             depth)
@@ -486,6 +542,8 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     _write_manifest(plan.output_dir, records.values(), plan.classes)
     if plan.annotations is not None:
         plan.annotations.prepare_output(plan.output_dir)
+    if plan.dataset is not None:
+        plan.dataset.prepare_output(plan.output_dir)
 
     workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
     bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
