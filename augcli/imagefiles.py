@@ -89,6 +89,7 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     Raises ImageReadError naming the file and the reason; never allocates the
     pixels of an image whose header claims more than ``max_pixels``.
     """
+    path = Path(path)
     try:
         if path.stat().st_size == 0:
             raise ImageReadError(path, "file is empty")
@@ -140,6 +141,12 @@ def image_size(path: Path) -> tuple[int, int]:
 def _too_large(width, height, max_pixels) -> str:
     size = f"{width} x {height} pixels" if width else "too many pixels"
     return f"{size} is over the limit of {max_pixels:,} (refused as a decompression bomb)"
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A PIL image already in memory -> the array layout ``read_image`` returns
+    (no EXIF turn: the image is taken as it is given)."""
+    return _to_array(image, "<PIL image>")
 
 
 def _to_array(image: Image.Image, path: Path) -> np.ndarray:

@@ -29,6 +29,11 @@ DEFAULT_JPEG_QUALITY = 95
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
+# Bumped whenever the same recipe and seed make different output bytes, so that a
+# resumed run never mixes outputs of two versions (see CHANGELOG.md).
+OUTPUT_VERSION = 2
+
+
 @dataclass(frozen=True)
 class OpNode:
     """One op with its parameter distributions (``args``: name -> distribution)."""
@@ -113,6 +118,7 @@ class Recipe:
         decisive["seed"] = self.seed
         decisive["target_per_class"] = self.target_per_class
         decisive["profile"] = self.profile
+        decisive["output_version"] = OUTPUT_VERSION
         if self.annotations is not None:  # only when set: older recipes keep their fingerprint
             decisive["annotations"] = self.raw.get("annotations")
         for key in ("splits", "conform"):  # likewise

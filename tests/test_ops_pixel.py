@@ -199,12 +199,15 @@ def test_sharpen_is_imgaugs_sharpen(iaa):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # imgaug's imageio call
 def test_jpeg_matches_imgaug_and_lower_quality_loses_more():
+    engine.load()  # before importing imgaug: it needs NumPy 1's names
     from imgaug.augmenters.arithmetic import compress_jpeg
 
-    engine.load()
     image = photo_like(64, 80, seed=3)
-    for compression in (20, 50, 90):
-        quality = round(1 + 99 * (1 - compression / 101))  # imgaug's mapping
+    # imgaug's mapping, the README's numbers: not 100 - c (c = 70 is quality 31, not 30).
+    documented = {0: 100, 30: 71, 50: 51, 70: 31, 90: 12}
+    for compression in (0, 20, 30, 50, 70, 90):
+        quality = round(1 + 99 * (1 - compression / 101))
+        assert documented.get(compression, quality) == quality
         assert np.array_equal(run(image, "jpeg", quality=quality),
                               compress_jpeg(image, compression))
     errors = [diff(run(image, "jpeg", quality=q), image)[0] for q in (95, 60, 10)]

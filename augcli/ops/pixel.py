@@ -452,7 +452,8 @@ register(Op(
     name="jpeg",
     summary="JPEG compression artefacts: encode and decode at a random quality.",
     params=(Param("quality", INT, [50, 95], "JPEG quality 1-100 (lower: more artefacts). "
-                  "imgaug's JpegCompression(compression=c) is about quality 100 - c.",
+                  "imgaug's JpegCompression(compression=c) is quality "
+                  "round(1 + 99 * (1 - c / 101)): c = 70 is 31.",
                   low=1, high=100),),
     example="- jpeg: {quality: [20, 80]}",
     apply=lambda image, params: on_colour(image,
