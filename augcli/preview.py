@@ -21,6 +21,7 @@ from .pipeline import steps_matrix
 from .pixels import to_uint8
 from .recipe import Recipe
 from .runner import render, source_outputs
+from .variety import Distinct, DuplicateOutput
 
 TILE_WIDTH = 256
 LABEL_HEIGHT = 22
@@ -70,15 +71,38 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
     colours = {label: BOX_COLOURS[i % len(BOX_COLOURS)]
                for i, label in enumerate(sorted({box.label for box in boxes}))}
     tiles = [(_as_rgb(image), "original", boxes)]
-    for plan in pick_outputs(recipe, relative, variant, count):
-        augmented, steps = render(image, plan)
+    picked = pick_outputs(recipe, relative, variant, count)
+    drawn = _drawn(recipe, image, relative, picked)
+    for plan in picked:
+        augmented, steps, name = drawn[plan.relative]
         kept = ()
         if boxes:
             kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
                                       recipe.annotations.min_visibility)
-        tiles.append((_as_rgb(augmented), Path(plan.relative).stem, kept))
+        tiles.append((_as_rgb(augmented), name, kept))
     imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
+
+
+def _drawn(recipe: Recipe, image: np.ndarray, relative: Path, picked) -> dict:
+    """relative -> (pixels, steps, label) of the picked outputs, drawn as ``run`` draws
+    them: in plan order, each apart from the source and the outputs before it. An
+    output ``run`` would not write (a duplicate) is shown as its first draw, so marked."""
+    wanted = {plan.relative for plan in picked}
+    distinct = Distinct(image, relative.as_posix())
+    drawn = {}
+    for output in source_outputs(recipe, relative):
+        if wanted <= drawn.keys():
+            break
+        if output.variant is None:
+            continue
+        name = Path(output.relative).stem
+        try:
+            pixels, steps, _, _ = distinct.draw(image, output, render)
+        except DuplicateOutput:
+            (pixels, steps), name = render(image, output), f"{name} (duplicate)"
+        drawn[output.relative] = (pixels, steps, name)
+    return drawn
 
 
 def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:

@@ -31,7 +31,7 @@ NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789
 
 # Bumped whenever the same recipe and seed make different output bytes, so that a
 # resumed run never mixes outputs of two versions (see CHANGELOG.md).
-OUTPUT_VERSION = 2
+OUTPUT_VERSION = 3  # 3: duplicate outputs of a source are redrawn; profile aspect limit
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ manifest and counts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -39,6 +40,7 @@ from .jobs import (
 from .pipeline import apply_steps, sample_steps, steps_matrix
 from .profiles import Conform, Profile, get_profile
 from .recipe import Recipe, load_recipe, profile_format_conflict
+from .variety import Distinct, DuplicateOutput
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -72,6 +74,7 @@ class SourceTask:
     annotation_format: AnnotationFormat | None = None
     conform: Conform = Conform()  # how outputs meet the profile's aspect-ratio limit
     copy_annotation: Path | None = None  # held-out split: annotation file copied as it is
+    done: frozenset = frozenset()  # outputs an earlier run finished: not written again
 
 
 @dataclass
@@ -343,7 +346,17 @@ def process_source(task: SourceTask) -> SourceResult:
         result.failures.append((task.relative, reason))
         return result
     source_format = imagefiles.format_of(task.source)
+    distinct = Distinct(image, task.relative)
+    todo = sum(output.relative not in task.done for output in task.outputs)
     for output in task.outputs:
+        if not todo:
+            break
+        if output.relative in task.done:  # finished earlier: drawn again only to be told apart
+            if output.variant is not None:
+                with contextlib.suppress(DuplicateOutput):
+                    distinct.draw(image, output, render)
+            continue
+        todo -= 1
         destination = task.output_dir / output.relative
         fmt = task.format or source_format
         record = {"output": output.relative, "source": task.relative,
@@ -359,8 +372,10 @@ def process_source(task: SourceTask) -> SourceResult:
                     continue
                 pixels, steps = image, ()
             else:
-                pixels, steps = render(image, output)
-                record["seed"] = output.seed
+                pixels, steps, seed, redraws = distinct.draw(image, output, render)
+                record["seed"] = seed
+                if redraws:
+                    record["redraws"] = redraws
                 record["ops"] = [step.as_record() for step in steps]
             pixels, fitted, aspect = _fit_aspect(pixels, task)
             data, adjustments = _encode(pixels, fmt, task)
@@ -370,6 +385,9 @@ def process_source(task: SourceTask) -> SourceResult:
             imagefiles.write_atomic(destination, data)
             if adjustments:
                 record["conformed"] = adjustments
+        except DuplicateOutput as exc:
+            result.failures.append((output.relative, str(exc)))
+            continue
         except (OSError, ValueError) as exc:
             result.failures.append((output.relative, f"cannot write ({exc})"))
             continue
@@ -445,16 +463,19 @@ def _write_manifest(output_dir: Path, records, classes=()) -> None:
     imagefiles.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
 
 
-def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool) -> dict:
+def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool,
+                      dry_run: bool = False) -> dict:
     """Records of outputs already finished by an earlier run of this same recipe.
 
-    Refuses to mix: outputs of a different recipe or seed, or files the plan
-    would overwrite that no manifest accounts for, need ``--overwrite``.
+    Refuses to mix: outputs of a different recipe or seed, or files in the output
+    folder that no manifest accounts for, need ``--overwrite``. With it, outputs
+    of the old recipe that the new one won't rewrite are removed (not in a dry
+    run); files augcli did not write are never removed.
     """
     records = read_manifest(plan.output_dir)
     if overwrite:
         planned = {output.relative for task in plan.tasks for output in task.outputs}
-        for record in records:  # outputs of the old recipe that the new one won't rewrite
+        for record in records if not dry_run else ():
             if record.get("output") not in planned:
                 (plan.output_dir / record["output"]).unlink(missing_ok=True)
                 if record.get("annotation"):
@@ -464,16 +485,56 @@ def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool) -> dict:
     if foreign:
         raise UsageError(f"{plan.output_dir} holds outputs of a different recipe or seed; "
                          "rerun with --overwrite to replace them, or choose another output folder")
-    finished = {record["output"]: record for record in records
-                if (plan.output_dir / record["output"]).exists()}
-    if not records:
-        clashes = [output.relative for task in plan.tasks for output in task.outputs
-                   if (plan.output_dir / output.relative).exists()]
-        if clashes:
-            raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
-                             f"would write (e.g. {clashes[0]}) and no manifest says where they "
-                             "came from; rerun with --overwrite to replace them")
-    return finished
+    strays = _unaccounted_files(plan, records)
+    if strays:
+        listed = ", ".join(strays[:5]) + (", ..." if len(strays) > 5 else "")
+        raise UsageError(f"{plan.output_dir} holds {len(strays)} file(s) that no manifest says "
+                         f"where they came from ({listed}); they would be mixed with the "
+                         "outputs. Move them out or choose another output folder (--overwrite "
+                         "goes ahead, replacing those this run writes and keeping the others)")
+    return {record["output"]: record for record in records
+            if (plan.output_dir / record["output"]).exists()}
+
+
+def _unaccounted_files(plan: Plan, records) -> list:
+    """Files in the output folder that neither the manifest nor this run accounts for.
+
+    Hidden files (augcli's temp files and lock among them) are not counted. Once a
+    manifest of this recipe exists, the files the plan writes are accounted for: a
+    killed run may have written one without recording it yet.
+    """
+    if not plan.output_dir.is_dir():
+        return []
+    accounted = {MANIFEST_NAME}
+    for record in records:
+        accounted.update(filter(None, (record.get("output"), record.get("annotation"))))
+    if plan.annotations is not None:
+        accounted.update(plan.annotations.output_files())
+    if plan.dataset is not None:
+        accounted.update(plan.dataset.output_files())
+    if (plan.output_dir / MANIFEST_NAME).exists():
+        accounted.update(written for task in plan.tasks
+                         for written, _ in _files_written(task.outputs, plan.annotations))
+    images, others = imagefiles.scan(plan.output_dir)
+    return sorted(name for name in (p.as_posix() for p in images + others)
+                  if name not in accounted)
+
+
+def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profile=None,
+            overwrite=False) -> tuple:
+    """What ``run_recipe`` would do, with the same refusals, writing nothing.
+
+    Returns (plan, outputs already finished that a run would skip, warnings about
+    variants that cannot vary).
+    """
+    from .variety import plan_needs, variant_warnings
+
+    recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
+                            profile=profile)
+    plan = plan_run(recipe)
+    finished = _previous_outputs(plan, recipe.fingerprint, overwrite, dry_run=True)
+    done = sum(output.relative in finished for task in plan.tasks for output in task.outputs)
+    return plan, done, variant_warnings(plan.recipe, plan_needs(plan))
 
 
 # --- run -----------------------------------------------------------------------
@@ -535,7 +596,8 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
         todo = tuple(o for o in task.outputs if o.relative not in finished)
         report.skipped += len(task.outputs) - len(todo)
         if todo:
-            tasks.append(replace(task, outputs=todo))
+            tasks.append(replace(task, done=frozenset(o.relative for o in task.outputs
+                                                      if o.relative in finished)))
     records = dict(finished)
     imagefiles.remove_stale_temp_files(plan.output_dir)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
@@ -546,7 +608,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
         plan.dataset.prepare_output(plan.output_dir)
 
     workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
-    bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
+    bar = progress_bar(sum(len(t.outputs) - len(t.done) for t in tasks), enabled=progress)
     try:
         with open(plan.output_dir / MANIFEST_NAME, "a", encoding="utf-8") as manifest:
             for result in map_in_workers(process_source, tasks, workers):

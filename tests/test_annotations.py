@@ -345,7 +345,7 @@ def test_fingerprint_includes_annotations_and_is_unchanged_without_them(tmp_path
     # recipe's.
     decisive = {"variants": base["variants"], "format": None, "quality": None,
                 "include_original": None, "seed": 0, "target_per_class": None, "profile": None,
-                "output_version": 2}
+                "output_version": 3}
     text = json.dumps(decisive, sort_keys=True, default=str)
     assert plain == hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -517,10 +517,10 @@ def test_a_profile_downscale_scales_the_boxes(tmp_path):
 
 def test_balancing_counts_images_and_reports_objects_per_tag(tmp_path):
     recipe = detection_set(tmp_path, "regions")
-    report = run_recipe(recipe, per_class=4, workers=1)
-    assert [(c.tag, c.before, c.after) for c in report.classes] == [("cats", 1, 4),
-                                                                   ("cups", 1, 4)]
-    assert report.object_lines() == ["objects cats: 1 -> 4", "objects cups: 1 -> 4"]
+    report = run_recipe(recipe, per_class=3, workers=1)  # the original, flip_1 and turn_1
+    assert [(c.tag, c.before, c.after) for c in report.classes] == [("cats", 1, 3),
+                                                                   ("cups", 1, 3)]
+    assert report.object_lines() == ["objects cats: 1 -> 3", "objects cups: 1 -> 3"]
 
 
 def test_dry_run_lists_objects_and_annotation_failures(tmp_path):

@@ -223,11 +223,11 @@ def test_exif_orientation_is_applied_before_augmenting(tmp_path):
     (tmp_path / "in").mkdir()
     picture.save(tmp_path / "in" / "phone.png", exif=exif)
     recipe = write_recipe(tmp_path, "input: in\noutput: out\n"
-                                    "variants: {same: {ops: [{fliplr: {p: 0}}]}}\n")
+                                    "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n")
     run_recipe(recipe, workers=1)
-    out = np.asarray(Image.open(tmp_path / "out" / "phone_same_1.png"))
+    out = np.asarray(Image.open(tmp_path / "out" / "phone_flip_1.png"))
     assert out.shape == (40, 20, 3)  # portrait, as displayed
-    assert out[0:4, 16:20].min() == 255  # marker now top-right
+    assert out[0:4, 0:4].min() == 255  # marker top-right as displayed, then mirrored
 
 
 def test_unicode_and_spaces_in_names(tmp_path):
@@ -255,7 +255,7 @@ BALANCE = """\
     output: out
     target_per_class: 8
     variants:
-      flip: {ops: [{fliplr: {p: 1}}]}
+      flip: {ops: [{fliplr: {p: 1}}, {affine: {scale: [0.8, 1.2]}}]}
       spin: {copies: 2, ops: [{rotate: {degrees: 30}}]}
 """
 
