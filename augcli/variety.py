@@ -21,6 +21,7 @@ variant on a small synthetic image with fixed seeds, through the same code
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -40,12 +41,16 @@ def redraw_seed(seed: int, attempt: int) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
-def digest(pixels: np.ndarray) -> bytes:
-    """Identifies an image's pixels (values, shape and type)."""
-    hasher = hashlib.blake2b(digest_size=16)
-    hasher.update(f"{pixels.shape}{pixels.dtype}".encode())
-    hasher.update(np.ascontiguousarray(pixels).data)
-    return hasher.digest()
+def digest(pixels: np.ndarray) -> tuple:
+    """A key of an image's pixels: equal images always get equal keys.
+
+    Shape, type and a CRC-32 of each half of the bytes (64 bits in all): about
+    a sixteenth of the time of a JPEG encode, where a cryptographic hash costs a
+    third. Two different images sharing a key (about 1 in 2**64) only cost one
+    needless redraw, the same one on every run."""
+    data = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
+    half = data.size // 2
+    return pixels.shape, pixels.dtype.str, zlib.crc32(data[:half]), zlib.crc32(data[half:])
 
 
 class Distinct:
