@@ -10,7 +10,7 @@ Heavy modules load on first use, so ``import augcli`` and ``augcli --help``
 stay fast.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "run_recipe": "runner",

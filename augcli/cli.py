@@ -33,10 +33,25 @@ class _Group(click.Group):
                        "opencv-python opencv-python-headless && pip install "
                        "opencv-python-headless", err=True)
             ctx.exit(EXIT_USAGE)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            click.echo(f"Error: {_os_error_line(exc)}", err=True)
+            ctx.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             click.echo("Interrupted. Finished outputs are kept; rerun the same command to "
                        "make the rest.", err=True)
             ctx.exit(130)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for a file-system error that reached the top (e.g. an unwritable output)."""
+    reason = exc.strerror or str(exc)
+    line = f"{exc.filename}: {reason.lower() if reason[:1].isupper() else reason}"
+    if isinstance(exc, PermissionError):
+        line += (" (this user cannot write there: choose another output folder, or make it "
+                 "writable; in Docker, run with --user \"$(id -u):$(id -g)\")")
+    return line
 
 
 # Options every folder command shares, written once (as sqlite-utils does).

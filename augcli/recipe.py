@@ -431,6 +431,9 @@ def _read_op(item, path: str, problems: Problems):
                                 f"{_suggest(name, [*catalog.all_names(), *_COMBINATORS])}; "
                                 "run 'augcli ops' for the list")
         return None
+    if op.parse is not None:  # an op with its own syntax (the imgaug dialect)
+        args = op.parse(body, f"{path}.{name}", problems)
+        return None if args is None else OpNode(op.name, args)
     if body is None:
         body = {}
     if not isinstance(body, dict):

@@ -4,15 +4,10 @@ import cv2
 import numpy as np
 import pytest
 
-from augcli import engine, geometry
+from augcli import geometry
 from augcli.pipeline import Step, apply_steps
 
 from .conftest import photo_like
-
-
-@pytest.fixture(scope="module")
-def iaa():
-    return engine.load()
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ has the same op, against that.
 import numpy as np
 import pytest
 
-from augcli import engine
 from augcli.errors import RecipeError
 from augcli.pipeline import Step, apply_steps
 
-from .conftest import diff, photo_like, random_image, run, sample, smooth
+from .conftest import LAYOUTS, diff, photo_like, random_image, run, sample, smooth
 
 
 def dropped_fraction(before, after):
@@ -30,8 +29,7 @@ def test_dropout_zeroes_about_the_requested_fraction_of_pixels():
         assert set(np.unique(out)) == {0, 180}
 
 
-def test_dropout_agrees_with_imgaug_dropout():
-    iaa = engine.load()
+def test_dropout_agrees_with_imgaug_dropout(iaa):
     img = np.full((200, 300, 3), 99, np.uint8)
     theirs = iaa.Dropout(p=0.2, seed=1)(image=img)
     ours = apply_steps(img, [Step("dropout", {"p": 0.2, "per_channel": False, "mask_seed": 1})])
@@ -55,15 +53,33 @@ def test_dropout_keeps_alpha_and_greyscale_works():
     assert out.shape == grey.shape and abs((out == 0).mean() - 0.25) < 0.03
 
 
-def test_gaussian_blur_matches_imgaug_and_smooths():
-    iaa = engine.load()
+@pytest.mark.parametrize("shape, dtype", [*LAYOUTS, ((30, 40, 3), np.uint16)])
+def test_gaussian_blur_is_imgaugs_gaussian_blur_byte_for_byte(iaa, shape, dtype):
+    from imgaug.augmenters.blur import blur_gaussian_
+
+    image = random_image(shape, dtype, seed=4)
+    # Sigmas on both sides of imgaug's kernel-size steps (3 and 5) and its eps (0.001).
+    for sigma in (0.0, 0.0009, 0.002, 0.3, 1.0, 1.5, 2.99, 3.0, 4.5, 5.0, 8.3, 20.0):
+        ours = run(image, "gaussian_blur", sigma=sigma)
+        theirs = blur_gaussian_(image.copy(), sigma=sigma)
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), sigma
+    assert np.array_equal(run(image, "gaussian_blur", sigma=1.5),
+                          iaa.GaussianBlur(sigma=1.5)(image=image))
+
+
+def test_gaussian_blur_smooths_and_sigma_0_is_a_no_op():
     img = photo_like(60, 80, seed=2)
     ours = apply_steps(img, [Step("gaussian_blur", {"sigma": 1.5})])
-    theirs = iaa.GaussianBlur(sigma=1.5)(image=img)
-    assert np.array_equal(ours, theirs)
     assert np.abs(np.diff(ours.astype(int), axis=1)).mean() < np.abs(
         np.diff(img.astype(int), axis=1)).mean()
     assert np.array_equal(apply_steps(img, [Step("gaussian_blur", {"sigma": 0.0})]), img)
+    # A 5x5 kernel (imgaug's smallest) on one bright pixel: a symmetric bump summing to it.
+    dot = np.zeros((11, 11), np.uint8)
+    dot[5, 5] = 250
+    bump = run(dot, "gaussian_blur", sigma=1.0)
+    assert bump[5, 5] == bump.max() and np.array_equal(bump, bump.T)
+    assert np.array_equal(bump, bump[::-1, ::-1]) and bump[:3].sum() == bump[:, :3].sum() == 0
+    assert abs(int(bump.sum()) - 250) <= 15
 
 
 # --- erasing ---------------------------------------------------------------------------------
@@ -198,8 +214,7 @@ def test_sharpen_is_imgaugs_sharpen(iaa):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # imgaug's imageio call
-def test_jpeg_matches_imgaug_and_lower_quality_loses_more():
-    engine.load()  # before importing imgaug: it needs NumPy 1's names
+def test_jpeg_matches_imgaug_and_lower_quality_loses_more(iaa):
     from imgaug.augmenters.arithmetic import compress_jpeg
 
     image = photo_like(64, 80, seed=3)

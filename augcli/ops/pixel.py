@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import geometry
 from ..params import BOOL, ENUM, INT, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
-from ..pixels import colour_channels, max_value, on_colour, to_dtype, unit_step
+from ..pixels import colour_channels, gaussian_blur, max_value, on_colour, to_dtype, unit_step
 from .base import Op, op_seed, register
 
 # --- dropout and gaussian_blur -----------------------------------------------------------
@@ -81,19 +81,13 @@ register(Op(
 ))
 
 
-def _apply_gaussian_blur(image, params):
-    from .. import engine
-
-    return engine.gaussian_blur(image, params["sigma"])
-
-
 register(Op(
     name="gaussian_blur",
     summary="Gaussian blur with standard deviation sigma in pixels (imgaug's GaussianBlur).",
     params=(Param("sigma", NUMBER, [0, 1.0], "Blur sigma in pixels (0 = no blur).",
                   low=0, high=50),),
     example="- gaussian_blur: {sigma: [0, 1.5]}",
-    apply=_apply_gaussian_blur,
+    apply=lambda image, params: gaussian_blur(image, params["sigma"]),
     aliases=("blur",),
 ))
 
