@@ -114,17 +114,17 @@ class Box:
 
     def to_record(self) -> dict:
         """JSON for the manifest: the label and the four edges, to a millionth of a pixel."""
-        record = {"label": self.label,
-                  "box": [_json_number(v, PIXEL_DECIMALS) for v in (self.x0, self.y0, self.x1,
-                                                                    self.y1)]}
+        record: dict = {"label": self.label,
+                              "box": [_json_number(v, PIXEL_DECIMALS)
+                                for v in (self.x0, self.y0, self.x1, self.y1)]}
         if self.extra:
             record["extra"] = dict(self.extra)
         return record
 
     @classmethod
     def from_record(cls, record: dict) -> Box:
-        return cls(record["label"], *map(float, record["box"]),
-                   tuple(record.get("extra", {}).items()))
+        x0, y0, x1, y1 = map(float, record["box"])
+        return cls(record["label"], x0, y0, x1, y1, tuple(record.get("extra", {}).items()))
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ class AnnotationSource:
             classes = read_classes(self.root / CLASSES_FILE) if spec.format == "yolo" else ()
         self.format = AnnotationFormat(spec.format, spec.min_visibility, classes,
                                        layout.labels_folder, layout.classes_from)
-        self.cocos = {}  # split folder ('' for the one file) -> _Coco
+        self.cocos: dict = {}  # split folder ('' for the one file) -> _Coco
         if spec.format == "coco":
             if spec.path is None and not layout.coco_files:
                 raise UsageError(f"annotations.path: {COCO_PATH_REQUIRED}")
@@ -277,7 +277,7 @@ class AnnotationSource:
             self.cocos = {folder: _Coco.load(self.root / folder / name if name else self.root)
                           for folder, name in files}
         self.found = 0  # images read so far that had an annotation file (or COCO entry)
-        self.looked_for = None  # the first place looked, for the message when none is found
+        self.looked_for: str | None = None  # the first place looked, for "none found"
 
     @property
     def coco(self):
@@ -499,7 +499,8 @@ def parse_voc(text: str, path, size, classes=(), classes_from=None) -> tuple:
         extra = tuple((key, value) for key in VOC_EXTRAS
                       if (value := _voc_flag(element.findtext(key))) not in (None,
                                                                              VOC_DEFAULTS[key]))
-        boxes.append(_checked(Box(label, *edges, extra), size, path, where))
+        x0, y0, x1, y1 = edges
+        boxes.append(_checked(Box(label, x0, y0, x1, y1, extra), size, path, where))
     return tuple(boxes)
 
 

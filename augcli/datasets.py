@@ -117,7 +117,7 @@ class Dataset:
                                 labels_folder=True, held_out=self.held_out)
         if spec is None:
             return None, None
-        coco_files = ()
+        coco_files: tuple = ()
         if spec.format == "coco" and spec.path is None:
             coco_files = tuple((folder, self._coco_file(folder)) for split in self.splits
                                for folder in split.folders)
@@ -208,7 +208,7 @@ def has_split_folders(folder: Path) -> bool:
 
 def _from_folders(folder: Path) -> Dataset | None:
     """Top-level split folders: ``train`` beside ``val``/``valid``/``test``."""
-    found = {}
+    found: dict = {}
     for child in sorted(folder.iterdir()):
         kind = SPLIT_NAMES.get(child.name.lower())
         if kind and child.is_dir() and not child.name.startswith("."):

@@ -50,7 +50,8 @@ def digest(pixels: np.ndarray) -> tuple:
     needless redraw, the same one on every run."""
     data = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
     half = data.size // 2
-    return pixels.shape, pixels.dtype.str, zlib.crc32(data[:half]), zlib.crc32(data[half:])
+    return (pixels.shape, pixels.dtype.str, zlib.crc32(data[:half].data),
+            zlib.crc32(data[half:].data))
 
 
 class Distinct:
