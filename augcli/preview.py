@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import imagefiles
+from . import datasets, imagefiles
 from .annotations import AnnotationError, AnnotationSource, transform_boxes
 from .errors import ImageReadError, UsageError
 from .pipeline import steps_matrix
@@ -32,10 +32,13 @@ BOX_COLOURS = ((255, 64, 64), (64, 220, 64), (64, 160, 255), (255, 210, 0), (255
 
 
 def relative_to_input(recipe: Recipe, image_path: Path) -> Path:
-    """The path ``run`` would know the image by: relative to the input folder if inside it."""
-    if recipe.input is not None:
+    """The path ``run`` would know the image by: relative to the input folder (a dataset's
+    root) if inside it."""
+    dataset = datasets.open_dataset(recipe.input, recipe.splits)
+    root = dataset.root if dataset is not None else recipe.input
+    if root is not None:
         try:
-            return image_path.resolve().relative_to(recipe.input.resolve())
+            return image_path.resolve().relative_to(root.resolve())
         except ValueError:
             pass
     return Path(image_path.name)
@@ -78,7 +81,7 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
         kept = ()
         if boxes:
             kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
-                                      recipe.annotations.min_visibility)
+                                      _annotations(recipe)[0].min_visibility)
         tiles.append((_as_rgb(augmented), name, kept))
     imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
@@ -105,13 +108,22 @@ def _drawn(recipe: Recipe, image: np.ndarray, relative: Path, picked) -> dict:
     return drawn
 
 
+def _annotations(recipe: Recipe):
+    """(AnnotationSpec or None, Layout, input root) as ``run`` reads the recipe's input."""
+    dataset = datasets.open_dataset(recipe.input, recipe.splits)
+    if dataset is not None:
+        return (*dataset.annotations(recipe.annotations), dataset.root)
+    return recipe.annotations, None, recipe.input
+
+
 def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
     """The image's boxes as ``run`` reads them (none without annotations in the recipe)."""
-    if recipe.annotations is None:
+    spec, layout, root = _annotations(recipe)
+    if spec is None:
         return ()
-    input_dir = recipe.input if recipe.input is not None else image_path.parent
+    input_dir = root if root is not None else image_path.parent
     try:
-        source = AnnotationSource(recipe.annotations, input_dir)
+        source = AnnotationSource(spec, input_dir, layout)
         return source.read(relative.as_posix(), image_path).boxes
     except (AnnotationError, ImageReadError) as exc:
         raise UsageError(str(exc)) from None

@@ -265,3 +265,20 @@ def test_class_folders_in_splits_augment_train_only(tmp_path):
         "test/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png"]
     flipped = np.asarray(Image.open(tmp_path / "out" / "train/cat/tom_flip_1.png"))
     assert np.array_equal(flipped, photo_like(seed=1)[:, ::-1])
+
+
+def test_preview_of_a_dataset_image_shows_what_run_writes_with_its_labels(tmp_path):
+    from augcli.preview import _source_boxes, relative_to_input
+    from augcli.recipe import load_recipe
+
+    make_yolo_dataset(tmp_path / "ds")
+    (tmp_path / "ds" / "data.yaml").write_text(
+        "train: train/images\nval: valid/images\nnames: [cat, dog]\n")
+    recipe = load_recipe(write_recipe(tmp_path, "input: ds/data.yaml\noutput: out\n" + FLIP))
+    image = tmp_path / "ds" / "train" / "images" / "a.jpg"
+    assert relative_to_input(recipe, image).as_posix() == "train/images/a.jpg"
+    assert [box.label for box in _source_boxes(recipe, Path("train/images/a.jpg"), image)] == \
+        ["cat", "dog"]
+    result = CliRunner().invoke(main, ["preview", str(tmp_path / "recipe.yaml"), str(image),
+                                       "-n", "1", "-o", str(tmp_path / "sheet.png")])
+    assert result.exit_code == 0, result.output
