@@ -89,12 +89,17 @@ class Dataset:
         split = self.split_of(relative)
         return split is not None and split.augment
 
-    def scan(self) -> tuple[list, list]:
-        """(images, other files) of every split, relative to the root, sorted."""
+    def scan(self, unreadable: list | None = None) -> tuple[list, list]:
+        """(images, other files) of every split, relative to the root, sorted. A folder
+        that cannot be read goes to ``unreadable`` as in ``imagefiles.scan``."""
         images, others = [], []
         for split in self.splits:
             for folder in split.folders:
-                found, rest = imagefiles.scan(self.root / folder)
+                skipped: list | None = None if unreadable is None else []
+                found, rest = imagefiles.scan(self.root / folder, skipped)
+                for path, reason in skipped or ():
+                    inner = "" if path == "./" else path
+                    unreadable.append((f"{folder}/{inner}", reason))
                 images += [PurePosixPath(folder) / path.as_posix() for path in found]
                 others += [PurePosixPath(folder) / path.as_posix() for path in rest]
         images = [Path(p) for p in sorted(set(images), key=PurePosixPath.as_posix)]

@@ -51,23 +51,62 @@ def format_of(path: Path) -> str:
     return _FORMAT_OF_EXTENSION[path.suffix.lower()]
 
 
-def scan(folder: Path) -> tuple[list, list]:
+def scan(folder: Path, unreadable: list | None = None) -> tuple[list, list]:
     """Return (image paths, other files), relative to ``folder``, sorted.
 
-    Hidden files and folders (leading dot) are skipped. Sorting is by the
-    POSIX path string, so the order is the same on every machine.
+    Hidden files and folders (leading dot) are skipped. Symbolic links to folders
+    are followed, except one that leads back to a folder already walked (no loops,
+    no file twice). Entries that are not regular files (FIFOs, sockets, broken
+    links) count as other files: opening one could block. A subfolder that cannot
+    be read is added to ``unreadable`` as (path, reason), or raises UsageError when
+    no list is given. Sorting is by the POSIX path string, so the order is the same
+    on every machine.
     """
     images, others = [], []
-    for root, dirs, files in os.walk(folder):
-        root_path = Path(root)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if name.startswith("."):
+    walked: set = set()
+    pending = [Path()]
+    while pending:
+        relative_dir = pending.pop()
+        entries = _folder_entries(folder, relative_dir, walked, unreadable)
+        folders = []
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            relative = (root_path / name).relative_to(folder)
-            (images if is_image_name(relative) else others).append(relative)
+            relative = relative_dir / entry.name
+            if _is(entry.is_dir):
+                folders.append(relative)
+            elif _is(entry.is_file) and is_image_name(relative):
+                images.append(relative)
+            else:
+                others.append(relative)
+        pending.extend(reversed(folders))  # walk in sorted order: a link's target is stable
     key = Path.as_posix
     return sorted(images, key=key), sorted(others, key=key)
+
+
+def _is(test) -> bool:
+    try:
+        return test()
+    except OSError:
+        return False
+
+
+def _folder_entries(folder: Path, relative_dir: Path, walked: set, unreadable) -> list:
+    """The sorted entries of one folder, or [] if it was walked already or cannot be read."""
+    path = folder / relative_dir
+    try:
+        status = path.stat()
+        if (status.st_dev, status.st_ino) in walked:
+            return []
+        walked.add((status.st_dev, status.st_ino))
+        with os.scandir(path) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError as exc:
+        reason = f"cannot read this folder ({exc.strerror or exc}); its images were skipped"
+        if unreadable is None:
+            raise UsageError(f"{path}: {reason}") from None
+        unreadable.append((relative_dir.as_posix() + "/", reason))
+        return []
 
 
 def looked_for() -> str:
@@ -75,9 +114,9 @@ def looked_for() -> str:
     return f"looked for {', '.join(sorted(INPUT_EXTENSIONS))}"
 
 
-def scan_images(folder: Path) -> tuple[list, list]:
+def scan_images(folder: Path, unreadable: list | None = None) -> tuple[list, list]:
     """``scan`` for commands that need at least one image: refuse a folder with none."""
-    images, others = scan(folder)
+    images, others = scan(folder, unreadable)
     if not images:
         raise UsageError(f"no images found in {folder} ({looked_for()})")
     return images, others
@@ -211,9 +250,17 @@ def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
 
 
 def has_alpha(path: Path) -> bool:
-    """Whether an image file has transparency, from its header (no pixel decoding)."""
-    with Image.open(path) as image:
-        return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    """Whether an image file has transparency, from its header (no pixel decoding);
+    raises ImageReadError when the header cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    except Image.DecompressionBombError:
+        raise ImageReadError(path, "too many pixels (refused as a decompression bomb)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(path, f"cannot read the image header ({exc})") from None
 
 
 def encode_within(image: np.ndarray, fmt: str, quality: int, max_bytes: int | None,

@@ -34,14 +34,19 @@ BOX_COLOURS = ((255, 64, 64), (64, 220, 64), (64, 160, 255), (255, 210, 0), (255
 def relative_to_input(recipe: Recipe, image_path: Path) -> Path:
     """The path ``run`` would know the image by: relative to the input folder (a dataset's
     root) if inside it."""
-    dataset = datasets.open_dataset(recipe.input, recipe.splits)
-    root = dataset.root if dataset is not None else recipe.input
+    root = _input_root(recipe)
     if root is not None:
         try:
             return image_path.resolve().relative_to(root.resolve())
         except ValueError:
             pass
     return Path(image_path.name)
+
+
+def _input_root(recipe: Recipe) -> Path | None:
+    """The folder ``run`` reads: a dataset's root, else the recipe's input folder."""
+    dataset = datasets.open_dataset(recipe.input, recipe.splits)
+    return dataset.root if dataset is not None else recipe.input
 
 
 def pick_outputs(recipe: Recipe, relative: Path, variant: str | None, count: int) -> list:
@@ -65,6 +70,7 @@ def _zip_longest(groups):
 def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="preview.png") -> Path:
     """Write a labelled grid (the original first, then the samples) as a PNG; return its path."""
     image_path, output = Path(image_path), Path(output)
+    _refuse_writing_into_sources(recipe, image_path, output)
     try:
         image = imagefiles.read_image(image_path)
     except ImageReadError as exc:
@@ -82,7 +88,7 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
         if boxes:
             kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
                                       _annotations(recipe)[0].min_visibility)
-        tiles.append((_as_rgb(augmented), name, kept))
+        tiles.append((_as_rgb(augmented), _printable(name), kept))
     imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
 
@@ -116,6 +122,17 @@ def _annotations(recipe: Recipe):
     return recipe.annotations, None, recipe.input
 
 
+def _refuse_writing_into_sources(recipe: Recipe, image_path: Path, output: Path) -> None:
+    """The contact sheet must never replace the image, nor land among the sources."""
+    if output.resolve() == image_path.resolve() or \
+            output.exists() and image_path.exists() and output.samefile(image_path):
+        raise UsageError(f"--output {output} is the image itself; write the sheet elsewhere")
+    root = _input_root(recipe)
+    if root is not None and root.resolve() in output.resolve().parents:
+        raise UsageError(f"--output {output} is inside the input folder {root}: the "
+                         "sheet would become a source of the next run; write it elsewhere")
+
+
 def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
     """The image's boxes as ``run`` reads them (none without annotations in the recipe)."""
     spec, layout, root = _annotations(recipe)
@@ -127,6 +144,11 @@ def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
         return source.read(relative.as_posix(), image_path).boxes
     except (AnnotationError, ImageReadError) as exc:
         raise UsageError(str(exc)) from None
+
+
+def _printable(label: str) -> str:
+    """A label OpenCV can draw: bytes of a file name that is not UTF-8 become U+FFFD."""
+    return label.encode("utf-8", "replace").decode("utf-8")
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

@@ -10,15 +10,15 @@ manifest and counts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import datasets, geometry, imagefiles
+from . import datasets, geometry, imagefiles, manifest
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -29,7 +29,14 @@ from .annotations import (
     encode_boxes,
     transform_boxes,
 )
-from .errors import ImageReadError, UsageError
+from .errors import (
+    EXCERPT_CHARS,
+    STOPS_RUN,
+    ImageReadError,
+    OutputError,
+    UsageError,
+    output_error,
+)
 from .jobs import (
     JobReport,
     check_folders,
@@ -37,13 +44,11 @@ from .jobs import (
     map_in_workers,
     progress_bar,
 )
+from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .pipeline import apply_steps, sample_steps, steps_matrix
 from .profiles import Conform, Profile, get_profile
-from .recipe import Recipe, load_recipe, profile_format_conflict
+from .recipe import MAX_TARGET_PER_CLASS, Recipe, load_recipe, profile_format_conflict
 from .variety import Distinct, DuplicateOutput
-
-MANIFEST_NAME = "manifest.jsonl"
-
 
 # --- plan ----------------------------------------------------------------------
 
@@ -110,7 +115,9 @@ class ClassCount:
 
 def derive_seed(recipe_seed: int, relative: str, variant: str, index: int) -> int:
     """A stable 63-bit seed per output: the same on every machine, run and worker."""
-    key = f"{recipe_seed}\x1f{relative}\x1f{variant}\x1f{index}".encode()
+    # surrogateescape: a file name that is not UTF-8 is hashed as its own bytes.
+    key = f"{recipe_seed}\x1f{relative}\x1f{variant}\x1f{index}".encode("utf-8",
+                                                                           "surrogateescape")
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
@@ -185,7 +192,11 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
 
 
 def plan_run(recipe: Recipe) -> Plan:
-    """Scan the input folder and decide every output, its name and its seed."""
+    """Scan the input folder and decide every output, its name and its seed.
+
+    Sources that cannot be planned (unreadable folders and headers, bad
+    annotations) are in ``Plan.failures``; the rest go on.
+    """
     dataset = datasets.open_dataset(recipe.input, recipe.splits)
     spec, layout = dataset.annotations(recipe.annotations) if dataset else \
         (recipe.annotations, None)
@@ -193,11 +204,14 @@ def plan_run(recipe: Recipe) -> Plan:
         recipe = replace(recipe, include_original=True)  # a dataset keeps its training images
     input_dir, output_dir = check_folders(dataset.root if dataset else recipe.input,
                                           recipe.output)
-    images, others = dataset.scan() if dataset else imagefiles.scan_images(input_dir)
+    unreadable: list = []
+    images, others = dataset.scan(unreadable) if dataset else \
+        imagefiles.scan_images(input_dir, unreadable)
+    failures = {path: (path, reason) for path, reason in unreadable}
     source = AnnotationSource(spec, input_dir, layout) if spec else None
-    boxes, failures = _read_boxes(source, input_dir, images)
+    boxes = _read_boxes(source, input_dir, images, failures)
+    formats = _output_formats(recipe, input_dir, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
-    formats = {relative: output_format(recipe, input_dir / relative) for relative in images}
     planned, classes = _plan_outputs(recipe, images, formats, dataset)
     profile = get_profile(recipe.profile) if recipe.profile else None
     tasks, claimed = [], {}
@@ -230,16 +244,32 @@ def _held_out_annotation(dataset, source: AnnotationSource | None, relative: str
     return source.file_for(relative, input_dir / relative)
 
 
-def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list):
-    """Boxes per source (relative path -> ImageBoxes), and the sources whose annotations
-    cannot be read (relative path -> (path, reason)): those are skipped, the rest go on.
+def _output_formats(recipe: Recipe, input_dir: Path, images: list, failures: dict) -> dict:
+    """The output format of each source (see ``output_format``); a source whose header
+    cannot be read (a profile must look at it) goes to ``failures``."""
+    formats = {}
+    for relative in images:
+        rel = relative.as_posix()
+        if rel in failures:
+            continue
+        try:
+            formats[relative] = output_format(recipe, input_dir / relative)
+        except ImageReadError as exc:
+            failures[rel] = (rel, exc.reason)
+    return formats
+
+
+def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list,
+                failures: dict) -> dict:
+    """Boxes per source (relative path -> ImageBoxes); a source whose annotations cannot
+    be read goes to ``failures`` (relative path -> (path, reason)): skipped, the rest go on.
 
     A malformed annotation is reported where it is (``in/cats/tom.txt:3``). An
     image whose header cannot be read is left to the worker, which reports it as
     it reports any unreadable image."""
-    boxes, failures = {}, {}
+    boxes: dict = {}
     if source is None:
-        return boxes, failures
+        return boxes
     for relative in images:
         rel = relative.as_posix()
         try:
@@ -249,7 +279,7 @@ def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list):
         except ImageReadError:
             continue
     source.require_some(len(images))
-    return boxes, failures
+    return boxes
 
 
 def _files_written(outputs, source: AnnotationSource | None):
@@ -294,6 +324,7 @@ class SourceResult:
     records: list = field(default_factory=list)
     failures: list = field(default_factory=list)  # (path, reason)
     decoded: bool = False
+    stop: str | None = None  # the output folder cannot be written (disk full): stop the run
 
 
 def render(image: np.ndarray, output: OutputPlan):
@@ -335,9 +366,16 @@ def process_source(task: SourceTask) -> SourceResult:
     """Decode one source once and write all of its planned outputs (and their boxes)."""
     result = SourceResult(task.relative)
     try:
+        stamp = _source_stamp(task.source)
         image = imagefiles.read_image(task.source, task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
+        return result
+    except OSError as exc:
+        result.failures.append((task.relative, f"cannot read ({exc.strerror or exc})"))
+        return result
+    except MemoryError:
+        result.failures.append((task.relative, "not enough memory to decode it"))
         return result
     result.decoded = True
     if task.boxes is not None and (task.boxes.height, task.boxes.width) != image.shape[:2]:
@@ -357,42 +395,67 @@ def process_source(task: SourceTask) -> SourceResult:
                     distinct.draw(image, output, render)
             continue
         todo -= 1
-        destination = task.output_dir / output.relative
-        fmt = task.format or source_format
         record = {"output": output.relative, "source": task.relative,
-                  "variant": output.variant, "index": output.index}
+                  "variant": output.variant, "index": output.index, **stamp}
         try:
-            if output.variant is None:
-                record["copy"] = True
-                if fmt == source_format and _fits(task.profile, task.source, image):
-                    _write_boxes(task, output, (), image, {}, record,
-                                 copy_from=task.copy_annotation)
-                    imagefiles.copy_atomic(task.source, destination)
-                    result.records.append(record)
-                    continue
-                pixels, steps = image, ()
-            else:
-                pixels, steps, seed, redraws = distinct.draw(image, output, render)
-                record["seed"] = seed
-                if redraws:
-                    record["redraws"] = redraws
-                record["ops"] = [step.as_record() for step in steps]
-            pixels, fitted, aspect = _fit_aspect(pixels, task)
-            data, adjustments = _encode(pixels, fmt, task)
-            if aspect is not None:
-                adjustments = {"aspect": aspect, **adjustments}
-            _write_boxes(task, output, steps, pixels, adjustments, record, fitted)
-            imagefiles.write_atomic(destination, data)
-            if adjustments:
-                record["conformed"] = adjustments
+            _make_output(task, output, image, source_format, record, distinct)
         except DuplicateOutput as exc:
             result.failures.append((output.relative, str(exc)))
             continue
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            if exc.errno in STOPS_RUN:
+                result.stop = str(output_error(task.output_dir / output.relative, exc))
+                break
+            result.failures.append((output.relative, _write_failure(exc)))
+            continue
+        except ValueError as exc:
             result.failures.append((output.relative, f"cannot write ({exc})"))
+            continue
+        except MemoryError:
+            result.failures.append((output.relative, "not enough memory to make it"))
             continue
         result.records.append(record)
     return result
+
+
+def _write_failure(exc: OSError) -> str:
+    """Why one output could not be written, without echoing its (maybe very long) path."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "cannot write: the output file name is too long for the file system"
+    return f"cannot write ({exc.strerror or exc})"
+
+
+def _make_output(task: SourceTask, output: OutputPlan, image: np.ndarray, source_format: str,
+                 record: dict, distinct: Distinct) -> None:
+    """Render, encode and write one output (and its annotation file); fill in its record.
+
+    An augmented output is drawn apart from the source and the outputs before it
+    (``distinct``); raises DuplicateOutput when it cannot be."""
+    destination = task.output_dir / output.relative
+    fmt = task.format or source_format
+    if output.variant is None:
+        record["copy"] = True
+        if fmt == source_format and _fits(task.profile, task.source, image):
+            _write_boxes(task, output, (), image, {}, record, copy_from=task.copy_annotation)
+            imagefiles.copy_atomic(task.source, destination)
+            record["bytes"] = destination.stat().st_size
+            return
+        pixels, steps = image, ()
+    else:
+        pixels, steps, seed, redraws = distinct.draw(image, output, render)
+        record["seed"] = seed
+        if redraws:
+            record["redraws"] = redraws
+        record["ops"] = [step.as_record() for step in steps]
+    pixels, fitted, aspect = _fit_aspect(pixels, task)
+    data, adjustments = _encode(pixels, fmt, task)
+    if aspect is not None:
+        adjustments = {"aspect": aspect, **adjustments}
+    _write_boxes(task, output, steps, pixels, adjustments, record, fitted)
+    imagefiles.write_atomic(destination, data)
+    record["bytes"] = len(data)
+    if adjustments:
+        record["conformed"] = adjustments
 
 
 def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
@@ -434,90 +497,120 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
         record["annotation"] = name
 
 
-# --- manifest ------------------------------------------------------------------
+# --- resume ----------------------------------------------------------------------
 
-def read_manifest(output_dir: Path) -> list:
-    """Output records of an earlier run; a torn last line (killed run) is ignored.
+def _resume(plan: Plan, fingerprint: str, overwrite: bool,
+            dry_run: bool = False) -> tuple[dict, list]:
+    """Records of outputs already finished by an earlier run of this same recipe, and the
+    ``started`` lines of its sources that were handed to workers but not finished.
 
-    Per-class count lines (balancing) are not output records and are skipped.
+    Refuses to mix: outputs of a different recipe, seed or input folder, or files
+    in the output folder that no manifest accounts for, need ``--overwrite``
+    (which deletes what the old recipe wrote and the new one will not, except in
+    a dry run; files augcli did not write are never removed).
     """
-    path = output_dir / MANIFEST_NAME
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "output" in record:
-            records.append(record)
-    return records
-
-
-def _write_manifest(output_dir: Path, records, classes=()) -> None:
-    """Rewrite the manifest: per-class counts first (if balancing), then outputs by name."""
-    lines = [{"class": c.tag, "before": c.before, "after": c.after} for c in classes]
-    lines += sorted(records, key=lambda record: record["output"])
-    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    imagefiles.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
-
-
-def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool,
-                      dry_run: bool = False) -> dict:
-    """Records of outputs already finished by an earlier run of this same recipe.
-
-    Refuses to mix: outputs of a different recipe or seed, or files in the output
-    folder that no manifest accounts for, need ``--overwrite``. With it, outputs
-    of the old recipe that the new one won't rewrite are removed (not in a dry
-    run); files augcli did not write are never removed.
-    """
-    records = read_manifest(plan.output_dir)
+    written = {name: task for task in plan.tasks
+               for name, _ in _files_written(task.outputs, plan.annotations)}
+    manifest.check_inside(plan.output_dir, written)
+    earlier = manifest.load(plan.output_dir)
     if overwrite:
-        planned = {output.relative for task in plan.tasks for output in task.outputs}
-        for record in records if not dry_run else ():
-            if record.get("output") not in planned:
-                (plan.output_dir / record["output"]).unlink(missing_ok=True)
-                if record.get("annotation"):
-                    (plan.output_dir / record["annotation"]).unlink(missing_ok=True)
-        return {}
-    foreign = {r.get("recipe") for r in records} - {fingerprint}
-    if foreign:
-        raise UsageError(f"{plan.output_dir} holds outputs of a different recipe or seed; "
-                         "rerun with --overwrite to replace them, or choose another output folder")
-    strays = _unaccounted_files(plan, records)
+        if not dry_run:
+            manifest.remove(plan.output_dir, earlier.names() - written.keys())
+        return {}, []
+    if earlier.fingerprints - {fingerprint}:
+        raise UsageError(f"{plan.output_dir} holds outputs of a different recipe, seed or "
+                         "input folder; rerun with --overwrite to replace them, or choose "
+                         "another output folder")
+    accounted = earlier.names()
+    clashes = [output.relative for task in plan.tasks for output in task.outputs
+               if output.relative not in accounted
+               and _exists(plan.output_dir / output.relative)]
+    if clashes:
+        raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
+                         f"would write (e.g. {clashes[0]}) and no manifest says where they "
+                         "came from; rerun with --overwrite to replace them")
+    strays = _unaccounted_files(plan, accounted)
     if strays:
-        listed = ", ".join(strays[:5]) + (", ..." if len(strays) > 5 else "")
+        listed = ", ".join(name if len(name) <= EXCERPT_CHARS else
+                           name[:EXCERPT_CHARS] + "..." for name in strays[:5]) + \
+            (", ..." if len(strays) > 5 else "")
         raise UsageError(f"{plan.output_dir} holds {len(strays)} file(s) that no manifest says "
                          f"where they came from ({listed}); they would be mixed with the "
                          "outputs. Move them out or choose another output folder (--overwrite "
                          "goes ahead, replacing those this run writes and keeping the others)")
-    return {record["output"]: record for record in records
-            if (plan.output_dir / record["output"]).exists()}
+    finished = {record["output"]: record for record in earlier.records
+                if _intact(plan.output_dir / record["output"], record)}
+    return finished, earlier.started
 
 
-def _unaccounted_files(plan: Plan, records) -> list:
-    """Files in the output folder that neither the manifest nor this run accounts for.
+def _unaccounted_files(plan: Plan, accounted: set) -> list:
+    """Files in the output folder that neither the manifest (``accounted``: what its
+    records and ``started`` lines name) nor this run's own files account for.
 
-    Hidden files (augcli's temp files and lock among them) are not counted. Once a
-    manifest of this recipe exists, the files the plan writes are accounted for: a
-    killed run may have written one without recording it yet.
+    Hidden files (augcli's temp files and lock among them) are not counted.
     """
     if not plan.output_dir.is_dir():
         return []
-    accounted = {MANIFEST_NAME}
-    for record in records:
-        accounted.update(filter(None, (record.get("output"), record.get("annotation"))))
+    accounted = accounted | {MANIFEST_NAME}
     if plan.annotations is not None:
         accounted.update(plan.annotations.output_files())
     if plan.dataset is not None:
         accounted.update(plan.dataset.output_files())
-    if (plan.output_dir / MANIFEST_NAME).exists():
-        accounted.update(written for task in plan.tasks
-                         for written, _ in _files_written(task.outputs, plan.annotations))
     images, others = imagefiles.scan(plan.output_dir)
     return sorted(name for name in (p.as_posix() for p in images + others)
                   if name not in accounted)
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name the file system cannot even hold (too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
+def _intact(path: Path, record: dict) -> bool:
+    """Whether an output is on disk with the size its record says (writes are not fsynced:
+    after a power loss a file can be left empty, and is then made again)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return record.get("bytes", size) == size
+
+
+def _source_stamp(path: Path) -> dict:
+    """What tells a changed source from the one an output was made from: size and mtime."""
+    status = path.stat()
+    return {"source_size": status.st_size, "source_mtime_ns": status.st_mtime_ns}
+
+
+def _unchanged(task: SourceTask, records: list) -> bool:
+    """Whether a source is the very file its earlier outputs were made from."""
+    try:
+        stamp = _source_stamp(task.source)
+    except OSError:
+        return False
+    return all(record.get(key) == value for record in records for key, value in stamp.items())
+
+
+def _remaining_tasks(plan: Plan, finished: dict, report: Report) -> list:
+    """The sources with outputs not finished yet, each with its finished ones as ``done``;
+    none are done for a source that changed since (its stale records are dropped from
+    ``finished``)."""
+    tasks = []
+    for task in plan.tasks:
+        earlier = [finished[o.relative] for o in task.outputs if o.relative in finished]
+        if earlier and not _unchanged(task, earlier):
+            for record in earlier:
+                del finished[record["output"]]
+        done = frozenset(o.relative for o in task.outputs if o.relative in finished)
+        report.skipped += len(done)
+        if len(done) < len(task.outputs):
+            # the finished outputs stay in the task: the worker draws them again (without
+            # writing them) so that its duplicate redraws come out as in a whole run
+            tasks.append(replace(task, done=done))
+    return tasks
 
 
 def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profile=None,
@@ -532,9 +625,10 @@ def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profi
     recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
                             profile=profile)
     plan = plan_run(recipe)
-    finished = _previous_outputs(plan, recipe.fingerprint, overwrite, dry_run=True)
-    done = sum(output.relative in finished for task in plan.tasks for output in task.outputs)
-    return plan, done, variant_warnings(plan.recipe, plan_needs(plan))
+    finished, _ = _resume(plan, recipe.fingerprint, overwrite, dry_run=True)
+    counted = Report()
+    _remaining_tasks(plan, finished, counted)
+    return plan, counted.skipped, variant_warnings(plan.recipe, plan_needs(plan))
 
 
 # --- run -----------------------------------------------------------------------
@@ -545,11 +639,13 @@ class Report(JobReport):
 
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     objects: dict = field(default_factory=dict)  # label -> (in the sources, in the output folder)
+    notes: list = field(default_factory=list)  # things the user should know (a lock taken over)
 
     def class_lines(self) -> list:
         """One line per class folder when balancing: count before -> after."""
         return [f"{c.tag}: {c.before} -> {c.after}" if c.after > c.before else
                 f"{c.tag}: {c.before} (already at or above the target, nothing added)"
+                if c.after == c.before else f"{c.tag}: {c.before} -> {c.after} (some failed)"
                 for c in self.classes]
 
     def object_lines(self) -> list:
@@ -557,6 +653,14 @@ class Report(JobReport):
         return [f"objects {label}: {before} -> {after}"
                 for label, (before, after) in self.objects.items()]
 
+    def to_json(self) -> dict:
+        """JobReport's summary, plus per-class counts (balancing) and objects per label
+        (annotations), empty without them."""
+        return {**super().to_json(),
+                "classes": [{"class": c.tag, "before": c.before, "after": c.after}
+                            for c in self.classes],
+                "objects": {label: {"sources": before, "output": after}
+                            for label, (before, after) in self.objects.items()}}
 
 
 def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
@@ -569,6 +673,9 @@ def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
         conflict = profile_format_conflict(profile, recipe.format)
         if conflict:
             raise UsageError(f"--profile {profile}: the recipe's format {conflict}")
+    if per_class is not None and not 1 <= per_class <= MAX_TARGET_PER_CLASS:
+        raise UsageError(f"--per-class: expected an integer in [1, {MAX_TARGET_PER_CLASS:,}], "
+                         f"got {per_class}")
     return recipe.with_overrides(input=_path(input), output=_path(output), seed=seed,
                                  target_per_class=per_class, profile=profile)
 
@@ -585,52 +692,131 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
                             profile=profile)
     plan = plan_run(recipe)
-    fingerprint = recipe.fingerprint
-    finished = _previous_outputs(plan, fingerprint, overwrite)
-    report = Report(ignored=plan.ignored, classes=plan.classes, notify=notify)
+    report = Report(ignored=plan.ignored, classes=plan.classes, notify=notify,
+                    output_dir=str(plan.output_dir))
     for path, reason in plan.failures:
         report.fail(path, reason)
-
-    tasks = []
-    for task in plan.tasks:
-        todo = tuple(o for o in task.outputs if o.relative not in finished)
-        report.skipped += len(task.outputs) - len(todo)
-        if todo:
-            tasks.append(replace(task, done=frozenset(o.relative for o in task.outputs
-                                                      if o.relative in finished)))
-    records = dict(finished)
-    imagefiles.remove_stale_temp_files(plan.output_dir)
-    plan.output_dir.mkdir(parents=True, exist_ok=True)
-    _write_manifest(plan.output_dir, records.values(), plan.classes)
-    if plan.annotations is not None:
-        plan.annotations.prepare_output(plan.output_dir)
-    if plan.dataset is not None:
-        plan.dataset.prepare_output(plan.output_dir)
-
-    workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
-    bar = progress_bar(sum(len(t.outputs) - len(t.done) for t in tasks), enabled=progress)
-    try:
-        with open(plan.output_dir / MANIFEST_NAME, "a", encoding="utf-8") as manifest:
-            for result in map_in_workers(process_source, tasks, workers):
-                report.images_read += result.decoded
-                for record in result.records:
-                    record["recipe"] = fingerprint
-                    records[record["output"]] = record
-                    manifest.write(json.dumps(record, ensure_ascii=False) + "\n")
-                manifest.flush()
-                report.written += len(result.records)
-                for path, reason in result.failures:
-                    report.fail(path, reason)
-                bar.update(len(result.records) + len(result.failures))
-    finally:
-        bar.close()
-        _write_manifest(plan.output_dir, records.values(), plan.classes)
-        if plan.annotations is not None:
-            plan.annotations.finish_output(plan.output_dir, records.values())
-    if plan.annotations is not None:
-        report.objects = _objects(plan, records.values())
+    _make_folder(plan.output_dir)
+    with manifest.OutputLock(plan.output_dir, note=report.notes.append):
+        finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
+        tasks = _remaining_tasks(plan, finished, report)
+        run = _Run(plan, recipe.fingerprint, dict(finished), report)
+        run.prepare(started_lines, tasks)
+        with run.finishing():
+            run.execute(tasks, workers or recipe.workers or default_workers(), progress)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(folder, exc) from None
+
+
+@dataclass
+class _Run:
+    """One run's state in the parent: the records so far and the sources still open."""
+
+    plan: Plan
+    fingerprint: str
+    records: dict  # output name -> record
+    report: Report
+    open: dict = field(default_factory=dict)  # source -> its "started" line, not finished yet
+
+    def prepare(self, started_lines: list, tasks: list) -> None:
+        """Tidy the folder after a killed run and write the manifest as it stands: the
+        ``started`` lines of an earlier run are kept for the sources still to do."""
+        todo = {task.relative for task in tasks}
+        self.open = {line["started"]: line for line in started_lines if line["started"] in todo}
+        imagefiles.remove_stale_temp_files(self.plan.output_dir)
+        manifest.rewrite(self.plan.output_dir, self.records.values(), self.plan.classes,
+                         list(self.open.values()))
+        try:
+            if self.plan.annotations is not None:
+                self.plan.annotations.prepare_output(self.plan.output_dir)
+            if self.plan.dataset is not None:
+                self.plan.dataset.prepare_output(self.plan.output_dir)
+        except OSError as exc:
+            raise output_error(self.plan.output_dir, exc) from None
+
+    def execute(self, tasks: list, workers: int, progress: bool) -> None:
+        """Hand the sources to workers; journal each before it starts and its records
+        as it finishes."""
+        workers = max(1, min(workers, len(tasks) or 1))
+        bar = progress_bar(sum(len(t.outputs) - len(t.done) for t in tasks), enabled=progress)
+        try:
+            with manifest.Journal(self.plan.output_dir) as journal:
+                for result in map_in_workers(process_source, self._announced(tasks, journal),
+                                             workers, crashed=_crashed):
+                    self._collect(result, journal)
+                    bar.update(len(result.records) + len(result.failures))
+        finally:
+            bar.close()
+
+    def _announced(self, tasks, journal):
+        """The tasks, each journalled as ``started`` just before a worker gets it."""
+        for task in tasks:
+            todo = [o for o in task.outputs if o.relative not in task.done]
+            names = [name for name, _ in _files_written(todo, self.plan.annotations)]
+            line = manifest.started_line(task.relative, names, self.fingerprint)
+            journal.append(line)
+            self.open[task.relative] = line
+            yield task
+
+    def _collect(self, result: SourceResult, journal) -> None:
+        report = self.report
+        report.images_read += result.decoded
+        for record in result.records:
+            record["recipe"] = self.fingerprint
+            self.records[record["output"]] = record
+        journal.append(*result.records)
+        self.open.pop(result.relative, None)
+        report.written += len(result.records)
+        for path, reason in result.failures:
+            report.fail(path, reason)
+        if result.stop is not None:
+            raise OutputError(result.stop)
+
+    @contextlib.contextmanager
+    def finishing(self):
+        """Whatever happens, end with the manifest rewritten whole (and the COCO file)."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(OutputError):  # the first error is the one to report
+                self._finish()
+            raise
+        self._finish()
+
+    def _finish(self) -> None:
+        plan = self.plan
+        self.report.classes = _classes_written(plan.classes, self.records.values())
+        manifest.rewrite(plan.output_dir, self.records.values(), self.report.classes,
+                         list(self.open.values()))
+        if plan.annotations is not None:
+            try:
+                plan.annotations.finish_output(plan.output_dir, self.records.values())
+            except OSError as exc:
+                raise output_error(plan.output_dir, exc) from None
+            self.report.objects = _objects(plan, self.records.values())
+
+
+def _crashed(task: SourceTask, reason: str) -> SourceResult:
+    """A worker died on this source (killed for memory, say): that source failed."""
+    return SourceResult(task.relative, failures=[(task.relative, reason)])
+
+
+def _classes_written(classes: list, records) -> list:
+    """Per-class counts with ``after`` as written (a failed source's outputs are missing)."""
+    if not classes:
+        return classes
+    written: dict = {}
+    for record in records:
+        tag = Path(record["source"]).parent.as_posix()
+        written[tag] = written.get(tag, 0) + 1
+    return [replace(count, after=written.get(count.tag, 0)) for count in classes]
 
 
 def _objects(plan: Plan, records) -> dict:

@@ -7,6 +7,10 @@ data.yaml through PyYAML, COCO and VOC files through json and ElementTree.
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -282,3 +286,59 @@ def test_preview_of_a_dataset_image_shows_what_run_writes_with_its_labels(tmp_pa
     result = CliRunner().invoke(main, ["preview", str(tmp_path / "recipe.yaml"), str(image),
                                        "-n", "1", "-o", str(tmp_path / "sheet.png")])
     assert result.exit_code == 0, result.output
+
+
+def test_a_killed_dataset_run_resumes_with_its_labels_accounted_for(tmp_path):
+    # The source a worker was on when the run was killed has written some images and
+    # labels (train/labels/...) that no record names yet: its "started" journal line does,
+    # so the rerun takes them as its own (no stray-file refusal) and ends as a clean run.
+    ds = tmp_path / "ds"
+    save(ds / "train" / "images" / "big.jpg", photo_like(480, 640), quality=95)
+    save(ds / "valid" / "images" / "v.jpg", photo_like(48, 64, seed=2), quality=95)
+    for split, name in (("train", "big"), ("valid", "v")):
+        (ds / split / "labels").mkdir(parents=True)
+        (ds / split / "labels" / f"{name}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (ds / "data.yaml").write_text("train: train/images\nval: valid/images\nnames: [cat]\n")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nvariants:\n  a:\n    copies: 40\n"
+                                    "    ops: [{affine: {rotate: 20}}, {dropout: {p: 0.1}}]\n")
+    repo = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-m", "augcli.cli", "run", str(recipe), "-w",
+                                "1", "-q"], cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": str(repo)})
+    labels = tmp_path / "out" / "train" / "labels"
+    deadline = time.monotonic() + 120
+    while len(list(labels.glob("big_a_*.txt"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 3 <= len(list(labels.glob("big_a_*.txt"))) < 40
+    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert run_recipe(recipe, output=tmp_path / "clean", workers=1).exit_code == 0
+    resumed, clean = files(tmp_path / "out"), files(tmp_path / "clean")
+    for made in (resumed, clean):
+        made.pop("manifest.jsonl")
+        made.pop("data.yaml")  # its path is the output folder
+    assert resumed == clean
+
+
+def test_an_unreadable_folder_in_a_split_fails_its_images_and_the_rest_go_on(tmp_path,
+                                                                           monkeypatch):
+    ds = tmp_path / "ds"
+    for split in ("train", "val"):
+        save(ds / split / "cat" / "tom.png", photo_like(seed=1))
+        save(ds / split / "dog" / "rex.png", photo_like(seed=2))
+    scandir = os.scandir
+
+    def refuse_train_dog(path):
+        if Path(path) == ds / "train" / "dog":
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_train_dog)
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
+    report = run_recipe(recipe, workers=1)
+    assert report.exit_code == 1
+    assert [path for path, _ in report.failures] == ["train/dog/"]
+    assert sorted(n for n in files(tmp_path / "out") if n != "manifest.jsonl") == [
+        "train/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png", "val/dog/rex.png"]

@@ -68,12 +68,16 @@ def test_a_killed_run_is_resumed_even_with_an_unrecorded_output(tmp_path):
     assert invoke("run", recipe, "-w", "1", "-q").exit_code == 0
     complete = tree(tmp_path / "upload")
     manifest = tmp_path / "upload" / MANIFEST_NAME
-    lines = manifest.read_text().splitlines()
-    # killed after a worker wrote cup_turn_3.png but before the parent recorded it
-    manifest.write_text("".join(line + "\n" for line in lines
-                                if "cup_turn_3" not in line))
+    records = read_manifest(tmp_path / "upload")
+    cup = [r for r in records if r["source"] == "cup/cup.png"]
+    # killed after a worker wrote cup's outputs but before the parent recorded them: the
+    # journal holds the line saying cup.png was handed to a worker and what it writes
+    started = {"started": "cup/cup.png", "outputs": [r["output"] for r in cup],
+               "recipe": cup[0]["recipe"]}
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records if r not in cup) +
+                        json.dumps(started) + "\n")
     result = invoke("run", recipe, "-w", "1")
-    assert result.exit_code == 0 and "1 outputs written, 7 skipped" in result.output
+    assert result.exit_code == 0 and "4 outputs written, 4 skipped" in result.output
     assert tree(tmp_path / "upload") == complete
 
 
@@ -88,13 +92,16 @@ def test_dry_run_reports_what_is_done_and_refuses_what_the_run_refuses(tmp_path)
     records = read_manifest(tmp_path / "upload")
     manifest = tmp_path / "upload" / MANIFEST_NAME
     manifest.write_text("".join(json.dumps(r) + "\n" for r in records[:5]))
+    for record in records[5:]:  # not made yet
+        (tmp_path / "upload" / record["output"]).unlink()
     before = tree(tmp_path / "upload")
     partial = invoke("run", recipe, "--dry-run")
     assert partial.exit_code == 0
     assert "upload, 5 already done (a run skips them)" in partial.output
 
     other_seed = invoke("run", recipe, "--dry-run", "--seed", "4")
-    assert other_seed.exit_code == 2 and "different recipe or seed" in other_seed.output
+    assert other_seed.exit_code == 2 and "different recipe, seed or input folder" in \
+        other_seed.output
     assert invoke("run", recipe, "--dry-run", "--seed", "4", "--overwrite").exit_code == 0
 
     save(tmp_path / "upload" / "cat" / "stray.png", photo_like(seed=8))

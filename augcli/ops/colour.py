@@ -179,7 +179,7 @@ register(Op(
               low=0, high=100, lengths=(2,), ordered=True),
         Param("hue", NUMBER_OR_LIST, 0.1, "h means a hue shift in [-h, h] (h <= 0.5, a "
               "fraction of the colour wheel); or [lo, hi] within [-0.5, 0.5]; 0 skips it.",
-              low=-0.5, high=0.5, lengths=(2,), ordered=True),
+              low=-0.5, high=0.5, lengths=(2,), ordered=True, magnitude=True),
     ),
     example="- color_jitter: {brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1}",
     sample=_sample_color_jitter,
