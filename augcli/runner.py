@@ -45,7 +45,7 @@ from .jobs import (
     progress_bar,
 )
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
-from .pipeline import apply_steps, sample_steps, steps_matrix
+from .pipeline import OutputTooLarge, apply_steps, sample_steps, steps_matrix
 from .profiles import Conform, Profile, get_profile
 from .recipe import MAX_TARGET_PER_CLASS, Recipe, load_recipe, profile_format_conflict
 from .variety import Distinct, DuplicateOutput
@@ -399,7 +399,7 @@ def process_source(task: SourceTask) -> SourceResult:
                   "variant": output.variant, "index": output.index, **stamp}
         try:
             _make_output(task, output, image, source_format, record, distinct)
-        except DuplicateOutput as exc:
+        except (DuplicateOutput, OutputTooLarge) as exc:  # this output only; the rest goes on
             result.failures.append((output.relative, str(exc)))
             continue
         except OSError as exc:
