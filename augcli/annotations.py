@@ -229,8 +229,10 @@ def transform_boxes(boxes, matrix: np.ndarray, size, min_visibility: float) -> t
     kept, dropped = [], []
     for box in boxes:
         hull = _hull(box, edges)
-        visible = hull.clipped(width, height) if hull is not None else None
-        visibility = visible.area / hull.area if visible is not None and hull.area > 0 else 0.0
+        visibility = 0.0
+        if hull is not None and hull.area > 0:
+            visible = hull.clipped(width, height)
+            visibility = visible.area / hull.area if visible is not None else 0.0
         if visibility <= 0 or visibility < min_visibility:
             dropped.append(Dropped(box, visibility))
         else:
@@ -308,7 +310,9 @@ class AnnotationSource:
             return coco.path if coco is not None else self.root
         if self.spec.path is None and image_path is not None and not self.format.labels_folder:
             return image_path.with_suffix(EXTENSIONS[self.spec.format])
-        return self.root / self.format.file_for(relative)
+        per_image = self.format.file_for(relative)
+        assert per_image is not None  # only coco has no file per image, handled above
+        return self.root / per_image
 
     def read(self, relative: str, image_path: Path) -> ImageBoxes:
         """Boxes of one image (no file or an empty file: no boxes).
@@ -536,9 +540,10 @@ def parse_regions(text: str, path, size, classes=(), classes_from=None) -> tuple
         label = region.get("tagName")
         if not isinstance(label, str) or not label:
             raise AnnotationError(path, f"{where}.tagName", "missing or not a name")
-        numbers = [_number(region.get(key), path, f"{where}.{key}")
-                   for key in ("left", "top", "width", "height")]
-        boxes.append(_checked(_from_normalized(label, *numbers, size), size, path, where))
+        left, top, width, height = (_number(region.get(key), path, f"{where}.{key}")
+                                    for key in ("left", "top", "width", "height"))
+        boxes.append(_checked(_from_normalized(label, left, top, width, height, size), size,
+                              path, where))
     return tuple(boxes)
 
 
@@ -623,7 +628,8 @@ class _Coco:
         Each annotation keeps its other keys (``iscrowd``, ``attributes``, an empty
         ``segmentation``, ...); ``area`` is the output box's."""
         ids = {name: category for category, name in self.names.items()}
-        images, annotations = [], []
+        images: list[dict] = []
+        annotations: list[dict] = []
         annotated = sorted((r for r in records if "boxes" in r), key=lambda r: r["output"])
         for image_id, record in enumerate(annotated, start=1):
             width, height = record["size"]
@@ -645,7 +651,7 @@ class _Coco:
 
 
 def _coco_categories(categories: list, path: Path) -> dict:
-    names = {}
+    names: dict = {}
     for index, category in enumerate(categories):
         if not isinstance(category, dict) or not isinstance(category.get("id"), (int, str)) \
                 or not isinstance(category.get("name"), str) or not category["name"]:

@@ -99,6 +99,7 @@ class Dataset:
                 found, rest = imagefiles.scan(self.root / folder, skipped)
                 for path, reason in skipped or ():
                     inner = "" if path == "./" else path
+                    assert unreadable is not None  # skipped is a list only then
                     unreadable.append((f"{folder}/{inner}", reason))
                 images += [PurePosixPath(folder) / path.as_posix() for path in found]
                 others += [PurePosixPath(folder) / path.as_posix() for path in rest]

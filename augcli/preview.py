@@ -99,7 +99,7 @@ def _drawn(recipe: Recipe, image: np.ndarray, relative: Path, picked) -> dict:
     output ``run`` would not write (a duplicate) is shown as its first draw, so marked."""
     wanted = {plan.relative for plan in picked}
     distinct = Distinct(image, relative.as_posix())
-    drawn = {}
+    drawn: dict = {}
     for output in source_outputs(recipe, relative):
         if wanted <= drawn.keys():
             break
@@ -161,7 +161,7 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
         if colour.shape[2] == 1:
             colour = np.repeat(colour, 3, axis=2)
         alpha = image[..., -1:].astype(np.float32) / 255
-        rows, cols = np.indices(image.shape[:2])
+        rows, cols = np.ogrid[:image.shape[0], :image.shape[1]]
         checker = np.where(((rows // 8 + cols // 8) % 2)[..., None] == 0, 200.0, 150.0)
         return np.round(colour * alpha + checker * (1 - alpha)).astype(np.uint8)
     return image
