@@ -30,7 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import imagefiles
+from . import datasets, imagefiles
 from .annotations import AnnotationError, AnnotationSource, AnnotationSpec
 from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
 from .jobs import default_workers, map_in_workers, progress_bar
@@ -194,7 +194,7 @@ def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification",
     if annotations is not None and task != "detection":
         raise UsageError("annotations count objects per tag for object detection: add "
                          "--task detection")
-    source = AnnotationSource(annotations, folder) if annotations is not None else None
+    source = _annotation_source(folder, annotations)
     images, others = imagefiles.scan(folder)
     report = CheckReport(folder, profile, task, ignored=[p.as_posix() for p in others],
                          images=len(images),
@@ -269,6 +269,18 @@ def _inspect_folders(images: list, inspected: dict, report) -> dict:
             report.findings.extend(findings)
         folders[tag] = (by_tag[tag], good)
     return folders
+
+
+def _annotation_source(folder: Path, spec: AnnotationSpec | None) -> AnnotationSource | None:
+    """Where each image's boxes are. In a YOLO dataset (a data.yaml, as ``run`` writes
+    one), labels follow the images -> labels rule and class names come from the data.yaml."""
+    if spec is None:
+        return None
+    dataset = datasets.open_dataset(folder)
+    if dataset is not None and dataset.yaml_file is not None:
+        spec, layout = dataset.annotations(spec)
+        return AnnotationSource(spec, folder, layout)
+    return AnnotationSource(spec, folder)
 
 
 def _label_rows(source: AnnotationSource, folder: Path, images: list, usable: set, report,

@@ -342,3 +342,22 @@ def test_an_unreadable_folder_in_a_split_fails_its_images_and_the_rest_go_on(tmp
     assert [path for path, _ in report.failures] == ["train/dog/"]
     assert sorted(n for n in files(tmp_path / "out") if n != "manifest.jsonl") == [
         "train/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png", "val/dog/rex.png"]
+
+
+def test_check_reads_a_yolo_dataset_by_the_images_to_labels_rule(tmp_path):
+    # run writes a YOLO dataset (labels/ beside images/, names in data.yaml); check counts
+    # its objects per label from there, not from .txt files beside the images.
+    source = tmp_path / "ds"
+    make_yolo_dataset(source)
+    (source / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['cat', 'dog']\n")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nseed: 1\n" + FLIP)
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "out"), "--profile", "generic",
+                                       "--task", "detection", "--annotations", "yolo",
+                                       "--json", "-w", "1"])
+    report = json.loads(result.output)
+    rows = {row["tag"]: (row["images"], row["objects"]) for row in report["tags"]}
+    # cat: a, its flip and c (valid); dog: a, b and their flips
+    assert rows == {"cat": (3, 3), "dog": (4, 4)}
+    assert not [f for f in report["findings"] if f["kind"] in ("bad-annotation", "no-objects")]
