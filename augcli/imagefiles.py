@@ -56,17 +56,18 @@ def scan(folder: Path) -> tuple[list, list]:
     Hidden files and folders (leading dot) are skipped. Sorting is by the
     POSIX path string, so the order is the same on every machine.
     """
+    from .storage import FolderStore
+
+    return split_images(FolderStore(folder).list())
+
+
+def split_images(keys) -> tuple[list, list]:
+    """Sorted relative keys (``cats/tom.jpg``) -> (image paths, other files)."""
     images, others = [], []
-    for root, dirs, files in os.walk(folder):
-        root_path = Path(root)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if name.startswith("."):
-                continue
-            relative = (root_path / name).relative_to(folder)
-            (images if is_image_name(relative) else others).append(relative)
-    key = Path.as_posix
-    return sorted(images, key=key), sorted(others, key=key)
+    for key in keys:
+        relative = Path(key)
+        (images if is_image_name(relative) else others).append(relative)
+    return images, others
 
 
 def looked_for() -> str:
@@ -77,9 +78,13 @@ def looked_for() -> str:
 def scan_images(folder: Path) -> tuple[list, list]:
     """``scan`` for commands that need at least one image: refuse a folder with none."""
     images, others = scan(folder)
-    if not images:
-        raise UsageError(f"no images found in {folder} ({looked_for()})")
+    require_images(images, folder)
     return images, others
+
+
+def require_images(images: list, where) -> None:
+    if not images:
+        raise UsageError(f"no images found in {where} ({looked_for()})")
 
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -89,28 +94,38 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     pixels of an image whose header claims more than ``max_pixels``.
     """
     try:
-        if path.stat().st_size == 0:
-            raise ImageReadError(path, "file is empty")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageReadError(path, _too_large(width, height, max_pixels))
-                image.seek(0)
-                oriented = ImageOps.exif_transpose(image)
-                return _to_array(oriented, path)
-    except ImageReadError:
-        raise
-    except Image.DecompressionBombError:
-        raise ImageReadError(path, _too_large(None, None, max_pixels)) from None
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ImageReadError(path, "file not found (was it moved or deleted during the run?)") \
             from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, path, max_pixels)
+
+
+def decode_image(data: bytes, name, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``read_image`` for bytes already read (from a folder or an object store);
+    ``name`` is what an error message calls them."""
+    try:
+        if not data:
+            raise ImageReadError(name, "file is empty")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageReadError(name, _too_large(width, height, max_pixels))
+                image.seek(0)
+                oriented = ImageOps.exif_transpose(image)
+                return _to_array(oriented, name)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageReadError(name, _too_large(None, None, max_pixels)) from None
     except Image.UnidentifiedImageError:
-        raise ImageReadError(path, "not an image file, or a format augcli cannot read") from None
+        raise ImageReadError(name, "not an image file, or a format augcli cannot read") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(path, f"cannot decode ({exc})") from None
+        raise ImageReadError(name, f"cannot decode ({exc})") from None
 
 
 _SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by a quarter
@@ -200,8 +215,9 @@ def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     return _encode_pillow(image, fmt, quality)
 
 
-def has_alpha(path: Path) -> bool:
-    """Whether an image file has transparency, from its header (no pixel decoding)."""
+def has_alpha(path) -> bool:
+    """Whether an image file (a path, or a binary file object) has transparency, from its
+    header (no pixel decoding)."""
     with Image.open(path) as image:
         return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from . import ops as catalog
+from . import storage
 from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
 from .errors import RecipeError
 from .params import INT, PROBABILITY, Const, Param, Problems, Sweep, parse_value
@@ -88,8 +89,8 @@ class Variant:
 @dataclass(frozen=True)
 class Recipe:
     variants: tuple
-    input: Path | None = None
-    output: Path | None = None
+    input: Path | str | None = None  # a folder, or an object-store URL (see augcli.storage)
+    output: Path | str | None = None
     seed: int = 0
     include_original: bool = False
     format: str | None = None
@@ -98,6 +99,8 @@ class Recipe:
     target_per_class: int | None = None
     profile: str | None = None  # upload target (see augcli.profiles) whose limits outputs meet
     annotations: AnnotationSpec | None = None  # bounding boxes that follow the pixels
+    # Non-secret options of an object store (``storage:``): they never decide bytes.
+    storage: dict = field(default_factory=dict, compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -122,7 +125,7 @@ class Recipe:
 # --- loading -----------------------------------------------------------------
 
 _TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality", "workers",
-             "target_per_class", "profile", "annotations", "variants")
+             "target_per_class", "profile", "annotations", "storage", "variants")
 _VARIANT_KEYS = ("copies", "ops")
 _COMBINATORS = ("sometimes", "one_of", "some_of", "sequence")
 
@@ -155,10 +158,9 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         if value is None:
             return None
         if not isinstance(value, str) or not value:
-            problems.add(key, f"expected a folder path, got {value!r}")
+            problems.add(key, f"expected a folder path or a storage URL, got {value!r}")
             return None
-        folder = Path(value).expanduser()
-        return folder if folder.is_absolute() or base_dir is None else base_dir / folder
+        return storage.location(value, base_dir)
 
     recipe = Recipe(
         input=resolve("input"),
@@ -171,6 +173,7 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         target_per_class=_read_int(data, "target_per_class", None, problems, low=1),
         profile=_read_profile(data, problems),
         annotations=_read_annotations(data.get("annotations"), base_dir, problems),
+        storage=storage.read_options(data.get("storage"), problems),
         variants=_read_variants(data.get("variants"), problems),
         raw=data,
     )

@@ -10,6 +10,7 @@ manifest and counts.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles
+from . import geometry, imagefiles, storage
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -31,14 +32,15 @@ from .annotations import (
 from .errors import ImageReadError, UsageError
 from .jobs import (
     JobReport,
-    check_folders,
     default_workers,
     map_in_workers,
+    open_cluster,
     progress_bar,
 )
 from .pipeline import apply_steps, sample_steps, steps_matrix
 from .profiles import Profile, get_profile
 from .recipe import Recipe, load_recipe, profile_format_conflict
+from .storage import StoreSpec
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -58,11 +60,14 @@ class OutputPlan:
 
 @dataclass(frozen=True)
 class SourceTask:
-    """Everything a worker needs for one source image: plain, picklable data."""
+    """Everything a worker needs for one source image: plain, picklable data.
 
-    source: Path
+    The stores are specs (a location and non-secret options), never open
+    filesystems: a worker opens them with its own credentials."""
+
+    input: StoreSpec  # where the source is read from (a folder or a URL prefix)
     relative: str
-    output_dir: Path
+    output: StoreSpec  # where its outputs are published
     outputs: tuple
     format: str | None  # None: keep the source's format
     quality: int
@@ -75,13 +80,14 @@ class SourceTask:
 @dataclass
 class Plan:
     recipe: Recipe
-    input_dir: Path
-    output_dir: Path
+    input_dir: Path | str  # a folder, or a URL
+    output_dir: Path | str
     tasks: list
     ignored: list  # files in the input folder that are not images
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     failures: list = field(default_factory=list)  # (path, reason): sources skipped when planning
     annotations: AnnotationSource | None = None
+    output_store: StoreSpec | None = None
 
     def objects_before(self) -> dict:
         """Objects per label in the planned sources (empty without annotations)."""
@@ -139,7 +145,7 @@ def source_outputs(recipe: Recipe, relative: Path, fmt: str | None = None) -> li
     return outputs
 
 
-def output_format(recipe: Recipe, source: Path) -> str | None:
+def output_format(recipe: Recipe, relative: Path, store) -> str | None:
     """The format to write a source's outputs in; None keeps the source's own.
 
     With a profile, a source format the target does not accept becomes PNG if
@@ -147,9 +153,11 @@ def output_format(recipe: Recipe, source: Path) -> str | None:
     """
     if recipe.format or recipe.profile is None:
         return recipe.format
-    if get_profile(recipe.profile).accepts(imagefiles.format_of(source)):
+    if get_profile(recipe.profile).accepts(imagefiles.format_of(relative)):
         return None
-    return "png" if imagefiles.has_alpha(source) else "jpg"
+    key = relative.as_posix()
+    header = store.path(key) if store.is_local else io.BytesIO(store.read(key))
+    return "png" if imagefiles.has_alpha(header) else "jpg"
 
 
 def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None) -> dict:
@@ -179,13 +187,18 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
 
 
 def plan_run(recipe: Recipe) -> Plan:
-    """Scan the input folder and decide every output, its name and its seed."""
-    input_dir, output_dir = check_folders(recipe.input, recipe.output)
-    images, others = imagefiles.scan_images(input_dir)
+    """List the input (a folder or a URL) and decide every output, its name and its seed."""
+    needs_folders = "annotations" if recipe.annotations is not None else None
+    input_spec, output_spec = storage.open_pair(recipe.input, recipe.output, recipe.storage,
+                                                needs_folders)
+    input_dir, output_dir = recipe.input, recipe.output
+    input_store = input_spec.open()
+    images, others = imagefiles.split_images(input_store.list())
+    imagefiles.require_images(images, input_dir)
     source = AnnotationSource(recipe.annotations, input_dir) if recipe.annotations else None
     boxes, failures = _read_boxes(source, input_dir, images)
     images = [relative for relative in images if relative.as_posix() not in failures]
-    formats = {relative: output_format(recipe, input_dir / relative) for relative in images}
+    formats = {relative: output_format(recipe, relative, input_store) for relative in images}
     planned, classes = _plan_outputs(recipe, images, formats)
     profile = get_profile(recipe.profile) if recipe.profile else None
     tasks, claimed = [], {}
@@ -197,12 +210,12 @@ def plan_run(recipe: Recipe) -> Plan:
                 raise UsageError(f"{claimed[written]} and {rel} would both write "
                                  f"{written}; rename one of them{hint}")
             claimed[written] = rel
-        tasks.append(SourceTask(input_dir / relative, rel, output_dir, tuple(outputs),
+        tasks.append(SourceTask(input_spec, rel, output_spec, tuple(outputs),
                                 formats[relative], recipe.quality, profile=profile,
                                 boxes=boxes.get(rel),
                                 annotation_format=source.format if source else None))
     return Plan(recipe, input_dir, output_dir, tasks, others, classes,
-                list(failures.values()), source)
+                list(failures.values()), source, output_spec)
 
 
 def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list):
@@ -269,12 +282,12 @@ def render(image: np.ndarray, output: OutputPlan):
     return apply_steps(image, steps), steps
 
 
-def _fits(profile: Profile | None, source: Path, image: np.ndarray) -> bool:
-    """Whether a source file can be copied as it is under the profile's limits."""
+def _fits(profile: Profile | None, size: int, image: np.ndarray) -> bool:
+    """Whether a source file of ``size`` bytes can be copied as it is under the profile's
+    limits."""
     if profile is None:
         return True
-    small_enough = profile.max_file_bytes is None or \
-        source.stat().st_size <= profile.max_file_bytes
+    small_enough = profile.max_file_bytes is None or size <= profile.max_file_bytes
     return small_enough and (profile.max_side is None or max(image.shape[:2]) <= profile.max_side)
 
 
@@ -286,12 +299,21 @@ def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]
 
 
 def process_source(task: SourceTask) -> SourceResult:
-    """Decode one source once and write all of its planned outputs (and their boxes)."""
+    """Decode one source once and publish all of its planned outputs (and their boxes)."""
     result = SourceResult(task.relative)
+    source, destination = task.input.open(), task.output.open()
     try:
-        image = imagefiles.read_image(task.source, task.max_pixels)
+        data = source.read(task.relative)
+        image = imagefiles.decode_image(data, source.name(task.relative), task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
+        return result
+    except FileNotFoundError:
+        result.failures.append((task.relative, "file not found (was it moved or deleted "
+                                               "during the run?)"))
+        return result
+    except OSError as exc:
+        result.failures.append((task.relative, f"cannot read ({exc.strerror or exc})"))
         return result
     result.decoded = True
     if task.boxes is not None and (task.boxes.height, task.boxes.width) != image.shape[:2]:
@@ -299,18 +321,17 @@ def process_source(task: SourceTask) -> SourceResult:
                   f"{task.boxes.width} x {task.boxes.height}")
         result.failures.append((task.relative, reason))
         return result
-    source_format = imagefiles.format_of(task.source)
+    source_format = imagefiles.format_of(Path(task.relative))
     for output in task.outputs:
-        destination = task.output_dir / output.relative
         fmt = task.format or source_format
         record = {"output": output.relative, "source": task.relative,
                   "variant": output.variant, "index": output.index}
         try:
             if output.variant is None:
                 record["copy"] = True
-                if fmt == source_format and _fits(task.profile, task.source, image):
+                if fmt == source_format and _fits(task.profile, len(data), image):
                     _write_boxes(task, output, (), image, {}, record)
-                    imagefiles.copy_atomic(task.source, destination)
+                    destination.publish(output.relative, data)
                     result.records.append(record)
                     continue
                 pixels, steps = image, ()
@@ -318,9 +339,9 @@ def process_source(task: SourceTask) -> SourceResult:
                 pixels, steps = render(image, output)
                 record["seed"] = output.seed
                 record["ops"] = [step.as_record() for step in steps]
-            data, adjustments = _encode(pixels, fmt, task)
+            encoded, adjustments = _encode(pixels, fmt, task)
             _write_boxes(task, output, steps, pixels, adjustments, record)
-            imagefiles.write_atomic(destination, data)
+            destination.publish(output.relative, encoded)
             if adjustments:
                 record["conformed"] = adjustments
         except (OSError, ValueError) as exc:
@@ -356,22 +377,21 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
         depth = 1 if pixels.ndim == 2 or pixels.shape[2] <= 2 else 3
         text = encode_boxes(fmt, ImageBoxes(size[1], size[0], kept), Path(output.relative).name,
                             depth)
-        imagefiles.write_atomic(task.output_dir / name, text)
+        task.output.open().publish(name, text)
         record["annotation"] = name
 
 
 # --- manifest ------------------------------------------------------------------
 
-def read_manifest(output_dir: Path) -> list:
+def read_manifest(output) -> list:
     """Output records of an earlier run; a torn last line (killed run) is ignored.
 
-    Per-class count lines (balancing) are not output records and are skipped.
+    ``output``: a folder, a URL or an open store. On an object store the parts of
+    a run that did not finish are read too. Per-class count lines (balancing) and
+    the cluster signature line are not output records and are skipped.
     """
-    path = output_dir / MANIFEST_NAME
-    if not path.exists():
-        return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _output_store(output).read_journal(MANIFEST_NAME).decode("utf-8").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -381,38 +401,54 @@ def read_manifest(output_dir: Path) -> list:
     return records
 
 
-def _write_manifest(output_dir: Path, records, classes=()) -> None:
-    """Rewrite the manifest: per-class counts first (if balancing), then outputs by name."""
-    lines = [{"class": c.tag, "before": c.before, "after": c.after} for c in classes]
+def _output_store(output):
+    if hasattr(output, "read_journal"):
+        return output
+    if isinstance(output, StoreSpec):
+        return output.open()
+    return StoreSpec.of(storage.location(str(output))).open()
+
+
+def _manifest_line(line: dict) -> bytes:
+    return (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _write_manifest(store, records, classes=(), workers=None) -> None:
+    """Rewrite the manifest whole: the workers' signature (on a cluster), per-class counts
+    (if balancing), then outputs by name; then drop the journal parts it now holds."""
+    lines = [{"signature": workers}] if workers else []
+    lines += [{"class": c.tag, "before": c.before, "after": c.after} for c in classes]
     lines += sorted(records, key=lambda record: record["output"])
-    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    imagefiles.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
+    store.publish(MANIFEST_NAME, b"".join(map(_manifest_line, lines)))
+    store.clear_journal(MANIFEST_NAME)
 
 
 def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool) -> dict:
     """Records of outputs already finished by an earlier run of this same recipe.
 
     Refuses to mix: outputs of a different recipe or seed, or files the plan
-    would overwrite that no manifest accounts for, need ``--overwrite``.
+    would overwrite that no manifest accounts for, need ``--overwrite``. The
+    output is listed once, never asked about one output at a time.
     """
-    records = read_manifest(plan.output_dir)
+    store = plan.output_store.open()
+    records = read_manifest(store)
     if overwrite:
         planned = {output.relative for task in plan.tasks for output in task.outputs}
         for record in records:  # outputs of the old recipe that the new one won't rewrite
             if record.get("output") not in planned:
-                (plan.output_dir / record["output"]).unlink(missing_ok=True)
+                store.delete(record["output"])
                 if record.get("annotation"):
-                    (plan.output_dir / record["annotation"]).unlink(missing_ok=True)
+                    store.delete(record["annotation"])
         return {}
     foreign = {r.get("recipe") for r in records} - {fingerprint}
     if foreign:
         raise UsageError(f"{plan.output_dir} holds outputs of a different recipe or seed; "
                          "rerun with --overwrite to replace them, or choose another output folder")
-    finished = {record["output"]: record for record in records
-                if (plan.output_dir / record["output"]).exists()}
+    present = set(store.list())
+    finished = {record["output"]: record for record in records if record["output"] in present}
     if not records:
         clashes = [output.relative for task in plan.tasks for output in task.outputs
-                   if (plan.output_dir / output.relative).exists()]
+                   if output.relative in present]
         if clashes:
             raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
                              f"would write (e.g. {clashes[0]}) and no manifest says where they "
@@ -457,12 +493,19 @@ def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
 
 
 def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, profile=None,
-               workers=None, overwrite=False, progress=False, notify=None) -> Report:
+               workers=None, overwrite=False, progress=False, notify=None, cluster=None,
+               client=None) -> Report:
     """Run a recipe (a path or a ``Recipe``) and return the ``Report``.
 
     ``input``, ``output``, ``seed``, ``per_class`` (target_per_class) and
-    ``profile`` override the recipe. ``notify`` receives one line per failed input as it
+    ``profile`` override the recipe; ``input`` and ``output`` may be folders or
+    object-store URLs. ``notify`` receives one line per failed input as it
     happens. This is what ``augcli run`` calls.
+
+    The tasks run on a local process pool of ``workers``, unless ``cluster``
+    (``"local"``, a Dask scheduler address or a scheduler file) or ``client`` (any
+    ``distributed.Client``) says to run them on a Dask cluster: same bytes, same
+    manifest records.
     """
     started = time.perf_counter()
     recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
@@ -481,36 +524,51 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
         if todo:
             tasks.append(replace(task, outputs=todo))
     records = dict(finished)
-    imagefiles.remove_stale_temp_files(plan.output_dir)
-    plan.output_dir.mkdir(parents=True, exist_ok=True)
-    _write_manifest(plan.output_dir, records.values(), plan.classes)
-    if plan.annotations is not None:
-        plan.annotations.prepare_output(plan.output_dir)
-
     workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
-    bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
-    try:
-        with open(plan.output_dir / MANIFEST_NAME, "a", encoding="utf-8") as manifest:
-            for result in map_in_workers(process_source, tasks, workers):
-                report.images_read += result.decoded
-                for record in result.records:
-                    record["recipe"] = fingerprint
-                    records[record["output"]] = record
-                    manifest.write(json.dumps(record, ensure_ascii=False) + "\n")
-                manifest.flush()
-                report.written += len(result.records)
-                for path, reason in result.failures:
-                    report.fail(path, reason)
-                bar.update(len(result.records) + len(result.failures))
-    finally:
-        bar.close()
-        _write_manifest(plan.output_dir, records.values(), plan.classes)
-        if plan.annotations is not None:
-            plan.annotations.finish_output(plan.output_dir, records.values())
+    with open_cluster(cluster, client, workers) as dask:
+        _run_tasks(plan, tasks, records, report, workers, dask, progress)
     if plan.annotations is not None:
         report.objects = _objects(plan, records.values())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _run_tasks(plan: Plan, tasks: list, records: dict, report: Report, workers: int, dask,
+               progress: bool) -> None:
+    """Run the tasks on the executor; journal each record as it comes; rewrite the
+    manifest at the start and at the end (also when interrupted)."""
+    store = plan.output_store.open()
+    fingerprint = plan.recipe.fingerprint
+    checked = dask.signature if dask is not None else None
+    store.prepare()
+    _write_manifest(store, records.values(), plan.classes, checked)
+    if plan.annotations is not None:
+        plan.annotations.prepare_output(plan.output_dir)
+    bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
+    journal = store.journal(MANIFEST_NAME)
+    try:
+        for result in map_in_workers(process_source, tasks, workers, dask, _lost):
+            report.images_read += result.decoded
+            for record in result.records:
+                record["recipe"] = fingerprint
+                records[record["output"]] = record
+                journal.write(_manifest_line(record))
+            journal.flush()
+            report.written += len(result.records)
+            for path, reason in result.failures:
+                report.fail(path, reason)
+            bar.update(len(result.records) + len(result.failures))
+    finally:
+        bar.close()
+        journal.close()
+        _write_manifest(store, records.values(), plan.classes, checked)
+        if plan.annotations is not None:
+            plan.annotations.finish_output(plan.output_dir, records.values())
+
+
+def _lost(task: SourceTask, reason: str) -> SourceResult:
+    """The result of a source whose task kept killing the workers that ran it."""
+    return SourceResult(task.relative, failures=[(task.relative, reason)])
 
 
 def _objects(plan: Plan, records) -> dict:
@@ -523,6 +581,7 @@ def _objects(plan: Plan, records) -> dict:
 
 
 def _path(value):
-    return None if value is None else Path(value)
+    return storage.location(value if storage.is_url(value) else
+                            (None if value is None else Path(value)))
 
 
