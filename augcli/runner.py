@@ -526,7 +526,10 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     records = dict(finished)
     workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
     with open_cluster(cluster, client, workers) as dask:
-        _run_tasks(plan, tasks, records, report, workers, dask, progress)
+        try:
+            _run_tasks(plan, tasks, records, report, workers, dask, progress)
+        except storage.StorageError as exc:  # the manifest, not an output: stop the run
+            raise _manifest_error(plan, exc) from None
     if plan.annotations is not None:
         report.objects = _objects(plan, records.values())
     report.seconds = time.perf_counter() - started
@@ -564,6 +567,11 @@ def _run_tasks(plan: Plan, tasks: list, records: dict, report: Report, workers: 
         _write_manifest(store, records.values(), plan.classes, checked)
         if plan.annotations is not None:
             plan.annotations.finish_output(plan.output_dir, records.values())
+
+
+def _manifest_error(plan: Plan, exc: OSError) -> UsageError:
+    return UsageError(f"cannot write the manifest in {plan.output_dir} ({exc}); the outputs "
+                      "it lists are kept: rerun the same command to make the rest")
 
 
 def _lost(task: SourceTask, reason: str) -> SourceResult:

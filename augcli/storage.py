@@ -370,8 +370,8 @@ class ObjectStore:
 
 
 class PartJournal:
-    """An object store has no append: lines go out as numbered part objects, every
-    ``PART_LINES`` lines or ``PART_SECONDS`` seconds, and at close."""
+    """An object store has no append: lines go out as numbered part objects, the first
+    at once, then every ``PART_LINES`` lines or ``PART_SECONDS`` seconds, and at close."""
 
     def __init__(self, store: ObjectStore, name: str):
         self.store = store
@@ -390,7 +390,9 @@ class PartJournal:
     def flush(self, force: bool = False) -> None:
         if not self.buffer:
             return
-        if force or self.lines >= PART_LINES or \
+        # The first part goes out at once: from then on the output prefix says whose
+        # outputs are in it, as a folder's manifest does after its first record.
+        if force or not self.parts or self.lines >= PART_LINES or \
                 time.monotonic() - self.since >= PART_SECONDS:
             self.parts += 1
             self.store.publish(f"{self.prefix}{self.parts:06d}", b"".join(self.buffer))
