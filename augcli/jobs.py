@@ -314,9 +314,15 @@ def open_cluster(cluster=None, client=None, workers: int | None = None):
         if cluster == LOCAL_CLUSTER:
             import logging
 
-            local = distributed.LocalCluster(
-                n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+            import dask
+
+            # A task is sent to a worker only when a thread is free there: a source that
+            # kills its worker takes no task queued behind it along.
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                local = distributed.LocalCluster(
+                    n_workers=workers or default_workers(), threads_per_worker=1,
+                    processes=True, host="127.0.0.1", dashboard_address=None,
+                    silence_logs=logging.ERROR)
             client = distributed.Client(local)
         elif "://" in cluster:
             client = distributed.Client(cluster, timeout="10s")

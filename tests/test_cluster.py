@@ -283,7 +283,10 @@ def test_a_source_that_keeps_killing_workers_fails_alone(servers, tmp_path):
     from PIL import Image
     Image.new("RGB", (9000, 9000)).save(folder / "bomb.png")  # 243 MB of pixels, 240 kB file
     recipe = write_recipe(tmp_path, RECIPE)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    # No retry of a task that killed its worker (the default retries three times), and no
+    # task queued on a worker behind the one running (the poison would take it along).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                            host="127.0.0.1", dashboard_address=None,
                                            memory_limit="400MB", silence_logs=logging.CRITICAL)
