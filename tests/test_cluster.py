@@ -274,8 +274,9 @@ def test_a_source_that_keeps_killing_workers_fails_alone(servers, tmp_path):
     its memory limit and is killed by its nanny. It becomes one failure line; the rest of
     the run finishes."""
     distributed = pytest.importorskip("distributed")
-    import dask
     import logging
+
+    import dask
 
     folder = tmp_path / "in"
     for index in range(3):
