@@ -10,7 +10,7 @@ Heavy modules load on first use, so ``import augcli`` and ``augcli --help``
 stay fast.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "run_recipe": "runner",
@@ -20,6 +20,12 @@ _LAZY = {
     "parse_recipe": "recipe",
     "normalize_folder": "normalize",
     "make_montages": "ricap",
+    "ricap_batch": "ricap",
+    "BetaSchedule": "ricap",
+    "load_transform": "transform",
+    "output_seed": "transform",
+    "Transform": "transform",
+    "TransformResult": "transform",
     "check_folder": "check",
     "AugcliError": "errors",
     "RecipeError": "errors",
@@ -35,5 +41,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'augcli' has no attribute {name!r}")
 
 
-__all__ = ["AugcliError", "RecipeError", "Report", "__version__", "check_folder", "load_recipe",
-           "make_montages", "normalize_folder", "parse_recipe", "plan_run", "run_recipe"]
+__all__ = ["AugcliError", "BetaSchedule", "RecipeError", "Report", "Transform", "TransformResult",
+           "__version__", "check_folder", "load_recipe", "load_transform", "make_montages",
+           "normalize_folder", "output_seed", "parse_recipe", "plan_run", "ricap_batch",
+           "run_recipe"]

@@ -33,10 +33,25 @@ class _Group(click.Group):
                        "opencv-python opencv-python-headless && pip install "
                        "opencv-python-headless", err=True)
             ctx.exit(EXIT_USAGE)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            click.echo(f"Error: {_os_error_line(exc)}", err=True)
+            ctx.exit(EXIT_USAGE)
         except KeyboardInterrupt:
             click.echo("Interrupted. Finished outputs are kept; rerun the same command to "
                        "make the rest.", err=True)
             ctx.exit(130)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for a file-system error that reached the top (e.g. an unwritable output)."""
+    reason = exc.strerror or str(exc)
+    line = f"{exc.filename}: {reason.lower() if reason[:1].isupper() else reason}"
+    if isinstance(exc, PermissionError):
+        line += (" (this user cannot write there: choose another output folder, or make it "
+                 "writable; in Docker, run with --user \"$(id -u):$(id -g)\")")
+    return line
 
 
 # Options every folder command shares, written once (as sqlite-utils does).
@@ -290,9 +305,9 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
               help="Number of montages to make.")
 @click.option("--size", required=True, metavar="WxH",
               help="Montage size, e.g. 224x224; sources are stretched to it first.")
-@click.option("--beta", type=click.FloatRange(min=0, min_open=True), default=0.3,
-              show_default=True, help="w', h' ~ Beta(beta, beta): small puts boundaries near "
-                                      "the edges, large near the centre.")
+@click.option("--beta", type=click.FloatRange(min=0, min_open=True),
+              help="w', h' ~ Beta(beta, beta): small puts boundaries near the edges, large "
+                   "near the centre [default: 0.3].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Same seed, same montages (whatever the worker count).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
@@ -303,11 +318,22 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
 @click.option("--hard-label", type=click.Choice(["majority"]),
               help="Also write each montage to majority/<class>/, its largest-area class "
                    "(ties: the class first in sorted order).")
+@click.option("--epochs", type=click.IntRange(min=1), metavar="E",
+              help="Write E folders epoch_000/ ... of --count montages each, one per "
+                   "training epoch, each drawn from its own seed.")
+@click.option("--beta-schedule", metavar="MIN:MAX:START:END",
+              help="With --epochs: beta rises linearly from MIN (up to epoch START) to MAX "
+                   "(from epoch END on); epochs count from 0. E.g. 0.01:1.0:20:90.")
 @click.option("--overwrite", is_flag=True, help="Replace the outputs of an earlier ricap run.")
+@click.option("--dry-run", is_flag=True,
+              help="Plan and count (what is left to make after an interrupted run); "
+                   "write nothing.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON summary on stdout instead of the human summary.")
 @workers_option
 @quiet_option
 def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample, fmt,
-          hard_label, overwrite, workers, quiet):
+          hard_label, epochs, beta_schedule, overwrite, dry_run, as_json, workers, quiet):
     """Make RICAP montages with soft labels from the class folders of INPUT_DIR.
 
     Each montage is cut at a random point (w, h) into four quadrants, each
@@ -322,6 +348,11 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
     OUTPUT_DIR/montages.jsonl        boundary, and per quadrant its source,
                                      crop box, output box, class and weight
     OUTPUT_DIR/majority/<class>/     with --hard-label majority
+    OUTPUT_DIR/ricap.json            the settings, for resuming
+    OUTPUT_DIR/epoch_000/ ...        with --epochs: one such folder per epoch
+
+    Rerunning the same command after an interruption makes only the
+    montages still missing; the result is the same as an uninterrupted run.
 
     Exit code: 0 all good, 1 some sources could not be read (the montages
     that needed them are not made), 2 usage error.
@@ -329,14 +360,23 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
     Example:
 
         augcli ricap photos -o montages --count 1000 --size 224x224 --seed 1
+
+    \b
+        augcli ricap photos -o montages -n 5000 --size 32x32 \\
+            --epochs 100 --beta-schedule 0.01:1.0:20:90
     """
+    import json
+
     from .ricap import make_montages
 
     report = make_montages(input_dir, output_dir, count=count, size=size, beta=beta, seed=seed,
                            batch_size=batch_size, per_sample=per_sample, fmt=fmt,
-                           hard_label=hard_label, overwrite=overwrite, workers=workers,
-                           progress=not quiet, notify=print_failure)
-    if not quiet:
+                           hard_label=hard_label, epochs=epochs, beta_schedule=beta_schedule,
+                           overwrite=overwrite, dry_run=dry_run, workers=workers,
+                           progress=not quiet and not as_json, notify=print_failure)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+    elif not quiet or dry_run:
         click.echo(report.summary(), err=True)
     sys.exit(report.exit_code)
 

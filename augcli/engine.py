@@ -1,14 +1,16 @@
-"""The only module that imports imgaug.
+"""The only module that imports imgaug (an optional extra: ``pip install 'augcli[imgaug]'``).
+
+augcli's own ops are native (OpenCV and NumPy). imgaug has two jobs left: the
+reference the test suite checks those ops against, and the ``imgaug`` dialect
+op (``augcli.ops.imgaug``) for recipes written as imgaug augmenters.
 
 imgaug 0.4.0 is unmaintained. On NumPy 2 its import fails because it reads
 ``np.sctypes`` (removed in NumPy 2.0). ``load()`` restores that one attribute,
 with the value NumPy 1.x had, before importing imgaug; nothing else of NumPy is
-touched. Ops built on imgaug call its functional API with parameters that
-augcli sampled itself, so every output is reproducible from the manifest
-without imgaug's global random state.
+touched.
 
-Import this module only from code that needs the engine: importing imgaug
-costs about a second, and ``augcli --help`` must stay fast.
+Import imgaug only through ``load()``, from code that needs it: it costs about
+a second, and ``augcli --help`` must stay fast.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import functools
 import warnings
 
 import numpy as np
+
+INSTALL_HINT = "pip install 'augcli[imgaug]'"
 
 _NUMPY1_SCTYPES = {
     "int": [np.int8, np.int16, np.int32, np.int64],
@@ -36,7 +40,7 @@ def _restore_numpy1_names() -> None:
 
 @functools.cache
 def load():
-    """Import and return ``imgaug.augmenters`` on today's NumPy."""
+    """Import and return ``imgaug.augmenters`` on today's NumPy (ImportError without it)."""
     _restore_numpy1_names()
     with warnings.catch_warnings():
         # imgaug imports modules that warn about their own deprecations.
@@ -45,21 +49,18 @@ def load():
     return iaa
 
 
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """imgaug's Gaussian blur with a fixed sigma (it picks the kernel size and backend)."""
-    if sigma <= 0:
-        return image
+def seed_global(seed: int) -> None:
+    """Seed imgaug's global generator (augmenters derive some of theirs from it when built)."""
     load()
-    from imgaug.augmenters.blur import blur_gaussian_
+    import imgaug.random
 
-    return blur_gaussian_(np.copy(image), sigma=sigma)
+    imgaug.random.seed(seed)
 
 
-def gamma_contrast(image: np.ndarray, gamma: float) -> np.ndarray:
-    """imgaug's GammaContrast with a fixed gamma: a lookup table for uint8, skimage otherwise."""
-    load()
-    from imgaug.augmenters.contrast import adjust_contrast_gamma
-
-    if image.size == 0:
-        return image
-    return adjust_contrast_gamma(np.ascontiguousarray(image), gamma)
+def available() -> bool:
+    """Whether imgaug is installed and imports."""
+    try:
+        load()
+    except ImportError:
+        return False
+    return True

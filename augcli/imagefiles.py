@@ -93,6 +93,7 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     Raises ImageReadError naming the file and the reason; never allocates the
     pixels of an image whose header claims more than ``max_pixels``.
     """
+    path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -116,8 +117,10 @@ def decode_image(data: bytes, name, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
                 if width * height > max_pixels:
                     raise ImageReadError(name, _too_large(width, height, max_pixels))
                 image.seek(0)
-                oriented = ImageOps.exif_transpose(image)
-                return _to_array(oriented, name)
+                image.load()
+                # In place: an upright image (the usual case) is not copied once more.
+                ImageOps.exif_transpose(image, in_place=True)
+                return _to_array(image, name)
     except ImageReadError:
         raise
     except Image.DecompressionBombError:
@@ -152,6 +155,12 @@ def image_size(path: Path) -> tuple[int, int]:
 def _too_large(width, height, max_pixels) -> str:
     size = f"{width} x {height} pixels" if width else "too many pixels"
     return f"{size} is over the limit of {max_pixels:,} (refused as a decompression bomb)"
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A PIL image already in memory -> the array layout ``read_image`` returns
+    (no EXIF turn: the image is taken as it is given)."""
+    return _to_array(image, "<PIL image>")
 
 
 def _to_array(image: Image.Image, path: Path) -> np.ndarray:

@@ -81,6 +81,7 @@ class Param:
     lengths: tuple = ()  # number-or-list params: the list lengths allowed (empty: any)
     ordered: bool = False  # number-or-list params: a two-number list is a [lo, hi] range
     random: bool = True  # False: only a fixed value makes sense (fill mode, flags)
+    keep_int: bool = False  # number-or-list params: a bare integer stays an int (Keras' shifts)
 
     def describe_type(self) -> str:
         if self.kind == ENUM:
@@ -175,7 +176,7 @@ def _normalize(param: Param, value):
     if param.kind == NUMBER_OR_LIST and isinstance(value, list):
         return tuple(float(item) for item in value)
     if param.kind == NUMBER_OR_LIST:
-        return float(value)
+        return value if param.keep_int and isinstance(value, int) else float(value)
     return value
 
 

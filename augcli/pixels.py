@@ -63,6 +63,32 @@ def pointwise(colour: np.ndarray, function) -> np.ndarray:
     return to_dtype(function(colour.astype(np.float64)), colour.dtype)
 
 
+def gaussian_kernel_size(sigma: float) -> int:
+    """imgaug's kernel size for a Gaussian blur of ``sigma``: odd, at least 5.
+
+    About 3.3 sigma below sigma 3 (99% of the weight), 2.9 sigma below 5, 2.6
+    sigma above (imgaug's ``_compute_gaussian_blur_ksize``, made odd).
+    """
+    factor = 3.3 if sigma < 3.0 else 2.9 if sigma < 5.0 else 2.6
+    size = int(max(factor * sigma, 5))
+    return size + 1 if size % 2 == 0 else size
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """imgaug's Gaussian blur with a fixed sigma, in one OpenCV call: the same bytes.
+
+    Every channel is blurred, alpha included, as imgaug does (a cut-out gets a
+    soft edge); mirrored borders (dcb|abcd). Sigma up to 0.001 changes nothing
+    (imgaug's eps).
+    """
+    if sigma <= 1e-3 or image.size == 0:
+        return image
+    size = gaussian_kernel_size(sigma)
+    blurred = cv2.GaussianBlur(np.ascontiguousarray(image), (size, size), sigmaX=sigma,
+                               sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
+    return blurred.reshape(image.shape)
+
+
 def colour_channels(image: np.ndarray) -> int:
     """Channels that carry colour: alpha (the 2nd of LA, the 4th of RGBA) is excluded."""
     if image.ndim == 2:

@@ -27,6 +27,11 @@ DEFAULT_JPEG_QUALITY = 95
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
+# Bumped whenever the same recipe and seed make different output bytes, so that a
+# resumed run never mixes outputs of two versions (see CHANGELOG.md).
+OUTPUT_VERSION = 2
+
+
 @dataclass(frozen=True)
 class OpNode:
     """One op with its parameter distributions (``args``: name -> distribution)."""
@@ -111,6 +116,7 @@ class Recipe:
         decisive["seed"] = self.seed
         decisive["target_per_class"] = self.target_per_class
         decisive["profile"] = self.profile
+        decisive["output_version"] = OUTPUT_VERSION
         if self.annotations is not None:  # only when set: older recipes keep their fingerprint
             decisive["annotations"] = self.raw.get("annotations")
         text = json.dumps(decisive, sort_keys=True, default=str)
@@ -376,6 +382,9 @@ def _read_op(item, path: str, problems: Problems):
                                 f"{_suggest(name, [*catalog.all_names(), *_COMBINATORS])}; "
                                 "run 'augcli ops' for the list")
         return None
+    if op.parse is not None:  # an op with its own syntax (the imgaug dialect)
+        args = op.parse(body, f"{path}.{name}", problems)
+        return None if args is None else OpNode(op.name, args)
     if body is None:
         body = {}
     if not isinstance(body, dict):

@@ -4,15 +4,24 @@ Each montage is W x H pixels, cut at a boundary point (w, h) into four
 quadrants; each quadrant is a crop of a random source image, and the montage's
 label is the area-weighted mix of the four sources' classes.
 
-Data flows one way:
+One implementation serves files and batches: ``draw_montages`` draws every
+random choice (boundaries, sources, crop positions) from one generator,
+``compose`` pastes the crops and ``area_weights`` turns the quadrant areas
+into label weights. ``augcli ricap`` (``make_montages``) applies them to the
+class folders of an input folder; ``ricap_batch`` applies them to an
+in-memory ``(N, H, W, C)`` batch and its one-hot labels, as keras-ricap does
+while a model trains. ``BetaSchedule`` raises beta linearly across epochs.
+
+Data flows one way for files:
 
 * parent: scan the class folders, then plan every montage from one seeded
-  generator (boundaries, sources, crop positions): the plan, and so every
-  output byte, does not depend on the number of workers;
+  generator (per epoch with ``--epochs``): the plan, and so every output
+  byte, does not depend on the number of workers; montages an earlier,
+  interrupted run of the same plan finished are skipped (resume);
 * workers: one task per chunk of montages; decode each source the chunk
   needs once, resize it to W x H, cut, compose, encode, write atomically;
 * parent: progress bar, report, then ``labels.csv`` and ``montages.jsonl``
-  (only montages that were written), each written atomically.
+  (every montage of the plan that is on disk), each written atomically.
 
 Sources are brought to one layout before they are cut: 8-bit RGB (16-bit is
 reduced to 8, grey is repeated into three channels, alpha is composited onto
@@ -23,11 +32,12 @@ white), then stretched to W x H as ``augcli normalize --size`` does
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,9 +48,9 @@ from .errors import ImageReadError, UsageError
 from .geometry import parse_size
 from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "MontagePlan", "Quadrant", "RicapReport",
-           "compose", "label_weights", "make_montages", "parse_size", "plan_montages",
-           "quadrant_boxes"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
+           "RicapReport", "area_weights", "compose", "draw_montages", "label_weights",
+           "make_montages", "parse_size", "plan_montages", "quadrant_boxes", "ricap_batch"]
 
 DEFAULT_BETA = 0.3        # the paper's choice for ImageNet/CIFAR
 DEFAULT_BATCH_SIZE = 32   # montages sharing one boundary (Keras' default batch size)
@@ -51,10 +61,13 @@ HARD_LABELS = ("majority",)
 POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 LABELS_NAME = "labels.csv"
 MONTAGES_NAME = "montages.jsonl"
+SETTINGS_NAME = "ricap.json"
 MAJORITY_DIR = "majority"
 NAME_PREFIX = "ricap_"
+EPOCH_PREFIX = "epoch_"
 CHUNK_BYTES = 256 * 2**20  # bound on the resized sources one task holds at once
 MAX_CHUNK = 64
+WEIGHT_GRID = 2**52  # label weights are multiples of 1 / 2**52 (see area_weights)
 
 
 # --- the geometry and the labels (pure functions) ----------------------------------------
@@ -86,20 +99,36 @@ def label_weights(quadrants, classes, width: int, height: int) -> dict:
     return weights
 
 
+def area_weights(areas, total: int) -> tuple:
+    """Float weights of ``areas`` (summing to ``total``) that add up to exactly 1.0.
+
+    Each weight is area / total rounded to a multiple of 2**-52, and the
+    rounding remainder (a few units) goes to the largest area. Any sum of
+    such multiples that stays at or below 1 is exact in float64, so a label
+    row sums to exactly 1.0 in any order (Python's ``sum``, NumPy, pandas), and
+    each weight is within 3 * 2**-52 (7e-16) of the exact share.
+    """
+    units = [(2 * area * WEIGHT_GRID + total) // (2 * total) for area in areas]
+    largest = max(range(len(units)), key=lambda i: (areas[i], -i))
+    units[largest] += WEIGHT_GRID - sum(units)
+    return tuple(unit / WEIGHT_GRID for unit in units)
+
+
 def majority_class(weights: dict) -> str:
     """The class with the largest weight; ties go to the first in sorted order."""
     best = max(weights.values())
     return min(name for name, weight in weights.items() if weight == best)
 
 
-def compose(size: tuple, pieces, channels: int = 3) -> np.ndarray:
-    """Paste each (source image, (crop x, crop y), output box) into a W x H uint8 canvas.
+def compose(size: tuple, pieces, channels: int = 3, out: np.ndarray | None = None) -> np.ndarray:
+    """Paste each (source image, (crop x, crop y), output box) into a W x H canvas.
 
     The crop is the output box's size, taken at (crop x, crop y) of the source.
-    Empty boxes are skipped (their source may be None).
+    Empty boxes are skipped (their source may be None). The canvas is ``out``
+    when given (any dtype), else a new uint8 array.
     """
     width, height = size
-    canvas = np.zeros((height, width, channels), np.uint8)
+    canvas = np.zeros((height, width, channels), np.uint8) if out is None else out
     for image, crop, (x, y, w, h) in pieces:
         if w == 0 or h == 0:
             continue
@@ -114,6 +143,147 @@ def prepare_source(path: Path, size: tuple) -> np.ndarray:
     if (image.shape[1], image.shape[0]) != tuple(size):
         image = geometry.resize(image, *size)
     return np.ascontiguousarray(image)
+
+
+# --- drawing: every random choice, for files and batches alike -----------------------------
+
+@dataclass(frozen=True)
+class Draw:
+    """The random choices of one montage; ``sources`` index the images drawn from."""
+
+    batch: int                 # 0-based
+    fractions: tuple           # (w', h') drawn from Beta(beta, beta)
+    boundary: tuple            # (w, h) = (round(w' W), round(h' H))
+    boxes: tuple               # the four output boxes (x, y, w, h), in POSITIONS order
+    sources: tuple             # per quadrant: image index, None when the box is empty
+    crops: tuple               # per quadrant: (x, y) of the crop in the source, or None
+
+
+def draw_montages(rng: np.random.Generator, count: int, n_images: int, size: tuple,
+                  beta: float, batch_size: int, per_sample: bool = False):
+    """Yield a ``Draw`` per montage: what ``augcli ricap`` and ``ricap_batch`` both cut.
+
+    Montage by montage, from ``rng``: the boundary (once per batch of
+    ``batch_size``, or per montage with ``per_sample``), then for each
+    non-empty quadrant in the order top-left, top-right, bottom-left,
+    bottom-right: a source (uniform over the ``n_images``, with replacement)
+    and a crop position (uniform over the positions where the crop fits).
+    """
+    width, height = size
+    fractions: tuple = ()
+    for number in range(count):
+        if per_sample or number % batch_size == 0:
+            fractions = tuple(float(value) for value in rng.beta(beta, beta, size=2))
+        w, h = round(fractions[0] * width), round(fractions[1] * height)
+        boxes = quadrant_boxes(width, height, w, h)
+        sources: list[int | None] = []
+        crops: list[tuple | None] = []
+        for box in boxes:
+            if box[2] == 0 or box[3] == 0:
+                sources.append(None)
+                crops.append(None)
+                continue
+            sources.append(int(rng.integers(n_images)))
+            crops.append((int(rng.integers(width - box[2] + 1)),
+                          int(rng.integers(height - box[3] + 1))))
+        yield Draw(number // batch_size, fractions, (w, h), boxes, tuple(sources), tuple(crops))
+
+
+# --- in memory: a batch, as keras-ricap does it --------------------------------------------
+
+def ricap_batch(images, labels, beta: float = DEFAULT_BETA, per_sample: bool = False,
+                rng=None) -> tuple[np.ndarray, np.ndarray]:
+    """RICAP on one training batch: ``(patched_batch, mixed_labels)``.
+
+    ``images``: an ``(N, H, W, C)`` array (any dtype); ``labels``: ``(N, K)``
+    one-hot (or soft) labels. One boundary is shared by the whole batch, as in
+    the paper (``per_sample=True``: one per image); each quadrant of image i
+    is a crop of a batch image drawn uniformly, and its label row is the
+    area-weighted sum of the four sources' rows. The draws are
+    ``draw_montages``' with ``batch_size=N``, so for the same generator this
+    gives the montages ``augcli ricap`` writes for the same N images.
+
+    ``rng``: a ``numpy.random.Generator``, a seed, or None for fresh entropy
+    (never NumPy's global state). Labels come back as float64 (float32 if
+    they are float32); with one-hot float64 labels every row sums to exactly 1.
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4:
+        raise ValueError(f"images must be an (N, H, W, C) batch, got shape {images.shape}")
+    if labels.ndim != 2 or labels.shape[0] != images.shape[0]:
+        raise ValueError(f"labels must be one-hot of shape (N, K) with N = {images.shape[0]}, "
+                         f"got shape {labels.shape}; for class ids use np.eye(K)[ids]")
+    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be a number > 0, got {beta!r}")
+    count, height, width = images.shape[:3]
+    generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    patched = np.empty_like(images)
+    mixed = np.zeros(labels.shape, np.float64)
+    size, total = (width, height), width * height
+    for i, draw in enumerate(draw_montages(generator, count, count, size, beta,
+                                           batch_size=max(count, 1), per_sample=per_sample)):
+        compose(size, [(images[s] if s is not None else None, crop, box)
+                       for s, crop, box in zip(draw.sources, draw.crops, draw.boxes)],
+                out=patched[i])
+        weights = area_weights([box[2] * box[3] for box in draw.boxes], total)
+        for source, weight in zip(draw.sources, weights):
+            if source is not None:
+                mixed[i] += weight * labels[source]
+    dtype = np.float32 if labels.dtype == np.float32 else np.float64
+    return patched, mixed.astype(dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class BetaSchedule:
+    """Beta rising linearly from ``beta_min`` to ``beta_max`` between two epochs.
+
+    ``schedule(epoch)`` is ``beta_min`` up to epoch ``start``, ``beta_max`` from
+    epoch ``end`` on, and linear in between. Epochs count from 0, as Keras
+    callbacks and ``for epoch in range(E)`` do. Picklable; parse the command
+    line's form with ``BetaSchedule.parse("0.01:1.0:20:90")``.
+    """
+
+    beta_min: float
+    beta_max: float
+    start: int
+    end: int
+
+    def __post_init__(self):
+        for name in ("beta_min", "beta_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an epoch number >= 0, got {value!r}")
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) must not come before start ({self.start})")
+
+    def __call__(self, epoch: int) -> float:
+        if epoch <= self.start:
+            return float(self.beta_min)
+        if epoch >= self.end:
+            return float(self.beta_max)
+        share = (epoch - self.start) / (self.end - self.start)
+        return self.beta_min + (self.beta_max - self.beta_min) * share
+
+    @classmethod
+    def parse(cls, text: str) -> BetaSchedule:
+        """``"BETA_MIN:BETA_MAX:START:END"`` -> a schedule (ValueError saying why not)."""
+        parts = str(text).split(":")
+        try:
+            if len(parts) != 4:
+                raise ValueError
+            low, high, start, end = float(parts[0]), float(parts[1]), int(parts[2]), int(parts[3])
+        except ValueError:
+            raise ValueError(f"expected BETA_MIN:BETA_MAX:START_EPOCH:END_EPOCH such as "
+                             f"0.01:1.0:20:90, got {text!r}") from None
+        return cls(low, high, start, end)
+
+    def to_text(self) -> str:
+        return f"{self.beta_min!r}:{self.beta_max!r}:{self.start}:{self.end}"
 
 
 # --- plan ----------------------------------------------------------------------------------
@@ -151,52 +321,57 @@ class MontagePlan:
 
 
 def plan_montages(images: list, count: int, size: tuple, *, beta: float = DEFAULT_BETA,
-                  seed: int = DEFAULT_SEED, batch_size: int = DEFAULT_BATCH_SIZE,
+                  seed=DEFAULT_SEED, batch_size: int = DEFAULT_BATCH_SIZE,
                   per_sample: bool = False, fmt: str = "png",
                   hard_label: str | None = None) -> list:
     """Plan ``count`` montages from ``images``: (relative path, class) pairs, in order.
 
-    One generator seeded with ``seed`` draws, montage by montage: the boundary
-    (once per batch of ``batch_size``, or per montage with ``per_sample``),
-    then for each non-empty quadrant in the order top-left, top-right,
-    bottom-left, bottom-right: a source (uniform over all images) and a crop
-    position (uniform over the positions where the crop fits). So the first
+    The draws are ``draw_montages``' from one generator seeded with ``seed``
+    (an int, or a sequence of ints such as (seed, epoch)), so the first
     montages of a longer run are the montages of a shorter one.
     """
     width, height = size
     classes = sorted({label for _, label in images})
     rng = np.random.default_rng(seed)
     digits = max(5, len(str(count)))
-    plans, fractions = [], None
-    for number in range(count):
-        batch = number // batch_size
-        if per_sample or number % batch_size == 0:
-            fractions = tuple(float(value) for value in rng.beta(beta, beta, size=2))
-        w, h = round(fractions[0] * width), round(fractions[1] * height)
+    plans = []
+    for number, draw in enumerate(draw_montages(rng, count, len(images), size, beta,
+                                                batch_size, per_sample)):
         quadrants = []
-        for position, box in zip(POSITIONS, quadrant_boxes(width, height, w, h)):
-            if box[2] == 0 or box[3] == 0:
+        for position, box, source, crop in zip(POSITIONS, draw.boxes, draw.sources, draw.crops):
+            if source is None:
                 quadrants.append(Quadrant(position, box))
                 continue
-            source, label = images[int(rng.integers(len(images)))]
-            x = int(rng.integers(width - box[2] + 1))
-            y = int(rng.integers(height - box[3] + 1))
-            quadrants.append(Quadrant(position, box, source, label, (x, y, box[2], box[3])))
+            path, label = images[source]
+            quadrants.append(Quadrant(position, box, path, label, (*crop, box[2], box[3])))
         majority = None
         if hard_label == "majority":
             majority = majority_class(label_weights(quadrants, classes, width, height))
-        plans.append(MontagePlan(number + 1, f"{NAME_PREFIX}{number + 1:0{digits}d}.{fmt}", batch,
-                                 fractions, (w, h), tuple(quadrants), majority))
+        plans.append(MontagePlan(number + 1, f"{NAME_PREFIX}{number + 1:0{digits}d}.{fmt}",
+                                 draw.batch, draw.fractions, draw.boundary, tuple(quadrants),
+                                 majority))
     return plans
 
 
-def montage_record(plan: MontagePlan, classes: list, size: tuple) -> dict:
+def class_weights(plan: MontagePlan, classes: list, size: tuple) -> tuple[tuple, dict]:
+    """(weight per quadrant, weight per class) as written: ``area_weights``, summed per class."""
+    width, height = size
+    per_quadrant = area_weights([quadrant.area for quadrant in plan.quadrants], width * height)
+    per_class = dict.fromkeys(classes, 0.0)
+    for quadrant, weight in zip(plan.quadrants, per_quadrant):
+        if quadrant.label is not None:
+            per_class[quadrant.label] += weight  # exact: multiples of 2**-52 up to 1
+    return per_quadrant, per_class
+
+
+def montage_record(plan: MontagePlan, classes: list, size: tuple, beta: float) -> dict:
     """One line of montages.jsonl: enough to trace every pixel to its source."""
     width, height = size
-    weights = label_weights(plan.quadrants, classes, width, height)
+    per_quadrant, per_class = class_weights(plan, classes, size)
     record = {
         "filename": plan.filename,
         "size": [width, height],
+        "beta": beta,
         "batch": plan.batch,
         "boundary": {"w": plan.boundary[0], "h": plan.boundary[1],
                      "w_fraction": plan.fractions[0], "h_fraction": plan.fractions[1]},
@@ -207,13 +382,24 @@ def montage_record(plan: MontagePlan, classes: list, size: tuple) -> dict:
             "crop": list(quadrant.crop) if quadrant.crop else None,
             "output": list(quadrant.box),
             "area": quadrant.area,
-            "weight": float(Fraction(quadrant.area, width * height)),
-        } for quadrant in plan.quadrants],
-        "labels": {name: float(weight) for name, weight in weights.items() if weight},
+            "weight": weight,
+        } for quadrant, weight in zip(plan.quadrants, per_quadrant)],
+        "labels": {name: weight for name, weight in per_class.items() if weight},
     }
     if plan.majority is not None:
         record["majority"] = plan.majority
     return record
+
+
+def labels_csv(plans: list, classes: list, size: tuple) -> str:
+    """Header ``filename,<class>...`` then one row per montage; each row sums to exactly 1."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["filename", *classes])
+    for plan in plans:
+        _, weights = class_weights(plan, classes, size)
+        writer.writerow([plan.filename, *(repr(weights[name]) for name in classes)])
+    return buffer.getvalue()
 
 
 # --- worker --------------------------------------------------------------------------------
@@ -231,6 +417,7 @@ class ChunkTask:
 
 @dataclass
 class ChunkResult:
+    output_dir: Path | None = None
     written: list = field(default_factory=list)       # filenames
     failures: list = field(default_factory=list)      # (filename, reason)
     bad_sources: dict = field(default_factory=dict)   # relative path -> reason
@@ -239,7 +426,7 @@ class ChunkResult:
 
 def make_chunk(task: ChunkTask) -> ChunkResult:
     """Worker: decode each source of the chunk once, then compose, encode and write."""
-    result = ChunkResult()
+    result = ChunkResult(task.output_dir)
     resized = {}
     for plan in task.montages:
         for source in plan.sources:
@@ -261,8 +448,8 @@ def make_chunk(task: ChunkTask) -> ChunkResult:
             data = imagefiles.encode(montage, task.fmt, JPEG_QUALITY)
             imagefiles.write_atomic(task.output_dir / plan.filename, data)
             if plan.majority is not None:
-                imagefiles.write_atomic(task.output_dir / MAJORITY_DIR / plan.majority / plan.filename,
-                                data)
+                imagefiles.write_atomic(task.output_dir / MAJORITY_DIR / plan.majority /
+                                        plan.filename, data)
         except (OSError, ValueError) as exc:
             result.failures.append((plan.filename, f"cannot write ({exc})"))
             continue
@@ -276,11 +463,78 @@ def make_chunk(task: ChunkTask) -> ChunkResult:
 class RicapReport(JobReport):
     bad_sources: int = 0
     failed_montages: int = 0
+    planned: int = 0
+    output_dir: Path | None = None
+    dry_run: bool = False
+    epochs: list = field(default_factory=list)  # (folder, beta) per epoch, with --epochs
 
     def summary(self) -> str:
+        if self.dry_run:
+            return (f"dry run: {self.planned} montages planned, {self.planned - self.skipped} "
+                    f"to make, {self.skipped} already done; nothing written")
         return (f"{self.images_read} source images read, {self.written} montages written, "
-                f"{self.failed_montages} failed, {self.bad_sources} unreadable sources, "
-                f"{self.seconds:.1f} s")
+                f"{self.failed_montages} failed, {self.skipped} skipped (already done), "
+                f"{self.bad_sources} unreadable sources, {self.seconds:.1f} s")
+
+    def to_json(self) -> dict:
+        """The ``--json`` summary: one object, documented in the README."""
+        summary = {
+            "command": "ricap",
+            "output": None if self.output_dir is None else str(self.output_dir),
+            "dry_run": self.dry_run,
+            "planned": self.planned,
+            "written": self.written,
+            "skipped": self.skipped,
+            "failed": self.failed_montages,
+            "images_read": self.images_read,
+            "bad_sources": self.bad_sources,
+            "failures": [{"path": str(path), "reason": reason} for path, reason in self.failures],
+            "seconds": round(self.seconds, 3),
+            "exit_code": self.exit_code,
+        }
+        if self.epochs:
+            summary["epochs"] = [{"epoch": number, "folder": folder, "beta": beta}
+                                 for number, (folder, beta) in enumerate(self.epochs)]
+        return summary
+
+
+@dataclass(frozen=True)
+class RicapSettings:
+    """Every option that decides the montages: what a resumed run must match."""
+
+    count: int
+    size: tuple
+    beta: float
+    seed: int
+    batch_size: int
+    per_sample: bool
+    fmt: str
+    hard_label: str | None
+    epochs: int | None = None
+    beta_schedule: str | None = None  # BETA_MIN:BETA_MAX:START:END, with epochs
+
+    def epoch_betas(self) -> list:
+        """(folder relative to the output folder, beta) per epoch; one ('', beta) without."""
+        if self.epochs is None:
+            return [("", self.beta)]
+        schedule = BetaSchedule.parse(self.beta_schedule) if self.beta_schedule else None
+        digits = max(3, len(str(self.epochs - 1)))
+        return [(f"{EPOCH_PREFIX}{epoch:0{digits}d}",
+                 schedule(epoch) if schedule else self.beta) for epoch in range(self.epochs)]
+
+    def seed_of(self, epoch: int):
+        """Epoch e of an --epochs run draws from (seed, e); a single run from seed."""
+        return self.seed if self.epochs is None else (self.seed, epoch)
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One folder of montages: the whole output folder, or epoch_NNN/ with --epochs."""
+
+    folder: Path
+    name: str      # relative to the output folder; '' without --epochs
+    beta: float
+    plans: list
 
 
 def scan_classes(input_dir: Path) -> tuple[list, list, list]:
@@ -303,11 +557,21 @@ def scan_classes(input_dir: Path) -> tuple[list, list, list]:
     return pairs, sorted({label for _, label in pairs}), others
 
 
-def _check_options(count, size, beta, batch_size, fmt, hard_label, seed) -> None:
+def _settings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label, epochs,
+              beta_schedule) -> RicapSettings:
+    """Check the options (UsageError naming the flag) and freeze them."""
+    size = parse_size(size) if isinstance(size, str) else tuple(size)
+    if isinstance(beta_schedule, BetaSchedule):
+        beta_schedule = beta_schedule.to_text()
     rules = [
         (count < 1, "--count must be at least 1"),
-        (not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0),
+        (beta is not None and not (isinstance(beta, (int, float)) and math.isfinite(beta)
+                                   and beta > 0),
          f"--beta must be a number > 0 (got {beta!r})"),
+        (beta is not None and beta_schedule is not None,
+         "--beta and --beta-schedule: give one (the schedule sets beta per epoch)"),
+        (beta_schedule is not None and epochs is None, "--beta-schedule needs --epochs"),
+        (epochs is not None and epochs < 1, "--epochs must be at least 1"),
         (batch_size < 1, "--batch-size must be at least 1"),
         (fmt not in FORMATS, f"unknown format {fmt!r}; choose png or jpg"),
         (hard_label not in HARD_LABELS + (None,),
@@ -319,30 +583,114 @@ def _check_options(count, size, beta, batch_size, fmt, hard_label, seed) -> None
     for broken, message in rules:
         if broken:
             raise UsageError(message)
+    if beta_schedule is not None:
+        try:
+            beta_schedule = BetaSchedule.parse(beta_schedule).to_text()
+        except ValueError as exc:
+            raise UsageError(f"--beta-schedule: {exc}") from None
+    beta = DEFAULT_BETA if beta is None else float(beta)
+    return RicapSettings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label,
+                         epochs, beta_schedule)
+
+
+def _plan_epochs(settings: RicapSettings, images: list, output_dir: Path) -> list:
+    """Every montage of the run, per output folder (one, or one per epoch)."""
+    epochs = []
+    for number, (name, beta) in enumerate(settings.epoch_betas()):
+        plans = plan_montages(images, settings.count, settings.size, beta=beta,
+                              seed=settings.seed_of(number), batch_size=settings.batch_size,
+                              per_sample=settings.per_sample, fmt=settings.fmt,
+                              hard_label=settings.hard_label)
+        epochs.append(Epoch(output_dir / name if name else output_dir, name, beta, plans))
+    return epochs
+
+
+def _settings_record(settings: RicapSettings, images: list) -> dict:
+    """ricap.json: the settings and a digest of the sources the plan draws from."""
+    listing = "\n".join(f"{path}\t{label}" for path, label in images).encode("utf-8")
+    record = asdict(settings)
+    record["size"] = list(settings.size)
+    record["sources"] = {"count": len(images),
+                         "sha256": hashlib.sha256(listing).hexdigest()[:16]}
+    return record
 
 
 def _previous_outputs(output_dir: Path) -> list:
     """Files of an earlier ricap run in ``output_dir`` (by augcli's own names only)."""
     if not output_dir.is_dir():
         return []
-    found = [output_dir / name for name in (LABELS_NAME, MONTAGES_NAME)
-             if (output_dir / name).exists()]
-    for pattern in (f"{NAME_PREFIX}*.png", f"{NAME_PREFIX}*.jpg"):
-        found += output_dir.glob(pattern)
-        found += output_dir.glob(f"{MAJORITY_DIR}/*/{pattern}")
+    found = [output_dir / SETTINGS_NAME] if (output_dir / SETTINGS_NAME).exists() else []
+    folders = [output_dir, *sorted(p for p in output_dir.glob(f"{EPOCH_PREFIX}*") if p.is_dir())]
+    for folder in folders:
+        found += [folder / name for name in (LABELS_NAME, MONTAGES_NAME)
+                  if (folder / name).exists()]
+        for pattern in (f"{NAME_PREFIX}*.png", f"{NAME_PREFIX}*.jpg"):
+            found += folder.glob(pattern)
+            found += folder.glob(f"{MAJORITY_DIR}/*/{pattern}")
     return sorted(found)
+
+
+def _finished(output_dir: Path, epochs: list, record: dict, previous: list,
+              overwrite: bool) -> set:
+    """Montages an earlier run of this same plan finished: {(folder name, filename)}.
+
+    An earlier run of other settings or other sources, or montage files with
+    no ricap.json to say where they came from, need ``overwrite`` (which
+    starts from nothing).
+    """
+    if not previous or overwrite:
+        return set()
+    shown = previous[0].relative_to(output_dir).as_posix()
+    try:
+        earlier = json.loads((output_dir / SETTINGS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = None
+    if not isinstance(earlier, dict):
+        raise UsageError(f"{output_dir} already holds outputs of a ricap run (e.g. {shown}) "
+                         f"and no readable {SETTINGS_NAME} says which; rerun with --overwrite "
+                         "to replace them, or choose another output folder")
+    differ = sorted(key for key in record.keys() | earlier.keys()
+                    if record.get(key) != earlier.get(key))
+    if differ:
+        flags = {"sources": "input images", "fmt": "--format"}
+        names = ", ".join(flags.get(key, f"--{key.replace('_', '-')}") for key in differ)
+        raise UsageError(f"{output_dir} holds montages of another ricap run ({names} differ); "
+                         "rerun with --overwrite to replace them, or choose another output "
+                         "folder")
+    return {(epoch.name, plan.filename) for epoch in epochs for plan in epoch.plans
+            if _on_disk(epoch.folder, plan)}
+
+
+def _on_disk(folder: Path, plan: MontagePlan) -> bool:
+    """The montage and, with a hard label, its copy: both are written whole or not at all."""
+    copy = plan.majority is None or (folder / MAJORITY_DIR / plan.majority / plan.filename).exists()
+    return copy and (folder / plan.filename).exists()
 
 
 def _clear_previous(output_dir: Path, previous: list) -> None:
     for path in previous:
         path.unlink(missing_ok=True)
-    majority = output_dir / MAJORITY_DIR
-    if majority.is_dir():
-        for folder in sorted(majority.iterdir()):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-        if not any(majority.iterdir()):
-            majority.rmdir()
+    folders = [output_dir, *sorted(p for p in output_dir.glob(f"{EPOCH_PREFIX}*") if p.is_dir())]
+    for folder in folders:
+        majority = folder / MAJORITY_DIR
+        if majority.is_dir():
+            for sub in sorted(majority.iterdir()):
+                if sub.is_dir() and not any(sub.iterdir()):
+                    sub.rmdir()
+            if not any(majority.iterdir()):
+                majority.rmdir()
+        if folder != output_dir and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _start_output(output_dir: Path, previous: list, overwrite: bool, record: dict) -> None:
+    """Clear what --overwrite replaces, drop a killed run's temp files, record the settings."""
+    if overwrite:
+        _clear_previous(output_dir, previous)
+    imagefiles.remove_stale_temp_files(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    imagefiles.write_atomic(output_dir / SETTINGS_NAME, text.encode("utf-8"))
 
 
 def _chunks(plans: list, workers: int, size: tuple) -> list:
@@ -353,72 +701,90 @@ def _chunks(plans: list, workers: int, size: tuple) -> list:
     return [plans[start:start + length] for start in range(0, len(plans), length)]
 
 
-def labels_csv(plans: list, classes: list, size: tuple) -> str:
-    """Header ``filename,<class>...`` then one row per montage; weights as shortest floats."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["filename", *classes])
-    for plan in plans:
-        weights = label_weights(plan.quadrants, classes, *size)
-        writer.writerow([plan.filename, *(repr(float(weights[name])) for name in classes)])
-    return buffer.getvalue()
-
-
-def make_montages(input_dir, output_dir, *, count: int, size, beta: float = DEFAULT_BETA,
-                  seed: int = DEFAULT_SEED, batch_size: int = DEFAULT_BATCH_SIZE,
-                  per_sample: bool = False, fmt: str = "png", hard_label: str | None = None,
-                  overwrite: bool = False, workers: int | None = None, progress: bool = False,
-                  notify=None) -> RicapReport:
-    """Write ``count`` RICAP montages of ``input_dir``'s class folders; what ``augcli ricap`` calls.
-
-    ``size`` is (width, height) or a "WxH" string. ``notify`` receives one line
-    per unreadable source and per montage that could not be made.
-    """
-    started = time.perf_counter()
-    size = parse_size(size) if isinstance(size, str) else tuple(size)
-    _check_options(count, size, beta, batch_size, fmt, hard_label, seed)
-    input_dir, output_dir = check_folders(Path(input_dir), Path(output_dir))
-    images, classes, others = scan_classes(input_dir)
-    previous = _previous_outputs(output_dir)
-    if previous and not overwrite:
-        raise UsageError(f"{output_dir} already holds outputs of a ricap run (e.g. "
-                         f"{previous[0].relative_to(output_dir).as_posix()}); rerun with "
-                         "--overwrite to replace them, or choose another output folder")
-
-    plans = plan_montages(images, count, size, beta=beta, seed=seed, batch_size=batch_size,
-                          per_sample=per_sample, fmt=fmt, hard_label=hard_label)
-    _clear_previous(output_dir, previous)
-    imagefiles.remove_stale_temp_files(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-
-    report = RicapReport(ignored=others, notify=notify)
-    workers = workers or default_workers()
-    chunks = _chunks(plans, workers, size)
-    tasks = [ChunkTask(input_dir, output_dir, size, fmt, tuple(chunk)) for chunk in chunks]
-    written, decoded, bad = set(), set(), {}
-    bar = progress_bar(count, progress)
+def _make(input_dir: Path, epochs: list, finished: set, settings: RicapSettings,
+          report: RicapReport, workers: int, progress: bool, written: set) -> None:
+    """Make every montage not yet finished, in worker processes: add each one written to
+    ``written`` as (folder name, filename) as it lands, count reads and failures into
+    ``report``."""
+    tasks = []
+    for epoch in epochs:
+        todo = [plan for plan in epoch.plans if (epoch.name, plan.filename) not in finished]
+        tasks += [ChunkTask(input_dir, epoch.folder, settings.size, settings.fmt, tuple(chunk))
+                  for chunk in _chunks(todo, workers, settings.size)]
+    names = {epoch.folder: epoch.name for epoch in epochs}
+    decoded, bad = set(), {}
+    bar = progress_bar(sum(len(task.montages) for task in tasks), progress)
     bar.set_description("ricap")
     try:
         for result in map_in_workers(make_chunk, tasks, max(1, min(workers, len(tasks)))):
+            name = names[result.output_dir]
             decoded |= result.decoded
-            written.update(result.written)
+            written.update((name, filename) for filename in result.written)
             for source, reason in sorted(result.bad_sources.items()):
                 if source not in bad:
                     bad[source] = reason
                     report.fail(source, reason)
             for filename, reason in result.failures:
-                report.fail(filename, reason)
+                report.fail(f"{name}/{filename}" if name else filename, reason)
                 report.failed_montages += 1
             bar.update(len(result.written) + len(result.failures))
     finally:
         bar.close()
-        done = [plan for plan in plans if plan.filename in written]
-        imagefiles.write_atomic(output_dir / LABELS_NAME, labels_csv(done, classes, size).encode())
-        lines = (json.dumps(montage_record(plan, classes, size), ensure_ascii=False) + "\n"
-                 for plan in done)
-        imagefiles.write_atomic(output_dir / MONTAGES_NAME, "".join(lines).encode("utf-8"))
-    report.images_read = len(decoded)
-    report.written = len(written)
-    report.bad_sources = len(bad)
+        report.images_read = len(decoded)
+        report.written = len(written)
+        report.bad_sources = len(bad)
+
+
+def _write_indexes(epochs: list, done: set, classes: list, size: tuple) -> None:
+    """labels.csv and montages.jsonl of each folder: every montage of the plan on disk."""
+    for epoch in epochs:
+        made = [plan for plan in epoch.plans if (epoch.name, plan.filename) in done]
+        imagefiles.write_atomic(epoch.folder / LABELS_NAME,
+                                labels_csv(made, classes, size).encode())
+        lines = (json.dumps(montage_record(plan, classes, size, epoch.beta), ensure_ascii=False)
+                 + "\n" for plan in made)
+        imagefiles.write_atomic(epoch.folder / MONTAGES_NAME, "".join(lines).encode("utf-8"))
+
+
+def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None = None,
+                  seed: int = DEFAULT_SEED, batch_size: int = DEFAULT_BATCH_SIZE,
+                  per_sample: bool = False, fmt: str = "png", hard_label: str | None = None,
+                  epochs: int | None = None, beta_schedule=None, overwrite: bool = False,
+                  dry_run: bool = False, workers: int | None = None, progress: bool = False,
+                  notify=None) -> RicapReport:
+    """Write ``count`` RICAP montages of ``input_dir``'s class folders; what ``augcli ricap`` calls.
+
+    ``size`` is (width, height) or a "WxH" string. ``beta`` defaults to 0.3.
+    With ``epochs`` E, each of E folders ``epoch_000`` ... gets ``count``
+    montages of its own (drawn from (seed, epoch)); ``beta_schedule``
+    ("BETA_MIN:BETA_MAX:START:END" or a ``BetaSchedule``) sets each epoch's
+    beta. A rerun of the same settings over the same images finishes what an
+    interrupted run left; other earlier outputs need ``overwrite``.
+    ``dry_run`` plans and counts, and writes nothing. ``notify`` receives one
+    line per unreadable source and per montage that could not be made.
+    """
+    started = time.perf_counter()
+    settings = _settings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label,
+                         epochs, beta_schedule)
+    input_dir, output_dir = check_folders(Path(input_dir), Path(output_dir))
+    images, classes, others = scan_classes(input_dir)
+    planned = _plan_epochs(settings, images, output_dir)
+    record = _settings_record(settings, images)
+    previous = _previous_outputs(output_dir)
+    finished = _finished(output_dir, planned, record, previous, overwrite)
+
+    report = RicapReport(ignored=others, notify=notify, output_dir=output_dir, dry_run=dry_run,
+                         planned=sum(len(epoch.plans) for epoch in planned),
+                         skipped=len(finished))
+    if settings.epochs is not None:
+        report.epochs = [(epoch.name, epoch.beta) for epoch in planned]
+    if not dry_run:
+        _start_output(output_dir, previous, overwrite, record)
+        written: set = set()
+        try:
+            _make(input_dir, planned, finished, settings, report, workers or default_workers(),
+                  progress, written)
+        finally:
+            _write_indexes(planned, finished | written, classes, settings.size)
     report.seconds = time.perf_counter() - started
     return report

@@ -3,29 +3,35 @@
 Run it from the project root with the project's virtualenv:
 
     python bench/bench_run.py                      # 200 images, 5 copies, 1 and 2 workers
-    python bench/bench_run.py --images 40 --workers 1,2,4 --keep
+    python bench/bench_run.py --images 400 --workers 1,2,4,8,16 --sizes 640x480,1920x1080
 
-It generates N photo-like 640x480 JPEGs (fixed seed) in a temporary folder and
-writes the "standard recipe" (fliplr + affine + dropout, 5 copies, JPEG q90).
+For each size it generates N photo-like JPEGs (fixed seed) in a temporary folder
+and writes the "standard recipe" (fliplr + affine + dropout, 5 copies, JPEG q90).
 Then, for each worker count W, it times three ways of producing the same
 N * copies JPEG outputs from the same files:
 
 * augcli       ``augcli.run_recipe(...)`` as a library call.
 * imgaug loop  the script people write today: a ``multiprocessing.Pool(W)``
-               mapping over files; each file is read with imageio, augmented
-               ``copies`` times by an ``iaa.Sequential`` and written with imageio.
+               mapping over files; each file is read with OpenCV, augmented
+               ``copies`` times by an ``iaa.Sequential`` and written with OpenCV
+               (skipped when imgaug is not installed).
 * floor        decode once + encode ``copies`` times with OpenCV, no
                augmentation: roughly the best any augmenter could do.
 
 Timing is wall clock (``time.perf_counter``) around the whole call, so it
-includes process-pool start-up (spawn) for all three. With W == 1 all three
-run in this process, and module imports are done before timing.
+includes process-pool start-up for all three. With W == 1 all three run in
+this process, and module imports are done before timing.
+
+Then it prints where augcli's time goes: CPU milliseconds per output for each
+stage (decode, sample, warp, pixel ops, encode, write), measured in-process on
+the same files, and the parent's CPU per output during the largest W run.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import shutil
 import sys
 import tempfile
@@ -38,36 +44,35 @@ import numpy as np
 # Keep module-level imports light: spawned pool workers (augcli's too) re-import
 # this file, so anything heavy here would be charged to every contender.
 
-WIDTH, HEIGHT = 640, 480
 SEED = 0
 JPEG_QUALITY = 90
-TARGET_RATIO = 1.5
 
 
 # --- input images --------------------------------------------------------------
 
-def make_photo(rng: np.random.Generator) -> np.ndarray:
+def make_photo(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """A photo-like BGR image: smooth gradient, soft blurred shapes and mild noise."""
-    image = _gradient(rng)
+    image = _gradient(rng, size)
     for _ in range(rng.integers(4, 10)):
         image = _blend_blurred_shape(image, rng)
     noise = rng.normal(0, 4, image.shape)
     return np.clip(image + noise, 0, 255).astype(np.uint8)
 
 
-def _gradient(rng: np.random.Generator) -> np.ndarray:
+def _gradient(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """Bilinear blend of four random corner colours, plus low-frequency shading."""
     corners = rng.uniform(0, 255, (2, 2, 3)).astype(np.float32)
-    image = cv2.resize(corners, (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR)
+    image = cv2.resize(corners, size, interpolation=cv2.INTER_LINEAR)
     shading = rng.normal(0, 20, (6, 8)).astype(np.float32)
-    shading = cv2.resize(shading, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
+    shading = cv2.resize(shading, size, interpolation=cv2.INTER_CUBIC)
     return image + shading[..., None]
 
 
 def _blend_blurred_shape(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw one filled circle, ellipse or rectangle, blur its mask and blend it in."""
-    mask = np.zeros((HEIGHT, WIDTH), np.float32)
-    centre = (int(rng.integers(0, WIDTH)), int(rng.integers(0, HEIGHT)))
+    height, width = image.shape[:2]
+    mask = np.zeros((height, width), np.float32)
+    centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
     kind = rng.integers(0, 3)
     if kind == 0:
         cv2.circle(mask, centre, int(rng.integers(20, 120)), 1.0, -1)
@@ -83,13 +88,13 @@ def _blend_blurred_shape(image: np.ndarray, rng: np.random.Generator) -> np.ndar
     return image * (1 - mask) + colour * mask
 
 
-def generate_inputs(folder: Path, count: int) -> list[Path]:
+def generate_inputs(folder: Path, count: int, size: tuple[int, int] = (640, 480)) -> list[Path]:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(SEED)
     paths = []
     for index in range(count):
         path = folder / f"img_{index:04d}.jpg"
-        cv2.imwrite(str(path), make_photo(rng), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        cv2.imwrite(str(path), make_photo(rng, size), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         paths.append(path)
     return paths
 
@@ -133,16 +138,14 @@ def init_imgaug_worker() -> None:
 
 
 def imgaug_one(job: tuple[str, str, int]) -> None:
-    """Read one file with imageio, augment it ``copies`` times, write each as JPEG."""
-    import imageio.v3 as iio
-
+    """Read one file, augment it ``copies`` times with imgaug, write each as JPEG."""
     source, output_dir, copies = job
-    image = iio.imread(source)
+    image = cv2.cvtColor(cv2.imread(source), cv2.COLOR_BGR2RGB)
     stem = Path(source).stem
     for index in range(1, copies + 1):
-        augmented = _sequence(image=image)
-        iio.imwrite(Path(output_dir) / f"{stem}_std_{index}.jpg", augmented,
-                    quality=JPEG_QUALITY)
+        augmented = cv2.cvtColor(_sequence(image=image), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(Path(output_dir) / f"{stem}_std_{index}.jpg"), augmented,
+                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
 
 
 def floor_one(job: tuple[str, str, int]) -> None:
@@ -173,17 +176,20 @@ def run_jobs(worker, jobs: list, workers: int, initializer=None) -> None:
 
 # --- measurements --------------------------------------------------------------
 
-def time_augcli(recipe: Path, output_dir: Path, workers: int, expected: int) -> float:
+def time_augcli(recipe: Path, output_dir: Path, workers: int, expected: int) -> tuple:
+    """(seconds, parent CPU seconds) of one ``run_recipe`` call."""
     import augcli
 
+    cpu_before = time.process_time()
     started = time.perf_counter()
     report = augcli.run_recipe(recipe, output=output_dir, workers=workers, progress=False)
     seconds = time.perf_counter() - started
+    parent_cpu = time.process_time() - cpu_before
     if report.failures:
         raise RuntimeError(f"augcli reported failures: {report.failures[:5]}")
     if report.written != expected:
         raise RuntimeError(f"augcli wrote {report.written} outputs, expected {expected}")
-    return seconds
+    return seconds, parent_cpu
 
 
 def time_script(worker, sources: list[Path], output_dir: Path, copies: int, workers: int,
@@ -200,58 +206,145 @@ def time_script(worker, sources: list[Path], output_dir: Path, copies: int, work
     return seconds
 
 
-def measure(workers: int, sources: list[Path], recipe: Path, out_root: Path,
-            copies: int) -> dict:
-    """Outputs per second of each contender at one worker count."""
+def measure(workers: int, sources: list[Path], recipe: Path, out_root: Path, copies: int,
+            with_imgaug: bool) -> dict:
+    """Outputs per second of each contender at one worker count (and augcli's parent CPU)."""
     total = len(sources) * copies
-    seconds = {
-        "augcli": time_augcli(recipe, out_root / f"augcli-w{workers}", workers, total),
-        "imgaug": time_script(imgaug_one, sources, out_root / f"imgaug-w{workers}", copies,
-                              workers, initializer=init_imgaug_worker),
-        "floor": time_script(floor_one, sources, out_root / f"floor-w{workers}", copies,
-                             workers),
-    }
-    return {name: total / value for name, value in seconds.items()}
+    augcli_seconds, parent_cpu = time_augcli(recipe, out_root / f"augcli-w{workers}", workers,
+                                             total)
+    rates = {"augcli": total / augcli_seconds,
+             "floor": total / time_script(floor_one, sources, out_root / f"floor-w{workers}",
+                                          copies, workers)}
+    if with_imgaug:
+        rates["imgaug"] = total / time_script(imgaug_one, sources,
+                                              out_root / f"imgaug-w{workers}", copies, workers,
+                                              initializer=init_imgaug_worker)
+    rates["parent_ms"] = parent_cpu / total * 1000
+    return rates
+
+
+def stage_costs(recipe: Path, limit: int = 40) -> dict:
+    """CPU milliseconds per output of each stage, in this process, on up to ``limit`` sources.
+
+    The stages call the same functions ``run`` does; geometric and pixel steps are
+    applied apart (geometric first, as in the standard recipe) to split their cost.
+    """
+    from augcli import imagefiles
+    from augcli.ops import CATALOG
+    from augcli.pipeline import apply_steps, sample_steps
+    from augcli.recipe import load_recipe
+    from augcli.runner import plan_run
+
+    cv2.setNumThreads(1)  # as in a pool worker
+    plan = plan_run(load_recipe(recipe))
+    costs = dict.fromkeys(("decode", "sample", "warp", "pixel ops", "encode", "write",
+                           "floor decode", "floor encode"), 0.0)
+    outputs = 0
+    scratch = Path(tempfile.mkdtemp(prefix="augcli-stages-"))
+    try:
+        for task in plan.tasks[:limit]:
+            clock = time.process_time()
+            image = imagefiles.read_image(task.source)
+            costs["decode"] += time.process_time() - clock
+            for output in task.outputs:
+                clock = time.process_time()
+                steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
+                costs["sample"] += time.process_time() - clock
+                clock = time.process_time()
+                warped = apply_steps(image, [s for s in steps if CATALOG[s.op].geometric])
+                costs["warp"] += time.process_time() - clock
+                clock = time.process_time()
+                pixels = apply_steps(warped, [s for s in steps if not CATALOG[s.op].geometric])
+                costs["pixel ops"] += time.process_time() - clock
+                clock = time.process_time()
+                data = imagefiles.encode(pixels, "jpg", JPEG_QUALITY)
+                costs["encode"] += time.process_time() - clock
+                clock = time.process_time()
+                imagefiles.write_atomic(scratch / output.relative, data)
+                costs["write"] += time.process_time() - clock
+                outputs += 1
+            clock = time.process_time()
+            bgr = cv2.imdecode(np.frombuffer(task.source.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+            costs["floor decode"] += time.process_time() - clock
+            clock = time.process_time()
+            for _ in task.outputs:
+                cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            costs["floor encode"] += time.process_time() - clock
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {stage: seconds / outputs * 1000 for stage, seconds in costs.items()}
 
 
 # --- report --------------------------------------------------------------------
 
-def warm_imports() -> None:
-    """Import augcli's runner and imgaug here, so W == 1 timings exclude import cost."""
+def imgaug_available() -> bool:
+    try:
+        from augcli import engine
+
+        engine.load()
+    except ImportError:
+        return False
+    return True
+
+
+def warm_imports(with_imgaug: bool) -> None:
+    """Import augcli's runner (and imgaug) here, so W == 1 timings exclude import cost."""
     import augcli.runner  # noqa: F401
-    from augcli import engine
 
-    engine.load()
+    if with_imgaug:
+        from augcli import engine
+
+        engine.load()
 
 
-def print_header(args, workers: list[int]) -> None:
-    import imageio
-    import imgaug
-
+def print_header(args, with_imgaug: bool) -> None:
     import augcli
 
-    print(f"images: {args.images} x {WIDTH}x{HEIGHT} JPEG q{JPEG_QUALITY}, copies: {args.copies}, "
-          f"outputs per run: {args.images * args.copies}, workers: {workers}")
+    imgaug_version = "not installed"
+    if with_imgaug:
+        import imgaug
+
+        imgaug_version = imgaug.__version__
+    print(f"images: {args.images} JPEG q{JPEG_QUALITY} per size, copies: {args.copies}, "
+          f"outputs per run: {args.images * args.copies}, workers: {args.worker_counts}, "
+          f"cores: {os.cpu_count()}")
     print(f"python {sys.version.split()[0]}, augcli {augcli.__version__}, numpy {np.__version__}, "
-          f"cv2 {cv2.__version__}, imgaug {imgaug.__version__}, imageio {imageio.__version__}")
-    print("timing: wall clock of the whole call, including process-pool start-up (spawn)")
+          f"cv2 {cv2.__version__}, imgaug {imgaug_version}")
+    print("timing: wall clock of the whole call, including process-pool start-up")
 
 
-def print_table(results: dict[int, dict]) -> None:
-    header = (f"{'workers':>7}  {'augcli/s':>9}  {'imgaug loop/s':>13}  {'floor/s':>8}  "
-              f"{'augcli/imgaug':>13}  {'augcli/floor':>12}  target")
-    print()
-    print(header)
-    print("-" * len(header))
-    for workers, rate in results.items():
-        vs_imgaug = rate["augcli"] / rate["imgaug"]
-        vs_floor = rate["augcli"] / rate["floor"]
-        verdict = "met" if vs_imgaug >= TARGET_RATIO else "MISSED"
-        print(f"{workers:>7}  {rate['augcli']:>9.1f}  {rate['imgaug']:>13.1f}  "
-              f"{rate['floor']:>8.1f}  {vs_imgaug:>12.2f}x  {vs_floor:>11.2f}x  {verdict}")
-    print()
-    print(f"target: augcli >= {TARGET_RATIO}x imgaug loop outputs/s at every worker count "
-          "(rates are outputs per second)")
+def print_table(size: tuple, results: dict[int, dict]) -> None:
+    """Outputs per second by worker count, as rows; the last column is the speed-up."""
+    counts = list(results)
+    first, last = counts[0], counts[-1]
+    names = [name for name in ("floor", "augcli", "imgaug") if name in results[first]]
+    print(f"\n{size[0]}x{size[1]}: outputs per second")
+    print(f"{'workers':>14}" + "".join(f"{w:>8}" for w in counts) + f"{f'{last}/{first}':>9}")
+    for name in names:
+        rates = [results[w][name] for w in counts]
+        print(f"{name:>14}" + "".join(f"{r:>8.0f}" for r in rates)
+              + f"{rates[-1] / rates[0]:>8.1f}x")
+    ratios = [results[w]["augcli"] / results[w]["floor"] for w in counts]
+    print(f"{'augcli/floor':>14}" + "".join(f"{r:>8.2f}" for r in ratios))
+    if len(counts) > 1:
+        scaling = (results[last]["augcli"] / results[first]["augcli"]) / \
+            (results[last]["floor"] / results[first]["floor"])
+        print(f"augcli's speed-up {first}->{last} workers is {scaling:.2f}x the floor's own")
+    print(f"{'parent ms/out':>14}" + "".join(f"{results[w]['parent_ms']:>8.3f}" for w in counts))
+
+
+def print_stages(costs: dict) -> None:
+    floor = {stage: costs.pop(stage) for stage in ("floor decode", "floor encode")}
+    print("CPU ms per output, in-process (decode is per source / copies):")
+    print("  augcli: " + ", ".join(f"{stage} {ms:.2f}" for stage, ms in costs.items())
+          + f"; total {sum(costs.values()):.2f}")
+    print("  floor:  " + ", ".join(f"{stage[6:]} {ms:.2f}" for stage, ms in floor.items())
+          + f", write {costs['write']:.2f}; total {sum(floor.values()) + costs['write']:.2f}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    return int(width), int(height)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -260,14 +353,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--copies", type=int, default=5, help="outputs per image (default 5)")
     parser.add_argument("--workers", default="1,2",
                         help="comma-separated worker counts (default 1,2)")
+    parser.add_argument("--sizes", default="640x480",
+                        help="comma-separated WxH source sizes (default 640x480)")
+    parser.add_argument("--no-imgaug", action="store_true", help="skip the imgaug script")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
     if args.images < 1 or args.copies < 1:
         parser.error("--images and --copies must be >= 1")
     try:
         args.worker_counts = [int(part) for part in args.workers.split(",")]
+        args.size_list = [parse_size(part) for part in args.sizes.split(",")]
     except ValueError:
-        parser.error(f"--workers expects integers like 1,2 (got {args.workers!r})")
+        parser.error("--workers expects integers like 1,2 and --sizes WxH like 640x480")
     if min(args.worker_counts) < 1:
         parser.error("--workers counts must be >= 1")
     return args
@@ -275,17 +372,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    with_imgaug = not args.no_imgaug and imgaug_available()
     root = Path(tempfile.mkdtemp(prefix="augcli-bench-"))
     try:
-        sources = generate_inputs(root / "input", args.images)
-        recipe = root / "recipe.yaml"
-        write_recipe(recipe, root / "input", root / "output", args.copies)
-        warm_imports()
-        print_header(args, args.worker_counts)
-        results = {}
-        for workers in args.worker_counts:
-            results[workers] = measure(workers, sources, recipe, root / "output", args.copies)
-        print_table(results)
+        warm_imports(with_imgaug)
+        print_header(args, with_imgaug)
+        for size in args.size_list:
+            folder = root / f"{size[0]}x{size[1]}"
+            sources = generate_inputs(folder / "input", args.images, size)
+            recipe = folder / "recipe.yaml"
+            write_recipe(recipe, folder / "input", folder / "output", args.copies)
+            results = {workers: measure(workers, sources, recipe, folder / "output",
+                                        args.copies, with_imgaug)
+                       for workers in args.worker_counts}
+            print_table(size, results)
+            print_stages(stage_costs(recipe))
     finally:
         if args.keep:
             print(f"kept {root}")

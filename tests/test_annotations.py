@@ -339,10 +339,12 @@ def test_fingerprint_includes_annotations_and_is_unchanged_without_them(tmp_path
     yolo = parse_recipe({**base, "annotations": {"format": "yolo"}}).fingerprint
     strict = parse_recipe({**base, "annotations": {"format": "yolo", "min_visibility": 0.9}})
     assert len({plain, yolo, strict.fingerprint}) == 3
-    # Without annotations the fingerprint is what it was before they existed, so output
-    # folders of earlier runs are still recognised as this recipe's.
+    # Without annotations the fingerprint is what it was before they existed (at the same
+    # output version), so output folders of earlier runs are still recognised as this
+    # recipe's.
     decisive = {"variants": base["variants"], "format": None, "quality": None,
-                "include_original": None, "seed": 0, "target_per_class": None, "profile": None}
+                "include_original": None, "seed": 0, "target_per_class": None, "profile": None,
+                "output_version": 2}
     text = json.dumps(decisive, sort_keys=True, default=str)
     assert plain == hashlib.sha256(text.encode()).hexdigest()[:16]
 

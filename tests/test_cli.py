@@ -186,3 +186,59 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, simple_recipe):
     assert result.exit_code == 0
     assert "img/s" not in result.output and "%|" not in result.output
     assert "16 outputs written" in result.output  # the summary line still shows
+
+
+# --- packaging: one version, python -m augcli ------------------------------------------------
+
+def test_python_m_augcli_works_and_every_version_agrees():
+    import tomllib
+    from importlib import metadata
+
+    import augcli
+
+    result = subprocess.run([sys.executable, "-m", "augcli", "--version"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"augcli, version {augcli.__version__}"
+    assert invoke("--version").output.strip() == result.stdout.strip()
+    # Written once: pyproject reads it from augcli/__init__.py.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
+    assert project["project"]["dynamic"] == ["version"] and "version" not in project["project"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "augcli.__version__"}
+    try:
+        installed = metadata.distribution("augcli")
+    except metadata.PackageNotFoundError:
+        return
+    if Path(installed.locate_file("augcli")).resolve() == REPO / "augcli" or \
+            f"file://{REPO}" in (installed.read_text("direct_url.json") or ""):
+        assert installed.version == augcli.__version__  # this checkout is what is installed
+
+
+# --- an output the user cannot write: one line, exit 2 ----------------------------------------
+
+def test_unwritable_output_is_one_error_line(tmp_path, simple_recipe, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    result = CliRunner().invoke(main, ["run", str(simple_recipe), "-o", str(tmp_path / "o"),
+                                       "-w", "1", "-q"])
+    assert result.exit_code == 2 and not isinstance(result.exception, PermissionError)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {tmp_path / 'o'}: permission "
+                                                   "denied (this user cannot write there")
+
+
+def test_unwritable_output_in_a_real_process(tmp_path, simple_recipe):
+    if os.geteuid() == 0:  # root writes anywhere: /proc refuses everyone a new folder
+        target = Path("/proc/augcli-test-output")
+        if not Path("/proc/self").exists():
+            pytest.skip("no /proc here")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        target = locked / "out"
+    result = _augcli("run", simple_recipe, "-o", target, "-q", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"Error: {target}: ") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -67,7 +67,8 @@ def test_op_help_says_which_ops_change_the_size():
 
 # --- the contract: every op on every layout --------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(CATALOG))
+# The imgaug dialect has its own syntax (no defaults): test_ops_imgaug runs every augmenter.
+@pytest.mark.parametrize("name", sorted(name for name, op in CATALOG.items() if op.parse is None))
 def test_every_op_is_documented_and_runs_on_every_layout(name):
     """Docs; shape (as size_after says), dtype, and the same pixels for the same seed."""
     op = CATALOG[name]

@@ -99,12 +99,26 @@ def test_channel_shift_follows_keras_formula():
     assert min(shifts) < -15 and max(shifts) > 15 and max(map(abs, shifts)) <= 30
 
 
-def test_gamma_is_imgaugs_gamma_contrast(iaa):
+def test_gamma_is_imgaugs_gamma_contrast_byte_for_byte(iaa):
+    from imgaug.augmenters.contrast import adjust_contrast_gamma
+
+    every_uint8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    every_uint16 = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    for gamma in (0.01, 0.3, 0.7, 1.0, 1.3, 1.6, 2.0, 3.7, 10.0, 100.0):
+        for levels in (every_uint8, every_uint16):
+            assert np.array_equal(run(levels, "gamma", gamma=gamma),
+                                  adjust_contrast_gamma(levels.copy(), gamma)), gamma
     image = photo_like(seed=6)
     assert np.array_equal(run(image, "gamma", gamma=1.6), iaa.GammaContrast(1.6)(image=image))
-    assert run(np.full((2, 2), 128, np.uint8), "gamma", gamma=2.0)[0, 0] in (64, 65)
-    wide = np.full((2, 2), 32768, np.uint16)
-    assert abs(int(run(wide, "gamma", gamma=2.0)[0, 0]) - 16384) <= 2
+
+
+def test_gamma_darkens_mid_tones_by_the_power_law_and_keeps_alpha():
+    # 255 * (128 / 255) ** 2 = 64.25 and 65535 * (32768 / 65535) ** 2 = 16384.25, truncated.
+    assert run(np.full((2, 2), 128, np.uint8), "gamma", gamma=2.0)[0, 0] == 64
+    assert run(np.full((2, 2), 32768, np.uint16), "gamma", gamma=2.0)[0, 0] == 16384
+    rgba = random_image((6, 6, 4))
+    out = run(rgba, "gamma", gamma=0.5)
+    assert np.array_equal(out[..., 3], rgba[..., 3]) and (out[..., :3] >= rgba[..., :3]).all()
 
 
 def test_grayscale_blends_to_grey_and_keeps_three_channels(iaa):

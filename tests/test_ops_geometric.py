@@ -65,6 +65,7 @@ def _centroid(image):
 
 @pytest.mark.parametrize("op, params", [
     ("zoom", {"x": 1.3, "y": 0.8, **FILL}),
+    ("shear", {"x": 14.0, "y": -11.0, **FILL}),
     ("crop", {"x": 30, "y": 10, "width": 40, "height": 30, **FILL}),
     ("pad", {"top": 3, "bottom": 5, "left": 7, "right": 2, **FILL}),
     ("random_resized_crop", {"x": 30, "y": 5, "crop_width": 40, "crop_height": 30,
@@ -102,6 +103,20 @@ def test_zoom_scales_about_the_centre_and_matches_imgaug(iaa):
     assert all(0.5 <= s["x"] <= 2 and 0.5 <= s["y"] <= 2 for s in steps)
     assert any(abs(s["x"] - s["y"]) > 0.05 for s in steps)
     assert all(s["x"] == s["y"] for s in (sample("[zoom]", seed)[0].params for seed in range(5)))
+
+
+@pytest.mark.parametrize("x, y", [(15.0, 12.0), (-20.0, 25.0), (0.0, 18.0)])
+def test_shear_on_both_axes_is_imgaugs_affine_shear(iaa, x, y):
+    """imgaug shears along y, then along x; the op (and its matrix) do the same."""
+    image = photo_like(60, 80, seed=3)
+    theirs = iaa.Affine(shear={"x": x, "y": y}, order=1, mode="constant", cval=0)(image=image)
+    ours = run(image, "shear", x=x, y=y, **FILL)
+    mean, largest = diff(ours, theirs)
+    assert largest <= 1 and mean < 0.01
+    # The same parameters through affine + shear ops fused into one warp.
+    fused = apply_steps(image, [Step("shear", {"x": 0.0, "y": y, **FILL}),
+                                Step("shear", {"x": x, "y": 0.0, **FILL})])
+    assert diff(fused, theirs)[1] <= 1
 
 
 def test_crop_output_is_the_recorded_window_of_the_source():

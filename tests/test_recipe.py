@@ -148,3 +148,14 @@ def test_parsed_recipes_pickle_for_worker_processes():
 def test_list_parameters_are_checked_before_the_run(text, expected):
     problems = problems_of(f"variants: {{a: {{ops: [{text}]}}}}")
     assert any(expected in problem for problem in problems), problems
+
+
+
+def test_fingerprint_changes_with_the_output_version(monkeypatch):
+    """A new output version makes old manifests foreign: a resume never mixes the two."""
+    from augcli import recipe as recipe_module
+
+    parsed = parse("seed: 1\nvariants: {a: {ops: [fliplr]}}\n")
+    before = parsed.fingerprint
+    monkeypatch.setattr(recipe_module, "OUTPUT_VERSION", recipe_module.OUTPUT_VERSION + 1)
+    assert parsed.fingerprint != before

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -256,16 +257,19 @@ def test_labels_sum_to_one_and_equal_the_areas(tmp_path, classes):
     assert [row[0] for row in rows] == sorted(made)
     for row in rows:
         weights = [float(value) for value in row[1:]]
-        assert abs(sum(weights) - 1) < 1e-12
+        assert sum(weights) == 1.0 and sum(reversed(weights)) == 1.0  # exactly, in float
+        assert np.array(weights).sum() == 1.0 and math.fsum(weights) == 1.0
         record = made[row[0]]
-        areas = {name: 0 for name in header[1:]}
+        areas = dict.fromkeys(header[1:], 0)
         for quadrant in record["quadrants"]:
             if quadrant["area"]:
                 areas[quadrant["class"]] += quadrant["area"]
-            assert quadrant["weight"] == quadrant["area"] / (WIDTH * HEIGHT)
+            assert abs(Fraction(quadrant["weight"]) - Fraction(quadrant["area"], WIDTH * HEIGHT)) \
+                <= Fraction(3, 2**52)
         assert sum(areas.values()) == WIDTH * HEIGHT  # exact, in integers
         for name, weight in zip(header[1:], weights):
-            assert weight == float(Fraction(areas[name], WIDTH * HEIGHT))
+            assert abs(Fraction(weight) - Fraction(areas[name], WIDTH * HEIGHT)) <= \
+                Fraction(3, 2**52)
         assert record["labels"] == {n: w for n, w in zip(header[1:], weights) if w}
 
 
@@ -349,7 +353,7 @@ def test_same_seed_gives_identical_files_with_1_or_2_workers(tmp_path, classes):
         assert result.exit_code == 0, result.output
         outputs[workers] = {p.relative_to(output).as_posix(): p.read_bytes()
                             for p in sorted(output.rglob("*")) if p.is_file()}
-    assert len(outputs[1]) == 24 * 2 + 2
+    assert len(outputs[1]) == 24 * 2 + 3  # montages, majority copies, 2 indexes, ricap.json
     assert outputs[1] == outputs[2]
 
 
@@ -404,3 +408,266 @@ def test_help_explains_the_outputs_and_has_an_example():
     assert result.exit_code == 0
     for text in ("labels.csv", "montages.jsonl", "majority", "Example", "--per-sample"):
         assert text in result.output
+
+
+# --- exact label sums -----------------------------------------------------------------------
+
+def test_area_weights_sum_to_exactly_one_in_any_order_and_stay_within_a_few_ulps():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        width, height = (int(v) for v in rng.integers(1, 700, size=2))
+        w, h = int(rng.integers(width + 1)), int(rng.integers(height + 1))
+        areas = [b[2] * b[3] for b in ricap.quadrant_boxes(width, height, w, h)]
+        weights = ricap.area_weights(areas, width * height)
+        for order in (weights, weights[::-1], weights[1:] + weights[:1]):
+            assert sum(order) == 1.0
+        assert np.array(weights, np.float64).sum() == 1.0 and math.fsum(weights) == 1.0
+        for area, weight in zip(areas, weights):
+            assert (Fraction(weight) * 2**52).denominator == 1  # a multiple of 2**-52
+            assert abs(Fraction(weight) - Fraction(area, width * height)) <= Fraction(3, 2**52)
+            assert (weight == 0) == (area == 0)
+
+
+# --- in memory: ricap_batch ---------------------------------------------------------------
+
+def decode_sources(montage: np.ndarray) -> np.ndarray:
+    """Per pixel of a montage of coded images: the number of the image it came from."""
+    return montage[..., 2].astype(int) // 10
+
+
+def first_seam(line: np.ndarray, along: int) -> int:
+    """Where a line of montage pixels passes into another crop: the source changes, the
+    coded coordinate along the line stops stepping by one, or the one across it changes;
+    0 when it never does (w = 0 and w = W tile alike)."""
+    line = line.astype(int)
+    steps = (np.diff(line[:, 2]) != 0) | (np.diff(line[:, along]) != 1) | \
+        (np.diff(line[:, 1 - along]) != 0)
+    return int(np.argmax(steps)) + 1 if steps.any() else 0
+
+
+def test_ricap_batch_patches_four_crops_and_mixes_labels_by_area():
+    count, classes = 16, 5
+    batch = np.stack([coded(n + 1) for n in range(count)])
+    labels = np.eye(classes)[np.arange(count) % classes]
+    for per_sample in (False, True):
+        patched, mixed = ricap.ricap_batch(batch, labels, beta=1.0, per_sample=per_sample,
+                                           rng=np.random.default_rng(3))
+        assert patched.shape == batch.shape and patched.dtype == np.uint8
+        assert mixed.shape == (count, classes) and mixed.dtype == np.float64
+        boundaries = set()
+        for montage, row in zip(patched, mixed):
+            source = decode_sources(montage) - 1
+            w = first_seam(montage[0], along=0) or WIDTH
+            h = first_seam(montage[:, 0], along=1) or HEIGHT
+            boundaries.add((w, h))
+            expected = np.zeros(classes)
+            for x0, y0, bw, bh in ricap.quadrant_boxes(WIDTH, HEIGHT, w, h):
+                if bw * bh == 0:
+                    continue
+                block = montage[y0:y0 + bh, x0:x0 + bw].astype(int)
+                assert len(set(source[y0:y0 + bh, x0:x0 + bw].ravel())) == 1
+                # a crop keeps the source's own coordinates: R and G step by one
+                cx, cy = block[0, 0, 0], block[0, 0, 1]
+                assert (block[..., 0] == cx + np.arange(bw)).all()
+                assert (block[..., 1] == (cy + np.arange(bh))[:, None]).all()
+                expected += bw * bh / (WIDTH * HEIGHT) * labels[source[y0, x0]]
+            np.testing.assert_allclose(row, expected, atol=1e-15)
+            assert row.sum() == 1.0
+        assert (len(boundaries) == 1) != per_sample
+
+
+def test_ricap_batch_is_the_file_command_for_the_same_draws(tmp_path):
+    """N files in class folders -> augcli ricap with one batch of N; the same N images as
+    an array -> ricap_batch with a generator of the same seed: the same montages, labels."""
+    layout = {"ant": ["a1", "a2", "a3"], "bee": ["b1", "b2"], "cow": ["c1", "c2", "c3", "c4"]}
+    sources = make_classes(tmp_path / "in", layout)
+    names = sorted(sources)  # the order augcli ricap lists them
+    batch = np.stack([sources[name] for name in names])
+    classes = sorted(layout)
+    labels = np.eye(len(classes))[[classes.index(name.split("/")[0]) for name in names]]
+    for per_sample, seed in ((False, 5), (True, 6)):
+        output = tmp_path / f"out{per_sample}"
+        flags = ["--per-sample"] if per_sample else []
+        result = invoke(tmp_path / "in", "-o", output, "-n", len(names), "--size", "40x30",
+                        "--batch-size", len(names), "--seed", seed, "--beta", 0.5, "-w", 1, "-q",
+                        *flags)
+        assert result.exit_code == 0, result.output
+        patched, mixed = ricap.ricap_batch(batch, labels, beta=0.5, per_sample=per_sample,
+                                           rng=np.random.default_rng(seed))
+        header, rows = label_rows(output)
+        assert header[1:] == classes
+        for i, row in enumerate(rows):
+            np.testing.assert_array_equal(read_png(output / row[0]), patched[i])
+            assert [float(value) for value in row[1:]] == mixed[i].tolist()
+
+
+def test_ricap_batch_seeds_and_generators_and_never_the_global_state():
+    batch = np.stack([coded(n) for n in range(1, 9)]).astype(np.float32) / 255
+    labels = np.eye(8, dtype=np.float32)
+    np.random.seed(0)
+    state = np.random.get_state()[1].copy()
+    a = ricap.ricap_batch(batch, labels, rng=7)
+    b = ricap.ricap_batch(batch, labels, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[0].dtype == np.float32 and a[1].dtype == np.float32
+    unseeded = [ricap.ricap_batch(batch, labels, beta=1.0)[0] for _ in range(2)]
+    assert not np.array_equal(*unseeded)
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        ricap.ricap_batch(batch[0], labels)
+    with pytest.raises(ValueError, match="np.eye"):
+        ricap.ricap_batch(batch, np.arange(8))
+    with pytest.raises(ValueError, match="beta must be a number > 0"):
+        ricap.ricap_batch(batch, labels, beta=0)
+
+
+def test_beta_schedule_is_linear_between_its_epochs():
+    schedule = ricap.BetaSchedule(0.01, 1.0, start=20, end=90)
+    assert [schedule(e) for e in (0, 20, 55, 90, 200)] == [0.01, 0.01, 0.01 + 0.99 * 0.5, 1.0,
+                                                           1.0]
+    assert schedule(27) == pytest.approx(0.01 + 0.99 * 7 / 70)
+    assert ricap.BetaSchedule.parse("0.01:1.0:20:90") == schedule
+    assert ricap.BetaSchedule.parse(schedule.to_text()) == schedule
+    assert ricap.BetaSchedule(0.5, 0.1, 3, 3)(3) == 0.5 and ricap.BetaSchedule(0.5, 0.1, 3, 3)(4) \
+        == 0.1
+    for text, message in [("0.01:1.0:20", "BETA_MIN:BETA_MAX"), ("0:1:0:5", "beta_min must"),
+                          ("0.1:1:9:5", "must not come before"), ("a:1:0:5", "BETA_MIN")]:
+        with pytest.raises(ValueError, match=message):
+            ricap.BetaSchedule.parse(text)
+
+
+# --- epochs, dry run, JSON, resume -------------------------------------------------------------
+
+def test_epochs_write_a_folder_each_with_the_scheduled_beta(tmp_path, classes):
+    folder, sources = classes
+    output = tmp_path / "out"
+    result = invoke(folder, "-o", output, "-n", 6, "--size", "40x30", "--epochs", 5,
+                    "--beta-schedule", "0.1:2.0:1:3", "-w", 1, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    expected = [0.1, 0.1, 0.1 + 1.9 / 2, 2.0, 2.0]
+    assert [e["beta"] for e in summary["epochs"]] == expected
+    assert [e["folder"] for e in summary["epochs"]] == [f"epoch_{i:03d}" for i in range(5)]
+    assert summary["written"] == summary["planned"] == 30
+    plans = []
+    for epoch, beta in enumerate(expected):
+        made = records(output / f"epoch_{epoch:03d}")
+        assert len(made) == 6 and {r["beta"] for r in made} == {beta}
+        for record in made:
+            check_provenance(output / f"epoch_{epoch:03d}", record, sources)
+        plans.append([r["quadrants"] for r in made])
+        _, rows = label_rows(output / f"epoch_{epoch:03d}")
+        assert len(rows) == 6
+    assert all(plans[i] != plans[j] for i in range(5) for j in range(i))  # own draws
+    assert not list(output.glob("ricap_*"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--beta-schedule", "0.1:1:0:5"], "--beta-schedule needs --epochs"),
+    (["--epochs", 3, "--beta-schedule", "0.1:1"], "--beta-schedule: expected BETA_MIN"),
+    (["--epochs", 3, "--beta-schedule", "0.1:1:0:5", "--beta", 0.3], "give one"),
+])
+def test_schedule_misuse_exits_2_naming_the_flag(tmp_path, classes, args, message):
+    folder, _ = classes
+    result = invoke(folder, "-o", tmp_path / "out", "-n", 3, "--size", "40x30", *args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_counts_and_writes_nothing(tmp_path, classes):
+    folder, _ = classes
+    output = tmp_path / "out"
+    base = [folder, "-o", output, "-n", 12, "--size", "40x30", "-w", 1]
+    result = invoke(*base, "--dry-run")
+    assert result.exit_code == 0 and "12 montages planned, 12 to make, 0 already done" in \
+        result.output
+    assert not output.exists()
+    assert invoke(*base, "-q").exit_code == 0
+    (output / "ricap_00004.png").unlink()
+    summary = json.loads(invoke(*base, "--dry-run", "--json").stdout)
+    assert (summary["dry_run"], summary["planned"], summary["skipped"], summary["written"]) == \
+        (True, 12, 11, 0)
+    assert not (output / "ricap_00004.png").exists()
+
+
+def test_json_summary_has_counts_failures_seconds_and_the_output_folder(tmp_path, classes):
+    folder, _ = classes
+    (folder / "bee" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    output = tmp_path / "out"
+    result = invoke(folder, "-o", output, "-n", 30, "--size", "40x30", "--beta", 1.0,
+                    "--seed", 1, "-w", 1, "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)  # stdout holds the JSON object alone
+    assert summary["output"] == str(output) and summary["command"] == "ricap"
+    assert summary["failed"] > 0 and summary["bad_sources"] == 1
+    assert summary["written"] + summary["failed"] == summary["planned"] == 30
+    assert summary["exit_code"] == 1 and isinstance(summary["seconds"], float)
+    paths = [f["path"] for f in summary["failures"]]
+    assert paths[0] == "bee/broken.png" and summary["failures"][0]["reason"]
+    assert all(f["reason"] == "not made: source bee/broken.png cannot be read"
+               for f in summary["failures"][1:])
+    assert "montages written" not in result.stderr
+
+
+def test_rerun_of_the_same_settings_resumes_and_other_settings_are_refused(tmp_path, classes):
+    folder, _ = classes
+    output = tmp_path / "out"
+    base = [folder, "-o", output, "--size", "40x30", "-w", 1, "--hard-label", "majority"]
+    assert invoke(*base, "-n", 20, "-q").exit_code == 0
+    clean = {p.relative_to(output).as_posix(): p.read_bytes() for p in output.rglob("*")
+             if p.is_file()}
+    for name in ("ricap_00003.png", "ricap_00017.png", "labels.csv", "montages.jsonl"):
+        (output / name).unlink()
+    majority = next((output / "majority").rglob("ricap_00009.png"))
+    majority.unlink()  # the copy is missing: the montage is made again
+    result = invoke(*base, "-n", 20, "--json")
+    summary = json.loads(result.stdout)
+    assert (summary["written"], summary["skipped"]) == (3, 17)
+    assert {p.relative_to(output).as_posix(): p.read_bytes() for p in output.rglob("*")
+            if p.is_file()} == clean
+    refused = invoke(*base, "-n", 20, "--seed", 2)
+    assert refused.exit_code == 2 and "--seed differ" in refused.output
+    save(folder / "ant" / "new.png", coded(12))
+    refused = invoke(*base, "-n", 20)
+    assert refused.exit_code == 2 and "input images differ" in refused.output
+
+
+def test_killed_ricap_resumes_to_the_files_of_an_uninterrupted_run(tmp_path):
+    """SIGKILL mid-run through a real process, then the same command again: every file,
+    labels.csv and montages.jsonl are byte-identical to a run that was never interrupted."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for label in ("cat", "dog"):
+        for i in range(3):
+            save(tmp_path / "in" / label / f"{i}.png", photo_like(160, 200, seed=i))
+    executable = Path(sys.executable).with_name("augcli")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
+    args = ["ricap", str(tmp_path / "in"), "-n", "800", "--size", "128x96", "--seed", "4",
+            "--hard-label", "majority", "-w", "1", "-q"]
+    out = tmp_path / "out"
+    process = subprocess.Popen([*command, *args, "-o", str(out)])
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("ricap_*.png"))) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 40 <= len(list(out.glob("ricap_*.png"))) < 800, "the run was not interrupted"
+    assert not (out / "labels.csv").exists()
+    resumed = subprocess.run([*command, *args, "-o", str(out), "--json"], capture_output=True,
+                             text=True, timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["skipped"] >= 40 and summary["skipped"] + summary["written"] == 800
+    clean = subprocess.run([*command, *args, "-o", str(tmp_path / "clean")], timeout=300,
+                           check=False)
+    assert clean.returncode == 0
+
+    def tree(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+                if p.is_file()}
+
+    assert tree(out) == tree(tmp_path / "clean")

@@ -6,7 +6,8 @@ helpers the families share; each family module registers its ops there:
 * ``geometric``: flips, affine warps, zoom, crops, resizes, padding, warps;
 * ``colour``: brightness, contrast, hue, colour jitter, gamma, equalization;
 * ``pixel``: dropout, erasing, noise, blur, JPEG;
-* ``keras``: Keras' ImageDataGenerator kwargs, verbatim.
+* ``keras``: Keras' ImageDataGenerator kwargs, verbatim;
+* ``imgaug``: imgaug augmenters by name (the optional imgaug extra runs them).
 
 ``help`` renders ``augcli ops`` and ``augcli ops NAME``. The families are
 imported here, once, in the order of ``FAMILIES`` (as Pillow lists its
@@ -25,7 +26,7 @@ __all__ = ["ALIASES", "CATALOG", "FAMILIES", "Op", "all_names", "catalog_listing
            "closest_names", "lookup", "op_help", "register"]
 
 # Each family module registers its ops when imported; this order is the registry's.
-FAMILIES = ("geometric", "colour", "pixel", "keras")
+FAMILIES = ("geometric", "colour", "pixel", "keras", "imgaug")
 
 
 def _load_families() -> None:

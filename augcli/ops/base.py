@@ -1,7 +1,7 @@
 """The op registry: ``Op``, ``CATALOG`` and the helpers every family shares.
 
 Adding an op is one ``register(Op(name="...", ...))`` call in its family's
-module (``geometric``, ``colour``, ``pixel``, ``keras``). An op has
+module (``geometric``, ``colour``, ``pixel``, ``keras``, ``imgaug``). An op has
 
 * ``matrix(params, size)`` only: geometric and fusable. It returns a forward
   3x3 matrix; runs of such steps are composed and resampled once (see
@@ -63,6 +63,10 @@ class Op:
     # Moves pixels in a way no 3x3 matrix describes: why boxes cannot follow it. A recipe
     # with annotations refuses such an op rather than write boxes that are off.
     refuses_boxes: str = ""
+    # An op with its own recipe syntax (the imgaug dialect): (body, key path, problems) ->
+    # args (name -> distribution) or None; ``params`` are then not used to read it.
+    parse: Callable | None = None
+    details: Callable | None = None  # () -> more text for ``augcli ops NAME``
 
     @property
     def geometric(self) -> bool:

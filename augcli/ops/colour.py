@@ -211,10 +211,21 @@ register(Op(
 
 # --- gamma ---------------------------------------------------------------------------------
 
-def _apply_gamma(image, params):
-    from .. import engine
+def gamma_contrast(colour: np.ndarray, gamma: float) -> np.ndarray:
+    """imgaug's GammaContrast with a fixed gamma, byte for byte.
 
-    return on_colour(image, lambda colour: engine.gamma_contrast(colour, params["gamma"]))
+    uint8: imgaug's lookup table, computed in float32 and truncated; uint16:
+    ``max * (x / max) ** gamma`` in float64, truncated (scikit-image's
+    adjust_gamma, which imgaug calls for it).
+    """
+    if colour.size == 0:
+        return colour
+    if colour.dtype == np.uint8:
+        levels = np.linspace(0, 1.0, num=256, dtype=np.float32)
+        table = np.clip(levels ** np.float32(gamma) * 255, 0, 255).astype(np.uint8)
+        return cv2.LUT(colour, table).reshape(colour.shape)
+    top = float(max_value(colour.dtype))
+    return ((colour / top) ** gamma * top).astype(colour.dtype)
 
 
 register(Op(
@@ -223,7 +234,7 @@ register(Op(
     params=(Param("gamma", NUMBER, [0.7, 1.7], "Exponent: >1 darkens the mid-tones, <1 "
                   "brightens them.", low=0.01, high=100),),
     example="- gamma: {gamma: [0.5, 2.0]}",
-    apply=_apply_gamma,
+    apply=lambda image, params: on_colour(image, lambda c: gamma_contrast(c, params["gamma"])),
     aliases=("gamma_contrast", "adjust_gamma"),
 ))
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import geometry
 from ..params import BOOL, INT, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
+from ..pixels import gaussian_blur, gaussian_kernel_size
 from .base import FILL_PARAMS, Op, fill_args, fill_params, op_seed, register, with_probability
 
 _MAX_SIDE = 100_000
@@ -510,13 +511,6 @@ register(Op(
 
 # --- elastic -------------------------------------------------------------------------------
 
-def _gaussian_ksize(sigma: float) -> int:
-    """imgaug's kernel size for a Gaussian blur of ``sigma`` (odd, at least 5)."""
-    factor = 3.3 if sigma < 3.0 else 2.9 if sigma < 5.0 else 2.6
-    ksize = int(max(factor * sigma, 5))
-    return ksize + 1 if ksize % 2 == 0 else ksize
-
-
 def elastic_shift_maps(shape, alpha: float, sigma: float, seed: int):
     """imgaug's ElasticTransformation displacement fields (dx, dy), float32.
 
@@ -526,15 +520,13 @@ def elastic_shift_maps(shape, alpha: float, sigma: float, seed: int):
     imgaug's ``_generate_shift_maps`` given the same NumPy generator.
     """
     height, width = shape[:2]
-    ksize = _gaussian_ksize(sigma)
+    ksize = gaussian_kernel_size(sigma)
     padded_height, padded_width = height + 2 * ksize, width + 2 * ksize
     rng = np.random.default_rng(seed)
     noise = rng.random((2 * padded_height, padded_width), dtype=np.float32) * 2 - 1
     fields = []
     for field in (noise[:padded_height], noise[padded_height:]):
-        if sigma > 1e-3:
-            field = cv2.GaussianBlur(field, (ksize, ksize), sigmaX=sigma, sigmaY=sigma,
-                                     borderType=cv2.BORDER_REFLECT_101)
+        field = gaussian_blur(field, sigma)
         fields.append(field[ksize:-ksize, ksize:-ksize] * np.float32(alpha))
     return fields[0], fields[1]
 

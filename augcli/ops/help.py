@@ -40,14 +40,18 @@ def op_help(name: str) -> str | None:
     lines = [f"{op.name}: {op.summary}", f"kind: {kind}"]
     if op.aliases:
         lines.append(f"aliases: {', '.join(op.aliases)}")
-    lines.append("parameters:")
+    if op.params:
+        lines.append("parameters:")
     for param in op.params:
         lines.append(f"  {param.name} (default {_default_text(param)})")
         lines.append(f"      {param.doc}")
         lines.append(f"      accepts: {param.describe_type()}")
-    lines.append("Numbers also take [lo, hi] (uniform), {choice: [...]} or {sweep: [...]}.")
+    if op.params:
+        lines.append("Numbers also take [lo, hi] (uniform), {choice: [...]} or {sweep: [...]}.")
     if any(param.kind == NUMBER_OR_LIST for param in op.params):
         lines.append("A list given to a 'number or list' parameter is one value (a pair, a "
                      "size, a colour), not a range.")
     lines += ["example:", f"  {op.example}"]
+    if op.details is not None:
+        lines.append(op.details())
     return "\n".join(lines)

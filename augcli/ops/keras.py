@@ -1,24 +1,24 @@
 """The ``keras`` op: Keras ``ImageDataGenerator`` augmentation kwargs, verbatim.
 
 A recipe step ``- keras: {rotation_range: 20, zoom_range: 0.2, ...}`` samples
-and applies exactly what ``ImageDataGenerator.get_random_transform`` and
-``apply_transform`` do (keras-preprocessing, scipy backend):
+and applies what keras-preprocessing 1.1.2's ``get_random_transform`` and
+``apply_transform`` do (its scipy backend), checked against that package:
 
-* one inverse affine map in (row, column) coordinates about the pixel centre,
-  ``R(theta) . T(tx, ty) . Shear(shear) . Zoom(zx, zy)``, so ``zoom_range``
-  values above 1 zoom *out* and a positive shift moves the picture up/left;
+* one inverse affine map in (row, column) coordinates,
+  ``R(theta) . T(tx, ty) . Shear(shear) . Zoom(zx, zy)``, pivoting where
+  ``transform_matrix_offset_center`` puts it, ``(h / 2 + 0.5, w / 2 + 0.5)``
+  (one pixel below and right of the centre), so ``zoom_range`` values
+  above 1 zoom *out* and a positive shift moves the picture up/left;
+* resampled as ``scipy.ndimage.affine_transform(order=1)`` with scipy's
+  boundary modes (``geometry.warp_ndimage``): ``constant`` cuts hard at the
+  edge, ``wrap`` has period ``size - 1``, ``reflect`` is ``cba|abcd|dcb``;
 * then the channel shift (one intensity added to every channel, clipped to the
   image's own min and max), the flips, and the brightness change (PIL's
   Brightness after Keras stretches the image to the full 0-255 range).
 
-Where Keras surprises, augcli says what it does:
-
-* keras-preprocessing >= 1.1.2 multiplies ``height_shift_range`` by the height
-  but applies it along x (and the width shift along y). augcli applies the
-  width shift horizontally and the height shift vertically, as Keras
-  documents.
-* ``fill_mode: reflect`` is scipy's reflect (``cba|abcd|dcb``), which augcli
-  elsewhere calls ``symmetric``.
+keras-preprocessing 1.1.2 applies ``height_shift_range`` along the rows and
+``width_shift_range`` along the columns, as Keras documents. Keras 3's legacy
+generator differs (axes swapped and more): the README has the list.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..params import BOOL, ENUM, NUMBER, NUMBER_OR_LIST, Param
 from ..pixels import keras_channel_shift, on_colour
 from .base import Op, register
 
-KERAS_FILL = {"constant": "constant", "nearest": "edge", "reflect": "symmetric", "wrap": "wrap"}
+KERAS_FILL = geometry.NDIMAGE_MODES
 
 NOT_AUGMENTATIONS = {
     name: f"'{name}' is a Keras normalization setting, not an augmentation; "
@@ -47,10 +47,12 @@ NOT_AUGMENTATIONS = {
 PARAMS = (
     Param("rotation_range", NUMBER, 0, "Degrees: theta ~ U(-r, r).", low=0, high=360,
           random=False),
-    Param("width_shift_range", NUMBER_OR_LIST, 0, "Fraction of the width if < 1, else pixels; "
-          "a list: one of its values with a random sign.", random=False),
+    Param("width_shift_range", NUMBER_OR_LIST, 0, "Fraction of the width if < 1, else pixels: "
+          "a float d draws from [-d, d], an integer n a whole number of pixels in "
+          "[-(n - 1), n - 1] (Keras' np.random.choice(n) with a random sign); a list: one of "
+          "its values with a random sign.", random=False, keep_int=True),
     Param("height_shift_range", NUMBER_OR_LIST, 0, "As width_shift_range, for the height.",
-          random=False),
+          random=False, keep_int=True),
     Param("shear_range", NUMBER, 0, "Shear angle in degrees: U(-s, s).", low=0, high=89,
           random=False),
     Param("zoom_range", NUMBER_OR_LIST, 0, "z means [1 - z, 1 + z]; or [lo, hi]. x and y are "
@@ -62,8 +64,9 @@ PARAMS = (
           low=0, high=10, lengths=(2,), ordered=True, random=False),
     Param("horizontal_flip", BOOL, False, "Flip left-right half of the time.", random=False),
     Param("vertical_flip", BOOL, False, "Flip top-bottom half of the time.", random=False),
-    Param("fill_mode", ENUM, "nearest", "Keras fill: constant, nearest, reflect (cba|abcd|dcb) "
-          "or wrap.", choices=tuple(KERAS_FILL), random=False),
+    Param("fill_mode", ENUM, "nearest", "Keras (scipy.ndimage) fill: constant, nearest, "
+          "reflect (cba|abcd|dcb) or wrap (period size - 1, as scipy).", choices=KERAS_FILL,
+          random=False),
     Param("cval", NUMBER, 0, "Fill value for fill_mode: constant.", low=0, high=255,
           random=False),
 )
@@ -76,14 +79,23 @@ def _zoom_bounds(zoom_range) -> tuple:
 
 
 def _sample_shift(rng, shift_range, extent: int) -> float:
-    """Keras' shift draw: a list is a set of choices with a random sign."""
+    """Keras' shift draw (get_random_transform).
+
+    A list, or an integer n, goes through ``np.random.choice`` with a random
+    sign: one of the list's values, or a whole number in [0, n) (so n = 3
+    gives -2..2, and n = 1 always 0). A float d is uniform in [-d, d]. When
+    the largest value is below 1 the shift is a fraction of ``extent``.
+    """
+    if not shift_range:
+        return 0.0
     if isinstance(shift_range, tuple):
-        shift = rng.choice(shift_range) * rng.choice([-1, 1])
-        largest = max(abs(v) for v in shift_range)
+        shift = float(rng.choice(shift_range)) * float(rng.choice([-1, 1]))
+    elif isinstance(shift_range, int) and shift_range > 0:  # np.random.choice(n)
+        shift = float(rng.integers(shift_range)) * float(rng.choice([-1, 1]))
     else:
-        shift = rng.uniform(-shift_range, shift_range) if shift_range else 0.0
-        largest = abs(shift_range)
-    return float(shift * extent if largest < 1 else shift)
+        shift = float(rng.uniform(-shift_range, shift_range))  # Keras' except ValueError
+    largest = max(shift_range) if isinstance(shift_range, tuple) else shift_range
+    return shift * extent if largest < 1 else shift
 
 
 def sample(draw, rng, size):
@@ -114,7 +126,12 @@ def sample(draw, rng, size):
 
 
 def inverse_map_rows_cols(params, size) -> np.ndarray:
-    """Keras' output->input map in (row, col) coordinates, about the pixel centre."""
+    """Keras' output->input map in (row, col) coordinates.
+
+    Pivots on (h / 2 + 0.5, w / 2 + 0.5), keras-preprocessing 1.1.2's
+    ``transform_matrix_offset_center``: not the centre of the pixel grid,
+    ((h - 1) / 2, (w - 1) / 2), but one pixel further down and right.
+    """
     theta, shear = np.deg2rad(params["theta"]), np.deg2rad(params["shear"])
     rotation = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0],
                          [0, 0, 1]])
@@ -122,16 +139,21 @@ def inverse_map_rows_cols(params, size) -> np.ndarray:
     shearing = np.array([[1, -np.sin(shear), 0], [0, np.cos(shear), 0], [0, 0, 1]])
     zoom = np.diag([params["zx"], params["zy"], 1.0])
     height, width = size
-    centre = geometry.translation(height / 2 - 0.5, width / 2 - 0.5)
+    centre = geometry.translation(height / 2 + 0.5, width / 2 + 0.5)
     return centre @ rotation @ shift @ shearing @ zoom @ np.linalg.inv(centre)
 
 
 _SWAP_AXES = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)
 
 
+def _inverse_affine(params, size) -> np.ndarray:
+    """Keras' output->input map in (x, y) coordinates."""
+    return _SWAP_AXES @ inverse_map_rows_cols(params, size) @ _SWAP_AXES
+
+
 def _forward_affine(params, size) -> np.ndarray:
     """Keras' map turned into augcli's convention: forward, in (x, y) coordinates."""
-    return np.linalg.inv(_SWAP_AXES @ inverse_map_rows_cols(params, size) @ _SWAP_AXES)
+    return np.linalg.inv(_inverse_affine(params, size))
 
 
 def matrix(params, size) -> np.ndarray:
@@ -150,8 +172,11 @@ def apply(image: np.ndarray, params) -> np.ndarray:
     Alpha (of grey+alpha or RGBA) moves with the pixels; the colour changes
     leave it alone.
     """
-    out = geometry.warp(image, _forward_affine(params, image.shape[:2]),
-                        KERAS_FILL[params["fill_mode"]], params["cval"])
+    inverse = _inverse_affine(params, image.shape[:2])
+    if np.allclose(inverse, np.eye(3), atol=1e-12):  # Keras skips the warp then, too
+        out = image
+    else:
+        out = geometry.warp_ndimage(image, inverse, params["fill_mode"], params["cval"])
     if params["flip_horizontal"]:
         out = out[:, ::-1]
     if params["flip_vertical"]:

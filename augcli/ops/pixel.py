@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import geometry
 from ..params import BOOL, ENUM, INT, NUMBER, NUMBER_OR_LIST, PROBABILITY, Param
-from ..pixels import colour_channels, max_value, on_colour, to_dtype, unit_step
+from ..pixels import colour_channels, gaussian_blur, max_value, on_colour, to_dtype, unit_step
 from .base import Op, op_seed, register
 
 # --- dropout and gaussian_blur -----------------------------------------------------------
@@ -27,6 +27,19 @@ def _sample_dropout(draw, rng, shape):
 
 
 _DROPOUT_LEVELS = 65536  # the mask compares 16-bit random integers: p to within 1/65536
+
+
+def uniform_uint16(rng: np.random.Generator, shape) -> np.ndarray:
+    """The values ``rng.integers(0, 65536, shape, dtype=np.uint16)`` draws, 3x faster.
+
+    For the full 16-bit range NumPy takes each 64-bit output of the bit generator
+    as four little-endian 16-bit values, so the raw outputs, viewed as 16-bit,
+    are the same stream without the per-value bounding work. Call it only on
+    a fresh generator (NumPy buffers leftover halves between calls).
+    """
+    count = int(np.prod(shape))
+    raw = rng.bit_generator.random_raw((count + 3) // 4).astype("<u8", copy=False)
+    return raw.view("<u2")[:count].reshape(shape)
 
 
 def _apply_dropout(image: np.ndarray, params) -> np.ndarray:
@@ -45,7 +58,7 @@ def _apply_dropout(image: np.ndarray, params) -> np.ndarray:
     def drop(colour):
         per_channel = params["per_channel"] and colour.ndim == 3
         mask_shape = colour.shape if per_channel else colour.shape[:2]
-        keep = mask_rng.integers(0, _DROPOUT_LEVELS, mask_shape, dtype=np.uint16) >= threshold
+        keep = uniform_uint16(mask_rng, mask_shape) >= threshold
         if per_channel:
             return cv2.multiply(colour, keep.astype(colour.dtype))
         return cv2.bitwise_and(colour, colour, mask=keep.view(np.uint8))
@@ -68,19 +81,13 @@ register(Op(
 ))
 
 
-def _apply_gaussian_blur(image, params):
-    from .. import engine
-
-    return engine.gaussian_blur(image, params["sigma"])
-
-
 register(Op(
     name="gaussian_blur",
     summary="Gaussian blur with standard deviation sigma in pixels (imgaug's GaussianBlur).",
     params=(Param("sigma", NUMBER, [0, 1.0], "Blur sigma in pixels (0 = no blur).",
                   low=0, high=50),),
     example="- gaussian_blur: {sigma: [0, 1.5]}",
-    apply=_apply_gaussian_blur,
+    apply=lambda image, params: gaussian_blur(image, params["sigma"]),
     aliases=("blur",),
 ))
 
@@ -439,7 +446,8 @@ register(Op(
     name="jpeg",
     summary="JPEG compression artefacts: encode and decode at a random quality.",
     params=(Param("quality", INT, [50, 95], "JPEG quality 1-100 (lower: more artefacts). "
-                  "imgaug's JpegCompression(compression=c) is about quality 100 - c.",
+                  "imgaug's JpegCompression(compression=c) is quality "
+                  "round(1 + 99 * (1 - c / 101)): c = 70 is 31.",
                   low=1, high=100),),
     example="- jpeg: {quality: [20, 80]}",
     apply=lambda image, params: on_colour(image,

@@ -1,0 +1,261 @@
+"""The same recipe at training time: an in-memory transform.
+
+``load_transform(recipe)`` returns a ``Transform``: called on one image (a
+NumPy array or a PIL image) it samples and applies one of the recipe's
+variants, exactly as ``augcli run`` renders an output (``runner.render``:
+``pipeline.sample_steps`` then ``pipeline.apply_steps``), and carries boxes
+with the same matrix ``run`` uses for annotation files. Given the seed that
+``run`` derives for an output (``output_seed``), it returns that output's
+pixels.
+
+Without a seed, a call draws one from the transform's own generator (seeded
+once, like ``torch.Generator``; never NumPy's global state), so a result can
+always be replayed with ``transform(image, seed=result.seed)``. The object
+pickles (DataLoader workers, multiprocessing), and may be called from several
+threads at once: only the draw of the per-call seed is locked.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import numpy as np
+
+from . import imagefiles
+from . import ops as catalog
+from .annotations import DEFAULT_MIN_VISIBILITY, Box, transform_boxes
+from .errors import UsageError
+from .pipeline import steps_matrix
+from .recipe import OneOf, OpNode, Recipe, Sequence, SomeOf, Sometimes, load_recipe
+from .runner import OutputPlan, derive_seed, render
+
+__all__ = ["Transform", "TransformResult", "load_transform", "output_seed"]
+
+_CHOICE_STREAM = 0x7661726E  # keys the generator that picks a variant and a sweep value
+
+
+def output_seed(recipe_seed: int, relative_path, variant: str, index: int) -> int:
+    """The seed ``augcli run`` gives one output: (recipe seed, the source's path relative
+    to the input folder, the variant's name, the 1-based output index).
+
+    ``transform(image, seed=output_seed(...))`` on a transform of that variant
+    returns the pixels ``run`` writes for that output (before encoding).
+    """
+    relative = relative_path.as_posix() if isinstance(relative_path, PurePath) \
+        else str(relative_path)
+    return derive_seed(int(recipe_seed), relative, str(variant), int(index))
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    """What one call made: the image (the type it was given), the boxes, and what was drawn.
+
+    ``params``: the sampled steps, as ``run`` records them in the manifest
+    (``[{op: {param: value}}, ...]``). ``boxes``: None without boxes; an
+    ``(M, 4)`` float array for an ``(N, 4)`` input, with ``kept`` the indices
+    (into the input) of the M boxes still visible; a tuple of ``Box`` for
+    ``Box`` input. ``seed`` replays the call: ``transform(image, seed=seed)``.
+    """
+
+    image: object
+    boxes: object
+    params: list
+    variant: str
+    index: int
+    seed: int
+    kept: np.ndarray | None = None
+
+
+class Transform:
+    """A recipe as a callable: ``transform(image, boxes=None, seed=None, index=None)``.
+
+    Make one with ``load_transform``. ``variant`` (None: one of the recipe's
+    variants per call, uniformly, as ``one_of`` picks) and ``min_visibility``
+    (share of a box that must stay visible) are fixed per object.
+    """
+
+    def __init__(self, recipe: Recipe, variant: str | None = None, seed: int | None = None,
+                 min_visibility: float | None = None):
+        names = [v.name for v in recipe.variants]
+        if variant is not None and variant not in names:
+            raise UsageError(f"no variant '{variant}' in the recipe; it has {', '.join(names)}")
+        chosen = [v for v in recipe.variants if variant is None or v.name == variant]
+        if min_visibility is None:
+            min_visibility = recipe.annotations.min_visibility if recipe.annotations \
+                else DEFAULT_MIN_VISIBILITY
+        if not 0 <= min_visibility <= 1:
+            raise ValueError(f"min_visibility must be in [0, 1], got {min_visibility!r}")
+        self.recipe = recipe
+        self.variant = variant
+        self.min_visibility = float(min_visibility)
+        # Per variant: its name, one op tree per output index (as run expands it), and
+        # whether the trees differ (sweeps) or are copies of one.
+        self._choices = tuple((v.name, tuple(v.expand()), v.outputs_per_source != v.copies)
+                              for v in chosen)
+        self._refuses_boxes = {v.name: _refuses_boxes(v.ops) for v in chosen}
+        self._lock = threading.Lock()
+        self.manual_seed(seed)
+
+    # -- the generator ------------------------------------------------------------------
+
+    def manual_seed(self, seed: int | None = None) -> Transform:
+        """Reseed the transform's own generator (None: fresh entropy); returns self.
+
+        In DataLoader workers call it from ``worker_init_fn`` (e.g. with
+        ``torch.initial_seed() % 2**63``) for distinct, reproducible streams.
+        A copy used in another process without it draws a stream of its own
+        (mixed with its process id), never a repeat of its parent's.
+        """
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or seed < 0):
+            raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        with self._lock:
+            self._entropy = np.random.SeedSequence(seed).entropy
+            self._rng = np.random.default_rng(np.random.SeedSequence(self._entropy))
+            self._pid = os.getpid()
+        return self
+
+    def _next_seed(self) -> int:
+        with self._lock:
+            pid = os.getpid()
+            if pid != self._pid:  # a copy in a worker process: its own stream
+                self._rng = np.random.default_rng(
+                    np.random.SeedSequence(self._entropy, spawn_key=(pid,)))
+                self._pid = pid
+            return int(self._rng.integers(2**63))
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        which = self.variant or "|".join(name for name, _, _ in self._choices)
+        return f"<augcli Transform {which}>"
+
+    # -- one call -----------------------------------------------------------------------
+
+    def __call__(self, image, boxes=None, *, seed: int | None = None,
+                 index: int | None = None) -> TransformResult:
+        """Augment one image (and its boxes).
+
+        ``image``: H x W or H x W x C (C = 1 to 4) ``uint8``/``uint16`` array, or
+        a PIL image (given back as one). ``boxes``: an ``(N, 4)`` array of
+        ``x0, y0, x1, y1`` pixel edges (the image spans ``[0, W] x [0, H]``),
+        or a sequence of ``augcli.annotations.Box``. ``seed``: the output's
+        seed (e.g. ``output_seed(...)``); None draws one. ``index``: the
+        1-based output index, which picks the value of a ``sweep`` as ``run``
+        does; None draws one.
+        """
+        pixels, restore = _as_array(image)
+        if seed is None:
+            seed = self._next_seed()
+        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if index is not None and (isinstance(index, bool) or
+                                  not isinstance(index, (int, np.integer)) or index < 1):
+            raise ValueError(f"index must be an integer >= 1 (run's output index), got {index!r}")
+        name, index, tree = self._pick(int(seed), index)
+        if boxes is not None and self._refuses_boxes[name]:
+            op, reason = self._refuses_boxes[name]
+            raise ValueError(f"variant '{name}' uses {op}, which boxes cannot follow: {reason}")
+        output, steps = render(pixels, OutputPlan("", name, index, int(seed), tree))
+        kept_boxes, kept = _carry_boxes(boxes, steps, pixels.shape, output.shape,
+                                        self.min_visibility)
+        return TransformResult(restore(output), kept_boxes, [step.as_record() for step in steps],
+                               name, index, int(seed), kept)
+
+    def _pick(self, seed: int, index: int | None) -> tuple:
+        """(variant name, output index, op tree): drawn from their own stream of ``seed``,
+        so the pixels come from ``seed`` itself, as in ``run``."""
+        choices = self._choices
+        side = np.random.default_rng([seed, _CHOICE_STREAM]) \
+            if len(choices) > 1 or (index is None and choices[0][2]) else None
+        name, trees, sweeps = choices[int(side.integers(len(choices)))] \
+            if side is not None and len(choices) > 1 else choices[0]
+        if index is None:
+            index = 1 + int(side.integers(len(trees))) if side is not None and sweeps else 1
+        return name, int(index), trees[(index - 1) % len(trees)]
+
+
+def load_transform(recipe, variant: str | None = None, *, seed: int | None = None,
+                   min_visibility: float | None = None) -> Transform:
+    """A recipe (a path or a ``Recipe``) as an in-memory transform for training loops.
+
+    ``variant``: use only that variant (None: one per call, uniformly).
+    ``seed``: seeds the transform's own generator (None: fresh entropy).
+    ``min_visibility``: boxes keeping less of their area are dropped (default:
+    the recipe's ``annotations.min_visibility``, else 0.3).
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    return Transform(recipe, variant, seed, min_visibility)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _refuses_boxes(nodes):
+    """(op name, reason) of the first op in the tree that boxes cannot follow, or None."""
+    for node in nodes:
+        if isinstance(node, OpNode):
+            reason = catalog.CATALOG[node.op].refuses_boxes
+            if reason:
+                return node.op, reason
+            continue
+        if isinstance(node, Sometimes):
+            children = (*node.then, *node.otherwise)
+        elif isinstance(node, (OneOf, SomeOf, Sequence)):
+            children = node.ops
+        else:  # pragma: no cover - the recipe parser builds only the types above
+            raise TypeError(f"unknown op node {node!r}")
+        found = _refuses_boxes(children)
+        if found:
+            return found
+    return None
+
+
+def _as_array(image):
+    """(pixels as augcli's ops take them, a function that gives a result back in kind)."""
+    if type(image).__module__.startswith("PIL."):
+        from PIL import Image
+
+        return imagefiles.pil_to_array(image), Image.fromarray
+    pixels = np.asarray(image)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"expected a uint8 or uint16 image, got dtype {pixels.dtype}; "
+                        "augment before converting to float")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        return pixels[:, :, 0], lambda result: result[:, :, None]
+    if pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] <= 4):
+        return pixels, lambda result: result
+    hint = "; channels first? use image.transpose(1, 2, 0)" \
+        if pixels.ndim == 3 and pixels.shape[0] <= 4 else ""
+    raise ValueError(f"expected an H x W or H x W x C image (C = 1 to 4), got shape "
+                     f"{pixels.shape}{hint}")
+
+
+def _carry_boxes(boxes, steps, shape, output_shape, min_visibility):
+    """Boxes through the steps' matrix, as run writes them: (boxes, kept indices)."""
+    if boxes is None:
+        return None, None
+    matrix = steps_matrix(steps, shape)
+    if all(isinstance(box, Box) for box in boxes) and len(boxes):
+        kept, _ = transform_boxes(tuple(boxes), matrix, output_shape[:2], min_visibility)
+        return kept, None
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 4)), np.zeros(0, np.intp)
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise ValueError(f"boxes must be an (N, 4) array of x0, y0, x1, y1, got shape "
+                         f"{array.shape}")
+    indexed = tuple(Box(i, *row) for i, row in enumerate(array.tolist()))
+    kept, _ = transform_boxes(indexed, matrix, output_shape[:2], min_visibility)
+    coordinates = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], np.float64).reshape(-1, 4)
+    return coordinates, np.array([b.label for b in kept], np.intp)

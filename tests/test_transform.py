@@ -1,0 +1,434 @@
+"""augcli.load_transform: the recipe as an in-memory transform for training loops.
+
+The reference for pixels, parameters and boxes is a real ``augcli run`` of the
+same recipe (``format: png``, so the files hold the exact pixels); for seeds,
+an independent BLAKE2b of the documented key and a pinned literal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import pickle
+import re
+import subprocess
+import sys
+import textwrap
+import types
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import augcli
+from augcli.annotations import Box
+from augcli.cli import main
+from augcli.errors import UsageError
+
+from .conftest import photo_like, save, write_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+RECIPE = """\
+    input: in
+    output: out
+    seed: 11
+    format: png
+    variants:
+      noise:
+        copies: 2
+        ops:
+          - dropout: {p: {sweep: [0.1, 0.3]}}
+      geo:
+        copies: 3
+        ops:
+          - fliplr: {p: 0.5}
+          - affine: {rotate: [-20, 20], translate: [-0.2, 0.2], shear: [-15, 15]}
+          - sometimes: {p: 0.5, ops: [{gaussian_blur: {sigma: [0, 1.5]}}]}
+      pick:
+        ops:
+          - one_of: [{rot90: {k: [1, 3]}}, {crop: {percent: [0, 0.2]}}, {flipud: {p: 1}}]
+          - dropout: {p: 0.05}
+"""
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture)
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """RGB, RGBA, grey and 16-bit grey PNGs in class folders."""
+    folder = tmp_path / "in"
+    rgb = photo_like(40, 56, seed=1)
+    rgba = np.dstack([photo_like(36, 30, seed=2), np.arange(36 * 30).reshape(36, 30) % 256])
+    save(folder / "cats" / "tom.png", rgb)
+    save(folder / "cats" / "rgba.png", rgba.astype(np.uint8))
+    save(folder / "dogs" / "grey.png", photo_like(30, 44, seed=3)[..., 0])
+    grey16 = (np.arange(32 * 24).reshape(32, 24) * 83).astype(np.uint16)
+    Image.fromarray(grey16).save(folder / "dogs" / "deep16.png")
+    return folder
+
+
+# --- the same pixels as run -------------------------------------------------------------
+
+def test_seeded_calls_return_exactly_the_pixels_and_params_run_writes(tmp_path, sources):
+    recipe_path = write_recipe(tmp_path, RECIPE)
+    executable = Path(sys.executable).with_name("augcli")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
+    done = subprocess.run([*command, "run", str(recipe_path), "-w", "1", "-q"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in
+               (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 4 * (4 + 3 + 1)
+    recipe = augcli.load_recipe(recipe_path)
+    transforms = {name: augcli.load_transform(recipe, variant=name)
+                  for name in ("noise", "geo", "pick")}
+    for record in records:
+        source = sources / record["source"]
+        with Image.open(source) as picture:
+            image = np.asarray(picture)
+        seed = augcli.output_seed(11, record["source"], record["variant"], record["index"])
+        assert seed == record["seed"]
+        result = transforms[record["variant"]](image, seed=seed, index=record["index"])
+        expected = read_png(tmp_path / "out" / record["output"])
+        assert result.image.dtype == expected.dtype
+        np.testing.assert_array_equal(result.image, expected, err_msg=record["output"])
+        assert json.loads(json.dumps(result.params)) == record["ops"]
+        assert (result.variant, result.index, result.seed) == \
+            (record["variant"], record["index"], seed)
+
+
+def test_output_seed_is_blake2b_of_the_documented_key_and_pinned():
+    key = b"0\x1fcats/tom.jpg\x1fnoise\x1f1"
+    independent = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+    assert augcli.output_seed(0, "cats/tom.jpg", "noise", 1) == independent
+    assert augcli.output_seed(0, "cats/tom.jpg", "noise", 1) == 4514289749284647794
+    assert augcli.output_seed(0, Path("cats") / "tom.jpg", "noise", 1) == independent
+    assert augcli.output_seed(1, "cats/tom.jpg", "noise", 1) != independent
+
+
+def test_boxes_follow_as_run_writes_them(tmp_path):
+    folder = tmp_path / "in"
+    save(folder / "a.png", photo_like(60, 80, seed=4))
+    (folder / "a.txt").write_text("0 0.5 0.5 0.5 0.4\n1 0.1 0.1 0.12 0.1\n2 0.9 0.5 0.2 0.9\n")
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        seed: 3
+        format: png
+        annotations: {format: yolo, min_visibility: 0.4}
+        variants:
+          geo:
+            copies: 8
+            ops:
+              - fliplr: {p: 0.5}
+              - affine: {rotate: [-30, 30], translate: [-0.3, 0.3], scale: [0.8, 1.3]}
+    """)
+    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    transform = augcli.load_transform(recipe, variant="geo")
+    assert transform.min_visibility == 0.4
+    image = read_png(folder / "a.png")
+    boxes = np.array([[20, 18, 60, 42], [3.2, 3.0, 12.8, 9.0], [64, 3, 80, 57]])
+    dropped_some = False
+    for record in (json.loads(line) for line in
+                   (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()):
+        out = transform(image, boxes, seed=record["seed"], index=record["index"])
+        expected = np.array([item["box"] for item in record["boxes"]]).reshape(-1, 4)
+        np.testing.assert_allclose(out.boxes, expected, atol=1e-6)
+        assert [str(i) for i in out.kept] == [item["label"] for item in record["boxes"]]
+        dropped_some |= len(out.kept) < 3
+        labelled = transform(image, [Box(str(i), *row) for i, row in enumerate(boxes)],
+                             seed=record["seed"])
+        assert [b.label for b in labelled.boxes] == [item["label"] for item in record["boxes"]]
+    assert dropped_some
+
+
+def test_boxes_through_flips_match_hand_computed_edges():
+    recipe = augcli.parse_recipe({"variants": {"flip": {"ops": [{"fliplr": {"p": 1}},
+                                                                 {"flipud": {"p": 1}}]}}})
+    transform = augcli.load_transform(recipe)
+    image = photo_like(30, 50)
+    out = transform(image, np.array([[2, 3, 12, 10]]), seed=0)
+    np.testing.assert_allclose(out.boxes, [[50 - 12, 30 - 10, 50 - 2, 30 - 3]], atol=1e-9)
+    np.testing.assert_array_equal(out.image, image[::-1, ::-1])
+    empty = transform(image, np.zeros((0, 4)), seed=0)
+    assert empty.boxes.shape == (0, 4) and empty.kept.shape == (0,)
+
+
+# --- inputs and outputs ----------------------------------------------------------------------
+
+def test_pil_in_pil_out_with_the_same_pixels_as_the_array():
+    transform = augcli.load_transform(REPO / "recipe.yaml", variant="mixed")
+    for mode, array in [("RGB", photo_like(24, 32)), ("L", photo_like(24, 32)[..., 0]),
+                        ("RGBA", np.dstack([photo_like(24, 32), photo_like(24, 32)[..., :1]]))]:
+        picture = Image.fromarray(array)
+        assert picture.mode == mode
+        from_pil = transform(picture, seed=5)
+        assert isinstance(from_pil.image, Image.Image) and from_pil.image.mode == mode
+        np.testing.assert_array_equal(np.asarray(from_pil.image), transform(array, seed=5).image)
+
+
+def test_uint16_and_single_channel_arrays_keep_their_layout():
+    transform = augcli.load_transform(REPO / "recipe.yaml", variant="rotate")
+    deep = (photo_like(20, 24)[..., 0].astype(np.uint16) * 257)
+    out = transform(deep, seed=1).image
+    assert out.dtype == np.uint16 and out.shape == (20, 24)
+    single = photo_like(20, 24)[..., :1]
+    out = transform(single, seed=1).image
+    assert out.shape == (20, 24, 1)
+    np.testing.assert_array_equal(out[..., 0], transform(single[..., 0], seed=1).image)
+
+
+@pytest.mark.parametrize("image, error, text", [
+    (np.zeros((8, 8, 3), np.float32), TypeError, "uint8 or uint16"),
+    (np.zeros((3, 16, 16), np.uint8), ValueError, "transpose(1, 2, 0)"),
+    (np.zeros((8, 8, 3, 1), np.uint8), ValueError, "H x W x C"),
+])
+def test_inputs_it_cannot_take_are_refused_with_a_reason(image, error, text):
+    transform = augcli.load_transform(REPO / "recipe.yaml")
+    with pytest.raises(error, match=None) as caught:
+        transform(image)
+    assert text in str(caught.value)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(UsageError, match="no variant 'nope'.*noise, rotate, mixed"):
+        augcli.load_transform(REPO / "recipe.yaml", variant="nope")
+    transform = augcli.load_transform(REPO / "recipe.yaml")
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        transform(photo_like(8, 8), seed=-1)
+    with pytest.raises(ValueError, match="index must be an integer >= 1"):
+        transform(photo_like(8, 8), seed=1, index=0)
+    elastic = augcli.parse_recipe({"variants": {"e": {"ops": [{"elastic": {}}]}}})
+    with pytest.raises(ValueError, match="elastic, which boxes cannot follow"):
+        augcli.load_transform(elastic)(photo_like(8, 8), np.array([[0, 0, 4, 4]]))
+    assert augcli.load_transform(elastic)(photo_like(8, 8), seed=1).image.shape == (8, 8, 3)
+
+
+# --- randomness: its own generator, variants as one_of picks them ---------------------------
+
+def test_no_variant_picks_each_variant_about_equally_and_replays_from_the_seed():
+    transform = augcli.load_transform(REPO / "recipe.yaml", seed=2)
+    image = photo_like(12, 16)
+    results = [transform(image) for _ in range(600)]
+    counts = {name: sum(r.variant == name for r in results) for name in ("noise", "rotate",
+                                                                         "mixed")}
+    assert all(150 < count < 250 for count in counts.values()), counts
+    noise_p = {r.params[0]["dropout"]["p"] for r in results if r.variant == "noise"}
+    assert noise_p == {0.3, 0.4, 0.5}  # the sweep's values, drawn when no index is given
+    for result in results[:20]:
+        again = transform(image, seed=result.seed)
+        assert (again.variant, again.index, again.params) == \
+            (result.variant, result.index, result.params)
+        np.testing.assert_array_equal(again.image, result.image)
+
+
+def test_own_generator_seeded_once_and_numpy_global_state_untouched():
+    image = photo_like(12, 16)
+    np.random.seed(0)
+    before = np.random.get_state()[1].copy()
+    first = [augcli.load_transform(REPO / "recipe.yaml", seed=7)(image).seed for _ in range(1)]
+    transform = augcli.load_transform(REPO / "recipe.yaml", seed=7)
+    seeds = [transform(image).seed for _ in range(5)]
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    np.random.seed(123)  # the global state has no say
+    transform.manual_seed(7)
+    assert [transform(image).seed for _ in range(5)] == seeds
+    assert seeds[0] == first[0] and len(set(seeds)) == 5
+    fresh = [augcli.load_transform(REPO / "recipe.yaml")(image).seed for _ in range(2)]
+    assert fresh[0] != fresh[1]
+
+
+def test_safe_from_several_threads():
+    transform = augcli.load_transform(REPO / "recipe.yaml", seed=3)
+    image = photo_like(48, 64)
+    serial = [transform(image, seed=seed).image for seed in range(24)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        threaded = list(pool.map(lambda seed: transform(image, seed=seed).image, range(24)))
+    for a, b in zip(serial, threaded):
+        np.testing.assert_array_equal(a, b)
+    # unseeded calls from threads draw each of the generator's seeds exactly once
+    transform.manual_seed(9)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        drawn = list(pool.map(lambda _: transform(image).seed, range(60)))
+    reference = augcli.load_transform(REPO / "recipe.yaml", seed=9)
+    assert sorted(drawn) == sorted(reference(image).seed for _ in range(60))
+
+
+# --- pickling and processes ---------------------------------------------------------------
+
+def draw_in_worker(transform):
+    """Runs in a spawned process: seeds of three unseeded calls, and one seeded result."""
+    image = photo_like(12, 16)
+    return os.getpid(), [transform(image).seed for _ in range(3)], transform(image, seed=4).image
+
+
+def test_pickles_and_worker_processes_draw_streams_of_their_own():
+    transform = augcli.load_transform(REPO / "recipe.yaml", seed=1)
+    copy = pickle.loads(pickle.dumps(transform))
+    image = photo_like(12, 16)
+    np.testing.assert_array_equal(copy(image, seed=4).image, transform(image, seed=4).image)
+    assert copy(image).seed == transform(image).seed  # a copy in this process: the same stream
+    context = multiprocessing.get_context("spawn")
+    outcomes = []
+    for _ in range(2):
+        with context.Pool(1) as pool:
+            outcomes.append(pool.apply(draw_in_worker, (transform,)))
+    (pid_a, seeds_a, image_a), (pid_b, seeds_b, image_b) = outcomes
+    assert pid_a != pid_b != os.getpid()
+    parent = [transform(image).seed for _ in range(3)]
+    assert len({*seeds_a, *seeds_b, *parent}) == 9  # nobody repeats anybody's augmentations
+    np.testing.assert_array_equal(image_a, transform(image, seed=4).image)
+    np.testing.assert_array_equal(image_b, image_a)
+
+
+def test_construction_and_pickling_import_no_imgaug_or_framework(tmp_path):
+    recipe = write_recipe(tmp_path, """\
+        variants:
+          blur:
+            ops: [{gaussian_blur: {sigma: [0, 2]}}, {fliplr: {}}]
+    """)
+    code = textwrap.dedent(f"""
+        import pickle, sys
+        import augcli
+        transform = augcli.load_transform({str(recipe)!r})
+        pickle.loads(pickle.dumps(transform))
+        heavy = sorted(name for name in ("imgaug", "torch", "tensorflow", "keras", "scipy",
+                                         "skimage") if name in sys.modules)
+        print(heavy)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+# --- the README's training-loop code runs ---------------------------------------------------
+# The frameworks are not installed here (torch and tensorflow weigh gigabytes). Each is
+# stood in for by the few names the README uses, behaving as documented: a DataLoader
+# worker gets a pickled copy of the dataset and its worker_init_fn, tf.data maps on a
+# thread pool and numpy_function hands strings over as bytes.
+
+def stand_in_torch():
+    torch = types.ModuleType("torch")
+    torch.utils = types.ModuleType("torch.utils")
+    data = torch.utils.data = types.ModuleType("torch.utils.data")
+    current = {}
+
+    class Dataset:
+        pass
+
+    class DataLoader:
+        def __init__(self, dataset, batch_size, shuffle=False, num_workers=0,
+                     worker_init_fn=None):
+            self.dataset, self.batch_size, self.init = dataset, batch_size, worker_init_fn
+
+        def __iter__(self):
+            copy = pickle.loads(pickle.dumps(self.dataset))  # as sent to a spawned worker
+            current["info"] = types.SimpleNamespace(id=0, seed=2**63 + 17, dataset=copy)
+            self.init(0)
+            items = [copy[i] for i in range(min(self.batch_size, len(copy)))]
+            del current["info"]
+            yield tuple(np.stack(column) for column in zip(*items))
+
+    data.Dataset, data.DataLoader = Dataset, DataLoader
+    data.get_worker_info = lambda: current.get("info")
+    return {"torch": torch, "torch.utils": torch.utils, "torch.utils.data": data}
+
+
+def stand_in_keras():
+    keras = types.ModuleType("keras")
+    keras.utils = types.ModuleType("keras.utils")
+
+    class PyDataset:
+        def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+            self.workers = workers
+
+    keras.utils.PyDataset = PyDataset
+    return {"keras": keras, "keras.utils": keras.utils}
+
+
+def stand_in_tensorflow():
+    tf = types.ModuleType("tensorflow")
+    tf.uint8 = np.uint8
+
+    class Tensor(np.ndarray):
+        def set_shape(self, shape):
+            assert self.shape == tuple(shape), (self.shape, shape)
+
+    def numpy_function(function, inputs, dtype):
+        given = [value.encode() if isinstance(value, str) else value for value in inputs]
+        result = np.asarray(function(*given))
+        assert result.dtype == dtype
+        return result.view(Tensor)
+
+    class Data:
+        AUTOTUNE = -1
+
+        class Dataset:
+            def __init__(self, items):
+                self.items = list(items)
+
+            @classmethod
+            def from_tensor_slices(cls, columns):
+                return cls(zip(*columns))
+
+            def map(self, function, num_parallel_calls=None):
+                with ThreadPoolExecutor(max_workers=4) as pool:
+                    return type(self)(pool.map(lambda item: function(*item), self.items))
+
+            def batch(self, size):
+                return type(self)(tuple(np.stack(column) for column in zip(*self.items[i:i + size]))
+                                  for i in range(0, len(self.items), size))
+
+            def __iter__(self):
+                return iter(self.items)
+
+    tf.numpy_function, tf.data = numpy_function, Data
+    return {"tensorflow": tf}
+
+
+def readme_python(heading: str) -> list:
+    section = README.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+def test_readme_training_code_runs(monkeypatch, capsys):
+    for name, module in {**stand_in_torch(), **stand_in_keras(), **stand_in_tensorflow()}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.chdir(REPO)
+    blocks = readme_python("## Augmenting while training")
+    assert len(blocks) == 4
+    module = types.ModuleType("readme")  # so that pickle finds the README's classes
+    monkeypatch.setitem(sys.modules, "readme", module)
+    namespace = module.__dict__
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    assert namespace["result"].image.shape == namespace["image"].shape
+    assert namespace["images"].shape == (2, 3, 224, 224)
+    assert namespace["images"].dtype == np.float32
+    assert namespace["x"].shape == (2, 224, 224, 3) and list(namespace["y"]) == [0, 1]
+    (batch, labels), = list(namespace["dataset"])
+    assert batch.shape == (2, 224, 224, 3) and batch.dtype == np.uint8 and len(labels) == 2
+    expected = augcli.load_transform(REPO / "recipe.yaml", variant="rotate")(
+        namespace["image"], seed=augcli.output_seed(0, "cat/chelsea.jpg", "rotate", 2)).image
+    np.testing.assert_array_equal(namespace["pixels"], expected)
+
+
+def test_readme_ricap_batch_code_runs():
+    blocks = readme_python("### RICAP in memory, while training")
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    assert namespace["mixed"].shape == (32, 10)
