@@ -564,6 +564,7 @@ def _run_tasks(plan: Plan, tasks: list, records: dict, report: Report, workers: 
     finally:
         bar.close()
         journal.close()
+        store.tidy()
         _write_manifest(store, records.values(), plan.classes, checked)
         if plan.annotations is not None:
             plan.annotations.finish_output(plan.output_dir, records.values())

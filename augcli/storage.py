@@ -25,6 +25,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from .errors import UsageError
@@ -53,6 +54,10 @@ def is_url(value) -> bool:
     return isinstance(value, str) and _URL.match(value) is not None
 
 
+def _scheme(url: str) -> str:
+    return _URL.match(url).group(1).lower()
+
+
 def location(value, base_dir: Path | None = None):
     """A folder (``Path``, relative ones against ``base_dir``) or a URL (``str``, no
     trailing slash); None stays None."""
@@ -72,7 +77,7 @@ def describe(value) -> str:
 
 def require_extra(url: str) -> None:
     """Refuse a URL whose scheme augcli does not know, or whose extra is not installed."""
-    scheme = _URL.match(url).group(1).lower()
+    scheme = _scheme(url)
     if scheme not in SCHEMES:
         known = ", ".join(f"{name}://" for name in ("s3", "az", "gs"))
         raise UsageError(f"{url}: augcli reads and writes folders and {known} URLs, "
@@ -238,6 +243,12 @@ class FolderStore:
         imagefiles.remove_stale_temp_files(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
 
+    def tidy(self) -> None:
+        """Remove the temp files of writes that died with their worker."""
+        from . import imagefiles
+
+        imagefiles.remove_stale_temp_files(self.root)
+
     def read_journal(self, name: str) -> bytes:
         try:
             return (self.root / name).read_bytes()
@@ -284,6 +295,9 @@ class ObjectStore:
         except Exception as exc:  # noqa: BLE001 - any library error becomes one message
             raise UsageError(f"{url}: cannot open ({_reason(exc)})") from None
         self.root = self.root.rstrip("/")
+        # s3fs asks for an object's size (a HEAD) before each read, to read big ones in
+        # parallel ranges; images are small: one GET each.
+        self._read_options = {"max_concurrency": 1} if SCHEMES[_scheme(url)][0] == "s3" else {}
 
     def name(self, key: str) -> str:
         return f"{self.url}/{key}"
@@ -315,7 +329,7 @@ class ObjectStore:
         return sorted(keys)
 
     def read(self, key: str) -> bytes:
-        return self._call(key, self.fs.cat_file, self._full(key))
+        return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
 
     def publish(self, key: str, data: bytes) -> None:
         self._call(key, self.fs.pipe_file, self._full(key), bytes(data))
@@ -334,6 +348,9 @@ class ObjectStore:
 
     def prepare(self) -> None:
         """Nothing to make: an object store has no folders."""
+
+    def tidy(self) -> None:
+        """Nothing to remove: an object is published whole or not at all."""
 
     def _parts(self, name: str) -> list:
         self.fs.invalidate_cache()
