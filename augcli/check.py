@@ -33,6 +33,7 @@ from PIL import Image
 from . import imagefiles
 from .annotations import AnnotationError, AnnotationSource, AnnotationSpec
 from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
+from .jobs import default_workers, map_in_workers, progress_bar
 from .profiles import DEFAULT_PROFILE, MIB, Profile, check_task, get_profile
 
 EXIT_NOT_READY = EXIT_SOME_FAILED  # 1, as a run with failed inputs
@@ -59,6 +60,11 @@ NO_OBJECTS = "no-objects"
 OK = "ok"
 BELOW_RECOMMENDED = "below-recommended"
 TOO_FEW = "too-few"
+
+# A worker process costs a start-up (about a second) that a few files do not repay.
+FILES_PER_WORKER = 16
+# In the text report, a kind of finding in more files than this is shown once, with examples.
+GROUP_OVER = 3
 
 # Pillow's format names -> augcli's (imagefiles.format_of); MPO is a camera JPEG with extra frames.
 _FORMAT_NAMES = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "BMP": "bmp", "DIB": "bmp",
@@ -142,7 +148,7 @@ class CheckReport:
         return math.ceil(self.usable / batch) if batch else None
 
     def findings_by_file(self) -> dict:
-        grouped = {}
+        grouped: dict[str, list[Finding]] = {}
         for finding in self.findings:
             grouped.setdefault(finding.path, []).append(finding)
         return grouped
@@ -167,13 +173,16 @@ class CheckReport:
 
 
 def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification",
-                 annotations: AnnotationSpec | None = None) -> CheckReport:
+                 annotations: AnnotationSpec | None = None, *, workers: int | None = None,
+                 progress: bool = False) -> CheckReport:
     """Check every image under ``folder`` against ``profile`` (a name or a ``Profile``).
 
     ``annotations`` (detection only): count objects per label from them; the
     labels become the tags. Raises ``UsageError`` for a missing folder, an
     unknown profile or task, or an unreadable COCO file; every problem with the
     images themselves, or one image's annotations, is a finding in the report.
+    Files are inspected by ``workers`` processes (default: every core; at most
+    one per ``FILES_PER_WORKER`` files), behind a progress bar if ``progress``.
     """
     profile = get_profile(profile)
     task = check_task(task)
@@ -188,8 +197,10 @@ def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification",
     source = AnnotationSource(annotations, folder) if annotations is not None else None
     images, others = imagefiles.scan(folder)
     report = CheckReport(folder, profile, task, ignored=[p.as_posix() for p in others],
-                         images=len(images), annotations=annotations and annotations.format)
-    folders = _inspect_folders(folder, images, profile, report)
+                         images=len(images),
+                         annotations=annotations.format if annotations is not None else None)
+    inspected = _inspect_all(folder, images, profile, workers or default_workers(), progress)
+    folders = _inspect_folders(images, inspected, report)
     minimum, recommended = profile.min_images(task), profile.recommended_images(task)
     usable = {relative for _, good in folders.values() for relative in good}
     if source is None:
@@ -203,18 +214,51 @@ def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification",
     return report
 
 
-def _inspect_folders(folder: Path, images: list, profile: Profile, report) -> dict:
-    """Inspect every image, adding its findings to the report; per folder tag (root first),
-    (every image, the usable ones)."""
-    by_tag = {}
+@dataclass(frozen=True)
+class FileTask:
+    """One file for a worker to inspect: plain, picklable data."""
+
+    index: int
+    path: Path
+    relative: str
+    profile: Profile
+
+
+def inspect_task(task: FileTask) -> tuple[int, list, str | None]:
+    """Worker: ``inspect_file`` for one file, with its position in the folder."""
+    return (task.index, *inspect_file(task.path, task.relative, task.profile))
+
+
+def _inspect_all(folder: Path, images: list, profile: Profile, workers: int,
+                 progress: bool) -> dict:
+    """relative path -> (findings, digest) of every image, inspected in worker processes."""
+    tasks = [FileTask(index, folder / relative, relative.as_posix(), profile)
+             for index, relative in enumerate(images)]
+    workers = max(1, min(workers, -(-len(tasks) // FILES_PER_WORKER)))
+    inspected = {}
+    bar = progress_bar(len(tasks), progress)
+    bar.set_description("check")
+    try:
+        for index, findings, digest in map_in_workers(inspect_task, tasks, workers):
+            inspected[images[index]] = (findings, digest)
+            bar.update(1)
+    finally:
+        bar.close()
+    return inspected
+
+
+def _inspect_folders(images: list, inspected: dict, report) -> dict:
+    """Add every image's findings to the report, with copies within a tag; per folder tag
+    (root first), (every image, the usable ones)."""
+    by_tag: dict[str, list[Path]] = {}
     for relative in images:
         by_tag.setdefault(relative.parent.as_posix(), []).append(relative)
     folders = {}
     for tag in sorted(by_tag, key=lambda name: (name != ROOT_TAG, name)):
-        first_with_digest = {}
+        first_with_digest: dict[str, Path] = {}
         good = []
         for relative in by_tag[tag]:
-            findings, digest = inspect_file(folder / relative, relative.as_posix(), profile)
+            findings, digest = inspected[relative]
             copy_of = first_with_digest.setdefault(digest, relative) if digest else relative
             if copy_of != relative:
                 findings.append(Finding(relative.as_posix(), DUPLICATE, WARNING,
@@ -236,7 +280,9 @@ def _label_rows(source: AnnotationSource, folder: Path, images: list, usable: se
     Labels the dataset declares (classes.txt, COCO categories) appear even
     with no objects, so a class nobody labelled shows as too few.
     """
-    images_with, usable_with, objects = {}, {}, {}
+    images_with: dict[str, set[Path]] = {}
+    usable_with: dict[str, set[Path]] = {}
+    objects: dict[str, int] = {}
     for relative in images:
         try:
             boxes = source.read(relative.as_posix(), folder / relative).boxes
@@ -299,7 +345,8 @@ def inspect_file(path: Path, relative: str, profile: Profile,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                fmt = _FORMAT_NAMES.get(image.format, str(image.format).lower())
+                pil_format = str(image.format)
+                fmt = _FORMAT_NAMES.get(pil_format, pil_format.lower())
                 width, height = image.size
                 _check_format(fmt, path, profile, add)
                 _check_sides(width, height, profile, add)
@@ -356,8 +403,12 @@ def _mib(size: int) -> str:
 
 # --- text for people -------------------------------------------------------------
 
-def format_report(report: CheckReport) -> str:
-    """The report as a table of tags, then the findings grouped by file, then the verdict."""
+def format_report(report: CheckReport, verbose: bool = False) -> str:
+    """The report as a table of tags, then the findings grouped by file, then the verdict.
+
+    A kind of finding in more than ``GROUP_OVER`` files is shown once, with the
+    number of files and a few examples, unless ``verbose``.
+    """
     profile = report.profile
     lines = [(f"{report.folder}: checked against {profile.name} ({profile.description}), "
               f"task {report.task}")]
@@ -374,15 +425,7 @@ def format_report(report: CheckReport) -> str:
         lines.append(f"no images found ({imagefiles.looked_for()})")
     else:
         lines.extend(_tag_table(report.tags))
-    grouped = report.findings_by_file()
-    if grouped:
-        lines.append("")
-        width = max(len(finding.kind) for finding in report.findings)
-        for path, findings in grouped.items():
-            lines.append(path)
-            for finding in findings:
-                lines.append(f"  {finding.severity:<7}  {finding.kind:<{width}}  "
-                             f"{finding.message}")
+    lines.extend(_finding_lines(report, verbose))
     if report.ignored:
         lines.append("")
         lines.append(f"ignored {len(report.ignored)} file(s) that are not images by name "
@@ -390,6 +433,35 @@ def format_report(report: CheckReport) -> str:
     lines.append("")
     lines.append(_verdict(report))
     return "\n".join(lines)
+
+
+def _finding_lines(report: CheckReport, verbose: bool) -> list:
+    """Findings by file; kinds found in many files once each, with examples."""
+    files_per_kind: dict[str, list[Finding]] = {}
+    for finding in report.findings:
+        files_per_kind.setdefault(finding.kind, []).append(finding)
+    repeated = {} if verbose else {kind: found for kind, found in files_per_kind.items()
+                                   if len(found) > GROUP_OVER}
+    lines = []
+    by_file: dict[str, list[Finding]] = {}
+    for finding in report.findings:
+        if finding.kind not in repeated:
+            by_file.setdefault(finding.path, []).append(finding)
+    if by_file:
+        lines.append("")
+        width = max(len(finding.kind) for found in by_file.values() for finding in found)
+        for path, findings in by_file.items():
+            lines.append(path)
+            for finding in findings:
+                lines.append(f"  {finding.severity:<7}  {finding.kind:<{width}}  "
+                             f"{finding.message}")
+    for kind, found in repeated.items():
+        lines.append("")
+        lines.append(f"{found[0].severity}  {kind}: {len(found)} files, e.g.")
+        width = max(len(finding.path) for finding in found[:GROUP_OVER])
+        lines += [f"  {finding.path:<{width}}  {finding.message}" for finding in found[:GROUP_OVER]]
+        lines.append(f"  and {len(found) - GROUP_OVER} more (--verbose lists each)")
+    return lines
 
 
 def _tag_table(rows) -> list:

@@ -8,18 +8,37 @@ OpenCV or imgaug.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 
 from . import __version__
-from .errors import EXIT_USAGE, AugcliError, UsageError
+from .errors import EXIT_USAGE, AugcliError, UsageError, output_error
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: stop, keep finished outputs, exit 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 class _Group(click.Group):
     """Turns library errors into a one-line message and an exit code, never a traceback."""
 
     def invoke(self, ctx):
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+        try:
+            return self._invoke(ctx)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except AugcliError as exc:
@@ -33,25 +52,15 @@ class _Group(click.Group):
                        "opencv-python opencv-python-headless && pip install "
                        "opencv-python-headless", err=True)
             ctx.exit(EXIT_USAGE)
-        except OSError as exc:
+        except OSError as exc:  # a file-system error no command turned into its own message
             if exc.filename is None:
                 raise
-            click.echo(f"Error: {_os_error_line(exc)}", err=True)
+            click.echo(f"Error: {output_error(exc.filename, exc)}", err=True)
             ctx.exit(EXIT_USAGE)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo("Interrupted. Finished outputs are kept; rerun the same command to "
                        "make the rest.", err=True)
-            ctx.exit(130)
-
-
-def _os_error_line(exc: OSError) -> str:
-    """One line for a file-system error that reached the top (e.g. an unwritable output)."""
-    reason = exc.strerror or str(exc)
-    line = f"{exc.filename}: {reason.lower() if reason[:1].isupper() else reason}"
-    if isinstance(exc, PermissionError):
-        line += (" (this user cannot write there: choose another output folder, or make it "
-                 "writable; in Docker, run with --user \"$(id -u):$(id -g)\")")
-    return line
+            ctx.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 # Options every folder command shares, written once (as sqlite-utils does).
@@ -64,6 +73,26 @@ cluster_option = click.option(
     "--cluster", metavar="local|ADDRESS|FILE",
     help="Run on Dask: 'local' (a cluster of --workers processes here), a scheduler "
          "address (tcp://host:8786) or a scheduler file [default: a local process pool].")
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print the summary as one JSON object on stdout (see README).")
+
+
+def print_summary(report, as_json: bool, quiet: bool, lines=()) -> None:
+    """The end of a folder command: one JSON object on stdout for scripts, or the human
+    summary (``lines`` first) on stderr unless quiet."""
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return
+    if quiet:
+        return
+    for line in lines:
+        click.echo(line, err=True)
+    click.echo(report.summary(), err=True)
+    if report.ignored:
+        click.echo(f"ignored {len(report.ignored)} file(s) that are not images "
+                   f"(e.g. {report.ignored[0]})", err=True)
 
 
 def print_failure(line: str) -> None:
@@ -102,8 +131,9 @@ def main():
 @click.option("--overwrite", is_flag=True,
               help="Replace outputs of an earlier run, even of a different recipe or seed.")
 @quiet_option
+@json_option
 def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profile, dry_run,
-        overwrite, quiet):
+        overwrite, quiet, as_json):
     """Augment every image of a folder as RECIPE says.
 
     Each source image gets suffixed copies in the output folder, in the same
@@ -118,9 +148,12 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
     Example:
 
         augcli run recipe.yaml --output out --workers 4
+
+        augcli run recipe.yaml --json > summary.json
     """
     from .runner import plan_run, resolve_recipe, run_recipe
 
+    _check_json_flags(as_json, dry_run)
     if dry_run:
         plan = plan_run(resolve_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
                                        per_class=per_class, profile=profile))
@@ -131,35 +164,42 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
                         per_class=per_class, profile=profile, workers=workers,
                         overwrite=overwrite, cluster=cluster,
                         progress=not quiet, notify=print_failure)
-    if not quiet:
-        for line in report.class_lines() + report.object_lines():
-            click.echo(line, err=True)
-        click.echo(report.summary(), err=True)
-        if report.ignored:
-            click.echo(f"ignored {len(report.ignored)} file(s) that are not images "
-                       f"(e.g. {report.ignored[0]})", err=True)
+    for line in report.notes:
+        click.echo(f"note: {line}", err=True)
+    print_summary(report, as_json, quiet, report.class_lines() + report.object_lines())
     sys.exit(report.exit_code)
+
+
+def _check_json_flags(as_json: bool, dry_run: bool) -> None:
+    if as_json and dry_run:
+        raise UsageError("--json summarizes what was done and --dry-run does nothing: "
+                         "use one of them")
 
 
 @main.command("ops")
 @click.argument("name", required=False)
 def list_ops(name):
-    """List every op with its parameters, or show one op in full.
+    """List every op and combinator with its parameters, or show one in full.
+
+    Combinators (sometimes, one_of, some_of, sequence) hold other ops.
 
     Example:
 
-        augcli ops            # all ops, their parameters and defaults
+        augcli ops            # all ops and combinators, their parameters and defaults
 
         augcli ops rotate     # one op, with a recipe snippet
+
+        augcli ops one_of     # one combinator, with a recipe snippet
     """
     from . import ops
+    from .ops.help import COMBINATORS
 
     if name is None:
         click.echo(ops.catalog_listing())
         return
     text = ops.op_help(name)
     if text is None:
-        close = ops.closest_names(name, ops.all_names())
+        close = ops.closest_names(name, [*ops.all_names(), *COMBINATORS])
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UsageError(f"no op named '{name}'{hint}; run 'augcli ops' for the list")
     click.echo(text)
@@ -240,7 +280,8 @@ def _print_plan(plan):
 @click.option("--format", "fmt", type=click.Choice(["npy", "png"]),
               help="npy: float32 arrays [default]; png: 8-bit pictures [default for minmax].")
 @click.option("--size", metavar="WxH",
-              help="Resize every image to WIDTHxHEIGHT first, e.g. 32x32 (required to fit zca).")
+              help="Resize every image to WIDTHxHEIGHT first, e.g. 64x64 [default: none; "
+                   "zca: 32x32, see below].")
 @click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch",
               show_default=True, help="With --size: stretch, or keep the aspect ratio and pad "
                                       "with black.")
@@ -254,10 +295,15 @@ def _print_plan(plan):
                    "no image.")
 @click.option("--zca-epsilon", type=float, help="zca: epsilon added to the singular values "
                                                 "[default: 1e-6, as Keras].")
+@click.option("--dry-run", is_flag=True, help="Print what would be written and write nothing.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the outputs of an earlier normalize, even with other settings, "
+                   "and files no manifest accounts for.")
 @workers_option
 @quiet_option
+@json_option
 def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_channel, stats,
-              fit_only, zca_epsilon, workers, quiet):
+              fit_only, zca_epsilon, dry_run, overwrite, workers, quiet, as_json):
     """Normalize every image of INPUT_DIR the way Keras does.
 
     Each image gives one file in the output folder, same subfolder and stem:
@@ -275,26 +321,69 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
     featurewise and zca fit their statistics on INPUT_DIR, or apply the ones
     saved by --fit-only --stats FILE (so a test set uses the training set's).
 
+    zca resizes to --size (32x32 unless given) and solves an eigenproblem of
+    D x D values, D = width x height x channels, once there are at least D
+    images (with fewer, only images x images). Its time grows as D cubed:
+    seconds at 32x32 RGB (D = 3,072), minutes at 48x48, hours at 96x96.
+
+    The output folder gets a manifest.jsonl (source, output, method, and the
+    fingerprints of the settings and statistics). Rerun a killed normalize to
+    finish it: done files are skipped. An output folder holding other files
+    is refused unless --overwrite.
+
     Exit code: 0 all good, 1 some inputs failed, 2 usage error.
 
     Examples:
 
         augcli normalize photos -o normalized -m featurewise
 
-        augcli normalize train -m zca --size 32x32 --fit-only --stats zca.npz
+        augcli normalize train -m zca --fit-only --stats zca.npz
 
         augcli normalize test -o test_white -m zca --stats zca.npz
     """
     from .geometry import parse_size
-    from .normalize import normalize_folder
+    from .normalize import normalize_folder, plan_normalize
 
-    report = normalize_folder(
-        input_dir, output_dir, method=method, fmt=fmt, size=parse_size(size) if size else None,
-        resize=resize, color=color, per_channel=per_channel, zca_epsilon=zca_epsilon,
-        stats=stats, fit_only=fit_only, workers=workers, progress=not quiet, notify=print_failure)
-    if not quiet:
-        click.echo(report.summary(), err=True)
+    _check_json_flags(as_json, dry_run)
+    options = {"method": method, "fmt": fmt, "size": parse_size(size) if size else None,
+               "resize": resize, "color": color, "per_channel": per_channel,
+               "zca_epsilon": zca_epsilon, "stats": stats, "fit_only": fit_only,
+               "overwrite": overwrite}
+    if dry_run:
+        _print_normalize_plan(plan_normalize(input_dir, output_dir, **options))
+        return
+    report = normalize_folder(input_dir, output_dir, **options, workers=workers,
+                              progress=not quiet, notify=print_failure)
+    print_summary(report, as_json, quiet)
     sys.exit(report.exit_code)
+
+
+def _print_normalize_plan(plan):
+    for task in plan.tasks:
+        output = plan.outputs.get(task.relative)
+        if output is None:
+            click.echo(f"{task.relative}: read to fit the statistics")
+        else:
+            done = " (done)" if output in plan.finished else ""
+            click.echo(f"{task.relative} -> {output}{done}")
+    settings = f"{plan.method}, {plan.fmt}"
+    if plan.preparation.size:
+        settings += f", {plan.preparation.size[0]}x{plan.preparation.size[1]}"
+    if plan.fits:
+        target = f"saved to {plan.stats_path}" if plan.output_dir is None else "applied"
+        click.echo(f"fit: {plan.method} statistics over the {len(plan.tasks)} images first, "
+                   f"then {target}" + (" (a done file is kept only if the statistics come out "
+                                        "the same)" if plan.finished else ""))
+    if plan.stale:
+        click.echo(f"--overwrite: {len(plan.stale)} file(s) of the earlier run are removed "
+                   f"(e.g. {plan.stale[0]})")
+    if plan.output_dir is not None:
+        todo = len(plan.tasks) - sum(output in plan.finished for output in plan.outputs.values())
+        click.echo(f"total: {len(plan.tasks)} images ({settings}) -> {todo} files to write, "
+                   f"{len(plan.tasks) - todo} already done, in {plan.output_dir} "
+                   "(dry run: nothing written)")
+    else:
+        click.echo(f"total: {len(plan.tasks)} images ({settings}) (dry run: nothing written)")
 
 
 @main.command()
@@ -328,8 +417,7 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
 @click.option("--dry-run", is_flag=True,
               help="Plan and count (what is left to make after an interrupted run); "
                    "write nothing.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON summary on stdout instead of the human summary.")
+@json_option
 @workers_option
 @quiet_option
 def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample, fmt,
@@ -365,8 +453,6 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
         augcli ricap photos -o montages -n 5000 --size 32x32 \\
             --epochs 100 --beta-schedule 0.01:1.0:20:90
     """
-    import json
-
     from .ricap import make_montages
 
     report = make_montages(input_dir, output_dir, count=count, size=size, beta=beta, seed=seed,
@@ -374,10 +460,7 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
                            hard_label=hard_label, epochs=epochs, beta_schedule=beta_schedule,
                            overwrite=overwrite, dry_run=dry_run, workers=workers,
                            progress=not quiet and not as_json, notify=print_failure)
-    if as_json:
-        click.echo(json.dumps(report.to_json(), ensure_ascii=False))
-    elif not quiet or dry_run:
-        click.echo(report.summary(), err=True)
+    print_summary(report, as_json, quiet and not dry_run)
     sys.exit(report.exit_code)
 
 
@@ -396,7 +479,11 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
               help="Where they are: a folder of per-image files [default: beside the images], "
                    "or the COCO JSON file (required for coco).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def check_command(folder, profile_name, task, annotation_format, annotations_path, as_json):
+@click.option("-v", "--verbose", is_flag=True,
+              help="List every finding by file, even of a kind found in many files.")
+@workers_option
+def check_command(folder, profile_name, task, annotation_format, annotations_path, as_json,
+                  verbose, workers):
     """Check that FOLDER is ready to upload to a hosted trainer.
 
     Each folder that directly holds images is a tag (images directly in
@@ -408,6 +495,10 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
 
     For object detection, --annotations FORMAT counts the labelled objects:
     each label is a tag, measured by the usable images that hold it.
+
+    A kind of finding in more than 3 files is shown once, with the number of
+    files and examples; --verbose lists each. Files are checked by worker
+    processes (--workers, default every core) behind a progress bar.
 
     Exit code: 0 ready (warnings allowed), 1 not ready, 2 usage error.
 
@@ -426,11 +517,11 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
         spec = _annotation_spec(annotation_format, annotations_path)
     elif annotations_path is not None:
         raise UsageError("--annotations-path needs --annotations FORMAT")
-    report = check_folder(folder, profile_name, task, spec)
+    report = check_folder(folder, profile_name, task, spec, workers=workers, progress=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     else:
-        click.echo(format_report(report))
+        click.echo(format_report(report, verbose))
     sys.exit(report.exit_code)
 
 

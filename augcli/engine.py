@@ -33,9 +33,10 @@ _NUMPY1_SCTYPES = {
 
 def _restore_numpy1_names() -> None:
     try:
-        np.sctypes  # noqa: B018 - probing for the attribute is the point
+        # NumPy 2 removed np.sctypes, and its stubs with it; imgaug 0.4 still reads it.
+        np.sctypes  # type: ignore[attr-defined]  # noqa: B018 - probing is the point
     except AttributeError:
-        np.sctypes = _NUMPY1_SCTYPES
+        np.sctypes = _NUMPY1_SCTYPES  # type: ignore[attr-defined]  # see above
 
 
 @functools.cache

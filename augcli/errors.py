@@ -4,9 +4,14 @@ Every error a user can cause is an ``AugcliError``; the CLI turns it into
 ``Error: <message>`` and the exit code below, never a traceback.
 """
 
+import errno
+import reprlib
+
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+
+EXCERPT_CHARS = 80  # the most of a bad value a message quotes
 
 
 class AugcliError(Exception):
@@ -31,6 +36,85 @@ class RecipeError(AugcliError):
 
 class UsageError(AugcliError):
     """Paths or flags that cannot work together (e.g. output inside input)."""
+
+
+class OutputError(AugcliError):
+    """The output folder cannot be written (read-only, full, not a folder): the run stops.
+
+    Outputs already written and recorded are kept; rerunning the same command
+    once the cause is fixed makes the rest.
+    """
+
+
+def output_error(path, exc: OSError) -> OutputError:
+    """``cannot write out/x.jpg: No space left on device; ...`` from an ``OSError``."""
+    reason = exc.strerror or str(exc)
+    hint = ""
+    if exc.errno in _FULL:
+        hint = "; free some space (or raise the file size limit) and rerun the same command"
+    elif exc.errno == errno.EACCES:
+        hint = ("; this user cannot write there: choose another output folder or make it "
+                "writable (in Docker, run with --user \"$(id -u):$(id -g)\")")
+    return OutputError(f"cannot write {path}: {reason}{hint}")
+
+
+# Write errors that stop a run: every later write into the output folder would fail too.
+_FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+STOPS_RUN = _FULL | {errno.EROFS}
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = EXCERPT_CHARS
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 8
+_SHORT.maxlevel = 3
+
+
+def excerpt(value) -> str:
+    """A value as an error message quotes it: its repr when that is short; else at most
+    80 characters of it and its type and size, e.g. ``'aaaa...' (a str of 2,000,000
+    characters)``. Never slow and never raises, however large or deep the value."""
+    if _small(value):
+        text = repr(value)
+        if len(text) <= EXCERPT_CHARS:
+            return text
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+    try:
+        text = _SHORT.repr(value)
+    except (ValueError, RecursionError):  # e.g. an integer too long to print inside a list
+        text = "..."
+    if len(text) > EXCERPT_CHARS:
+        text = text[:EXCERPT_CHARS] + "..."
+    if isinstance(value, str):
+        size = f"{len(value):,} characters"
+    elif isinstance(value, (list, tuple, dict, set)):
+        size = f"{len(value):,} item{'s' if len(value) != 1 else ''}"
+    else:
+        return text
+    return f"{text} (a {type(value).__name__} of {size})"
+
+
+def _long(item) -> bool:
+    return isinstance(item, str) and len(item) > EXCERPT_CHARS or \
+        isinstance(item, int) and item.bit_length() > 200
+
+
+def _small(value, budget: int = 64) -> bool:
+    """Whether a (nested) value has few, short enough parts to repr whole, cheaply."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+        elif _long(item):
+            return False
+    return True
 
 
 class ImageReadError(AugcliError):

@@ -256,7 +256,8 @@ def remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, fill: str = "
     become OpenCV's fixed-point maps (1/32 pixel), as in imgaug and as
     warpAffine works inside: the same pixels as imgaug's remap.
     """
-    map1, map2 = map_x.astype(np.float32, copy=False), map_y.astype(np.float32, copy=False)
+    map1: np.ndarray = map_x.astype(np.float32, copy=False)
+    map2: np.ndarray = map_y.astype(np.float32, copy=False)
     if max(image.shape[:2]) < 32767:  # fixed-point maps hold 16-bit coordinates
         map1, map2 = cv2.convertMaps(map1, map2, cv2.CV_16SC2)
     return cv2.remap(

@@ -50,24 +50,74 @@ def format_of(path: Path) -> str:
     return _FORMAT_OF_EXTENSION[path.suffix.lower()]
 
 
-def scan(folder: Path) -> tuple[list, list]:
+def scan(folder: Path, unreadable: list | None = None) -> tuple[list, list]:
     """Return (image paths, other files), relative to ``folder``, sorted.
 
-    Hidden files and folders (leading dot) are skipped. Sorting is by the
-    POSIX path string, so the order is the same on every machine.
+    Hidden files and folders (leading dot) are skipped. Symbolic links to folders
+    are followed, except one that leads back to a folder already walked (no loops,
+    no file twice). Entries that are not regular files (FIFOs, sockets, broken
+    links) count as other files: opening one could block. A subfolder that cannot
+    be read is added to ``unreadable`` as (path, reason), or raises UsageError when
+    no list is given. Sorting is by the POSIX path string, so the order is the same
+    on every machine.
     """
-    from .storage import FolderStore
-
-    return split_images(FolderStore(folder).list())
+    images: list = []
+    others: list = []
+    walked: set = set()
+    pending = [Path()]
+    while pending:
+        relative_dir = pending.pop()
+        entries = _folder_entries(folder, relative_dir, walked, unreadable)
+        folders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            relative = relative_dir / entry.name
+            if _is(entry.is_dir):
+                folders.append(relative)
+            elif _is(entry.is_file) and is_image_name(relative):
+                images.append(relative)
+            else:
+                others.append(relative)
+        pending.extend(reversed(folders))  # walk in sorted order: a link's target is stable
+    key = Path.as_posix
+    return sorted(images, key=key), sorted(others, key=key)
 
 
 def split_images(keys) -> tuple[list, list]:
-    """Sorted relative keys (``cats/tom.jpg``) -> (image paths, other files)."""
-    images, others = [], []
+    """Sorted relative keys of an object store (``cats/tom.jpg``) -> (image paths, other
+    keys), as ``scan`` splits a folder's files."""
+    images: list = []
+    others: list = []
     for key in keys:
         relative = Path(key)
         (images if is_image_name(relative) else others).append(relative)
     return images, others
+
+
+def _is(test) -> bool:
+    try:
+        return test()
+    except OSError:
+        return False
+
+
+def _folder_entries(folder: Path, relative_dir: Path, walked: set, unreadable) -> list:
+    """The sorted entries of one folder, or [] if it was walked already or cannot be read."""
+    path = folder / relative_dir
+    try:
+        status = path.stat()
+        if (status.st_dev, status.st_ino) in walked:
+            return []
+        walked.add((status.st_dev, status.st_ino))
+        with os.scandir(path) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError as exc:
+        reason = f"cannot read this folder ({exc.strerror or exc}); its images were skipped"
+        if unreadable is None:
+            raise UsageError(f"{path}: {reason}") from None
+        unreadable.append((relative_dir.as_posix() + "/", reason))
+        return []
 
 
 def looked_for() -> str:
@@ -75,9 +125,9 @@ def looked_for() -> str:
     return f"looked for {', '.join(sorted(INPUT_EXTENSIONS))}"
 
 
-def scan_images(folder: Path) -> tuple[list, list]:
+def scan_images(folder: Path, unreadable: list | None = None) -> tuple[list, list]:
     """``scan`` for commands that need at least one image: refuse a folder with none."""
-    images, others = scan(folder)
+    images, others = scan(folder, unreadable)
     require_images(images, folder)
     return images, others
 
@@ -163,7 +213,7 @@ def pil_to_array(image: Image.Image) -> np.ndarray:
     return _to_array(image, "<PIL image>")
 
 
-def _to_array(image: Image.Image, path: Path) -> np.ndarray:
+def _to_array(image: Image.Image, path: Path | str) -> np.ndarray:
     """Convert Pillow's many modes to the few array layouts augcli works on."""
     mode = image.mode
     if mode == "P":
@@ -224,11 +274,20 @@ def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     return _encode_pillow(image, fmt, quality)
 
 
-def has_alpha(path) -> bool:
-    """Whether an image file (a path, or a binary file object) has transparency, from its
-    header (no pixel decoding)."""
-    with Image.open(path) as image:
-        return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+def has_alpha(path, name=None) -> bool:
+    """Whether an image file (a path, or a binary file object called ``name``) has
+    transparency, from its header (no pixel decoding); raises ImageReadError when the
+    header cannot be read."""
+    name = path if name is None else name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    except Image.DecompressionBombError:
+        raise ImageReadError(name, "too many pixels (refused as a decompression bomb)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(name, f"cannot read the image header ({exc})") from None
 
 
 def encode_within(image: np.ndarray, fmt: str, quality: int, max_bytes: int | None,
@@ -241,7 +300,7 @@ def encode_within(image: np.ndarray, fmt: str, quality: int, max_bytes: int | No
     Returns the bytes and ``{"quality": q, "size": [w, h]}`` for what changed.
     """
     original_size = image.shape[:2]
-    adjustments = {}
+    adjustments: dict[str, int | list[int]] = {}
     if max_side is not None and max(original_size) > max_side:
         image = _scaled(image, max_side / max(original_size))
     data = encode(image, fmt, quality)

@@ -12,10 +12,15 @@ import contextlib
 import ctypes
 import itertools
 import os
+import select
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing import get_all_start_methods, get_context
@@ -36,6 +41,7 @@ class JobReport:
     failures: list = field(default_factory=list)  # (path, reason)
     ignored: list = field(default_factory=list)  # files that are not images
     seconds: float = 0.0
+    output_dir: str | Path | None = None  # where outputs went (None: none, e.g. a fit)
     # Told one line per failure as it happens (the CLI prints it above the progress bar).
     notify: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
@@ -54,6 +60,20 @@ class JobReport:
                 f"{self.skipped} skipped (already done), {len(self.failures)} failed, "
                 f"{self.seconds:.1f} s")
 
+    def to_json(self) -> dict:
+        """The report as one JSON object for scripts (``--json``); subclasses add their keys."""
+        output = None if self.output_dir is None else _posix(self.output_dir)
+        return {"output": output, "images_read": self.images_read,
+                "written": self.written, "skipped": self.skipped, "failed": len(self.failures),
+                "failures": [{"path": _posix(path), "reason": reason}
+                             for path, reason in self.failures],
+                "ignored": [_posix(path) for path in self.ignored],
+                "seconds": round(self.seconds, 3), "exit_code": self.exit_code}
+
+
+def _posix(path) -> str:
+    return path.as_posix() if isinstance(path, Path) else str(path)
+
 
 def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path, Path]:
     if input_dir is None:
@@ -66,6 +86,10 @@ def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path
     if resolved_out == resolved_in or resolved_in in resolved_out.parents:
         raise UsageError(f"output folder {output_dir} is inside the input folder {input_dir}; "
                          "choose a folder outside it so outputs never mix with sources")
+    if resolved_out in resolved_in.parents:
+        raise UsageError(f"input folder {input_dir} is inside the output folder {output_dir}; "
+                         "choose an output folder apart from it so outputs never mix with "
+                         "sources")
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"output path {output_dir} exists and is not a folder")
     return input_dir, output_dir
@@ -80,30 +104,77 @@ def default_workers() -> int:
 
 _TASKS_PER_WORKER = 4  # queued per worker: enough to keep it busy, few enough to bound memory
 
+WORKER_DIED = "its worker process died (killed, perhaps for lack of memory)"
 
-def map_in_workers(function, tasks, workers: int, cluster: Cluster | None = None,
-                   lost: Callable | None = None):
+
+def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster | None = None):
     """Yield ``function(task)`` for each task, in completion order.
 
     One worker runs in-process (easy to debug and profile); more use a process
-    pool; with a ``cluster`` the tasks run on its Dask workers instead (``workers``
-    is then ignored). ``function`` must be a module-level function and tasks
-    picklable. At most a few tasks per worker are in flight, so memory does not
-    grow with the number of tasks, and a finished result is dropped once yielded.
-    ``lost(task, reason)`` makes the result of a task that kept killing the
-    workers that ran it (on a cluster; without ``lost`` that is an error).
+    pool. ``function`` must be a module-level function and tasks picklable.
+    At most a few tasks per worker are in flight, so memory does not grow with
+    the number of tasks, and a finished result is dropped once yielded.
+
+    A worker that dies (the OOM killer, a crash in native code) breaks the pool.
+    With ``crashed``, the pool is then rebuilt, the tasks that were in flight
+    are rerun one at a time to find the one that kills its worker, and for that
+    task ``crashed(task, reason)`` is yielded instead of a result; the rest go
+    on. Without it, the error is raised.
+
+    With a ``cluster`` the tasks run on its Dask workers instead (``workers`` is
+    then ignored), through the same bounded window; Dask reruns what a dead
+    worker held, and a task that keeps killing workers is ``crashed`` too.
     """
     if cluster is not None:
-        yield from cluster.map(function, tasks, lost)
+        yield from cluster.map(function, tasks, crashed)
         return
     if workers == 1:
         yield from map(function, tasks)
         return
+    pending = iter(tasks)
+    suspects: list | None = []
+    while suspects is not None:
+        suspects = yield from _run_pool(function, pending, workers, suspects, crashed)
+
+
+def _run_pool(function, pending, workers: int, suspects: list, crashed):
+    """Run ``suspects`` one by one, then the pending tasks, on one pool; return None when
+    all are done, or the tasks still to retry when a worker died and broke the pool."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(function),
-                             initializer=_init_worker) as pool:
-        for _, future in _in_window(lambda task: pool.submit(function, task), iter(tasks),
-                                    workers * _TASKS_PER_WORKER):
-            yield future.result()
+                             initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+        for position, task in enumerate(suspects):
+            try:
+                result = pool.submit(function, task).result()
+            except BrokenProcessPool:
+                if crashed is None:
+                    raise
+                yield crashed(task, WORKER_DIED)
+                return suspects[position + 1:]
+            yield result
+        in_flight = {pool.submit(function, task): task
+                     for task in itertools.islice(pending, workers * _TASKS_PER_WORKER)}
+        try:
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
+                    if crashed is None:
+                        raise BrokenProcessPool(WORKER_DIED)
+                    finished = [f for f in done if f.exception() is None]
+                    for future in finished:
+                        yield future.result()
+                    return [task for future, task in in_flight.items()
+                            if future not in finished]
+                for future in done:
+                    del in_flight[future]
+                for task in itertools.islice(pending, len(done)):
+                    in_flight[pool.submit(function, task)] = task
+                for future in done:
+                    yield future.result()
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
+    return None
 
 
 def _in_window(submit, items, size: int):
@@ -166,14 +237,55 @@ def _keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
 
 
-def _init_worker() -> None:
-    """Pool workers: one OpenCV thread each (the pool already uses every core), and
-    Ctrl-C is left to the parent, which stops the pool and keeps finished files."""
+def _init_worker(run: int) -> None:
+    """Pool workers: one OpenCV thread each (the pool already uses every core); Ctrl-C is
+    left to the parent, which stops the pool and keeps finished files; and a worker ends
+    when the run does, however the run ended (even SIGKILL)."""
     import cv2
 
+    _die_with_parent(run)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     _keep_freed_memory()
+
+
+def _die_with_parent(run: int) -> None:
+    """End this worker when the run (process ``run``) ends, however it ends (even SIGKILL).
+
+    Workers are children of a fork server, which lives as long as any worker does: so
+    each worker watches the run itself, from a thread blocked on a pidfd of the run
+    (polling once a second where there is none). ``PR_SET_PDEATHSIG`` also ends it at
+    once when its direct parent dies (the run, where workers are spawned)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
+                   ctypes.c_ulong(0), ctypes.c_ulong(0))
+    threading.Thread(target=_exit_when_ended, args=(run,), daemon=True,
+                     name="augcli-watch-run").start()
+
+
+def _exit_when_ended(run: int) -> None:
+    try:
+        handle = os.pidfd_open(run)
+    except (AttributeError, OSError):  # no pidfd (not Linux 5.3+), or the run has ended
+        handle = None
+    if handle is not None:
+        select.select([handle], [], [])
+    else:
+        while _running(run):
+            time.sleep(1)
+    os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's process of the same pid
+        return True
+    return True
 
 
 def progress_bar(total: int, enabled: bool):
@@ -250,13 +362,13 @@ class Cluster:
         for address, theirs in sorted(self.client.run(signature).items()):
             _refuse_mismatch(self.signature, theirs, f"worker {address}")
 
-    def map(self, function, tasks, lost=None):
+    def map(self, function, tasks, crashed=None):
         """Yield ``function(task)`` per task, run on the cluster, a bounded window of
         tasks (``SOURCES_PER_TASK`` sources each) in flight.
 
         Dask reruns a task whose worker died; a task that killed
         ``distributed.scheduler.allowed-failures`` workers is split into single
-        sources, and a source that still kills its worker becomes ``lost(task, reason)``.
+        sources, and a source that still kills its worker becomes ``crashed(task, reason)``.
         """
         distributed = _require_distributed()
         executor = self.client.get_executor(pure=False)
@@ -270,10 +382,9 @@ class Cluster:
                 if len(batch) > 1:
                     batches.retries.extend((task,) for task in batch)
                     continue
-                if lost is None:
+                if crashed is None:
                     raise
-                results = [lost(batch[0], "every worker that ran it died (out of memory, or "
-                                          f"a crash while decoding?) ({exc})")]
+                results = [crashed(batch[0], f"every worker that ran it died ({exc})")]
             yield from results
 
 
@@ -383,3 +494,27 @@ def open_cluster(cluster=None, client=None, workers: int | None = None):
         client.close()
         if local is not None:
             local.close()
+
+
+@contextmanager
+def elapsed_spinner(label: str, enabled: bool):
+    """``label: 00:12`` on stderr, ticking while a long step with no steps of its own (a
+    matrix solve) runs; shown only when enabled and stderr is a terminal, as progress_bar."""
+    bar = tqdm(desc=label, bar_format="{desc}: {elapsed}", file=sys.stderr,
+               disable=not enabled or not sys.stderr.isatty())
+    stop = threading.Event()
+    ticker = threading.Thread(target=lambda: _tick(bar, stop), daemon=True)
+    if not bar.disable:
+        ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
+        bar.close()
+
+
+def _tick(bar, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        bar.refresh()

@@ -9,9 +9,19 @@ streaming pass whose memory does not grow with the number of images:
 * featurewise: each worker returns one image's per-channel moments (count,
   mean, sum of squared deviations); the parent merges them (Chan et al.).
 * zca: each worker returns one prepared image as a flat row of D = W*H*C
-  values; the parent folds rows, a batch at a time, into the D x D matrix
-  XᵀX. Applying whitening needs that D x D matrix too, so the parent whitens
-  rows in batches (one matrix product each) and writes those outputs itself.
+  values. While there are fewer rows than values (n < D) the parent keeps
+  the rows (n x D, smaller than a D x D matrix) and solves the small n x n
+  problem XXᵀ; from the D-th row on it folds rows, a batch at a time, into
+  the D x D matrix XᵀX, whose eigendecomposition costs O(D³) (seconds at
+  32x32 RGB, D = 3,072; minutes from 48x48). Applying whitening needs the
+  D x D matrix W, so the parent whitens rows in batches (one matrix product
+  each) and writes those outputs itself.
+
+The output folder gets a ``manifest.jsonl``: a header line with the settings
+and statistics, then one line per file written (source, output, method and
+their fingerprints). A rerun with the same settings and statistics skips the
+files already written (a killed run finishes exactly as an uninterrupted one
+would); an output folder holding other outputs is refused unless overwrite.
 
 Results of the pool are put back in input order before they are summed, so
 statistics and output bytes do not depend on the number of workers.
@@ -20,6 +30,7 @@ Everything is computed in float64 and stored as float32.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -32,7 +43,14 @@ from PIL import Image
 
 from . import geometry, imagefiles
 from .errors import ImageReadError, UsageError
-from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
+from .jobs import (
+    JobReport,
+    check_folders,
+    default_workers,
+    elapsed_spinner,
+    map_in_workers,
+    progress_bar,
+)
 
 METHODS = ("minmax", "samplewise", "featurewise", "zca", "caffe", "tf", "torch")
 FITTED_METHODS = ("featurewise", "zca")
@@ -42,6 +60,8 @@ COLORS = ("rgb", "grey")
 
 STD_EPSILON = 1e-6          # Keras adds this to every std it divides by
 DEFAULT_ZCA_EPSILON = 1e-6  # Keras' ImageDataGenerator(zca_epsilon=1e-6)
+DEFAULT_ZCA_SIZE = (32, 32)  # D = 3,072 values in RGB: a fit of any number of images in seconds
+MANIFEST_NAME = "manifest.jsonl"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
@@ -88,6 +108,25 @@ def tf(x: np.ndarray) -> np.ndarray:
 def torch(x: np.ndarray) -> np.ndarray:
     """Keras preprocess_input(mode="torch"): scale to 0..1, then ImageNet mean and std."""
     return (x / 255.0 - np.array(TORCH_MEAN)) / np.array(TORCH_STD)
+
+
+def zca_components_from_rows(centred: np.ndarray, epsilon: float) -> np.ndarray:
+    """The ZCA matrix W of current Keras from the n x D centred rows themselves, when n < D.
+
+    Keras' U, s come from ``svd(Xᵀ, full_matrices=False)``: n singular vectors.
+    They are those of the small n x n matrix XXᵀ = V diag(s²) Vᵀ, with
+    U = Xᵀ V diag(1/s): an n x n eigendecomposition instead of a D x D one
+    (for 4 images at 32x32 RGB, 4 x 4 instead of 3,072 x 3,072). Directions
+    with s = 0 (images that span fewer than n dimensions, e.g. copies) have
+    no defined U; they are left out, so they map to 0 like every direction
+    the images do not span.
+    """
+    count = len(centred)
+    eigenvalues, vectors = np.linalg.eigh(centred @ centred.T)  # ascending
+    spanned = eigenvalues > eigenvalues[-1] * max(centred.shape) * np.finfo(np.float64).eps
+    singular = np.sqrt(eigenvalues[spanned])
+    kept = centred.T @ (vectors[:, spanned] / singular)
+    return (kept * (np.sqrt(count) / (singular + epsilon))) @ kept.T
 
 
 def zca_components(gram: np.ndarray, count: int, epsilon: float) -> np.ndarray:
@@ -168,13 +207,17 @@ class GramAccumulator:
     def __init__(self, channels: int):
         self.channels = channels
         self.count = 0
-        self.shift = self.sums = self.gram = None
+        # Set by the first ``add``; the gram goes again once ``centred_gram`` hands it out.
+        self.shift: np.ndarray | None = None
+        self.sums: np.ndarray | None = None
+        self.gram: np.ndarray | None = None
 
     def add(self, rows: np.ndarray) -> None:
         if self.gram is None:
             self.shift = rows.mean(axis=0)
             self.sums = np.zeros_like(self.shift)
             self.gram = np.zeros((rows.shape[1], rows.shape[1]))
+        assert self.shift is not None and self.sums is not None  # set with the first gram
         shifted = rows - self.shift
         self.gram += shifted.T @ shifted
         self.sums += shifted.sum(axis=0)
@@ -182,6 +225,7 @@ class GramAccumulator:
 
     def channel_mean(self) -> np.ndarray:
         """Per-channel mean over all images and pixels (Keras' featurewise mean)."""
+        assert self.sums is not None and self.shift is not None, "no rows were added"
         totals = (self.sums + self.count * self.shift).reshape(-1, self.channels)
         return totals.sum(axis=0) / (self.count * len(totals))
 
@@ -191,12 +235,54 @@ class GramAccumulator:
         With y = x - k and m = mean - k: Σ(y-m)(y-m)ᵀ = Σyyᵀ - a mᵀ - m aᵀ
         where a = Σy - n m / 2.
         """
+        assert self.gram is not None and self.sums is not None and self.shift is not None, \
+            "no rows were added, or the gram was handed out already"
         offset = np.tile(mean, len(self.shift) // self.channels) - self.shift
         correction = np.outer(self.sums - self.count * offset / 2, offset)
         gram, self.gram = self.gram, None
         gram -= correction
         gram -= correction.T
         return gram
+
+
+class ZcaAccumulator:
+    """Streams rows into whichever is smaller: the rows themselves while there are fewer
+    than D of them, else XᵀX (``GramAccumulator``); then solves for W the cheap way."""
+
+    def __init__(self, channels: int, features: int):
+        self.channels, self.features = channels, features
+        self.batches: list[np.ndarray] = []  # held rows, while fewer than ``features``
+        self.count = 0
+        self.gram: GramAccumulator | None = None
+
+    def add(self, rows: np.ndarray) -> None:
+        self.count += len(rows)
+        if self.gram is None and self.count < self.features:
+            self.batches.append(rows)
+            return
+        if self.gram is None:  # the D-th row: fold what was held, in order, then stream
+            self.gram = GramAccumulator(self.channels)
+            for held in self.batches:
+                self.gram.add(held)
+            self.batches = []
+        self.gram.add(rows)
+
+    @property
+    def solve_text(self) -> str:
+        """What the solve is about to do, for the progress line."""
+        side = self.count if self.gram is None else self.features
+        return f"{side:,} x {side:,} eigendecomposition"
+
+    def solve(self, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+        """(per-channel mean, W) of the rows added."""
+        if self.gram is not None:
+            mean = self.gram.channel_mean()
+            return mean, zca_components(self.gram.centred_gram(mean), self.count, epsilon)
+        rows = np.concatenate(self.batches)
+        self.batches = []
+        mean = rows.reshape(-1, self.channels).mean(axis=0)
+        rows -= np.tile(mean, self.features // self.channels)
+        return mean, zca_components_from_rows(rows, epsilon)
 
 
 # --- preparing images ------------------------------------------------------------------
@@ -291,6 +377,12 @@ class FeaturewiseStats:
                   **_preparation_record(self.preparation)}
         return (json.dumps(record, indent=2) + "\n").encode("utf-8")
 
+    def fingerprint(self) -> str:
+        """Identifies the numbers the outputs depend on (the manifest's ``stats``)."""
+        numbers = {"mean": list(self.mean), "std": list(self.std),
+                   **_preparation_record(self.preparation)}
+        return _digest(json.dumps(numbers, sort_keys=True).encode())
+
     @classmethod
     def from_record(cls, record: dict) -> FeaturewiseStats:
         return cls(tuple(map(float, record["mean"])), tuple(map(float, record["std"])),
@@ -311,6 +403,13 @@ class ZcaStats:
         """Keras' standardize: subtract the per-channel mean, then x_flat · W."""
         return (rows - np.tile(self.mean, rows.shape[1] // len(self.mean))) @ self.components
 
+    def fingerprint(self) -> str:
+        """Identifies the numbers the outputs depend on (the manifest's ``stats``)."""
+        settings = {"epsilon": self.epsilon, **_preparation_record(self.preparation)}
+        return _digest(json.dumps(settings, sort_keys=True).encode(),
+                       np.ascontiguousarray(self.mean, dtype=np.float64),
+                       np.ascontiguousarray(self.components, dtype=np.float64))
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         record = {"augcli_stats": STATS_FORMAT_VERSION, "method": "zca", "images": self.images,
@@ -318,6 +417,14 @@ class ZcaStats:
         np.savez(buffer, meta=np.array(json.dumps(record)), mean=self.mean,
                  components=self.components)
         return buffer.getvalue()
+
+
+def _digest(*parts) -> str:
+    """16 hex digits of SHA-256 over bytes or C-contiguous arrays (hashed in place)."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part)
+    return hasher.hexdigest()[:16]
 
 
 def _preparation_record(preparation: Preparation) -> dict:
@@ -378,6 +485,7 @@ def memory_budget() -> int | None:
 def check_zca_memory(preparation: Preparation, matrices: int, budget: int | None = None) -> None:
     """Refuse, before reading any image, a --size whose D x D matrices would not fit."""
     budget = memory_budget() if budget is None else budget
+    assert preparation.size is not None  # zca always resizes (plan_normalize's default size)
     width, height = preparation.size
     features = width * height * preparation.channels
     matrix = features**2 * 8
@@ -424,7 +532,7 @@ class ImageTask:
     (a flat image for ZCA) or "write" (transform, encode, write).
     """
 
-    index: int
+    index: int  # position in its pass (results are put back in this order)
     source: Path
     relative: str
     destination: Path | None
@@ -432,6 +540,7 @@ class ImageTask:
     job: str
     transform: Transform | None = None
     fmt: str = "npy"
+    number: int = 0  # position in the whole input folder, whatever the pass
 
 
 @dataclass
@@ -439,6 +548,7 @@ class ImageResult:
     index: int
     relative: str
     destination: Path | None
+    number: int = 0
     payload: object = None  # moments or a row; the parent drops it once used
     failure: str | None = None
     decoded: bool = False  # a write can fail after a good decode
@@ -446,7 +556,7 @@ class ImageResult:
 
 def process_image(task: ImageTask) -> ImageResult:
     """Worker: decode and prepare one image, then measure, flatten, or normalize and write it."""
-    result = ImageResult(task.index, task.relative, task.destination)
+    result = ImageResult(task.index, task.relative, task.destination, task.number)
     try:
         image = imagefiles.read_image(task.source)
     except ImageReadError as exc:
@@ -459,6 +569,7 @@ def process_image(task: ImageTask) -> ImageResult:
     elif task.job == "row":
         result.payload = preparation.apply(image).reshape(-1)
     else:
+        assert task.destination is not None and task.transform is not None  # a "write" task
         result.failure = _write(task.destination, task.transform(preparation.apply(image)),
                                 task.fmt, task.transform.method)
     return result
@@ -477,12 +588,50 @@ def _write(destination: Path, result: np.ndarray, fmt: str, method: str) -> str 
 
 @dataclass
 class NormalizeReport(JobReport):
+    method: str = ""
     stats_path: str | None = None
 
     def summary(self) -> str:
-        saved = f", statistics saved to {self.stats_path}" if self.stats_path else ""
-        return (f"{self.images_read} images read, {self.written} files written{saved}, "
-                f"{len(self.failures)} failed, {self.seconds:.1f} s")
+        if self.stats_path:
+            return (f"{self.images_read} images read, 0 files written, statistics saved to "
+                    f"{self.stats_path}, {len(self.failures)} failed, {self.seconds:.1f} s")
+        return (f"{self.images_read} images read, {self.written} files written, "
+                f"{self.skipped} skipped (already done), {len(self.failures)} failed, "
+                f"{self.seconds:.1f} s")
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "method": self.method, "stats_file": self.stats_path}
+
+
+@dataclass
+class NormalizePlan:
+    """Everything decided before any image is read; what ``--dry-run`` prints."""
+
+    method: str
+    fmt: str
+    preparation: Preparation
+    per_channel: bool
+    epsilon: float
+    saved: object  # statistics loaded from a --stats file to apply, or None
+    stats_path: Path | None
+    input_dir: Path
+    output_dir: Path | None  # None: fit only
+    tasks: list  # ImageTask per image, in input order
+    ignored: list  # files that are not images
+    outputs: dict = field(default_factory=dict)  # source -> output, relative posix paths
+    settings: dict = field(default_factory=dict)  # what decides the bytes, but the statistics
+    finished: dict = field(default_factory=dict)  # output -> record of an earlier run, file there
+    stale: list = field(default_factory=list)  # with overwrite: earlier outputs no longer made
+    overwrite: bool = False
+
+    @property
+    def fits(self) -> bool:
+        """Whether statistics are fitted on the input folder first."""
+        return self.method in FITTED_METHODS and self.saved is None
+
+    @property
+    def fingerprint(self) -> str:
+        return _digest(json.dumps(self.settings, sort_keys=True).encode())
 
 
 @dataclass
@@ -529,50 +678,215 @@ def _in_input_order(results):
             expected += 1
 
 
-def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None = None,
-                     size: tuple | None = None, resize: str = "stretch", color: str | None = None,
-                     per_channel: bool = False, zca_epsilon: float | None = None, stats=None,
-                     fit_only: bool = False, workers: int | None = None, progress: bool = False,
-                     notify=None) -> NormalizeReport:
-    """Normalize every image of ``input_dir`` into ``output_dir``; what ``augcli normalize`` calls.
+def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None = None,
+                   size: tuple | None = None, resize: str = "stretch", color: str | None = None,
+                   per_channel: bool = False, zca_epsilon: float | None = None, stats=None,
+                   fit_only: bool = False, overwrite: bool = False) -> NormalizePlan:
+    """Check the flags and folders, list the images and what an earlier run finished.
 
-    featurewise and zca fit their statistics on ``input_dir`` unless ``stats``
-    names a file to apply; with ``fit_only`` they save them to ``stats`` and
-    write no image. ``notify`` receives one line per failed input.
+    Raises ``UsageError`` for flags that cannot work together and for an output
+    folder holding files this normalize did not write, or wrote with other
+    settings (unless ``overwrite``). Reads no image and writes nothing.
     """
-    started = time.perf_counter()
     fmt = fmt or ("png" if method == "minmax" else "npy")
     _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, stats, fit_only,
                    output_dir)
     saved = load_stats(stats, method) if stats is not None and not fit_only else None
+    if method == "zca" and size is None and saved is None:
+        size = DEFAULT_ZCA_SIZE
     preparation = _resolve_preparation(method, size, resize, color, saved)
     if method == "zca" and saved is None:
         check_zca_memory(preparation, ZCA_FIT_MATRICES)
     input_dir, output_dir = _check_paths(input_dir, output_dir, fit_only)
     images, others = imagefiles.scan_images(input_dir)
-    destinations = None if fit_only else _destinations(images, output_dir, fmt)
+    outputs = {} if fit_only else _outputs(images, fmt)
+    tasks = [ImageTask(number, input_dir / relative, relative.as_posix(),
+                       output_dir / outputs[relative.as_posix()] if outputs else None,
+                       preparation, "", number=number)
+             for number, relative in enumerate(images)]
+    plan = NormalizePlan(method, fmt, preparation, per_channel,
+                         zca_epsilon or DEFAULT_ZCA_EPSILON, saved,
+                         Path(stats) if stats is not None else None, input_dir, output_dir,
+                         tasks, others, outputs, overwrite=overwrite)
+    if plan.fits and not tasks:
+        raise UsageError(f"no images in {input_dir} to fit {method} statistics on "
+                         f"({imagefiles.looked_for()})")
+    if output_dir is not None:
+        plan.settings = json.loads(json.dumps({"method": method, "format": fmt,
+                                               **_preparation_record(preparation),
+                                               "per_channel": per_channel}))
+        plan.finished, plan.stale = _earlier_outputs(plan)
+    return plan
 
-    report = NormalizeReport(ignored=others, notify=notify)
+
+def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None = None,
+                     size: tuple | None = None, resize: str = "stretch", color: str | None = None,
+                     per_channel: bool = False, zca_epsilon: float | None = None, stats=None,
+                     fit_only: bool = False, overwrite: bool = False, workers: int | None = None,
+                     progress: bool = False, notify=None) -> NormalizeReport:
+    """Normalize every image of ``input_dir`` into ``output_dir``; what ``augcli normalize`` calls.
+
+    featurewise and zca fit their statistics on ``input_dir`` unless ``stats``
+    names a file to apply; with ``fit_only`` they save them to ``stats`` and
+    write no image. Files an earlier run with the same settings and statistics
+    wrote are kept and skipped (see ``manifest.jsonl``); ``overwrite`` replaces
+    an earlier run's outputs whatever made them. ``notify`` receives one line
+    per failed input.
+    """
+    started = time.perf_counter()
+    plan = plan_normalize(input_dir, output_dir, method=method, fmt=fmt, size=size,
+                          resize=resize, color=color, per_channel=per_channel,
+                          zca_epsilon=zca_epsilon, stats=stats, fit_only=fit_only,
+                          overwrite=overwrite)
+    report = NormalizeReport(ignored=plan.ignored, notify=notify, method=method,
+                             output_dir=str(plan.output_dir) if plan.output_dir else None)
     passes = _Passes(workers or default_workers(), report, progress)
-    tasks = [ImageTask(index, input_dir / relative, relative.as_posix(),
-                       destinations[index] if destinations else None, preparation, "")
-             for index, relative in enumerate(images)]
-    fitted = saved
-    if method in FITTED_METHODS and fitted is None:
-        fitted = _fit(method, tasks, passes, zca_epsilon or DEFAULT_ZCA_EPSILON)
+    fitted = plan.saved
+    if plan.fits:
+        fitted = _fit(method, plan.tasks, passes, plan.epsilon)
         if fit_only:
-            save_stats(Path(stats), fitted)
-            report.stats_path = str(stats)
+            assert plan.stats_path is not None  # --fit-only requires --stats (_check_options)
+            save_stats(plan.stats_path, fitted)
+            report.stats_path = str(plan.stats_path)
     if not fit_only:
-        remaining = [task for task in tasks if task.relative not in passes.failed]
-        if method == "zca":
-            _apply_zca(remaining, fitted, fmt, passes)
-        else:
-            _apply_in_workers(remaining, _transform(method, per_channel, fitted), fmt, passes)
+        _write_outputs(plan, fitted, passes)
     report.images_read = passes.decoded
     report.seconds = time.perf_counter() - started
     return report
 
+
+def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
+    """Normalize what an earlier run did not finish, journaling each file in the manifest."""
+    stats = fitted.fingerprint() if fitted is not None else None
+    finished = _same_statistics(plan, stats)
+    output_dir = plan.output_dir
+    assert output_dir is not None  # not --fit-only
+    for relative in plan.stale:
+        (output_dir / relative).unlink(missing_ok=True)
+    imagefiles.remove_stale_temp_files(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    header = {"normalize": plan.settings, "settings": plan.fingerprint, "stats": stats}
+    records = dict(finished)
+    _write_manifest(output_dir, header, records.values())
+    todo = [task for task in plan.tasks if task.relative not in passes.failed]
+    passes.report.skipped = sum(plan.outputs[task.relative] in finished for task in todo)
+    todo = [task for task in todo if plan.outputs[task.relative] not in finished]
+    with open(output_dir / MANIFEST_NAME, "a", encoding="utf-8") as manifest:
+
+        def journal(result: ImageResult) -> None:
+            record = {"output": plan.outputs[result.relative], "source": result.relative,
+                      "method": plan.method, "settings": plan.fingerprint, "stats": stats}
+            records[record["output"]] = record
+            manifest.write(json.dumps(record, ensure_ascii=False) + "\n")
+            manifest.flush()
+            passes.report.written += 1
+
+        try:
+            if plan.method == "zca":
+                _apply_zca(todo, fitted, plan.fmt, passes, journal, len(plan.tasks))
+            else:
+                _apply_in_workers(todo, _transform(plan.method, plan.per_channel, fitted),
+                                  plan.fmt, passes, journal)
+        finally:
+            _write_manifest(output_dir, header, records.values())
+
+
+# --- the manifest ----------------------------------------------------------------------------
+
+def read_manifest(output_dir: Path) -> tuple[dict | None, list]:
+    """(header, output records) of an earlier normalize; a torn last line is ignored."""
+    path = output_dir / MANIFEST_NAME
+    header: dict | None = None
+    records: list[dict] = []
+    if not path.is_file():
+        return header, records
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "normalize" in record:
+            header = record
+        elif isinstance(record, dict) and isinstance(record.get("output"), str):
+            records.append(record)
+    return header, records
+
+
+def _write_manifest(output_dir: Path, header: dict, records) -> None:
+    """Rewrite the manifest whole: the header, then one line per output, by name."""
+    lines = [header, *sorted(records, key=lambda record: record["output"])]
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    imagefiles.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
+
+
+def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
+    """(outputs an earlier run with these settings finished, outputs to delete).
+
+    Refuses an output folder whose manifest records other settings, or, with
+    no manifest of normalize, files where this run would write: only
+    ``overwrite`` replaces them (and deletes the earlier run's outputs that
+    this one does not make, e.g. of another --format).
+    """
+    output_dir = plan.output_dir
+    assert output_dir is not None  # plan_normalize asks only when there is an output folder
+    header, records = read_manifest(output_dir)
+    if plan.overwrite:
+        planned = set(plan.outputs.values())
+        ours = {record["output"] for record in records
+                if "settings" in record and _inside(output_dir, record["output"])}
+        return {}, sorted(ours - planned)
+    if (header is not None and header.get("settings") != plan.fingerprint) or \
+            any(record.get("settings") != plan.fingerprint for record in records):
+        raise UsageError(_other_settings(plan, header))
+    finished = {record["output"]: record for record in records
+                if (output_dir / record["output"]).is_file()}
+    if header is None:
+        clashes = sorted(output for output in plan.outputs.values()
+                         if (output_dir / output).exists() and output not in finished)
+        if clashes:
+            raise UsageError(f"{output_dir} already holds {len(clashes)} file(s) this normalize "
+                             f"would write (e.g. {clashes[0]}) and no {MANIFEST_NAME} says "
+                             "where they came from; rerun with --overwrite to replace them, "
+                             "or choose another output folder")
+    return finished, []
+
+
+def _inside(folder: Path, relative: str) -> bool:
+    """Whether a path a manifest names stays inside ``folder`` (never delete elsewhere)."""
+    resolved = (folder / relative).resolve()
+    return folder.resolve() in resolved.parents
+
+
+def _other_settings(plan: NormalizePlan, header: dict | None) -> str:
+    advice = "; rerun with --overwrite to replace them, or choose another output folder"
+    earlier = header.get("normalize") if header is not None else None
+    if not isinstance(earlier, dict):
+        return (f"{plan.output_dir} holds outputs this command did not make (its "
+                f"{MANIFEST_NAME} is not one augcli normalize wrote){advice}")
+    changes = ", ".join(f"{key} {_setting_text(earlier.get(key))} -> {_setting_text(value)}"
+                        for key, value in plan.settings.items() if earlier.get(key) != value)
+    return (f"{plan.output_dir} holds outputs of an earlier normalize with other settings "
+            f"({changes or 'another version'}){advice}")
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, list):
+        return "x".join(map(str, value))
+    return "none" if value is None else str(value).lower()
+
+
+def _same_statistics(plan: NormalizePlan, stats: str | None) -> dict:
+    """The earlier outputs to keep: refuse them if they were made with other statistics."""
+    other = {record.get("stats") for record in plan.finished.values()} - {stats}
+    if other and not plan.overwrite:
+        raise UsageError(f"{plan.output_dir} holds {plan.method} outputs made with other "
+                         "statistics (the input folder or the statistics file changed since); "
+                         "rerun with --overwrite to replace them, or choose another output "
+                         "folder")
+    return plan.finished
+
+
+# --- checks before any image is read ---------------------------------------------------
 
 def _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, stats, fit_only,
                    output_dir) -> None:
@@ -590,8 +904,6 @@ def _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, s
         (zca_epsilon is not None and applying_saved,
          "--zca-epsilon is part of the saved statistics; it cannot change when applying them"),
         (resize == "letterbox" and size is None, "--resize letterbox needs --size"),
-        (method == "zca" and size is None and not applying_saved,
-         "--method zca needs --size WxH: every image must have the same number of values"),
         (size is not None and size[0] * size[1] > imagefiles.DEFAULT_MAX_PIXELS,
          f"--size is over the limit of {imagefiles.DEFAULT_MAX_PIXELS:,} pixels"),
         (color == "grey" and method in ("caffe", "torch"),
@@ -634,18 +946,21 @@ def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[Path, Path | No
     return check_folders(input_dir, Path(output_dir))
 
 
-def _destinations(images: list, output_dir: Path, fmt: str) -> list:
+def _outputs(images: list, fmt: str) -> dict:
     """Same relative path and stem, the format's extension; refuse two sources on one name."""
-    destinations, claimed = [], {}
+    outputs: dict[str, str] = {}
+    claimed: dict[str, str] = {}
     for relative in images:
-        target = relative.with_suffix(f".{fmt}")
+        target = relative.with_suffix(f".{fmt}").as_posix()
         if target in claimed:
             raise UsageError(f"{claimed[target]} and {relative.as_posix()} would both write "
-                             f"{target.as_posix()}; rename one of them")
+                             f"{target}; rename one of them")
         claimed[target] = relative.as_posix()
-        destinations.append(output_dir / target)
-    return destinations
+        outputs[relative.as_posix()] = target
+    return outputs
 
+
+# --- the passes ----------------------------------------------------------------------------
 
 def _for_pass(tasks: list, job: str, **changes) -> list:
     """The tasks of one pass, numbered by position so results can be put back in order."""
@@ -673,14 +988,24 @@ def _fit_featurewise(tasks: list, passes: _Passes) -> FeaturewiseStats:
 
 def _fit_zca(tasks: list, passes: _Passes, epsilon: float) -> ZcaStats:
     preparation = tasks[0].preparation
-    accumulator = GramAccumulator(preparation.channels)
+    accumulator = ZcaAccumulator(preparation.channels, _features(preparation))
     for batch in _row_batches(passes.run(_for_pass(tasks, "row"), "fit"), preparation):
         accumulator.add(np.stack([row for _, row in batch]))
     if accumulator.count == 0:
         raise UsageError(f"none of the {len(tasks)} images could be read; nothing to fit")
-    mean = accumulator.channel_mean()
-    components = zca_components(accumulator.centred_gram(mean), accumulator.count, epsilon)
+    with elapsed_spinner(f"solve ({accumulator.solve_text})", passes.progress):
+        mean, components = accumulator.solve(epsilon)
     return ZcaStats(mean, components, epsilon, accumulator.count, preparation)
+
+
+def _features(preparation: Preparation) -> int:
+    assert preparation.size is not None  # zca always resizes (plan_normalize's default size)
+    width, height = preparation.size
+    return width * height * preparation.channels
+
+
+def _rows_per_batch(preparation: Preparation) -> int:
+    return max(1, ROW_BATCH_BYTES // (_features(preparation) * 8))
 
 
 def _row_batches(results, preparation: Preparation):
@@ -689,8 +1014,7 @@ def _row_batches(results, preparation: Preparation):
     map_in_workers keeps every finished future until its pool closes, so the
     row is taken out of its result here: only the small shell stays behind.
     """
-    width, height = preparation.size
-    rows_per_batch = max(1, ROW_BATCH_BYTES // (width * height * preparation.channels * 8))
+    rows_per_batch = _rows_per_batch(preparation)
     batch = []
     for result in results:
         batch.append((result, result.payload))
@@ -708,21 +1032,51 @@ def _transform(method: str, per_channel: bool, fitted) -> Transform:
     return Transform(method, per_channel=per_channel)
 
 
-def _apply_in_workers(tasks: list, transform: Transform, fmt: str, passes: _Passes) -> None:
-    for _ in passes.run(_for_pass(tasks, "write", transform=transform, fmt=fmt), "normalize"):
-        passes.report.written += 1
+def _apply_in_workers(tasks: list, transform: Transform, fmt: str, passes: _Passes,
+                      journal) -> None:
+    for result in passes.run(_for_pass(tasks, "write", transform=transform, fmt=fmt),
+                             "normalize"):
+        journal(result)
 
 
-def _apply_zca(tasks: list, stats: ZcaStats, fmt: str, passes: _Passes) -> None:
-    """Workers decode and resize; the parent, which holds W, whitens and writes."""
+def _apply_zca(tasks: list, stats: ZcaStats, fmt: str, passes: _Passes, journal,
+               total: int) -> None:
+    """Workers decode and resize; the parent, which holds W, whitens and writes.
+
+    Rows are whitened in fixed blocks of the whole folder: block b holds the
+    images numbered b·R to b·R + R - 1 in input order, and the rows of images
+    not in this pass (unreadable, or finished by an earlier run) are zeros.
+    Each image so meets the same matrix product, in the same place, whichever
+    images a resumed run has left to do, and its bytes never depend on that.
+    """
+    assert stats.preparation.size is not None  # zca statistics record their size
     width, height = stats.preparation.size
-    report = passes.report
-    for batch in _row_batches(passes.run(_for_pass(tasks, "row"), "normalize"),
-                              stats.preparation):
-        whitened = stats.whiten(np.stack([row for _, row in batch]))
-        for (result, _), row in zip(batch, whitened, strict=True):
-            failure = _write(result.destination, row.reshape(height, width, -1), fmt, "zca")
+    per_block = _rows_per_batch(stats.preparation)
+    block: int | None = None
+    start = 0
+    rows = np.empty((0, 0))  # the block's rows: made at the first result
+    waiting: list[ImageResult] = []
+
+    def write_block():
+        whitened = stats.whiten(rows)
+        for result in waiting:
+            pixels = whitened[result.number - start].reshape(height, width, -1)
+            failure = _write(result.destination, pixels, fmt, "zca")
             if failure is None:
-                report.written += 1
+                journal(result)
             else:
                 passes.report.fail(result.relative, failure)
+
+    for result in passes.run(_for_pass(tasks, "row"), "normalize"):
+        if result.number // per_block != block:
+            if waiting:
+                write_block()
+            block = result.number // per_block
+            start = block * per_block
+            rows = np.zeros((min(per_block, total - start), _features(stats.preparation)))
+            waiting = []
+        rows[result.number - start] = result.payload
+        result.payload = None
+        waiting.append(result)
+    if waiting:
+        write_block()

@@ -14,8 +14,17 @@ key path, so a recipe with five mistakes reports five lines.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from .errors import excerpt
+
+
+class Distribution(Protocol):
+    """What the four distributions below have in common: one value per call."""
+
+    def sample(self, rng) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,8 @@ class Param:
 
     ``symmetric``: a bare number ``d`` means the range ``[-d, d]`` (rotation
     degrees, shift fractions): the shorthand Keras and torchvision users know.
+    ``magnitude``: number-or-list params whose bare number ``d`` the op reads as
+    ``[-d, d]`` itself (``hue``): a bare number must be >= 0.
     """
 
     name: str
@@ -81,6 +92,7 @@ class Param:
     lengths: tuple = ()  # number-or-list params: the list lengths allowed (empty: any)
     ordered: bool = False  # number-or-list params: a two-number list is a [lo, hi] range
     random: bool = True  # False: only a fixed value makes sense (fill mode, flags)
+    magnitude: bool = False  # number-or-list params: a bare number d means [-d, d]
     keep_int: bool = False  # number-or-list params: a bare integer stays an int (Keras' shifts)
 
     def describe_type(self) -> str:
@@ -122,39 +134,61 @@ class Problems:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real, finite number: NaN and infinity are never valid, nor a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _not_a_number(value) -> str:
+    """What was wrong with a value that is not a usable number, for a message."""
+    if isinstance(value, float) and math.isnan(value):
+        return "got NaN (.nan), which is never a valid value"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"got {excerpt(value)}, which is not a finite number"
+    return f"got {excerpt(value)}"
 
 
 def _check_scalar(param: Param, value, path: str, problems: Problems) -> bool:
     """Check one concrete value against the param's type and bounds."""
     if param.kind == BOOL:
         if not isinstance(value, bool):
-            problems.add(path, f"expected true or false, got {value!r}")
+            problems.add(path, f"expected true or false, got {excerpt(value)}")
             return False
         return True
     if param.kind == ENUM:
-        if value not in param.choices:
-            problems.add(path, f"expected one of {', '.join(param.choices)}, got {value!r}")
+        if not isinstance(value, str) or value not in param.choices:
+            problems.add(path, f"expected one of {', '.join(param.choices)}, got "
+                               f"{excerpt(value)}")
             return False
         return True
     if param.kind == NUMBER_OR_LIST:
         items = value if isinstance(value, list) else [value]
-        if not items or not all(_is_number(item) for item in items):
-            problems.add(path, f"expected a number or a list of numbers, got {value!r}")
+        bad = next((item for item in items if not _is_number(item)), None) if items else value
+        if not items or bad is not None:
+            problems.add(path, f"expected a number or a list of numbers, {_not_a_number(bad)}")
             return False
         if isinstance(value, list) and param.lengths and len(value) not in param.lengths:
             counts = " or ".join(str(n) for n in param.lengths)
-            problems.add(path, f"expected a number or a list of {counts} numbers, got {value!r}")
+            problems.add(path, f"expected a number or a list of {counts} numbers, got "
+                               f"{excerpt(value)}")
             return False
         if param.ordered and len(items) == 2 and items[0] > items[1]:
-            problems.add(path, f"expected lo <= hi, got {value!r}")
+            problems.add(path, f"expected lo <= hi, got {excerpt(value)}")
+            return False
+        if param.magnitude and not isinstance(value, list) and value < 0:
+            problems.add(path, f"a single number d means [-d, d], so it must be >= 0, got "
+                               f"{excerpt(value)} (write [lo, hi] for any other range)")
             return False
         return all(_check_bounds(param, item, path, problems) for item in items)
     if not _is_number(value):
-        problems.add(path, f"expected {param.describe_type()}, got {value!r}")
+        problems.add(path, f"expected {param.describe_type()}, {_not_a_number(value)}")
         return False
     if param.kind == INT and not float(value).is_integer():
-        problems.add(path, f"expected an integer, got {value!r}")
+        problems.add(path, f"expected an integer, got {excerpt(value)}")
         return False
     return _check_bounds(param, value, path, problems)
 
@@ -163,7 +197,7 @@ def _check_bounds(param: Param, value, path: str, problems: Problems) -> bool:
     if param.low is not None and value < param.low or param.high is not None and value > param.high:
         low = "-inf" if param.low is None else _fmt(param.low)
         high = "inf" if param.high is None else _fmt(param.high)
-        problems.add(path, f"{value!r} is out of range [{low}, {high}]")
+        problems.add(path, f"{excerpt(value)} is out of range [{low}, {high}]")
         return False
     return True
 
@@ -181,40 +215,57 @@ def _normalize(param: Param, value):
 
 
 def parse_value(param: Param, value, path: str, problems: Problems):
-    """Turn a recipe value into a distribution, or record why it cannot be one."""
+    """Turn a recipe value into a distribution, or record why it cannot be one (None)."""
     if isinstance(value, dict):
-        if len(value) != 1 or next(iter(value)) not in ("choice", "sweep"):
-            problems.add(path, f"expected a value, [lo, hi], {{choice: [...]}} or {{sweep: [...]}}, got {value!r}")
-            return None
-        (form, items), = value.items()
-        if not isinstance(items, list) or not items:
-            problems.add(f"{path}.{form}", f"expected a non-empty list of values, got {items!r}")
-            return None
-        good = all(_check_scalar(param, item, f"{path}.{form}[{i}]", problems) for i, item in enumerate(items))
-        if not good:
-            return None
-        normalized = tuple(_normalize(param, item) for item in items)
-        return Sweep(normalized) if form == "sweep" else Choice(normalized)
+        return _parse_choice_or_sweep(param, value, path, problems)
     if isinstance(value, list) and param.kind != NUMBER_OR_LIST:
-        if not param.random or param.kind in (BOOL, ENUM):
-            problems.add(path, f"expected {param.describe_type()}, got a list {value!r}")
-            return None
-        if len(value) != 2:
-            problems.add(path, f"expected [lo, hi] (two numbers), got {value!r}")
-            return None
-        if not all(_check_scalar(param, item, path, problems) for item in value):
-            return None
-        low, high = value
-        if low > high:
-            problems.add(path, f"expected lo <= hi, got [{low}, {high}]")
-            return None
-        return Uniform(_normalize(param, low), _normalize(param, high), integer=param.kind == INT)
+        return _parse_range(param, value, path, problems)
+    return _parse_fixed(param, value, path, problems)
+
+
+def _parse_choice_or_sweep(param: Param, value: dict, path: str, problems: Problems):
+    """``{choice: [a, b]}`` -> Choice, ``{sweep: [a, b]}`` -> Sweep: each item checked."""
+    if len(value) != 1 or next(iter(value)) not in ("choice", "sweep"):
+        problems.add(path, "expected a value, [lo, hi], {choice: [...]} or {sweep: [...]}, "
+                           f"got {excerpt(value)}")
+        return None
+    (form, items), = value.items()
+    if not isinstance(items, list) or not items:
+        problems.add(f"{path}.{form}", f"expected a non-empty list of values, got "
+                                       f"{excerpt(items)}")
+        return None
+    good = all(_check_scalar(param, item, f"{path}.{form}[{i}]", problems)
+               for i, item in enumerate(items))
+    if not good:
+        return None
+    normalized = tuple(_normalize(param, item) for item in items)
+    return Sweep(normalized) if form == "sweep" else Choice(normalized)
+
+
+def _parse_range(param: Param, value: list, path: str, problems: Problems):
+    """``[lo, hi]`` -> Uniform (integers for int params), for params that may be random."""
+    if not param.random or param.kind in (BOOL, ENUM):
+        problems.add(path, f"expected {param.describe_type()}, got a list {excerpt(value)}")
+        return None
+    if len(value) != 2:
+        problems.add(path, f"expected [lo, hi] (two numbers), got {excerpt(value)}")
+        return None
+    if not all(_check_scalar(param, item, path, problems) for item in value):
+        return None
+    low, high = value
+    if low > high:
+        problems.add(path, f"expected lo <= hi, got [{low}, {high}]")
+        return None
+    return Uniform(_normalize(param, low), _normalize(param, high), integer=param.kind == INT)
+
+
+def _parse_fixed(param: Param, value, path: str, problems: Problems):
+    """A single value -> Const, or ``Uniform(-d, d)`` for a symmetric param."""
     if not _check_scalar(param, value, path, problems):
         return None
     if param.symmetric and param.random:
         magnitude = abs(_normalize(param, value))
-        candidate = Uniform(-magnitude, magnitude, integer=param.kind == INT)
         if not _check_scalar(param, -magnitude, path, problems):
             return None
-        return candidate
+        return Uniform(-magnitude, magnitude, integer=param.kind == INT)
     return Const(_normalize(param, value))

@@ -10,12 +10,20 @@ once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from . import geometry
 from . import ops as catalog
+from .imagefiles import DEFAULT_MAX_PIXELS
+from .params import Distribution
 from .recipe import OneOf, OpNode, Sequence, SomeOf, Sometimes
+
+
+class OutputTooLarge(ValueError):
+    """A step would make an image over the pixel limit inputs have too (found while
+    sampling, before anything is allocated): that output fails, the run goes on."""
 
 
 @dataclass(frozen=True)
@@ -29,21 +37,24 @@ class Step:
         return {self.op: self.params}
 
 
-def sample_steps(nodes, rng: np.random.Generator, shape) -> list:
+def sample_steps(nodes, rng: np.random.Generator, shape,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list:
     """Walk the op tree, draw every random choice, and return the steps that fire.
 
     ``shape`` is the source image's; ops that change the size (crops, resizes)
-    hand the new size to the ops after them.
+    hand the new size to the ops after them. A step that would make an image of
+    more than ``max_pixels`` raises OutputTooLarge.
     """
-    sampler = _Sampler(rng, tuple(shape[:2]))
+    sampler = _Sampler(rng, tuple(shape[:2]), max_pixels)
     sampler.visit(nodes)
     return sampler.steps
 
 
 class _Sampler:
-    def __init__(self, rng, size):
+    def __init__(self, rng, size, max_pixels):
         self.rng = rng
         self.size = size  # (height, width) at this point of the pipeline
+        self.max_pixels = max_pixels
         self.steps = []
 
     def visit(self, nodes) -> None:
@@ -55,12 +66,15 @@ class _Sampler:
                 if params is not None:
                     self.steps.append(Step(node.op, params))
                     self.size = op.size_after(params, self.size)
+                    self._check_size(node.op)
             elif isinstance(node, Sometimes):
-                self.visit(node.then if rng.random() < node.p.sample(rng) else node.otherwise)
+                p = cast(Distribution, node.p)  # recipe.Sometimes.p is typed `object` there
+                self.visit(node.then if rng.random() < p.sample(rng) else node.otherwise)
             elif isinstance(node, OneOf):
                 self.visit([node.ops[int(rng.integers(len(node.ops)))]])
             elif isinstance(node, SomeOf):
-                count = min(int(node.n.sample(rng)), len(node.ops))
+                n = cast(Distribution, node.n)  # recipe.SomeOf.n is typed `object` there
+                count = min(int(n.sample(rng)), len(node.ops))
                 picked = rng.choice(len(node.ops), size=count, replace=False)
                 order = picked if node.random_order else np.sort(picked)
                 self.visit([node.ops[i] for i in order])
@@ -70,6 +84,13 @@ class _Sampler:
                 self.visit([node.ops[i] for i in order])
             else:  # pragma: no cover - the recipe parser builds only the types above
                 raise TypeError(f"unknown op node {node!r}")
+
+
+    def _check_size(self, op_name: str) -> None:
+        height, width = self.size
+        if height * width > self.max_pixels:
+            raise OutputTooLarge(f"{op_name} would make a {width} x {height} image, over the "
+                                 f"limit of {self.max_pixels:,} pixels")
 
 
 def _drawer(args: dict, rng):
@@ -101,6 +122,7 @@ def apply_steps(image: np.ndarray, steps) -> np.ndarray:
             image = _resample(image, run)
             run = None
         if op.fusable:
+            assert op.matrix is not None  # fusable: a matrix and no apply of its own
             step_matrix = op.matrix(step.params, size)
             size = op.size_after(step.params, size)
             if run is None:
@@ -108,6 +130,7 @@ def apply_steps(image: np.ndarray, steps) -> np.ndarray:
             else:
                 run = (step_matrix @ run[0], run[1] or step_fill, size)
         else:
+            assert op.apply is not None  # not fusable, so it makes its own pixels
             image = op.apply(image, step.params)
             size = image.shape[:2]
     return image if run is None else _resample(image, run)
@@ -123,7 +146,7 @@ def steps_matrix(steps, shape) -> np.ndarray:
     matrix, size = np.eye(3), tuple(shape[:2])
     for step in steps:
         op = catalog.CATALOG[step.op]
-        if op.geometric:
+        if op.matrix is not None:  # geometric
             matrix = op.matrix(step.params, size) @ matrix
         size = op.size_after(step.params, size)
     return matrix

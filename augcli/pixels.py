@@ -15,7 +15,7 @@ def split_alpha(image: np.ndarray):
     """(colour, alpha): colour is H x W (grey, grey + alpha) or H x W x 3; alpha may be None."""
     if image.ndim == 2:
         return image, None
-    channels = image.shape[2]
+    channels: int = image.shape[2]
     if channels == 2:
         return image[..., 0], image[..., 1]
     if channels == 4:
@@ -93,7 +93,8 @@ def colour_channels(image: np.ndarray) -> int:
     """Channels that carry colour: alpha (the 2nd of LA, the 4th of RGBA) is excluded."""
     if image.ndim == 2:
         return 1
-    return {2: 1, 4: 3}.get(image.shape[2], image.shape[2])
+    channels: int = image.shape[2]
+    return {2: 1, 4: 3}.get(channels, channels)
 
 
 def keras_channel_shift(colour: np.ndarray, shift: float) -> np.ndarray:

@@ -61,6 +61,7 @@ def _zip_longest(groups):
 def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="preview.png") -> Path:
     """Write a labelled grid (the original first, then the samples) as a PNG; return its path."""
     image_path, output = Path(image_path), Path(output)
+    _refuse_writing_into_sources(recipe, image_path, output)
     try:
         image = imagefiles.read_image(image_path)
     except ImageReadError as exc:
@@ -76,9 +77,19 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
         if boxes:
             kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
                                       recipe.annotations.min_visibility)
-        tiles.append((_as_rgb(augmented), Path(plan.relative).stem, kept))
+        tiles.append((_as_rgb(augmented), _printable(Path(plan.relative).stem), kept))
     imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
+
+
+def _refuse_writing_into_sources(recipe: Recipe, image_path: Path, output: Path) -> None:
+    """The contact sheet must never replace the image, nor land among the sources."""
+    if output.resolve() == image_path.resolve() or \
+            output.exists() and image_path.exists() and output.samefile(image_path):
+        raise UsageError(f"--output {output} is the image itself; write the sheet elsewhere")
+    if recipe.input is not None and recipe.input.resolve() in output.resolve().parents:
+        raise UsageError(f"--output {output} is inside the input folder {recipe.input}: the "
+                         "sheet would become a source of the next run; write it elsewhere")
 
 
 def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
@@ -91,6 +102,11 @@ def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
         return source.read(relative.as_posix(), image_path).boxes
     except (AnnotationError, ImageReadError) as exc:
         raise UsageError(str(exc)) from None
+
+
+def _printable(label: str) -> str:
+    """A label OpenCV can draw: bytes of a file name that is not UTF-8 become U+FFFD."""
+    return label.encode("utf-8", "replace").decode("utf-8")
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

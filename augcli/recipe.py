@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,13 +19,20 @@ import yaml
 from . import ops as catalog
 from . import storage
 from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
-from .errors import RecipeError
+from .errors import RecipeError, excerpt
 from .params import INT, PROBABILITY, Const, Param, Problems, Sweep, parse_value
 
 OUTPUT_FORMATS = ("jpg", "png", "bmp", "tif", "webp", "gif")
 _FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
 DEFAULT_JPEG_QUALITY = 95
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+# Limits that keep a hostile or mistyped recipe from exhausting memory or time.
+MAX_OUTPUTS_PER_SOURCE = 10_000  # all variants, copies and sweep values together
+MAX_TARGET_PER_CLASS = 100_000
+MAX_NESTING = 32  # combinators inside combinators
+MAX_YAML_NODES = 100_000  # values in the recipe once YAML aliases are expanded
+MAX_RECIPE_BYTES = 1 << 20  # a recipe file; parsing YAML takes about 3 s per MB
 
 
 # Bumped whenever the same recipe and seed make different output bytes, so that a
@@ -110,7 +118,9 @@ class Recipe:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies everything that decides output bytes (not paths or worker count)."""
+        """Identifies everything that decides which outputs a run makes and their bytes:
+        the input folder (as an absolute path) and the recipe, not the output folder or
+        the worker count. (A source's content is checked per source, by its records.)"""
         decisive = {key: self.raw.get(key) for key in ("variants", "format", "quality",
                                                        "include_original")}
         decisive["seed"] = self.seed
@@ -119,6 +129,9 @@ class Recipe:
         decisive["output_version"] = OUTPUT_VERSION
         if self.annotations is not None:  # only when set: older recipes keep their fingerprint
             decisive["annotations"] = self.raw.get("annotations")
+        if self.input is not None:  # a URL as it is, a folder as an absolute path
+            decisive["input"] = self.input if isinstance(self.input, str) \
+                else os.path.abspath(self.input)
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -140,33 +153,112 @@ def load_recipe(path) -> Recipe:
     """Read and validate a recipe file; relative paths resolve against its folder."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError([(f"{path}: {path.stat().st_size:,} bytes is over the limit of "
+                               f"{MAX_RECIPE_BYTES:,} bytes for a recipe")])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError([f"{path}: no such recipe file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError([f"{path}: cannot read the recipe ({exc})"]) from None
+    data = parse_yaml(text, str(path))
     try:
-        data = yaml.safe_load(text)
+        return parse_recipe(data, base_dir=path.parent)
+    except RecursionError:
+        raise RecipeError([f"{path}: nested too deeply"]) from None
+
+
+def parse_yaml(text: str, name: str):
+    """YAML text -> Python data (safe types only), with errors that name the file and line.
+
+    Aliases are counted before any value is built: a recipe whose aliases expand to
+    more than MAX_YAML_NODES values (a "billion laughs" bomb) or refer to themselves
+    is refused.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, name)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        raise RecipeError([_yaml_problem(exc, name)]) from None
     except yaml.YAMLError as exc:
-        raise RecipeError([f"{path}: not valid YAML ({exc})"]) from None
-    return parse_recipe(data, base_dir=path.parent)
+        raise RecipeError([f"{name}: not valid YAML ({excerpt(str(exc))})"]) from None
+    except RecursionError:
+        raise RecipeError([f"{name}: nested too deeply"]) from None
+    except ValueError as exc:  # an integer of more than 4300 digits, a bad timestamp
+        reason = "a number has too many digits" if "digits" in str(exc) else str(exc)[:80]
+        raise RecipeError([f"{name}: not valid YAML ({reason})"]) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, name: str) -> str:
+    """``recipe.yaml:3:7: not valid YAML: mapping values are not allowed here``."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
+    problem = exc.problem or exc.context or "cannot parse"
+    context = ""
+    if exc.context and exc.problem and exc.context_mark is not None:
+        context = f" ({exc.context} at line {exc.context_mark.line + 1})"
+    return f"{where}: not valid YAML: {problem}{context}"
+
+
+def _check_expansion(root, name: str) -> None:
+    """Refuse a YAML graph that expands to more than MAX_YAML_NODES values, or has a cycle.
+
+    Each node's expanded size is computed once (aliases share nodes), without recursion.
+    """
+    sizes: dict = {}
+    started: set = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _yaml_children(node)
+        if children_done:
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise RecipeError([(f"{name}: the recipe holds more than "
+                                    f"{MAX_YAML_NODES:,} values once its YAML aliases are "
+                                    "expanded; refused (an alias bomb?)")])
+            continue
+        if key in sizes:
+            continue
+        if key in started:
+            raise RecipeError([(f"{name}:{node.start_mark.line + 1}: a YAML alias refers "
+                                "to a value that contains it; refused")])
+        started.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children)
+
+
+def _yaml_children(node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
     """Validate recipe data (already parsed YAML); raise RecipeError listing every problem."""
     problems = Problems()
     if not isinstance(data, dict):
-        raise RecipeError([f"expected a mapping of recipe keys at the top, got {data!r}"])
+        raise RecipeError([f"expected a mapping of recipe keys at the top, got {excerpt(data)}"])
     _check_keys(data, _TOP_KEYS, "", problems)
 
     def resolve(key):
         value = data.get(key)
         if value is None:
             return None
-        if not isinstance(value, str) or not value:
-            problems.add(key, f"expected a folder path or a storage URL, got {value!r}")
-            return None
-        return storage.location(value, base_dir)
+        if storage.is_url(value):
+            return storage.location(value)
+        folder = read_path(value, key, problems, "a folder path")
+        return folder if folder is None or folder.is_absolute() or base_dir is None \
+            else base_dir / folder
 
     recipe = Recipe(
         input=resolve("input"),
@@ -176,7 +268,8 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         format=_read_format(data, problems),
         quality=_read_int(data, "quality", DEFAULT_JPEG_QUALITY, problems, low=1, high=100),
         workers=_read_int(data, "workers", None, problems, low=1),
-        target_per_class=_read_int(data, "target_per_class", None, problems, low=1),
+        target_per_class=_read_int(data, "target_per_class", None, problems, low=1,
+                                   high=MAX_TARGET_PER_CLASS),
         profile=_read_profile(data, problems),
         annotations=_read_annotations(data.get("annotations"), base_dir, problems),
         storage=storage.read_options(data.get("storage"), problems),
@@ -190,12 +283,33 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
     return recipe
 
 
+def read_path(value, key: str, problems: Problems, what: str = "a path") -> Path | None:
+    """A path from the recipe, ``~`` expanded; None (and a problem) when it cannot be one."""
+    if not isinstance(value, str) or not value:
+        problems.add(key, f"expected {what}, got {excerpt(value)}")
+        return None
+    if "\x00" in value:
+        problems.add(key, f"expected {what}, got {excerpt(value)} (it has a NUL character)")
+        return None
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user for a user that does not exist
+        problems.add(key, f"cannot expand {excerpt(value)}: no such user's home folder")
+        return None
+
+
 def _check_keys(mapping: dict, allowed, path: str, problems: Problems) -> None:
     for key in mapping:
         if key not in allowed:
-            where = f"{path}.{key}" if path else str(key)
+            where = f"{path}.{_key(key)}" if path else _key(key)
             problems.add(where, f"unknown key{_suggest(str(key), allowed)}; "
                                 f"expected one of {', '.join(allowed)}")
+
+
+def _key(key) -> str:
+    """A recipe key as a key path shows it: itself, or an excerpt if it is long or odd."""
+    return key if isinstance(key, str) and len(key) <= 40 and key.isprintable() \
+        else excerpt(key)
 
 
 def _suggest(name: str, candidates) -> str:
@@ -208,11 +322,11 @@ def _read_int(data, key, default, problems, low=None, high=None):
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        problems.add(key, f"expected an integer, got {value!r}")
+        problems.add(key, f"expected an integer, got {excerpt(value)}")
         return default
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        problems.add(key, f"expected an integer {bounds}, got {value}")
+        bounds = f">= {low}" if high is None else f"in [{low}, {high:,}]"
+        problems.add(key, f"expected an integer {bounds}, got {excerpt(value)}")
         return default
     return value
 
@@ -220,7 +334,7 @@ def _read_int(data, key, default, problems, low=None, high=None):
 def _read_bool(data, key, default, problems):
     value = data.get(key, default)
     if not isinstance(value, bool):
-        problems.add(key, f"expected true or false, got {value!r}")
+        problems.add(key, f"expected true or false, got {excerpt(value)}")
         return default
     return value
 
@@ -231,8 +345,8 @@ def _read_format(data, problems):
         return None
     name = _FORMAT_ALIASES.get(str(value).lower().lstrip("."), str(value).lower().lstrip("."))
     if name not in OUTPUT_FORMATS:
-        problems.add("format", f"expected one of {', '.join(OUTPUT_FORMATS)} "
-                               f"(or leave it out to keep each source's format), got {value!r}")
+        problems.add("format", f"expected one of {', '.join(OUTPUT_FORMATS)} (or leave it "
+                               f"out to keep each source's format), got {excerpt(value)}")
         return None
     return name
 
@@ -243,8 +357,9 @@ def _read_profile(data, problems):
     value = data.get("profile")
     if value is None:
         return None
-    if value not in PROFILES:
-        problems.add("profile", f"unknown profile {value!r}{_suggest(str(value), PROFILES)}; "
+    if not isinstance(value, str) or value not in PROFILES:
+        problems.add("profile", f"unknown profile {excerpt(value)}"
+                                f"{_suggest(str(value), PROFILES)}; "
                                 f"expected one of {', '.join(sorted(PROFILES))}")
         return None
     fmt = _FORMAT_ALIASES.get(str(data.get("format")), data.get("format"))
@@ -272,21 +387,21 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
     if value is None:
         return None
     if not isinstance(value, dict):
-        problems.add("annotations", f"expected a mapping like {{format: yolo}}, got {value!r}")
+        problems.add("annotations", "expected a mapping like {format: yolo}, got "
+                                    f"{excerpt(value)}")
         return None
     _check_keys(value, _ANNOTATION_KEYS, "annotations", problems)
     fmt = value.get("format")
-    if fmt not in FORMATS:
-        problems.add("annotations.format", f"expected one of {', '.join(FORMATS)}, got {fmt!r}"
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        problems.add("annotations.format", f"expected one of {', '.join(FORMATS)}, got "
+                                           f"{excerpt(fmt)}"
                                            f"{_suggest(str(fmt), FORMATS) if fmt else ''}")
         fmt = None
     path = value.get("path")
-    if path is not None and (not isinstance(path, str) or not path):
-        problems.add("annotations.path", f"expected a path, got {path!r}")
-        path = None
-    elif path is not None:
-        path = Path(path).expanduser()
-        path = path if path.is_absolute() or base_dir is None else base_dir / path
+    if path is not None:
+        path = read_path(path, "annotations.path", problems)
+        path = path if path is None or path.is_absolute() or base_dir is None \
+            else base_dir / path
     elif fmt == "coco":
         problems.add("annotations.path", "required for coco: the JSON file that lists every "
                                          "image's boxes")
@@ -295,7 +410,7 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
             or not 0 <= visibility <= 1:
         problems.add("annotations.min_visibility", f"expected a number in [0, 1] (the share of "
                                                    f"a box that must stay visible), got "
-                                                   f"{visibility!r}")
+                                                   f"{excerpt(visibility)}")
         visibility = DEFAULT_MIN_VISIBILITY
     return AnnotationSpec(fmt, path, float(visibility)) if fmt else None
 
@@ -331,51 +446,69 @@ def _op_nodes(nodes, path: str):
 def _read_variants(value, problems: Problems) -> tuple:
     if not isinstance(value, dict) or not value:
         problems.add("variants", "expected a mapping of variant names to {copies, ops}, "
-                                 f"got {value!r}")
+                                 f"got {excerpt(value)}")
         return ()
     variants = []
     for name, body in value.items():
-        path = f"variants.{name}"
-        if not isinstance(name, str) or not name or not set(name) <= NAME_CHARS:
-            problems.add(path, "a variant name becomes part of file names: use letters, digits "
-                               "and '-' only")
-            continue
-        if not isinstance(body, dict):
-            problems.add(path, f"expected a mapping with 'ops' (and optional 'copies'), got {body!r}")
-            continue
-        _check_keys(body, _VARIANT_KEYS, path, problems)
-        copies = body.get("copies", 1)
-        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-            problems.add(f"{path}.copies", f"expected an integer >= 1, got {copies!r}")
-            copies = 1
-        ops_value = body.get("ops")
-        if not isinstance(ops_value, list) or not ops_value:
-            problems.add(f"{path}.ops", f"expected a non-empty list of ops, got {ops_value!r}")
-            continue
-        variants.append(Variant(name, copies, _read_op_list(ops_value, f"{path}.ops", problems)))
+        variant = _read_variant(name, body, problems)
+        if variant is not None:
+            variants.append(variant)
+    total = sum(variant.outputs_per_source for variant in variants)
+    if total > MAX_OUTPUTS_PER_SOURCE:
+        problems.add("variants", f"{total:,} outputs per source image is over the limit of "
+                                 f"{MAX_OUTPUTS_PER_SOURCE:,} (copies times sweep values, "
+                                 "over all variants)")
     return tuple(variants)
 
 
-def _read_op_list(items, path: str, problems: Problems) -> tuple:
+def _read_variant(name, body, problems: Problems):
+    path = f"variants.{_key(name)}"
+    if not isinstance(name, str) or not name or not set(name) <= NAME_CHARS:
+        problems.add(path, "a variant name becomes part of file names: use letters, digits "
+                           "and '-' only")
+        return None
+    if not isinstance(body, dict):
+        problems.add(path, "expected a mapping with 'ops' (and optional 'copies'), got "
+                           f"{excerpt(body)}")
+        return None
+    _check_keys(body, _VARIANT_KEYS, path, problems)
+    copies = body.get("copies", 1)
+    if isinstance(copies, bool) or not isinstance(copies, int) or not \
+            1 <= copies <= MAX_OUTPUTS_PER_SOURCE:
+        problems.add(f"{path}.copies", f"expected an integer in [1, "
+                                       f"{MAX_OUTPUTS_PER_SOURCE:,}], got {excerpt(copies)}")
+        copies = 1
+    ops_value = body.get("ops")
+    if not isinstance(ops_value, list) or not ops_value:
+        problems.add(f"{path}.ops", f"expected a non-empty list of ops, got {excerpt(ops_value)}")
+        return None
+    return Variant(name, copies, _read_op_list(ops_value, f"{path}.ops", problems, depth=0))
+
+
+def _read_op_list(items, path: str, problems: Problems, depth: int) -> tuple:
     if not isinstance(items, list) or not items:
-        problems.add(path, f"expected a non-empty list of ops, got {items!r}")
+        problems.add(path, f"expected a non-empty list of ops, got {excerpt(items)}")
         return ()
-    nodes = (_read_op(item, f"{path}[{i}]", problems) for i, item in enumerate(items))
+    if depth > MAX_NESTING:
+        problems.add(path, f"combinators nested more than {MAX_NESTING} deep")
+        return ()
+    nodes = (_read_op(item, f"{path}[{i}]", problems, depth) for i, item in enumerate(items))
     return tuple(node for node in nodes if node is not None)
 
 
-def _read_op(item, path: str, problems: Problems):
+def _read_op(item, path: str, problems: Problems, depth: int):
     """One list entry: ``name``, ``{name: {params}}`` or ``{combinator: ...}``."""
     if isinstance(item, str):
         name, body = item, None
     elif isinstance(item, dict) and len(item) == 1:
         (name, body), = item.items()
     else:
-        problems.add(path, f"expected one op as 'name' or {{name: {{params}}}}, got {item!r}")
+        problems.add(path, f"expected one op as 'name' or {{name: {{params}}}}, got "
+                           f"{excerpt(item)}")
         return None
-    name = str(name)
+    name = _key(name)
     if name in _COMBINATORS:
-        return _read_combinator(name, body, f"{path}.{name}", problems)
+        return _read_combinator(name, body, f"{path}.{name}", problems, depth + 1)
     op = catalog.lookup(name)
     if op is None:
         problems.add(f"{path}", f"unknown op '{name}'"
@@ -388,7 +521,7 @@ def _read_op(item, path: str, problems: Problems):
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        problems.add(f"{path}.{name}", f"expected a mapping of parameters, got {body!r}")
+        problems.add(f"{path}.{name}", f"expected a mapping of parameters, got {excerpt(body)}")
         return None
     for key in sorted(body.keys() & op.refused.keys()):
         problems.add(f"{path}.{name}.{key}", op.refused[key])
@@ -408,11 +541,11 @@ _P_PARAM = Param("p", PROBABILITY, 0.5, "Probability.", low=0, high=1)
 _N_PARAM = Param("n", INT, 1, "How many.", low=0)
 
 
-def _read_combinator(name: str, body, path: str, problems: Problems):
+def _read_combinator(name: str, body, path: str, problems: Problems, depth: int):
     if isinstance(body, list) and name in ("one_of", "sequence"):
         body = {"ops": body}
     if not isinstance(body, dict):
-        problems.add(path, f"expected a mapping with 'ops', got {body!r}")
+        problems.add(path, f"expected a mapping with 'ops', got {excerpt(body)}")
         return None
     allowed = {
         "sometimes": ("p", "ops", "else"),
@@ -421,14 +554,15 @@ def _read_combinator(name: str, body, path: str, problems: Problems):
         "sequence": ("ops", "random_order"),
     }[name]
     _check_keys(body, allowed, path, problems)
-    children = _read_op_list(body.get("ops"), f"{path}.ops", problems)
+    children = _read_op_list(body.get("ops"), f"{path}.ops", problems, depth)
     random_order = body.get("random_order", False)
     if not isinstance(random_order, bool):
-        problems.add(f"{path}.random_order", f"expected true or false, got {random_order!r}")
+        problems.add(f"{path}.random_order", f"expected true or false, got {excerpt(random_order)}")
         random_order = False
     if name == "sometimes":
         p = parse_value(_P_PARAM, body.get("p", 0.5), f"{path}.p", problems)
-        otherwise = _read_op_list(body["else"], f"{path}.else", problems) if "else" in body else ()
+        otherwise = _read_op_list(body["else"], f"{path}.else", problems, depth) \
+            if "else" in body else ()
         return Sometimes(p, children, otherwise)
     if name == "one_of":
         return OneOf(children)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles
+from . import geometry, imagefiles, manifest
 from .errors import ImageReadError, UsageError
 from .geometry import parse_size
 from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
@@ -62,6 +62,7 @@ POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 LABELS_NAME = "labels.csv"
 MONTAGES_NAME = "montages.jsonl"
 SETTINGS_NAME = "ricap.json"
+MAX_MONTAGES = 1_000_000  # per run, all epochs together: the plan is about 1 KB a montage
 MAJORITY_DIR = "majority"
 NAME_PREFIX = "ricap_"
 EPOCH_PREFIX = "epoch_"
@@ -464,7 +465,6 @@ class RicapReport(JobReport):
     bad_sources: int = 0
     failed_montages: int = 0
     planned: int = 0
-    output_dir: Path | None = None
     dry_run: bool = False
     epochs: list = field(default_factory=list)  # (folder, beta) per epoch, with --epochs
 
@@ -477,21 +477,10 @@ class RicapReport(JobReport):
                 f"{self.bad_sources} unreadable sources, {self.seconds:.1f} s")
 
     def to_json(self) -> dict:
-        """The ``--json`` summary: one object, documented in the README."""
-        summary = {
-            "command": "ricap",
-            "output": None if self.output_dir is None else str(self.output_dir),
-            "dry_run": self.dry_run,
-            "planned": self.planned,
-            "written": self.written,
-            "skipped": self.skipped,
-            "failed": self.failed_montages,
-            "images_read": self.images_read,
-            "bad_sources": self.bad_sources,
-            "failures": [{"path": str(path), "reason": reason} for path, reason in self.failures],
-            "seconds": round(self.seconds, 3),
-            "exit_code": self.exit_code,
-        }
+        """JobReport's summary, with montages counted as ``failed`` and the plan's numbers."""
+        summary = {**super().to_json(), "command": "ricap", "dry_run": self.dry_run,
+                   "planned": self.planned, "failed": self.failed_montages,
+                   "bad_sources": self.bad_sources}
         if self.epochs:
             summary["epochs"] = [{"epoch": number, "folder": folder, "beta": beta}
                                  for number, (folder, beta) in enumerate(self.epochs)]
@@ -565,6 +554,9 @@ def _settings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label, 
         beta_schedule = beta_schedule.to_text()
     rules = [
         (count < 1, "--count must be at least 1"),
+        (count * (epochs or 1) > MAX_MONTAGES,
+         f"--count x --epochs is {count * (epochs or 1):,}, over the limit of "
+         f"{MAX_MONTAGES:,} montages a run (the plan is held in memory); split the run"),
         (beta is not None and not (isinstance(beta, (int, float)) and math.isfinite(beta)
                                    and beta > 0),
          f"--beta must be a number > 0 (got {beta!r})"),
@@ -607,7 +599,9 @@ def _plan_epochs(settings: RicapSettings, images: list, output_dir: Path) -> lis
 
 def _settings_record(settings: RicapSettings, images: list) -> dict:
     """ricap.json: the settings and a digest of the sources the plan draws from."""
-    listing = "\n".join(f"{path}\t{label}" for path, label in images).encode("utf-8")
+    # surrogateescape: a name that is not UTF-8 counts as its own bytes.
+    listing = "\n".join(f"{path}\t{label}" for path, label in images).encode(
+        "utf-8", "surrogateescape")
     record = asdict(settings)
     record["size"] = list(settings.size)
     record["sources"] = {"count": len(images),
@@ -740,10 +734,10 @@ def _write_indexes(epochs: list, done: set, classes: list, size: tuple) -> None:
     for epoch in epochs:
         made = [plan for plan in epoch.plans if (epoch.name, plan.filename) in done]
         imagefiles.write_atomic(epoch.folder / LABELS_NAME,
-                                labels_csv(made, classes, size).encode())
-        lines = (json.dumps(montage_record(plan, classes, size, epoch.beta), ensure_ascii=False)
-                 + "\n" for plan in made)
-        imagefiles.write_atomic(epoch.folder / MONTAGES_NAME, "".join(lines).encode("utf-8"))
+                                labels_csv(made, classes, size).encode("utf-8", "surrogateescape"))
+        lines = (manifest.encode_line(montage_record(plan, classes, size, epoch.beta))
+                 for plan in made)
+        imagefiles.write_atomic(epoch.folder / MONTAGES_NAME, b"".join(lines))
 
 
 def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None = None,

@@ -9,16 +9,17 @@ manifest and counts.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles, storage
+from . import geometry, imagefiles, manifest, storage
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -29,7 +30,7 @@ from .annotations import (
     encode_boxes,
     transform_boxes,
 )
-from .errors import ImageReadError, UsageError
+from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .jobs import (
     JobReport,
     default_workers,
@@ -37,13 +38,11 @@ from .jobs import (
     open_cluster,
     progress_bar,
 )
+from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .pipeline import apply_steps, sample_steps, steps_matrix
 from .profiles import Profile, get_profile
-from .recipe import Recipe, load_recipe, profile_format_conflict
+from .recipe import MAX_TARGET_PER_CLASS, Recipe, load_recipe, profile_format_conflict
 from .storage import StoreSpec
-
-MANIFEST_NAME = "manifest.jsonl"
-
 
 # --- plan ----------------------------------------------------------------------
 
@@ -110,7 +109,9 @@ class ClassCount:
 
 def derive_seed(recipe_seed: int, relative: str, variant: str, index: int) -> int:
     """A stable 63-bit seed per output: the same on every machine, run and worker."""
-    key = f"{recipe_seed}\x1f{relative}\x1f{variant}\x1f{index}".encode()
+    # surrogateescape: a file name that is not UTF-8 is hashed as its own bytes.
+    key = f"{recipe_seed}\x1f{relative}\x1f{variant}\x1f{index}".encode("utf-8",
+                                                                           "surrogateescape")
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
@@ -157,7 +158,7 @@ def output_format(recipe: Recipe, relative: Path, store) -> str | None:
         return None
     key = relative.as_posix()
     header = store.path(key) if store.is_local else io.BytesIO(store.read(key))
-    return "png" if imagefiles.has_alpha(header) else "jpg"
+    return "png" if imagefiles.has_alpha(header, key) else "jpg"
 
 
 def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None) -> dict:
@@ -187,18 +188,24 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
 
 
 def plan_run(recipe: Recipe) -> Plan:
-    """List the input (a folder or a URL) and decide every output, its name and its seed."""
+    """Scan the input folder and decide every output, its name and its seed.
+
+    Sources that cannot be planned (unreadable folders and headers, bad
+    annotations) are in ``Plan.failures``; the rest go on.
+    """
     needs_folders = "annotations" if recipe.annotations is not None else None
     input_spec, output_spec = storage.open_pair(recipe.input, recipe.output, recipe.storage,
                                                 needs_folders)
     input_dir, output_dir = recipe.input, recipe.output
     input_store = input_spec.open()
-    images, others = imagefiles.split_images(input_store.list())
+    unreadable: list = []
+    images, others = input_store.scan(unreadable)
     imagefiles.require_images(images, input_dir)
+    failures = {path: (path, reason) for path, reason in unreadable}
     source = AnnotationSource(recipe.annotations, input_dir) if recipe.annotations else None
-    boxes, failures = _read_boxes(source, input_dir, images)
+    boxes = _read_boxes(source, input_dir, images, failures)
+    formats = _output_formats(recipe, input_store, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
-    formats = {relative: output_format(recipe, relative, input_store) for relative in images}
     planned, classes = _plan_outputs(recipe, images, formats)
     profile = get_profile(recipe.profile) if recipe.profile else None
     tasks, claimed = [], {}
@@ -218,16 +225,34 @@ def plan_run(recipe: Recipe) -> Plan:
                 list(failures.values()), source, output_spec)
 
 
-def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list):
-    """Boxes per source (relative path -> ImageBoxes), and the sources whose annotations
-    cannot be read (relative path -> (path, reason)): those are skipped, the rest go on.
+def _output_formats(recipe: Recipe, store, images: list, failures: dict) -> dict:
+    """The output format of each source (see ``output_format``); a source whose header
+    cannot be read (a profile must look at it) goes to ``failures``."""
+    formats = {}
+    for relative in images:
+        rel = relative.as_posix()
+        if rel in failures:
+            continue
+        try:
+            formats[relative] = output_format(recipe, relative, store)
+        except ImageReadError as exc:
+            failures[rel] = (rel, exc.reason)
+        except OSError as exc:
+            failures[rel] = (rel, f"cannot read ({exc.strerror or exc})")
+    return formats
+
+
+def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list,
+                failures: dict) -> dict:
+    """Boxes per source (relative path -> ImageBoxes); a source whose annotations cannot
+    be read goes to ``failures`` (relative path -> (path, reason)): skipped, the rest go on.
 
     A malformed annotation is reported where it is (``in/cats/tom.txt:3``). An
     image whose header cannot be read is left to the worker, which reports it as
     it reports any unreadable image."""
-    boxes, failures = {}, {}
+    boxes: dict = {}
     if source is None:
-        return boxes, failures
+        return boxes
     for relative in images:
         rel = relative.as_posix()
         try:
@@ -237,7 +262,7 @@ def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list):
         except ImageReadError:
             continue
     source.require_some(len(images))
-    return boxes, failures
+    return boxes
 
 
 def _files_written(outputs, source: AnnotationSource | None):
@@ -274,6 +299,7 @@ class SourceResult:
     records: list = field(default_factory=list)
     failures: list = field(default_factory=list)  # (path, reason)
     decoded: bool = False
+    stop: str | None = None  # the output folder cannot be written (disk full): stop the run
 
 
 def render(image: np.ndarray, output: OutputPlan):
@@ -301,19 +327,19 @@ def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]
 def process_source(task: SourceTask) -> SourceResult:
     """Decode one source once and publish all of its planned outputs (and their boxes)."""
     result = SourceResult(task.relative)
-    source, destination = task.input.open(), task.output.open()
+    source = task.input.open()
     try:
+        stamp = source.stamp(task.relative)
         data = source.read(task.relative)
         image = imagefiles.decode_image(data, source.name(task.relative), task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
         return result
-    except FileNotFoundError:
-        result.failures.append((task.relative, "file not found (was it moved or deleted "
-                                               "during the run?)"))
-        return result
     except OSError as exc:
         result.failures.append((task.relative, f"cannot read ({exc.strerror or exc})"))
+        return result
+    except MemoryError:
+        result.failures.append((task.relative, "not enough memory to decode it"))
         return result
     result.decoded = True
     if task.boxes is not None and (task.boxes.height, task.boxes.width) != image.shape[:2]:
@@ -323,32 +349,59 @@ def process_source(task: SourceTask) -> SourceResult:
         return result
     source_format = imagefiles.format_of(Path(task.relative))
     for output in task.outputs:
-        fmt = task.format or source_format
         record = {"output": output.relative, "source": task.relative,
-                  "variant": output.variant, "index": output.index}
+                  "variant": output.variant, "index": output.index, **stamp}
         try:
-            if output.variant is None:
-                record["copy"] = True
-                if fmt == source_format and _fits(task.profile, len(data), image):
-                    _write_boxes(task, output, (), image, {}, record)
-                    destination.publish(output.relative, data)
-                    result.records.append(record)
-                    continue
-                pixels, steps = image, ()
-            else:
-                pixels, steps = render(image, output)
-                record["seed"] = output.seed
-                record["ops"] = [step.as_record() for step in steps]
-            encoded, adjustments = _encode(pixels, fmt, task)
-            _write_boxes(task, output, steps, pixels, adjustments, record)
-            destination.publish(output.relative, encoded)
-            if adjustments:
-                record["conformed"] = adjustments
-        except (OSError, ValueError) as exc:
+            _make_output(task, output, data, image, source_format, record)
+        except OSError as exc:
+            if exc.errno in STOPS_RUN:
+                result.stop = str(output_error(task.output.open().name(output.relative), exc))
+                break
+            result.failures.append((output.relative, _write_failure(exc)))
+            continue
+        except ValueError as exc:
             result.failures.append((output.relative, f"cannot write ({exc})"))
+            continue
+        except MemoryError:
+            result.failures.append((output.relative, "not enough memory to make it"))
             continue
         result.records.append(record)
     return result
+
+
+def _write_failure(exc: OSError) -> str:
+    """Why one output could not be written, without echoing its (maybe very long) path."""
+    if exc.errno == errno.ENAMETOOLONG:
+        return "cannot write: the output file name is too long for the file system"
+    return f"cannot write ({exc.strerror or exc})"
+
+
+def _make_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
+                 source_format: str, record: dict) -> None:
+    """Render, encode and publish one output (and its annotation file); fill in its record.
+
+    Each file is published whole: temp file + rename in a folder, one whole-object
+    write on an object store; never through an open handle."""
+    destination = task.output.open()
+    fmt = task.format or source_format
+    if output.variant is None:
+        record["copy"] = True
+        if fmt == source_format and _fits(task.profile, len(source), image):
+            _write_boxes(task, output, (), image, {}, record)
+            destination.publish(output.relative, source)
+            record["bytes"] = len(source)
+            return
+        pixels, steps = image, ()
+    else:
+        pixels, steps = render(image, output)
+        record["seed"] = output.seed
+        record["ops"] = [step.as_record() for step in steps]
+    data, adjustments = _encode(pixels, fmt, task)
+    _write_boxes(task, output, steps, pixels, adjustments, record)
+    destination.publish(output.relative, data)
+    record["bytes"] = len(data)
+    if adjustments:
+        record["conformed"] = adjustments
 
 
 def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
@@ -381,79 +434,101 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
         record["annotation"] = name
 
 
-# --- manifest ------------------------------------------------------------------
+# --- resume ----------------------------------------------------------------------
 
-def read_manifest(output) -> list:
-    """Output records of an earlier run; a torn last line (killed run) is ignored.
+def _resume(plan: Plan, fingerprint: str, overwrite: bool) -> tuple[dict, list]:
+    """Records of outputs already finished by an earlier run of this same recipe, and the
+    ``started`` lines of its sources that were handed to workers but not finished.
 
-    ``output``: a folder, a URL or an open store. On an object store the parts of
-    a run that did not finish are read too. Per-class count lines (balancing) and
-    the cluster signature line are not output records and are skipped.
-    """
-    records = []
-    for line in _output_store(output).read_journal(MANIFEST_NAME).decode("utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "output" in record:
-            records.append(record)
-    return records
-
-
-def _output_store(output):
-    if hasattr(output, "read_journal"):
-        return output
-    if isinstance(output, StoreSpec):
-        return output.open()
-    return StoreSpec.of(storage.location(str(output))).open()
-
-
-def _manifest_line(line: dict) -> bytes:
-    return (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _write_manifest(store, records, classes=(), workers=None) -> None:
-    """Rewrite the manifest whole: the workers' signature (on a cluster), per-class counts
-    (if balancing), then outputs by name; then drop the journal parts it now holds."""
-    lines = [{"signature": workers}] if workers else []
-    lines += [{"class": c.tag, "before": c.before, "after": c.after} for c in classes]
-    lines += sorted(records, key=lambda record: record["output"])
-    store.publish(MANIFEST_NAME, b"".join(map(_manifest_line, lines)))
-    store.clear_journal(MANIFEST_NAME)
-
-
-def _previous_outputs(plan: Plan, fingerprint: str, overwrite: bool) -> dict:
-    """Records of outputs already finished by an earlier run of this same recipe.
-
-    Refuses to mix: outputs of a different recipe or seed, or files the plan
-    would overwrite that no manifest accounts for, need ``--overwrite``. The
-    output is listed once, never asked about one output at a time.
+    Refuses to mix: outputs of a different recipe, seed or input folder, or files
+    the plan would overwrite that no manifest accounts for, need ``--overwrite``
+    (which deletes what the old recipe wrote and the new one will not).
     """
     store = plan.output_store.open()
-    records = read_manifest(store)
+    where = store.root if store.is_local else store  # a folder, or an object store
+    written = {name: task for task in plan.tasks
+               for name, _ in _files_written(task.outputs, plan.annotations)}
+    manifest.check_inside(where, written)
+    earlier = manifest.load(where)
     if overwrite:
-        planned = {output.relative for task in plan.tasks for output in task.outputs}
-        for record in records:  # outputs of the old recipe that the new one won't rewrite
-            if record.get("output") not in planned:
-                store.delete(record["output"])
-                if record.get("annotation"):
-                    store.delete(record["annotation"])
-        return {}
-    foreign = {r.get("recipe") for r in records} - {fingerprint}
-    if foreign:
-        raise UsageError(f"{plan.output_dir} holds outputs of a different recipe or seed; "
-                         "rerun with --overwrite to replace them, or choose another output folder")
-    present = set(store.list())
-    finished = {record["output"]: record for record in records if record["output"] in present}
-    if not records:
-        clashes = [output.relative for task in plan.tasks for output in task.outputs
-                   if output.relative in present]
-        if clashes:
-            raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
-                             f"would write (e.g. {clashes[0]}) and no manifest says where they "
-                             "came from; rerun with --overwrite to replace them")
-    return finished
+        manifest.remove(where, earlier.names() - written.keys())
+        return {}, []
+    if earlier.fingerprints - {fingerprint}:
+        raise UsageError(f"{plan.output_dir} holds outputs of a different recipe, seed or "
+                         "input folder; rerun with --overwrite to replace them, or choose "
+                         "another output folder")
+    accounted = earlier.names()
+    if not store.is_local and earlier.fingerprints == {fingerprint}:
+        # An object store's journal goes out in parts: the "started" lines of a killed
+        # run's last sources may not have. Its manifest says the prefix is this recipe's.
+        accounted |= written.keys()
+    present = _Present(store)
+    clashes = [output.relative for task in plan.tasks for output in task.outputs
+               if output.relative not in accounted and present.exists(output.relative)]
+    if clashes:
+        raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
+                         f"would write (e.g. {clashes[0]}) and no manifest says where they "
+                         "came from; rerun with --overwrite to replace them")
+    finished = {record["output"]: record for record in earlier.records
+                if _intact(present, record)}
+    return finished, earlier.started
+
+
+class _Present:
+    """What the output holds: a folder is asked file by file (cheap there); an object
+    store is listed once, never asked about one output at a time."""
+
+    def __init__(self, store):
+        self.folder = store.root if store.is_local else None
+        self.sizes = None if store.is_local else store.sizes()
+
+    def exists(self, name: str) -> bool:
+        if self.folder is None:
+            return name in self.sizes
+        try:  # False for a name the file system cannot even hold (too long)
+            return (self.folder / name).exists()
+        except OSError:
+            return False
+
+    def size(self, name: str) -> int | None:
+        if self.folder is None:
+            return self.sizes.get(name)
+        try:
+            return (self.folder / name).stat().st_size
+        except OSError:
+            return None
+
+
+def _intact(present: _Present, record: dict) -> bool:
+    """Whether an output is there with the size its record says (writes are not fsynced:
+    after a power loss a file can be left empty, and is then made again)."""
+    size = present.size(record["output"])
+    return size is not None and record.get("bytes", size) == size
+
+
+def _unchanged(task: SourceTask, records: list) -> bool:
+    """Whether a source is the very file its earlier outputs were made from."""
+    try:
+        stamp = task.input.open().stamp(task.relative)
+    except OSError:
+        return False
+    return all(record.get(key) == value for record in records for key, value in stamp.items())
+
+
+def _remaining_tasks(plan: Plan, finished: dict, report: Report) -> list:
+    """Each source's outputs not finished yet; all of them for a source that changed since
+    (its stale records are dropped from ``finished``)."""
+    tasks = []
+    for task in plan.tasks:
+        done = [finished[o.relative] for o in task.outputs if o.relative in finished]
+        if done and not _unchanged(task, done):
+            for record in done:
+                del finished[record["output"]]
+        todo = tuple(o for o in task.outputs if o.relative not in finished)
+        report.skipped += len(task.outputs) - len(todo)
+        if todo:
+            tasks.append(replace(task, outputs=todo))
+    return tasks
 
 
 # --- run -----------------------------------------------------------------------
@@ -464,11 +539,13 @@ class Report(JobReport):
 
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     objects: dict = field(default_factory=dict)  # label -> (in the sources, in the output folder)
+    notes: list = field(default_factory=list)  # things the user should know (a lock taken over)
 
     def class_lines(self) -> list:
         """One line per class folder when balancing: count before -> after."""
         return [f"{c.tag}: {c.before} -> {c.after}" if c.after > c.before else
                 f"{c.tag}: {c.before} (already at or above the target, nothing added)"
+                if c.after == c.before else f"{c.tag}: {c.before} -> {c.after} (some failed)"
                 for c in self.classes]
 
     def object_lines(self) -> list:
@@ -476,6 +553,14 @@ class Report(JobReport):
         return [f"objects {label}: {before} -> {after}"
                 for label, (before, after) in self.objects.items()]
 
+    def to_json(self) -> dict:
+        """JobReport's summary, plus per-class counts (balancing) and objects per label
+        (annotations), empty without them."""
+        return {**super().to_json(),
+                "classes": [{"class": c.tag, "before": c.before, "after": c.after}
+                            for c in self.classes],
+                "objects": {label: {"sources": before, "output": after}
+                            for label, (before, after) in self.objects.items()}}
 
 
 def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
@@ -488,6 +573,9 @@ def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
         conflict = profile_format_conflict(profile, recipe.format)
         if conflict:
             raise UsageError(f"--profile {profile}: the recipe's format {conflict}")
+    if per_class is not None and not 1 <= per_class <= MAX_TARGET_PER_CLASS:
+        raise UsageError(f"--per-class: expected an integer in [1, {MAX_TARGET_PER_CLASS:,}], "
+                         f"got {per_class}")
     return recipe.with_overrides(input=_path(input), output=_path(output), seed=seed,
                                  target_per_class=per_class, profile=profile)
 
@@ -511,73 +599,150 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
                             profile=profile)
     plan = plan_run(recipe)
-    fingerprint = recipe.fingerprint
-    finished = _previous_outputs(plan, fingerprint, overwrite)
-    report = Report(ignored=plan.ignored, classes=plan.classes, notify=notify)
+    report = Report(ignored=plan.ignored, classes=plan.classes, notify=notify,
+                    output_dir=str(plan.output_dir))
     for path, reason in plan.failures:
         report.fail(path, reason)
-
-    tasks = []
-    for task in plan.tasks:
-        todo = tuple(o for o in task.outputs if o.relative not in finished)
-        report.skipped += len(task.outputs) - len(todo)
-        if todo:
-            tasks.append(replace(task, outputs=todo))
-    records = dict(finished)
-    workers = max(1, min(workers or recipe.workers or default_workers(), len(tasks) or 1))
-    with open_cluster(cluster, client, workers) as dask:
-        try:
-            _run_tasks(plan, tasks, records, report, workers, dask, progress)
-        except storage.StorageError as exc:  # the manifest, not an output: stop the run
-            raise _manifest_error(plan, exc) from None
-    if plan.annotations is not None:
-        report.objects = _objects(plan, records.values())
+    workers = workers or recipe.workers or default_workers()
+    store = plan.output_store.open()
+    with open_cluster(cluster, client, workers) as dask:  # checks a cluster before any write
+        if store.is_local:
+            _make_folder(store.root)
+        lock = manifest.OutputLock(store.root, note=report.notes.append) if store.is_local \
+            else contextlib.nullcontext()  # an object store has no lock: one run per prefix
+        with lock:
+            finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
+            tasks = _remaining_tasks(plan, finished, report)
+            run = _Run(plan, recipe.fingerprint, dict(finished), report, dask)
+            run.prepare(started_lines, tasks)
+            with run.finishing():
+                run.execute(tasks, workers, progress)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _run_tasks(plan: Plan, tasks: list, records: dict, report: Report, workers: int, dask,
-               progress: bool) -> None:
-    """Run the tasks on the executor; journal each record as it comes; rewrite the
-    manifest at the start and at the end (also when interrupted)."""
-    store = plan.output_store.open()
-    fingerprint = plan.recipe.fingerprint
-    checked = dask.signature if dask is not None else None
-    store.prepare()
-    _write_manifest(store, records.values(), plan.classes, checked)
-    if plan.annotations is not None:
-        plan.annotations.prepare_output(plan.output_dir)
-    bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
-    journal = store.journal(MANIFEST_NAME)
+def _make_folder(folder: Path) -> None:
     try:
-        for result in map_in_workers(process_source, tasks, workers, dask, _lost):
-            report.images_read += result.decoded
-            for record in result.records:
-                record["recipe"] = fingerprint
-                records[record["output"]] = record
-                journal.write(_manifest_line(record))
-            journal.flush()
-            report.written += len(result.records)
-            for path, reason in result.failures:
-                report.fail(path, reason)
-            bar.update(len(result.records) + len(result.failures))
-    finally:
-        bar.close()
-        journal.close()
-        store.tidy()
-        _write_manifest(store, records.values(), plan.classes, checked)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(folder, exc) from None
+
+
+@dataclass
+class _Run:
+    """One run's state in the parent: the records so far and the sources still open."""
+
+    plan: Plan
+    fingerprint: str
+    records: dict  # output name -> record
+    report: Report
+    dask: object = None  # the jobs.Cluster the tasks run on; None: the local pool
+    open: dict = field(default_factory=dict)  # source -> its "started" line, not finished yet
+
+    @property
+    def store(self):
+        return self.plan.output_store.open()
+
+    @property
+    def where(self):
+        """What the manifest module writes to: the output folder, or the object store."""
+        return self.store.root if self.store.is_local else self.store
+
+    @property
+    def signature(self) -> dict | None:
+        """The workers' checked signature, recorded on a cluster run."""
+        return None if self.dask is None else self.dask.signature
+
+    def prepare(self, started_lines: list, tasks: list) -> None:
+        """Tidy the folder after a killed run and write the manifest as it stands: the
+        ``started`` lines of an earlier run are kept for the sources still to do."""
+        todo = {task.relative for task in tasks}
+        self.open = {line["started"]: line for line in started_lines if line["started"] in todo}
+        self.store.tidy()
+        manifest.rewrite(self.where, self.records.values(), self.plan.classes,
+                         list(self.open.values()), self.signature)
+        if self.plan.annotations is not None:
+            try:
+                self.plan.annotations.prepare_output(self.plan.output_dir)
+            except OSError as exc:
+                raise output_error(self.plan.output_dir, exc) from None
+
+    def execute(self, tasks: list, workers: int, progress: bool) -> None:
+        """Hand the sources to workers; journal each before it starts and its records
+        as it finishes."""
+        workers = max(1, min(workers, len(tasks) or 1))
+        bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
+        try:
+            with manifest.Journal(self.where) as journal:
+                for result in map_in_workers(process_source, self._announced(tasks, journal),
+                                             workers, crashed=_crashed, cluster=self.dask):
+                    self._collect(result, journal)
+                    bar.update(len(result.records) + len(result.failures))
+        finally:
+            bar.close()
+
+    def _announced(self, tasks, journal):
+        """The tasks, each journalled as ``started`` just before a worker gets it."""
+        for task in tasks:
+            names = [name for name, _ in _files_written(task.outputs, self.plan.annotations)]
+            line = manifest.started_line(task.relative, names, self.fingerprint)
+            journal.append(line)
+            self.open[task.relative] = line
+            yield task
+
+    def _collect(self, result: SourceResult, journal) -> None:
+        report = self.report
+        report.images_read += result.decoded
+        for record in result.records:
+            record["recipe"] = self.fingerprint
+            self.records[record["output"]] = record
+        journal.append(*result.records)
+        self.open.pop(result.relative, None)
+        report.written += len(result.records)
+        for path, reason in result.failures:
+            report.fail(path, reason)
+        if result.stop is not None:
+            raise OutputError(result.stop)
+
+    @contextlib.contextmanager
+    def finishing(self):
+        """Whatever happens, end with the manifest rewritten whole (and the COCO file)."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(OutputError):  # the first error is the one to report
+                self._finish()
+            raise
+        self._finish()
+
+    def _finish(self) -> None:
+        plan = self.plan
+        self.report.classes = _classes_written(plan.classes, self.records.values())
+        self.store.tidy()  # temp files of writes that died with their worker
+        manifest.rewrite(self.where, self.records.values(), self.report.classes,
+                         list(self.open.values()), self.signature)
         if plan.annotations is not None:
-            plan.annotations.finish_output(plan.output_dir, records.values())
+            try:
+                plan.annotations.finish_output(plan.output_dir, self.records.values())
+            except OSError as exc:
+                raise output_error(plan.output_dir, exc) from None
+            self.report.objects = _objects(plan, self.records.values())
 
 
-def _manifest_error(plan: Plan, exc: OSError) -> UsageError:
-    return UsageError(f"cannot write the manifest in {plan.output_dir} ({exc}); the outputs "
-                      "it lists are kept: rerun the same command to make the rest")
-
-
-def _lost(task: SourceTask, reason: str) -> SourceResult:
-    """The result of a source whose task kept killing the workers that ran it."""
+def _crashed(task: SourceTask, reason: str) -> SourceResult:
+    """A worker died on this source (killed for memory, say): that source failed."""
     return SourceResult(task.relative, failures=[(task.relative, reason)])
+
+
+def _classes_written(classes: list, records) -> list:
+    """Per-class counts with ``after`` as written (a failed source's outputs are missing)."""
+    if not classes:
+        return classes
+    written: dict = {}
+    for record in records:
+        tag = Path(record["source"]).parent.as_posix()
+        written[tag] = written.get(tag, 0) + 1
+    return [replace(count, after=written.get(count.tag, 0)) for count in classes]
 
 
 def _objects(plan: Plan, records) -> dict:
@@ -590,6 +755,7 @@ def _objects(plan: Plan, records) -> dict:
 
 
 def _path(value):
+    """A caller's ``input``/``output``: a URL stays text, anything else is a folder."""
     return storage.location(value if storage.is_url(value) else
                             (None if value is None else Path(value)))
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from .errors import UsageError
+from .errors import UsageError, excerpt
 
 # URL scheme -> (extra, the module that extra installs)
 SCHEMES = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"),
@@ -130,7 +130,7 @@ def read_options(value, problems) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.add("storage", f"expected a mapping of storage options, got {value!r:.60}")
+        problems.add("storage", f"expected a mapping of storage options, got {excerpt(value)}")
         return {}
     _refuse_secrets(value, "storage", problems)
     return value
@@ -225,6 +225,17 @@ class FolderStore:
                      if hidden or not name.startswith(".")]
         return sorted(keys)
 
+    def scan(self, unreadable: list | None = None) -> tuple[list, list]:
+        """(images, other files) under the folder, as ``imagefiles.scan`` walks it."""
+        from . import imagefiles
+
+        return imagefiles.scan(self.root, unreadable)
+
+    def stamp(self, key: str) -> dict:
+        """What tells a changed source from the one an output was made from."""
+        status = (self.root / key).stat()
+        return {"source_size": status.st_size, "source_mtime_ns": status.st_mtime_ns}
+
     def read(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
 
@@ -248,34 +259,6 @@ class FolderStore:
         from . import imagefiles
 
         imagefiles.remove_stale_temp_files(self.root)
-
-    def read_journal(self, name: str) -> bytes:
-        try:
-            return (self.root / name).read_bytes()
-        except FileNotFoundError:
-            return b""
-
-    def journal(self, name: str) -> FileJournal:
-        return FileJournal(self.root / name)
-
-    def clear_journal(self, name: str) -> None:
-        """Nothing to clear: a folder's journal is the manifest itself."""
-
-
-class FileJournal:
-    """Appends to a file; each flush reaches the file at once."""
-
-    def __init__(self, path: Path):
-        self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
-
-    def write(self, data: bytes) -> None:
-        self._file.write(data)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 # --- an object store ------------------------------------------------------------------
@@ -311,22 +294,39 @@ class ObjectStore:
     def list(self, hidden: bool = False) -> list:
         """Every object under the prefix, relative, sorted; one listing (paged by the
         library), never a request per object."""
+        return sorted(self.sizes(hidden))
+
+    def sizes(self, hidden: bool = False) -> dict:
+        """Key -> size of every object under the prefix, from one listing."""
         self.fs.invalidate_cache()
         try:
-            found = self.fs.find(self.root, detail=False)
+            found = self.fs.find(self.root, detail=True)
         except FileNotFoundError:
-            return []
+            return {}
         except Exception as exc:  # noqa: BLE001
             raise UsageError(f"{self.url}: cannot list ({_reason(exc)})") from None
-        keys = []
-        for path in found:
+        sizes = {}
+        for path, info in found.items():
             path = path.rstrip("/")
-            if not path.startswith(self.root + "/"):
+            if not path.startswith(self.root + "/") or info.get("type") == "directory":
                 continue
             key = path[len(self.root) + 1:]
             if key and (hidden or not _hidden(key)):
-                keys.append(key)
-        return sorted(keys)
+                sizes[key] = info.get("size")
+        return sizes
+
+    def scan(self, unreadable: list | None = None) -> tuple[list, list]:
+        """(images, other objects) under the prefix, as ``imagefiles.scan`` splits a folder."""
+        from . import imagefiles
+
+        return imagefiles.split_images(self.list())
+
+    def stamp(self, key: str) -> dict:
+        """Size and modification time of an object (one metadata request)."""
+        info = self._call(key, self.fs.info, self._full(key))
+        modified = next((info[name] for name in ("LastModified", "last_modified", "mtime",
+                                                  "updated") if info.get(name)), None)
+        return {"source_size": info.get("size"), "source_mtime_ns": _nanoseconds(modified)}
 
     def read(self, key: str) -> bytes:
         return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
@@ -388,7 +388,8 @@ class ObjectStore:
 
 class PartJournal:
     """An object store has no append: lines go out as numbered part objects, the first
-    at once, then every ``PART_LINES`` lines or ``PART_SECONDS`` seconds, and at close."""
+    at once, then more and more seldom up to every ``PART_LINES`` lines or
+    ``PART_SECONDS`` seconds, and at close."""
 
     def __init__(self, store: ObjectStore, name: str):
         self.store = store
@@ -407,16 +408,31 @@ class PartJournal:
     def flush(self, force: bool = False) -> None:
         if not self.buffer:
             return
-        # The first part goes out at once: from then on the output prefix says whose
-        # outputs are in it, as a folder's manifest does after its first record.
-        if force or not self.parts or self.lines >= PART_LINES or \
-                time.monotonic() - self.since >= PART_SECONDS:
+        # The first part goes out at once (from then on the prefix says whose outputs are
+        # in it), the next ones after 0.25, 0.5, 1, ... seconds, then every PART_SECONDS:
+        # a run killed early loses little, a long run makes few requests.
+        wait = min(PART_SECONDS, 0.25 * 2 ** (self.parts - 1)) if self.parts else 0.0
+        if force or self.lines >= PART_LINES or time.monotonic() - self.since >= wait:
             self.parts += 1
             self.store.publish(f"{self.prefix}{self.parts:06d}", b"".join(self.buffer))
             self.buffer, self.lines, self.since = [], 0, None
 
     def close(self) -> None:
         self.flush(force=True)
+
+
+def _nanoseconds(moment) -> int | None:
+    """A library's modification time (a datetime, or ISO text) as integer nanoseconds."""
+    import datetime
+
+    if isinstance(moment, str):
+        try:
+            moment = datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(moment, datetime.datetime):
+        return int(moment.timestamp() * 1_000_000) * 1000
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -78,6 +78,24 @@ def simple_recipe(tmp_path, dataset):
     return write_recipe(tmp_path, SIMPLE_RECIPE)
 
 
+def mount_tmpfs(folder: Path, options: str) -> bool:
+    """Mount a small tmpfs on ``folder`` (a real full or read-only file system); False where
+    that is not possible (not root, no mount). Unmount with ``unmount``."""
+    import os
+    import subprocess
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
+def unmount(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+
+
 # --- helpers of the op tests (tests/test_ops_*.py) ---------------------------------------
 
 # Every image layout an op must handle: grey, grey + alpha, RGB, RGBA and 16-bit grey.

@@ -274,3 +274,106 @@ def test_profiles_are_frozen_picklable_data():
 def test_help_names_every_profile_and_has_an_example():
     text = CliRunner().invoke(main, ["check", "--help"]).output
     assert all(name in text for name in PROFILES) and "Example:" in text
+
+
+# --- many files: workers, progress, grouped findings -----------------------------
+
+def many_small(folder, count=6):
+    """A conforming folder plus ``count`` distinct 100 x 120 images in cup/: each only a
+    side-too-small warning."""
+    conforming(folder)
+    for i in range(count):
+        save(folder / "cup" / f"small{i}.png", photo_like(100, 120, seed=50 + i))
+    return folder
+
+
+def test_workers_give_the_same_report_as_one_process(tmp_path, monkeypatch):
+    folder = many_small(tmp_path / "set", count=30)
+    shutil.copy(folder / "cup" / "small3.png", folder / "cup" / "small3_copy.png")
+    (folder / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    alone = check_folder(folder, workers=1).to_json()
+    used = []
+
+    def recording(function, tasks, workers):
+        used.append(workers)
+        return real(function, tasks, workers)
+
+    real = ck.map_in_workers
+    monkeypatch.setattr(ck, "map_in_workers", recording)
+    pooled = check_folder(folder, workers=3).to_json()
+    assert used == [3]  # 42 files: enough for three worker processes
+    assert pooled == alone
+    assert {f["kind"] for f in alone["findings"]} == {"side-too-small", "duplicate",
+                                                      "unreadable"}
+    check_folder(conforming(tmp_path / "few"), workers=8)
+    assert used[-1] == 1  # 10 files are checked in-process: a worker costs more than that
+
+
+def test_a_kind_found_in_many_files_is_shown_once_with_examples(tmp_path):
+    folder = many_small(tmp_path / "set", count=6)
+    save(folder / "cat" / "wide.png", photo_like(20, 600))  # 30:1 and a small side
+    result = invoke(folder, "-w", 1)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    at = lines.index("warning  side-too-small: 7 files, e.g.")
+    assert [line.split()[0] for line in lines[at + 1:at + 4]] == [
+        "cat/wide.png", "cup/small0.png", "cup/small1.png"]
+    assert "120 x 100 px: a side is under 256 px" in lines[at + 2]
+    assert lines[at + 4] == "  and 4 more (--verbose lists each)"
+    assert "cup/small5.png" not in result.output
+    wide = lines.index("cat/wide.png")  # its other finding, a rarer kind, stays by file
+    assert lines[wide + 1].split()[:2] == ["error", "aspect-ratio"]
+
+    verbose = invoke(folder, "-w", 1, "--verbose")
+    assert "files, e.g." not in verbose.output
+    for i in range(6):
+        at = verbose.output.splitlines().index(f"cup/small{i}.png")
+        assert verbose.output.splitlines()[at + 1].split()[:2] == ["warning", "side-too-small"]
+
+    data = json.loads(invoke(folder, "--json").stdout)  # --json lists every finding
+    assert sum(f["kind"] == "side-too-small" for f in data["findings"]) == 7
+    assert data == check_folder(folder).to_json()
+
+
+def test_three_files_of_one_kind_are_still_listed_by_file(tmp_path):
+    folder = many_small(tmp_path / "set", count=3)
+    text = invoke(folder).output
+    assert "files, e.g." not in text
+    assert all(f"cup/small{i}.png\n  warning  side-too-small" in text for i in range(3))
+
+
+def test_the_readme_upload_flow_warns_once_about_small_sides(tmp_path):
+    """README: run upload.yaml, then check: 30 small photos, one grouped warning."""
+    import re
+    from pathlib import Path
+
+    from .conftest import write_recipe
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    recipe = re.search(r"```yaml\n(# upload.yaml\n.*?)```", readme, re.S).group(1)
+    shutil.copytree(Path(__file__).resolve().parent.parent / "sample_images",
+                    tmp_path / "sample_images")
+    path = write_recipe(tmp_path, recipe, name="upload.yaml")
+    ran = CliRunner().invoke(main, ["run", str(path), "-q"], catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    result = invoke(tmp_path / "upload")
+    assert result.exit_code == 0
+    assert "warning  side-too-small: 30 files, e.g." in result.output
+    assert "and 27 more (--verbose lists each)" in result.output
+    assert len(result.output.splitlines()) < 20
+
+
+def test_a_progress_bar_counts_the_files_on_a_terminal(tmp_path, monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    folder = conforming(tmp_path / "set")
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    check_folder(folder, workers=1, progress=True)
+    assert "10/10" in screen.getvalue()
+    check_folder(folder, workers=1)  # the library is silent unless asked
+    assert screen.getvalue().count("10/10") == 1

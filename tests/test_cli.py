@@ -225,8 +225,8 @@ def test_unwritable_output_is_one_error_line(tmp_path, simple_recipe, monkeypatc
                                        "-w", "1", "-q"])
     assert result.exit_code == 2 and not isinstance(result.exception, PermissionError)
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"Error: {tmp_path / 'o'}: permission "
-                                                   "denied (this user cannot write there")
+    assert len(lines) == 1 and lines[0].startswith(f"Error: cannot write {tmp_path / 'o'}: "
+                                                   "Permission denied; this user cannot write")
 
 
 def test_unwritable_output_in_a_real_process(tmp_path, simple_recipe):
@@ -240,5 +240,55 @@ def test_unwritable_output_in_a_real_process(tmp_path, simple_recipe):
         target = locked / "out"
     result = _augcli("run", simple_recipe, "-o", target, "-q", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith(f"Error: {target}: ") and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"Error: cannot write {target}: ")
+    assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_validate_refuses_nan_that_would_break_the_run(tmp_path):
+    recipe = write_recipe(tmp_path, "variants: {a: {ops: [{dropout: {p: .nan}}, "
+                                    "{rotate: {degrees: [.nan, 3]}}]}}\n")
+    result = invoke("validate", recipe)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "variants.a.ops[0].dropout.p: expected probability in [0, 1], got NaN" in result.output
+    assert "variants.a.ops[1].rotate.degrees: expected number" in result.output
+
+
+def test_absurd_per_class_is_refused_with_the_limit(tmp_path, simple_recipe):
+    result = invoke("run", simple_recipe, "--per-class", 10**9)
+    assert result.exit_code == 2
+    assert "Error: --per-class: expected an integer in [1, 100,000], got 1000000000" in \
+        result.output
+
+
+def test_run_json_prints_one_summary_object_on_stdout(tmp_path, simple_recipe, dataset):
+    (dataset / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (dataset / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(main, ["run", str(simple_recipe), "-w", "1", "--json"])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    [failure] = summary.pop("failures")
+    assert failure["path"] == "cats/broken.jpg" and failure["reason"]
+    assert isinstance(summary.pop("seconds"), float)
+    assert summary == {"output": str(tmp_path / "out"), "images_read": 4, "written": 16,
+                       "skipped": 0, "failed": 1, "ignored": ["notes.txt"], "exit_code": 1,
+                       "classes": [], "objects": {}}
+    assert "outputs written" not in result.stderr  # no human summary
+    assert "failed: cats/broken.jpg" in result.stderr  # failures still show as they happen
+
+    (dataset / "cats" / "broken.jpg").unlink()
+    again = json.loads(CliRunner().invoke(main, ["run", str(simple_recipe), "--json",
+                                                 "-q"]).stdout)
+    assert (again["written"], again["skipped"], again["exit_code"]) == (0, 16, 0)
+
+
+def test_run_json_has_the_class_counts_when_balancing(tmp_path, simple_recipe):
+    result = invoke("run", simple_recipe, "-w", 1, "--per-class", 3, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["classes"] == [
+        {"class": "cats", "before": 2, "after": 3}, {"class": "dogs", "before": 2, "after": 3}]
+
+
+def test_run_json_and_dry_run_together_are_a_usage_error(simple_recipe):
+    result = invoke("run", simple_recipe, "--json", "--dry-run")
+    assert result.exit_code == 2 and "use one of them" in result.output

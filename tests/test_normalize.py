@@ -418,7 +418,7 @@ def test_a_corrupt_file_is_reported_once_skipped_and_exits_1(tmp_path, method):
     result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", method, "-w", 1)
     assert result.exit_code == 1
     assert result.output.count("failed: broken.png: ") == 1
-    assert "3 images read, 3 files written, 1 failed" in result.output
+    assert "3 images read, 3 files written, 0 skipped (already done), 1 failed" in result.output
     assert not (tmp_path / "out" / "broken.npy").exists()
     if method == "tf":
         for index, original in enumerate(originals):
@@ -428,18 +428,20 @@ def test_a_corrupt_file_is_reported_once_skipped_and_exits_1(tmp_path, method):
 def test_an_output_that_cannot_be_written_is_reported_and_the_rest_written(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
     (tmp_path / "out" / "img_001.npy").mkdir(parents=True)  # a folder where a file must go
+    refused = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "4x4")
+    assert refused.exit_code == 2 and "already holds 1 file(s)" in refused.output
     result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "4x4",
-                    "-w", 1)
+                    "-w", 1, "--overwrite")
     assert result.exit_code == 1
     assert "failed: img_001.png: cannot write" in result.output
-    assert "3 images read, 2 files written, 1 failed" in result.output
+    assert "3 images read, 2 files written, 0 skipped (already done), 1 failed" in result.output
     assert (tmp_path / "out" / "img_000.npy").is_file()
     assert (tmp_path / "out" / "img_002.npy").is_file()
 
 
 @pytest.mark.parametrize("args, message", [
     (["-m", "samplewise", "--per-channel"], "--per-channel only applies to --method minmax"),
-    (["-m", "zca"], "--method zca needs --size WxH"),
+    (["-m", "zca", "--resize", "letterbox"], "--resize letterbox needs --size"),
     (["-m", "caffe", "--color", "grey"], "--method caffe subtracts a mean per RGB channel"),
     (["-m", "tf", "--stats", "s.json"], "--stats and --fit-only only apply to"),
     (["-m", "tf", "--size", "12"], "--size expects WIDTHxHEIGHT"),
@@ -481,3 +483,335 @@ def test_two_sources_with_one_stem_are_refused(tmp_path):
 def test_the_cli_offers_exactly_the_library_methods():
     options = {param.name: param for param in main.commands["normalize"].params}
     assert tuple(options["method"].type.choices) == normalize.METHODS
+
+
+# --- zca: the n x n solve, its default size and its progress line ---------------------------
+
+@pytest.mark.parametrize("copies", [0, 2])
+def test_zca_from_the_rows_equals_keras_svd_and_the_d_by_d_eigendecomposition(copies):
+    """n < D: the n x n problem gives Keras' W on the images' span; copies (rank < n) too."""
+    rng = np.random.default_rng(7)
+    rows = rng.normal(100, 40, (9, 48))
+    rows = np.concatenate([rows, rows[:copies]])  # repeated images span no new direction
+    centred = rows - np.tile(rows.reshape(-1, 3).mean(axis=0), 16)
+    from_rows = normalize.zca_components_from_rows(centred.copy(), 1e-6)
+    batch = rows.reshape(len(rows), 4, 4, 3)
+    mean, keras = keras_zca_fit(batch)
+    # Keras keeps the copies' null directions with s ~ 1e-13, weighted √n / (s + ε) ~ 3e6:
+    # rounding noise of about 1e-7 in its results, which the float32 outputs cannot hold.
+    expected = keras_zca_apply(batch, mean, keras)
+    np.testing.assert_allclose(keras_zca_apply(batch, mean, from_rows), expected,
+                               rtol=1e-7 if copies == 0 else RTOL, atol=1e-6)
+    if copies == 0:  # full rank: the same matrix, whichever way it is computed
+        np.testing.assert_allclose(from_rows, keras, rtol=1e-7, atol=1e-9)
+        gram = normalize.zca_components(centred.T @ centred, len(rows), 1e-6)
+        np.testing.assert_allclose(from_rows, gram, rtol=1e-6, atol=1e-8)
+
+
+def test_zca_accumulator_holds_rows_below_d_and_folds_them_into_the_gram_at_d():
+    rng = np.random.default_rng(8)
+    rows = rng.normal(50, 20, (30, 12))  # 2x2 RGB: D = 12
+    small = normalize.ZcaAccumulator(channels=3, features=12)
+    small.add(rows[:5])
+    small.add(rows[5:11])
+    assert small.gram is None and small.solve_text == "11 x 11 eigendecomposition"
+    large = normalize.ZcaAccumulator(channels=3, features=12)
+    for start in range(0, 30, 7):
+        large.add(rows[start:start + 7])
+    assert large.gram is not None and large.batches == []
+    assert large.solve_text == "12 x 12 eigendecomposition"
+    mean, matrix = large.solve(1e-6)
+    keras_mean, keras = keras_zca_fit(rows.reshape(30, 2, 2, 3))
+    np.testing.assert_allclose(mean, keras_mean, rtol=1e-12)
+    np.testing.assert_allclose(matrix, keras, rtol=1e-7, atol=1e-9)
+
+
+def test_zca_on_the_readme_sample_photos_defaults_to_32x32_and_matches_keras(tmp_path):
+    """The README's four photos: no --size gives 32x32 (INTER_AREA: every photo shrinks)."""
+    sample = Path(__file__).resolve().parent.parent / "sample_images"
+    result = invoke(sample, "-o", tmp_path / "out", "-m", "zca", "-w", 1)
+    assert result.exit_code == 0, result.output
+    names = ["cat/chelsea", "cat/chelsea_face", "cup/coffee", "cup/coffee_saucer"]
+    suffix = {"cat/chelsea_face": ".png"}
+    batch = np.stack([
+        cv2.resize(np.asarray(Image.open(sample / f"{name}{suffix.get(name, '.jpg')}")
+                              .convert("RGB")), (32, 32), interpolation=cv2.INTER_AREA)
+        for name in names]).astype(np.float64)
+    expected = keras_zca_apply(batch, *keras_zca_fit(batch))
+    outputs = np.stack([np.load(tmp_path / "out" / f"{name}.npy") for name in names])
+    assert outputs.shape == (4, 32, 32, 3)
+    np.testing.assert_allclose(outputs, expected, rtol=RTOL, atol=1e-5 * np.abs(expected).max())
+
+
+def test_the_solve_shows_a_line_with_its_size_and_elapsed_time_on_a_terminal(monkeypatch):
+    import io
+    import time
+
+    from augcli.jobs import elapsed_spinner
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    with elapsed_spinner("solve (3,072 x 3,072 eigendecomposition)", enabled=True):
+        time.sleep(1.2)
+    frames = screen.getvalue().replace("\r", "\n").splitlines()
+    assert "solve (3,072 x 3,072 eigendecomposition): 00:01" in frames
+    quiet = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    with elapsed_spinner("solve", enabled=False):
+        pass
+    assert quiet.getvalue() == ""
+
+
+# --- manifest, refusal and resume ----------------------------------------------------------
+
+def manifest(folder: Path) -> list:
+    return [json.loads(line) for line in
+            (folder / normalize.MANIFEST_NAME).read_text(encoding="utf-8").splitlines()]
+
+
+def folder_bytes(folder: Path) -> dict:
+    return {path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(folder.rglob("*.npy"))}
+
+
+def test_the_manifest_names_each_output_its_source_method_and_fingerprints(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
+    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise",
+                  "-w", 1).exit_code == 0
+    header, *records = manifest(tmp_path / "out")
+    assert header["normalize"] == {"method": "featurewise", "format": "npy", "color": "rgb",
+                                   "size": None, "resize": "stretch", "per_channel": False}
+    assert [(r["source"], r["output"], r["method"]) for r in records] == [
+        (f"img_{i:03d}.png", f"img_{i:03d}.npy", "featurewise") for i in range(3)]
+    assert {r["settings"] for r in records} == {header["settings"]}
+    assert {r["stats"] for r in records} == {header["stats"]} and len(header["stats"]) == 16
+
+    assert invoke(tmp_path / "in", "-o", tmp_path / "tf", "-m", "tf", "-w", 1).exit_code == 0
+    tf_header, *tf_records = manifest(tmp_path / "tf")
+    assert tf_header["stats"] is None and tf_header["settings"] != header["settings"]
+    assert {r["stats"] for r in tf_records} == {None}
+
+
+def test_a_rerun_skips_every_finished_file_and_changes_nothing(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
+    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise").exit_code == 0
+    before = folder_bytes(tmp_path / "out")
+    stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "out").glob("*.npy")}
+    again = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise")
+    assert again.exit_code == 0
+    assert "0 files written, 3 skipped (already done), 0 failed" in again.output
+    assert folder_bytes(tmp_path / "out") == before
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "torch"], "with other settings (method tf -> torch)"),
+    (["-m", "tf", "--size", "16x12"], "with other settings (size none -> 16x12)"),
+    (["-m", "tf", "--color", "grey"], "with other settings (color rgb -> grey)"),
+])
+def test_outputs_of_other_settings_are_refused_before_anything_is_written(tmp_path, args,
+                                                                          message):
+    make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(2)])
+    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1).exit_code == 0
+    before = (tmp_path / "out" / normalize.MANIFEST_NAME).read_bytes(), \
+        folder_bytes(tmp_path / "out")
+    result = invoke(tmp_path / "in", "-o", tmp_path / "out", *args)
+    assert result.exit_code == 2
+    assert message in result.output and "--overwrite" in result.output
+    assert ((tmp_path / "out" / normalize.MANIFEST_NAME).read_bytes(),
+            folder_bytes(tmp_path / "out")) == before
+
+
+def test_outputs_of_other_statistics_are_refused_and_overwrite_replaces_them(tmp_path):
+    originals = make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
+    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise",
+                  "-w", 1).exit_code == 0
+    before = folder_bytes(tmp_path / "out")
+    originals += make_folder(tmp_path / "more", [photo_like(seed=9)])
+    (tmp_path / "more" / "img_000.png").rename(tmp_path / "in" / "img_003.png")
+    refused = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w", 1)
+    assert refused.exit_code == 2
+    assert "featurewise outputs made with other statistics" in refused.output
+    assert folder_bytes(tmp_path / "out") == before and \
+        not (tmp_path / "out" / "img_003.npy").exists()
+
+    replaced = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w", 1,
+                      "--overwrite")
+    assert replaced.exit_code == 0 and "4 files written, 0 skipped" in replaced.output
+    stack = np.stack(originals)
+    mean, std = stack.mean(axis=(0, 1, 2)), stack.std(axis=(0, 1, 2))
+    for index, original in enumerate(originals):
+        assert_matches(load_output(tmp_path / "out", index),
+                       (original - mean) / (std + KERAS_EPSILON))
+
+
+def test_overwrite_removes_the_earlier_outputs_the_new_settings_do_not_make(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(2)])
+    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--format", "png",
+                  "-w", 1).exit_code == 0
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "img_000.npy", "img_001.npy", normalize.MANIFEST_NAME, "notes.txt"]
+
+
+def test_files_no_manifest_accounts_for_are_refused_where_outputs_would_go(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(2)])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")  # not in the way: allowed
+    (tmp_path / "out" / "img_001.npy").write_bytes(b"someone else's")
+    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
+    assert result.exit_code == 2
+    assert "already holds 1 file(s) this normalize would write (e.g. img_001.npy)" in \
+        result.output
+    assert (tmp_path / "out" / "img_001.npy").read_bytes() == b"someone else's"
+    assert not (tmp_path / "out" / "img_000.npy").exists()
+    assert not (tmp_path / "out" / normalize.MANIFEST_NAME).exists()
+
+
+def test_an_augcli_run_folder_is_refused(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=1)])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / normalize.MANIFEST_NAME).write_text(
+        '{"output": "img_000_a_1.png", "source": "img_000.png", "recipe": "abc"}\n')
+    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
+    assert result.exit_code == 2
+    assert "is not one augcli normalize wrote" in result.output
+
+
+def test_zca_resumed_after_an_interruption_is_byte_identical(tmp_path, monkeypatch):
+    """Rows are whitened in blocks fixed by input position, so a resumed run that has only
+    some rows of a block left computes each of them exactly as an uninterrupted run."""
+    make_folder(tmp_path / "in", correlated_images(23, seed=5))
+    monkeypatch.setattr(normalize, "ROW_BATCH_BYTES", 5 * 192 * 8)  # blocks of 5 images
+    clean = invoke(tmp_path / "in", "-o", tmp_path / "clean", "-m", "zca", "--size", "8x8",
+                   "-w", 1)
+    assert clean.exit_code == 0, clean.output
+
+    real_write, calls = normalize._write, []
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 8:  # the 8th image, in the middle of the second block
+            raise KeyboardInterrupt
+        return real_write(*args)
+
+    monkeypatch.setattr(normalize, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        normalize.normalize_folder(tmp_path / "in", tmp_path / "out", method="zca", size=(8, 8),
+                                   workers=1)
+    assert len(list((tmp_path / "out").glob("*.npy"))) == 7
+    assert len(manifest(tmp_path / "out")) == 1 + 7
+    monkeypatch.setattr(normalize, "_write", real_write)
+    resumed = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "8x8",
+                     "-w", 2)
+    assert resumed.exit_code == 0, resumed.output
+    assert "16 files written, 7 skipped (already done)" in resumed.output
+    assert folder_bytes(tmp_path / "out") == folder_bytes(tmp_path / "clean")
+    assert len(manifest(tmp_path / "out")) == 1 + 23
+
+
+def test_a_killed_normalize_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path):
+    """SIGKILL a real process half-way through writing: every file under a final name is
+    whole, and rerunning the command gives exactly an uninterrupted run's files."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    make_folder(tmp_path / "in", [photo_like(240, 320, seed=s) for s in range(80)])
+    executable = Path(sys.executable).with_name("augcli")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
+    args = ["normalize", str(tmp_path / "in"), "-m", "featurewise", "-w", "1", "-q"]
+    process = subprocess.Popen([*command, *args, "-o", str(tmp_path / "out")], cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "out").glob("*.npy"))) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = list((tmp_path / "out").glob("*.npy"))
+    assert 10 <= len(written) < 80, "the run was not interrupted half-way"
+    for path in written:
+        assert np.load(path).shape == (240, 320, 3)  # raises on a truncated file
+
+    rerun = subprocess.run([*command, *args, "-o", str(tmp_path / "out"), "--json"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["skipped"] >= 10 and summary["skipped"] + summary["written"] == 80
+    clean = subprocess.run([*command, *args, "-o", str(tmp_path / "clean")], cwd=tmp_path,
+                           timeout=300, check=False)
+    assert clean.returncode == 0
+    assert folder_bytes(tmp_path / "out") == folder_bytes(tmp_path / "clean")
+    assert len(folder_bytes(tmp_path / "clean")) == 80
+    assert len(manifest(tmp_path / "out")) == 1 + 80
+    assert not list((tmp_path / "out").glob(".augcli-*"))
+
+
+# --- dry run and the summary for scripts ---------------------------------------------------
+
+def test_dry_run_lists_each_output_marks_finished_ones_and_writes_nothing(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
+    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "img_000.png -> img_000.npy\n" in result.output
+    assert "fit: zca statistics over the 3 images first, then applied" in result.output
+    assert "total: 3 images (zca, npy, 32x32) -> 3 files to write, 0 already done" in \
+        result.output
+    assert not (tmp_path / "out").exists()
+
+    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf").exit_code == 0
+    (tmp_path / "out" / "img_001.npy").unlink()
+    again = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--dry-run")
+    assert "img_000.png -> img_000.npy (done)" in again.output
+    assert "img_001.png -> img_001.npy\n" in again.output
+    assert "-> 1 files to write, 2 already done" in again.output
+    other = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "torch", "--dry-run")
+    assert other.exit_code == 2 and "method tf -> torch" in other.output
+
+
+def test_json_prints_one_object_with_counts_failures_and_the_output_folder(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(2)])
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "in" / "notes.txt").write_text("hi")
+    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1, "--json")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["failures"] == [{"path": "broken.png", "reason": summary["failures"][0]
+                                    ["reason"]}] and summary["failures"][0]["reason"]
+    assert {key: summary[key] for key in ("output", "images_read", "written", "skipped",
+                                          "failed", "ignored", "exit_code", "method",
+                                          "stats_file")} == {
+        "output": str(tmp_path / "out"), "images_read": 2, "written": 2, "skipped": 0,
+        "failed": 1, "ignored": ["notes.txt"], "exit_code": 1, "method": "tf",
+        "stats_file": None}
+    assert isinstance(summary["seconds"], float)
+    assert "images read" not in result.stderr  # the human summary is replaced
+
+    stats = tmp_path / "s.json"
+    fit = invoke(tmp_path / "in", "-m", "featurewise", "--fit-only", "--stats", stats, "-w", 1,
+                 "--json")
+    fitted = json.loads(fit.stdout)
+    assert fitted["output"] is None and fitted["stats_file"] == str(stats)
+    assert invoke(tmp_path / "in", "-o", tmp_path / "x", "-m", "tf", "--json",
+                  "--dry-run").exit_code == 2
+
+
+def test_overwrite_deletes_only_files_a_normalize_manifest_names_inside_the_folder(tmp_path):
+    make_folder(tmp_path / "in", [photo_like(seed=1)])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "outside.npy").write_bytes(b"keep me")
+    (tmp_path / "out" / "img_000_a_1.png").write_bytes(b"an augcli run output")
+    (tmp_path / "out" / normalize.MANIFEST_NAME).write_text(
+        '{"output": "img_000_a_1.png", "source": "img_000.png", "recipe": "abc"}\n'
+        '{"output": "../outside.npy", "source": "x.png", "method": "tf", "settings": "1"}\n')
+    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "outside.npy").read_bytes() == b"keep me"
+    assert (tmp_path / "out" / "img_000_a_1.png").read_bytes() == b"an augcli run output"
+    assert [r.get("output") for r in manifest(tmp_path / "out")] == [None, "img_000.npy"]

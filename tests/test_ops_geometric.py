@@ -182,6 +182,18 @@ def test_random_resized_crop_falls_back_to_a_central_crop_like_torchvision():
     assert (p["crop_width"], p["crop_height"], p["x"], p["y"]) == (100, 50, 0, 25)
 
 
+def test_random_resized_crop_at_its_extreme_ratio_keeps_at_least_one_pixel():
+    # ratio 0.01 (its documented bound) on a 64 x 48 image: the central fallback would be
+    # 0 px wide (round(48 * 0.01)); it is 1 px, and the output is made.
+    p = sample("[{random_resized_crop: {size: 8, scale: 1.0, ratio: 0.01}}]",
+               shape=(48, 64))[0].params
+    assert (p["crop_width"], p["crop_height"], p["x"], p["y"]) == (1, 48, 31, 0)
+    image = photo_like(48, 64, seed=1)
+    out = run(image, "random_resized_crop", **p)
+    assert out.shape == (8, 8, 3)
+    assert np.array_equal(out[:, 0], cv2.resize(image[:, 31:32], (8, 8))[:, 0])
+
+
 def test_random_resized_crop_resizes_the_window_with_area_averaging():
     image = photo_like(80, 120, seed=2)
     params = {"x": 10, "y": 20, "crop_width": 64, "crop_height": 48, "width": 32,
@@ -319,3 +331,10 @@ def test_elastic_moves_pixels_but_keeps_the_histogram_roughly():
     after = np.histogram(out, bins=16, range=(0, 256))[0] / out.size
     assert np.abs(before - after).sum() < 0.15
     assert run(image, "elastic", alpha=0.0, sigma=4.0, seed=3, **FILL) is image
+
+
+def test_elastic_sigma_is_bounded_when_the_recipe_is_read():
+    # sigma 1000 padded the fields by 5,200 px and took minutes even on a 1 x 1 image.
+    with pytest.raises(RecipeError, match=r"elastic\.sigma"):
+        sample("[{elastic: {alpha: 10, sigma: 1000}}]")
+    assert sample("[{elastic: {alpha: 10, sigma: 100}}]")[0].params["sigma"] == 100

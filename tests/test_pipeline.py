@@ -56,3 +56,20 @@ def test_sample_recipe_samples_the_pinned_parameters(tmp_path):
     for output, (seed, ops) in GOLDEN_RECORDS.items():
         assert records[output]["seed"] == seed, output
         assert records[output]["ops"] == ops, output
+
+
+def test_a_step_that_would_make_a_huge_image_fails_before_any_allocation():
+    import numpy as np
+
+    from augcli.pipeline import OutputTooLarge, sample_steps
+    from augcli.recipe import parse_recipe
+
+    recipe = parse_recipe({"variants": {"big": {"ops": [
+        {"resize": {"width": 100000, "height": 100000}}]}}})
+    with pytest.raises(OutputTooLarge, match=r"resize would make a 100000 x 100000 image, "
+                                             r"over the limit of 100,000,000 pixels"):
+        sample_steps(recipe.variants[0].ops, np.random.default_rng(0), (48, 64))
+    pad = parse_recipe({"variants": {"p": {"ops": [{"pad": {"px": 20}}]}}}).variants[0].ops
+    assert len(sample_steps(pad, np.random.default_rng(0), (48, 64), max_pixels=88 * 104)) == 1
+    with pytest.raises(OutputTooLarge):
+        sample_steps(pad, np.random.default_rng(0), (48, 64), max_pixels=88 * 104 - 1)

@@ -58,3 +58,30 @@ def test_preview_command(tmp_path):
     (tmp_path / "junk.png").write_text("no", encoding="utf-8")
     junk = CliRunner().invoke(main, ["preview", str(recipe), str(tmp_path / "junk.png")])
     assert junk.exit_code == 2 and "junk.png" in junk.output
+
+
+def test_preview_never_replaces_the_image_nor_writes_into_the_input(tmp_path):
+    source = save(tmp_path / "in" / "cats" / "tom.png", photo_like())
+    original = source.read_bytes()
+    recipe = write_recipe(tmp_path, RECIPE)
+    for output, message in [(source, "is the image itself"),
+                            (tmp_path / "in" / "cats" / ".." / "cats" / "tom.png",
+                             "is the image itself"),
+                            (tmp_path / "in" / "sheet.png", "is inside the input folder")]:
+        result = CliRunner().invoke(main, ["preview", str(recipe), str(source), "-o",
+                                           str(output)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert source.read_bytes() == original
+    assert sorted(p.name for p in (tmp_path / "in").rglob("*")) == ["cats", "tom.png"]
+
+
+def test_preview_of_an_image_whose_name_is_not_utf8(tmp_path):
+    import os
+
+    name = os.fsdecode(b"t\xf6m.png")  # Latin-1: not valid UTF-8
+    source = save(tmp_path / "in" / name, photo_like())
+    result = CliRunner().invoke(main, ["preview", str(write_recipe(tmp_path, RECIPE)),
+                                       str(source), "-o", str(tmp_path / "sheet.png")])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.width == 4 * TILE_WIDTH

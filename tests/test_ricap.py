@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -650,18 +651,18 @@ def test_killed_ricap_resumes_to_the_files_of_an_uninterrupted_run(tmp_path):
             "--hard-label", "majority", "-w", "1", "-q"]
     out = tmp_path / "out"
     process = subprocess.Popen([*command, *args, "-o", str(out)])
-    deadline = time.monotonic() + 60
-    while len(list(out.glob("ricap_*.png"))) < 40 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180  # a loaded machine can be slow to start the run
+    while len(list(out.glob("ricap_*.png"))) < 10 and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert 40 <= len(list(out.glob("ricap_*.png"))) < 800, "the run was not interrupted"
+    assert 10 <= len(list(out.glob("ricap_*.png"))) < 800, "the run was not interrupted"
     assert not (out / "labels.csv").exists()
     resumed = subprocess.run([*command, *args, "-o", str(out), "--json"], capture_output=True,
                              text=True, timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
-    assert summary["skipped"] >= 40 and summary["skipped"] + summary["written"] == 800
+    assert summary["skipped"] >= 10 and summary["skipped"] + summary["written"] == 800
     clean = subprocess.run([*command, *args, "-o", str(tmp_path / "clean")], timeout=300,
                            check=False)
     assert clean.returncode == 0
@@ -671,3 +672,35 @@ def test_killed_ricap_resumes_to_the_files_of_an_uninterrupted_run(tmp_path):
                 if p.is_file()}
 
     assert tree(out) == tree(tmp_path / "clean")
+
+
+def test_absurd_counts_are_refused_with_the_limit(tmp_path):
+    for label in ("cat", "dog"):
+        save(tmp_path / "in" / label / "a.png", photo_like(20, 30, seed=1))
+    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                                       "-n", "1000000000", "--size", "16x16"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--count x --epochs is 1,000,000,000, over the limit of 1,000,000 montages" in \
+        result.output
+    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                                       "-n", "1000", "--epochs", "1001", "--size", "16x16"])
+    assert result.exit_code == 2 and "1,001,000, over the limit" in result.output
+
+
+def test_class_and_file_names_that_are_not_utf8_round_trip(tmp_path):
+    # A source named with bytes that are not UTF-8: the run finishes, montages.jsonl stays
+    # UTF-8 (JSON escapes) and names the very same file, labels.csv keeps the raw name.
+    root = os.fsencode(tmp_path / "in")
+    os.makedirs(os.path.join(root, b"c\xe9t"))
+    os.makedirs(os.path.join(root, b"dog"))
+    with open(os.path.join(root, b"c\xe9t", b"\xff.png"), "wb") as handle:
+        Image.fromarray(photo_like(20, 30, seed=2)).save(handle, format="PNG")
+    save(tmp_path / "in" / "dog" / "a.png", photo_like(20, 30, seed=3))
+    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                                       "-n", "6", "--size", "16x16", "-w", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "labels.csv").read_bytes().startswith(b"filename,c\xe9t,dog\n")
+    sources = {quadrant["source"]
+               for line in (tmp_path / "o" / "montages.jsonl").read_bytes().decode().splitlines()
+               for quadrant in json.loads(line)["quadrants"] if quadrant["source"]}
+    assert os.fsdecode(b"c\xe9t/\xff.png") in sources

@@ -1,6 +1,8 @@
 """End-to-end runs through the library: names, manifest, determinism, resume, failures."""
 
 import json
+import os
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from augcli.errors import UsageError
 from augcli.recipe import load_recipe
 from augcli.runner import MANIFEST_NAME, derive_seed, plan_run, read_manifest, run_recipe
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import mount_tmpfs, photo_like, save, unmount, write_recipe
 
 SOURCES = ["cats/felix.png", "cats/tom.jpg", "dogs/fido.webp", "dogs/rex.bmp"]
 
@@ -105,7 +107,7 @@ def test_rerun_after_interruption_finishes_only_the_rest(tmp_path, simple_recipe
 def test_rerun_with_changed_seed_refuses_to_mix_unless_overwrite(tmp_path, simple_recipe):
     run_recipe(simple_recipe, workers=1)
     before = files_under(tmp_path / "out")
-    with pytest.raises(UsageError, match="different recipe or seed.*--overwrite"):
+    with pytest.raises(UsageError, match="different recipe, seed or input folder.*--overwrite"):
         run_recipe(simple_recipe, workers=1, seed=99)
     assert files_under(tmp_path / "out") == before
     report = run_recipe(simple_recipe, workers=1, seed=99, overwrite=True)
@@ -329,3 +331,108 @@ def test_changing_the_target_is_a_different_recipe(tmp_path):
     run_recipe(recipe, workers=1)
     result = CliRunner().invoke(main, ["run", str(recipe), "--per-class", "4"])
     assert result.exit_code == 2 and "different recipe" in result.output
+
+
+# --- hostile inputs and output folders ----------------------------------------------------
+
+def test_undecodable_source_is_not_counted_as_balanced(tmp_path):
+    make_classes(tmp_path, {"cats": 2})
+    (tmp_path / "in" / "cats" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = CliRunner().invoke(main, ["run", str(write_recipe(tmp_path, BALANCE)), "-w", "1"])
+    assert result.exit_code == 1
+    written = len(images_in(tmp_path / "out" / "cats"))
+    assert f"cats: 3 -> {written}" in result.output and written < 8
+    lines = [json.loads(line) for line in
+             (tmp_path / "out" / MANIFEST_NAME).read_text("utf-8").splitlines()]
+    assert {"class": "cats", "before": 3, "after": written} in lines
+
+
+def test_symlinked_class_folders_are_followed_without_loops(tmp_path, simple_recipe, dataset):
+    elsewhere = tmp_path / "birds"
+    save(elsewhere / "tweety.png", photo_like(seed=8))
+    (dataset / "birds").symlink_to(elsewhere)
+    (dataset / "cats" / "loop").symlink_to(dataset)  # would walk forever if followed blindly
+    report = run_recipe(simple_recipe, workers=1)
+    assert report.images_read == 5 and report.exit_code == 0
+    assert (tmp_path / "out" / "birds" / "tweety_noise_1.png").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder whatever its mode")
+def test_an_unreadable_subfolder_is_a_failure_with_its_path(tmp_path, simple_recipe, dataset):
+    os.chmod(dataset / "dogs", 0)
+    try:
+        result = CliRunner().invoke(main, ["run", str(simple_recipe), "-w", "1"])
+    finally:
+        os.chmod(dataset / "dogs", 0o755)
+    assert result.exit_code == 1, result.output
+    assert "failed: dogs/: cannot read this folder (Permission denied)" in result.output
+    assert (tmp_path / "out" / "cats" / "tom_noise_1.jpg").exists()
+
+
+def test_a_fifo_named_like_an_image_is_skipped(tmp_path, dataset):
+    os.mkfifo(dataset / "cats" / "pipe.jpg")
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nprofile: custom-vision\n"
+                                    "variants: {a: {ops: [fliplr]}}\n")
+    report = run_recipe(recipe, workers=1)  # would block forever opening the FIFO
+    assert report.exit_code == 0 and "cats/pipe.jpg" in [p.as_posix() for p in report.ignored]
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_corrupt_source_with_a_profile_is_a_failure_not_a_crash(tmp_path, dataset, dry_run):
+    (dataset / "cats" / "empty.webp").write_bytes(b"")
+    (dataset / "cats" / "junk.tif").write_bytes(b"II*\x00junk")
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nprofile: custom-vision\n"
+                                    "variants: {a: {ops: [fliplr]}}\n")
+    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1",
+                                       *(["--dry-run"] if dry_run else [])])
+    assert result.exit_code == (0 if dry_run else 1), result.output
+    assert "failed: cats/empty.webp: cannot read the image header" in result.output
+    assert "failed: cats/junk.tif: cannot read the image header" in result.output
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_exit_2(tmp_path, simple_recipe):
+    (tmp_path / "file").write_text("a regular file", encoding="utf-8")
+    result = CliRunner().invoke(main, ["run", str(simple_recipe), "-o",
+                                       str(tmp_path / "file" / "out"), "-w", "1"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot write {tmp_path / 'file' / 'out'}: Not a directory"]
+
+
+def test_a_read_only_file_system_is_one_line_exit_2(tmp_path, simple_recipe):
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if not mount_tmpfs(mount, "ro,size=64k"):
+        pytest.skip("mounting a read-only tmpfs needs root")
+    try:
+        result = CliRunner().invoke(main, ["run", str(simple_recipe), "-o", str(mount), "-w", "1"])
+    finally:
+        unmount(mount)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: cannot write {mount}/.augcli.lock: Read-only file "
+                                    "system")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_output_name_too_long_is_that_outputs_failure(tmp_path):
+    save(tmp_path / "in" / ("x" * 245 + ".png"), photo_like())
+    save(tmp_path / "in" / "ok.png", photo_like(seed=1))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants: {long: {ops: [fliplr]}}\n")
+    report = run_recipe(recipe, workers=1)
+    assert report.written == 1 and report.exit_code == 1
+    reason = "cannot write: the output file name is too long for the file system"
+    assert report.failures == [("x" * 245 + "_long_1.png", reason)]
+
+
+def test_an_immutable_manifest_is_one_line_exit_2(tmp_path, simple_recipe):
+    run_recipe(simple_recipe, workers=1)
+    manifest_path = tmp_path / "out" / MANIFEST_NAME
+    if os.geteuid() != 0 or subprocess.run(["chattr", "+i", str(manifest_path)],
+                                           capture_output=True, check=False).returncode:
+        pytest.skip("chattr +i needs root and a file system that supports it")
+    try:
+        result = CliRunner().invoke(main, ["run", str(simple_recipe), "-w", "1"])
+    finally:
+        subprocess.run(["chattr", "-i", str(manifest_path)], check=False)
+    assert result.exit_code == 2
+    assert result.output == f"Error: cannot write {manifest_path}: Operation not permitted\n"

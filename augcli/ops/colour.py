@@ -18,7 +18,7 @@ from ..pixels import keras_channel_shift, max_value, on_colour, pointwise, to_dt
 from .base import Op, register, with_probability
 
 # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma).
-_GREY_WEIGHTS = np.float32([[0.2989, 0.587, 0.114]])
+_GREY_WEIGHTS = np.array([[0.2989, 0.587, 0.114]], dtype=np.float32)
 
 
 def _grey(colour: np.ndarray) -> np.ndarray:
@@ -55,12 +55,12 @@ def adjust_hue(colour: np.ndarray, shift: float) -> np.ndarray:
     if colour.ndim == 2 or shift == 0:
         return colour
     top = max_value(colour.dtype)
-    hsv = cv2.cvtColor(colour.astype(np.float32) / top, cv2.COLOR_RGB2HSV)
+    hsv: np.ndarray = cv2.cvtColor(colour.astype(np.float32) / top, cv2.COLOR_RGB2HSV)
     hue = hsv[..., 0]
     hue += np.float32(shift * 360.0)
     hue[hue >= 360] -= 360
     hue[hue < 0] += 360
-    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    rgb: np.ndarray = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     rgb *= np.float32(top)
     return to_dtype(rgb, colour.dtype)
 
@@ -179,7 +179,7 @@ register(Op(
               low=0, high=100, lengths=(2,), ordered=True),
         Param("hue", NUMBER_OR_LIST, 0.1, "h means a hue shift in [-h, h] (h <= 0.5, a "
               "fraction of the colour wheel); or [lo, hi] within [-0.5, 0.5]; 0 skips it.",
-              low=-0.5, high=0.5, lengths=(2,), ordered=True),
+              low=-0.5, high=0.5, lengths=(2,), ordered=True, magnitude=True),
     ),
     example="- color_jitter: {brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1}",
     sample=_sample_color_jitter,
@@ -331,8 +331,8 @@ def _equalize_channel(channel: np.ndarray) -> np.ndarray:
             return channel
         table = (step // 2 + before) // step
     else:
-        step = (int(used.sum()) - int(used[-1])) / (levels - 1)
-        table = np.floor((step / 2 + before) / step)
+        fractional_step = (int(used.sum()) - int(used[-1])) / (levels - 1)
+        table = np.floor((fractional_step / 2 + before) / fractional_step)
     table = np.minimum(table, levels - 1).astype(channel.dtype)
     return cv2.LUT(channel, table) if channel.dtype == np.uint8 else table[channel]
 

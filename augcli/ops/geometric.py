@@ -256,6 +256,9 @@ def _resized_crop_window(draw, rng, height: int, width: int, ratio) -> tuple:
         h, w = height, round(height * max(ratio))
     else:
         w, h = width, height
+    # An extreme ratio on a small image rounds a side to 0 (torchvision then fails): keep
+    # at least one pixel.
+    w, h = min(max(w, 1), width), min(max(h, 1), height)
     return (width - w) // 2, (height - h) // 2, w, h
 
 
@@ -547,9 +550,11 @@ register(Op(
     params=(
         Param("alpha", NUMBER, [0, 40], "Strength of the displacement (imgaug's alpha).",
               low=0, high=10_000),
+        # Up to 100: the fields are padded by the kernel's size (2.6 sigma each side), so
+        # sigma 1000 meant blurring a 5,200 px border even around a 1 x 1 image (minutes).
         Param("sigma", NUMBER, [4, 8], "Smoothness: sigma in pixels of the Gaussian that "
               "smooths the fields (imgaug's sigma); about alpha / 10 looks like water.",
-              low=0, high=1_000),
+              low=0, high=100),
         *fill_params("What fills pixels pulled in from outside the image"),
     ),
     example="- elastic: {alpha: [20, 50], sigma: 5}",

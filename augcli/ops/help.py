@@ -1,9 +1,74 @@
-"""Text for ``augcli ops`` and ``augcli ops NAME``, rendered from the registry."""
+"""Text for ``augcli ops`` and ``augcli ops NAME``, rendered from the registry.
+
+The combinators (``sometimes``, ``one_of``, ``some_of``, ``sequence``) are
+parsed by ``augcli.recipe``, not registered as ops; their help is the data in
+``COMBINATORS`` below, which the tests hold against the parser.
+"""
 
 from __future__ import annotations
 
-from ..params import NUMBER_OR_LIST, Param
+from dataclasses import dataclass
+
+from ..params import INT, NUMBER_OR_LIST, PROBABILITY, Param
 from .base import CATALOG, lookup
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a combinator: what it accepts, its default (None: required), what it does."""
+
+    name: str
+    accepts: str
+    default: str | None
+    doc: str
+
+
+@dataclass(frozen=True)
+class Combinator:
+    name: str
+    summary: str
+    fields: tuple
+    example: str
+    note: str = ""
+
+
+_OPS = "list of ops (plain ops or combinators)"
+_RANDOM_ORDER = Field("random_order", "true|false", "false",
+                      "true: apply them in a random order, drawn for each output; false: in "
+                      "the order listed.")
+# Typed as the parser reads them (recipe._read_combinator), so the types print alike.
+P_PARAM = Param("p", PROBABILITY, 0.5, "Probability.", low=0, high=1)
+N_PARAM = Param("n", INT, 1, "How many.", low=0)
+
+COMBINATORS = {
+    "sometimes": Combinator(
+        "sometimes", "Apply its ops with probability p, otherwise its 'else' ops (if any).",
+        (Field("p", P_PARAM.describe_type(), "0.5",
+               "Chance that 'ops' run, drawn for each output: exactly when random() < p."),
+         Field("ops", _OPS, None, "What runs with probability p."),
+         Field("else", _OPS, "none", "What runs otherwise (the other 1 - p).")),
+        "- sometimes: {p: 0.3, ops: [{gaussian_blur: {sigma: [0.5, 1.5]}}], else: [sharpen]}"),
+    "one_of": Combinator(
+        "one_of", "Apply exactly one of its ops, picked uniformly for each output.",
+        (Field("ops", _OPS, None, "The candidates."),),
+        "- one_of: [{rotate: {degrees: 20}}, {shear: {x: 10}}, {zoom: {factor: [0.8, 1.2]}}]",
+        "The list can also be given directly, as in the example: one_of: [a, b, c]."),
+    "some_of": Combinator(
+        "some_of", "Apply n of its ops, different ones, picked for each output.",
+        (Field("n", N_PARAM.describe_type(), "1",
+               "How many to apply; all of them when n is more than there are."),
+         Field("ops", _OPS, None, "The candidates."),
+         _RANDOM_ORDER),
+        "- some_of: {n: [1, 2], ops: [fliplr, {gaussian_blur: {sigma: 1}}, "
+        "{dropout: {p: 0.05}}], random_order: true}"),
+    "sequence": Combinator(
+        "sequence", "Apply all of its ops: a group, in order or shuffled for each output.",
+        (Field("ops", _OPS, None, "The ops, in order."),
+         _RANDOM_ORDER),
+        "- sequence: {ops: [{rotate: {degrees: 10}}, {brightness: {factor: [0.8, 1.2]}}], "
+        "random_order: true}",
+        "The list can also be given directly: sequence: [a, b, c] (random_order false)."),
+}
 
 
 def _default_text(param: Param) -> str:
@@ -19,14 +84,46 @@ def catalog_listing() -> str:
         lines = [f"{name}{aliases}: {op.summary}"]
         lines += [f"    {p.name} = {_default_text(p)}  [{p.describe_type()}]" for p in op.params]
         blocks.append("\n".join(lines))
+    blocks.append("\ncombinators: nest ops inside a variant's ops list ('augcli ops NAME' "
+                  "for one in full)")
+    for combinator in COMBINATORS.values():
+        lines = [f"{combinator.name}: {combinator.summary}"]
+        lines += [f"    {item.name} = {_field_default(item)}  [{item.accepts}]"
+                  for item in combinator.fields]
+        lines.append(f"    example: {combinator.example}")
+        blocks.append("\n".join(lines))
     return "\n".join(blocks)
 
 
+def _field_default(item: Field) -> str:
+    return "(required)" if item.default is None else item.default
+
+
+def combinator_help(name: str) -> str | None:
+    """Full help for one combinator, or None if ``name`` is not one."""
+    combinator = COMBINATORS.get(name)
+    if combinator is None:
+        return None
+    lines = [f"{combinator.name}: {combinator.summary}",
+             "kind: combinator (holds other ops; any of them may be a combinator too)",
+             "parameters:"]
+    for item in combinator.fields:
+        default = "required" if item.default is None else f"default {item.default}"
+        lines += [f"  {item.name} ({default})", f"      {item.doc}",
+                  f"      accepts: {item.accepts}"]
+    if combinator.note:
+        lines.append(combinator.note)
+    if any(item.name in ("p", "n") for item in combinator.fields):
+        lines.append("Numbers also take [lo, hi] (uniform), {choice: [...]} or {sweep: [...]}.")
+    lines += ["example:", f"  {combinator.example}"]
+    return "\n".join(lines)
+
+
 def op_help(name: str) -> str | None:
-    """Full help for one op (by name or alias), or None if there is no such op."""
+    """Full help for one op (by name or alias) or combinator, or None if there is no such."""
     op = lookup(name)
     if op is None:
-        return None
+        return combinator_help(name)
     if op.fusable:
         kind = "geometric (moves pixels; composed with neighbouring geometric ops)"
     elif op.geometric:

@@ -289,7 +289,7 @@ def _specs(body, path: str, problems):
         problems.add(path, "expected an imgaug augmenter like {Dropout: {p: 0.3}}, or a list "
                            "of them")
         return None
-    specs = []
+    specs: list[tuple[str, str, dict]] = []
     for i, item in enumerate(items):
         where = f"{path}[{i}]" if isinstance(body, list) else path
         if isinstance(item, str):

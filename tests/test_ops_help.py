@@ -1,0 +1,83 @@
+"""augcli ops: the combinators' help against what the recipe parser really accepts."""
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from augcli import recipe
+from augcli.cli import main
+from augcli.errors import RecipeError
+from augcli.ops.help import COMBINATORS, N_PARAM, P_PARAM, combinator_help
+from augcli.recipe import parse_recipe
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["ops", *args], catch_exceptions=False)
+
+
+def variant_ops(ops_yaml: str) -> dict:
+    return {"variants": {"a": {"ops": yaml.safe_load(ops_yaml)}}}
+
+
+def test_every_combinator_the_parser_knows_has_help_and_no_other():
+    assert set(COMBINATORS) == set(recipe._COMBINATORS)
+
+
+def test_the_documented_defaults_and_types_are_the_parsers():
+    assert P_PARAM == recipe._P_PARAM and N_PARAM == recipe._N_PARAM
+
+
+@pytest.mark.parametrize("name", sorted(COMBINATORS))
+def test_each_example_is_a_valid_recipe_using_that_combinator(name):
+    parsed = parse_recipe(variant_ops(COMBINATORS[name].example))
+    [node] = parsed.variants[0].ops
+    assert recipe._COMBINATOR_NAMES[type(node).__name__] == name
+
+
+@pytest.mark.parametrize("name", sorted(COMBINATORS))
+def test_the_documented_keys_are_exactly_the_ones_the_parser_accepts(name):
+    values = {"p": 0.5, "n": 1, "ops": ["fliplr"], "else": ["flipud"], "random_order": True}
+    documented = {item.name for item in COMBINATORS[name].fields}
+    for key, value in values.items():
+        body = {"ops": ["fliplr"], key: value}
+        try:
+            parse_recipe({"variants": {"a": {"ops": [{name: body}]}}})
+            accepted = True
+        except RecipeError as exc:
+            assert "unknown key" in str(exc)
+            accepted = False
+        assert accepted == (key in documented), key
+    required = {item.name for item in COMBINATORS[name].fields if item.default is None}
+    assert required == {"ops"}
+    with pytest.raises(RecipeError, match="expected a non-empty list of ops"):
+        parse_recipe({"variants": {"a": {"ops": [{name: {}}]}}})
+
+
+def test_ops_lists_the_combinators_with_their_parameters_and_examples():
+    listing = invoke().output
+    for name, combinator in COMBINATORS.items():
+        assert f"\n{name}: {combinator.summary}\n" in listing
+        assert f"    example: {combinator.example}" in listing
+    assert "    n = 1  [integer in [0, inf]]" in listing
+    assert "    random_order = false  [true|false]" in listing
+
+
+@pytest.mark.parametrize("name", sorted(COMBINATORS))
+def test_ops_name_shows_one_combinator(name):
+    shown = invoke(name)
+    assert shown.exit_code == 0
+    assert shown.output == combinator_help(name) + "\n"
+    assert shown.output.startswith(f"{name}: ")
+    assert f"example:\n  {COMBINATORS[name].example}\n" in shown.output
+
+
+def test_one_of_in_full():
+    text = invoke("one_of").output
+    assert "kind: combinator" in text
+    assert "  ops (required)\n      The candidates." in text
+    assert "one_of: [a, b, c]" in text
+
+
+def test_a_misspelt_combinator_is_suggested():
+    result = invoke("some_off")
+    assert result.exit_code == 2 and "did you mean 'some_of'?" in result.output
