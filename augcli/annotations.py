@@ -22,7 +22,14 @@ Formats (``annotations: {format: ...}`` in a recipe):
   the tags are created in a project).
 * ``coco``: one COCO JSON for the whole folder; ``file_name`` is the image's
   path relative to the input folder; ``bbox`` is ``[x, y, width, height]`` in
-  pixels. Only boxes are carried (not segmentation or keypoints).
+  pixels. Boxes are carried with their other keys (``iscrowd``, ``attributes``);
+  a file with segmentation polygons or keypoints is refused rather than
+  have them dropped.
+
+VOC's per-object ``pose``, ``truncated`` and ``difficult`` travel with each box.
+A dataset with splits (``augcli.datasets``) passes a ``Layout``: class names
+from its data.yaml, labels in a ``labels`` folder beside ``images``, or one
+COCO file per split.
 
 The parent process reads (``AnnotationSource``), so a malformed file is
 reported with its path and line before any work starts; workers receive plain
@@ -47,6 +54,11 @@ from .errors import AugcliError, UsageError
 FORMATS = ("yolo", "voc", "coco", "regions")
 EXTENSIONS = {"yolo": ".txt", "voc": ".xml", "regions": ".json"}  # per-image formats
 CLASSES_FILE = "classes.txt"
+VOC_EXTRAS = ("pose", "truncated", "difficult")  # per-object VOC fields carried to outputs
+VOC_DEFAULTS = {"pose": "Unspecified", "truncated": 0, "difficult": 0}
+COCO_PATH_REQUIRED = ("required for coco: the JSON file that lists every image's boxes (or, "
+                      "in a dataset with split folders, one COCO file in each)")
+COCO_BOX_KEYS = ("id", "image_id", "category_id", "bbox", "area")  # remade for each output
 DEFAULT_MIN_VISIBILITY = 0.3
 
 NORMALIZED_DECIMALS = 10  # yolo, regions: 1e-10 of a side, far below a pixel
@@ -84,6 +96,7 @@ class Box:
     y0: float
     x1: float
     y1: float
+    extra: tuple = ()  # (key, value) pairs a format carries beyond the box, in file order
 
     @property
     def area(self) -> float:
@@ -97,17 +110,21 @@ class Box:
         """The part inside ``[0, width] x [0, height]`` (may have no area)."""
         x0, x1 = (min(max(v, 0.0), width) for v in (self.x0, self.x1))
         y0, y1 = (min(max(v, 0.0), height) for v in (self.y0, self.y1))
-        return Box(self.label, x0, y0, x1, y1)
+        return Box(self.label, x0, y0, x1, y1, self.extra)
 
     def to_record(self) -> dict:
         """JSON for the manifest: the label and the four edges, to a millionth of a pixel."""
-        return {"label": self.label,
-                "box": [_json_number(v, PIXEL_DECIMALS) for v in (self.x0, self.y0, self.x1,
-                                                                  self.y1)]}
+        record: dict = {"label": self.label,
+                              "box": [_json_number(v, PIXEL_DECIMALS)
+                                for v in (self.x0, self.y0, self.x1, self.y1)]}
+        if self.extra:
+            record["extra"] = dict(self.extra)
+        return record
 
     @classmethod
     def from_record(cls, record: dict) -> Box:
-        return cls(record["label"], *map(float, record["box"]))
+        x0, y0, x1, y1 = map(float, record["box"])
+        return cls(record["label"], x0, y0, x1, y1, tuple(record.get("extra", {}).items()))
 
 
 @dataclass(frozen=True)
@@ -133,18 +150,55 @@ class AnnotationSpec:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where a dataset keeps its annotations, when it is more than one folder of images.
+
+    Made by ``augcli.datasets`` from a data.yaml or from split folders; the
+    default is the plain layout (files beside the images, classes.txt, one
+    COCO file).
+    """
+
+    classes: tuple | None = None  # yolo: class names from data.yaml (no classes.txt)
+    classes_from: str = CLASSES_FILE  # where the class names come from, for messages
+    labels_folder: bool = False  # yolo: train/images/a.jpg -> train/labels/a.txt
+    coco_files: tuple = ()  # (split folder, COCO file name) pairs: one COCO file per split
+    held_out: tuple = ()  # split folders copied unchanged: their COCO file is copied as is
+
+
+@dataclass(frozen=True)
 class AnnotationFormat:
     """What a worker needs to write one image's annotation file: plain, picklable data."""
 
     name: str
     min_visibility: float = DEFAULT_MIN_VISIBILITY
     classes: tuple = ()  # yolo: names by class index (classes.txt); empty: labels are indices
+    labels_folder: bool = False  # yolo: labels in the 'labels' folder beside 'images'
+    classes_from: str = CLASSES_FILE
 
     def file_for(self, image_relative: str) -> str | None:
-        """``cats/tom_rotate_1.jpg`` -> ``cats/tom_rotate_1.txt``; None for coco (one file)."""
+        """``cats/tom_rotate_1.jpg`` -> ``cats/tom_rotate_1.txt``; None for coco (one file).
+
+        With ``labels_folder`` (Ultralytics' rule): the last ``images`` folder of the
+        path becomes ``labels``: ``train/images/a.jpg`` -> ``train/labels/a.txt``,
+        ``images/train/a.jpg`` -> ``labels/train/a.txt``.
+        """
         extension = EXTENSIONS.get(self.name)
-        return None if extension is None else \
-            PurePosixPath(image_relative).with_suffix(extension).as_posix()
+        if extension is None:
+            return None
+        path = PurePosixPath(image_relative)
+        if self.labels_folder:
+            path = labels_path(path)
+        return path.with_suffix(extension).as_posix()
+
+
+def labels_path(image: PurePosixPath) -> PurePosixPath:
+    """Ultralytics' images -> labels rule on a relative path (unchanged without an
+    ``images`` folder in it)."""
+    parts = image.parts
+    for index in range(len(parts) - 2, -1, -1):
+        if parts[index] == "images":
+            return PurePosixPath(*parts[:index], "labels", *parts[index + 1:])
+    return image
 
 
 # --- transforms -------------------------------------------------------------------------
@@ -166,15 +220,19 @@ def transform_boxes(boxes, matrix: np.ndarray, size, min_visibility: float) -> t
     A box becomes the axis-aligned hull of its four mapped corners (with the
     projective divide, so homographies work too), clipped to the image. It is
     dropped when the clipped hull keeps less than ``min_visibility`` of the
-    hull's area, or nothing at all. Returns (kept boxes, ``Dropped`` boxes).
+    hull's area, or nothing at all. A kept box keeps its extras (VOC's
+    ``difficult``, COCO's ``iscrowd``, ...) as they are. Returns (kept boxes,
+    ``Dropped`` boxes).
     """
     height, width = size[:2]
     edges = geometry.edge_matrix(matrix)
     kept, dropped = [], []
     for box in boxes:
         hull = _hull(box, edges)
-        visible = hull.clipped(width, height) if hull is not None else None
-        visibility = visible.area / hull.area if visible is not None and hull.area > 0 else 0.0
+        visibility = 0.0
+        if hull is not None and hull.area > 0:
+            visible = hull.clipped(width, height)
+            visibility = visible.area / hull.area if visible is not None else 0.0
         if visibility <= 0 or visibility < min_visibility:
             dropped.append(Dropped(box, visibility))
         else:
@@ -191,7 +249,7 @@ def _hull(box: Box, edges: np.ndarray) -> Box | None:
     if not np.all(np.isfinite(points)):
         return None
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
-    return Box(box.label, float(x0), float(y0), float(x1), float(y1))
+    return Box(box.label, float(x0), float(y0), float(x1), float(y1), box.extra)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -199,33 +257,62 @@ def _hull(box: Box, edges: np.ndarray) -> Box | None:
 class AnnotationSource:
     """The annotations of one input folder, opened in the parent process.
 
-    Per-image formats read each file when asked; coco reads its one file here,
-    so a broken COCO file stops the run before any work (``UsageError``).
+    Per-image formats read each file when asked; coco reads its file (or, in a
+    dataset with splits, one file per split) here, so a broken COCO file stops
+    the run before any work (``UsageError``).
     """
 
-    def __init__(self, spec: AnnotationSpec, input_dir: Path):
+    def __init__(self, spec: AnnotationSpec, input_dir: Path, layout: Layout | None = None):
         self.spec = spec
+        self.layout = layout = layout or Layout()
         self.root = Path(spec.path) if spec.path is not None else Path(input_dir)
-        classes = read_classes(self.root / CLASSES_FILE) if spec.format == "yolo" else ()
-        self.format = AnnotationFormat(spec.format, spec.min_visibility, classes)
-        self.coco = _Coco.load(self.root) if spec.format == "coco" else None
+        classes = layout.classes
+        if classes is None:
+            classes = read_classes(self.root / CLASSES_FILE) if spec.format == "yolo" else ()
+        self.format = AnnotationFormat(spec.format, spec.min_visibility, classes,
+                                       layout.labels_folder, layout.classes_from)
+        self.cocos: dict = {}  # split folder ('' for the one file) -> _Coco
+        if spec.format == "coco":
+            if spec.path is None and not layout.coco_files:
+                raise UsageError(f"annotations.path: {COCO_PATH_REQUIRED}")
+            files = layout.coco_files or (("", None),)
+            self.cocos = {folder: _Coco.load(self.root / folder / name if name else self.root)
+                          for folder, name in files}
         self.found = 0  # images read so far that had an annotation file (or COCO entry)
-        self.looked_for = None  # the first place looked, for the message when none is found
+        self.looked_for: str | None = None  # the first place looked, for "none found"
+
+    @property
+    def coco(self):
+        """The COCO file of a plain folder (None for per-image formats or per-split files)."""
+        return self.cocos.get("")
 
     @property
     def declared_labels(self) -> tuple:
         """Labels the dataset declares even if no box uses them (classes.txt, categories)."""
-        if self.coco is not None:
-            return tuple(self.coco.names.values())
+        if self.cocos:
+            return tuple(dict.fromkeys(name for coco in self.cocos.values()
+                                       for name in coco.names.values()))
         return self.format.classes
+
+    def _coco_for(self, relative: str) -> tuple:
+        """(split folder, the COCO file holding ``relative``, its name there)."""
+        for folder, coco in self.cocos.items():
+            if not folder:
+                return folder, coco, relative
+            if relative.startswith(folder + "/"):
+                return folder, coco, relative[len(folder) + 1:]
+        return None, None, relative
 
     def file_for(self, relative: str, image_path: Path | None = None) -> Path:
         """The annotation file of an image: under the root, or beside ``image_path``."""
-        if self.coco is not None:
-            return self.root
-        if self.spec.path is None and image_path is not None:
+        if self.cocos:
+            _, coco, _ = self._coco_for(relative)
+            return coco.path if coco is not None else self.root
+        if self.spec.path is None and image_path is not None and not self.format.labels_folder:
             return image_path.with_suffix(EXTENSIONS[self.spec.format])
-        return self.root / self.format.file_for(relative)
+        per_image = self.format.file_for(relative)
+        assert per_image is not None  # only coco has no file per image, handled above
+        return self.root / per_image
 
     def read(self, relative: str, image_path: Path) -> ImageBoxes:
         """Boxes of one image (no file or an empty file: no boxes).
@@ -234,10 +321,13 @@ class AnnotationSource:
         ``ImageReadError`` when the image header cannot be read.
         """
         width, height = imagefiles.image_size(image_path)
-        if self.coco is not None:
-            self.found += relative in self.coco.by_file
-            self.looked_for = self.looked_for or f"'{relative}' in {self.root}"
-            boxes = self.coco.boxes(relative, (width, height))
+        if self.cocos:
+            _, coco, name = self._coco_for(relative)
+            if coco is None:
+                return ImageBoxes(width, height, ())
+            self.found += name in coco.by_file
+            self.looked_for = self.looked_for or f"'{name}' in {coco.path}"
+            boxes = coco.boxes(name, (width, height))
         else:
             boxes = self._read_file(self.file_for(relative, image_path), (width, height))
         return ImageBoxes(width, height, boxes)
@@ -265,19 +355,42 @@ class AnnotationSource:
         if not text.strip():
             return ()
         parse = {"yolo": parse_yolo, "voc": parse_voc, "regions": parse_regions}
-        return parse[self.spec.format](text, path, size, self.format.classes)
+        return parse[self.spec.format](text, path, size, self.format.classes,
+                                       self.format.classes_from)
+
+    def output_files(self) -> list:
+        """The files ``prepare_output`` and ``finish_output`` write, relative to the output."""
+        if self.cocos:
+            return [self._coco_output(folder) for folder in self.cocos]
+        return [CLASSES_FILE] if self.format.classes and self.layout.classes is None else []
+
+    def _coco_output(self, folder: str) -> str:
+        return f"{folder}/{self.cocos[folder].path.name}" if folder else self.root.name
 
     def prepare_output(self, output_dir: Path) -> None:
         """Files the output folder needs before any image: YOLO's classes.txt."""
-        if self.format.classes:
+        if self.format.classes and self.layout.classes is None:
             text = "".join(f"{name}\n" for name in self.format.classes)
             imagefiles.write_atomic(output_dir / CLASSES_FILE, text.encode("utf-8"))
 
     def finish_output(self, output_dir: Path, records) -> None:
-        """Files made from every output's record at the end: the COCO file."""
-        if self.coco is not None:
-            text = self.coco.encode(records)
-            imagefiles.write_atomic(output_dir / self.root.name, text.encode("utf-8"))
+        """Files made from every output's record at the end: the COCO file(s).
+
+        A held-out split whose images were all copied as they are gets its
+        COCO file copied byte for byte.
+        """
+        records = list(records)
+        for folder, coco in self.cocos.items():
+            prefix = f"{folder}/" if folder else ""
+            mine = [{**r, "output": r["output"][len(prefix):]} for r in records
+                    if r["output"].startswith(prefix)]
+            destination = output_dir / self._coco_output(folder)
+            copied = {r["output"] for r in mine if r.get("copy") and "conformed" not in r
+                      and r["output"] == r["source"][len(prefix):]}
+            if folder in self.layout.held_out and set(coco.by_file) <= copied:
+                imagefiles.copy_atomic(coco.path, destination)
+            else:
+                imagefiles.write_atomic(destination, coco.encode(mine).encode("utf-8"))
 
 
 def read_classes(path: Path) -> tuple:
@@ -329,7 +442,7 @@ def _from_normalized(label, left, top, width, height, size) -> Box:
                (top + height) * image_height)
 
 
-def parse_yolo(text: str, path, size, classes=()) -> tuple:
+def parse_yolo(text: str, path, size, classes=(), classes_from=CLASSES_FILE) -> tuple:
     """``class cx cy w h`` per line, normalized; blank lines are skipped."""
     boxes = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -340,27 +453,31 @@ def parse_yolo(text: str, path, size, classes=()) -> tuple:
             more = "; polygons are not supported" if len(fields) > 5 else ""
             raise AnnotationError(path, number, f"expected 5 values (class cx cy w h), got "
                                                 f"{len(fields)}{more}")
-        label = _yolo_label(fields[0], classes, path, number)
+        label = _yolo_label(fields[0], classes, path, number, classes_from)
         cx, cy, w, h = (_number(value, path, number) for value in fields[1:])
         boxes.append(_checked(_from_normalized(label, cx - w / 2, cy - h / 2, w, h, size),
                               size, path, number))
     return tuple(boxes)
 
 
-def _yolo_label(text: str, classes, path, number) -> str:
+def _yolo_label(text: str, classes, path, number, classes_from=CLASSES_FILE) -> str:
     if not text.isdigit():
         raise AnnotationError(path, number, f"class must be a whole number >= 0, got {text!r}")
     index = int(text)
     if not classes:
         return str(index)
     if index >= len(classes):
-        raise AnnotationError(path, number, f"class {index} is not in {CLASSES_FILE} "
+        raise AnnotationError(path, number, f"class {index} is not in {classes_from} "
                                             f"({len(classes)} names, 0 to {len(classes) - 1})")
     return classes[index]
 
 
-def parse_voc(text: str, path, size, classes=()) -> tuple:
-    """Pascal VOC XML: each ``object`` gives ``name`` and ``bndbox`` in pixel edges."""
+def parse_voc(text: str, path, size, classes=(), classes_from=None) -> tuple:
+    """Pascal VOC XML: each ``object`` gives ``name`` and ``bndbox`` in pixel edges.
+
+    ``pose``, ``truncated`` and ``difficult``, where an object sets them to other than
+    VOC's defaults (Unspecified, 0, 0), are kept as the box's extras (0/1 as integers)
+    and written back."""
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -383,8 +500,18 @@ def parse_voc(text: str, path, size, classes=()) -> tuple:
             if value is None:
                 raise AnnotationError(path, f"{where}.bndbox.{key}", "missing")
             edges.append(value)
-        boxes.append(_checked(Box(label, *edges), size, path, where))
+        extra = tuple((key, value) for key in VOC_EXTRAS
+                      if (value := _voc_flag(element.findtext(key))) not in (None,
+                                                                             VOC_DEFAULTS[key]))
+        x0, y0, x1, y1 = edges
+        boxes.append(_checked(Box(label, x0, y0, x1, y1, extra), size, path, where))
     return tuple(boxes)
+
+
+def _voc_flag(text: str | None):
+    """A VOC field's value: 0/1 as integers, text as it is; None when absent."""
+    text = None if text is None else text.strip()
+    return int(text) if text and text.isdigit() else text
 
 
 def _xml_number(element, xpath: str, where: str, path):
@@ -399,7 +526,7 @@ def _json(text: str, path):
         raise AnnotationError(path, exc.lineno, f"not valid JSON ({exc.msg})") from None
 
 
-def parse_regions(text: str, path, size, classes=()) -> tuple:
+def parse_regions(text: str, path, size, classes=(), classes_from=None) -> tuple:
     """``{"regions": [{"tagName", "left", "top", "width", "height"}]}``, normalized."""
     data = _json(text, path)
     regions = data.get("regions") if isinstance(data, dict) else None
@@ -413,9 +540,10 @@ def parse_regions(text: str, path, size, classes=()) -> tuple:
         label = region.get("tagName")
         if not isinstance(label, str) or not label:
             raise AnnotationError(path, f"{where}.tagName", "missing or not a name")
-        numbers = [_number(region.get(key), path, f"{where}.{key}")
-                   for key in ("left", "top", "width", "height")]
-        boxes.append(_checked(_from_normalized(label, *numbers, size), size, path, where))
+        left, top, width, height = (_number(region.get(key), path, f"{where}.{key}")
+                                    for key in ("left", "top", "width", "height"))
+        boxes.append(_checked(_from_normalized(label, left, top, width, height, size), size,
+                              path, where))
     return tuple(boxes)
 
 
@@ -457,6 +585,12 @@ class _Coco:
             if not isinstance(image_id, (int, str)) or image_id not in coco.by_image:
                 raise UsageError(f"{path}: annotations[{index}]: image_id {image_id!r} is not "
                                  "in 'images'")
+            for key in ("segmentation", "keypoints"):
+                if annotation.get(key):
+                    raise UsageError(
+                        f"{path}: annotations[{index}].{key}: augcli carries boxes only and "
+                        f"would drop the {key}; remove '{key}' from the file (or make it "
+                        "empty) to augment the boxes")
             coco.by_image[image_id].append((index, annotation))
         return coco
 
@@ -484,12 +618,18 @@ class _Coco:
             raise AnnotationError(self.path, f"{where}.bbox", f"expected [x, y, width, height], "
                                                               f"got {bbox!r}")
         x, y, w, h = (_number(v, self.path, f"{where}.bbox") for v in bbox)
-        return _checked(Box(label, x, y, x + w, y + h), size, self.path, where)
+        extra = tuple((key, value) for key, value in annotation.items()
+                      if key not in COCO_BOX_KEYS)
+        return _checked(Box(label, x, y, x + w, y + h, extra), size, self.path, where)
 
     def encode(self, records) -> str:
-        """A COCO file for the outputs: new image and annotation ids in output-name order."""
+        """A COCO file for the outputs: new image and annotation ids in output-name order.
+
+        Each annotation keeps its other keys (``iscrowd``, ``attributes``, an empty
+        ``segmentation``, ...); ``area`` is the output box's."""
         ids = {name: category for category, name in self.names.items()}
-        images, annotations = [], []
+        images: list[dict] = []
+        annotations: list[dict] = []
         annotated = sorted((r for r in records if "boxes" in r), key=lambda r: r["output"])
         for image_id, record in enumerate(annotated, start=1):
             width, height = record["size"]
@@ -499,10 +639,11 @@ class _Coco:
                 box = Box.from_record(item)
                 bbox = [_json_number(v, PIXEL_DECIMALS)
                         for v in (box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0)]
+                extra = dict(box.extra)
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                     "category_id": ids[box.label], "bbox": bbox,
                                     "area": _json_number(box.area, PIXEL_DECIMALS),
-                                    "iscrowd": 0})
+                                    "iscrowd": extra.pop("iscrowd", 0), **extra})
         kept = {key: self.document[key] for key in ("info", "licenses") if key in self.document}
         document = {**kept, "images": images, "annotations": annotations,
                     "categories": self.document["categories"]}
@@ -510,7 +651,7 @@ class _Coco:
 
 
 def _coco_categories(categories: list, path: Path) -> dict:
-    names = {}
+    names: dict = {}
     for index, category in enumerate(categories):
         if not isinstance(category, dict) or not isinstance(category.get("id"), (int, str)) \
                 or not isinstance(category.get("name"), str) or not category["name"]:
@@ -558,8 +699,9 @@ def _voc_text(fmt: AnnotationFormat, image: ImageBoxes, filename: str, depth: in
     for box in image.boxes:
         element = ET.SubElement(root, "object")
         ET.SubElement(element, "name").text = box.label
-        for key, value in (("pose", "Unspecified"), ("truncated", "0"), ("difficult", "0")):
-            ET.SubElement(element, key).text = value
+        extra = {**VOC_DEFAULTS, **dict(box.extra)}
+        for key in VOC_EXTRAS:
+            ET.SubElement(element, key).text = str(extra[key])
         bndbox = ET.SubElement(element, "bndbox")
         for key, value in zip(("xmin", "ymin", "xmax", "ymax"),
                               (box.x0, box.y0, box.x1, box.y1), strict=True):

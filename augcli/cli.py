@@ -115,8 +115,9 @@ def main():
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
-@click.option("-i", "--input", "input_dir", type=click.Path(file_okay=False),
-              help="Input folder or URL (overrides the recipe's 'input').")
+@click.option("-i", "--input", "input_dir", type=click.Path(),
+              help="Input folder or URL, or a dataset's data.yaml (overrides the recipe's "
+                   "'input').")
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
               help="Output folder or URL (overrides the recipe's 'output').")
 @workers_option
@@ -127,7 +128,9 @@ def main():
                    "(overrides 'target_per_class').")
 @click.option("--profile", help="Make every output meet an upload target's limits: "
                                 "custom-vision or generic (overrides 'profile').")
-@click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan, what is already done and what would be refused; write "
+                   "nothing. Exit code as the run would give.")
 @click.option("--overwrite", is_flag=True,
               help="Replace outputs of an earlier run, even of a different recipe or seed.")
 @quiet_option
@@ -151,14 +154,16 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
 
         augcli run recipe.yaml --json > summary.json
     """
-    from .runner import plan_run, resolve_recipe, run_recipe
+    from .runner import dry_run as plan_only
+    from .runner import run_recipe
 
     _check_json_flags(as_json, dry_run)
     if dry_run:
-        plan = plan_run(resolve_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
-                                       per_class=per_class, profile=profile))
-        _print_plan(plan)
-        return
+        plan, done, warnings = plan_only(recipe, input=input_dir, output=output_dir, seed=seed,
+                                         per_class=per_class, profile=profile,
+                                         overwrite=overwrite)
+        _print_plan(plan, done, warnings)
+        sys.exit(1 if plan.failures else 0)
 
     report = run_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
                         per_class=per_class, profile=profile, workers=workers,
@@ -210,6 +215,9 @@ def list_ops(name):
 def validate(recipe):
     """Check RECIPE and report every problem, without touching any image.
 
+    Warns (exit code still 0) about a variant that cannot vary: none of its ops
+    changes an image, or it makes fewer different images than its copies.
+
     Exit code: 0 when the recipe is valid, 2 with one line per problem when not.
 
     Example:
@@ -217,11 +225,14 @@ def validate(recipe):
         augcli validate recipe.yaml
     """
     from .recipe import load_recipe
+    from .variety import variant_warnings
 
     loaded = load_recipe(recipe)
     outputs = sum(variant.outputs_per_source for variant in loaded.variants)
     click.echo(f"{recipe}: valid; {len(loaded.variants)} variant(s), {outputs} output(s) "
                "per source image")
+    for line in variant_warnings(loaded):
+        click.echo(f"warning: {line}")
 
 
 @main.command()
@@ -251,7 +262,9 @@ def preview(recipe, image, variant, count, output, seed):
     click.echo(f"wrote {written}")
 
 
-def _print_plan(plan):
+def _print_plan(plan, done=0, warnings=()):
+    if plan.dataset is not None:
+        click.echo(plan.dataset.summary())
     for task in plan.tasks:
         per_variant = {}
         for output in task.outputs:
@@ -265,8 +278,11 @@ def _print_plan(plan):
         click.echo(f"objects {label}: {count} in the sources")
     for path, reason in plan.failures:
         click.echo(f"failed: {path}: {reason}")
+    for line in warnings:
+        click.echo(f"warning: {line}")
+    already = f", {done} already done (a run skips them)" if done else ""
     click.echo(f"total: {len(plan.tasks)} sources -> {plan.total_outputs} outputs in "
-               f"{plan.output_dir} (dry run: nothing written)")
+               f"{plan.output_dir}{already} (dry run: nothing written)")
 
 
 @main.command()

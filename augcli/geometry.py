@@ -237,6 +237,33 @@ def letterbox(image: np.ndarray, box_width: int, box_height: int, upscale: bool 
                fill, cval)
 
 
+def fit_aspect(image: np.ndarray, max_ratio: float, mode: str = "pad",
+               fill: str = "constant", cval=0) -> tuple:
+    """Bring long side / short side within ``max_ratio``: pad the short side (``fill``,
+    ``cval``) or crop the long side, centred (odd leftovers go right and below).
+
+    Returns (image, forward matrix, what was done): ``{"pad": [left, top, right,
+    bottom]}`` or ``{"crop": [x, y, width, height]}``; an image already within the
+    limit comes back as it is, with None.
+    """
+    height, width = image.shape[:2]
+    long_side, short_side = max(height, width), min(height, width)
+    if long_side / short_side <= max_ratio:  # as ``augcli check`` measures it
+        return image, identity(), None
+    wide = width >= height
+    if mode == "pad":
+        extra = math.ceil(long_side / max_ratio) - short_side
+        before, after = extra // 2, extra - extra // 2
+        left, top, right, bottom = (0, before, 0, after) if wide else (before, 0, after, 0)
+        return (pad(image, top, bottom, left, right, fill, cval), translation(left, top),
+                {"pad": [left, top, right, bottom]})
+    kept = max(1, math.floor(short_side * max_ratio))
+    start = (long_side - kept) // 2
+    x, y, w, h = (start, 0, kept, height) if wide else (0, start, width, kept)
+    return (np.ascontiguousarray(image[y:y + h, x:x + w]), translation(-x, -y),
+            {"crop": [x, y, w, h]})
+
+
 def warp_perspective(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0,
                      size=None) -> np.ndarray:
     """Resample through a forward 3x3 homography into ``size`` (h, w; default: its own)."""

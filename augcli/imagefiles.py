@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import shutil
 import tempfile
@@ -291,34 +292,42 @@ def has_alpha(path, name=None) -> bool:
 
 
 def encode_within(image: np.ndarray, fmt: str, quality: int, max_bytes: int | None,
-                  max_side: int | None) -> tuple[bytes, dict]:
+                  max_side: int | None, max_aspect: float | None = None) -> tuple[bytes, dict]:
     """Encode so that the file meets an upload target's limits; say what was changed.
 
     A side over ``max_side`` is scaled down first. Then, while the file is over
     ``max_bytes``, JPEG/WebP quality steps down by 10 to 50, after which the
     image is scaled down by the square root of the size ratio (with a margin).
     Returns the bytes and ``{"quality": q, "size": [w, h]}`` for what changed.
+    Scaling never takes an image within ``max_aspect`` (long / short) over it.
     """
     original_size = image.shape[:2]
     adjustments: dict[str, int | list[int]] = {}
     if max_side is not None and max(original_size) > max_side:
-        image = _scaled(image, max_side / max(original_size))
+        image = _scaled(image, max_side / max(original_size), max_aspect)
     data = encode(image, fmt, quality)
     while max_bytes is not None and len(data) > max_bytes:
         if fmt in ("jpg", "webp") and quality > 50:
             quality = max(50, quality - 10)
             adjustments["quality"] = quality
         else:
-            image = _scaled(image, 0.95 * (max_bytes / len(data)) ** 0.5)
+            image = _scaled(image, 0.95 * (max_bytes / len(data)) ** 0.5, max_aspect)
         data = encode(image, fmt, quality)
     if image.shape[:2] != original_size:
         adjustments["size"] = [image.shape[1], image.shape[0]]
     return data, adjustments
 
 
-def _scaled(image: np.ndarray, factor: float) -> np.ndarray:
+def _scaled(image: np.ndarray, factor: float, max_aspect: float | None = None) -> np.ndarray:
     height, width = image.shape[:2]
-    return geometry.resize(image, max(1, int(width * factor)), max(1, int(height * factor)))
+    new_width, new_height = max(1, int(width * factor)), max(1, int(height * factor))
+    if max_aspect is not None and max(width, height) / min(width, height) <= max_aspect:
+        # rounding a short side down must not push the ratio over the limit
+        if new_width / new_height > max_aspect:
+            new_height = min(height, math.ceil(new_width / max_aspect))
+        elif new_height / new_width > max_aspect:
+            new_width = min(width, math.ceil(new_height / max_aspect))
+    return geometry.resize(image, new_width, new_height)
 
 
 def _encode_opencv(image: np.ndarray, fmt: str, quality: int) -> bytes:

@@ -110,8 +110,9 @@ WORKER_DIED = "its worker process died (killed, perhaps for lack of memory)"
 def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster | None = None):
     """Yield ``function(task)`` for each task, in completion order.
 
-    One worker runs in-process (easy to debug and profile); more use a process
-    pool. ``function`` must be a module-level function and tasks picklable.
+    One worker runs in-process (easy to debug and profile; this process then keeps
+    freed image buffers as a pool worker does, see ``keep_freed_memory``); more use a
+    process pool. ``function`` must be a module-level function and tasks picklable.
     At most a few tasks per worker are in flight, so memory does not grow with
     the number of tasks, and a finished result is dropped once yielded.
 
@@ -129,6 +130,7 @@ def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster
         yield from cluster.map(function, tasks, crashed)
         return
     if workers == 1:
+        keep_freed_memory()
         yield from map(function, tasks)
         return
     pending = iter(tasks)
@@ -220,13 +222,15 @@ def _worker_context(function):
 _FORKSERVER_ENVIRONMENT: dict = {}
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Let glibc reuse freed image buffers instead of unmapping them after every output.
 
     By default a buffer of an image's size is mmap'ed and returned to the OS when
     freed, so every output faults its pages back in (about 130 faults an output).
     Raising the mmap and trim thresholds keeps them in the heap: memory stays at the
-    worker's peak, which is reached on the first source anyway.
+    worker's peak, which is reached on the first source anyway. (It also makes the
+    spare-channel warp in ``geometry.warp`` pay off: its extra buffers cost page faults
+    otherwise.) Idempotent.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -246,7 +250,7 @@ def _init_worker(run: int) -> None:
     _die_with_parent(run)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
-    _keep_freed_memory()
+    keep_freed_memory()
 
 
 def _die_with_parent(run: int) -> None:
@@ -441,7 +445,7 @@ def _init_cluster_worker() -> None:
         import cv2
 
         cv2.setNumThreads(1)
-        _keep_freed_memory()
+        keep_freed_memory()
         _CLUSTER_WORKER_READY.append(True)
 
 

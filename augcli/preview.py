@@ -14,13 +14,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import imagefiles
+from . import datasets, imagefiles
 from .annotations import AnnotationError, AnnotationSource, transform_boxes
 from .errors import ImageReadError, UsageError
 from .pipeline import steps_matrix
 from .pixels import to_uint8
 from .recipe import Recipe
 from .runner import render, source_outputs
+from .variety import Distinct, DuplicateOutput
 
 TILE_WIDTH = 256
 LABEL_HEIGHT = 22
@@ -31,13 +32,28 @@ BOX_COLOURS = ((255, 64, 64), (64, 220, 64), (64, 160, 255), (255, 210, 0), (255
 
 
 def relative_to_input(recipe: Recipe, image_path: Path) -> Path:
-    """The path ``run`` would know the image by: relative to the input folder if inside it."""
-    if recipe.input is not None:
+    """The path ``run`` would know the image by: relative to the input folder (a dataset's
+    root) if inside it."""
+    root = _input_root(recipe)
+    if root is not None:
         try:
-            return image_path.resolve().relative_to(recipe.input.resolve())
+            return image_path.resolve().relative_to(root.resolve())
         except ValueError:
             pass
     return Path(image_path.name)
+
+
+def _input_root(recipe: Recipe) -> Path | None:
+    """The folder ``run`` reads: a dataset's root, else the recipe's input folder."""
+    folder = _input_folder(recipe)
+    dataset = datasets.open_dataset(folder, recipe.splits)
+    return dataset.root if dataset is not None else folder
+
+
+def _input_folder(recipe: Recipe) -> Path | None:
+    """The recipe's input when it is a folder; None for none or an object-store URL
+    (the image to preview is a local file: known by its name)."""
+    return recipe.input if isinstance(recipe.input, Path) else None
 
 
 def pick_outputs(recipe: Recipe, relative: Path, variant: str | None, count: int) -> list:
@@ -71,15 +87,47 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
     colours = {label: BOX_COLOURS[i % len(BOX_COLOURS)]
                for i, label in enumerate(sorted({box.label for box in boxes}))}
     tiles = [(_as_rgb(image), "original", boxes)]
-    for plan in pick_outputs(recipe, relative, variant, count):
-        augmented, steps = render(image, plan)
+    picked = pick_outputs(recipe, relative, variant, count)
+    drawn = _drawn(recipe, image, relative, picked)
+    for plan in picked:
+        augmented, steps, name = drawn[plan.relative]
         kept = ()
         if boxes:
             kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
-                                      recipe.annotations.min_visibility)
-        tiles.append((_as_rgb(augmented), _printable(Path(plan.relative).stem), kept))
+                                      _annotations(recipe)[0].min_visibility)
+        tiles.append((_as_rgb(augmented), _printable(name), kept))
     imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
+
+
+def _drawn(recipe: Recipe, image: np.ndarray, relative: Path, picked) -> dict:
+    """relative -> (pixels, steps, label) of the picked outputs, drawn as ``run`` draws
+    them: in plan order, each apart from the source and the outputs before it. An
+    output ``run`` would not write (a duplicate) is shown as its first draw, so marked."""
+    wanted = {plan.relative for plan in picked}
+    distinct = Distinct(image, relative.as_posix())
+    drawn: dict = {}
+    for output in source_outputs(recipe, relative):
+        if wanted <= drawn.keys():
+            break
+        if output.variant is None:
+            continue
+        name = Path(output.relative).stem
+        try:
+            pixels, steps, _, _ = distinct.draw(image, output, render)
+        except DuplicateOutput:
+            (pixels, steps), name = render(image, output), f"{name} (duplicate)"
+        drawn[output.relative] = (pixels, steps, name)
+    return drawn
+
+
+def _annotations(recipe: Recipe):
+    """(AnnotationSpec or None, Layout, input root) as ``run`` reads the recipe's input."""
+    folder = _input_folder(recipe)
+    dataset = datasets.open_dataset(folder, recipe.splits)
+    if dataset is not None:
+        return (*dataset.annotations(recipe.annotations), dataset.root)
+    return recipe.annotations, None, folder
 
 
 def _refuse_writing_into_sources(recipe: Recipe, image_path: Path, output: Path) -> None:
@@ -87,18 +135,20 @@ def _refuse_writing_into_sources(recipe: Recipe, image_path: Path, output: Path)
     if output.resolve() == image_path.resolve() or \
             output.exists() and image_path.exists() and output.samefile(image_path):
         raise UsageError(f"--output {output} is the image itself; write the sheet elsewhere")
-    if recipe.input is not None and recipe.input.resolve() in output.resolve().parents:
-        raise UsageError(f"--output {output} is inside the input folder {recipe.input}: the "
+    root = _input_root(recipe)
+    if root is not None and root.resolve() in output.resolve().parents:
+        raise UsageError(f"--output {output} is inside the input folder {root}: the "
                          "sheet would become a source of the next run; write it elsewhere")
 
 
 def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
     """The image's boxes as ``run`` reads them (none without annotations in the recipe)."""
-    if recipe.annotations is None:
+    spec, layout, root = _annotations(recipe)
+    if spec is None:
         return ()
-    input_dir = recipe.input if recipe.input is not None else image_path.parent
+    input_dir = root if root is not None else image_path.parent
     try:
-        source = AnnotationSource(recipe.annotations, input_dir)
+        source = AnnotationSource(spec, input_dir, layout)
         return source.read(relative.as_posix(), image_path).boxes
     except (AnnotationError, ImageReadError) as exc:
         raise UsageError(str(exc)) from None
@@ -119,7 +169,7 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
         if colour.shape[2] == 1:
             colour = np.repeat(colour, 3, axis=2)
         alpha = image[..., -1:].astype(np.float32) / 255
-        rows, cols = np.indices(image.shape[:2])
+        rows, cols = np.ogrid[:image.shape[0], :image.shape[1]]
         checker = np.where(((rows // 8 + cols // 8) % 2)[..., None] == 0, 200.0, 150.0)
         return np.round(colour * alpha + checker * (1 - alpha)).astype(np.uint8)
     return image

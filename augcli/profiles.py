@@ -120,6 +120,20 @@ GENERIC = Profile(
            "files, unknown formats and duplicates.",
 )
 
+ASPECT_FITS = ("pad", "crop")
+
+
+@dataclass(frozen=True)
+class Conform:
+    """How ``run`` brings an output within a profile's aspect-ratio limit (recipe key
+    ``conform``): ``pad`` the short side with ``fill``/``cval`` (as the geometric ops
+    fill), or ``crop`` the long side, centred."""
+
+    aspect: str = "pad"
+    fill: str = "constant"
+    cval: float = 0.0
+
+
 PROFILES = {profile.name: profile for profile in (CUSTOM_VISION, GENERIC)}
 
 DEFAULT_PROFILE = CUSTOM_VISION.name

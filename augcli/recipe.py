@@ -18,9 +18,12 @@ import yaml
 
 from . import ops as catalog
 from . import storage
-from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
+from .annotations import COCO_PATH_REQUIRED, DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
+from .datasets import has_split_folders
 from .errors import RecipeError, excerpt
+from .geometry import FILL_MODES
 from .params import INT, PROBABILITY, Const, Param, Problems, Sweep, parse_value
+from .profiles import ASPECT_FITS, Conform
 
 OUTPUT_FORMATS = ("jpg", "png", "bmp", "tif", "webp", "gif")
 _FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
@@ -37,7 +40,7 @@ MAX_RECIPE_BYTES = 1 << 20  # a recipe file; parsing YAML takes about 3 s per MB
 
 # Bumped whenever the same recipe and seed make different output bytes, so that a
 # resumed run never mixes outputs of two versions (see CHANGELOG.md).
-OUTPUT_VERSION = 2
+OUTPUT_VERSION = 3  # 3: duplicate outputs of a source are redrawn; profile aspect limit
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class Recipe:
     target_per_class: int | None = None
     profile: str | None = None  # upload target (see augcli.profiles) whose limits outputs meet
     annotations: AnnotationSpec | None = None  # bounding boxes that follow the pixels
+    splits: tuple | None = None  # dataset splits to augment (augcli.datasets); None: train
+    conform: Conform | None = None  # how outputs meet a profile's aspect limit; None: pad
     # Non-secret options of an object store (``storage:``): they never decide bytes.
     storage: dict = field(default_factory=dict, compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
@@ -129,6 +134,9 @@ class Recipe:
         decisive["output_version"] = OUTPUT_VERSION
         if self.annotations is not None:  # only when set: older recipes keep their fingerprint
             decisive["annotations"] = self.raw.get("annotations")
+        for key in ("splits", "conform"):  # likewise
+            if self.raw.get(key) is not None:
+                decisive[key] = self.raw[key]
         if self.input is not None:  # a URL as it is, a folder as an absolute path
             decisive["input"] = self.input if isinstance(self.input, str) \
                 else os.path.abspath(self.input)
@@ -144,7 +152,8 @@ class Recipe:
 # --- loading -----------------------------------------------------------------
 
 _TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality", "workers",
-             "target_per_class", "profile", "annotations", "storage", "variants")
+             "target_per_class", "profile", "annotations", "storage", "variants", "splits",
+             "conform")
 _VARIANT_KEYS = ("copies", "ops")
 _COMBINATORS = ("sometimes", "one_of", "some_of", "sequence")
 
@@ -260,8 +269,9 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         return folder if folder is None or folder.is_absolute() or base_dir is None \
             else base_dir / folder
 
+    input_dir = resolve("input")
     recipe = Recipe(
-        input=resolve("input"),
+        input=input_dir,
         output=resolve("output"),
         seed=_read_int(data, "seed", 0, problems, low=0),
         include_original=_read_bool(data, "include_original", False, problems),
@@ -271,8 +281,11 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         target_per_class=_read_int(data, "target_per_class", None, problems, low=1,
                                    high=MAX_TARGET_PER_CLASS),
         profile=_read_profile(data, problems),
-        annotations=_read_annotations(data.get("annotations"), base_dir, problems),
+        annotations=_read_annotations(data.get("annotations"), base_dir, problems,
+                                      input_dir),
         storage=storage.read_options(data.get("storage"), problems),
+        splits=_read_splits(data.get("splits"), problems),
+        conform=_read_conform(data.get("conform"), problems),
         variants=_read_variants(data.get("variants"), problems),
         raw=data,
     )
@@ -379,10 +392,55 @@ def profile_format_conflict(profile: str, fmt: str | None) -> str | None:
     return f"{fmt} is not accepted by profile {profile} (it takes {', '.join(sorted(accepted))})"
 
 
+def _read_splits(value, problems: Problems):
+    """``splits: [train, ...]``: the dataset splits to augment (others are copied)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or \
+            not all(isinstance(item, str) and item for item in value):
+        problems.add("splits", "expected a list of split names like [train], got "
+                               f"{excerpt(value)}")
+        return None
+    return tuple(dict.fromkeys(value))
+
+
+_CONFORM_KEYS = ("aspect", "fill", "cval")
+
+
+def _read_conform(value, problems: Problems):
+    """``conform: {aspect: pad|crop, fill, cval}``: how a profile's aspect limit is met."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        problems.add("conform", f"expected a mapping like {{aspect: pad, fill: constant}}, "
+                                f"got {excerpt(value)}")
+        return None
+    _check_keys(value, _CONFORM_KEYS, "conform", problems)
+    default = Conform()
+    aspect = value.get("aspect", default.aspect)
+    if aspect not in ASPECT_FITS:
+        problems.add("conform.aspect", f"expected {' or '.join(ASPECT_FITS)}, got "
+                                       f"{excerpt(aspect)}")
+        aspect = default.aspect
+    fill = value.get("fill", default.fill)
+    if fill not in FILL_MODES:
+        problems.add("conform.fill", f"expected one of {', '.join(FILL_MODES)}, got "
+                                     f"{excerpt(fill)}")
+        fill = default.fill
+    cval = value.get("cval", default.cval)
+    if isinstance(cval, bool) or not isinstance(cval, (int, float)) or not 0 <= cval <= 255:
+        problems.add("conform.cval", f"expected a number in [0, 255], got {excerpt(cval)}")
+        cval = default.cval
+    return Conform(aspect, fill, float(cval))
+
+
 _ANNOTATION_KEYS = ("format", "path", "min_visibility")
 
 
-def _read_annotations(value, base_dir: Path | None, problems: Problems):
+def _read_annotations(value, base_dir: Path | None, problems: Problems,
+                      input_dir: Path | None = None):
     """``annotations: {format, path, min_visibility}`` -> AnnotationSpec (None when absent)."""
     if value is None:
         return None
@@ -402,9 +460,8 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
         path = read_path(path, "annotations.path", problems)
         path = path if path is None or path.is_absolute() or base_dir is None \
             else base_dir / path
-    elif fmt == "coco":
-        problems.add("annotations.path", "required for coco: the JSON file that lists every "
-                                         "image's boxes")
+    elif fmt == "coco" and isinstance(input_dir, Path) and not has_split_folders(input_dir):
+        problems.add("annotations.path", COCO_PATH_REQUIRED)
     visibility = value.get("min_visibility", DEFAULT_MIN_VISIBILITY)
     if isinstance(visibility, bool) or not isinstance(visibility, (int, float)) \
             or not 0 <= visibility <= 1:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles, manifest, storage
+from . import datasets, geometry, imagefiles, manifest, storage
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -30,8 +30,16 @@ from .annotations import (
     encode_boxes,
     transform_boxes,
 )
-from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
+from .errors import (
+    EXCERPT_CHARS,
+    STOPS_RUN,
+    ImageReadError,
+    OutputError,
+    UsageError,
+    output_error,
+)
 from .jobs import (
+    Cluster,
     JobReport,
     default_workers,
     map_in_workers,
@@ -39,10 +47,11 @@ from .jobs import (
     progress_bar,
 )
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
-from .pipeline import apply_steps, sample_steps, steps_matrix
-from .profiles import Profile, get_profile
+from .pipeline import OutputTooLarge, apply_steps, sample_steps, steps_matrix
+from .profiles import Conform, Profile, get_profile
 from .recipe import MAX_TARGET_PER_CLASS, Recipe, load_recipe, profile_format_conflict
 from .storage import StoreSpec
+from .variety import Distinct, DuplicateOutput
 
 # --- plan ----------------------------------------------------------------------
 
@@ -74,6 +83,9 @@ class SourceTask:
     profile: Profile | None = None  # upload target whose limits every output must meet
     boxes: ImageBoxes | None = None  # the source's boxes, when the recipe has annotations
     annotation_format: AnnotationFormat | None = None
+    conform: Conform = Conform()  # how outputs meet the profile's aspect-ratio limit
+    copy_annotation: Path | None = None  # held-out split: annotation file copied as it is
+    done: frozenset = frozenset()  # outputs an earlier run finished: not written again
 
 
 @dataclass
@@ -86,7 +98,14 @@ class Plan:
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     failures: list = field(default_factory=list)  # (path, reason): sources skipped when planning
     annotations: AnnotationSource | None = None
-    output_store: StoreSpec | None = None
+    dataset: datasets.Dataset | None = None  # a dataset with splits (data.yaml, split folders)
+    output_store: StoreSpec | None = None  # set by plan_run
+
+    def output(self):
+        """The output's store (a folder or an object-store prefix), opened in this process."""
+        if self.output_store is None:
+            raise UsageError(f"no store for the output {self.output_dir}")
+        return self.output_store.open()
 
     def objects_before(self) -> dict:
         """Objects per label in the planned sources (empty without annotations)."""
@@ -176,7 +195,7 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
     outputs = {relative: [_original(relative, fmt[relative])] for relative in sources}
     trees = {variant.name: list(variant.expand()) for variant in recipe.variants}
     uses: dict = {}
-    for extra in range(max(0, recipe.target_per_class - len(sources))):
+    for extra in range(max(0, (recipe.target_per_class or 0) - len(sources))):
         position, round_ = extra % len(sources), extra // len(sources)
         relative = sources[position]
         variant = recipe.variants[(position + round_) % len(recipe.variants)]
@@ -193,22 +212,35 @@ def plan_run(recipe: Recipe) -> Plan:
     Sources that cannot be planned (unreadable folders and headers, bad
     annotations) are in ``Plan.failures``; the rest go on.
     """
-    needs_folders = "annotations" if recipe.annotations is not None else None
-    input_spec, output_spec = storage.open_pair(recipe.input, recipe.output, recipe.storage,
+    dataset = _open_dataset(recipe)
+    spec, layout = dataset.annotations(recipe.annotations) if dataset else \
+        (recipe.annotations, None)
+    if dataset is not None and "include_original" not in recipe.raw:
+        recipe = replace(recipe, include_original=True)  # a dataset keeps its training images
+    needs_folders = "annotations" if recipe.annotations is not None else \
+        "datasets with splits" if dataset is not None else None
+    input_dir, output_dir = dataset.root if dataset else recipe.input, recipe.output
+    input_spec, output_spec = storage.open_pair(input_dir, output_dir, recipe.storage,
                                                 needs_folders)
-    input_dir, output_dir = recipe.input, recipe.output
+    assert input_dir is not None and output_dir is not None  # open_pair refuses a missing one
     input_store = input_spec.open()
     unreadable: list = []
-    images, others = input_store.scan(unreadable)
-    imagefiles.require_images(images, input_dir)
+    if dataset is not None:
+        images, others = dataset.scan(unreadable)
+    else:
+        images, others = input_store.scan(unreadable)
+        imagefiles.require_images(images, input_dir)
+        if not input_store.is_local:
+            datasets.refuse_remote_splits(str(input_dir), images + others)
     failures = {path: (path, reason) for path, reason in unreadable}
-    source = AnnotationSource(recipe.annotations, input_dir) if recipe.annotations else None
+    source = AnnotationSource(spec, _folder(input_dir), layout) if spec else None
     boxes = _read_boxes(source, input_dir, images, failures)
     formats = _output_formats(recipe, input_store, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
-    planned, classes = _plan_outputs(recipe, images, formats)
+    planned, classes = _plan_outputs(recipe, images, formats, dataset)
     profile = get_profile(recipe.profile) if recipe.profile else None
-    tasks, claimed = [], {}
+    tasks: list = []
+    claimed: dict = {}
     for relative in images:
         rel = relative.as_posix()
         outputs = planned[relative]
@@ -220,9 +252,41 @@ def plan_run(recipe: Recipe) -> Plan:
         tasks.append(SourceTask(input_spec, rel, output_spec, tuple(outputs),
                                 formats[relative], recipe.quality, profile=profile,
                                 boxes=boxes.get(rel),
-                                annotation_format=source.format if source else None))
+                                annotation_format=source.format if source else None,
+                                conform=recipe.conform or Conform(),
+                                copy_annotation=_held_out_annotation(dataset, source, rel,
+                                                                     input_dir)))
     return Plan(recipe, input_dir, output_dir, tasks, others, classes,
-                list(failures.values()), source, output_spec)
+                list(failures.values()), source, dataset, output_spec)
+
+
+def _open_dataset(recipe: Recipe) -> datasets.Dataset | None:
+    """The dataset with splits the recipe's input names, if any. Datasets are read from
+    folders: on an object store, a data.yaml or ``splits:`` is refused."""
+    if isinstance(recipe.input, str):  # a URL
+        if recipe.splits is not None or recipe.input.lower().endswith((".yaml", ".yml")):
+            raise UsageError(f"{recipe.input}: datasets with splits (a data.yaml, split "
+                             "folders) need a local input folder and output folder")
+        return None
+    return datasets.open_dataset(recipe.input, recipe.splits)
+
+
+def _folder(where: Path | str) -> Path:
+    """A location that must be a folder (annotations, datasets): ``open_pair`` already
+    refused a URL for them, this says so to the reader and the type checker."""
+    if not isinstance(where, Path):
+        raise UsageError(f"{where}: annotations and datasets with splits need a local folder")
+    return where
+
+
+def _held_out_annotation(dataset, source: AnnotationSource | None, relative: str,
+                         input_dir: Path | str) -> Path | None:
+    """The annotation file of an image in a split that is copied unchanged (per-image
+    formats), to copy byte for byte beside the copied image."""
+    if dataset is None or source is None or dataset.augments(relative) or \
+            source.format.file_for(relative) is None:
+        return None
+    return source.file_for(relative, _folder(input_dir) / relative)
 
 
 def _output_formats(recipe: Recipe, store, images: list, failures: dict) -> dict:
@@ -242,7 +306,7 @@ def _output_formats(recipe: Recipe, store, images: list, failures: dict) -> dict
     return formats
 
 
-def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list,
+def _read_boxes(source: AnnotationSource | None, input_dir: Path | str, images: list,
                 failures: dict) -> dict:
     """Boxes per source (relative path -> ImageBoxes); a source whose annotations cannot
     be read goes to ``failures`` (relative path -> (path, reason)): skipped, the rest go on.
@@ -256,7 +320,7 @@ def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list,
     for relative in images:
         rel = relative.as_posix()
         try:
-            boxes[rel] = source.read(rel, input_dir / relative)
+            boxes[rel] = source.read(rel, _folder(input_dir) / relative)
         except AnnotationError as exc:
             failures[rel] = (exc.location, f"{exc.reason} ({rel} skipped)")
         except ImageReadError:
@@ -275,15 +339,23 @@ def _files_written(outputs, source: AnnotationSource | None):
             yield annotation, " (images that differ only in extension share annotation files)"
 
 
-def _plan_outputs(recipe: Recipe, images: list, formats: dict) -> tuple[dict, list]:
-    """Outputs per source, and per-class counts when the recipe balances classes."""
+def _plan_outputs(recipe: Recipe, images: list, formats: dict,
+                  dataset: datasets.Dataset | None = None) -> tuple[dict, list]:
+    """Outputs per source, and per-class counts when the recipe balances classes.
+
+    In a dataset, images of the splits not augmented are only copied."""
+    planned = {}
+    if dataset is not None:
+        planned = {relative: [_original(relative, formats[relative])] for relative in images
+                   if not dataset.augments(relative.as_posix())}
+        images = [relative for relative in images if relative not in planned]
     if recipe.target_per_class is None:
-        return {relative: source_outputs(recipe, relative, formats[relative])
-                for relative in images}, []
+        return {**planned, **{relative: source_outputs(recipe, relative, formats[relative])
+                              for relative in images}}, []
     by_class: dict = {}
     for relative in images:
         by_class.setdefault(relative.parent.as_posix(), []).append(relative)
-    planned, classes = {}, []
+    classes = []
     for tag, sources in by_class.items():
         outputs = balanced_outputs(recipe, sources, formats)
         planned.update(outputs)
@@ -314,14 +386,27 @@ def _fits(profile: Profile | None, size: int, image: np.ndarray) -> bool:
     if profile is None:
         return True
     small_enough = profile.max_file_bytes is None or size <= profile.max_file_bytes
-    return small_enough and (profile.max_side is None or max(image.shape[:2]) <= profile.max_side)
+    long_side, short_side = max(image.shape[:2]), min(image.shape[:2])
+    return small_enough and (profile.max_side is None or long_side <= profile.max_side) and \
+        (profile.max_aspect_ratio is None or long_side / short_side <= profile.max_aspect_ratio)
+
+
+def _fit_aspect(image: np.ndarray, task: SourceTask) -> tuple:
+    """Pad or crop an output to the profile's aspect-ratio limit (the recipe's ``conform``).
+
+    Returns (pixels, forward matrix, what was done or None)."""
+    if task.profile is None or task.profile.max_aspect_ratio is None:
+        return image, geometry.identity(), None
+    conform = task.conform
+    return geometry.fit_aspect(image, task.profile.max_aspect_ratio, conform.aspect,
+                               conform.fill, conform.cval)
 
 
 def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]:
     if task.profile is None:
         return imagefiles.encode(image, fmt, task.quality), {}
     return imagefiles.encode_within(image, fmt, task.quality, task.profile.max_file_bytes,
-                            task.profile.max_side)
+                                    task.profile.max_side, task.profile.max_aspect_ratio)
 
 
 def process_source(task: SourceTask) -> SourceResult:
@@ -348,11 +433,24 @@ def process_source(task: SourceTask) -> SourceResult:
         result.failures.append((task.relative, reason))
         return result
     source_format = imagefiles.format_of(Path(task.relative))
+    distinct = Distinct(image, task.relative)
+    todo = sum(output.relative not in task.done for output in task.outputs)
     for output in task.outputs:
+        if not todo:
+            break
+        if output.relative in task.done:  # finished earlier: drawn again only to be told apart
+            if output.variant is not None:
+                with contextlib.suppress(DuplicateOutput):
+                    distinct.draw(image, output, render)
+            continue
+        todo -= 1
         record = {"output": output.relative, "source": task.relative,
                   "variant": output.variant, "index": output.index, **stamp}
         try:
-            _make_output(task, output, data, image, source_format, record)
+            _make_output(task, output, data, image, source_format, record, distinct)
+        except (DuplicateOutput, OutputTooLarge) as exc:  # this output only; the rest goes on
+            result.failures.append((output.relative, str(exc)))
+            continue
         except OSError as exc:
             if exc.errno in STOPS_RUN:
                 result.stop = str(output_error(task.output.open().name(output.relative), exc))
@@ -377,27 +475,34 @@ def _write_failure(exc: OSError) -> str:
 
 
 def _make_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
-                 source_format: str, record: dict) -> None:
+                 source_format: str, record: dict, distinct: Distinct) -> None:
     """Render, encode and publish one output (and its annotation file); fill in its record.
 
-    Each file is published whole: temp file + rename in a folder, one whole-object
-    write on an object store; never through an open handle."""
+    An augmented output is drawn apart from the source and the outputs before it
+    (``distinct``); raises DuplicateOutput when it cannot be. Each file is
+    published whole: temp file + rename in a folder, one whole-object write on an
+    object store; never through an open handle."""
     destination = task.output.open()
     fmt = task.format or source_format
     if output.variant is None:
         record["copy"] = True
         if fmt == source_format and _fits(task.profile, len(source), image):
-            _write_boxes(task, output, (), image, {}, record)
+            _write_boxes(task, output, (), image, {}, record, copy_from=task.copy_annotation)
             destination.publish(output.relative, source)
             record["bytes"] = len(source)
             return
         pixels, steps = image, ()
     else:
-        pixels, steps = render(image, output)
-        record["seed"] = output.seed
+        pixels, steps, seed, redraws = distinct.draw(image, output, render)
+        record["seed"] = seed
+        if redraws:
+            record["redraws"] = redraws
         record["ops"] = [step.as_record() for step in steps]
+    pixels, fitted, aspect = _fit_aspect(pixels, task)
     data, adjustments = _encode(pixels, fmt, task)
-    _write_boxes(task, output, steps, pixels, adjustments, record)
+    if aspect is not None:
+        adjustments = {"aspect": aspect, **adjustments}
+    _write_boxes(task, output, steps, pixels, adjustments, record, fitted)
     destination.publish(output.relative, data)
     record["bytes"] = len(data)
     if adjustments:
@@ -405,17 +510,22 @@ def _make_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.
 
 
 def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
-                 adjustments: dict, record: dict) -> None:
+                 adjustments: dict, record: dict, fitted: np.ndarray | None = None,
+                 copy_from: Path | None = None) -> None:
     """Carry the source's boxes to one output, write its annotation file, note it in the record.
 
     The boxes go through the same sampled steps as the pixels, then through the
-    downscale a profile may have forced on the encoded file. Written before the
-    image, so an image on disk always has its annotation beside it.
+    pad or crop (``fitted``) and downscale a profile may have forced on the
+    encoded file. Written before the image, so an image on disk always has its
+    annotation beside it. ``copy_from``: an image copied as it is in a held-out
+    split gets its source annotation file byte for byte (none if it had none).
     """
-    if task.boxes is None:
-        return
     fmt = task.annotation_format
+    if task.boxes is None or fmt is None:
+        return
     matrix = steps_matrix(steps, (task.boxes.height, task.boxes.width))
+    if fitted is not None:
+        matrix = fitted @ matrix
     size = pixels.shape[:2]
     if "size" in adjustments:
         width, height = adjustments["size"]
@@ -426,7 +536,11 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     record["boxes"] = [box.to_record() for box in kept]
     record["dropped_boxes"] = [item.to_record() for item in dropped]
     name = fmt.file_for(output.relative)
-    if name is not None:
+    if name is not None and copy_from is not None:
+        if copy_from.is_file():
+            task.output.open().publish(name, copy_from.read_bytes())
+            record["annotation"] = name
+    elif name is not None:
         depth = 1 if pixels.ndim == 2 or pixels.shape[2] <= 2 else 3
         text = encode_boxes(fmt, ImageBoxes(size[1], size[0], kept), Path(output.relative).name,
                             depth)
@@ -436,22 +550,25 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
 
 # --- resume ----------------------------------------------------------------------
 
-def _resume(plan: Plan, fingerprint: str, overwrite: bool) -> tuple[dict, list]:
+def _resume(plan: Plan, fingerprint: str, overwrite: bool,
+            dry_run: bool = False) -> tuple[dict, list]:
     """Records of outputs already finished by an earlier run of this same recipe, and the
     ``started`` lines of its sources that were handed to workers but not finished.
 
     Refuses to mix: outputs of a different recipe, seed or input folder, or files
-    the plan would overwrite that no manifest accounts for, need ``--overwrite``
-    (which deletes what the old recipe wrote and the new one will not).
+    in the output folder that no manifest accounts for, need ``--overwrite``
+    (which deletes what the old recipe wrote and the new one will not, except in
+    a dry run; files augcli did not write are never removed).
     """
-    store = plan.output_store.open()
+    store = plan.output()
     where = store.root if store.is_local else store  # a folder, or an object store
     written = {name: task for task in plan.tasks
                for name, _ in _files_written(task.outputs, plan.annotations)}
     manifest.check_inside(where, written)
     earlier = manifest.load(where)
     if overwrite:
-        manifest.remove(where, earlier.names() - written.keys())
+        if not dry_run:
+            manifest.remove(where, earlier.names() - written.keys())
         return {}, []
     if earlier.fingerprints - {fingerprint}:
         raise UsageError(f"{plan.output_dir} holds outputs of a different recipe, seed or "
@@ -469,9 +586,33 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool) -> tuple[dict, list]:
         raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
                          f"would write (e.g. {clashes[0]}) and no manifest says where they "
                          "came from; rerun with --overwrite to replace them")
+    strays = _unaccounted_files(plan, accounted, present)
+    if strays:
+        listed = ", ".join(name if len(name) <= EXCERPT_CHARS else
+                           name[:EXCERPT_CHARS] + "..." for name in strays[:5]) + \
+            (", ..." if len(strays) > 5 else "")
+        raise UsageError(f"{plan.output_dir} holds {len(strays)} file(s) that no manifest says "
+                         f"where they came from ({listed}); they would be mixed with the "
+                         "outputs. Move them out or choose another output folder (--overwrite "
+                         "goes ahead, replacing those this run writes and keeping the others)")
     finished = {record["output"]: record for record in earlier.records
                 if _intact(present, record)}
     return finished, earlier.started
+
+
+def _unaccounted_files(plan: Plan, accounted: set, present: _Present) -> list:
+    """Files in the output that neither the manifest (``accounted``: what its records
+    and ``started`` lines name) nor this run's own files account for.
+
+    Hidden files (augcli's temp files, lock and journal parts among them) are not
+    counted.
+    """
+    accounted = accounted | {MANIFEST_NAME}
+    if plan.annotations is not None:
+        accounted.update(plan.annotations.output_files())
+    if plan.dataset is not None:
+        accounted.update(plan.dataset.output_files())
+    return sorted(name for name in present.names() if name not in accounted)
 
 
 class _Present:
@@ -481,6 +622,15 @@ class _Present:
     def __init__(self, store):
         self.folder = store.root if store.is_local else None
         self.sizes = None if store.is_local else store.sizes()
+
+    def names(self) -> list:
+        """Every file in the output but hidden ones, relative (POSIX)."""
+        if self.folder is None:
+            return list(self.sizes)
+        if not self.folder.is_dir():
+            return []
+        images, others = imagefiles.scan(self.folder)
+        return [path.as_posix() for path in images + others]
 
     def exists(self, name: str) -> bool:
         if self.folder is None:
@@ -516,19 +666,40 @@ def _unchanged(task: SourceTask, records: list) -> bool:
 
 
 def _remaining_tasks(plan: Plan, finished: dict, report: Report) -> list:
-    """Each source's outputs not finished yet; all of them for a source that changed since
-    (its stale records are dropped from ``finished``)."""
+    """The sources with outputs not finished yet, each with its finished ones as ``done``;
+    none are done for a source that changed since (its stale records are dropped from
+    ``finished``)."""
     tasks = []
     for task in plan.tasks:
-        done = [finished[o.relative] for o in task.outputs if o.relative in finished]
-        if done and not _unchanged(task, done):
-            for record in done:
+        earlier = [finished[o.relative] for o in task.outputs if o.relative in finished]
+        if earlier and not _unchanged(task, earlier):
+            for record in earlier:
                 del finished[record["output"]]
-        todo = tuple(o for o in task.outputs if o.relative not in finished)
-        report.skipped += len(task.outputs) - len(todo)
-        if todo:
-            tasks.append(replace(task, outputs=todo))
+        done = frozenset(o.relative for o in task.outputs if o.relative in finished)
+        report.skipped += len(done)
+        if len(done) < len(task.outputs):
+            # the finished outputs stay in the task: the worker draws them again (without
+            # writing them) so that its duplicate redraws come out as in a whole run
+            tasks.append(replace(task, done=done))
     return tasks
+
+
+def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profile=None,
+            overwrite=False) -> tuple:
+    """What ``run_recipe`` would do, with the same refusals, writing nothing.
+
+    Returns (plan, outputs already finished that a run would skip, warnings about
+    variants that cannot vary).
+    """
+    from .variety import plan_needs, variant_warnings
+
+    recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
+                            profile=profile)
+    plan = plan_run(recipe)
+    finished, _ = _resume(plan, recipe.fingerprint, overwrite, dry_run=True)
+    counted = Report()
+    _remaining_tasks(plan, finished, counted)
+    return plan, counted.skipped, variant_warnings(plan.recipe, plan_needs(plan))
 
 
 # --- run -----------------------------------------------------------------------
@@ -604,7 +775,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     for path, reason in plan.failures:
         report.fail(path, reason)
     workers = workers or recipe.workers or default_workers()
-    store = plan.output_store.open()
+    store = plan.output()
     with open_cluster(cluster, client, workers) as dask:  # checks a cluster before any write
         if store.is_local:
             _make_folder(store.root)
@@ -636,12 +807,12 @@ class _Run:
     fingerprint: str
     records: dict  # output name -> record
     report: Report
-    dask: object = None  # the jobs.Cluster the tasks run on; None: the local pool
+    dask: Cluster | None = None  # the jobs.Cluster the tasks run on; None: the local pool
     open: dict = field(default_factory=dict)  # source -> its "started" line, not finished yet
 
     @property
     def store(self):
-        return self.plan.output_store.open()
+        return self.plan.output()
 
     @property
     def where(self):
@@ -661,17 +832,19 @@ class _Run:
         self.store.tidy()
         manifest.rewrite(self.where, self.records.values(), self.plan.classes,
                          list(self.open.values()), self.signature)
-        if self.plan.annotations is not None:
-            try:
-                self.plan.annotations.prepare_output(self.plan.output_dir)
-            except OSError as exc:
-                raise output_error(self.plan.output_dir, exc) from None
+        try:
+            if self.plan.annotations is not None:
+                self.plan.annotations.prepare_output(_folder(self.plan.output_dir))
+            if self.plan.dataset is not None:
+                self.plan.dataset.prepare_output(_folder(self.plan.output_dir))
+        except OSError as exc:
+            raise output_error(self.plan.output_dir, exc) from None
 
     def execute(self, tasks: list, workers: int, progress: bool) -> None:
         """Hand the sources to workers; journal each before it starts and its records
         as it finishes."""
         workers = max(1, min(workers, len(tasks) or 1))
-        bar = progress_bar(sum(len(t.outputs) for t in tasks), enabled=progress)
+        bar = progress_bar(sum(len(t.outputs) - len(t.done) for t in tasks), enabled=progress)
         try:
             with manifest.Journal(self.where) as journal:
                 for result in map_in_workers(process_source, self._announced(tasks, journal),
@@ -684,7 +857,8 @@ class _Run:
     def _announced(self, tasks, journal):
         """The tasks, each journalled as ``started`` just before a worker gets it."""
         for task in tasks:
-            names = [name for name, _ in _files_written(task.outputs, self.plan.annotations)]
+            todo = [o for o in task.outputs if o.relative not in task.done]
+            names = [name for name, _ in _files_written(todo, self.plan.annotations)]
             line = manifest.started_line(task.relative, names, self.fingerprint)
             journal.append(line)
             self.open[task.relative] = line
@@ -723,7 +897,7 @@ class _Run:
                          list(self.open.values()), self.signature)
         if plan.annotations is not None:
             try:
-                plan.annotations.finish_output(plan.output_dir, self.records.values())
+                plan.annotations.finish_output(_folder(plan.output_dir), self.records.values())
             except OSError as exc:
                 raise output_error(plan.output_dir, exc) from None
             self.report.objects = _objects(plan, self.records.values())
@@ -750,7 +924,8 @@ def _objects(plan: Plan, records) -> dict:
     before = plan.objects_before()
     after = count_labels(Box.from_record(item)
                          for record in records for item in record.get("boxes", ()))
-    labels = sorted({*plan.annotations.declared_labels, *before, *after})
+    declared = plan.annotations.declared_labels if plan.annotations is not None else ()
+    labels = sorted({*declared, *before, *after})
     return {label: (before.get(label, 0), after.get(label, 0)) for label in labels}
 
 

@@ -55,7 +55,8 @@ def is_url(value) -> bool:
 
 
 def _scheme(url: str) -> str:
-    return _URL.match(url).group(1).lower()
+    match = _URL.match(url)
+    return match.group(1).lower() if match else ""
 
 
 def location(value, base_dir: Path | None = None):
@@ -63,8 +64,9 @@ def location(value, base_dir: Path | None = None):
     trailing slash); None stays None."""
     if value is None:
         return None
-    if is_url(value):
-        scheme, rest = _URL.match(value).groups()
+    match = _URL.match(value) if isinstance(value, str) else None
+    if match:
+        scheme, rest = match.groups()
         return f"{scheme.lower()}://{rest.rstrip('/')}"
     folder = Path(value).expanduser()
     return folder if folder.is_absolute() or base_dir is None else base_dir / folder
@@ -213,7 +215,7 @@ class FolderStore:
     def path(self, key: str) -> Path:
         return self.root / key
 
-    def list(self, hidden: bool = False) -> list:
+    def keys(self, hidden: bool = False) -> list:
         """Every file under the folder, relative, sorted by POSIX path; hidden ones
         (a leading dot anywhere in the path) only when asked."""
         keys = []
@@ -291,7 +293,7 @@ class ObjectStore:
     def _full(self, key: str) -> str:
         return f"{self.root}/{key}"
 
-    def list(self, hidden: bool = False) -> list:
+    def keys(self, hidden: bool = False) -> list:
         """Every object under the prefix, relative, sorted; one listing (paged by the
         library), never a request per object."""
         return sorted(self.sizes(hidden))
@@ -319,7 +321,7 @@ class ObjectStore:
         """(images, other objects) under the prefix, as ``imagefiles.scan`` splits a folder."""
         from . import imagefiles
 
-        return imagefiles.split_images(self.list())
+        return imagefiles.split_images(self.keys())
 
     def stamp(self, key: str) -> dict:
         """Size and modification time of an object (one metadata request)."""
@@ -396,7 +398,7 @@ class PartJournal:
         self.prefix = f"{JOURNAL_DIR}/{name}.{time.time_ns():020d}-"
         self.buffer: list = []
         self.lines = 0
-        self.since = None
+        self.since: float | None = None
         self.parts = 0
 
     def write(self, data: bytes) -> None:
@@ -412,7 +414,8 @@ class PartJournal:
         # in it), the next ones after 0.25, 0.5, 1, ... seconds, then every PART_SECONDS:
         # a run killed early loses little, a long run makes few requests.
         wait = min(PART_SECONDS, 0.25 * 2 ** (self.parts - 1)) if self.parts else 0.0
-        if force or self.lines >= PART_LINES or time.monotonic() - self.since >= wait:
+        since = time.monotonic() if self.since is None else self.since
+        if force or self.lines >= PART_LINES or time.monotonic() - since >= wait:
             self.parts += 1
             self.store.publish(f"{self.prefix}{self.parts:06d}", b"".join(self.buffer))
             self.buffer, self.lines, self.since = [], 0, None

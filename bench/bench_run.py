@@ -230,12 +230,14 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
     applied apart (geometric first, as in the standard recipe) to split their cost.
     """
     from augcli import imagefiles
+    from augcli.jobs import keep_freed_memory
     from augcli.ops import CATALOG
     from augcli.pipeline import apply_steps, sample_steps
     from augcli.recipe import load_recipe
     from augcli.runner import plan_run
 
     cv2.setNumThreads(1)  # as in a pool worker
+    keep_freed_memory()
     plan = plan_run(load_recipe(recipe))
     costs = dict.fromkeys(("decode", "sample", "warp", "pixel ops", "encode", "write",
                            "floor decode", "floor encode"), 0.0)

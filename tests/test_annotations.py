@@ -317,7 +317,8 @@ def test_recipe_annotations_key_is_validated_with_key_paths(tmp_path):
            "(did you mean 'yolo'?)" in text
     assert "annotations.min_visibilty: unknown key (did you mean 'min_visibility'?)" in text
     with pytest.raises(RecipeError, match="annotations.path: required for coco"):
-        parse_recipe({"annotations": {"format": "coco"}, "variants": {"a": {"ops": ["fliplr"]}}})
+        parse_recipe({"input": str(tmp_path), "annotations": {"format": "coco"},
+                      "variants": {"a": {"ops": ["fliplr"]}}})
     with pytest.raises(RecipeError, match=r"annotations.min_visibility: expected a number in "
                                           r"\[0, 1\]"):
         parse_recipe({"annotations": {"format": "voc", "min_visibility": 2},
@@ -344,7 +345,7 @@ def test_fingerprint_includes_annotations_and_is_unchanged_without_them(tmp_path
     # recipe's.
     decisive = {"variants": base["variants"], "format": None, "quality": None,
                 "include_original": None, "seed": 0, "target_per_class": None, "profile": None,
-                "output_version": 2}
+                "output_version": 3}
     text = json.dumps(decisive, sort_keys=True, default=str)
     assert plain == hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -508,15 +509,18 @@ def test_a_profile_downscale_scales_the_boxes(tmp_path):
     (box,) = read_output_boxes(tmp_path / "out", "voc", "long_flip_1.png")
     factor = width / 11000
     assert np.allclose((box.x0, box.x1), (8000 * factor, 10000 * factor))
-    assert np.allclose((box.y0, box.y1), (5 * height / 40, 35 * height / 40))
+    # 275:1 is padded to custom-vision's 25:1 first (11000 / 25 = 440 rows), then scaled
+    left, top, right, bottom = record["conformed"]["aspect"]["pad"]
+    assert (left, right, top, top + 40 + bottom) == (0, 0, 200, 440)
+    assert np.allclose((box.y0, box.y1), (205 * height / 440, 235 * height / 440))
 
 
 def test_balancing_counts_images_and_reports_objects_per_tag(tmp_path):
     recipe = detection_set(tmp_path, "regions")
-    report = run_recipe(recipe, per_class=4, workers=1)
-    assert [(c.tag, c.before, c.after) for c in report.classes] == [("cats", 1, 4),
-                                                                   ("cups", 1, 4)]
-    assert report.object_lines() == ["objects cats: 1 -> 4", "objects cups: 1 -> 4"]
+    report = run_recipe(recipe, per_class=3, workers=1)  # the original, flip_1 and turn_1
+    assert [(c.tag, c.before, c.after) for c in report.classes] == [("cats", 1, 3),
+                                                                   ("cups", 1, 3)]
+    assert report.object_lines() == ["objects cats: 1 -> 3", "objects cups: 1 -> 3"]
 
 
 def test_dry_run_lists_objects_and_annotation_failures(tmp_path):

@@ -225,11 +225,11 @@ def test_exif_orientation_is_applied_before_augmenting(tmp_path):
     (tmp_path / "in").mkdir()
     picture.save(tmp_path / "in" / "phone.png", exif=exif)
     recipe = write_recipe(tmp_path, "input: in\noutput: out\n"
-                                    "variants: {same: {ops: [{fliplr: {p: 0}}]}}\n")
+                                    "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n")
     run_recipe(recipe, workers=1)
-    out = np.asarray(Image.open(tmp_path / "out" / "phone_same_1.png"))
+    out = np.asarray(Image.open(tmp_path / "out" / "phone_flip_1.png"))
     assert out.shape == (40, 20, 3)  # portrait, as displayed
-    assert out[0:4, 16:20].min() == 255  # marker now top-right
+    assert out[0:4, 0:4].min() == 255  # marker top-right as displayed, then mirrored
 
 
 def test_unicode_and_spaces_in_names(tmp_path):
@@ -257,7 +257,7 @@ BALANCE = """\
     output: out
     target_per_class: 8
     variants:
-      flip: {ops: [{fliplr: {p: 1}}]}
+      flip: {ops: [{fliplr: {p: 1}}, {affine: {scale: [0.8, 1.2]}}]}
       spin: {copies: 2, ops: [{rotate: {degrees: 30}}]}
 """
 
@@ -385,7 +385,7 @@ def test_a_corrupt_source_with_a_profile_is_a_failure_not_a_crash(tmp_path, data
                                     "variants: {a: {ops: [fliplr]}}\n")
     result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1",
                                        *(["--dry-run"] if dry_run else [])])
-    assert result.exit_code == (0 if dry_run else 1), result.output
+    assert result.exit_code == 1, result.output  # a dry run exits as the run would
     assert "failed: cats/empty.webp: cannot read the image header" in result.output
     assert "failed: cats/junk.tif: cannot read the image header" in result.output
 
@@ -436,3 +436,20 @@ def test_an_immutable_manifest_is_one_line_exit_2(tmp_path, simple_recipe):
         subprocess.run(["chattr", "-i", str(manifest_path)], check=False)
     assert result.exit_code == 2
     assert result.output == f"Error: cannot write {manifest_path}: Operation not permitted\n"
+
+
+def test_an_output_over_the_pixel_limit_fails_alone(tmp_path, dataset):
+    # pad by 6,000 px on each side makes a 12,064 x 12,048 image: 145 million pixels,
+    # over the 100 million inputs have too. That output fails; the others are written.
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        variants:
+          huge: {ops: [{pad: {px: 6000}}]}
+          flip: {ops: [{fliplr: {p: 1}}]}
+    """)
+    report = run_recipe(recipe, workers=1)
+    assert report.written == 4 and len(report.failures) == 4
+    assert all("pad would make a 12064 x 12048 image, over the limit of 100,000,000 pixels"
+               in reason for _, reason in report.failures)
+    assert not list((tmp_path / "out").rglob("*_huge_*"))

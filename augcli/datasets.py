@@ -1,0 +1,349 @@
+"""Datasets as people have them: a data.yaml (Ultralytics, Roboflow) or split folders.
+
+``input:`` in a recipe may be
+
+* a folder holding a ``data.yaml``, or a data.yaml itself (any name ending in
+  .yaml/.yml): an Ultralytics/Roboflow YOLO dataset. ``path`` (the dataset
+  root; default the data.yaml's folder, a relative one resolves against it),
+  ``train``/``val``/``test`` (a folder or a list of folders under the root; a
+  Roboflow ``../train/images`` that does not exist is read as
+  ``train/images``, as Ultralytics does) and ``names`` (a list, or an
+  id -> name map with ids 0..n-1) with an optional ``nc``. Each image's labels
+  are found by Ultralytics' rule: the last ``images`` folder of its path
+  becomes ``labels`` (``train/images/a.jpg`` -> ``train/labels/a.txt``,
+  ``images/train/a.jpg`` -> ``labels/train/a.txt``);
+* a folder whose top-level folders are splits (``train`` and at least one of
+  ``val``/``valid``/``validation``/``test``), as Roboflow exports COCO (one
+  COCO file per split folder, e.g. ``train/_annotations.coco.json``) and VOC
+  (XML beside each image), or a classification set (``train/cat``, ``val/cat``).
+
+Only the augmented splits (``splits:`` in the recipe, default ``[train]``) get
+variants; every other split is copied as it is (images and annotation files
+byte for byte), so the output folder is a complete dataset in the same layout,
+with its own data.yaml whose ``path`` is the output folder. Two splits that
+share a folder are refused: a validation image must never end up in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from . import imagefiles
+from .annotations import AnnotationSpec, Layout
+from .errors import UsageError
+
+DATA_YAML = "data.yaml"
+YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+               "validation": "val", "test": "test", "testing": "test"}
+DEFAULT_SPLITS = ("train",)
+COCO_SPLIT_FILE = "_annotations.coco.json"  # Roboflow's name for a split's COCO file
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: its name as the dataset says it, and its folders under the root."""
+
+    name: str  # 'train', 'val', 'test' (data.yaml key) or the folder name ('valid')
+    folders: tuple  # POSIX paths relative to the dataset root
+    augment: bool
+    listed: bool = False  # data.yaml gave a list of folders (written back as a list)
+
+    @property
+    def kind(self) -> str:
+        """train, val or test, whatever the dataset calls it."""
+        return SPLIT_NAMES.get(self.name.lower(), self.name)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset with splits, found from a recipe's ``input``."""
+
+    root: Path
+    splits: tuple
+    yaml_file: Path | None = None  # the data.yaml (None: splits are top-level folders)
+    document: dict = field(default_factory=dict, compare=False)  # the data.yaml as read
+    classes: tuple = ()  # names by class id, from the data.yaml
+
+    @property
+    def where(self) -> str:
+        return str(self.yaml_file or self.root)
+
+    @property
+    def held_out(self) -> tuple:
+        """Folders of the splits copied unchanged."""
+        return tuple(folder for split in self.splits if not split.augment
+                     for folder in split.folders)
+
+    def split_of(self, relative: str) -> Split | None:
+        """The split an image (relative to the root) belongs to."""
+        for split in self.splits:
+            if any(relative.startswith(folder + "/") for folder in split.folders):
+                return split
+        return None
+
+    def augments(self, relative: str) -> bool:
+        split = self.split_of(relative)
+        return split is not None and split.augment
+
+    def scan(self, unreadable: list | None = None) -> tuple[list, list]:
+        """(images, other files) of every split, relative to the root, sorted. A folder
+        that cannot be read goes to ``unreadable`` as in ``imagefiles.scan``."""
+        images, others = [], []
+        for split in self.splits:
+            for folder in split.folders:
+                skipped: list | None = None if unreadable is None else []
+                found, rest = imagefiles.scan(self.root / folder, skipped)
+                for path, reason in skipped or ():
+                    inner = "" if path == "./" else path
+                    assert unreadable is not None  # skipped is a list only then
+                    unreadable.append((f"{folder}/{inner}", reason))
+                images += [PurePosixPath(folder) / path.as_posix() for path in found]
+                others += [PurePosixPath(folder) / path.as_posix() for path in rest]
+        images = [Path(p) for p in sorted(set(images), key=PurePosixPath.as_posix)]
+        if not images:
+            raise UsageError(f"no images found in the splits of {self.where} "
+                             f"({imagefiles.looked_for()})")
+        return images, [Path(p) for p in sorted(set(others), key=PurePosixPath.as_posix)]
+
+    def annotations(self, spec: AnnotationSpec | None) -> tuple:
+        """(AnnotationSpec, Layout) for this dataset given the recipe's ``annotations``."""
+        if self.yaml_file is not None:
+            if spec is not None and spec.format != "yolo":
+                raise UsageError(f"annotations.format: {self.yaml_file} describes a YOLO "
+                                 f"dataset; its labels are yolo, not {spec.format}")
+            if spec is not None and spec.path is not None:
+                raise UsageError(f"annotations.path: the labels of {self.yaml_file} are found "
+                                 "by the images -> labels rule; remove annotations.path")
+            spec = spec or AnnotationSpec("yolo")
+            return spec, Layout(classes=self.classes, classes_from=self.yaml_file.name,
+                                labels_folder=True, held_out=self.held_out)
+        if spec is None:
+            return None, None
+        coco_files: tuple = ()
+        if spec.format == "coco" and spec.path is None:
+            coco_files = tuple((folder, self._coco_file(folder)) for split in self.splits
+                               for folder in split.folders)
+        return spec, Layout(coco_files=coco_files, held_out=self.held_out)
+
+    def _coco_file(self, folder: str) -> str:
+        """The COCO file of a split folder: Roboflow's name, else the one .json in it."""
+        if (self.root / folder / COCO_SPLIT_FILE).is_file():
+            return COCO_SPLIT_FILE
+        found = sorted(p.name for p in (self.root / folder).glob("*.json") if p.is_file())
+        if len(found) != 1:
+            what = "no .json file" if not found else f"{len(found)} .json files"
+            raise UsageError(f"split folder {self.root / folder} holds {what}; with "
+                             f"annotations: {{format: coco}} each split needs its one COCO "
+                             f"file ({COCO_SPLIT_FILE}), or set annotations.path")
+        return found[0]
+
+    def output_files(self) -> list:
+        """Files the dataset itself adds to the output folder (relative names)."""
+        return [self.yaml_file.name] if self.yaml_file is not None else []
+
+    def prepare_output(self, output_dir: Path) -> None:
+        """The output's own data.yaml: the same keys, ``path`` set to the output folder."""
+        if self.yaml_file is None:
+            return
+        document = dict(self.document)
+        document["path"] = str(Path(output_dir).resolve())
+        for split in self.splits:
+            document[split.name] = list(split.folders) if split.listed else split.folders[0]
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+        imagefiles.write_atomic(Path(output_dir) / self.yaml_file.name, text.encode("utf-8"))
+
+    def summary(self) -> str:
+        """``train (augmented), valid, test (copied)``: for --dry-run."""
+        augmented = [s.name for s in self.splits if s.augment]
+        copied = [s.name for s in self.splits if not s.augment]
+        parts = [f"{', '.join(augmented)} augmented"] if augmented else []
+        parts += [f"{', '.join(copied)} copied unchanged"] if copied else []
+        return f"dataset {self.where}: splits {'; '.join(parts)}"
+
+
+def open_dataset(input_path: Path | None, splits=None) -> Dataset | None:
+    """The dataset ``input_path`` names, or None for a plain folder of images.
+
+    ``splits``: the recipe's ``splits`` (names of the splits to augment;
+    default ``train``).
+    """
+    if input_path is None:
+        return None
+    input_path = Path(input_path)
+    dataset = None
+    if input_path.is_file() and input_path.suffix.lower() in (".yaml", ".yml"):
+        dataset = _from_yaml(input_path)
+    elif (input_path / DATA_YAML).is_file():
+        dataset = _from_yaml(input_path / DATA_YAML)
+    elif input_path.is_dir():
+        dataset = _from_folders(input_path)
+    if dataset is None:
+        if splits is not None:
+            raise UsageError(f"splits: {input_path} has no splits (no {DATA_YAML}, and no "
+                             "top-level train folder beside a val/valid/test folder)")
+        return None
+    return _choose(dataset, splits)
+
+
+def _choose(dataset: Dataset, wanted) -> Dataset:
+    """Mark the splits to augment; refuse names the dataset does not have."""
+    wanted = DEFAULT_SPLITS if wanted is None else tuple(wanted)
+    known = {split.kind: split for split in dataset.splits}
+    chosen = set()
+    for name in wanted:
+        kind = SPLIT_NAMES.get(str(name).lower(), str(name))
+        if kind not in known:
+            raise UsageError(f"splits: no split '{name}' in {dataset.where}; it has "
+                             f"{', '.join(split.name for split in dataset.splits)}")
+        chosen.add(kind)
+    splits = tuple(Split(s.name, s.folders, s.kind in chosen, s.listed) for s in dataset.splits)
+    return Dataset(dataset.root, splits, dataset.yaml_file, dataset.document, dataset.classes)
+
+
+def has_split_folders(folder: Path) -> bool:
+    """Whether ``folder`` is a dataset whose top-level folders are its splits."""
+    try:
+        return Path(folder).is_dir() and _from_folders(Path(folder)) is not None
+    except (OSError, UsageError):
+        return False
+
+
+def refuse_remote_splits(where: str, keys) -> None:
+    """Refuse an object-store prefix laid out as a dataset (a top-level data.yaml, or a
+    ``train`` folder beside a ``val``/``test`` one): read as a plain folder, its
+    held-out splits would be augmented. Datasets are read from local folders."""
+    top = {PurePosixPath(key).parts[0] for key in map(str, keys)
+           if len(PurePosixPath(key).parts) > 1}
+    kinds = {SPLIT_NAMES.get(name.lower()) for name in top} - {None}
+    names = {PurePosixPath(key).as_posix() for key in map(str, keys)}
+    if DATA_YAML in names or ("train" in kinds and len(kinds) > 1):
+        raise UsageError(f"{where} holds a dataset with splits ({DATA_YAML} or train/ beside "
+                         "val/ or test/); datasets with splits need a local input folder and "
+                         "output folder: copy it to a folder first")
+
+
+def _from_folders(folder: Path) -> Dataset | None:
+    """Top-level split folders: ``train`` beside ``val``/``valid``/``test``."""
+    found: dict = {}
+    for child in sorted(folder.iterdir()):
+        kind = SPLIT_NAMES.get(child.name.lower())
+        if kind and child.is_dir() and not child.name.startswith("."):
+            if kind in found:
+                raise UsageError(f"{folder} has two {kind} folders ({found[kind].name} and "
+                                 f"{child.name}); keep one")
+            found[kind] = child
+    if "train" not in found or len(found) < 2:
+        return None
+    splits = tuple(Split(found[kind].name, (found[kind].name,), False)
+                   for kind in YAML_SPLITS if kind in found)
+    return Dataset(folder, splits)
+
+
+def _from_yaml(path: Path) -> Dataset:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the dataset file ({exc})") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise UsageError(f"{path}: not valid YAML ({first})") from None
+    if not isinstance(document, dict):
+        raise UsageError(f"{path}: expected a mapping with train, val and names (an "
+                         "Ultralytics/Roboflow data.yaml)")
+    root = _root(path, document.get("path"))
+    classes = _names(path, document.get("names"), document.get("nc"))
+    splits = []
+    for key in YAML_SPLITS:
+        value = document.get(key)
+        if value is None or value == "" or value == []:
+            continue
+        values = value if isinstance(value, list) else [value]
+        folders = tuple(dict.fromkeys(_split_folder(path, root, key, item) for item in values))
+        splits.append(Split(key, folders, False, isinstance(value, list)))
+    if not any(split.name == "train" for split in splits):
+        raise UsageError(f"{path}: train: missing; name the folder of training images")
+    _refuse_shared_folders(path, splits)
+    return Dataset(root, tuple(splits), path, document, classes)
+
+
+def _root(path: Path, value) -> Path:
+    if value is None or value == "":
+        return path.parent
+    if not isinstance(value, str):
+        raise UsageError(f"{path}: path: expected the dataset folder, got {value!r}")
+    root = Path(value).expanduser()
+    root = root if root.is_absolute() else path.parent / root
+    if not root.is_dir():
+        raise UsageError(f"{path}: path: {value} is not a folder (looked for {root})")
+    return root
+
+
+def _split_folder(path: Path, root: Path, key: str, value) -> str:
+    """A split's folder relative to the root (POSIX); refused when outside it."""
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{path}: {key}: expected a folder, got {value!r}")
+    if value.lower().endswith(".txt"):
+        raise UsageError(f"{path}: {key}: lists of image files ({value}) are not supported; "
+                         "point it at a folder of images")
+    folder = root / value
+    if not folder.exists() and value.startswith("../"):  # Roboflow's exports say ../train/images
+        folder = root / value[3:]
+    if not folder.is_dir():
+        raise UsageError(f"{path}: {key}: {value} is not a folder (looked for {folder})")
+    resolved, base = folder.resolve(), root.resolve()
+    if base not in resolved.parents:
+        raise UsageError(f"{path}: {key}: {value} is not inside the dataset folder {root}; "
+                         "the output mirrors the dataset, so every split must be under it")
+    return resolved.relative_to(base).as_posix()
+
+
+def _refuse_shared_folders(path: Path, splits) -> None:
+    """Two splits whose folders are the same or nested would leak images between them."""
+    for i, first in enumerate(splits):
+        for second in splits[i + 1:]:
+            for a in first.folders:
+                for b in second.folders:
+                    if a == b or b.startswith(a + "/") or a.startswith(b + "/"):
+                        raise UsageError(
+                            f"{path}: {first.name} ({a}) and {second.name} ({b}) share "
+                            "images; a validation or test image would leak into another "
+                            "split. Give each split its own folder")
+
+
+def _names(path: Path, names, nc) -> tuple:
+    """Class names by id from ``names`` (a list or an id -> name map) and ``nc``."""
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 0):
+        raise UsageError(f"{path}: nc: expected the number of classes, got {nc!r}")
+    if names is None:
+        if nc is None:
+            raise UsageError(f"{path}: names: missing; list the class names by id")
+        return tuple(f"class_{i}" for i in range(nc))  # as Ultralytics names them
+    if isinstance(names, dict):
+        ids = {}
+        for key, name in names.items():
+            index = key if isinstance(key, int) and not isinstance(key, bool) else \
+                int(key) if isinstance(key, str) and key.isdigit() else None
+            if index is None:
+                raise UsageError(f"{path}: names: class id {key!r} is not a whole number")
+            ids[index] = name
+        if sorted(ids) != list(range(len(ids))):
+            raise UsageError(f"{path}: names: class ids must be 0 to {len(ids) - 1}, got "
+                             f"{', '.join(map(str, sorted(ids)))}")
+        names = [ids[i] for i in range(len(ids))]
+    if not isinstance(names, list):
+        raise UsageError(f"{path}: names: expected a list of class names or an id -> name "
+                         f"map, got {names!r}")
+    names = [str(name) for name in names]
+    for index, name in enumerate(names):
+        if not name.strip():
+            raise UsageError(f"{path}: names[{index}]: empty class name")
+        if name in names[:index]:
+            raise UsageError(f"{path}: names[{index}]: '{name}' is also class "
+                             f"{names.index(name)}")
+    if nc is not None and nc != len(names):
+        raise UsageError(f"{path}: nc is {nc} but names lists {len(names)} classes")
+    return tuple(names)

@@ -1,0 +1,344 @@
+"""Datasets as people have them: Ultralytics/Roboflow YOLO (data.yaml), COCO and VOC splits.
+
+The outputs are read back the way the other tools read them: labels through
+Ultralytics' own images -> labels rule (copied below from ultralytics.data.utils),
+data.yaml through PyYAML, COCO and VOC files through json and ElementTree.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from augcli.cli import main
+from augcli.runner import read_manifest, run_recipe
+
+from .conftest import photo_like, save, write_recipe
+
+FLIP = "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n"
+
+
+def img2label_paths(img_paths):
+    """Ultralytics' rule (ultralytics/data/utils.py): /images/ -> /labels/, .txt."""
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return [sb.join(x.rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt" for x in img_paths]
+
+
+def load_yolo_split(data_yaml: Path, split: str) -> dict:
+    """Image path -> label rows, the way a YOLO trainer finds them from a data.yaml."""
+    data = yaml.safe_load(data_yaml.read_text())
+    folders = data[split] if isinstance(data[split], list) else [data[split]]
+    images = sorted(str(p) for folder in folders for p in (Path(data["path"]) / folder).rglob("*")
+                    if p.suffix in (".jpg", ".png"))
+    rows = {}
+    for image, label in zip(images, img2label_paths(images), strict=True):
+        text = Path(label).read_text() if Path(label).exists() else ""
+        rows[image] = [[float(v) for v in line.split()] for line in text.splitlines()]
+    return rows
+
+
+def make_yolo_dataset(root: Path, layout="roboflow"):
+    """Two splits of a small YOLO dataset; returns {relative image: label text}."""
+    labels = {"a.jpg": "0 0.25 0.5 0.2 0.4\n1 0.7 0.3 0.1 0.2\n", "b.png": "1 0.5 0.5 0.5 0.5\n",
+              "c.jpg": "0 0.3 0.3 0.2 0.2\n"}
+    splits = {"a.jpg": "train", "b.png": "train", "c.jpg": "valid"}
+    written = {}
+    for seed, (name, text) in enumerate(labels.items()):
+        split = splits[name]
+        folder = f"{split}/images" if layout == "roboflow" else f"images/{split}"
+        save(root / folder / name, photo_like(48, 64, seed=seed), quality=95)
+        label = root / img2label_paths([str(root / folder / name)])[0]
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text(text)
+        written[f"{folder}/{name}"] = text
+    return written
+
+
+def files(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_roboflow_yolo_export_keeps_its_layout_and_only_train_is_augmented(tmp_path):
+    source = tmp_path / "ds"
+    make_yolo_dataset(source)
+    (source / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['cat', 'dog']\n"
+        "roboflow:\n  workspace: me\n  version: 3\n")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nseed: 1\n" + FLIP)
+    report = run_recipe(recipe, workers=2)
+    out = tmp_path / "out"
+    assert report.exit_code == 0 and report.written == 5  # a, b + their flips, c copied
+
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert data["path"] == str(out.resolve())
+    assert (data["train"], data["val"]) == ("train/images", "valid/images")
+    assert data["names"] == ["cat", "dog"] and data["nc"] == 2
+    assert data["roboflow"] == {"workspace": "me", "version": 3}
+
+    got = files(out)
+    # the validation split is copied byte for byte, images and labels
+    for relative in ("valid/images/c.jpg", "valid/labels/c.txt"):
+        assert got[relative] == (source / relative).read_bytes()
+    assert not any(name.startswith("valid/") and "_flip_" in name for name in got)
+    # no label lands beside an image, nor a classes.txt: the data.yaml names the classes
+    assert sorted(n for n in got if n.endswith(".txt")) == [
+        "train/labels/a.txt", "train/labels/a_flip_1.txt", "train/labels/b.txt",
+        "train/labels/b_flip_1.txt", "valid/labels/c.txt"]
+
+    train = load_yolo_split(out / "data.yaml", "train")
+    assert len(train) == 4
+    flipped = train[str(out.resolve() / "train/images/a_flip_1.jpg")]
+    original = train[str(out.resolve() / "train/images/a.jpg")]
+    assert [row[0] for row in flipped] == [0, 1]
+    for (_, cx, cy, w, h), (_, fx, fy, fw, fh) in zip(original, flipped, strict=True):
+        assert (fx, fy, fw, fh) == pytest.approx((1 - cx, cy, w, h), abs=1e-9)
+    assert len(load_yolo_split(out / "data.yaml", "val")) == 1
+
+
+def test_images_split_layout_a_names_map_and_chosen_splits(tmp_path):
+    source = tmp_path / "ds"
+    make_yolo_dataset(source, layout="ultralytics")
+    save(source / "images/test/d.jpg", photo_like(48, 64, seed=9), quality=95)
+    (source / "coco.yaml").write_text(
+        "path: .\ntrain: images/train\nval: [images/valid]\ntest: images/test\n"
+        "names: {0: cat, 1: dog}\n")
+    recipe = write_recipe(tmp_path, "output: out\nsplits: [train, valid]\n" + FLIP)
+    result = CliRunner().invoke(main, ["run", str(recipe), "--input",
+                                       str(source / "coco.yaml"), "-w", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    got = files(out)
+    assert "images/valid/c_flip_1.jpg" in got and "labels/valid/c_flip_1.txt" in got
+    assert got["images/test/d.jpg"] == (source / "images/test/d.jpg").read_bytes()
+    assert not any("test/d_" in name for name in got)
+    data = yaml.safe_load((out / "coco.yaml").read_text())
+    assert data["val"] == ["images/valid"] and data["names"] == {0: "cat", 1: "dog"}
+    labels = load_yolo_split(out / "coco.yaml", "val")
+    assert labels[str(out.resolve() / "images/valid/c_flip_1.jpg")] == \
+        [[0, pytest.approx(0.7), pytest.approx(0.3), pytest.approx(0.2), pytest.approx(0.2)]]
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("train: train/images\nval: train/images\nnames: [cat, dog]\n", "share images"),
+    ("train: train\nval: train/images\nnames: [cat, dog]\n", "share images"),
+    ("train: train/images\nnames: [cat]\nnc: 2\n", "nc is 2 but names lists 1"),
+    ("train: train/images\nnames: {0: cat, 2: dog}\n", "class ids must be 0 to 1"),
+    ("train: train/list.txt\nnames: [cat]\n", "lists of image files"),
+    ("train: ../../elsewhere\nnames: [cat]\n", "is not a folder"),
+    ("val: valid/images\nnames: [cat]\n", "train: missing"),
+    ("train: [train/images\n", "not valid YAML"),
+])
+def test_a_broken_or_leaking_data_yaml_is_refused_before_any_work(tmp_path, yaml_text,
+                                                                  message):
+    make_yolo_dataset(tmp_path / "ds")
+    (tmp_path / "ds" / "data.yaml").write_text(yaml_text)
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2 and message in result.output
+    assert "data.yaml" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_split_the_dataset_does_not_have_is_refused(tmp_path):
+    make_yolo_dataset(tmp_path / "ds")
+    (tmp_path / "ds" / "data.yaml").write_text(
+        "train: train/images\nval: valid/images\nnames: [cat, dog]\n")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nsplits: [tain]\n" + FLIP)
+    result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    assert result.exit_code == 2 and "no split 'tain'" in result.output
+    assert "it has train, val" in result.output
+
+
+def test_dry_run_names_the_splits(tmp_path):
+    make_yolo_dataset(tmp_path / "ds")
+    (tmp_path / "ds" / "data.yaml").write_text(
+        "train: train/images\nval: valid/images\nnames: [cat, dog]\n")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
+    result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "splits train augmented; val copied unchanged" in result.output
+    assert "valid/images/c.jpg: 1 outputs (original 1)" in result.output
+
+
+def coco_split(folder: Path, names, annotations):
+    images = []
+    for i, name in enumerate(names, start=1):
+        save(folder / name, photo_like(48, 64, seed=i), quality=95)
+        images.append({"id": i, "file_name": name, "width": 64, "height": 48})
+    document = {"info": {"description": "export"}, "images": images,
+                "annotations": annotations,
+                "categories": [{"id": 0, "name": "things", "supercategory": "none"},
+                               {"id": 1, "name": "cat", "supercategory": "things"}]}
+    (folder / "_annotations.coco.json").write_text(json.dumps(document, indent=1))
+
+
+def test_roboflow_coco_splits_carry_iscrowd_and_attributes_and_copy_held_out_files(tmp_path):
+    ds = tmp_path / "ds"
+    coco_split(ds / "train", ["a.jpg"], [
+        {"id": 7, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600,
+         "segmentation": [], "iscrowd": 0, "attributes": {"occluded": True}}])
+    coco_split(ds / "valid", ["c.jpg"], [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12,
+         "segmentation": [], "iscrowd": 1}])
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: coco}\n"
+                                    "variants: {zoom: {ops: [{fliplr: {p: 1}}, "
+                                    "{affine: {scale: 0.5}}]}}\n")
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    out = tmp_path / "out"
+    assert (out / "valid/_annotations.coco.json").read_bytes() == \
+        (ds / "valid/_annotations.coco.json").read_bytes()
+    assert (out / "valid/c.jpg").read_bytes() == (ds / "valid/c.jpg").read_bytes()
+    document = json.loads((out / "train/_annotations.coco.json").read_text())
+    by_name = {image["file_name"]: image["id"] for image in document["images"]}
+    assert set(by_name) == {"a.jpg", "a_zoom_1.jpg"}
+    (zoomed,) = [a for a in document["annotations"] if a["image_id"] == by_name["a_zoom_1.jpg"]]
+    # flip: x edges 10..30 -> 34..54; half size about the centre pixel (31.5, 23.5): edges
+    # map as x -> 32 + (x - 32) / 2, y -> 24 + (y - 24) / 2: x 33..43, y 14.5..29.5
+    assert zoomed["bbox"] == pytest.approx([33, 14.5, 10, 15])
+    assert zoomed["area"] == pytest.approx(150)
+    assert zoomed["iscrowd"] == 0 and zoomed["attributes"] == {"occluded": True}
+    assert zoomed["segmentation"] == []
+    assert document["categories"][1] == {"id": 1, "name": "cat", "supercategory": "things"}
+
+
+def test_coco_segmentation_polygons_are_refused_not_dropped(tmp_path):
+    ds = tmp_path / "ds"
+    coco_split(ds / "train", ["a.jpg"], [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600,
+         "segmentation": [[10, 5, 30, 5, 30, 35]], "iscrowd": 0}])
+    coco_split(ds / "test", ["c.jpg"], [])
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: coco}\n"
+                          + FLIP)
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2
+    assert "train/_annotations.coco.json: annotations[0].segmentation" in result.output
+    assert "would drop" in result.output and not (tmp_path / "out").exists()
+
+
+def voc(name: str, objects: str) -> str:
+    return (f"<annotation><filename>{name}</filename><size><width>64</width>"
+            f"<height>48</height><depth>3</depth></size>{objects}</annotation>")
+
+
+def test_voc_splits_keep_difficult_truncated_and_pose(tmp_path):
+    ds = tmp_path / "ds"
+    save(ds / "train/a.jpg", photo_like(seed=1), quality=95)
+    (ds / "train/a.xml").write_text(voc("a.jpg", (
+        "<object><name>cat</name><pose>Left</pose><truncated>1</truncated>"
+        "<difficult>1</difficult><bndbox><xmin>10</xmin><ymin>5</ymin><xmax>30</xmax>"
+        "<ymax>35</ymax></bndbox></object>"
+        "<object><name>cat</name><pose>Unspecified</pose><truncated>0</truncated>"
+        "<difficult>0</difficult><bndbox><xmin>40</xmin><ymin>5</ymin><xmax>50</xmax>"
+        "<ymax>15</ymax></bndbox></object>")))
+    save(ds / "valid/c.jpg", photo_like(seed=2), quality=95)
+    (ds / "valid/c.xml").write_text(voc("c.jpg", "") + "\n<!-- as exported -->\n")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: voc}\n"
+                          + FLIP)
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    out = tmp_path / "out"
+    assert (out / "valid/c.xml").read_bytes() == (ds / "valid/c.xml").read_bytes()
+    objects = ET.parse(out / "train/a_flip_1.xml").getroot().findall("object")
+    assert [(o.findtext("pose"), o.findtext("truncated"), o.findtext("difficult"))
+            for o in objects] == [("Left", "1", "1"), ("Unspecified", "0", "0")]
+    assert [float(objects[0].findtext(f"bndbox/{k}")) for k in ("xmin", "xmax")] == [34, 54]
+    record = next(r for r in read_manifest(out) if r["output"] == "train/a_flip_1.jpg")
+    assert record["boxes"][0]["extra"] == {"pose": "Left", "truncated": 1, "difficult": 1}
+    assert "extra" not in record["boxes"][1]
+
+
+def test_class_folders_in_splits_augment_train_only(tmp_path):
+    ds = tmp_path / "ds"
+    for split, seed in (("train", 1), ("val", 2), ("test", 3)):
+        save(ds / split / "cat" / "tom.png", photo_like(seed=seed))
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\ninclude_original: false\n"
+                          + FLIP)
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    got = files(tmp_path / "out")
+    assert sorted(n for n in got if n != "manifest.jsonl") == [
+        "test/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png"]
+    flipped = np.asarray(Image.open(tmp_path / "out" / "train/cat/tom_flip_1.png"))
+    assert np.array_equal(flipped, photo_like(seed=1)[:, ::-1])
+
+
+def test_preview_of_a_dataset_image_shows_what_run_writes_with_its_labels(tmp_path):
+    from augcli.preview import _source_boxes, relative_to_input
+    from augcli.recipe import load_recipe
+
+    make_yolo_dataset(tmp_path / "ds")
+    (tmp_path / "ds" / "data.yaml").write_text(
+        "train: train/images\nval: valid/images\nnames: [cat, dog]\n")
+    recipe = load_recipe(write_recipe(tmp_path, "input: ds/data.yaml\noutput: out\n" + FLIP))
+    image = tmp_path / "ds" / "train" / "images" / "a.jpg"
+    assert relative_to_input(recipe, image).as_posix() == "train/images/a.jpg"
+    assert [box.label for box in _source_boxes(recipe, Path("train/images/a.jpg"), image)] == \
+        ["cat", "dog"]
+    result = CliRunner().invoke(main, ["preview", str(tmp_path / "recipe.yaml"), str(image),
+                                       "-n", "1", "-o", str(tmp_path / "sheet.png")])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_killed_dataset_run_resumes_with_its_labels_accounted_for(tmp_path):
+    # The source a worker was on when the run was killed has written some images and
+    # labels (train/labels/...) that no record names yet: its "started" journal line does,
+    # so the rerun takes them as its own (no stray-file refusal) and ends as a clean run.
+    ds = tmp_path / "ds"
+    save(ds / "train" / "images" / "big.jpg", photo_like(480, 640), quality=95)
+    save(ds / "valid" / "images" / "v.jpg", photo_like(48, 64, seed=2), quality=95)
+    for split, name in (("train", "big"), ("valid", "v")):
+        (ds / split / "labels").mkdir(parents=True)
+        (ds / split / "labels" / f"{name}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (ds / "data.yaml").write_text("train: train/images\nval: valid/images\nnames: [cat]\n")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nvariants:\n  a:\n    copies: 40\n"
+                                    "    ops: [{affine: {rotate: 20}}, {dropout: {p: 0.1}}]\n")
+    repo = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-m", "augcli.cli", "run", str(recipe), "-w",
+                                "1", "-q"], cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": str(repo)})
+    labels = tmp_path / "out" / "train" / "labels"
+    deadline = time.monotonic() + 120
+    while len(list(labels.glob("big_a_*.txt"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 3 <= len(list(labels.glob("big_a_*.txt"))) < 40
+    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert run_recipe(recipe, output=tmp_path / "clean", workers=1).exit_code == 0
+    resumed, clean = files(tmp_path / "out"), files(tmp_path / "clean")
+    for made in (resumed, clean):
+        made.pop("manifest.jsonl")
+        made.pop("data.yaml")  # its path is the output folder
+    assert resumed == clean
+
+
+def test_an_unreadable_folder_in_a_split_fails_its_images_and_the_rest_go_on(tmp_path,
+                                                                           monkeypatch):
+    ds = tmp_path / "ds"
+    for split in ("train", "val"):
+        save(ds / split / "cat" / "tom.png", photo_like(seed=1))
+        save(ds / split / "dog" / "rex.png", photo_like(seed=2))
+    scandir = os.scandir
+
+    def refuse_train_dog(path):
+        if Path(path) == ds / "train" / "dog":
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_train_dog)
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
+    report = run_recipe(recipe, workers=1)
+    assert report.exit_code == 1
+    assert [path for path, _ in report.failures] == ["train/dog/"]
+    assert sorted(n for n in files(tmp_path / "out") if n != "manifest.jsonl") == [
+        "train/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png", "val/dog/rex.png"]
