@@ -69,6 +69,10 @@ workers_option = click.option(
     help="Worker processes [default: all cores; 1 runs in-process].")
 quiet_option = click.option("-q", "--quiet", is_flag=True,
                             help="No progress bar and no summary.")
+cluster_option = click.option(
+    "--cluster", metavar="local|ADDRESS|FILE",
+    help="Run on Dask: 'local' (a cluster of --workers processes here), a scheduler "
+         "address (tcp://host:8786) or a scheduler file [default: a local process pool].")
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print the summary as one JSON object on stdout (see README).")
 
@@ -112,10 +116,12 @@ def main():
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
 @click.option("-i", "--input", "input_dir", type=click.Path(),
-              help="Input folder, or a dataset's data.yaml (overrides the recipe's 'input').")
+              help="Input folder or URL, or a dataset's data.yaml (overrides the recipe's "
+                   "'input').")
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
-              help="Output folder (overrides the recipe's 'output').")
+              help="Output folder or URL (overrides the recipe's 'output').")
 @workers_option
+@cluster_option
 @click.option("--seed", type=click.IntRange(min=0), help="Seed (overrides the recipe's 'seed').")
 @click.option("--per-class", type=click.IntRange(min=1),
               help="Top every class folder up to N images, originals included "
@@ -129,15 +135,16 @@ def main():
               help="Replace outputs of an earlier run, even of a different recipe or seed.")
 @quiet_option
 @json_option
-def run(recipe, input_dir, output_dir, workers, seed, per_class, profile, dry_run, overwrite,
-        quiet, as_json):
+def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profile, dry_run,
+        overwrite, quiet, as_json):
     """Augment every image of a folder as RECIPE says.
 
     Each source image gets suffixed copies in the output folder, in the same
     subfolder: cats/tom.jpg -> cats/tom_noise_1.jpg, cats/tom_rotate_2.jpg.
     A manifest.jsonl beside them records each output's source, seed and
     sampled parameters. Rerunning the same recipe finishes an interrupted run
-    and skips what is done.
+    and skips what is done. Input and output may be object-store URLs
+    (s3://, az://, gs://), and --cluster runs the work on Dask: same bytes.
 
     Exit code: 0 all good, 1 some inputs failed, 2 recipe or usage error.
 
@@ -160,7 +167,7 @@ def run(recipe, input_dir, output_dir, workers, seed, per_class, profile, dry_ru
 
     report = run_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
                         per_class=per_class, profile=profile, workers=workers,
-                        overwrite=overwrite,
+                        overwrite=overwrite, cluster=cluster,
                         progress=not quiet, notify=print_failure)
     for line in report.notes:
         click.echo(f"note: {line}", err=True)

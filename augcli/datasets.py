@@ -212,6 +212,20 @@ def has_split_folders(folder: Path) -> bool:
         return False
 
 
+def refuse_remote_splits(where: str, keys) -> None:
+    """Refuse an object-store prefix laid out as a dataset (a top-level data.yaml, or a
+    ``train`` folder beside a ``val``/``test`` one): read as a plain folder, its
+    held-out splits would be augmented. Datasets are read from local folders."""
+    top = {PurePosixPath(key).parts[0] for key in map(str, keys)
+           if len(PurePosixPath(key).parts) > 1}
+    kinds = {SPLIT_NAMES.get(name.lower()) for name in top} - {None}
+    names = {PurePosixPath(key).as_posix() for key in map(str, keys)}
+    if DATA_YAML in names or ("train" in kinds and len(kinds) > 1):
+        raise UsageError(f"{where} holds a dataset with splits ({DATA_YAML} or train/ beside "
+                         "val/ or test/); datasets with splits need a local input folder and "
+                         "output folder: copy it to a folder first")
+
+
 def _from_folders(folder: Path) -> Dataset | None:
     """Top-level split folders: ``train`` beside ``val``/``valid``/``test``."""
     found: dict = {}

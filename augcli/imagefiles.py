@@ -62,7 +62,8 @@ def scan(folder: Path, unreadable: list | None = None) -> tuple[list, list]:
     no list is given. Sorting is by the POSIX path string, so the order is the same
     on every machine.
     """
-    images, others = [], []
+    images: list = []
+    others: list = []
     walked: set = set()
     pending = [Path()]
     while pending:
@@ -82,6 +83,17 @@ def scan(folder: Path, unreadable: list | None = None) -> tuple[list, list]:
         pending.extend(reversed(folders))  # walk in sorted order: a link's target is stable
     key = Path.as_posix
     return sorted(images, key=key), sorted(others, key=key)
+
+
+def split_images(keys) -> tuple[list, list]:
+    """Sorted relative keys of an object store (``cats/tom.jpg``) -> (image paths, other
+    keys), as ``scan`` splits a folder's files."""
+    images: list = []
+    others: list = []
+    for key in keys:
+        relative = Path(key)
+        (images if is_image_name(relative) else others).append(relative)
+    return images, others
 
 
 def _is(test) -> bool:
@@ -117,9 +129,13 @@ def looked_for() -> str:
 def scan_images(folder: Path, unreadable: list | None = None) -> tuple[list, list]:
     """``scan`` for commands that need at least one image: refuse a folder with none."""
     images, others = scan(folder, unreadable)
-    if not images:
-        raise UsageError(f"no images found in {folder} ({looked_for()})")
+    require_images(images, folder)
     return images, others
+
+
+def require_images(images: list, where) -> None:
+    if not images:
+        raise UsageError(f"no images found in {where} ({looked_for()})")
 
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -130,30 +146,40 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
-            raise ImageReadError(path, "file is empty")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found (was it moved or deleted during the run?)") \
+            from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, path, max_pixels)
+
+
+def decode_image(data: bytes, name, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``read_image`` for bytes already read (from a folder or an object store);
+    ``name`` is what an error message calls them."""
+    try:
+        if not data:
+            raise ImageReadError(name, "file is empty")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise ImageReadError(path, _too_large(width, height, max_pixels))
+                    raise ImageReadError(name, _too_large(width, height, max_pixels))
                 image.seek(0)
                 image.load()
                 # In place: an upright image (the usual case) is not copied once more.
                 ImageOps.exif_transpose(image, in_place=True)
-                return _to_array(image, path)
+                return _to_array(image, name)
     except ImageReadError:
         raise
     except Image.DecompressionBombError:
-        raise ImageReadError(path, _too_large(None, None, max_pixels)) from None
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found (was it moved or deleted during the run?)") \
-            from None
+        raise ImageReadError(name, _too_large(None, None, max_pixels)) from None
     except Image.UnidentifiedImageError:
-        raise ImageReadError(path, "not an image file, or a format augcli cannot read") from None
+        raise ImageReadError(name, "not an image file, or a format augcli cannot read") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(path, f"cannot decode ({exc})") from None
+        raise ImageReadError(name, f"cannot decode ({exc})") from None
 
 
 _SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by a quarter
@@ -249,18 +275,20 @@ def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     return _encode_pillow(image, fmt, quality)
 
 
-def has_alpha(path: Path) -> bool:
-    """Whether an image file has transparency, from its header (no pixel decoding);
-    raises ImageReadError when the header cannot be read."""
+def has_alpha(path, name=None) -> bool:
+    """Whether an image file (a path, or a binary file object called ``name``) has
+    transparency, from its header (no pixel decoding); raises ImageReadError when the
+    header cannot be read."""
+    name = path if name is None else name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     except Image.DecompressionBombError:
-        raise ImageReadError(path, "too many pixels (refused as a decompression bomb)") from None
+        raise ImageReadError(name, "too many pixels (refused as a decompression bomb)") from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(path, f"cannot read the image header ({exc})") from None
+        raise ImageReadError(name, f"cannot read the image header ({exc})") from None
 
 
 def encode_within(image: np.ndarray, fmt: str, quality: int, max_bytes: int | None,

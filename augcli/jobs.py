@@ -7,6 +7,8 @@ the augmentation stack, so each command loads only what it needs.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import ctypes
 import itertools
 import os
@@ -20,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
@@ -104,7 +107,7 @@ _TASKS_PER_WORKER = 4  # queued per worker: enough to keep it busy, few enough t
 WORKER_DIED = "its worker process died (killed, perhaps for lack of memory)"
 
 
-def map_in_workers(function, tasks, workers: int, crashed=None):
+def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster | None = None):
     """Yield ``function(task)`` for each task, in completion order.
 
     One worker runs in-process (easy to debug and profile; this process then keeps
@@ -118,7 +121,14 @@ def map_in_workers(function, tasks, workers: int, crashed=None):
     are rerun one at a time to find the one that kills its worker, and for that
     task ``crashed(task, reason)`` is yielded instead of a result; the rest go
     on. Without it, the error is raised.
+
+    With a ``cluster`` the tasks run on its Dask workers instead (``workers`` is
+    then ignored), through the same bounded window; Dask reruns what a dead
+    worker held, and a task that keeps killing workers is ``crashed`` too.
     """
+    if cluster is not None:
+        yield from cluster.map(function, tasks, crashed)
+        return
     if workers == 1:
         keep_freed_memory()
         yield from map(function, tasks)
@@ -169,6 +179,26 @@ def _run_pool(function, pending, workers: int, suspects: list, crashed):
     return None
 
 
+def _in_window(submit, items, size: int):
+    """Submit ``items`` keeping at most ``size`` in flight; yield (item, future) as each
+    finishes. Items may be added to ``items`` (a retry) while the caller holds a result.
+    Leaving early (an error, Ctrl-C) cancels what has not started."""
+    in_flight: dict = {}
+    try:
+        while True:
+            for item in itertools.islice(items, size - len(in_flight)):
+                in_flight[submit(item)] = item
+            if not in_flight:
+                return
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield in_flight.pop(future), future
+    except BaseException:
+        for future in in_flight:
+            future.cancel()
+        raise
+
+
 def _worker_context(function):
     """How pool workers start: forked from a clean server process that has already
     imported ``function``'s module (about 10 ms a worker instead of a 0.3-0.9 s import).
@@ -179,9 +209,17 @@ def _worker_context(function):
     """
     if "forkserver" not in get_all_start_methods():
         return get_context("spawn")
+    # Its workers have the environment the server started with: when the caller's has
+    # changed since (new storage credentials, say), spawn workers that see it.
+    environment = dict(os.environ)
+    if _FORKSERVER_ENVIRONMENT.setdefault("started", environment) != environment:
+        return get_context("spawn")
     context = get_context("forkserver")
     context.set_forkserver_preload([function.__module__])
     return context
+
+
+_FORKSERVER_ENVIRONMENT: dict = {}
 
 
 def keep_freed_memory() -> None:
@@ -258,6 +296,208 @@ def progress_bar(total: int, enabled: bool):
     """A tqdm bar on stderr, shown only when enabled and stderr is a terminal."""
     return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
                 disable=not enabled or not sys.stderr.isatty())
+
+
+# --- Dask: the same window over a cluster's workers ---------------------------------
+
+SOURCES_PER_TASK = 4  # tasks of a cluster carry a few sources each: less scheduler overhead
+LOCAL_CLUSTER = "local"
+
+
+def signature() -> dict:
+    """What decides output bytes besides the recipe: versions and CPU dispatch level.
+
+    Warp kernels differ by OpenCV's CPU dispatch (an SSE4-only OpenCV turns and
+    shears to other bytes than an AVX2 one), so the features line is part of it.
+    """
+    import platform
+
+    import cv2
+    import numpy
+    import PIL
+
+    from . import __version__
+
+    return {"augcli": __version__, "numpy": numpy.__version__, "opencv": cv2.__version__,
+            "pillow": PIL.__version__, "machine": platform.machine(),
+            "cpu": cv2.getCPUFeaturesLine()}
+
+
+_SIGNATURE: dict = {}
+
+
+def _own_signature() -> dict:
+    if not _SIGNATURE:
+        _SIGNATURE.update(signature())
+    return _SIGNATURE
+
+
+def _require_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError("running on a Dask cluster needs the distributed extra: "
+                         "pip install 'augcli[distributed]'") from None
+    return distributed
+
+
+class Cluster:
+    """A Dask client, checked to be a cluster whose workers all make the same bytes as
+    this machine (see ``signature``)."""
+
+    def __init__(self, client, name: str):
+        self.client = client
+        self.name = name
+        self.signature = signature()
+        self._check_workers()
+
+    @property
+    def slots(self) -> int:
+        """Tasks the cluster runs at once: the threads of all its workers."""
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        return max(1, sum(worker.get("nthreads", 1) for worker in workers.values()))
+
+    def _check_workers(self) -> None:
+        try:
+            self.client.wait_for_workers(1, timeout=30)
+        except TimeoutError:
+            raise UsageError(f"the Dask scheduler at {self.name} has no workers; start some "
+                             "with: dask worker " + self.name) from None
+        for address, theirs in sorted(self.client.run(signature).items()):
+            _refuse_mismatch(self.signature, theirs, f"worker {address}")
+
+    def map(self, function, tasks, crashed=None):
+        """Yield ``function(task)`` per task, run on the cluster, a bounded window of
+        tasks (``SOURCES_PER_TASK`` sources each) in flight.
+
+        Dask reruns a task whose worker died; a task that killed
+        ``distributed.scheduler.allowed-failures`` workers is split into single
+        sources, and a source that still kills its worker becomes ``crashed(task, reason)``.
+        """
+        distributed = _require_distributed()
+        executor = self.client.get_executor(pure=False)
+        batches = _RetriesFirst(_batched(tasks, SOURCES_PER_TASK))
+        size = self.slots * _TASKS_PER_WORKER
+        submit = partial(executor.submit, _run_batch, function, self.signature)
+        for batch, future in _in_window(submit, batches, size):
+            try:
+                results = future.result()
+            except distributed.KilledWorker as exc:
+                if len(batch) > 1:
+                    batches.retries.extend((task,) for task in batch)
+                    continue
+                if crashed is None:
+                    raise
+                results = [crashed(batch[0], f"every worker that ran it died ({exc})")]
+            yield from results
+
+
+def _batched(tasks, size: int):
+    tasks = iter(tasks)
+    while batch := tuple(itertools.islice(tasks, size)):
+        yield batch
+
+
+class _RetriesFirst:
+    """An iterator over ``items`` that first gives back what was put in ``retries``, even
+    after it once ran dry (a retry can come from the last batch in flight)."""
+
+    def __init__(self, items):
+        self.retries: collections.deque = collections.deque()
+        self.items = iter(items)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.retries:
+            return self.retries.popleft()
+        return next(self.items)
+
+
+def _run_batch(function, expected: dict, tasks) -> list:
+    """On a worker: refuse to make bytes that differ from the client's; run each task."""
+    theirs = _own_signature()
+    if theirs != expected:
+        import socket
+
+        _refuse_mismatch(expected, theirs, f"a worker on {socket.gethostname()}")
+    _init_cluster_worker()
+    return [function(task) for task in tasks]
+
+
+def _refuse_mismatch(ours: dict, theirs: dict, who: str) -> None:
+    differ = [f"{key} {theirs.get(key)!r} (here {ours.get(key)!r})" for key in ours
+              if theirs.get(key) != ours.get(key)]
+    if differ:
+        raise UsageError(f"{who} would make other bytes than this machine: "
+                         f"{'; '.join(differ)}. Every worker needs the same augcli, NumPy, "
+                         "OpenCV and Pillow versions and the same CPU family (see the "
+                         "README, 'Beyond one machine')")
+
+
+_CLUSTER_WORKER_READY: list = []
+
+
+def _init_cluster_worker() -> None:
+    """One OpenCV thread per task thread: Dask already runs one task per core."""
+    if not _CLUSTER_WORKER_READY:
+        import cv2
+
+        cv2.setNumThreads(1)
+        keep_freed_memory()
+        _CLUSTER_WORKER_READY.append(True)
+
+
+@contextlib.contextmanager
+def open_cluster(cluster=None, client=None, workers: int | None = None):
+    """The ``Cluster`` a run uses, or None for the local process pool.
+
+    ``client``: any ``distributed.Client`` (Kubernetes, gateway, Coiled), used as it
+    is and left open. ``cluster``: ``"local"`` (a LocalCluster of ``workers``
+    processes on this machine), a scheduler address (``tcp://host:8786``,
+    ``tls://...``) or a scheduler file; opened here and closed afterwards.
+    """
+    if client is not None:
+        yield Cluster(client, str(getattr(client, "scheduler", None) and
+                                  client.scheduler.address))
+        return
+    if cluster is None:
+        yield None
+        return
+    distributed = _require_distributed()
+    local = None
+    try:
+        if cluster == LOCAL_CLUSTER:
+            import logging
+
+            import dask
+
+            # A task is sent to a worker only when a thread is free there: a source that
+            # kills its worker takes no task queued behind it along.
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                local = distributed.LocalCluster(
+                    n_workers=workers or default_workers(), threads_per_worker=1,
+                    processes=True, host="127.0.0.1", dashboard_address=None,
+                    silence_logs=logging.ERROR)
+            client = distributed.Client(local)
+        elif "://" in cluster:
+            client = distributed.Client(cluster, timeout="10s")
+        else:
+            if not Path(cluster).is_file():
+                raise UsageError(f"--cluster {cluster}: expected 'local', a scheduler address "
+                                 "(tcp://host:8786) or a scheduler file")
+            client = distributed.Client(scheduler_file=cluster, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        if local is not None:
+            local.close()
+        raise UsageError(f"cannot reach the Dask scheduler at {cluster} ({exc})") from None
+    try:
+        yield Cluster(client, cluster if cluster != LOCAL_CLUSTER else "a local cluster")
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
 
 
 @contextmanager

@@ -21,6 +21,12 @@ refused, so a tampered or foreign manifest can make augcli neither delete nor
 write anything elsewhere.
 
 The lock (``.augcli.lock``, holding the pid) keeps two runs out of one folder.
+
+On an object store (``augcli.storage``) there is no append and no rename: the
+journal goes out as part objects (``storage.PartJournal``), a rewrite publishes
+the manifest whole and then deletes the parts, and reading takes the manifest
+plus any parts a killed run left. Every function here takes the output folder
+(a ``Path``) or an open object store.
 """
 
 from __future__ import annotations
@@ -51,15 +57,33 @@ def encode_line(line: dict) -> bytes:
         return (json.dumps(line, ensure_ascii=True) + "\n").encode("ascii")
 
 
-def read_lines(output_dir: Path) -> list:
+def _output(output):
+    """A folder stays a ``Path``; a URL or a ``StoreSpec`` becomes its open store."""
+    from .storage import StoreSpec, is_url
+
+    if isinstance(output, StoreSpec):
+        return output.open() if output.is_url else Path(output.location)
+    if is_url(output):
+        return StoreSpec.of(output).open()
+    return Path(output) if isinstance(output, str) else output
+
+
+def read_lines(output) -> list:
     """Every well-formed line of the manifest, as dicts; torn or corrupt lines are skipped."""
-    path = output_dir / MANIFEST_NAME
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    output = _output(output)
+    if isinstance(output, Path):
+        path = output / MANIFEST_NAME
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise UsageError(f"cannot read {path} ({exc.strerror or exc})") from None
+    else:
+        try:
+            data = output.read_journal(MANIFEST_NAME)
+        except OSError as exc:
+            raise UsageError(f"cannot read {output.name(MANIFEST_NAME)} ({exc})") from None
     lines = []
     for raw in data.split(b"\n"):
         try:
@@ -80,9 +104,10 @@ def _is_started(line: dict) -> bool:
         and all(isinstance(name, str) for name in line["outputs"])
 
 
-def read_manifest(output_dir: Path) -> list:
-    """Output records of earlier runs (class lines, ``started`` lines and torn lines skipped)."""
-    return [line for line in read_lines(output_dir) if _is_output(line)]
+def read_manifest(output) -> list:
+    """Output records of earlier runs (class lines, ``started`` lines, the signature line
+    and torn lines skipped). ``output``: a folder, a URL or a ``StoreSpec``."""
+    return [line for line in read_lines(output) if _is_output(line)]
 
 
 def class_line(count) -> dict:
@@ -93,25 +118,39 @@ def started_line(source: str, outputs, fingerprint: str) -> dict:
     return {"started": source, "outputs": list(outputs), "recipe": fingerprint}
 
 
-def rewrite(output_dir: Path, records, classes=(), started=()) -> None:
-    """Rewrite the manifest whole: class counts, then outputs by name, then ``started``
-    lines still open. Raises OutputError when the folder cannot be written."""
-    lines = [class_line(count) for count in classes]
+def rewrite(output, records, classes=(), started=(), signature=None) -> None:
+    """Rewrite the manifest whole: the workers' signature (a cluster run), class counts,
+    then outputs by name, then ``started`` lines still open. Raises OutputError when the
+    folder (or store) cannot be written."""
+    lines = [{"signature": signature}] if signature else []
+    lines += [class_line(count) for count in classes]
     lines += sorted(records, key=lambda record: record["output"])
     lines += started
-    path = output_dir / MANIFEST_NAME
+    data = b"".join(map(encode_line, lines))
+    if isinstance(output, Path):
+        path = output / MANIFEST_NAME
+        try:
+            imagefiles.write_atomic(path, data)
+        except OSError as exc:
+            raise output_error(path, exc) from None
+        return
     try:
-        imagefiles.write_atomic(path, b"".join(map(encode_line, lines)))
+        output.publish(MANIFEST_NAME, data)
+        output.clear_journal(MANIFEST_NAME)
     except OSError as exc:
-        raise output_error(path, exc) from None
+        raise output_error(output.name(MANIFEST_NAME), exc) from None
 
 
 class Journal:
     """The manifest opened for appending: each ``append`` reaches the file before it returns
     (flushed, not fsynced; see the README on power loss)."""
 
-    def __init__(self, output_dir: Path):
-        self.path = output_dir / MANIFEST_NAME
+    def __init__(self, output):
+        if not isinstance(output, Path):  # an object store: part objects
+            self.path = output.name(MANIFEST_NAME)
+            self._file = output.journal(MANIFEST_NAME)
+            return
+        self.path = output / MANIFEST_NAME
         try:
             _end_with_newline(self.path)
             self._file = open(self.path, "ab")  # noqa: SIM115 - closed by close()
@@ -184,13 +223,20 @@ class Earlier:
         return names
 
 
-def load(output_dir: Path) -> Earlier:
-    """Read the manifest and refuse one that names a path outside the output folder."""
+def load(output_dir) -> Earlier:
+    """Read the manifest and refuse one that names a path outside the output folder (or
+    object-store prefix)."""
     lines = read_lines(output_dir)
     earlier = Earlier([line for line in lines if _is_output(line)],
                       [line for line in lines if _is_started(line)])
     folders: dict = {}
     for name in sorted(earlier.names()):
+        if not isinstance(output_dir, Path):
+            if _plain_key(name):
+                continue
+            raise UsageError(f"{output_dir.name(MANIFEST_NAME)} names {excerpt(name)}, which "
+                             "is not inside the output prefix: augcli did not write that "
+                             "manifest there. Move it away (or choose another output prefix)")
         if inside(output_dir, name, folders) is None:
             raise UsageError(f"{output_dir / MANIFEST_NAME} names {excerpt(name)}, which is "
                              "not inside the output folder: augcli did not write that manifest "
@@ -215,8 +261,18 @@ def inside(output_dir: Path, name: str, folders: dict | None = None) -> Path | N
     return output_dir / relative if folders[relative.parent] else None
 
 
-def check_inside(output_dir: Path, names) -> None:
+def _plain_key(name) -> bool:
+    """A relative key with no ``..``: inside an object-store prefix (there are no links)."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        return False
+    relative = PurePosixPath(name)
+    return not relative.is_absolute() and ".." not in relative.parts
+
+
+def check_inside(output_dir, names) -> None:
     """Refuse to write where a symbolic link in the output folder leads out of it."""
+    if not isinstance(output_dir, Path):
+        return  # an object store has no links
     folders = {PurePosixPath(name).parent for name in names}
     for folder in sorted(folders):
         if inside(output_dir, (folder / "x").as_posix(), {}) is None:
@@ -224,9 +280,16 @@ def check_inside(output_dir: Path, names) -> None:
                              "link?); augcli writes only inside the output folder")
 
 
-def remove(output_dir: Path, names) -> None:
+def remove(output_dir, names) -> None:
     """Delete files an earlier run wrote (names already checked by ``load``); a symbolic
     link is removed itself, never what it points to."""
+    if not isinstance(output_dir, Path):
+        for name in sorted(names):
+            try:
+                output_dir.delete(name)
+            except OSError as exc:
+                raise output_error(output_dir.name(name), exc) from None
+        return
     folders: dict = {}
     for name in sorted(names):
         path = inside(output_dir, name, folders)

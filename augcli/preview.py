@@ -45,8 +45,15 @@ def relative_to_input(recipe: Recipe, image_path: Path) -> Path:
 
 def _input_root(recipe: Recipe) -> Path | None:
     """The folder ``run`` reads: a dataset's root, else the recipe's input folder."""
-    dataset = datasets.open_dataset(recipe.input, recipe.splits)
-    return dataset.root if dataset is not None else recipe.input
+    folder = _input_folder(recipe)
+    dataset = datasets.open_dataset(folder, recipe.splits)
+    return dataset.root if dataset is not None else folder
+
+
+def _input_folder(recipe: Recipe) -> Path | None:
+    """The recipe's input when it is a folder; None for none or an object-store URL
+    (the image to preview is a local file: known by its name)."""
+    return recipe.input if isinstance(recipe.input, Path) else None
 
 
 def pick_outputs(recipe: Recipe, relative: Path, variant: str | None, count: int) -> list:
@@ -116,10 +123,11 @@ def _drawn(recipe: Recipe, image: np.ndarray, relative: Path, picked) -> dict:
 
 def _annotations(recipe: Recipe):
     """(AnnotationSpec or None, Layout, input root) as ``run`` reads the recipe's input."""
-    dataset = datasets.open_dataset(recipe.input, recipe.splits)
+    folder = _input_folder(recipe)
+    dataset = datasets.open_dataset(folder, recipe.splits)
     if dataset is not None:
         return (*dataset.annotations(recipe.annotations), dataset.root)
-    return recipe.annotations, None, recipe.input
+    return recipe.annotations, None, folder
 
 
 def _refuse_writing_into_sources(recipe: Recipe, image_path: Path, output: Path) -> None:

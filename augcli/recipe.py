@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from . import ops as catalog
+from . import storage
 from .annotations import COCO_PATH_REQUIRED, DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
 from .datasets import has_split_folders
 from .errors import RecipeError, excerpt
@@ -104,8 +105,8 @@ class Variant:
 @dataclass(frozen=True)
 class Recipe:
     variants: tuple
-    input: Path | None = None
-    output: Path | None = None
+    input: Path | str | None = None  # a folder, or an object-store URL (see augcli.storage)
+    output: Path | str | None = None
     seed: int = 0
     include_original: bool = False
     format: str | None = None
@@ -116,6 +117,8 @@ class Recipe:
     annotations: AnnotationSpec | None = None  # bounding boxes that follow the pixels
     splits: tuple | None = None  # dataset splits to augment (augcli.datasets); None: train
     conform: Conform | None = None  # how outputs meet a profile's aspect limit; None: pad
+    # Non-secret options of an object store (``storage:``): they never decide bytes.
+    storage: dict = field(default_factory=dict, compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -134,8 +137,9 @@ class Recipe:
         for key in ("splits", "conform"):  # likewise
             if self.raw.get(key) is not None:
                 decisive[key] = self.raw[key]
-        if self.input is not None:
-            decisive["input"] = os.path.abspath(self.input)
+        if self.input is not None:  # a URL as it is, a folder as an absolute path
+            decisive["input"] = self.input if isinstance(self.input, str) \
+                else os.path.abspath(self.input)
         text = json.dumps(decisive, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -148,7 +152,8 @@ class Recipe:
 # --- loading -----------------------------------------------------------------
 
 _TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality", "workers",
-             "target_per_class", "profile", "annotations", "variants", "splits", "conform")
+             "target_per_class", "profile", "annotations", "storage", "variants", "splits",
+             "conform")
 _VARIANT_KEYS = ("copies", "ops")
 _COMBINATORS = ("sometimes", "one_of", "some_of", "sequence")
 
@@ -258,6 +263,8 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         value = data.get(key)
         if value is None:
             return None
+        if storage.is_url(value):
+            return storage.location(value)
         folder = read_path(value, key, problems, "a folder path")
         return folder if folder is None or folder.is_absolute() or base_dir is None \
             else base_dir / folder
@@ -276,6 +283,7 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         profile=_read_profile(data, problems),
         annotations=_read_annotations(data.get("annotations"), base_dir, problems,
                                       input_dir),
+        storage=storage.read_options(data.get("storage"), problems),
         splits=_read_splits(data.get("splits"), problems),
         conform=_read_conform(data.get("conform"), problems),
         variants=_read_variants(data.get("variants"), problems),
@@ -452,7 +460,7 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems,
         path = read_path(path, "annotations.path", problems)
         path = path if path is None or path.is_absolute() or base_dir is None \
             else base_dir / path
-    elif fmt == "coco" and input_dir is not None and not has_split_folders(input_dir):
+    elif fmt == "coco" and isinstance(input_dir, Path) and not has_split_folders(input_dir):
         problems.add("annotations.path", COCO_PATH_REQUIRED)
     visibility = value.get("min_visibility", DEFAULT_MIN_VISIBILITY)
     if isinstance(visibility, bool) or not isinstance(visibility, (int, float)) \

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import datasets, geometry, imagefiles, manifest
+from . import datasets, geometry, imagefiles, manifest, storage
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -38,16 +39,18 @@ from .errors import (
     output_error,
 )
 from .jobs import (
+    Cluster,
     JobReport,
-    check_folders,
     default_workers,
     map_in_workers,
+    open_cluster,
     progress_bar,
 )
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .pipeline import OutputTooLarge, apply_steps, sample_steps, steps_matrix
 from .profiles import Conform, Profile, get_profile
 from .recipe import MAX_TARGET_PER_CLASS, Recipe, load_recipe, profile_format_conflict
+from .storage import StoreSpec
 from .variety import Distinct, DuplicateOutput
 
 # --- plan ----------------------------------------------------------------------
@@ -65,11 +68,14 @@ class OutputPlan:
 
 @dataclass(frozen=True)
 class SourceTask:
-    """Everything a worker needs for one source image: plain, picklable data."""
+    """Everything a worker needs for one source image: plain, picklable data.
 
-    source: Path
+    The stores are specs (a location and non-secret options), never open
+    filesystems: a worker opens them with its own credentials."""
+
+    input: StoreSpec  # where the source is read from (a folder or a URL prefix)
     relative: str
-    output_dir: Path
+    output: StoreSpec  # where its outputs are published
     outputs: tuple
     format: str | None  # None: keep the source's format
     quality: int
@@ -85,14 +91,21 @@ class SourceTask:
 @dataclass
 class Plan:
     recipe: Recipe
-    input_dir: Path
-    output_dir: Path
+    input_dir: Path | str  # a folder, or a URL
+    output_dir: Path | str
     tasks: list
     ignored: list  # files in the input folder that are not images
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     failures: list = field(default_factory=list)  # (path, reason): sources skipped when planning
     annotations: AnnotationSource | None = None
     dataset: datasets.Dataset | None = None  # a dataset with splits (data.yaml, split folders)
+    output_store: StoreSpec | None = None  # set by plan_run
+
+    def output(self):
+        """The output's store (a folder or an object-store prefix), opened in this process."""
+        if self.output_store is None:
+            raise UsageError(f"no store for the output {self.output_dir}")
+        return self.output_store.open()
 
     def objects_before(self) -> dict:
         """Objects per label in the planned sources (empty without annotations)."""
@@ -152,7 +165,7 @@ def source_outputs(recipe: Recipe, relative: Path, fmt: str | None = None) -> li
     return outputs
 
 
-def output_format(recipe: Recipe, source: Path) -> str | None:
+def output_format(recipe: Recipe, relative: Path, store) -> str | None:
     """The format to write a source's outputs in; None keeps the source's own.
 
     With a profile, a source format the target does not accept becomes PNG if
@@ -160,9 +173,11 @@ def output_format(recipe: Recipe, source: Path) -> str | None:
     """
     if recipe.format or recipe.profile is None:
         return recipe.format
-    if get_profile(recipe.profile).accepts(imagefiles.format_of(source)):
+    if get_profile(recipe.profile).accepts(imagefiles.format_of(relative)):
         return None
-    return "png" if imagefiles.has_alpha(source) else "jpg"
+    key = relative.as_posix()
+    header = store.path(key) if store.is_local else io.BytesIO(store.read(key))
+    return "png" if imagefiles.has_alpha(header, key) else "jpg"
 
 
 def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None) -> dict:
@@ -180,7 +195,7 @@ def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None)
     outputs = {relative: [_original(relative, fmt[relative])] for relative in sources}
     trees = {variant.name: list(variant.expand()) for variant in recipe.variants}
     uses: dict = {}
-    for extra in range(max(0, recipe.target_per_class - len(sources))):
+    for extra in range(max(0, (recipe.target_per_class or 0) - len(sources))):
         position, round_ = extra % len(sources), extra // len(sources)
         relative = sources[position]
         variant = recipe.variants[(position + round_) % len(recipe.variants)]
@@ -197,24 +212,35 @@ def plan_run(recipe: Recipe) -> Plan:
     Sources that cannot be planned (unreadable folders and headers, bad
     annotations) are in ``Plan.failures``; the rest go on.
     """
-    dataset = datasets.open_dataset(recipe.input, recipe.splits)
+    dataset = _open_dataset(recipe)
     spec, layout = dataset.annotations(recipe.annotations) if dataset else \
         (recipe.annotations, None)
     if dataset is not None and "include_original" not in recipe.raw:
         recipe = replace(recipe, include_original=True)  # a dataset keeps its training images
-    input_dir, output_dir = check_folders(dataset.root if dataset else recipe.input,
-                                          recipe.output)
+    needs_folders = "annotations" if recipe.annotations is not None else \
+        "datasets with splits" if dataset is not None else None
+    input_dir, output_dir = dataset.root if dataset else recipe.input, recipe.output
+    input_spec, output_spec = storage.open_pair(input_dir, output_dir, recipe.storage,
+                                                needs_folders)
+    assert input_dir is not None and output_dir is not None  # open_pair refuses a missing one
+    input_store = input_spec.open()
     unreadable: list = []
-    images, others = dataset.scan(unreadable) if dataset else \
-        imagefiles.scan_images(input_dir, unreadable)
+    if dataset is not None:
+        images, others = dataset.scan(unreadable)
+    else:
+        images, others = input_store.scan(unreadable)
+        imagefiles.require_images(images, input_dir)
+        if not input_store.is_local:
+            datasets.refuse_remote_splits(str(input_dir), images + others)
     failures = {path: (path, reason) for path, reason in unreadable}
-    source = AnnotationSource(spec, input_dir, layout) if spec else None
+    source = AnnotationSource(spec, _folder(input_dir), layout) if spec else None
     boxes = _read_boxes(source, input_dir, images, failures)
-    formats = _output_formats(recipe, input_dir, images, failures)
+    formats = _output_formats(recipe, input_store, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
     planned, classes = _plan_outputs(recipe, images, formats, dataset)
     profile = get_profile(recipe.profile) if recipe.profile else None
-    tasks, claimed = [], {}
+    tasks: list = []
+    claimed: dict = {}
     for relative in images:
         rel = relative.as_posix()
         outputs = planned[relative]
@@ -223,7 +249,7 @@ def plan_run(recipe: Recipe) -> Plan:
                 raise UsageError(f"{claimed[written]} and {rel} would both write "
                                  f"{written}; rename one of them{hint}")
             claimed[written] = rel
-        tasks.append(SourceTask(input_dir / relative, rel, output_dir, tuple(outputs),
+        tasks.append(SourceTask(input_spec, rel, output_spec, tuple(outputs),
                                 formats[relative], recipe.quality, profile=profile,
                                 boxes=boxes.get(rel),
                                 annotation_format=source.format if source else None,
@@ -231,20 +257,39 @@ def plan_run(recipe: Recipe) -> Plan:
                                 copy_annotation=_held_out_annotation(dataset, source, rel,
                                                                      input_dir)))
     return Plan(recipe, input_dir, output_dir, tasks, others, classes,
-                list(failures.values()), source, dataset)
+                list(failures.values()), source, dataset, output_spec)
+
+
+def _open_dataset(recipe: Recipe) -> datasets.Dataset | None:
+    """The dataset with splits the recipe's input names, if any. Datasets are read from
+    folders: on an object store, a data.yaml or ``splits:`` is refused."""
+    if isinstance(recipe.input, str):  # a URL
+        if recipe.splits is not None or recipe.input.lower().endswith((".yaml", ".yml")):
+            raise UsageError(f"{recipe.input}: datasets with splits (a data.yaml, split "
+                             "folders) need a local input folder and output folder")
+        return None
+    return datasets.open_dataset(recipe.input, recipe.splits)
+
+
+def _folder(where: Path | str) -> Path:
+    """A location that must be a folder (annotations, datasets): ``open_pair`` already
+    refused a URL for them, this says so to the reader and the type checker."""
+    if not isinstance(where, Path):
+        raise UsageError(f"{where}: annotations and datasets with splits need a local folder")
+    return where
 
 
 def _held_out_annotation(dataset, source: AnnotationSource | None, relative: str,
-                         input_dir: Path) -> Path | None:
+                         input_dir: Path | str) -> Path | None:
     """The annotation file of an image in a split that is copied unchanged (per-image
     formats), to copy byte for byte beside the copied image."""
     if dataset is None or source is None or dataset.augments(relative) or \
             source.format.file_for(relative) is None:
         return None
-    return source.file_for(relative, input_dir / relative)
+    return source.file_for(relative, _folder(input_dir) / relative)
 
 
-def _output_formats(recipe: Recipe, input_dir: Path, images: list, failures: dict) -> dict:
+def _output_formats(recipe: Recipe, store, images: list, failures: dict) -> dict:
     """The output format of each source (see ``output_format``); a source whose header
     cannot be read (a profile must look at it) goes to ``failures``."""
     formats = {}
@@ -253,13 +298,15 @@ def _output_formats(recipe: Recipe, input_dir: Path, images: list, failures: dic
         if rel in failures:
             continue
         try:
-            formats[relative] = output_format(recipe, input_dir / relative)
+            formats[relative] = output_format(recipe, relative, store)
         except ImageReadError as exc:
             failures[rel] = (rel, exc.reason)
+        except OSError as exc:
+            failures[rel] = (rel, f"cannot read ({exc.strerror or exc})")
     return formats
 
 
-def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list,
+def _read_boxes(source: AnnotationSource | None, input_dir: Path | str, images: list,
                 failures: dict) -> dict:
     """Boxes per source (relative path -> ImageBoxes); a source whose annotations cannot
     be read goes to ``failures`` (relative path -> (path, reason)): skipped, the rest go on.
@@ -273,7 +320,7 @@ def _read_boxes(source: AnnotationSource | None, input_dir: Path, images: list,
     for relative in images:
         rel = relative.as_posix()
         try:
-            boxes[rel] = source.read(rel, input_dir / relative)
+            boxes[rel] = source.read(rel, _folder(input_dir) / relative)
         except AnnotationError as exc:
             failures[rel] = (exc.location, f"{exc.reason} ({rel} skipped)")
         except ImageReadError:
@@ -333,12 +380,12 @@ def render(image: np.ndarray, output: OutputPlan):
     return apply_steps(image, steps), steps
 
 
-def _fits(profile: Profile | None, source: Path, image: np.ndarray) -> bool:
-    """Whether a source file can be copied as it is under the profile's limits."""
+def _fits(profile: Profile | None, size: int, image: np.ndarray) -> bool:
+    """Whether a source file of ``size`` bytes can be copied as it is under the profile's
+    limits."""
     if profile is None:
         return True
-    small_enough = profile.max_file_bytes is None or \
-        source.stat().st_size <= profile.max_file_bytes
+    small_enough = profile.max_file_bytes is None or size <= profile.max_file_bytes
     long_side, short_side = max(image.shape[:2]), min(image.shape[:2])
     return small_enough and (profile.max_side is None or long_side <= profile.max_side) and \
         (profile.max_aspect_ratio is None or long_side / short_side <= profile.max_aspect_ratio)
@@ -363,11 +410,13 @@ def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]
 
 
 def process_source(task: SourceTask) -> SourceResult:
-    """Decode one source once and write all of its planned outputs (and their boxes)."""
+    """Decode one source once and publish all of its planned outputs (and their boxes)."""
     result = SourceResult(task.relative)
+    source = task.input.open()
     try:
-        stamp = _source_stamp(task.source)
-        image = imagefiles.read_image(task.source, task.max_pixels)
+        stamp = source.stamp(task.relative)
+        data = source.read(task.relative)
+        image = imagefiles.decode_image(data, source.name(task.relative), task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
         return result
@@ -383,7 +432,7 @@ def process_source(task: SourceTask) -> SourceResult:
                   f"{task.boxes.width} x {task.boxes.height}")
         result.failures.append((task.relative, reason))
         return result
-    source_format = imagefiles.format_of(task.source)
+    source_format = imagefiles.format_of(Path(task.relative))
     distinct = Distinct(image, task.relative)
     todo = sum(output.relative not in task.done for output in task.outputs)
     for output in task.outputs:
@@ -398,13 +447,13 @@ def process_source(task: SourceTask) -> SourceResult:
         record = {"output": output.relative, "source": task.relative,
                   "variant": output.variant, "index": output.index, **stamp}
         try:
-            _make_output(task, output, image, source_format, record, distinct)
+            _make_output(task, output, data, image, source_format, record, distinct)
         except (DuplicateOutput, OutputTooLarge) as exc:  # this output only; the rest goes on
             result.failures.append((output.relative, str(exc)))
             continue
         except OSError as exc:
             if exc.errno in STOPS_RUN:
-                result.stop = str(output_error(task.output_dir / output.relative, exc))
+                result.stop = str(output_error(task.output.open().name(output.relative), exc))
                 break
             result.failures.append((output.relative, _write_failure(exc)))
             continue
@@ -425,20 +474,22 @@ def _write_failure(exc: OSError) -> str:
     return f"cannot write ({exc.strerror or exc})"
 
 
-def _make_output(task: SourceTask, output: OutputPlan, image: np.ndarray, source_format: str,
-                 record: dict, distinct: Distinct) -> None:
-    """Render, encode and write one output (and its annotation file); fill in its record.
+def _make_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
+                 source_format: str, record: dict, distinct: Distinct) -> None:
+    """Render, encode and publish one output (and its annotation file); fill in its record.
 
     An augmented output is drawn apart from the source and the outputs before it
-    (``distinct``); raises DuplicateOutput when it cannot be."""
-    destination = task.output_dir / output.relative
+    (``distinct``); raises DuplicateOutput when it cannot be. Each file is
+    published whole: temp file + rename in a folder, one whole-object write on an
+    object store; never through an open handle."""
+    destination = task.output.open()
     fmt = task.format or source_format
     if output.variant is None:
         record["copy"] = True
-        if fmt == source_format and _fits(task.profile, task.source, image):
+        if fmt == source_format and _fits(task.profile, len(source), image):
             _write_boxes(task, output, (), image, {}, record, copy_from=task.copy_annotation)
-            imagefiles.copy_atomic(task.source, destination)
-            record["bytes"] = destination.stat().st_size
+            destination.publish(output.relative, source)
+            record["bytes"] = len(source)
             return
         pixels, steps = image, ()
     else:
@@ -452,7 +503,7 @@ def _make_output(task: SourceTask, output: OutputPlan, image: np.ndarray, source
     if aspect is not None:
         adjustments = {"aspect": aspect, **adjustments}
     _write_boxes(task, output, steps, pixels, adjustments, record, fitted)
-    imagefiles.write_atomic(destination, data)
+    destination.publish(output.relative, data)
     record["bytes"] = len(data)
     if adjustments:
         record["conformed"] = adjustments
@@ -469,9 +520,9 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     annotation beside it. ``copy_from``: an image copied as it is in a held-out
     split gets its source annotation file byte for byte (none if it had none).
     """
-    if task.boxes is None:
-        return
     fmt = task.annotation_format
+    if task.boxes is None or fmt is None:
+        return
     matrix = steps_matrix(steps, (task.boxes.height, task.boxes.width))
     if fitted is not None:
         matrix = fitted @ matrix
@@ -487,13 +538,13 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     name = fmt.file_for(output.relative)
     if name is not None and copy_from is not None:
         if copy_from.is_file():
-            imagefiles.copy_atomic(copy_from, task.output_dir / name)
+            task.output.open().publish(name, copy_from.read_bytes())
             record["annotation"] = name
     elif name is not None:
         depth = 1 if pixels.ndim == 2 or pixels.shape[2] <= 2 else 3
         text = encode_boxes(fmt, ImageBoxes(size[1], size[0], kept), Path(output.relative).name,
                             depth)
-        imagefiles.write_atomic(task.output_dir / name, text)
+        task.output.open().publish(name, text)
         record["annotation"] = name
 
 
@@ -509,27 +560,33 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
     (which deletes what the old recipe wrote and the new one will not, except in
     a dry run; files augcli did not write are never removed).
     """
+    store = plan.output()
+    where = store.root if store.is_local else store  # a folder, or an object store
     written = {name: task for task in plan.tasks
                for name, _ in _files_written(task.outputs, plan.annotations)}
-    manifest.check_inside(plan.output_dir, written)
-    earlier = manifest.load(plan.output_dir)
+    manifest.check_inside(where, written)
+    earlier = manifest.load(where)
     if overwrite:
         if not dry_run:
-            manifest.remove(plan.output_dir, earlier.names() - written.keys())
+            manifest.remove(where, earlier.names() - written.keys())
         return {}, []
     if earlier.fingerprints - {fingerprint}:
         raise UsageError(f"{plan.output_dir} holds outputs of a different recipe, seed or "
                          "input folder; rerun with --overwrite to replace them, or choose "
                          "another output folder")
     accounted = earlier.names()
+    if not store.is_local and earlier.fingerprints == {fingerprint}:
+        # An object store's journal goes out in parts: the "started" lines of a killed
+        # run's last sources may not have. Its manifest says the prefix is this recipe's.
+        accounted |= written.keys()
+    present = _Present(store)
     clashes = [output.relative for task in plan.tasks for output in task.outputs
-               if output.relative not in accounted
-               and _exists(plan.output_dir / output.relative)]
+               if output.relative not in accounted and present.exists(output.relative)]
     if clashes:
         raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
                          f"would write (e.g. {clashes[0]}) and no manifest says where they "
                          "came from; rerun with --overwrite to replace them")
-    strays = _unaccounted_files(plan, accounted)
+    strays = _unaccounted_files(plan, accounted, present)
     if strays:
         listed = ", ".join(name if len(name) <= EXCERPT_CHARS else
                            name[:EXCERPT_CHARS] + "..." for name in strays[:5]) + \
@@ -539,56 +596,70 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
                          "outputs. Move them out or choose another output folder (--overwrite "
                          "goes ahead, replacing those this run writes and keeping the others)")
     finished = {record["output"]: record for record in earlier.records
-                if _intact(plan.output_dir / record["output"], record)}
+                if _intact(present, record)}
     return finished, earlier.started
 
 
-def _unaccounted_files(plan: Plan, accounted: set) -> list:
-    """Files in the output folder that neither the manifest (``accounted``: what its
-    records and ``started`` lines name) nor this run's own files account for.
+def _unaccounted_files(plan: Plan, accounted: set, present: _Present) -> list:
+    """Files in the output that neither the manifest (``accounted``: what its records
+    and ``started`` lines name) nor this run's own files account for.
 
-    Hidden files (augcli's temp files and lock among them) are not counted.
+    Hidden files (augcli's temp files, lock and journal parts among them) are not
+    counted.
     """
-    if not plan.output_dir.is_dir():
-        return []
     accounted = accounted | {MANIFEST_NAME}
     if plan.annotations is not None:
         accounted.update(plan.annotations.output_files())
     if plan.dataset is not None:
         accounted.update(plan.dataset.output_files())
-    images, others = imagefiles.scan(plan.output_dir)
-    return sorted(name for name in (p.as_posix() for p in images + others)
-                  if name not in accounted)
+    return sorted(name for name in present.names() if name not in accounted)
 
 
-def _exists(path: Path) -> bool:
-    """``path.exists()``, False for a name the file system cannot even hold (too long)."""
-    try:
-        return path.exists()
-    except OSError:
-        return False
+class _Present:
+    """What the output holds: a folder is asked file by file (cheap there); an object
+    store is listed once, never asked about one output at a time."""
+
+    def __init__(self, store):
+        self.folder = store.root if store.is_local else None
+        self.sizes = None if store.is_local else store.sizes()
+
+    def names(self) -> list:
+        """Every file in the output but hidden ones, relative (POSIX)."""
+        if self.folder is None:
+            return list(self.sizes)
+        if not self.folder.is_dir():
+            return []
+        images, others = imagefiles.scan(self.folder)
+        return [path.as_posix() for path in images + others]
+
+    def exists(self, name: str) -> bool:
+        if self.folder is None:
+            return name in self.sizes
+        try:  # False for a name the file system cannot even hold (too long)
+            return (self.folder / name).exists()
+        except OSError:
+            return False
+
+    def size(self, name: str) -> int | None:
+        if self.folder is None:
+            return self.sizes.get(name)
+        try:
+            return (self.folder / name).stat().st_size
+        except OSError:
+            return None
 
 
-def _intact(path: Path, record: dict) -> bool:
-    """Whether an output is on disk with the size its record says (writes are not fsynced:
+def _intact(present: _Present, record: dict) -> bool:
+    """Whether an output is there with the size its record says (writes are not fsynced:
     after a power loss a file can be left empty, and is then made again)."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return False
-    return record.get("bytes", size) == size
-
-
-def _source_stamp(path: Path) -> dict:
-    """What tells a changed source from the one an output was made from: size and mtime."""
-    status = path.stat()
-    return {"source_size": status.st_size, "source_mtime_ns": status.st_mtime_ns}
+    size = present.size(record["output"])
+    return size is not None and record.get("bytes", size) == size
 
 
 def _unchanged(task: SourceTask, records: list) -> bool:
     """Whether a source is the very file its earlier outputs were made from."""
     try:
-        stamp = _source_stamp(task.source)
+        stamp = task.input.open().stamp(task.relative)
     except OSError:
         return False
     return all(record.get(key) == value for record in records for key, value in stamp.items())
@@ -681,12 +752,19 @@ def resolve_recipe(recipe, input=None, output=None, seed=None, per_class=None,
 
 
 def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, profile=None,
-               workers=None, overwrite=False, progress=False, notify=None) -> Report:
+               workers=None, overwrite=False, progress=False, notify=None, cluster=None,
+               client=None) -> Report:
     """Run a recipe (a path or a ``Recipe``) and return the ``Report``.
 
     ``input``, ``output``, ``seed``, ``per_class`` (target_per_class) and
-    ``profile`` override the recipe. ``notify`` receives one line per failed input as it
+    ``profile`` override the recipe; ``input`` and ``output`` may be folders or
+    object-store URLs. ``notify`` receives one line per failed input as it
     happens. This is what ``augcli run`` calls.
+
+    The tasks run on a local process pool of ``workers``, unless ``cluster``
+    (``"local"``, a Dask scheduler address or a scheduler file) or ``client`` (any
+    ``distributed.Client``) says to run them on a Dask cluster: same bytes, same
+    manifest records.
     """
     started = time.perf_counter()
     recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
@@ -696,14 +774,20 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
                     output_dir=str(plan.output_dir))
     for path, reason in plan.failures:
         report.fail(path, reason)
-    _make_folder(plan.output_dir)
-    with manifest.OutputLock(plan.output_dir, note=report.notes.append):
-        finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
-        tasks = _remaining_tasks(plan, finished, report)
-        run = _Run(plan, recipe.fingerprint, dict(finished), report)
-        run.prepare(started_lines, tasks)
-        with run.finishing():
-            run.execute(tasks, workers or recipe.workers or default_workers(), progress)
+    workers = workers or recipe.workers or default_workers()
+    store = plan.output()
+    with open_cluster(cluster, client, workers) as dask:  # checks a cluster before any write
+        if store.is_local:
+            _make_folder(store.root)
+        lock = manifest.OutputLock(store.root, note=report.notes.append) if store.is_local \
+            else contextlib.nullcontext()  # an object store has no lock: one run per prefix
+        with lock:
+            finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
+            tasks = _remaining_tasks(plan, finished, report)
+            run = _Run(plan, recipe.fingerprint, dict(finished), report, dask)
+            run.prepare(started_lines, tasks)
+            with run.finishing():
+                run.execute(tasks, workers, progress)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -723,21 +807,36 @@ class _Run:
     fingerprint: str
     records: dict  # output name -> record
     report: Report
+    dask: Cluster | None = None  # the jobs.Cluster the tasks run on; None: the local pool
     open: dict = field(default_factory=dict)  # source -> its "started" line, not finished yet
+
+    @property
+    def store(self):
+        return self.plan.output()
+
+    @property
+    def where(self):
+        """What the manifest module writes to: the output folder, or the object store."""
+        return self.store.root if self.store.is_local else self.store
+
+    @property
+    def signature(self) -> dict | None:
+        """The workers' checked signature, recorded on a cluster run."""
+        return None if self.dask is None else self.dask.signature
 
     def prepare(self, started_lines: list, tasks: list) -> None:
         """Tidy the folder after a killed run and write the manifest as it stands: the
         ``started`` lines of an earlier run are kept for the sources still to do."""
         todo = {task.relative for task in tasks}
         self.open = {line["started"]: line for line in started_lines if line["started"] in todo}
-        imagefiles.remove_stale_temp_files(self.plan.output_dir)
-        manifest.rewrite(self.plan.output_dir, self.records.values(), self.plan.classes,
-                         list(self.open.values()))
+        self.store.tidy()
+        manifest.rewrite(self.where, self.records.values(), self.plan.classes,
+                         list(self.open.values()), self.signature)
         try:
             if self.plan.annotations is not None:
-                self.plan.annotations.prepare_output(self.plan.output_dir)
+                self.plan.annotations.prepare_output(_folder(self.plan.output_dir))
             if self.plan.dataset is not None:
-                self.plan.dataset.prepare_output(self.plan.output_dir)
+                self.plan.dataset.prepare_output(_folder(self.plan.output_dir))
         except OSError as exc:
             raise output_error(self.plan.output_dir, exc) from None
 
@@ -747,9 +846,9 @@ class _Run:
         workers = max(1, min(workers, len(tasks) or 1))
         bar = progress_bar(sum(len(t.outputs) - len(t.done) for t in tasks), enabled=progress)
         try:
-            with manifest.Journal(self.plan.output_dir) as journal:
+            with manifest.Journal(self.where) as journal:
                 for result in map_in_workers(process_source, self._announced(tasks, journal),
-                                             workers, crashed=_crashed):
+                                             workers, crashed=_crashed, cluster=self.dask):
                     self._collect(result, journal)
                     bar.update(len(result.records) + len(result.failures))
         finally:
@@ -793,11 +892,12 @@ class _Run:
     def _finish(self) -> None:
         plan = self.plan
         self.report.classes = _classes_written(plan.classes, self.records.values())
-        manifest.rewrite(plan.output_dir, self.records.values(), self.report.classes,
-                         list(self.open.values()))
+        self.store.tidy()  # temp files of writes that died with their worker
+        manifest.rewrite(self.where, self.records.values(), self.report.classes,
+                         list(self.open.values()), self.signature)
         if plan.annotations is not None:
             try:
-                plan.annotations.finish_output(plan.output_dir, self.records.values())
+                plan.annotations.finish_output(_folder(plan.output_dir), self.records.values())
             except OSError as exc:
                 raise output_error(plan.output_dir, exc) from None
             self.report.objects = _objects(plan, self.records.values())
@@ -824,11 +924,14 @@ def _objects(plan: Plan, records) -> dict:
     before = plan.objects_before()
     after = count_labels(Box.from_record(item)
                          for record in records for item in record.get("boxes", ()))
-    labels = sorted({*plan.annotations.declared_labels, *before, *after})
+    declared = plan.annotations.declared_labels if plan.annotations is not None else ()
+    labels = sorted({*declared, *before, *after})
     return {label: (before.get(label, 0), after.get(label, 0)) for label in labels}
 
 
 def _path(value):
-    return None if value is None else Path(value)
+    """A caller's ``input``/``output``: a URL stays text, anything else is a folder."""
+    return storage.location(value if storage.is_url(value) else
+                            (None if value is None else Path(value)))
 
 

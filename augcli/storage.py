@@ -1,0 +1,443 @@
+"""Where images come from and go to: a local folder, or an object-store URL through fsspec.
+
+A *store* is rooted at a folder (``data/in``) or a URL prefix (``s3://bucket/raw``,
+``az://container/prefix``, ``gs://bucket/prefix``). Everything augcli does with one
+is in five calls: list the keys under it (relative, sorted, the same on every
+machine), read one key's bytes, publish one key's bytes whole, delete one, and keep
+a journal (the manifest). A folder publishes by temp file + rename; an object store
+by one whole-object write (fsspec's ``pipe_file``: a single PUT, or a multipart
+upload that is aborted on error). Nothing is ever written through an open handle,
+which publishes a truncated object when an exception is raised half-way.
+
+Worker processes get a ``StoreSpec`` (the location and non-secret options, plain
+text), never a filesystem object: a pickled filesystem can carry credentials.
+Each process opens the spec once; credentials come from the storage library's own
+environment, config files or machine identity (``AWS_*``, ``AZURE_STORAGE_*``,
+``GOOGLE_APPLICATION_CREDENTIALS``), never from the recipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path, PurePosixPath
+
+from .errors import UsageError, excerpt
+
+# URL scheme -> (extra, the module that extra installs)
+SCHEMES = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"),
+           "az": ("azure", "adlfs"), "abfs": ("azure", "adlfs"), "abfss": ("azure", "adlfs"),
+           "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs")}
+JOURNAL_DIR = ".augcli-journal"  # manifest part objects of a run on an object store
+PART_LINES = 1000  # an object-store journal publishes a part every this many lines...
+PART_SECONDS = 10.0  # ...or this many seconds after its oldest unpublished line
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+# Option names that hold secrets: those come from the environment, never from a recipe.
+_SECRET_WORDS = {"key", "secret", "password", "passwd", "token", "credential", "credentials",
+                 "sas", "signature", "private", "connection", "auth", "authorization"}
+_SECRET_TEXT = re.compile(r"AccountKey=|SharedAccessSignature=|[?&]sig=|PRIVATE KEY",
+                          re.IGNORECASE)
+# gcsfs names its ways to authenticate with ``token``: these words are not secrets.
+_TOKEN_METHODS = {"anon", "google_default", "cache", "cloud", "browser"}
+
+
+# --- locations -----------------------------------------------------------------
+
+def is_url(value) -> bool:
+    return isinstance(value, str) and _URL.match(value) is not None
+
+
+def _scheme(url: str) -> str:
+    match = _URL.match(url)
+    return match.group(1).lower() if match else ""
+
+
+def location(value, base_dir: Path | None = None):
+    """A folder (``Path``, relative ones against ``base_dir``) or a URL (``str``, no
+    trailing slash); None stays None."""
+    if value is None:
+        return None
+    match = _URL.match(value) if isinstance(value, str) else None
+    if match:
+        scheme, rest = match.groups()
+        return f"{scheme.lower()}://{rest.rstrip('/')}"
+    folder = Path(value).expanduser()
+    return folder if folder.is_absolute() or base_dir is None else base_dir / folder
+
+
+def describe(value) -> str:
+    """How messages name a location: the URL, or the folder as given."""
+    return str(value)
+
+
+def require_extra(url: str) -> None:
+    """Refuse a URL whose scheme augcli does not know, or whose extra is not installed."""
+    scheme = _scheme(url)
+    if scheme not in SCHEMES:
+        known = ", ".join(f"{name}://" for name in ("s3", "az", "gs"))
+        raise UsageError(f"{url}: augcli reads and writes folders and {known} URLs, "
+                         f"not {scheme}://")
+    extra, module = SCHEMES[scheme]
+    try:
+        __import__(module)
+    except ImportError:
+        raise UsageError(f"{url} needs the {extra} extra: pip install 'augcli[{extra}]'") \
+            from None
+
+
+def open_pair(input, output, options: dict | None = None,
+              local_only: str | None = None) -> tuple[StoreSpec, StoreSpec]:
+    """Check an input and an output location (folders or URLs) and return their specs.
+
+    Refuses what cannot work: a missing location, an input folder that is not
+    there, an output inside the input, a URL without its extra; with
+    ``local_only`` (what needs folders, e.g. "annotations"), any URL.
+    """
+    from .jobs import check_folders
+
+    if not is_url(input) and not is_url(output):
+        input, output = check_folders(input, output)
+        return StoreSpec.of(input), StoreSpec.of(output)
+    if input is None or output is None:
+        check_folders(input, output)  # says which one is missing
+    if local_only:
+        raise UsageError(f"{local_only} need local folders for the input and output, not "
+                         f"{input if is_url(input) else output}")
+    for where in (input, output):
+        if is_url(where):
+            require_extra(where)
+    if not is_url(input) and not input.is_dir():
+        raise UsageError(f"input folder {input} does not exist or is not a folder")
+    if not is_url(output) and output.exists() and not output.is_dir():
+        raise UsageError(f"output path {output} exists and is not a folder")
+    if is_url(input) and is_url(output) and (output == input or output.startswith(input + "/")):
+        raise UsageError(f"output {output} is inside the input {input}; choose a prefix outside "
+                         "it so outputs never mix with sources")
+    return StoreSpec.of(input, options), StoreSpec.of(output, options)
+
+
+# --- recipe options --------------------------------------------------------------
+
+def read_options(value, problems) -> dict:
+    """The recipe's ``storage:`` mapping: non-secret options passed to the fsspec
+    filesystem (``endpoint_url``, ``region_name``, ``account_name``, ...). A key that
+    looks like a secret is a recipe error: credentials come from the environment."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.add("storage", f"expected a mapping of storage options, got {excerpt(value)}")
+        return {}
+    _refuse_secrets(value, "storage", problems)
+    return value
+
+
+def _refuse_secrets(mapping: dict, path: str, problems) -> None:
+    for key, item in mapping.items():
+        where = f"{path}.{key}"
+        words = set(re.split(r"[_\-.\s]+|(?<=[a-z])(?=[A-Z])", str(key).strip()))
+        words = {word.lower() for word in words if word}
+        is_method = str(key).lower() == "token" and item in _TOKEN_METHODS
+        if (words & _SECRET_WORDS and not is_method) or \
+                (isinstance(item, str) and _SECRET_TEXT.search(item)):
+            problems.add(where, "looks like a secret; credentials never go in a recipe. "
+                                "Set them in the environment (AWS_*, AZURE_STORAGE_*, "
+                                "GOOGLE_APPLICATION_CREDENTIALS) or the storage library's "
+                                "config; see the README, 'Beyond one machine'")
+        elif isinstance(item, dict):
+            _refuse_secrets(item, where, problems)
+
+
+# --- specs: what workers get --------------------------------------------------------
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A store as plain text: its location (an absolute folder or a URL) and non-secret
+    options (JSON). Picklable and safe to send to any worker."""
+
+    location: str
+    options: str = "{}"
+
+    @classmethod
+    def of(cls, where, options: dict | None = None) -> StoreSpec:
+        if isinstance(where, Path):
+            return cls(str(where.resolve()))
+        return cls(where, json.dumps(options or {}, sort_keys=True))
+
+    @property
+    def is_url(self) -> bool:
+        return is_url(self.location)
+
+    def open(self):
+        """This process's store for the spec (opened once, then reused)."""
+        with _OPEN_LOCK:
+            store = _OPEN.get(self)
+            if store is None:
+                store = _OPEN[self] = (ObjectStore(self.location, json.loads(self.options))
+                                       if self.is_url else FolderStore(Path(self.location)))
+            return store
+
+    def __str__(self) -> str:
+        return self.location
+
+
+_OPEN: dict = {}
+_OPEN_LOCK = threading.Lock()
+
+
+class StorageError(OSError):
+    """A storage request failed after the storage library's own retries."""
+
+
+def _hidden(key: str) -> bool:
+    return any(part.startswith(".") for part in key.split("/"))
+
+
+# --- a folder ---------------------------------------------------------------------
+
+class FolderStore:
+    """A local folder: publish is temp file + rename, so a file is whole or absent."""
+
+    is_local = True
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def name(self, key: str) -> str:
+        return str(self.root / key)
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def keys(self, hidden: bool = False) -> list:
+        """Every file under the folder, relative, sorted by POSIX path; hidden ones
+        (a leading dot anywhere in the path) only when asked."""
+        keys = []
+        for top, dirs, files in os.walk(self.root):
+            relative = Path(top).relative_to(self.root)
+            if not hidden:
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+            keys += [(relative / name).as_posix() for name in files
+                     if hidden or not name.startswith(".")]
+        return sorted(keys)
+
+    def scan(self, unreadable: list | None = None) -> tuple[list, list]:
+        """(images, other files) under the folder, as ``imagefiles.scan`` walks it."""
+        from . import imagefiles
+
+        return imagefiles.scan(self.root, unreadable)
+
+    def stamp(self, key: str) -> dict:
+        """What tells a changed source from the one an output was made from."""
+        status = (self.root / key).stat()
+        return {"source_size": status.st_size, "source_mtime_ns": status.st_mtime_ns}
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def publish(self, key: str, data: bytes) -> None:
+        from . import imagefiles
+
+        imagefiles.write_atomic(self.root / key, data)
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+    def prepare(self) -> None:
+        """Make the folder; remove temp files a killed run left behind."""
+        from . import imagefiles
+
+        imagefiles.remove_stale_temp_files(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def tidy(self) -> None:
+        """Remove the temp files of writes that died with their worker."""
+        from . import imagefiles
+
+        imagefiles.remove_stale_temp_files(self.root)
+
+
+# --- an object store ------------------------------------------------------------------
+
+class ObjectStore:
+    """An fsspec filesystem under a URL prefix (s3://, az://, gs://)."""
+
+    is_local = False
+
+    def __init__(self, url: str, options: dict):
+        require_extra(url)
+        import fsspec
+
+        self.url = url
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(url, **options)
+        except Exception as exc:  # noqa: BLE001 - any library error becomes one message
+            raise UsageError(f"{url}: cannot open ({_reason(exc)})") from None
+        self.root = self.root.rstrip("/")
+        # s3fs asks for an object's size (a HEAD) before each read, to read big ones in
+        # parallel ranges; images are small: one GET each.
+        self._read_options = {"max_concurrency": 1} if SCHEMES[_scheme(url)][0] == "s3" else {}
+
+    def name(self, key: str) -> str:
+        return f"{self.url}/{key}"
+
+    def path(self, key: str) -> None:
+        return None
+
+    def _full(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def keys(self, hidden: bool = False) -> list:
+        """Every object under the prefix, relative, sorted; one listing (paged by the
+        library), never a request per object."""
+        return sorted(self.sizes(hidden))
+
+    def sizes(self, hidden: bool = False) -> dict:
+        """Key -> size of every object under the prefix, from one listing."""
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:  # noqa: BLE001
+            raise UsageError(f"{self.url}: cannot list ({_reason(exc)})") from None
+        sizes = {}
+        for path, info in found.items():
+            path = path.rstrip("/")
+            if not path.startswith(self.root + "/") or info.get("type") == "directory":
+                continue
+            key = path[len(self.root) + 1:]
+            if key and (hidden or not _hidden(key)):
+                sizes[key] = info.get("size")
+        return sizes
+
+    def scan(self, unreadable: list | None = None) -> tuple[list, list]:
+        """(images, other objects) under the prefix, as ``imagefiles.scan`` splits a folder."""
+        from . import imagefiles
+
+        return imagefiles.split_images(self.keys())
+
+    def stamp(self, key: str) -> dict:
+        """Size and modification time of an object (one metadata request)."""
+        info = self._call(key, self.fs.info, self._full(key))
+        modified = next((info[name] for name in ("LastModified", "last_modified", "mtime",
+                                                  "updated") if info.get(name)), None)
+        return {"source_size": info.get("size"), "source_mtime_ns": _nanoseconds(modified)}
+
+    def read(self, key: str) -> bytes:
+        return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
+
+    def publish(self, key: str, data: bytes) -> None:
+        self._call(key, self.fs.pipe_file, self._full(key), bytes(data))
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._call(key, self.fs.rm_file, self._full(key))
+
+    def _call(self, key: str, function, *args):
+        try:
+            return function(*args)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.name(key)}: not found") from None
+        except Exception as exc:  # noqa: BLE001 - the library already retried
+            raise StorageError(f"{self.name(key)}: {_reason(exc)}") from None
+
+    def prepare(self) -> None:
+        """Nothing to make: an object store has no folders."""
+
+    def tidy(self) -> None:
+        """Nothing to remove: an object is published whole or not at all."""
+
+    def _parts(self, name: str) -> list:
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.find(self._full(JOURNAL_DIR), detail=False)
+        except FileNotFoundError:
+            return []
+        prefix = PurePosixPath(self.root, JOURNAL_DIR).as_posix() + "/" + name + "."
+        return sorted(path for path in found if path.startswith(prefix))
+
+    def read_journal(self, name: str) -> bytes:
+        """The manifest, then the parts of runs that did not finish, in order."""
+        chunks = []
+        with contextlib.suppress(FileNotFoundError):
+            chunks.append(self.read(name))
+        for part in self._parts(name):
+            try:
+                chunks.append(self.fs.cat_file(part))
+            except FileNotFoundError:
+                continue
+        return b"".join(chunk if chunk.endswith(b"\n") or not chunk else chunk + b"\n"
+                        for chunk in chunks)
+
+    def journal(self, name: str) -> PartJournal:
+        return PartJournal(self, name)
+
+    def clear_journal(self, name: str) -> None:
+        """Delete the parts once the manifest holds their lines."""
+        for part in self._parts(name):
+            try:
+                self.fs.rm_file(part)
+            except FileNotFoundError:
+                continue
+
+
+class PartJournal:
+    """An object store has no append: lines go out as numbered part objects, the first
+    at once, then more and more seldom up to every ``PART_LINES`` lines or
+    ``PART_SECONDS`` seconds, and at close."""
+
+    def __init__(self, store: ObjectStore, name: str):
+        self.store = store
+        self.prefix = f"{JOURNAL_DIR}/{name}.{time.time_ns():020d}-"
+        self.buffer: list = []
+        self.lines = 0
+        self.since: float | None = None
+        self.parts = 0
+
+    def write(self, data: bytes) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+        self.buffer.append(data)
+        self.lines += data.count(b"\n")
+
+    def flush(self, force: bool = False) -> None:
+        if not self.buffer:
+            return
+        # The first part goes out at once (from then on the prefix says whose outputs are
+        # in it), the next ones after 0.25, 0.5, 1, ... seconds, then every PART_SECONDS:
+        # a run killed early loses little, a long run makes few requests.
+        wait = min(PART_SECONDS, 0.25 * 2 ** (self.parts - 1)) if self.parts else 0.0
+        since = time.monotonic() if self.since is None else self.since
+        if force or self.lines >= PART_LINES or time.monotonic() - since >= wait:
+            self.parts += 1
+            self.store.publish(f"{self.prefix}{self.parts:06d}", b"".join(self.buffer))
+            self.buffer, self.lines, self.since = [], 0, None
+
+    def close(self) -> None:
+        self.flush(force=True)
+
+
+def _nanoseconds(moment) -> int | None:
+    """A library's modification time (a datetime, or ISO text) as integer nanoseconds."""
+    import datetime
+
+    if isinstance(moment, str):
+        try:
+            moment = datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(moment, datetime.datetime):
+        return int(moment.timestamp() * 1_000_000) * 1000
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
