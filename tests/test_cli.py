@@ -144,6 +144,7 @@ def test_version_and_help_work(flag):
     assert result.exit_code == 0 and "augcli" in result.output
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_only_whole_files_and_a_rerun_completes_it(tmp_path):
     """SIGKILL mid-run: every file under a final name decodes, and the rerun's
     outputs are byte-identical to an uninterrupted run."""

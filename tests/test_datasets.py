@@ -288,6 +288,7 @@ def test_preview_of_a_dataset_image_shows_what_run_writes_with_its_labels(tmp_pa
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_a_killed_dataset_run_resumes_with_its_labels_accounted_for(tmp_path):
     # The source a worker was on when the run was killed has written some images and
     # labels (train/labels/...) that no record names yet: its "started" journal line does,

@@ -115,6 +115,7 @@ def test_outputs_are_never_written_through_a_link_out_of_the_folder(tmp_path, si
 
 # --- item 4: a run killed before its first source finished can be resumed ---------------------
 
+@pytest.mark.slow
 def test_a_run_killed_before_any_source_finished_resumes(tmp_path):
     save(tmp_path / "in" / "big.png", photo_like(480, 640))
     save(tmp_path / "in" / "next.png", photo_like(480, 640, seed=1))

@@ -716,6 +716,7 @@ def test_zca_resumed_after_an_interruption_is_byte_identical(tmp_path, monkeypat
     assert len(manifest(tmp_path / "out")) == 1 + 23
 
 
+@pytest.mark.slow
 def test_a_killed_normalize_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path):
     """SIGKILL a real process half-way through writing: every file under a final name is
     whole, and rerunning the command gives exactly an uninterrupted run's files."""

@@ -634,6 +634,7 @@ def test_rerun_of_the_same_settings_resumes_and_other_settings_are_refused(tmp_p
     assert refused.exit_code == 2 and "input images differ" in refused.output
 
 
+@pytest.mark.slow
 def test_killed_ricap_resumes_to_the_files_of_an_uninterrupted_run(tmp_path):
     """SIGKILL mid-run through a real process, then the same command again: every file,
     labels.csv and montages.jsonl are byte-identical to a run that was never interrupted."""
