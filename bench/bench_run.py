@@ -245,8 +245,9 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="augcli-stages-"))
     try:
         for task in plan.tasks[:limit]:
+            source = Path(plan.input_dir) / task.relative  # the bench's input is a folder
             clock = time.process_time()
-            image = imagefiles.read_image(task.source)
+            image = imagefiles.read_image(source)
             costs["decode"] += time.process_time() - clock
             for output in task.outputs:
                 clock = time.process_time()
@@ -266,7 +267,7 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
                 costs["write"] += time.process_time() - clock
                 outputs += 1
             clock = time.process_time()
-            bgr = cv2.imdecode(np.frombuffer(task.source.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+            bgr = cv2.imdecode(np.frombuffer(source.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
             costs["floor decode"] += time.process_time() - clock
             clock = time.process_time()
             for _ in task.outputs:
