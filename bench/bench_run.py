@@ -45,12 +45,13 @@ import numpy as np
 # this file, so anything heavy here would be charged to every contender.
 
 SEED = 0
+WIDTH, HEIGHT = 640, 480  # the default source size
 JPEG_QUALITY = 90
 
 
 # --- input images --------------------------------------------------------------
 
-def make_photo(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+def make_photo(rng: np.random.Generator, size: tuple[int, int] = (WIDTH, HEIGHT)) -> np.ndarray:
     """A photo-like BGR image: smooth gradient, soft blurred shapes and mild noise."""
     image = _gradient(rng, size)
     for _ in range(rng.integers(4, 10)):
@@ -88,7 +89,8 @@ def _blend_blurred_shape(image: np.ndarray, rng: np.random.Generator) -> np.ndar
     return image * (1 - mask) + colour * mask
 
 
-def generate_inputs(folder: Path, count: int, size: tuple[int, int] = (640, 480)) -> list[Path]:
+def generate_inputs(folder: Path, count: int,
+                    size: tuple[int, int] = (WIDTH, HEIGHT)) -> list[Path]:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(SEED)
     paths = []
