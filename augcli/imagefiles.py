@@ -267,7 +267,7 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
 def encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     """Encode an RGB-order array as ``fmt`` ('jpg', 'png', ...)."""
     if fmt in ("jpg", "bmp"):  # no transparency in these: composite onto white
-        image = to_uint8(flatten_alpha(image))
+        image = flatten_alpha(to_uint8(image))  # flatten_alpha works on the 0-255 scale
     if fmt not in ("png", "tif"):
         image = to_uint8(image)
     if _channels(image) in _OPENCV_CHANNELS.get(fmt, ()):

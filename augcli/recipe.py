@@ -40,7 +40,9 @@ MAX_RECIPE_BYTES = 1 << 20  # a recipe file; parsing YAML takes about 3 s per MB
 
 # Bumped whenever the same recipe and seed make different output bytes, so that a
 # resumed run never mixes outputs of two versions (see CHANGELOG.md).
-OUTPUT_VERSION = 3  # 3: duplicate outputs of a source are redrawn; profile aspect limit
+# 3: duplicate outputs of a source are redrawn; profile aspect limit. 4: the keras op's
+# brightness keeps a 16-bit image's range.
+OUTPUT_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -494,3 +494,11 @@ def test_colour_key_transparency_becomes_alpha(tmp_path):
 def test_missing_file_says_so(tmp_path):
     with pytest.raises(ImageReadError, match="file not found"):
         imagefiles.read_image(tmp_path / "gone.jpg")
+
+
+def test_a_16_bit_image_with_alpha_flattens_on_the_8_bit_scale():
+    # Opaque 16-bit RGBA at 30000: as JPEG it is 30000 >> 8 = 117, not a wrapped value.
+    image = np.zeros((8, 8, 4), np.uint16)
+    image[..., :3], image[..., 3] = 30000, 65535
+    decoded = np.asarray(Image.open(io.BytesIO(imagefiles.encode(image, "jpg", 100))))
+    assert abs(int(decoded.mean()) - 117) <= 1

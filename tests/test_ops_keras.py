@@ -208,3 +208,16 @@ def test_recipe_refuses_keras_settings_that_are_not_augmentations():
     assert "keras.rescale: 'rescale' is a Keras normalization setting, not an augmentation; " \
            "normalize the dataset with 'augcli normalize' instead" in problems
     assert "keras.zoom_range: expected lo <= hi" in problems
+
+
+def test_brightness_keeps_a_16_bit_image_in_its_own_range():
+    # Keras stretches to 0-255 and brightens with PIL; a 16-bit image gets that result
+    # back in its own range (x257) instead of turning into 8 bits.
+    from PIL import Image, ImageEnhance
+
+    grey = np.array([[0, 1000], [30000, 65535]], np.uint16)
+    out = keras_dialect.apply(grey, {**NEUTRAL, "brightness": 1.3})
+    stretched = (grey.astype(np.float64) / 65535 * 255).astype(np.uint8)
+    expected = np.asarray(ImageEnhance.Brightness(Image.fromarray(stretched)).enhance(1.3))
+    assert out.dtype == np.uint16
+    assert out.tolist() == (expected.astype(np.int64) * 257).tolist()

@@ -28,7 +28,7 @@ from PIL import Image, ImageEnhance
 
 from .. import geometry
 from ..params import BOOL, ENUM, NUMBER, NUMBER_OR_LIST, Param
-from ..pixels import keras_channel_shift, on_colour
+from ..pixels import keras_channel_shift, on_colour, unit_step
 from .base import Op, register
 
 KERAS_FILL = geometry.NDIMAGE_MODES
@@ -193,12 +193,17 @@ def _colour_changes(colour: np.ndarray, params) -> np.ndarray:
 
 
 def _brightness(image: np.ndarray, factor: float) -> np.ndarray:
-    """Keras apply_brightness_shift: stretch to 0-255 (array_to_img), then PIL Brightness."""
+    """Keras apply_brightness_shift: stretch to 0-255 (array_to_img), then PIL Brightness.
+
+    The result is on Keras' 0-255 scale; a 16-bit image gets it back in its own range
+    (x257), so its dtype is kept."""
     values = image.astype(np.float64)
     low, high = values.min(), values.max()
     stretched = (values - low) / (high - low) * 255 if high > low else values - low
     picture = Image.fromarray(stretched.astype(np.uint8))
-    return np.asarray(ImageEnhance.Brightness(picture).enhance(factor))
+    brightened = np.asarray(ImageEnhance.Brightness(picture).enhance(factor))
+    return brightened if image.dtype == np.uint8 else \
+        (brightened.astype(np.uint32) * round(unit_step(image))).astype(image.dtype)
 
 
 register(Op(
