@@ -167,8 +167,9 @@ def _check_scalar(param: Param, value, path: str, problems: Problems) -> bool:
         return True
     if param.kind == NUMBER_OR_LIST:
         items = value if isinstance(value, list) else [value]
-        bad = next((item for item in items if not _is_number(item)), None) if items else value
-        if not items or bad is not None:
+        not_numbers = [item for item in items if not _is_number(item)]
+        if not items or not_numbers:  # (a null item is one of them, so no None sentinel)
+            bad = not_numbers[0] if not_numbers else value
             problems.add(path, f"expected a number or a list of numbers, {_not_a_number(bad)}")
             return False
         if isinstance(value, list) and param.lengths and len(value) not in param.lengths:

@@ -5,10 +5,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.params import Choice, Const, Uniform
 from augcli.recipe import OneOf, Sometimes, load_recipe, parse_recipe
+
+from .conftest import write_recipe
 
 
 def parse(text: str):
@@ -266,3 +270,16 @@ def test_fingerprint_changes_with_the_output_version(monkeypatch):
     before = parsed.fingerprint
     monkeypatch.setattr(recipe_module, "OUTPUT_VERSION", recipe_module.OUTPUT_VERSION + 1)
     assert parsed.fingerprint != before
+
+
+def test_null_parameter_values_are_recipe_errors_not_crashes(tmp_path):
+    recipe = write_recipe(tmp_path, """\
+        variants:
+          a: {ops: [{color_jitter: {brightness: null}}]}
+          b: {ops: [{color_jitter: {brightness: [0.1, null]}}]}
+    """)
+    result = CliRunner().invoke(main, ["validate", str(recipe)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    for variant in ("a", "b"):
+        assert (f"variants.{variant}.ops[0].color_jitter.brightness: expected a number or a "
+                "list of numbers, got None") in result.output
