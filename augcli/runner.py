@@ -809,6 +809,7 @@ class _Run:
     report: Report
     dask: Cluster | None = None  # the jobs.Cluster the tasks run on; None: the local pool
     open: dict = field(default_factory=dict)  # source -> its "started" line, not finished yet
+    todo: dict = field(default_factory=dict)  # source -> outputs handed out, for the bar
 
     @property
     def store(self):
@@ -850,7 +851,7 @@ class _Run:
                 for result in map_in_workers(process_source, self._announced(tasks, journal),
                                              workers, crashed=_crashed, cluster=self.dask):
                     self._collect(result, journal)
-                    bar.update(len(result.records) + len(result.failures))
+                    bar.update(self.todo.pop(result.relative, 0))
         finally:
             bar.close()
 
@@ -862,6 +863,7 @@ class _Run:
             line = manifest.started_line(task.relative, names, self.fingerprint)
             journal.append(line)
             self.open[task.relative] = line
+            self.todo[task.relative] = len(todo)
             yield task
 
     def _collect(self, result: SourceResult, journal) -> None:
@@ -871,12 +873,27 @@ class _Run:
             record["recipe"] = self.fingerprint
             self.records[record["output"]] = record
         journal.append(*result.records)
-        self.open.pop(result.relative, None)
+        self._close_started(result)
         report.written += len(result.records)
         for path, reason in result.failures:
             report.fail(path, reason)
         if result.stop is not None:
             raise OutputError(result.stop)
+
+    def _close_started(self, result: SourceResult) -> None:
+        """Drop a source's ``started`` line once records account for every file it named.
+        A source that failed part-way (a worker killed after its first outputs, a write
+        error) keeps a line naming the files still unaccounted for, so the rerun may
+        replace them instead of refusing them as files no manifest explains."""
+        line = self.open.pop(result.relative, None)
+        if line is None:
+            return
+        recorded = {name for record in result.records
+                    for name in (record.get("output"), record.get("annotation")) if name}
+        left = [name for name in line["outputs"] if name not in recorded]
+        if left:
+            self.open[result.relative] = manifest.started_line(result.relative, left,
+                                                               self.fingerprint)
 
     @contextlib.contextmanager
     def finishing(self):

@@ -567,3 +567,59 @@ def test_dry_run_exit_code_is_1_when_inputs_would_fail(tmp_path):
     result = invoke("run", recipe, "--dry-run")
     assert result.exit_code == 1 and "failed: " in result.output
     assert invoke("run", recipe, "-w", "1", "-q").exit_code == 1
+
+
+KILL_HOOK = '''
+import os, signal
+if os.environ.get("AUGCLI_TEST_KILL_ON"):
+    import augcli.runner as runner
+    make_output = runner._make_output
+
+    def make_or_die(task, output, *args, **kwargs):
+        if output.relative == os.environ["AUGCLI_TEST_KILL_ON"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return make_output(task, output, *args, **kwargs)
+
+    runner._make_output = make_or_die
+'''
+
+
+@pytest.mark.slow
+def test_a_worker_killed_part_way_through_a_source_leaves_a_rerun_that_finishes(tmp_path,
+                                                                                 dataset):
+    # The worker dies (SIGKILL) after writing two of a source's three outputs: the run
+    # reports that source and exits 1; the same command again finishes the folder (it
+    # must not refuse the two files as unaccounted for) with the bytes of a clean run.
+    import sys
+
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(KILL_HOOK)
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        seed: 5
+        variants: {spin: {copies: 3, ops: [{rotate: {degrees: [-30, 30]}}]}}
+    """)
+    repo = Path(__file__).resolve().parents[1]
+
+    def run(output, kill_on=None):
+        env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'hook'}{os.pathsep}{repo}"}
+        env.pop("AUGCLI_TEST_KILL_ON", None)
+        if kill_on:
+            env["AUGCLI_TEST_KILL_ON"] = kill_on
+        return subprocess.run([sys.executable, "-m", "augcli", "run", str(recipe), "-o",
+                               str(output), "-w", "2", "-q"], env=env, capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    killed = run(tmp_path / "out", kill_on="cats/tom_spin_3.jpg")
+    assert killed.returncode == 1, killed.stderr
+    assert (tmp_path / "out" / "cats" / "tom_spin_2.jpg").exists()
+    rerun = run(tmp_path / "out")
+    assert rerun.returncode == 0, rerun.stderr
+    assert run(tmp_path / "clean").returncode == 0
+
+    def images(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.*")
+                if p.name != MANIFEST_NAME}
+
+    assert images(tmp_path / "out") == images(tmp_path / "clean")
