@@ -372,6 +372,7 @@ class SourceResult:
     failures: list = field(default_factory=list)  # (path, reason)
     decoded: bool = False
     stop: str | None = None  # the output folder cannot be written (disk full): stop the run
+    crashed: bool = False  # its worker died: some of its outputs may be on disk
 
 
 def render(image: np.ndarray, output: OutputPlan):
@@ -891,7 +892,7 @@ class _Run:
         recorded = {name for record in result.records
                     for name in (record.get("output"), record.get("annotation")) if name}
         left = [name for name in line["outputs"] if name not in recorded]
-        if left:
+        if left and (result.decoded or result.crashed):  # undecoded: it wrote nothing
             self.open[result.relative] = manifest.started_line(result.relative, left,
                                                                self.fingerprint)
 
@@ -922,7 +923,7 @@ class _Run:
 
 def _crashed(task: SourceTask, reason: str) -> SourceResult:
     """A worker died on this source (killed for memory, say): that source failed."""
-    return SourceResult(task.relative, failures=[(task.relative, reason)])
+    return SourceResult(task.relative, failures=[(task.relative, reason)], crashed=True)
 
 
 def _classes_written(classes: list, records) -> list:
