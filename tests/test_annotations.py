@@ -345,7 +345,7 @@ def test_fingerprint_includes_annotations_and_is_unchanged_without_them(tmp_path
     # recipe's.
     decisive = {"variants": base["variants"], "format": None, "quality": None,
                 "include_original": None, "seed": 0, "target_per_class": None, "profile": None,
-                "output_version": 3}
+                "output_version": 4}
     text = json.dumps(decisive, sort_keys=True, default=str)
     assert plain == hashlib.sha256(text.encode()).hexdigest()[:16]
 
