@@ -30,6 +30,7 @@ Everything is computed in float64 and stored as float32.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -41,8 +42,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import geometry, imagefiles
-from .errors import ImageReadError, UsageError
+from . import geometry, imagefiles, manifest
+from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .jobs import (
     JobReport,
     check_folders,
@@ -552,6 +553,7 @@ class ImageResult:
     payload: object = None  # moments or a row; the parent drops it once used
     failure: str | None = None
     decoded: bool = False  # a write can fail after a good decode
+    stop: str | None = None  # a write error that stops the run (a full disk): its message
 
 
 def process_image(task: ImageTask) -> ImageResult:
@@ -570,16 +572,24 @@ def process_image(task: ImageTask) -> ImageResult:
         result.payload = preparation.apply(image).reshape(-1)
     else:
         assert task.destination is not None and task.transform is not None  # a "write" task
-        result.failure = _write(task.destination, task.transform(preparation.apply(image)),
-                                task.fmt, task.transform.method)
+        try:
+            result.failure = _write(task.destination, task.transform(preparation.apply(image)),
+                                    task.fmt, task.transform.method)
+        except OutputError as exc:
+            result.stop = str(exc)
     return result
 
 
 def _write(destination: Path, result: np.ndarray, fmt: str, method: str) -> str | None:
-    """Encode and write atomically; return the reason if that failed."""
+    """Encode and write atomically; return the reason if that failed. Raises OutputError
+    for a write error that every later write would meet too (a full disk)."""
     try:
         imagefiles.write_atomic(destination, encode_output(result, fmt, method))
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno in STOPS_RUN:
+            raise output_error(destination, exc) from None
+        return f"cannot write ({exc})"
+    except ValueError as exc:
         return f"cannot write ({exc})"
     return None
 
@@ -654,6 +664,8 @@ class _Passes:
             for result in _in_input_order(map_in_workers(process_image, tasks, workers)):
                 bar.update(1)
                 self.decoded += result.decoded
+                if result.stop is not None:
+                    raise OutputError(result.stop)
                 if result.failure is None:
                     yield result
                 else:
@@ -715,6 +727,7 @@ def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None =
         plan.settings = json.loads(json.dumps({"method": method, "format": fmt,
                                                **_preparation_record(preparation),
                                                "per_channel": per_channel}))
+        manifest.check_inside(output_dir, [MANIFEST_NAME, *outputs.values()])
         plan.finished, plan.stale = _earlier_outputs(plan)
     return plan
 
@@ -741,18 +754,32 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
     report = NormalizeReport(ignored=plan.ignored, notify=notify, method=method,
                              output_dir=str(plan.output_dir) if plan.output_dir else None)
     passes = _Passes(workers or default_workers(), report, progress)
-    fitted = plan.saved
-    if plan.fits:
-        fitted = _fit(method, plan.tasks, passes, plan.epsilon)
-        if fit_only:
-            assert plan.stats_path is not None  # --fit-only requires --stats (_check_options)
-            save_stats(plan.stats_path, fitted)
-            report.stats_path = str(plan.stats_path)
-    if not fit_only:
-        _write_outputs(plan, fitted, passes)
+    with _output_lock(plan.output_dir):
+        if plan.output_dir is not None:  # what the manifest says now, under the lock
+            plan.finished, plan.stale = _earlier_outputs(plan)
+        fitted = plan.saved
+        if plan.fits:
+            fitted = _fit(method, plan.tasks, passes, plan.epsilon)
+            if fit_only:
+                assert plan.stats_path is not None  # --fit-only requires --stats (_check_options)
+                save_stats(plan.stats_path, fitted)
+                report.stats_path = str(plan.stats_path)
+        if not fit_only:
+            _write_outputs(plan, fitted, passes)
     report.images_read = passes.decoded
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _output_lock(output_dir: Path | None):
+    """One run per output folder (none with --fit-only, which writes only the statistics)."""
+    if output_dir is None:
+        return contextlib.nullcontext()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(output_dir, exc) from None
+    return manifest.OutputLock(output_dir)
 
 
 def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
@@ -761,24 +788,24 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     finished = _same_statistics(plan, stats)
     output_dir = plan.output_dir
     assert output_dir is not None  # not --fit-only
-    for relative in plan.stale:
-        (output_dir / relative).unlink(missing_ok=True)
-    imagefiles.remove_stale_temp_files(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    manifest.remove(output_dir, plan.stale)
+    try:
+        imagefiles.remove_stale_temp_files(output_dir)
+    except OSError as exc:
+        raise output_error(output_dir, exc) from None
     header = {"normalize": plan.settings, "settings": plan.fingerprint, "stats": stats}
     records = dict(finished)
     _write_manifest(output_dir, header, records.values())
     todo = [task for task in plan.tasks if task.relative not in passes.failed]
     passes.report.skipped = sum(plan.outputs[task.relative] in finished for task in todo)
     todo = [task for task in todo if plan.outputs[task.relative] not in finished]
-    with open(output_dir / MANIFEST_NAME, "a", encoding="utf-8") as manifest:
+    with manifest.Journal(output_dir) as appended:
 
         def journal(result: ImageResult) -> None:
             record = {"output": plan.outputs[result.relative], "source": result.relative,
                       "method": plan.method, "settings": plan.fingerprint, "stats": stats}
             records[record["output"]] = record
-            manifest.write(json.dumps(record, ensure_ascii=False) + "\n")
-            manifest.flush()
+            appended.append(record)
             passes.report.written += 1
 
         try:
@@ -787,27 +814,25 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
             else:
                 _apply_in_workers(todo, _transform(plan.method, plan.per_channel, fitted),
                                   plan.fmt, passes, journal)
-        finally:
-            _write_manifest(output_dir, header, records.values())
+        except BaseException:
+            with contextlib.suppress(OutputError):  # the first error is the one to report
+                _write_manifest(output_dir, header, records.values())
+            raise
+        _write_manifest(output_dir, header, records.values())
 
 
 # --- the manifest ----------------------------------------------------------------------------
 
 def read_manifest(output_dir: Path) -> tuple[dict | None, list]:
     """(header, output records) of an earlier normalize; a torn last line is ignored."""
-    path = output_dir / MANIFEST_NAME
     header: dict | None = None
     records: list[dict] = []
-    if not path.is_file():
+    if not (output_dir / MANIFEST_NAME).is_file():
         return header, records
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "normalize" in record:
+    for record in manifest.read_lines(output_dir):
+        if "normalize" in record:
             header = record
-        elif isinstance(record, dict) and isinstance(record.get("output"), str):
+        elif isinstance(record.get("output"), str):
             records.append(record)
     return header, records
 
@@ -815,8 +840,11 @@ def read_manifest(output_dir: Path) -> tuple[dict | None, list]:
 def _write_manifest(output_dir: Path, header: dict, records) -> None:
     """Rewrite the manifest whole: the header, then one line per output, by name."""
     lines = [header, *sorted(records, key=lambda record: record["output"])]
-    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    imagefiles.write_atomic(output_dir / MANIFEST_NAME, text.encode("utf-8"))
+    path = output_dir / MANIFEST_NAME
+    try:
+        imagefiles.write_atomic(path, b"".join(map(manifest.encode_line, lines)))
+    except OSError as exc:
+        raise output_error(path, exc) from None
 
 
 def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
@@ -833,7 +861,7 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
     if plan.overwrite:
         planned = set(plan.outputs.values())
         ours = {record["output"] for record in records
-                if "settings" in record and _inside(output_dir, record["output"])}
+                if "settings" in record and manifest.inside(output_dir, record["output"])}
         return {}, sorted(ours - planned)
     if (header is not None and header.get("settings") != plan.fingerprint) or \
             any(record.get("settings") != plan.fingerprint for record in records):
@@ -849,12 +877,6 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
                              "where they came from; rerun with --overwrite to replace them, "
                              "or choose another output folder")
     return finished, []
-
-
-def _inside(folder: Path, relative: str) -> bool:
-    """Whether a path a manifest names stays inside ``folder`` (never delete elsewhere)."""
-    resolved = (folder / relative).resolve()
-    return folder.resolve() in resolved.parents
 
 
 def _other_settings(plan: NormalizePlan, header: dict | None) -> str:

@@ -31,6 +31,7 @@ white), then stretched to W x H as ``augcli normalize --size`` does
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, imagefiles, manifest
-from .errors import ImageReadError, UsageError
+from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .geometry import parse_size
 from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
 
@@ -423,6 +424,7 @@ class ChunkResult:
     failures: list = field(default_factory=list)      # (filename, reason)
     bad_sources: dict = field(default_factory=dict)   # relative path -> reason
     decoded: set = field(default_factory=set)         # relative paths read
+    stop: str | None = None  # a write error that stops the run (a full disk): its message
 
 
 def make_chunk(task: ChunkTask) -> ChunkResult:
@@ -445,13 +447,20 @@ def make_chunk(task: ChunkTask) -> ChunkResult:
             continue
         montage = compose(task.size, [(resized.get(q.source), q.crop[:2] if q.crop else None,
                                        q.box) for q in plan.quadrants])
+        path = task.output_dir / plan.filename
         try:
             data = imagefiles.encode(montage, task.fmt, JPEG_QUALITY)
-            imagefiles.write_atomic(task.output_dir / plan.filename, data)
+            imagefiles.write_atomic(path, data)
             if plan.majority is not None:
-                imagefiles.write_atomic(task.output_dir / MAJORITY_DIR / plan.majority /
-                                        plan.filename, data)
-        except (OSError, ValueError) as exc:
+                path = task.output_dir / MAJORITY_DIR / plan.majority / plan.filename
+                imagefiles.write_atomic(path, data)
+        except OSError as exc:
+            if exc.errno in STOPS_RUN:  # every later write would fail too
+                result.stop = str(output_error(path, exc))
+                break
+            result.failures.append((plan.filename, f"cannot write ({exc})"))
+            continue
+        except ValueError as exc:
             result.failures.append((plan.filename, f"cannot write ({exc})"))
             continue
         result.written.append(plan.filename)
@@ -609,19 +618,27 @@ def _settings_record(settings: RicapSettings, images: list) -> dict:
     return record
 
 
+def _epoch_folders(output_dir: Path) -> list:
+    """The output folder and its epoch_* folders; a symbolic link is never one of them."""
+    return [output_dir, *sorted(p for p in output_dir.glob(f"{EPOCH_PREFIX}*")
+                                if p.is_dir() and not p.is_symlink())]
+
+
 def _previous_outputs(output_dir: Path) -> list:
-    """Files of an earlier ricap run in ``output_dir`` (by augcli's own names only)."""
+    """Files of an earlier ricap run in ``output_dir`` (by augcli's own names only), as
+    posix paths relative to it; none reached through a symbolic link out of the folder."""
     if not output_dir.is_dir():
         return []
     found = [output_dir / SETTINGS_NAME] if (output_dir / SETTINGS_NAME).exists() else []
-    folders = [output_dir, *sorted(p for p in output_dir.glob(f"{EPOCH_PREFIX}*") if p.is_dir())]
-    for folder in folders:
+    for folder in _epoch_folders(output_dir):
         found += [folder / name for name in (LABELS_NAME, MONTAGES_NAME)
                   if (folder / name).exists()]
         for pattern in (f"{NAME_PREFIX}*.png", f"{NAME_PREFIX}*.jpg"):
             found += folder.glob(pattern)
             found += folder.glob(f"{MAJORITY_DIR}/*/{pattern}")
-    return sorted(found)
+    folders: dict = {}
+    names = (path.relative_to(output_dir).as_posix() for path in found)
+    return sorted(name for name in names if manifest.inside(output_dir, name, folders))
 
 
 def _finished(output_dir: Path, epochs: list, record: dict, previous: list,
@@ -634,7 +651,7 @@ def _finished(output_dir: Path, epochs: list, record: dict, previous: list,
     """
     if not previous or overwrite:
         return set()
-    shown = previous[0].relative_to(output_dir).as_posix()
+    shown = previous[0]
     try:
         earlier = json.loads((output_dir / SETTINGS_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -662,29 +679,59 @@ def _on_disk(folder: Path, plan: MontagePlan) -> bool:
 
 
 def _clear_previous(output_dir: Path, previous: list) -> None:
-    for path in previous:
-        path.unlink(missing_ok=True)
-    folders = [output_dir, *sorted(p for p in output_dir.glob(f"{EPOCH_PREFIX}*") if p.is_dir())]
-    for folder in folders:
+    """Delete an earlier run's files (a link itself, never what it points to), then the
+    folders they leave empty."""
+    manifest.remove(output_dir, previous)
+    for folder in _epoch_folders(output_dir):
         majority = folder / MAJORITY_DIR
-        if majority.is_dir():
-            for sub in sorted(majority.iterdir()):
-                if sub.is_dir() and not any(sub.iterdir()):
-                    sub.rmdir()
-            if not any(majority.iterdir()):
-                majority.rmdir()
-        if folder != output_dir and not any(folder.iterdir()):
-            folder.rmdir()
+        try:
+            if majority.is_dir() and not majority.is_symlink():
+                for sub in sorted(majority.iterdir()):
+                    if sub.is_dir() and not sub.is_symlink() and not any(sub.iterdir()):
+                        sub.rmdir()
+                if not any(majority.iterdir()):
+                    majority.rmdir()
+            if folder != output_dir and not any(folder.iterdir()):
+                folder.rmdir()
+        except OSError as exc:
+            raise output_error(folder, exc) from None
 
 
 def _start_output(output_dir: Path, previous: list, overwrite: bool, record: dict) -> None:
     """Clear what --overwrite replaces, drop a killed run's temp files, record the settings."""
     if overwrite:
         _clear_previous(output_dir, previous)
-    imagefiles.remove_stale_temp_files(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-    imagefiles.write_atomic(output_dir / SETTINGS_NAME, text.encode("utf-8"))
+    path = output_dir / SETTINGS_NAME
+    try:
+        imagefiles.remove_stale_temp_files(output_dir)
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        imagefiles.write_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise output_error(path, exc) from None
+
+
+def _planned_names(epochs: list) -> list:
+    """Every file the run may write, relative to the output folder."""
+    names = [SETTINGS_NAME]
+    for epoch in epochs:
+        prefix = f"{epoch.name}/" if epoch.name else ""
+        names += [prefix + LABELS_NAME, prefix + MONTAGES_NAME]
+        for plan in epoch.plans:
+            names.append(prefix + plan.filename)
+            if plan.majority is not None:
+                names.append(f"{prefix}{MAJORITY_DIR}/{plan.majority}/{plan.filename}")
+    return names
+
+
+def _output_lock(output_dir: Path, dry_run: bool):
+    """One run per output folder (nothing to lock, and nothing made, for a dry run)."""
+    if dry_run:
+        return contextlib.nullcontext()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(output_dir, exc) from None
+    return manifest.OutputLock(output_dir)
 
 
 def _chunks(plans: list, workers: int, size: tuple) -> list:
@@ -722,6 +769,8 @@ def _make(input_dir: Path, epochs: list, finished: set, settings: RicapSettings,
                 report.fail(f"{name}/{filename}" if name else filename, reason)
                 report.failed_montages += 1
             bar.update(len(result.written) + len(result.failures))
+            if result.stop is not None:
+                raise OutputError(result.stop)
     finally:
         bar.close()
         report.images_read = len(decoded)
@@ -733,11 +782,15 @@ def _write_indexes(epochs: list, done: set, classes: list, size: tuple) -> None:
     """labels.csv and montages.jsonl of each folder: every montage of the plan on disk."""
     for epoch in epochs:
         made = [plan for plan in epoch.plans if (epoch.name, plan.filename) in done]
-        imagefiles.write_atomic(epoch.folder / LABELS_NAME,
-                                labels_csv(made, classes, size).encode("utf-8", "surrogateescape"))
         lines = (manifest.encode_line(montage_record(plan, classes, size, epoch.beta))
                  for plan in made)
-        imagefiles.write_atomic(epoch.folder / MONTAGES_NAME, b"".join(lines))
+        files = {MONTAGES_NAME: b"".join(lines),
+                 LABELS_NAME: labels_csv(made, classes, size).encode("utf-8", "surrogateescape")}
+        for name, data in files.items():
+            try:
+                imagefiles.write_atomic(epoch.folder / name, data)
+            except OSError as exc:
+                raise output_error(epoch.folder / name, exc) from None
 
 
 def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None = None,
@@ -763,22 +816,26 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None
     input_dir, output_dir = check_folders(Path(input_dir), Path(output_dir))
     images, classes, others = scan_classes(input_dir)
     planned = _plan_epochs(settings, images, output_dir)
+    manifest.check_inside(output_dir, _planned_names(planned))
     record = _settings_record(settings, images)
-    previous = _previous_outputs(output_dir)
-    finished = _finished(output_dir, planned, record, previous, overwrite)
-
-    report = RicapReport(ignored=others, notify=notify, output_dir=output_dir, dry_run=dry_run,
-                         planned=sum(len(epoch.plans) for epoch in planned),
-                         skipped=len(finished))
-    if settings.epochs is not None:
-        report.epochs = [(epoch.name, epoch.beta) for epoch in planned]
-    if not dry_run:
-        _start_output(output_dir, previous, overwrite, record)
-        written: set = set()
-        try:
-            _make(input_dir, planned, finished, settings, report, workers or default_workers(),
-                  progress, written)
-        finally:
+    with _output_lock(output_dir, dry_run):
+        previous = _previous_outputs(output_dir)
+        finished = _finished(output_dir, planned, record, previous, overwrite)
+        report = RicapReport(ignored=others, notify=notify, output_dir=output_dir,
+                             dry_run=dry_run, planned=sum(len(epoch.plans) for epoch in planned),
+                             skipped=len(finished))
+        if settings.epochs is not None:
+            report.epochs = [(epoch.name, epoch.beta) for epoch in planned]
+        if not dry_run:
+            _start_output(output_dir, previous, overwrite, record)
+            written: set = set()
+            try:
+                _make(input_dir, planned, finished, settings, report,
+                      workers or default_workers(), progress, written)
+            except BaseException:
+                with contextlib.suppress(OutputError):  # the first error is the one to report
+                    _write_indexes(planned, finished | written, classes, settings.size)
+                raise
             _write_indexes(planned, finished | written, classes, settings.size)
     report.seconds = time.perf_counter() - started
     return report

@@ -10,6 +10,7 @@ wrote), driven through the CLI with Click's CliRunner.
 from __future__ import annotations
 
 import json
+import os
 from itertools import pairwise
 from pathlib import Path
 
@@ -816,3 +817,83 @@ def test_overwrite_deletes_only_files_a_normalize_manifest_names_inside_the_fold
     assert (tmp_path / "outside.npy").read_bytes() == b"keep me"
     assert (tmp_path / "out" / "img_000_a_1.png").read_bytes() == b"an augcli run output"
     assert [r.get("output") for r in manifest(tmp_path / "out")] == [None, "img_000.npy"]
+
+
+# --- the output folder: links, file names, one run at a time, a full disk -------------------
+
+def test_an_output_folder_that_links_out_of_the_output_folder_is_refused(tmp_path):
+    save(tmp_path / "in" / "sub" / "a.png", correlated_images(1)[0])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(elsewhere, target_is_directory=True)
+    result = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
+    assert result.exit_code == 2
+    assert "Error:" in result.output and "leads out of the output folder" in result.output
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_overwrite_removes_a_linked_stale_output_not_what_it_points_to(tmp_path):
+    make_folder(tmp_path / "in", correlated_images(1))
+    out = tmp_path / "out"
+    assert invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1).exit_code == 0
+    outside = tmp_path / "keep.npy"
+    outside.write_bytes(b"not ours")
+    (out / "img_000.npy").unlink()
+    (out / "img_000.npy").symlink_to(outside)
+    result = invoke(tmp_path / "in", "-o", out, "--method", "minmax", "--overwrite",
+                    "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert outside.read_bytes() == b"not ours"
+    assert not (out / "img_000.npy").exists() and not (out / "img_000.npy").is_symlink()
+    assert (out / "img_000.png").is_file()
+
+
+def test_a_file_name_that_is_not_utf8_is_written_and_resumed(tmp_path):
+    source = tmp_path / "in" / os.fsdecode(b"caf\xe9.png")
+    save(source, correlated_images(1)[0])
+    out = tmp_path / "out"
+    result = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    written = out / os.fsdecode(b"caf\xe9.npy")
+    assert written.is_file()
+    data = (out / normalize.MANIFEST_NAME).read_bytes()
+    data.decode("utf-8")  # the manifest stays UTF-8
+    records = [json.loads(line) for line in data.splitlines()]
+    assert [r["source"] for r in records[1:]] == [os.fsdecode(b"caf\xe9.png")]
+    again = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["skipped"] == 1
+
+
+def test_a_second_run_into_a_locked_output_folder_is_refused(tmp_path):
+    from augcli.manifest import LOCK_NAME, OutputLock
+
+    make_folder(tmp_path / "in", correlated_images(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    with OutputLock(out):
+        result = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
+    assert result.exit_code == 2
+    assert "another augcli run" in result.output
+    assert list(out.iterdir()) == []
+    assert invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1).exit_code == 0
+    assert not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("method", ["tf", "zca"])
+def test_a_full_disk_stops_the_run_with_one_error_and_no_traceback(tmp_path, method):
+    from .test_manifest import augcli
+
+    make_folder(tmp_path / "in", correlated_images(4, size=64))
+    # 64x64x3 float32 (zca: 32x32x3) is 48 KB (12 KB): the first .npy is over the limit.
+    run = augcli("normalize", "in", "-o", "out", "--method", method, "--workers", 2,
+                 cwd=tmp_path, limit_bytes=8000)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: cannot write ")
+    assert "img_0" not in run.stderr.replace(errors[0], "")  # no file reported failed
+    lines = (tmp_path / "out" / normalize.MANIFEST_NAME).read_text().splitlines()
+    assert len(lines) == 1 and "normalize" in json.loads(lines[0])

@@ -705,3 +705,73 @@ def test_class_and_file_names_that_are_not_utf8_round_trip(tmp_path):
                for line in (tmp_path / "o" / "montages.jsonl").read_bytes().decode().splitlines()
                for quadrant in json.loads(line)["quadrants"] if quadrant["source"]}
     assert os.fsdecode(b"c\xe9t/\xff.png") in sources
+
+
+# --- the output folder: links, one run at a time, a full disk -------------------------------
+
+def test_overwrite_never_deletes_through_a_link_in_the_output_folder(classes, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    save(elsewhere / "ricap_00001.png", coded(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "epoch_777").symlink_to(elsewhere, target_is_directory=True)
+    result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--overwrite",
+                    "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / "ricap_00001.png").is_file()
+    assert (out / "epoch_777").is_symlink()
+    assert (out / "ricap_00001.png").is_file()
+
+
+@pytest.mark.parametrize("link", ["epoch_000", "epoch_000/majority"])
+def test_a_planned_folder_that_links_out_of_the_output_folder_is_refused(classes, tmp_path,
+                                                                        link):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    (out / link).parent.mkdir(parents=True)
+    (out / link).symlink_to(elsewhere, target_is_directory=True)
+    result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--epochs", 1,
+                    "--hard-label", "majority", "--workers", 1)
+    assert result.exit_code == 2
+    assert "Error:" in result.output and "leads out of the output folder" in result.output
+    assert list(elsewhere.iterdir()) == []
+    assert not (out / ricap.SETTINGS_NAME).exists()
+
+
+def test_a_second_run_into_a_locked_output_folder_is_refused(classes, tmp_path):
+    from augcli.manifest import LOCK_NAME, OutputLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with OutputLock(out):
+        result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--workers", 1)
+    assert result.exit_code == 2
+    assert "another augcli run" in result.output
+    assert sorted(p.name for p in out.iterdir()) == []
+    result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_a_full_disk_stops_the_run_with_one_error_and_no_traceback(tmp_path):
+    from .test_manifest import augcli
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        for number in range(3):
+            save(tmp_path / "in" / label / f"{number}.png",
+                 rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    # Noise montages of 64x64 are about 12 KB each: the first one is over the limit.
+    run = augcli("ricap", "in", "-o", "out", "--count", 6, "--size", "64x64", "--workers", 2,
+                 cwd=tmp_path, limit_bytes=8000)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: cannot write ")
+    assert "File too large" in errors[0]
+    assert "failed" not in run.stderr
+    out = tmp_path / "out"
+    assert (out / ricap.LABELS_NAME).read_text().splitlines() == ["filename,a,b"]
+    assert (out / ricap.MONTAGES_NAME).read_bytes() == b""
+    assert not list(out.glob("ricap_*"))
