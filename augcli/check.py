@@ -147,12 +147,6 @@ class CheckReport:
         batch = self.profile.max_upload_batch
         return math.ceil(self.usable / batch) if batch else None
 
-    def findings_by_file(self) -> dict:
-        grouped: dict[str, list[Finding]] = {}
-        for finding in self.findings:
-            grouped.setdefault(finding.path, []).append(finding)
-        return grouped
-
     def to_json(self) -> dict:
         return {
             "folder": str(self.folder),

@@ -72,11 +72,6 @@ def location(value, base_dir: Path | None = None):
     return folder if folder.is_absolute() or base_dir is None else base_dir / folder
 
 
-def describe(value) -> str:
-    """How messages name a location: the URL, or the folder as given."""
-    return str(value)
-
-
 def require_extra(url: str) -> None:
     """Refuse a URL whose scheme augcli does not know, or whose extra is not installed."""
     scheme = _scheme(url)
@@ -249,13 +244,6 @@ class FolderStore:
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
 
-    def prepare(self) -> None:
-        """Make the folder; remove temp files a killed run left behind."""
-        from . import imagefiles
-
-        imagefiles.remove_stale_temp_files(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
     def tidy(self) -> None:
         """Remove the temp files of writes that died with their worker."""
         from . import imagefiles
@@ -347,9 +335,6 @@ class ObjectStore:
             raise FileNotFoundError(f"{self.name(key)}: not found") from None
         except Exception as exc:  # noqa: BLE001 - the library already retried
             raise StorageError(f"{self.name(key)}: {_reason(exc)}") from None
-
-    def prepare(self) -> None:
-        """Nothing to make: an object store has no folders."""
 
     def tidy(self) -> None:
         """Nothing to remove: an object is published whole or not at all."""

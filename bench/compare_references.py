@@ -16,15 +16,14 @@ does not collect it.
 
 from __future__ import annotations
 
-import sys
+import argparse
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
-from augcli import engine
+from augcli import engine, imagefiles
 from augcli.ops import keras as keras_dialect
 from augcli.pipeline import Step, apply_steps
 
@@ -123,9 +122,13 @@ def jpeg_rows(iaa, image):
                 stats(naive, theirs)
 
 
-def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "sample_images/cat/chelsea.jpg"
-    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image", nargs="?", type=Path,
+                        default=ROOT / "sample_images/cat/chelsea.jpg",
+                        help="an RGB photo (default: the sample cat)")
+    path = parser.parse_args(argv).image
+    image = imagefiles.to_rgb8(imagefiles.read_image(path))  # as run decodes it (EXIF too)
     iaa = engine.load()
     warnings.simplefilter("ignore")
     print(f"{path.name} {image.shape[1]}x{image.shape[0]}")

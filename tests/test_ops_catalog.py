@@ -105,7 +105,10 @@ def test_recorded_params_replay_through_json(name):
 
 def test_intensity_ops_scale_to_16_bit():
     wide = np.full((20, 20), 1000, np.uint16)
-    assert (run(wide, "channel_shift", intensity=10.0) == 1000).all()  # clipped to min..max
+    two_levels = wide.copy()
+    two_levels[10:] = 60000
+    shifted = run(two_levels, "channel_shift", intensity=10.0)  # 10 levels = 2,570 at 16 bits
+    assert (shifted[:10] == 3570).all() and (shifted[10:] == 60000).all()  # clipped to max
     out = run(wide, "cutout", boxes=[[0, 0, 5, 5]], fill_mode="constant", cval=255,
               fill_per_channel=False, seed=0)
     assert (out[:5, :5] == 65535).all()

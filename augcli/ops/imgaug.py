@@ -33,6 +33,7 @@ import warnings
 import numpy as np
 import yaml
 
+from .. import engine
 from .base import Op, op_seed, register
 
 # Augmenters that work on today's NumPy and OpenCV, each with the arguments of its example
@@ -211,11 +212,11 @@ _OWN_KEYWORDS = {
 # Augmenters whose output size can differ from the input's: the next steps sample against
 # the size they really get (see _output_shape).
 RESIZING = frozenset({
-    "Resize", "CropAndPad", "Crop", "Pad", "Jigsaw", "Rot90", "KeepSizeByResize",
+    "Resize", "CropAndPad", "Crop", "Pad", "Jigsaw", "Rot90",
     *(name for name in WORKING if "To" in name and ("Crop" in name or "Pad" in name)),
 })
 
-_MISSING = "imgaug steps need imgaug, an optional extra: pip install 'augcli[imgaug]'"
+_MISSING = f"imgaug steps need imgaug, an optional extra: {engine.INSTALL_HINT}"
 
 
 def _to_imgaug(value):
@@ -237,8 +238,6 @@ def _build(iaa, name: str, kwargs: dict):
 
 def _chain(augmenters, seed: int):
     """The step's augmenters as one imgaug Sequential, every child seeded from ``seed``."""
-    from .. import engine
-
     iaa = engine.load()
     # Some augmenters keep generators that seed_() does not reach (MultiplyAndAddToBrightness
     # picks its colour space with one): they are derived from imgaug's global generator while
@@ -331,7 +330,6 @@ def _check_keywords(cls, name: str, kwargs: dict, where: str, problems) -> bool:
 
 def parse(body, path: str, problems):
     """A step body -> the op's arguments, or None (every problem added to ``problems``)."""
-    from .. import engine
     from ..params import Const
 
     specs = _specs(body, path, problems)
@@ -371,7 +369,6 @@ def parse(body, path: str, problems):
 
 def details() -> str:
     """The rest of ``augcli ops imgaug``: the augmenters that work, and those refused."""
-    from .. import engine
 
     lines = ["augmenters that work (with an example's arguments):"]
     for name in sorted(WORKING):
