@@ -270,3 +270,9 @@ def _parse_fixed(param: Param, value, path: str, problems: Problems):
             return None
         return Uniform(-magnitude, magnitude, integer=param.kind == INT)
     return Const(_normalize(param, value))
+
+
+# The combinators' own numbers (sometimes' p, some_of's n): read by the recipe parser,
+# shown by `augcli ops` (one definition, so the help cannot drift from the parser).
+COMBINATOR_P = Param("p", PROBABILITY, 0.5, "Probability.", low=0, high=1)
+COMBINATOR_N = Param("n", INT, 1, "How many.", low=0)

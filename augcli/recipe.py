@@ -22,7 +22,14 @@ from .annotations import COCO_PATH_REQUIRED, DEFAULT_MIN_VISIBILITY, FORMATS, An
 from .datasets import has_split_folders
 from .errors import RecipeError, excerpt
 from .geometry import FILL_MODES
-from .params import INT, PROBABILITY, Const, Param, Problems, Sweep, parse_value
+from .params import (
+    COMBINATOR_N,
+    COMBINATOR_P,
+    Const,
+    Problems,
+    Sweep,
+    parse_value,
+)
 from .profiles import ASPECT_FITS, Conform
 
 OUTPUT_FORMATS = ("jpg", "png", "bmp", "tif", "webp", "gif")
@@ -596,8 +603,6 @@ def _read_op(item, path: str, problems: Problems, depth: int):
     return OpNode(op.name, args)
 
 
-_P_PARAM = Param("p", PROBABILITY, 0.5, "Probability.", low=0, high=1)
-_N_PARAM = Param("n", INT, 1, "How many.", low=0)
 
 
 def _read_combinator(name: str, body, path: str, problems: Problems, depth: int):
@@ -619,14 +624,14 @@ def _read_combinator(name: str, body, path: str, problems: Problems, depth: int)
         problems.add(f"{path}.random_order", f"expected true or false, got {excerpt(random_order)}")
         random_order = False
     if name == "sometimes":
-        p = parse_value(_P_PARAM, body.get("p", 0.5), f"{path}.p", problems)
+        p = parse_value(COMBINATOR_P, body.get("p", 0.5), f"{path}.p", problems)
         otherwise = _read_op_list(body["else"], f"{path}.else", problems, depth) \
             if "else" in body else ()
         return Sometimes(p, children, otherwise)
     if name == "one_of":
         return OneOf(children)
     if name == "some_of":
-        n = parse_value(_N_PARAM, body.get("n", 1), f"{path}.n", problems)
+        n = parse_value(COMBINATOR_N, body.get("n", 1), f"{path}.n", problems)
         return SomeOf(n, children, random_order)
     return Sequence(children, random_order)
 

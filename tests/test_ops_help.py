@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from augcli import recipe
 from augcli.cli import main
 from augcli.errors import RecipeError
-from augcli.ops.help import COMBINATORS, N_PARAM, P_PARAM, combinator_help
+from augcli.ops.help import COMBINATORS, combinator_help
 from augcli.recipe import parse_recipe
 
 
@@ -21,10 +21,6 @@ def variant_ops(ops_yaml: str) -> dict:
 
 def test_every_combinator_the_parser_knows_has_help_and_no_other():
     assert set(COMBINATORS) == set(recipe._COMBINATORS)
-
-
-def test_the_documented_defaults_and_types_are_the_parsers():
-    assert P_PARAM == recipe._P_PARAM and N_PARAM == recipe._N_PARAM
 
 
 @pytest.mark.parametrize("name", sorted(COMBINATORS))

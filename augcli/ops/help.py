@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..params import INT, NUMBER_OR_LIST, PROBABILITY, Param
+from ..params import COMBINATOR_N, COMBINATOR_P, NUMBER_OR_LIST, Param
 from .base import CATALOG, lookup
 
 
@@ -37,13 +37,11 @@ _RANDOM_ORDER = Field("random_order", "true|false", "false",
                       "true: apply them in a random order, drawn for each output; false: in "
                       "the order listed.")
 # Typed as the parser reads them (recipe._read_combinator), so the types print alike.
-P_PARAM = Param("p", PROBABILITY, 0.5, "Probability.", low=0, high=1)
-N_PARAM = Param("n", INT, 1, "How many.", low=0)
 
 COMBINATORS = {
     "sometimes": Combinator(
         "sometimes", "Apply its ops with probability p, otherwise its 'else' ops (if any).",
-        (Field("p", P_PARAM.describe_type(), "0.5",
+        (Field("p", COMBINATOR_P.describe_type(), "0.5",
                "Chance that 'ops' run, drawn for each output: exactly when random() < p."),
          Field("ops", _OPS, None, "What runs with probability p."),
          Field("else", _OPS, "none", "What runs otherwise (the other 1 - p).")),
@@ -55,7 +53,7 @@ COMBINATORS = {
         "The list can also be given directly, as in the example: one_of: [a, b, c]."),
     "some_of": Combinator(
         "some_of", "Apply n of its ops, different ones, picked for each output.",
-        (Field("n", N_PARAM.describe_type(), "1",
+        (Field("n", COMBINATOR_N.describe_type(), "1",
                "How many to apply; all of them when n is more than there are."),
          Field("ops", _OPS, None, "The candidates."),
          _RANDOM_ORDER),
