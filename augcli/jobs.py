@@ -55,8 +55,10 @@ class JobReport:
     def exit_code(self) -> int:
         return EXIT_SOME_FAILED if self.failures else EXIT_OK
 
+    written_noun = "outputs"  # what a summary says was written ("files" for normalize)
+
     def summary(self) -> str:
-        return (f"{self.images_read} images read, {self.written} outputs written, "
+        return (f"{self.images_read} images read, {self.written} {self.written_noun} written, "
                 f"{self.skipped} skipped (already done), {len(self.failures)} failed, "
                 f"{self.seconds:.1f} s")
 

@@ -600,14 +600,13 @@ def _write(destination: Path, result: np.ndarray, fmt: str, method: str) -> str 
 class NormalizeReport(JobReport):
     method: str = ""
     stats_path: str | None = None
+    written_noun = "files"
 
     def summary(self) -> str:
         if self.stats_path:
             return (f"{self.images_read} images read, 0 files written, statistics saved to "
                     f"{self.stats_path}, {len(self.failures)} failed, {self.seconds:.1f} s")
-        return (f"{self.images_read} images read, {self.written} files written, "
-                f"{self.skipped} skipped (already done), {len(self.failures)} failed, "
-                f"{self.seconds:.1f} s")
+        return super().summary()
 
     def to_json(self) -> dict:
         return {**super().to_json(), "method": self.method, "stats_file": self.stats_path}
