@@ -250,3 +250,28 @@ def test_dropout_drops_pixels_of_a_pinned_mask():
     out = apply_steps(image, [Step("dropout", {"p": 0.25, "per_channel": False,
                                                "mask_seed": 5})])
     assert np.flatnonzero(out == 0).tolist() == PINNED_DROPPED
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("shape, dtype", [((40, 30, 3), np.uint8), ((40, 30, 3), np.uint16),
+                                          ((40, 30), np.uint8), ((40, 30, 4), np.uint8),
+                                          ((40, 30, 2), np.uint16)])
+def test_dropout_zeroes_exactly_the_values_its_mask_draws(shape, dtype, per_channel):
+    # Reference: NumPy's uint16 draw from the mask seed over the colour values (one per
+    # pixel, or one per channel value), compared to round(p * 65536); alpha kept.
+    image = random_image(shape, dtype, seed=2) | 1  # no zero before dropout
+    out = apply_steps(image, [Step("dropout", {"p": 0.3, "per_channel": per_channel,
+                                               "mask_seed": 7})])
+    colours = 1 if len(shape) == 2 or shape[2] == 2 else 3
+    colour = image if len(shape) == 2 else image[..., :colours].reshape(shape[:2] + (colours,))
+    mask_shape = colour.shape if per_channel and len(shape) == 3 and colours == 3 else \
+        shape[:2]
+    keep = np.random.default_rng(7).integers(0, 65536, mask_shape, dtype=np.uint16) >= 19661
+    if keep.ndim < colour.ndim:
+        keep = keep[..., None]
+    expected = colour * keep
+    got = out if len(shape) == 2 else out[..., :colours]
+    assert out.dtype == image.dtype and out.shape == image.shape
+    assert np.array_equal(got.reshape(expected.shape), expected)
+    if len(shape) == 3 and shape[2] in (2, 4):
+        assert np.array_equal(out[..., -1], image[..., -1])
