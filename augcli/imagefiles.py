@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -352,13 +352,34 @@ def _encode_pillow(image: np.ndarray, fmt: str, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def _new_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_TEMP_ATTEMPTS = 10_000  # as tempfile's TMP_MAX
+_temp_numbers = itertools.count()
 
 
-_NEW_FILE_MODE = _new_file_mode()
+def _create_temp(folder: Path) -> tuple[int, str]:
+    """(descriptor, name) of a new hidden temp file in ``folder``, created for writing.
+
+    Named after the process and a counter, and created with O_EXCL: a name held by
+    anything else (another host's process on a shared folder, a leftover) is never
+    opened, the next number is tried. Created with the usual mode (0666 less the
+    umask) in one call; ``folder`` (and its parents) is made only when it is missing,
+    so the common case costs one system call.
+    """
+    prefix = f"{folder}{os.sep}{TEMP_PREFIX}{os.getpid()}-"
+    made_folder = False
+    for _ in range(_TEMP_ATTEMPTS):
+        name = f"{prefix}{next(_temp_numbers)}.tmp"
+        try:
+            return os.open(name, _TEMP_FLAGS, 0o666), name
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            if made_folder:
+                raise
+            folder.mkdir(parents=True, exist_ok=True)
+            made_folder = True
+    raise FileExistsError(f"no free temporary file name in {folder}")
 
 
 @contextlib.contextmanager
@@ -369,15 +390,14 @@ def _atomic_file(path: Path):
     renamed over ``path``: a run killed half-way leaves at worst that temp
     file, never a truncated image under the final name.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
+    handle, temp_name = _create_temp(path.parent)
     try:
         with os.fdopen(handle, "wb") as temp:
             yield temp
-        os.chmod(temp_name, _NEW_FILE_MODE)  # mkstemp makes 0600; give the usual 0666 & ~umask
         os.replace(temp_name, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
         raise
 
 
@@ -390,8 +410,22 @@ def remove_stale_temp_files(folder: Path) -> int:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    with _atomic_file(path) as temp:
-        temp.write(data)
+    """``_atomic_file`` for bytes in memory, in plain system calls (open, write, close,
+    rename): no file object, no extra stat or chmod on the way of every output."""
+    path = Path(path)
+    handle, temp_name = _create_temp(path.parent)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(handle, view):]
+        finally:
+            os.close(handle)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
 
 
 def copy_atomic(source: Path, destination: Path) -> None:

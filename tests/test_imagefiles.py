@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import resource
 import struct
@@ -480,6 +481,57 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     target = tmp_path / "out.bin"
     imagefiles.write_atomic(target, b"x")
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_written_files_get_the_usual_permissions_under_another_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        imagefiles.write_atomic(tmp_path / "a.bin", b"x")
+        with imagefiles._atomic_file(tmp_path / "b.bin") as temp:
+            temp.write(b"y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o640
+
+
+def test_write_atomic_never_opens_a_temp_name_something_else_holds(tmp_path, monkeypatch):
+    # The next two temp names are taken: a file of another process and a symbolic link
+    # to a file outside. Both are left alone; the write goes through a third name.
+    monkeypatch.setattr(imagefiles, "_temp_numbers", itertools.count(7))
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not yours")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    taken = folder / f"{imagefiles.TEMP_PREFIX}{os.getpid()}-7.tmp"
+    taken.write_bytes(b"someone else's")
+    (folder / f"{imagefiles.TEMP_PREFIX}{os.getpid()}-8.tmp").symlink_to(outside)
+    imagefiles.write_atomic(folder / "img.jpg", b"image bytes")
+    assert (folder / "img.jpg").read_bytes() == b"image bytes"
+    assert taken.read_bytes() == b"someone else's" and outside.read_bytes() == b"not yours"
+    assert len(temp_leftovers(folder)) == 2  # only the two that were there
+
+
+def test_write_atomic_that_fails_leaves_no_temp_file_and_the_old_file(tmp_path):
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"original")
+    with pytest.raises(TypeError):
+        imagefiles.write_atomic(path, "text is not bytes")
+    assert path.read_bytes() == b"original"
+    assert temp_leftovers(tmp_path) == []
+
+
+def test_write_atomic_into_a_folder_that_is_a_file_fails_cleanly(tmp_path):
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError):
+        imagefiles.write_atomic(tmp_path / "file" / "out.jpg", b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_write_atomic_writes_large_data_whole(tmp_path):
+    data = np.random.default_rng(3).integers(0, 256, 5_000_000, dtype=np.uint8).tobytes()
+    imagefiles.write_atomic(tmp_path / "big.bin", data)
+    assert (tmp_path / "big.bin").read_bytes() == data
 
 
 def test_colour_key_transparency_becomes_alpha(tmp_path):
