@@ -23,8 +23,10 @@ includes process-pool start-up for all three. With W == 1 all three run in
 this process, and module imports are done before timing.
 
 Then it prints where augcli's time goes: CPU milliseconds per output for each
-stage (decode, sample, warp, pixel ops, encode, write), measured in-process on
-the same files, and the parent's CPU per output during the largest W run.
+stage (decode, sample, warp, pixel ops, digest, encode, write), measured in-process on
+the same files ("digest" is the key ``run`` takes of the source and of every output
+to tell them apart), what the 1-worker run spent per output beyond those stages
+(Python glue: planning, records, the manifest), and the parent's CPU per output.
 """
 
 from __future__ import annotations
@@ -237,11 +239,12 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
     from augcli.pipeline import apply_steps, sample_steps
     from augcli.recipe import load_recipe
     from augcli.runner import plan_run
+    from augcli.variety import digest
 
     cv2.setNumThreads(1)  # as in a pool worker
     keep_freed_memory()
     plan = plan_run(load_recipe(recipe))
-    costs = dict.fromkeys(("decode", "sample", "warp", "pixel ops", "encode", "write",
+    costs = dict.fromkeys(("decode", "sample", "warp", "pixel ops", "digest", "encode", "write",
                            "floor decode", "floor encode"), 0.0)
     outputs = 0
     scratch = Path(tempfile.mkdtemp(prefix="augcli-stages-"))
@@ -251,6 +254,9 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
             clock = time.process_time()
             image = imagefiles.read_image(source)
             costs["decode"] += time.process_time() - clock
+            clock = time.process_time()
+            digest(image)
+            costs["digest"] += time.process_time() - clock
             for output in task.outputs:
                 clock = time.process_time()
                 steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
@@ -261,6 +267,9 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
                 clock = time.process_time()
                 pixels = apply_steps(warped, [s for s in steps if not CATALOG[s.op].geometric])
                 costs["pixel ops"] += time.process_time() - clock
+                clock = time.process_time()
+                digest(pixels)  # run tells each output apart from its source and siblings
+                costs["digest"] += time.process_time() - clock
                 clock = time.process_time()
                 data = imagefiles.encode(pixels, "jpg", JPEG_QUALITY)
                 costs["encode"] += time.process_time() - clock
@@ -331,6 +340,10 @@ def print_table(size: tuple, results: dict[int, dict]) -> None:
               + f"{rates[-1] / rates[0]:>8.1f}x")
     ratios = [results[w]["augcli"] / results[w]["floor"] for w in counts]
     print(f"{'augcli/floor':>14}" + "".join(f"{r:>8.2f}" for r in ratios))
+    print(f"{'augcli vs ' + str(first):>14}" + "".join(
+        f"{results[w]['augcli'] / results[first]['augcli']:>7.2f}x" for w in counts)
+        + f"   (speed-up over {first} worker{'s' if first > 1 else ''}; "
+        f"{os.cpu_count()} cores here)")
     if len(counts) > 1:
         scaling = (results[last]["augcli"] / results[first]["augcli"]) / \
             (results[last]["floor"] / results[first]["floor"])
@@ -338,11 +351,16 @@ def print_table(size: tuple, results: dict[int, dict]) -> None:
     print(f"{'parent ms/out':>14}" + "".join(f"{results[w]['parent_ms']:>8.3f}" for w in counts))
 
 
-def print_stages(costs: dict) -> None:
+def print_stages(costs: dict, one_worker_rate: float | None = None) -> None:
+    """Stage costs; with the 1-worker run's rate, also what that run spent beyond them."""
     floor = {stage: costs.pop(stage) for stage in ("floor decode", "floor encode")}
     print("CPU ms per output, in-process (decode is per source / copies):")
     print("  augcli: " + ", ".join(f"{stage} {ms:.2f}" for stage, ms in costs.items())
           + f"; total {sum(costs.values()):.2f}")
+    if one_worker_rate is not None:
+        whole = 1000 / one_worker_rate
+        print(f"  the 1-worker run took {whole:.2f} ms (wall) per output: "
+              f"{whole - sum(costs.values()):.2f} beyond these stages (glue, records, manifest)")
     print("  floor:  " + ", ".join(f"{stage[6:]} {ms:.2f}" for stage, ms in floor.items())
           + f", write {costs['write']:.2f}; total {sum(floor.values()) + costs['write']:.2f}")
 
@@ -391,7 +409,7 @@ def main(argv=None) -> None:
                                         args.copies, with_imgaug)
                        for workers in args.worker_counts}
             print_table(size, results)
-            print_stages(stage_costs(recipe))
+            print_stages(stage_costs(recipe), results.get(1, {}).get("augcli"))
     finally:
         if args.keep:
             print(f"kept {root}")
