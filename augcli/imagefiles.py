@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -190,11 +191,12 @@ def decode_image(data: bytes, name, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
 # OpenCV >= 4.10 decodes straight to RGB order; older ones decode BGR, swapped after.
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 _JPEG_FRAMES = (0xC0, 0xC1, 0xC2)  # Huffman-coded baseline, extended and progressive DCT
-_TURN = {2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
-         4: lambda a: cv2.flip(a, 0), 5: cv2.transpose,
-         6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
-         7: lambda a: cv2.flip(cv2.transpose(a), -1),
-         8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}  # Pillow's exif_transpose
+_TURN: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0), 5: cv2.transpose,
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.flip(cv2.transpose(a), -1),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}  # Pillow's exif_transpose
 
 
 def _decode_jpeg_opencv(image: Image.Image, data: bytes) -> np.ndarray | None:

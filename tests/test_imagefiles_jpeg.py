@@ -192,3 +192,12 @@ def test_arithmetic_coded_frames_go_through_pillow():
     data[index + 1] = 0xC9
     assert imagefiles._jpeg_frame_marker(bytes(data)) == 0xC9
     assert not took_opencv(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["pillow q90", "pillow exif orientation 6", "pillow grey"])
+def test_opencv_without_rgb_decoding_swaps_to_rgb_itself(name, monkeypatch):
+    # OpenCV before 4.10 has no IMREAD_COLOR_RGB: decode BGR, then swap.
+    monkeypatch.setattr(imagefiles, "_IMREAD_RGB", None)
+    data = ORDINARY[name]
+    assert took_opencv(data)
+    assert np.array_equal(imagefiles.decode_image(data, name), pillow_reference(data))
