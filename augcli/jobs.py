@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -142,8 +142,10 @@ def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster
 
 
 def _run_pool(function, pending, workers: int, suspects: list, crashed):
-    """Run ``suspects`` one by one, then the pending tasks, on one pool; return None when
-    all are done, or the tasks still to retry when a worker died and broke the pool."""
+    """Run ``suspects`` one by one, then the pending tasks through the bounded window, on
+    one pool; return None when all are done, or the tasks still to retry when a worker
+    died and broke the pool (once it is broken, no more tasks are taken from ``pending``,
+    and the window is drained: results that came in are yielded, the rest retried)."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(function),
                              initializer=_init_worker, initargs=(os.getpid(),)) as pool:
         for position, task in enumerate(suspects):
@@ -155,30 +157,42 @@ def _run_pool(function, pending, workers: int, suspects: list, crashed):
                 yield crashed(task, WORKER_DIED)
                 return suspects[position + 1:]
             yield result
-        in_flight = {pool.submit(function, task): task
-                     for task in itertools.islice(pending, workers * _TASKS_PER_WORKER)}
-        try:
-            while in_flight:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
+        broken: list = []
+        tasks = _while(lambda: not broken, pending)
+        window = _in_window(partial(_submit, pool, function), tasks,
+                            workers * _TASKS_PER_WORKER)
+        with contextlib.closing(window):  # leaving early cancels what has not started
+            for task, future in window:
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
                     if crashed is None:
-                        raise BrokenProcessPool(WORKER_DIED)
-                    finished = [f for f in done if f.exception() is None]
-                    for future in finished:
-                        yield future.result()
-                    return [task for future, task in in_flight.items()
-                            if future not in finished]
-                for future in done:
-                    del in_flight[future]
-                for task in itertools.islice(pending, len(done)):
-                    in_flight[pool.submit(function, task)] = task
-                for future in done:
-                    yield future.result()
-        except BaseException:
-            for future in in_flight:
-                future.cancel()
-            raise
-    return None
+                        raise
+                    broken.append(task)
+                    continue
+                yield result
+    return broken or None
+
+
+def _submit(pool: ProcessPoolExecutor, function, task) -> Future:
+    """``pool.submit``; a pool that broke since the last result gives a future that says
+    so, and the task is retried with the others in flight."""
+    try:
+        return pool.submit(function, task)
+    except BrokenProcessPool as exc:
+        future: Future = Future()
+        future.set_exception(exc)
+        return future
+
+
+def _while(condition, items):
+    """Items from the iterator ``items`` while ``condition()`` holds: none is taken from it
+    once it does not."""
+    while condition():
+        try:
+            yield next(items)
+        except StopIteration:
+            return
 
 
 def _in_window(submit, items, size: int):
