@@ -389,9 +389,14 @@ def remove_stale_temp_files(folder: Path) -> int:
     return len(stale)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data) -> None:
+    """Write ``data`` (bytes, or an iterable of byte chunks, written as they come) to
+    ``path``, all or nothing."""
     with _atomic_file(path) as temp:
-        temp.write(data)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            temp.write(data)
+        else:
+            temp.writelines(data)
 
 
 def copy_atomic(source: Path, destination: Path) -> None:
