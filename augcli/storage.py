@@ -313,10 +313,20 @@ class ObjectStore:
 
     def stamp(self, key: str) -> dict:
         """Size and modification time of an object (one metadata request)."""
-        info = self._call(key, self.fs.info, self._full(key))
-        modified = next((info[name] for name in ("LastModified", "last_modified", "mtime",
-                                                  "updated") if info.get(name)), None)
-        return {"source_size": info.get("size"), "source_mtime_ns": _nanoseconds(modified)}
+        return _stamp(self._call(key, self.fs.info, self._full(key)))
+
+    def stamps(self) -> dict:
+        """Key -> ``stamp`` of every object under the prefix, from one listing (resume
+        checks its sources with it, never one request per source)."""
+        self.fs.invalidate_cache()
+        try:
+            found = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"{self.url}: cannot list ({_reason(exc)})") from None
+        return {path[len(self.root) + 1:]: _stamp(info) for path, info in found.items()
+                if path.startswith(self.root + "/") and info.get("type") != "directory"}
 
     def read(self, key: str) -> bytes:
         return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
@@ -407,6 +417,12 @@ class PartJournal:
 
     def close(self) -> None:
         self.flush(force=True)
+
+
+def _stamp(info: dict) -> dict:
+    modified = next((info[name] for name in ("LastModified", "last_modified", "mtime",
+                                              "updated") if info.get(name)), None)
+    return {"source_size": info.get("size"), "source_mtime_ns": _nanoseconds(modified)}
 
 
 def _nanoseconds(moment) -> int | None:
