@@ -446,6 +446,44 @@ def test_tasks_carry_a_store_spec_never_a_filesystem_or_credentials(servers, dat
         pickletools.dis(pickle.dumps(task), out=io.StringIO())  # a well-formed pickle
 
 
+def test_resume_on_s3_lists_the_input_once_and_asks_about_no_source(servers, dataset, recipe,
+                                                                    reference, monkeypatch):
+    """A rerun over finished outputs checks that its sources are unchanged from one listing
+    of the input prefix (not a HEAD request per source), and still redoes a changed one."""
+    from aiobotocore.client import AioBaseClient
+
+    s3 = servers.s3()
+    bucket = new_bucket(s3)
+    s3.put(f"{dataset}/", f"{bucket}/raw/", recursive=True)
+    source, output = f"s3://{bucket}/raw", f"s3://{bucket}/out"
+    assert run_recipe(recipe, input=source, output=output, workers=2).written == SOURCES * 3
+
+    calls: list = []
+    api_call = AioBaseClient._make_api_call
+
+    async def counted(client, operation, params):
+        calls.append((operation, params.get("Prefix", params.get("Key"))))
+        return await api_call(client, operation, params)
+
+    monkeypatch.setattr(AioBaseClient, "_make_api_call", counted)
+    report = run_recipe(recipe, input=source, output=output, workers=2)
+    assert (report.written, report.skipped, report.exit_code) == (0, SOURCES * 3, 0)
+    assert not [key for operation, key in calls if operation in ("HeadObject", "GetObject")
+                and key.startswith("raw/")]
+    listings = [prefix for operation, prefix in calls if operation.startswith("ListObjects")
+                and prefix and prefix.startswith("raw")]
+    assert len(listings) == 2  # planning scans the input, resume checks it: once each
+
+    s3.pipe_file(f"{bucket}/raw/cats/p1.png", s3.cat_file(f"{bucket}/raw/cats/p1.png") + b"\0")
+    monkeypatch.undo()
+    report = run_recipe(recipe, input=source, output=output, workers=2)
+    assert (report.written, report.skipped) == (3, (SOURCES - 1) * 3)
+    assert_same_as_reference(store_files(s3, f"{bucket}/out"), read_manifest(output),
+                             (reference[0], [{**record, "source_size": record["source_size"] + 1}
+                                             if record["source"] == "cats/p1.png" else record
+                                             for record in reference[1]]))
+
+
 @pytest.mark.parametrize("module,args,install", [
     ("s3fs", ["-o", "s3://bucket/out"], "pip install 'augcli[s3]'"),
     ("adlfs", ["-i", "az://container/raw"], "pip install 'augcli[azure]'"),
