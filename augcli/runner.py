@@ -126,22 +126,28 @@ class Plan:
             raise UsageError(f"no store for the output {self.output_dir}")
         return self.output_store.open()
 
+    def input(self):
+        """The input's store (a folder or an object-store prefix), opened in this process."""
+        if self.input_store is None:
+            raise UsageError(f"no store for the input {self.input_dir}")
+        return self.input_store.open()
+
     @property
     def tasks(self) -> Tasks:
         """The ``SourceTask`` of each source, in order, each built when it is asked for."""
         return Tasks(self)
 
-    def task(self, source: PlannedSource, done: frozenset = frozenset()) -> SourceTask:
-        """The task of one source, with all of its outputs (``done``: those not to write)."""
+    def task(self, source: PlannedSource) -> SourceTask:
+        """The task of one source, with all of its outputs."""
         annotations = self.annotations
+        assert self.input_store is not None and self.output_store is not None  # plan_run's
         return SourceTask(self.input_store, source.relative, self.output_store,
                           tuple(self.outputs_of(source)), source.format, self.recipe.quality,
                           profile=self._profile, boxes=source.boxes,
                           annotation_format=annotations.format if annotations else None,
                           conform=self.recipe.conform or Conform(),
                           copy_annotation=_held_out_annotation(self.dataset, annotations,
-                                                               source.relative, self.input_dir),
-                          done=done)
+                                                               source.relative, self.input_dir))
 
     def outputs_of(self, source: PlannedSource) -> list:
         """A source's ``OutputPlan``\\ s, in order (the only place they are decided)."""
@@ -850,7 +856,7 @@ def _unchanged(stamp: dict | None, records: list) -> bool:
 def _stamps(plan: Plan):
     """source -> its stamp (None where it cannot be read): asked file by file in a folder,
     taken from one listing of an object store, never one request per source there."""
-    store = plan.input_store.open()
+    store = plan.input()
     if not store.is_local:
         return store.stamps().get
 
@@ -998,9 +1004,10 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
             complete = _count_finished(plan, finished, report)
             with _Run(plan, recipe.fingerprint, report, dask) as run:
                 run.prepare(finished.values(), started_lines, complete)
-                finished = set(finished)  # names are enough from here on
+                done = set(finished)  # names are enough from here on
+                del finished
                 with run.finishing():
-                    run.execute(_remaining_tasks(plan, finished, complete),
+                    run.execute(_remaining_tasks(plan, done, complete),
                                 len(plan.sources) - len(complete), workers, progress)
     report.seconds = time.perf_counter() - started
     return report
