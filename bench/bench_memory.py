@@ -10,7 +10,9 @@ cheap), then runs ``augcli.run_recipe`` once per dataset size in a fresh Python
 process and reads that process's peak RSS (``getrusage(RUSAGE_SELF)``: the
 parent only; pool workers are other processes and are not counted). It prints
 the peak at N and at 10 N sources and the growth per 1,000 outputs between
-them: flat means the parent does not hold a plan or records per output.
+them: flat means the parent does not hold a plan or records per output. It also
+prints the parent's CPU time per output (imports included), steadier than wall
+time on a busy machine.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ import json, resource, sys, time
 from augcli import run_recipe
 started = time.perf_counter()
 report = run_recipe(sys.argv[1], input=sys.argv[2], output=sys.argv[3], workers=int(sys.argv[4]))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+usage = resource.getrusage(resource.RUSAGE_SELF)  # this process only: not its workers
 print(json.dumps({"written": report.written, "failed": len(report.failures),
-                  "peak_kib": peak, "seconds": time.perf_counter() - started}))
+                  "peak_kib": usage.ru_maxrss,  # KiB on Linux
+                  "cpu": usage.ru_utime + usage.ru_stime,
+                  "seconds": time.perf_counter() - started}))
 """
 
 
@@ -87,11 +91,14 @@ def main() -> None:
             outputs = sources * args.copies
             if result["written"] != outputs:
                 sys.exit(f"expected {outputs} outputs, got {result}")
-            rows.append((sources, outputs, result["peak_kib"], time.perf_counter() - started))
-    print(f"{'sources':>8} {'outputs':>9} {'parent peak RSS':>16} {'seconds':>8}")
-    for sources, outputs, peak, seconds in rows:
-        print(f"{sources:>8} {outputs:>9} {peak / 1024:>12.1f} MiB {seconds:>8.1f}")
-    (_, small, small_peak, _), (_, large, large_peak, _) = rows
+            rows.append((sources, outputs, result["peak_kib"], result["cpu"],
+                         time.perf_counter() - started))
+    print(f"{'sources':>8} {'outputs':>9} {'parent peak RSS':>16} {'parent CPU ms/output':>21} "
+          f"{'wall s':>7}")
+    for sources, outputs, peak, cpu, seconds in rows:
+        print(f"{sources:>8} {outputs:>9} {peak / 1024:>12.1f} MiB {cpu / outputs * 1000:>21.3f} "
+              f"{seconds:>7.1f}")
+    (_, small, small_peak, _, _), (_, large, large_peak, _, _) = rows
     growth = (large_peak - small_peak) / (large - small) * 1000
     print(f"growth: {growth:.1f} KiB per 1,000 outputs; peak at 10 N / peak at N: "
           f"{large_peak / small_peak:.2f}")
