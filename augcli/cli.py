@@ -494,12 +494,13 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
 @click.option("--annotations-path", type=click.Path(path_type=str),
               help="Where they are: a folder of per-image files [default: beside the images], "
                    "or the COCO JSON file (required for coco).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@json_option
 @click.option("-v", "--verbose", is_flag=True,
               help="List every finding by file, even of a kind found in many files.")
 @workers_option
+@quiet_option
 def check_command(folder, profile_name, task, annotation_format, annotations_path, as_json,
-                  verbose, workers):
+                  verbose, workers, quiet):
     """Check that FOLDER is ready to upload to a hosted trainer.
 
     Each folder that directly holds images is a tag (images directly in
@@ -516,13 +517,16 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
     files and examples; --verbose lists each. Files are checked by worker
     processes (--workers, default every core) behind a progress bar.
 
-    Exit code: 0 ready (warnings allowed), 1 not ready, 2 usage error.
+    Exit code: 0 ready (warnings allowed), 1 not ready, 2 usage error;
+    with --quiet the exit code is the whole answer (no bar, no report).
 
     Example:
 
         augcli check out --profile custom-vision --task detection --annotations yolo
 
         augcli check out --json > report.json
+
+        augcli check out --quiet && az storage blob upload-batch ...
     """
     import json
 
@@ -533,10 +537,11 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
         spec = _annotation_spec(annotation_format, annotations_path)
     elif annotations_path is not None:
         raise UsageError("--annotations-path needs --annotations FORMAT")
-    report = check_folder(folder, profile_name, task, spec, workers=workers, progress=True)
+    report = check_folder(folder, profile_name, task, spec, workers=workers,
+                          progress=not quiet)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    else:
+    elif not quiet:
         click.echo(format_report(report, verbose))
     sys.exit(report.exit_code)
 
