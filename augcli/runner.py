@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from . import datasets, geometry, imagefiles, manifest, storage
+from . import budget, datasets, geometry, imagefiles, manifest, storage
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -411,12 +412,22 @@ def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]
 
 
 def process_source(task: SourceTask) -> SourceResult:
-    """Decode one source once and publish all of its planned outputs (and their boxes)."""
+    """Decode one source once and publish all of its planned outputs (and their boxes),
+    within the pool's memory budget (see ``budget``)."""
+    try:
+        return _process_source(task)
+    finally:
+        budget.release()
+
+
+def _process_source(task: SourceTask) -> SourceResult:
     result = SourceResult(task.relative)
     source = task.input.open()
+    size = None
     try:
         stamp = source.stamp(task.relative)
         data = source.read(task.relative)
+        size = budget.reserve(data, task.outputs)
         image = imagefiles.decode_image(data, source.name(task.relative), task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
@@ -425,7 +436,7 @@ def process_source(task: SourceTask) -> SourceResult:
         result.failures.append((task.relative, f"cannot read ({exc.strerror or exc})"))
         return result
     except MemoryError:
-        result.failures.append((task.relative, "not enough memory to decode it"))
+        result.failures.append((task.relative, budget.out_of_memory(size)))
         return result
     result.decoded = True
     if task.boxes is not None and (task.boxes.height, task.boxes.width) != image.shape[:2]:
@@ -462,7 +473,12 @@ def process_source(task: SourceTask) -> SourceResult:
             result.failures.append((output.relative, f"cannot write ({exc})"))
             continue
         except MemoryError:
-            result.failures.append((output.relative, "not enough memory to make it"))
+            result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
+            continue
+        except cv2.error as exc:  # OpenCV's own MemoryError
+            if "Insufficient memory" not in str(exc):
+                raise
+            result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
             continue
         result.records.append(record)
     return result
@@ -776,6 +792,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     for path, reason in plan.failures:
         report.fail(path, reason)
     workers = workers or recipe.workers or default_workers()
+    memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
     with open_cluster(cluster, client, workers) as dask:  # checks a cluster before any write
         if store.is_local:
@@ -788,7 +805,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
             run = _Run(plan, recipe.fingerprint, dict(finished), report, dask)
             run.prepare(started_lines, tasks)
             with run.finishing():
-                run.execute(tasks, workers, progress)
+                run.execute(tasks, workers, progress, memory)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -842,7 +859,8 @@ class _Run:
         except OSError as exc:
             raise output_error(self.plan.output_dir, exc) from None
 
-    def execute(self, tasks: list, workers: int, progress: bool) -> None:
+    def execute(self, tasks: list, workers: int, progress: bool,
+                memory: budget.Budget | None = None) -> None:
         """Hand the sources to workers; journal each before it starts and its records
         as it finishes."""
         workers = max(1, min(workers, len(tasks) or 1))
@@ -850,7 +868,8 @@ class _Run:
         try:
             with manifest.Journal(self.where) as journal:
                 for result in map_in_workers(process_source, self._announced(tasks, journal),
-                                             workers, crashed=_crashed, cluster=self.dask):
+                                             workers, crashed=_crashed, cluster=self.dask,
+                                             budget=memory):
                     self._collect(result, journal)
                     bar.update(self.todo.pop(result.relative, 0))
         finally:
