@@ -251,11 +251,11 @@ class FolderStore:
         return parse(self.root / key)
 
     def existing(self, names) -> set:
-        """Those of ``names`` that are files in the folder (asked file by file: cheap here)."""
+        """Those of ``names`` that are in the folder (asked name by name: cheap here)."""
         found = set()
         for name in names:
             try:  # False for a name the file system cannot even hold (too long)
-                if (self.root / name).is_file():
+                if (self.root / name).exists():
                     found.add(name)
             except OSError:
                 continue
@@ -547,11 +547,11 @@ class ObjectLock:
 
         from .manifest import _alive
 
-        moments = [holder.get("time")]
+        modified = None
         with contextlib.suppress(OSError):
             modified = self.store.stamp(self.key).get("source_mtime_ns")
-            moments.append(modified / 1e9 if modified else None)
-        moments = [value for value in moments if isinstance(value, (int, float))]
+        moments = [value for value in (holder.get("time"), modified and modified / 1e9)
+                   if isinstance(value, (int, float))]
         if moments and time.time() - max(moments) > LOCK_STALE_SECONDS:
             return True
         pid = holder.get("pid")
