@@ -823,26 +823,27 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     todo = [task for task in plan.tasks if task.relative not in passes.failed]
     passes.report.skipped = sum(plan.outputs[task.relative] in finished for task in todo)
     todo = [task for task in todo if plan.outputs[task.relative] not in finished]
-    with manifest.Journal(_where(store)) as appended:
+    appended = manifest.Journal(_where(store))
 
-        def journal(result: ImageResult) -> None:
-            record = {"output": plan.outputs[result.relative], "source": result.relative,
-                      "method": plan.method, "settings": plan.fingerprint, "stats": stats}
-            records[record["output"]] = record
-            appended.append(record)
-            passes.report.written += 1
+    def journal(result: ImageResult) -> None:
+        record = {"output": plan.outputs[result.relative], "source": result.relative,
+                  "method": plan.method, "settings": plan.fingerprint, "stats": stats}
+        records[record["output"]] = record
+        appended.append(record)
+        passes.report.written += 1
 
-        try:
+    try:
+        with appended:  # closed (its last part out, on a store) before the rewrite
             if plan.method == "zca":
                 _apply_zca(todo, fitted, plan.fmt, passes, journal, len(plan.tasks), store)
             else:
                 _apply_in_workers(todo, _transform(plan.method, plan.per_channel, fitted),
                                   plan.fmt, passes, journal)
-        except BaseException:
-            with contextlib.suppress(OutputError):  # the first error is the one to report
-                _write_manifest(store, header, records.values())
-            raise
-        _write_manifest(store, header, records.values())
+    except BaseException:
+        with contextlib.suppress(OutputError):  # the first error is the one to report
+            _write_manifest(store, header, records.values())
+        raise
+    _write_manifest(store, header, records.values())
 
 
 # --- the manifest ----------------------------------------------------------------------------

@@ -541,18 +541,15 @@ class ObjectLock:
         return holder if isinstance(holder, dict) else {"token": None}  # not augcli's text
 
     def _stale(self, holder: dict) -> bool:
-        """Not rewritten for ``LOCK_STALE_SECONDS`` (by the holder's clock or the
-        service's), or left on this host by a pid that no longer runs."""
+        """Not rewritten for ``LOCK_STALE_SECONDS`` (by the holder's clock: it rewrites
+        the lock far more often than that, so clocks a little apart do not matter), or
+        left on this host by a pid that no longer runs."""
         import socket
 
         from .manifest import _alive
 
-        modified = None
-        with contextlib.suppress(OSError):
-            modified = self.store.stamp(self.key).get("source_mtime_ns")
-        moments = [value for value in (holder.get("time"), modified and modified / 1e9)
-                   if isinstance(value, (int, float))]
-        if moments and time.time() - max(moments) > LOCK_STALE_SECONDS:
+        written = holder.get("time")
+        if isinstance(written, (int, float)) and time.time() - written > LOCK_STALE_SECONDS:
             return True
         pid = holder.get("pid")
         return holder.get("host") == socket.gethostname() and isinstance(pid, int) and \
