@@ -523,6 +523,7 @@ class ObjectLock:
             holder = self._holder()
             if holder.get("token") != self.token:
                 self._refuse(holder)  # another run wrote over ours: the create was not exclusive
+            _HELD.add(self.token)
             self._refresher = threading.Thread(target=self._refresh, args=(started,),
                                                daemon=True, name="augcli-lock")
             self._refresher.start()
@@ -552,8 +553,11 @@ class ObjectLock:
         if isinstance(written, (int, float)) and time.time() - written > LOCK_STALE_SECONDS:
             return True
         pid = holder.get("pid")
-        return holder.get("host") == socket.gethostname() and isinstance(pid, int) and \
-            not _alive(pid)
+        if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+            return False
+        if pid == os.getpid():  # a run of this process: stale once it has ended
+            return holder.get("token") not in _HELD
+        return not _alive(pid)
 
     def _refuse(self, holder: dict):
         raise UsageError(f"another augcli run ({_who(holder)}) is writing into "
@@ -569,6 +573,7 @@ class ObjectLock:
                 self.store.publish(self.key, self._body(started))
 
     def __exit__(self, *exc_info):
+        _HELD.discard(self.token)  # even if the lock cannot be deleted (the store is down)
         self._stop.set()
         if self._refresher is not None:
             self._refresher.join()
@@ -576,6 +581,9 @@ class ObjectLock:
         with contextlib.suppress(OSError):
             if self._holder().get("token") == self.token:
                 self.store.delete(self.key)
+
+
+_HELD: set = set()  # tokens of the locks this process holds now
 
 
 def _who(holder: dict) -> str:

@@ -362,7 +362,7 @@ def test_an_outage_mid_run_leaves_only_whole_objects_and_the_rerun_finishes(
 
     expected_files, _ = reference
     left = {key: data for key, data in store_files(s3, f"{bucket}/out").items()
-            if JOURNAL_DIR not in key}
+            if JOURNAL_DIR not in key and key != ".augcli.lock"}  # the lock: not deleted either
     assert left and all(data == expected_files[key] for key, data in left.items())
 
     endpoint_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -373,6 +373,7 @@ def test_an_outage_mid_run_leaves_only_whole_objects_and_the_rerun_finishes(
     finally:
         endpoint_server.stop()
     assert report.exit_code == 0
+    assert report.notes[0].startswith(f"took over the lock s3://{bucket}/out/.augcli.lock")
     assert_same_as_reference(store_files(s3, f"{bucket}/out"),
                              read_manifest(f"s3://{bucket}/out"), reference)
 
