@@ -482,7 +482,9 @@ def open_cluster(cluster=None, client=None, workers: int | None = None):
                 local = distributed.LocalCluster(
                     n_workers=workers or default_workers(), threads_per_worker=1,
                     processes=True, host="127.0.0.1", dashboard_address=None,
-                    silence_logs=logging.ERROR)
+                    silence_logs=logging.ERROR,
+                    # its health routes on a free port: no warning when 8787 is taken
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             client = distributed.Client(local)
         elif "://" in cluster:
             client = distributed.Client(cluster, timeout="10s")
