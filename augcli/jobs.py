@@ -488,11 +488,14 @@ def open_cluster(cluster=None, client=None, workers: int | None = None):
 
             # A task is sent to a worker only when a thread is free there: a source that
             # kills its worker takes no task queued behind it along.
-            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}), \
+                    _workers_ignore_ctrl_c():
                 local = distributed.LocalCluster(
                     n_workers=workers or default_workers(), threads_per_worker=1,
                     processes=True, host="127.0.0.1", dashboard_address=None,
-                    silence_logs=logging.ERROR)
+                    silence_logs=logging.ERROR,
+                    # its health routes on a free port: no warning when 8787 is taken
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             client = distributed.Client(local)
         elif "://" in cluster:
             client = distributed.Client(cluster, timeout="10s")
@@ -511,6 +514,21 @@ def open_cluster(cluster=None, client=None, workers: int | None = None):
         client.close()
         if local is not None:
             local.close()
+
+
+@contextmanager
+def _workers_ignore_ctrl_c():
+    """Processes started meanwhile (a local cluster's workers) ignore Ctrl-C, as pool
+    workers do: the run handles it, cancels what is in flight and closes the cluster,
+    without a traceback from every worker. (A Ctrl-C while they start is lost.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 @contextmanager

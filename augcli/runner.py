@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -177,8 +176,7 @@ def output_format(recipe: Recipe, relative: Path, store) -> str | None:
     if get_profile(recipe.profile).accepts(imagefiles.format_of(relative)):
         return None
     key = relative.as_posix()
-    header = store.path(key) if store.is_local else io.BytesIO(store.read(key))
-    return "png" if imagefiles.has_alpha(header, key) else "jpg"
+    return "png" if store.header(key, lambda header: imagefiles.has_alpha(header, key)) else "jpg"
 
 
 def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None) -> dict:
@@ -797,9 +795,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     with open_cluster(cluster, client, workers) as dask:  # checks a cluster before any write
         if store.is_local:
             _make_folder(store.root)
-        lock = manifest.OutputLock(store.root, note=report.notes.append) if store.is_local \
-            else contextlib.nullcontext()  # an object store has no lock: one run per prefix
-        with lock:
+        with store.lock(note=report.notes.append):  # a folder's or a prefix's
             finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
             tasks = _remaining_tasks(plan, finished, report)
             run = _Run(plan, recipe.fingerprint, dict(finished), report, dask)
