@@ -116,7 +116,7 @@ def run_budget() -> Budget | None:
 
 def source_cost(pixels: int, outputs) -> int:
     """Bytes a worker is expected to need for a source of ``pixels`` and its outputs."""
-    names = set()
+    names: set[str] = set()
     for output in outputs:
         _op_names(output.ops, names)
     factor = max([BYTES_PER_PIXEL] + [HEAVY_OPS[name] for name in names if name in HEAVY_OPS])

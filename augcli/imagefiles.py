@@ -185,7 +185,7 @@ def decode_image(data: bytes, name, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
 _SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by a quarter
 
 
-def image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path | io.BytesIO) -> tuple[int, int]:
     """(width, height) as ``read_image`` will decode it (EXIF orientation applied), from
     the header only; raises ImageReadError when the header cannot be read."""
     try:
