@@ -14,15 +14,15 @@ import contextlib
 import errno
 import functools
 import hashlib
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
+import cv2
 import numpy as np
 
-from . import datasets, geometry, imagefiles, manifest, storage
+from . import budget, datasets, geometry, imagefiles, manifest, storage
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -274,8 +274,7 @@ def output_format(recipe: Recipe, relative: Path, store) -> str | None:
     if get_profile(recipe.profile).accepts(imagefiles.format_of(relative)):
         return None
     key = relative.as_posix()
-    header = store.path(key) if store.is_local else io.BytesIO(store.read(key))
-    return "png" if imagefiles.has_alpha(header, key) else "jpg"
+    return "png" if store.header(key, lambda header: imagefiles.has_alpha(header, key)) else "jpg"
 
 
 def balanced_outputs(recipe: Recipe, relative: Path, position: int, count: int,
@@ -566,12 +565,22 @@ def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]
 
 
 def process_source(task: SourceTask) -> SourceResult:
-    """Decode one source once and publish all of its planned outputs (and their boxes)."""
+    """Decode one source once and publish all of its planned outputs (and their boxes),
+    within the pool's memory budget (see ``budget``)."""
+    try:
+        return _process_source(task)
+    finally:
+        budget.release()
+
+
+def _process_source(task: SourceTask) -> SourceResult:
     result = SourceResult(task.relative)
     source = task.input.open()
+    size = None
     try:
         stamp = source.stamp(task.relative)
         data = source.read(task.relative)
+        size = budget.reserve(data, task.outputs)
         image = imagefiles.decode_image(data, source.name(task.relative), task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
@@ -580,7 +589,7 @@ def process_source(task: SourceTask) -> SourceResult:
         result.failures.append((task.relative, f"cannot read ({exc.strerror or exc})"))
         return result
     except MemoryError:
-        result.failures.append((task.relative, "not enough memory to decode it"))
+        result.failures.append((task.relative, budget.out_of_memory(size)))
         return result
     result.decoded = True
     if task.boxes is not None and (task.boxes.height, task.boxes.width) != image.shape[:2]:
@@ -617,7 +626,12 @@ def process_source(task: SourceTask) -> SourceResult:
             result.failures.append((output.relative, f"cannot write ({exc})"))
             continue
         except MemoryError:
-            result.failures.append((output.relative, "not enough memory to make it"))
+            result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
+            continue
+        except cv2.error as exc:  # OpenCV's own MemoryError
+            if "Insufficient memory" not in str(exc):
+                raise
+            result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
             continue
         result.records.append(record)
     return result
@@ -993,13 +1007,12 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     for path, reason in plan.failures:
         report.fail(path, reason)
     workers = workers or recipe.workers or default_workers()
+    memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
     with open_cluster(cluster, client, workers) as dask:  # checks a cluster before any write
         if store.is_local:
             _make_folder(store.root)
-        lock = manifest.OutputLock(store.root, note=report.notes.append) if store.is_local \
-            else contextlib.nullcontext()  # an object store has no lock: one run per prefix
-        with lock:
+        with store.lock(note=report.notes.append):  # a folder's or a prefix's
             finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
             complete = _count_finished(plan, finished, report)
             with _Run(plan, recipe.fingerprint, report, dask) as run:
@@ -1008,7 +1021,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
                 del finished
                 with run.finishing():
                     run.execute(_remaining_tasks(plan, done, complete),
-                                len(plan.sources) - len(complete), workers, progress)
+                                len(plan.sources) - len(complete), workers, progress, memory)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -1081,15 +1094,18 @@ class _Run:
         except OSError as exc:
             raise output_error(self.plan.output_dir, exc) from None
 
-    def execute(self, tasks, count: int, workers: int, progress: bool) -> None:
-        """Hand the sources to workers (``tasks``: ``count`` of them, built as they go);
-        journal each before it starts and its records as it finishes."""
+    def execute(self, tasks, count: int, workers: int, progress: bool,
+                memory: budget.Budget | None = None) -> None:
+        """Hand the sources to workers (``tasks``: ``count`` of them, built as they go),
+        within the memory budget; journal each before it starts and its records as it
+        finishes."""
         workers = max(1, min(workers, count or 1))
         bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress)
         try:
             with manifest.Journal(self.where) as journal:
                 for result in map_in_workers(process_source, self._announced(tasks, journal),
-                                             workers, crashed=_crashed, cluster=self.dask):
+                                             workers, crashed=_crashed, cluster=self.dask,
+                                             budget=memory):
                     self._collect(result, journal)
                     bar.update(self.todo.pop(result.relative, 0))
         finally:

@@ -33,7 +33,6 @@ from .conftest import photo_like, save, write_recipe
 from .servers import (
     GCS_OPTIONS,
     SECRET,
-    Servers,
     dask_process,
     free_port,
     stop_process,
@@ -59,13 +58,6 @@ SOURCES = 6  # x 3 outputs each
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory):
-    started = Servers(tmp_path_factory.mktemp("servers"))
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="session")
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cluster") / "in"
     for index in range(SOURCES):
@@ -87,20 +79,6 @@ def reference(dataset, recipe):
     report = run_recipe(recipe, input=dataset, output=out, workers=1)
     assert report.exit_code == 0 and report.written == SOURCES * 3
     return folder_files(out), read_manifest(out)
-
-
-@pytest.fixture(scope="session")
-def client(servers):
-    """A Dask LocalCluster of two worker processes (they inherit the servers' environment)."""
-    distributed = pytest.importorskip("distributed")
-    import logging
-
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None,
-                                       silence_logs=logging.ERROR)
-    with distributed.Client(cluster) as dask_client:
-        yield dask_client
-    cluster.close()
 
 
 def folder_files(folder: Path) -> dict:
@@ -384,7 +362,7 @@ def test_an_outage_mid_run_leaves_only_whole_objects_and_the_rerun_finishes(
 
     expected_files, _ = reference
     left = {key: data for key, data in store_files(s3, f"{bucket}/out").items()
-            if JOURNAL_DIR not in key}
+            if JOURNAL_DIR not in key and key != ".augcli.lock"}  # the lock: not deleted either
     assert left and all(data == expected_files[key] for key, data in left.items())
 
     endpoint_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -395,6 +373,7 @@ def test_an_outage_mid_run_leaves_only_whole_objects_and_the_rerun_finishes(
     finally:
         endpoint_server.stop()
     assert report.exit_code == 0
+    assert report.notes[0].startswith(f"took over the lock s3://{bucket}/out/.augcli.lock")
     assert_same_as_reference(store_files(s3, f"{bucket}/out"),
                              read_manifest(f"s3://{bucket}/out"), reference)
 
