@@ -507,7 +507,10 @@ def open_cluster(cluster=None, client=None, workers: int | None = None):
                 local = distributed.LocalCluster(
                     n_workers=workers or default_workers(), threads_per_worker=1,
                     processes=True, host="127.0.0.1", dashboard_address=None,
-                    silence_logs=logging.ERROR,
+                    # a cluster we start and stop is ours to watch: its own errors (a
+                    # heartbeat lost while it shuts down after Ctrl-C) are not the user's;
+                    # what fails a source comes back through its task
+                    silence_logs=logging.CRITICAL,
                     # its health routes on a free port: no warning when 8787 is taken
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             client = distributed.Client(local)
