@@ -798,13 +798,7 @@ def _output_lock(plan: NormalizePlan):
     statistics)."""
     if plan.output_store is None:
         return contextlib.nullcontext()
-    store = plan.output()
-    if store.is_local:
-        try:
-            store.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise output_error(plan.output_dir, exc) from None
-    return store.lock()
+    return plan.output().lock()
 
 
 def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:

@@ -758,14 +758,7 @@ def _planned_names(epochs: list) -> list:
 def _output_lock(store, dry_run: bool):
     """One run per output folder or prefix (nothing to lock, and nothing made, for a dry
     run)."""
-    if dry_run:
-        return contextlib.nullcontext()
-    if store.is_local:
-        try:
-            store.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise output_error(store.root, exc) from None
-    return store.lock()
+    return contextlib.nullcontext() if dry_run else store.lock()
 
 
 def _chunks(plans: list, workers: int, size: tuple) -> list:

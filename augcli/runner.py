@@ -1009,28 +1009,20 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     workers = workers or recipe.workers or default_workers()
     memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
-    with open_cluster(cluster, client, workers) as dask:  # checks a cluster before any write
-        if store.is_local:
-            _make_folder(store.root)
-        with store.lock(note=report.notes.append):  # a folder's or a prefix's
-            finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
-            complete = _count_finished(plan, finished, report)
-            with _Run(plan, recipe.fingerprint, report, dask) as run:
-                run.prepare(finished.values(), started_lines, complete)
-                done = set(finished)  # names are enough from here on
-                del finished
-                with run.finishing():
-                    run.execute(_remaining_tasks(plan, done, complete),
-                                len(plan.sources) - len(complete), workers, progress, memory)
+    # the cluster is checked before any write; the lock is a folder's or a prefix's
+    with open_cluster(cluster, client, workers) as dask, \
+            store.lock(note=report.notes.append):
+        finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
+        complete = _count_finished(plan, finished, report)
+        with _Run(plan, recipe.fingerprint, report, dask) as run:
+            run.prepare(finished.values(), started_lines, complete)
+            done = set(finished)  # names are enough from here on
+            del finished
+            with run.finishing():
+                run.execute(_remaining_tasks(plan, done, complete),
+                            len(plan.sources) - len(complete), workers, progress, memory)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(folder, exc) from None
 
 
 class _Run:

@@ -267,9 +267,15 @@ class FolderStore:
         imagefiles.write_atomic(self.root / key, data)
 
     def lock(self, note=None):
-        """Keep other runs out while this one writes (``manifest.OutputLock``)."""
+        """Keep other runs out while this one writes (``manifest.OutputLock``); the output
+        folder is made here, as the lock file needs it."""
+        from .errors import output_error
         from .manifest import OutputLock
 
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(self.root, exc) from None
         return OutputLock(self.root, note=note)
 
     def delete(self, key: str) -> None:
@@ -319,6 +325,12 @@ class ObjectStore:
 
     def sizes(self, hidden: bool = False) -> dict:
         """Key -> size of every object under the prefix, from one listing."""
+        return {key: info.get("size") for key, info in self._listing().items()
+                if hidden or not _hidden(key)}
+
+    def _listing(self) -> dict:
+        """Key -> the library's details of every object under the prefix: one listing
+        (paged by the library), never a request per object."""
         self.fs.invalidate_cache()
         try:
             found = self.fs.find(self.root, detail=True)
@@ -326,15 +338,13 @@ class ObjectStore:
             return {}
         except Exception as exc:  # noqa: BLE001
             raise UsageError(f"{self.url}: cannot list ({_reason(exc)})") from None
-        sizes = {}
+        listing = {}
         for path, info in found.items():
             path = path.rstrip("/")
-            if not path.startswith(self.root + "/") or info.get("type") == "directory":
-                continue
             key = path[len(self.root) + 1:]
-            if key and (hidden or not _hidden(key)):
-                sizes[key] = info.get("size")
-        return sizes
+            if path.startswith(self.root + "/") and key and info.get("type") != "directory":
+                listing[key] = info
+        return listing
 
     def scan(self, unreadable: list | None = None) -> tuple[list, list]:
         """(images, other objects) under the prefix, as ``imagefiles.scan`` splits a folder."""
@@ -349,15 +359,7 @@ class ObjectStore:
     def stamps(self) -> dict:
         """Key -> ``stamp`` of every object under the prefix, from one listing (resume
         checks its sources with it, never one request per source)."""
-        self.fs.invalidate_cache()
-        try:
-            found = self.fs.find(self.root, detail=True)
-        except FileNotFoundError:
-            return {}
-        except Exception as exc:  # noqa: BLE001
-            raise StorageError(f"{self.url}: cannot list ({_reason(exc)})") from None
-        return {path[len(self.root) + 1:]: _stamp(info) for path, info in found.items()
-                if path.startswith(self.root + "/") and info.get("type") != "directory"}
+        return {key: _stamp(info) for key, info in self._listing().items()}
 
     def read(self, key: str) -> bytes:
         return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
