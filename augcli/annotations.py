@@ -407,6 +407,8 @@ def read_classes(path: Path) -> tuple:
     for index, name in enumerate(names):
         if not name:
             raise UsageError(f"{path}:{index + 1}: empty class name")
+        if label_problem(name):
+            raise UsageError(f"{path}:{index + 1}: class name {label_problem(name)}")
         if name in names[:index]:
             raise UsageError(f"{path}:{index + 1}: class '{name}' is also on line "
                              f"{names.index(name) + 1}")
@@ -430,10 +432,32 @@ def _number(text, path, where) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise AnnotationError(path, where, f"expected a number, got {text!r}") from None
+        raise AnnotationError(path, where, f"expected a number, got {_excerpt(text)}") \
+            from None
+    except OverflowError:  # a JSON integer of hundreds of digits
+        value = math.inf
     if not math.isfinite(value):
-        raise AnnotationError(path, where, f"expected a finite number, got {text!r}")
+        raise AnnotationError(path, where, f"expected a finite number, got {_excerpt(text)}")
     return value
+
+
+_MAX_DIGITS = 18  # a class index or VOC flag longer than this is not one
+
+
+def _excerpt(value, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a malformed value can be megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
+
+
+def label_problem(label) -> str | None:
+    """Why ``label`` cannot be a class name (None when it can): empty, not text, or with
+    control characters (a line break in a YOLO classes.txt or a VOC name, escape codes)."""
+    if not isinstance(label, str) or not label.strip():
+        return "missing or not a name"
+    if not label.isprintable():
+        return f"{_excerpt(label)} has control characters"
+    return None
 
 
 def _from_normalized(label, left, top, width, height, size) -> Box:
@@ -461,8 +485,11 @@ def parse_yolo(text: str, path, size, classes=(), classes_from=CLASSES_FILE) -> 
 
 
 def _yolo_label(text: str, classes, path, number, classes_from=CLASSES_FILE) -> str:
-    if not text.isdigit():
-        raise AnnotationError(path, number, f"class must be a whole number >= 0, got {text!r}")
+    if not (text.isascii() and text.isdigit()):  # not '²': str.isdigit takes it, int() does not
+        raise AnnotationError(path, number, f"class must be a whole number >= 0, got "
+                                            f"{_excerpt(text)}")
+    if len(text) > _MAX_DIGITS:
+        raise AnnotationError(path, number, f"class {_excerpt(text)} is too large")
     index = int(text)
     if not classes:
         return str(index)
@@ -492,8 +519,9 @@ def parse_voc(text: str, path, size, classes=(), classes_from=None) -> tuple:
     for index, element in enumerate(root.findall("object")):
         where = f"object[{index}]"
         label = (element.findtext("name") or "").strip()
-        if not label:
-            raise AnnotationError(path, f"{where}.name", "missing or empty")
+        problem = "missing or empty" if not label else label_problem(label)
+        if problem:
+            raise AnnotationError(path, f"{where}.name", problem)
         edges = []
         for key in ("xmin", "ymin", "xmax", "ymax"):
             value = _xml_number(element, f"bndbox/{key}", f"{where}.bndbox.{key}", path)
@@ -511,7 +539,8 @@ def parse_voc(text: str, path, size, classes=(), classes_from=None) -> tuple:
 def _voc_flag(text: str | None):
     """A VOC field's value: 0/1 as integers, text as it is; None when absent."""
     text = None if text is None else text.strip()
-    return int(text) if text and text.isdigit() else text
+    return int(text) if text and text.isascii() and text.isdigit() and \
+        len(text) <= _MAX_DIGITS else text
 
 
 def _xml_number(element, xpath: str, where: str, path):
@@ -524,6 +553,11 @@ def _json(text: str, path):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise AnnotationError(path, exc.lineno, f"not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise AnnotationError(path, None, "not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # an integer of more digits than int() reads (4300)
+        raise AnnotationError(path, None, f"not valid JSON (a number has too many digits: "
+                                          f"{exc})") from None
 
 
 def parse_regions(text: str, path, size, classes=(), classes_from=None) -> tuple:
@@ -538,8 +572,9 @@ def parse_regions(text: str, path, size, classes=(), classes_from=None) -> tuple
         if not isinstance(region, dict):
             raise AnnotationError(path, where, f"expected an object, got {region!r}")
         label = region.get("tagName")
-        if not isinstance(label, str) or not label:
-            raise AnnotationError(path, f"{where}.tagName", "missing or not a name")
+        problem = label_problem(label)
+        if problem:
+            raise AnnotationError(path, f"{where}.tagName", problem)
         left, top, width, height = (_number(region.get(key), path, f"{where}.{key}")
                                     for key in ("left", "top", "width", "height"))
         boxes.append(_checked(_from_normalized(label, left, top, width, height, size), size,
@@ -609,10 +644,11 @@ class _Coco:
 
     def _box(self, index: int, annotation: dict, size) -> Box:
         where = f"annotations[{index}]"
-        label = self.names.get(annotation.get("category_id"))
+        category = annotation.get("category_id")
+        label = self.names.get(category) if isinstance(category, (int, float, str)) else None
         if label is None:
             raise AnnotationError(self.path, f"{where}.category_id",
-                                  f"{annotation.get('category_id')!r} is not in 'categories'")
+                                  f"{_excerpt(category)} is not in 'categories'")
         bbox = annotation.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise AnnotationError(self.path, f"{where}.bbox", f"expected [x, y, width, height], "
@@ -656,6 +692,9 @@ def _coco_categories(categories: list, path: Path) -> dict:
         if not isinstance(category, dict) or not isinstance(category.get("id"), (int, str)) \
                 or not isinstance(category.get("name"), str) or not category["name"]:
             raise UsageError(f"{path}: categories[{index}]: expected 'id' and 'name'")
+        problem = label_problem(category["name"])
+        if problem:
+            raise UsageError(f"{path}: categories[{index}].name: {problem}")
         if category["id"] in names or category["name"] in names.values():
             raise UsageError(f"{path}: categories[{index}]: id {category['id']!r} or name "
                              f"'{category['name']}' is used twice")

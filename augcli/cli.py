@@ -288,7 +288,7 @@ def _print_plan(plan, done=0, warnings=()):
 @main.command()
 @click.argument("input_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
-              help="Output folder (not with --fit-only).")
+              help="Output folder or URL (not with --fit-only).")
 @click.option("-m", "--method", required=True,
               type=click.Choice(["minmax", "samplewise", "featurewise", "zca", "caffe", "tf",
                                  "torch"]),
@@ -316,10 +316,11 @@ def _print_plan(plan, done=0, warnings=()):
               help="Replace the outputs of an earlier normalize, even with other settings, "
                    "and files no manifest accounts for.")
 @workers_option
+@cluster_option
 @quiet_option
 @json_option
 def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_channel, stats,
-              fit_only, zca_epsilon, dry_run, overwrite, workers, quiet, as_json):
+              fit_only, zca_epsilon, dry_run, overwrite, workers, cluster, quiet, as_json):
     """Normalize every image of INPUT_DIR the way Keras does.
 
     Each image gives one file in the output folder, same subfolder and stem:
@@ -347,6 +348,9 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
     finish it: done files are skipped. An output folder holding other files
     is refused unless --overwrite.
 
+    INPUT_DIR and the output may be object-store URLs (s3://, az://, gs://;
+    --stats stays a local file), and --cluster runs the work on Dask: same bytes.
+
     Exit code: 0 all good, 1 some inputs failed, 2 usage error.
 
     Examples:
@@ -369,7 +373,7 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
         _print_normalize_plan(plan_normalize(input_dir, output_dir, **options))
         return
     report = normalize_folder(input_dir, output_dir, **options, workers=workers,
-                              progress=not quiet, notify=print_failure)
+                              cluster=cluster, progress=not quiet, notify=print_failure)
     print_summary(report, as_json, quiet)
     sys.exit(report.exit_code)
 
@@ -405,7 +409,7 @@ def _print_normalize_plan(plan):
 @main.command()
 @click.argument("input_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("-o", "--output", "output_dir", required=True, type=click.Path(file_okay=False),
-              help="Output folder (outside INPUT_DIR).")
+              help="Output folder or URL (outside INPUT_DIR).")
 @click.option("-n", "--count", required=True, type=click.IntRange(min=1),
               help="Number of montages to make.")
 @click.option("--size", required=True, metavar="WxH",
@@ -435,9 +439,11 @@ def _print_normalize_plan(plan):
                    "write nothing.")
 @json_option
 @workers_option
+@cluster_option
 @quiet_option
 def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample, fmt,
-          hard_label, epochs, beta_schedule, overwrite, dry_run, as_json, workers, quiet):
+          hard_label, epochs, beta_schedule, overwrite, dry_run, as_json, workers, cluster,
+          quiet):
     """Make RICAP montages with soft labels from the class folders of INPUT_DIR.
 
     Each montage is cut at a random point (w, h) into four quadrants, each
@@ -457,6 +463,8 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
 
     Rerunning the same command after an interruption makes only the
     montages still missing; the result is the same as an uninterrupted run.
+    INPUT_DIR and OUTPUT_DIR may be object-store URLs (s3://, az://, gs://),
+    and --cluster makes the montages on Dask: same bytes.
 
     Exit code: 0 all good, 1 some sources could not be read (the montages
     that needed them are not made), 2 usage error.
@@ -475,7 +483,8 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
                            batch_size=batch_size, per_sample=per_sample, fmt=fmt,
                            hard_label=hard_label, epochs=epochs, beta_schedule=beta_schedule,
                            overwrite=overwrite, dry_run=dry_run, workers=workers,
-                           progress=not quiet and not as_json, notify=print_failure)
+                           cluster=cluster, progress=not quiet and not as_json,
+                           notify=print_failure)
     print_summary(report, as_json, quiet and not dry_run)
     sys.exit(report.exit_code)
 
@@ -494,12 +503,13 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
 @click.option("--annotations-path", type=click.Path(path_type=str),
               help="Where they are: a folder of per-image files [default: beside the images], "
                    "or the COCO JSON file (required for coco).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@json_option
 @click.option("-v", "--verbose", is_flag=True,
               help="List every finding by file, even of a kind found in many files.")
 @workers_option
+@quiet_option
 def check_command(folder, profile_name, task, annotation_format, annotations_path, as_json,
-                  verbose, workers):
+                  verbose, workers, quiet):
     """Check that FOLDER is ready to upload to a hosted trainer.
 
     Each folder that directly holds images is a tag (images directly in
@@ -516,13 +526,16 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
     files and examples; --verbose lists each. Files are checked by worker
     processes (--workers, default every core) behind a progress bar.
 
-    Exit code: 0 ready (warnings allowed), 1 not ready, 2 usage error.
+    Exit code: 0 ready (warnings allowed), 1 not ready, 2 usage error;
+    with --quiet the exit code is the whole answer (no bar, no report).
 
     Example:
 
         augcli check out --profile custom-vision --task detection --annotations yolo
 
         augcli check out --json > report.json
+
+        augcli check out --quiet && az storage blob upload-batch ...
     """
     import json
 
@@ -533,10 +546,11 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
         spec = _annotation_spec(annotation_format, annotations_path)
     elif annotations_path is not None:
         raise UsageError("--annotations-path needs --annotations FORMAT")
-    report = check_folder(folder, profile_name, task, spec, workers=workers, progress=True)
+    report = check_folder(folder, profile_name, task, spec, workers=workers,
+                          progress=not quiet)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    else:
+    elif not quiet:
         click.echo(format_report(report, verbose))
     sys.exit(report.exit_code)
 

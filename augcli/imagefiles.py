@@ -248,7 +248,7 @@ def _jpeg_frame_marker(data: bytes) -> int | None:
 _SWAPS_SIDES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by a quarter
 
 
-def image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path | io.BytesIO) -> tuple[int, int]:
     """(width, height) as ``read_image`` will decode it (EXIF orientation applied), from
     the header only; raises ImageReadError when the header cannot be read."""
     try:
@@ -344,6 +344,9 @@ def has_alpha(path, name=None) -> bool:
     header cannot be read."""
     name = path if name is None else name
     try:
+        webp = _webp_alpha(_first_bytes(path, 30))
+        if webp is not None:  # Pillow would decode the whole file to say
+            return webp
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
@@ -352,6 +355,33 @@ def has_alpha(path, name=None) -> bool:
         raise ImageReadError(name, "too many pixels (refused as a decompression bomb)") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(name, f"cannot read the image header ({exc})") from None
+
+
+def _first_bytes(path, size: int) -> bytes:
+    """The first bytes of a file (a path, or a binary file object left where it was)."""
+    if hasattr(path, "read"):
+        position = path.tell()
+        head = path.read(size)
+        path.seek(position)
+        return head
+    with open(path, "rb") as file:
+        return file.read(size)
+
+
+def _webp_alpha(head: bytes) -> bool | None:
+    """Whether a WebP has alpha, from its first 30 bytes, as libwebp (and so Pillow) tells
+    it: the extended format's alpha flag, the lossless format's alpha-is-used bit; the
+    simple lossy format has none. None: not a WebP header this knows."""
+    if len(head) < 30 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        return bool(head[20] & 0x10)
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        return bool(int.from_bytes(head[21:25], "little") >> 28 & 1)
+    if chunk == b"VP8 ":
+        return False
+    return None
 
 
 def encode_within(image: np.ndarray, fmt: str, quality: int, max_bytes: int | None,
@@ -472,16 +502,19 @@ def remove_stale_temp_files(folder: Path) -> int:
     return len(stale)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """``_atomic_file`` for bytes in memory, in plain system calls (open, write, close,
-    rename): no file object, no extra stat or chmod on the way of every output."""
+def write_atomic(path: Path, data) -> None:
+    """Write ``data`` (bytes, or an iterable of byte chunks, written as they come) to
+    ``path``, all or nothing, in plain system calls (open, write, close, rename): no file
+    object, no extra stat or chmod on the way of every output."""
     path = Path(path)
+    chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
     handle, temp_name = _create_temp(path.parent)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(handle, view):]
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(handle, view):]
         finally:
             os.close(handle)
         os.replace(temp_name, path)

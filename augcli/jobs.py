@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .budget import Budget, SharedBudget
 from .errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 
 
@@ -109,7 +110,8 @@ _TASKS_PER_WORKER = 4  # queued per worker: enough to keep it busy, few enough t
 WORKER_DIED = "its worker process died (killed, perhaps for lack of memory)"
 
 
-def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster | None = None):
+def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster | None = None,
+                   budget: Budget | None = None):
     """Yield ``function(task)`` for each task, in completion order.
 
     One worker runs in-process (easy to debug and profile; this process then keeps
@@ -123,6 +125,9 @@ def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster
     are rerun one at a time to find the one that kills its worker, and for that
     task ``crashed(task, reason)`` is yielded instead of a result; the rest go
     on. Without it, the error is raised.
+
+    A ``budget`` (see ``augcli.budget``) is shared by the pool's workers, a fresh
+    state for each pool; it is not used in-process or on a cluster.
 
     With a ``cluster`` the tasks run on its Dask workers instead (``workers`` is
     then ignored), through the same bounded window; Dask reruns what a dead
@@ -138,14 +143,18 @@ def map_in_workers(function, tasks, workers: int, crashed=None, cluster: Cluster
     pending = iter(tasks)
     suspects: list | None = []
     while suspects is not None:
-        suspects = yield from _run_pool(function, pending, workers, suspects, crashed)
+        suspects = yield from _run_pool(function, pending, workers, suspects, crashed, budget)
 
 
-def _run_pool(function, pending, workers: int, suspects: list, crashed):
-    """Run ``suspects`` one by one, then the pending tasks, on one pool; return None when
-    all are done, or the tasks still to retry when a worker died and broke the pool."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(function),
-                             initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+def _run_pool(function, pending, workers: int, suspects: list, crashed, budget=None):
+    """Run ``suspects`` one by one, then the pending tasks through the bounded window, on
+    one pool; return None when all are done, or the tasks still to retry when a worker
+    died and broke the pool (once it is broken, no more tasks are taken from ``pending``,
+    and the window is drained: results that came in are yielded, the rest retried)."""
+    context = _worker_context(function)
+    shared = budget.for_pool(context) if budget is not None else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_init_worker, initargs=(os.getpid(), shared)) as pool:
         for position, task in enumerate(suspects):
             try:
                 result = pool.submit(function, task).result()
@@ -155,30 +164,42 @@ def _run_pool(function, pending, workers: int, suspects: list, crashed):
                 yield crashed(task, WORKER_DIED)
                 return suspects[position + 1:]
             yield result
-        in_flight = {pool.submit(function, task): task
-                     for task in itertools.islice(pending, workers * _TASKS_PER_WORKER)}
-        try:
-            while in_flight:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                if any(isinstance(future.exception(), BrokenProcessPool) for future in done):
+        broken: list = []
+        tasks = _while(lambda: not broken, pending)
+        window = _in_window(partial(_submit, pool, function), tasks,
+                            workers * _TASKS_PER_WORKER)
+        with contextlib.closing(window):  # leaving early cancels what has not started
+            for task, future in window:
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
                     if crashed is None:
-                        raise BrokenProcessPool(WORKER_DIED)
-                    finished = [f for f in done if f.exception() is None]
-                    for future in finished:
-                        yield future.result()
-                    return [task for future, task in in_flight.items()
-                            if future not in finished]
-                for future in done:
-                    del in_flight[future]
-                for task in itertools.islice(pending, len(done)):
-                    in_flight[pool.submit(function, task)] = task
-                for future in done:
-                    yield future.result()
-        except BaseException:
-            for future in in_flight:
-                future.cancel()
-            raise
-    return None
+                        raise
+                    broken.append(task)
+                    continue
+                yield result
+    return broken or None
+
+
+def _submit(pool: ProcessPoolExecutor, function, task) -> Future:
+    """``pool.submit``; a pool that broke since the last result gives a future that says
+    so, and the task is retried with the others in flight."""
+    try:
+        return pool.submit(function, task)
+    except BrokenProcessPool as exc:
+        future: Future = Future()
+        future.set_exception(exc)
+        return future
+
+
+def _while(condition, items):
+    """Items from the iterator ``items`` while ``condition()`` holds: none is taken from it
+    once it does not."""
+    while condition():
+        try:
+            yield next(items)
+        except StopIteration:
+            return
 
 
 def _in_window(submit, items, size: int):
@@ -243,11 +264,15 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 256 * 1024 * 1024)
 
 
-def _init_worker(run: int) -> None:
+def _init_worker(run: int, budget: SharedBudget | None = None) -> None:
     """Pool workers: one OpenCV thread each (the pool already uses every core); Ctrl-C is
-    left to the parent, which stops the pool and keeps finished files; and a worker ends
-    when the run does, however the run ended (even SIGKILL)."""
+    left to the parent, which stops the pool and keeps finished files; a worker ends
+    when the run does, however the run ended (even SIGKILL); and the pool's memory
+    budget, when it has one, is the worker's."""
     import cv2
+
+    if budget is not None:
+        budget.install()
 
     _die_with_parent(run)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -477,11 +502,17 @@ def open_cluster(cluster=None, client=None, workers: int | None = None):
 
             # A task is sent to a worker only when a thread is free there: a source that
             # kills its worker takes no task queued behind it along.
-            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}), \
+                    _workers_ignore_ctrl_c():
                 local = distributed.LocalCluster(
                     n_workers=workers or default_workers(), threads_per_worker=1,
                     processes=True, host="127.0.0.1", dashboard_address=None,
-                    silence_logs=logging.ERROR)
+                    # a cluster we start and stop is ours to watch: its own errors (a
+                    # heartbeat lost while it shuts down after Ctrl-C) are not the user's;
+                    # what fails a source comes back through its task
+                    silence_logs=logging.CRITICAL,
+                    # its health routes on a free port: no warning when 8787 is taken
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             client = distributed.Client(local)
         elif "://" in cluster:
             client = distributed.Client(cluster, timeout="10s")
@@ -500,6 +531,21 @@ def open_cluster(cluster=None, client=None, workers: int | None = None):
         client.close()
         if local is not None:
             local.close()
+
+
+@contextmanager
+def _workers_ignore_ctrl_c():
+    """Processes started meanwhile (a local cluster's workers) ignore Ctrl-C, as pool
+    workers do: the run handles it, cancels what is in flight and closes the cluster,
+    without a traceback from every worker. (A Ctrl-C while they start is lost.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 @contextmanager

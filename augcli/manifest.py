@@ -32,8 +32,11 @@ plus any parts a killed run left. Every function here takes the output folder
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -120,25 +123,112 @@ def started_line(source: str, outputs, fingerprint: str) -> dict:
 
 def rewrite(output, records, classes=(), started=(), signature=None) -> None:
     """Rewrite the manifest whole: the workers' signature (a cluster run), class counts,
-    then outputs by name, then ``started`` lines still open. Raises OutputError when the
-    folder (or store) cannot be written."""
-    lines = [{"signature": signature}] if signature else []
-    lines += [class_line(count) for count in classes]
-    lines += sorted(records, key=lambda record: record["output"])
-    lines += started
-    data = b"".join(map(encode_line, lines))
+    then outputs by name, then ``started`` lines still open. ``records``: record dicts
+    (sorted here) or a ``SortedRecords`` (already in order, streamed to the folder).
+    Raises OutputError when the folder (or store) cannot be written."""
+    head = [{"signature": signature}] if signature else []
+    head += [class_line(count) for count in classes]
+    body = records.lines() if isinstance(records, SortedRecords) else \
+        map(encode_line, sorted(records, key=lambda record: record["output"]))
+    chunks = itertools.chain(map(encode_line, head), body, map(encode_line, started))
     if isinstance(output, Path):
         path = output / MANIFEST_NAME
         try:
-            imagefiles.write_atomic(path, data)
+            imagefiles.write_atomic(path, chunks)
         except OSError as exc:
             raise output_error(path, exc) from None
         return
-    try:
-        output.publish(MANIFEST_NAME, data)
+    try:  # an object is published whole, from memory
+        output.publish(MANIFEST_NAME, b"".join(chunks))
         output.clear_journal(MANIFEST_NAME)
     except OSError as exc:
         raise output_error(output.name(MANIFEST_NAME), exc) from None
+
+
+SPILL_BYTES = 4 << 20  # encoded records held in memory before a sorted run goes to disk
+MERGE_RUNS = 64  # this many runs of one size are merged into one (open files stay few)
+
+
+class SortedRecords:
+    """Output records for the final manifest, by output name, in bounded memory.
+
+    Records are held encoded (the manifest's own lines) up to ``SPILL_BYTES``; then
+    they are sorted and written to an anonymous temporary file (in ``folder``, the
+    output folder, or the system's temporary folder for an object store), and
+    ``lines`` merges those runs. Of two records for one output, the later one is
+    kept, as a dict keyed by name would. ``close`` drops the files.
+    """
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = folder
+        self.buffer: list = []  # (output name, encoded line)
+        self.held = 0  # bytes in buffer
+        self.runs: list = []  # (merges it took, temporary file), oldest first
+
+    def add(self, record: dict) -> None:
+        line = encode_line(record)
+        self.buffer.append((record["output"], line))
+        self.held += len(line)
+        if self.held >= SPILL_BYTES:
+            self._spill()
+
+    def _spill(self) -> None:
+        self.buffer.sort(key=_name)  # stable: the later of two equal names stays later
+        self.runs.append((0, self._write(self.buffer)))
+        self.buffer, self.held = [], 0
+        while len(self.runs) >= MERGE_RUNS and \
+                len({level for level, _ in self.runs[-MERGE_RUNS:]}) == 1:
+            level, tail = self.runs[-1][0], self.runs[-MERGE_RUNS:]
+            merged = self._write(heapq.merge(*(_read_run(file) for _, file in tail), key=_name))
+            for _, file in tail:
+                file.close()
+            self.runs[-MERGE_RUNS:] = [(level + 1, merged)]
+
+    def _write(self, items):
+        file = tempfile.TemporaryFile(  # noqa: SIM115 - closed by close()
+            prefix=imagefiles.TEMP_PREFIX, suffix=".tmp", dir=self.folder)
+        try:
+            file.writelines(json.dumps(name).encode("ascii") + b"\t" + line
+                            for name, line in items)
+        except BaseException:
+            file.close()
+            raise
+        return file
+
+    def lines(self):
+        """The encoded records, sorted by output name (may be read more than once)."""
+        runs = [_read_run(file) for _, file in self.runs]
+        merged = heapq.merge(*runs, sorted(self.buffer, key=_name), key=_name)
+        for _, same in itertools.groupby(merged, key=_name):
+            *_, (_, line) = same
+            yield line
+
+    def records(self):
+        """The records as dicts, sorted by output name."""
+        return (json.loads(line) for line in self.lines())
+
+    def close(self) -> None:
+        for _, file in self.runs:
+            file.close()
+        self.runs, self.buffer, self.held = [], [], 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _name(item: tuple) -> str:
+    return item[0]
+
+
+def _read_run(file):
+    """(name, line) pairs of a spilled run, from its start."""
+    file.seek(0)
+    for raw in file:
+        name, _, line = raw.partition(b"\t")
+        yield json.loads(name), line
 
 
 class Journal:

@@ -42,16 +42,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import geometry, imagefiles, manifest
+from . import geometry, imagefiles, manifest, storage
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .jobs import (
+    Cluster,
     JobReport,
-    check_folders,
     default_workers,
     elapsed_spinner,
     map_in_workers,
+    open_cluster,
     progress_bar,
 )
+from .storage import StoreSpec
 
 METHODS = ("minmax", "samplewise", "featurewise", "zca", "caffe", "tf", "torch")
 FITTED_METHODS = ("featurewise", "zca")
@@ -527,16 +529,18 @@ class Transform:
 
 @dataclass(frozen=True)
 class ImageTask:
-    """One image for a worker: plain, picklable data.
+    """One image for a worker: plain, picklable data (stores as specs, never open
+    filesystems).
 
     ``job`` says what the worker returns: "moments" (featurewise fit), "row"
-    (a flat image for ZCA) or "write" (transform, encode, write).
+    (a flat image for ZCA) or "write" (transform, encode, publish).
     """
 
     index: int  # position in its pass (results are put back in this order)
-    source: Path
+    input: StoreSpec  # the input folder or URL prefix
     relative: str
-    destination: Path | None
+    output: StoreSpec | None  # the output folder or URL prefix (None: fit only)
+    destination: str | None  # the output's key in ``output``
     preparation: Preparation
     job: str
     transform: Transform | None = None
@@ -548,7 +552,7 @@ class ImageTask:
 class ImageResult:
     index: int
     relative: str
-    destination: Path | None
+    destination: str | None  # the output's key
     number: int = 0
     payload: object = None  # moments or a row; the parent drops it once used
     failure: str | None = None
@@ -560,7 +564,7 @@ def process_image(task: ImageTask) -> ImageResult:
     """Worker: decode and prepare one image, then measure, flatten, or normalize and write it."""
     result = ImageResult(task.index, task.relative, task.destination, task.number)
     try:
-        image = imagefiles.read_image(task.source)
+        image = task.input.open().read_image(task.relative)
     except ImageReadError as exc:
         result.failure = exc.reason
         return result
@@ -571,23 +575,26 @@ def process_image(task: ImageTask) -> ImageResult:
     elif task.job == "row":
         result.payload = preparation.apply(image).reshape(-1)
     else:
-        assert task.destination is not None and task.transform is not None  # a "write" task
+        assert task.output is not None and task.destination is not None and \
+            task.transform is not None  # a "write" task
         try:
-            result.failure = _write(task.destination, task.transform(preparation.apply(image)),
-                                    task.fmt, task.transform.method)
+            result.failure = _write(task.output.open(), task.destination,
+                                    task.transform(preparation.apply(image)), task.fmt,
+                                    task.transform.method)
         except OutputError as exc:
             result.stop = str(exc)
     return result
 
 
-def _write(destination: Path, result: np.ndarray, fmt: str, method: str) -> str | None:
-    """Encode and write atomically; return the reason if that failed. Raises OutputError
-    for a write error that every later write would meet too (a full disk)."""
+def _write(store, key: str, result: np.ndarray, fmt: str, method: str) -> str | None:
+    """Encode and publish whole (temp file + rename, or one object write); return the
+    reason if that failed. Raises OutputError for a write error that every later write
+    would meet too (a full disk)."""
     try:
-        imagefiles.write_atomic(destination, encode_output(result, fmt, method))
+        store.publish(key, encode_output(result, fmt, method))
     except OSError as exc:
         if exc.errno in STOPS_RUN:
-            raise output_error(destination, exc) from None
+            raise output_error(store.name(key), exc) from None
         return f"cannot write ({exc})"
     except ValueError as exc:
         return f"cannot write ({exc})"
@@ -623,8 +630,8 @@ class NormalizePlan:
     epsilon: float
     saved: object  # statistics loaded from a --stats file to apply, or None
     stats_path: Path | None
-    input_dir: Path
-    output_dir: Path | None  # None: fit only
+    input_dir: Path | str  # a folder, or a URL
+    output_dir: Path | str | None  # None: fit only
     tasks: list  # ImageTask per image, in input order
     ignored: list  # files that are not images
     outputs: dict = field(default_factory=dict)  # source -> output, relative posix paths
@@ -632,6 +639,12 @@ class NormalizePlan:
     finished: dict = field(default_factory=dict)  # output -> record of an earlier run, file there
     stale: list = field(default_factory=list)  # with overwrite: earlier outputs no longer made
     overwrite: bool = False
+    output_store: StoreSpec | None = None  # the output folder or URL prefix, as a spec
+
+    def output(self):
+        """The output's store, opened in this process (a folder or an object store)."""
+        assert self.output_store is not None  # not --fit-only
+        return self.output_store.open()
 
     @property
     def fits(self) -> bool:
@@ -650,6 +663,7 @@ class _Passes:
     workers: int
     report: NormalizeReport
     progress: bool
+    dask: Cluster | None = None  # the Dask cluster the passes run on; None: the local pool
     failed: set = field(default_factory=set)  # relative paths that could not be read
     decoded: int = 0  # images decoded by the latest pass
 
@@ -660,7 +674,8 @@ class _Passes:
         workers = max(1, min(self.workers, len(tasks)))
         self.decoded = 0
         try:
-            for result in _in_input_order(map_in_workers(process_image, tasks, workers)):
+            for result in _in_input_order(map_in_workers(process_image, tasks, workers,
+                                                         cluster=self.dask)):
                 bar.update(1)
                 self.decoded += result.decoded
                 if result.stop is not None:
@@ -708,17 +723,20 @@ def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None =
     preparation = _resolve_preparation(method, size, resize, color, saved)
     if method == "zca" and saved is None:
         check_zca_memory(preparation, ZCA_FIT_MATRICES)
-    input_dir, output_dir = _check_paths(input_dir, output_dir, fit_only)
-    images, others = imagefiles.scan_images(input_dir)
+    input_dir, output_dir = storage.location(input_dir), storage.location(output_dir)
+    input_spec, output_spec = _check_paths(input_dir, output_dir, fit_only)
+    images, others = input_spec.open().scan()
+    imagefiles.require_images(images, input_dir)
     outputs = {} if fit_only else _outputs(images, fmt)
-    tasks = [ImageTask(number, input_dir / relative, relative.as_posix(),
-                       output_dir / outputs[relative.as_posix()] if outputs else None,
+    tasks = [ImageTask(number, input_spec, relative.as_posix(),
+                       output_spec if outputs else None,
+                       outputs[relative.as_posix()] if outputs else None,
                        preparation, "", number=number)
              for number, relative in enumerate(images)]
     plan = NormalizePlan(method, fmt, preparation, per_channel,
                          zca_epsilon or DEFAULT_ZCA_EPSILON, saved,
                          Path(stats) if stats is not None else None, input_dir, output_dir,
-                         tasks, others, outputs, overwrite=overwrite)
+                         tasks, others, outputs, overwrite=overwrite, output_store=output_spec)
     if plan.fits and not tasks:
         raise UsageError(f"no images in {input_dir} to fit {method} statistics on "
                          f"({imagefiles.looked_for()})")
@@ -726,7 +744,7 @@ def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None =
         plan.settings = json.loads(json.dumps({"method": method, "format": fmt,
                                                **_preparation_record(preparation),
                                                "per_channel": per_channel}))
-        manifest.check_inside(output_dir, [MANIFEST_NAME, *outputs.values()])
+        manifest.check_inside(_where(plan.output()), [MANIFEST_NAME, *outputs.values()])
         plan.finished, plan.stale = _earlier_outputs(plan)
     return plan
 
@@ -735,7 +753,8 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
                      size: tuple | None = None, resize: str = "stretch", color: str | None = None,
                      per_channel: bool = False, zca_epsilon: float | None = None, stats=None,
                      fit_only: bool = False, overwrite: bool = False, workers: int | None = None,
-                     progress: bool = False, notify=None) -> NormalizeReport:
+                     progress: bool = False, notify=None, cluster=None,
+                     client=None) -> NormalizeReport:
     """Normalize every image of ``input_dir`` into ``output_dir``; what ``augcli normalize`` calls.
 
     featurewise and zca fit their statistics on ``input_dir`` unless ``stats``
@@ -744,6 +763,10 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
     wrote are kept and skipped (see ``manifest.jsonl``); ``overwrite`` replaces
     an earlier run's outputs whatever made them. ``notify`` receives one line
     per failed input.
+
+    ``input_dir`` and ``output_dir`` may be object-store URLs (s3://, az://, gs://);
+    ``cluster`` (``"local"``, a Dask scheduler address or file) or ``client`` (a
+    ``distributed.Client``) runs the passes on Dask, as ``run_recipe`` does: same bytes.
     """
     started = time.perf_counter()
     plan = plan_normalize(input_dir, output_dir, method=method, fmt=fmt, size=size,
@@ -753,7 +776,7 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
     report = NormalizeReport(ignored=plan.ignored, notify=notify, method=method,
                              output_dir=str(plan.output_dir) if plan.output_dir else None)
     passes = _Passes(workers or default_workers(), report, progress)
-    with _output_lock(plan.output_dir):
+    with open_cluster(cluster, client, passes.workers) as passes.dask, _output_lock(plan):
         if plan.output_dir is not None:  # what the manifest says now, under the lock
             plan.finished, plan.stale = _earlier_outputs(plan)
         fitted = plan.saved
@@ -770,65 +793,63 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
     return report
 
 
-def _output_lock(output_dir: Path | None):
-    """One run per output folder (none with --fit-only, which writes only the statistics)."""
-    if output_dir is None:
+def _output_lock(plan: NormalizePlan):
+    """One run per output folder or prefix (none with --fit-only, which writes only the
+    statistics)."""
+    if plan.output_store is None:
         return contextlib.nullcontext()
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(output_dir, exc) from None
-    return manifest.OutputLock(output_dir)
+    return plan.output().lock()
 
 
 def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     """Normalize what an earlier run did not finish, journaling each file in the manifest."""
     stats = fitted.fingerprint() if fitted is not None else None
     finished = _same_statistics(plan, stats)
-    output_dir = plan.output_dir
-    assert output_dir is not None  # not --fit-only
-    manifest.remove(output_dir, plan.stale)
+    store = plan.output()
+    manifest.remove(_where(store), plan.stale)
     try:
-        imagefiles.remove_stale_temp_files(output_dir)
+        store.tidy()  # temp files of writes that died with their worker
     except OSError as exc:
-        raise output_error(output_dir, exc) from None
+        raise output_error(plan.output_dir, exc) from None
     header = {"normalize": plan.settings, "settings": plan.fingerprint, "stats": stats}
     records = dict(finished)
-    _write_manifest(output_dir, header, records.values())
+    _write_manifest(store, header, records.values())
     todo = [task for task in plan.tasks if task.relative not in passes.failed]
     passes.report.skipped = sum(plan.outputs[task.relative] in finished for task in todo)
     todo = [task for task in todo if plan.outputs[task.relative] not in finished]
-    with manifest.Journal(output_dir) as appended:
+    appended = manifest.Journal(_where(store))
 
-        def journal(result: ImageResult) -> None:
-            record = {"output": plan.outputs[result.relative], "source": result.relative,
-                      "method": plan.method, "settings": plan.fingerprint, "stats": stats}
-            records[record["output"]] = record
-            appended.append(record)
-            passes.report.written += 1
+    def journal(result: ImageResult) -> None:
+        record = {"output": plan.outputs[result.relative], "source": result.relative,
+                  "method": plan.method, "settings": plan.fingerprint, "stats": stats}
+        records[record["output"]] = record
+        appended.append(record)
+        passes.report.written += 1
 
-        try:
+    try:
+        with appended:  # closed (its last part out, on a store) before the rewrite
             if plan.method == "zca":
-                _apply_zca(todo, fitted, plan.fmt, passes, journal, len(plan.tasks))
+                _apply_zca(todo, fitted, plan.fmt, passes, journal, len(plan.tasks), store)
             else:
                 _apply_in_workers(todo, _transform(plan.method, plan.per_channel, fitted),
                                   plan.fmt, passes, journal)
-        except BaseException:
-            with contextlib.suppress(OutputError):  # the first error is the one to report
-                _write_manifest(output_dir, header, records.values())
-            raise
-        _write_manifest(output_dir, header, records.values())
+    except BaseException:
+        with contextlib.suppress(OutputError):  # the first error is the one to report
+            _write_manifest(store, header, records.values())
+        raise
+    _write_manifest(store, header, records.values())
 
 
 # --- the manifest ----------------------------------------------------------------------------
 
-def read_manifest(output_dir: Path) -> tuple[dict | None, list]:
-    """(header, output records) of an earlier normalize; a torn last line is ignored."""
+def read_manifest(output) -> tuple[dict | None, list]:
+    """(header, output records) of an earlier normalize; a torn last line is ignored.
+    ``output``: a folder, a URL or a ``StoreSpec``."""
     header: dict | None = None
     records: list[dict] = []
-    if not (output_dir / MANIFEST_NAME).is_file():
+    if isinstance(output, Path) and not (output / MANIFEST_NAME).is_file():
         return header, records
-    for record in manifest.read_lines(output_dir):
+    for record in manifest.read_lines(output):
         if "normalize" in record:
             header = record
         elif isinstance(record.get("output"), str):
@@ -836,14 +857,16 @@ def read_manifest(output_dir: Path) -> tuple[dict | None, list]:
     return header, records
 
 
-def _write_manifest(output_dir: Path, header: dict, records) -> None:
-    """Rewrite the manifest whole: the header, then one line per output, by name."""
+def _write_manifest(store, header: dict, records) -> None:
+    """Rewrite the manifest whole: the header, then one line per output, by name (on an
+    object store, the journal's parts then go: the manifest holds their lines)."""
     lines = [header, *sorted(records, key=lambda record: record["output"])]
-    path = output_dir / MANIFEST_NAME
     try:
-        imagefiles.write_atomic(path, b"".join(map(manifest.encode_line, lines)))
+        store.publish(MANIFEST_NAME, b"".join(map(manifest.encode_line, lines)))
+        if not store.is_local:
+            store.clear_journal(MANIFEST_NAME)
     except OSError as exc:
-        raise output_error(path, exc) from None
+        raise output_error(store.name(MANIFEST_NAME), exc) from None
 
 
 def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
@@ -855,27 +878,37 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
     this one does not make, e.g. of another --format).
     """
     output_dir = plan.output_dir
-    assert output_dir is not None  # plan_normalize asks only when there is an output folder
-    header, records = read_manifest(output_dir)
+    store = plan.output()
+    where = _where(store)
+    header, records = read_manifest(where)
     if plan.overwrite:
         planned = set(plan.outputs.values())
         ours = {record["output"] for record in records
-                if "settings" in record and manifest.inside(output_dir, record["output"])}
+                if "settings" in record and _inside(where, record["output"])}
         return {}, sorted(ours - planned)
     if (header is not None and header.get("settings") != plan.fingerprint) or \
             any(record.get("settings") != plan.fingerprint for record in records):
         raise UsageError(_other_settings(plan, header))
-    finished = {record["output"]: record for record in records
-                if (output_dir / record["output"]).is_file()}
+    # one listing of an object store (a folder is asked file by file)
+    present = store.existing({*(record["output"] for record in records),
+                              *plan.outputs.values()})
+    finished = {record["output"]: record for record in records if record["output"] in present}
     if header is None:
         clashes = sorted(output for output in plan.outputs.values()
-                         if (output_dir / output).exists() and output not in finished)
+                         if output in present and output not in finished)
         if clashes:
             raise UsageError(f"{output_dir} already holds {len(clashes)} file(s) this normalize "
                              f"would write (e.g. {clashes[0]}) and no {MANIFEST_NAME} says "
                              "where they came from; rerun with --overwrite to replace them, "
                              "or choose another output folder")
     return finished, []
+
+
+def _inside(where, name: str) -> bool:
+    """Whether a manifest's name is inside the output folder (no link out) or prefix."""
+    if isinstance(where, Path):
+        return manifest.inside(where, name) is not None
+    return manifest._plain_key(name)
 
 
 def _other_settings(plan: NormalizePlan, header: dict | None) -> str:
@@ -932,6 +965,8 @@ def _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, s
         ((stats is not None or fit_only) and method not in FITTED_METHODS,
          "--stats and --fit-only only apply to --method featurewise or zca"),
         (fit_only and stats is None, "--fit-only needs --stats FILE to save the statistics to"),
+        (storage.is_url(stats), f"--stats needs a local file, not {stats}: the statistics are "
+                                "read and saved on this machine (input and output may be URLs)"),
         (fit_only and output_dir is not None,
          "--fit-only writes only the statistics file; drop -o/--output"),
         (not fit_only and output_dir is None, "no output folder: pass -o/--output"),
@@ -958,13 +993,20 @@ def _resolve_preparation(method, size, resize, color, saved) -> Preparation:
     return Preparation(fitted.color, size, resize)
 
 
-def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[Path, Path | None]:
-    input_dir = Path(input_dir)
-    if fit_only:
-        if not input_dir.is_dir():
-            raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
-        return input_dir, None
-    return check_folders(input_dir, Path(output_dir))
+def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[StoreSpec, StoreSpec | None]:
+    """The input's and output's specs: folders or object-store URLs (``storage.open_pair``)."""
+    if not fit_only:
+        return storage.open_pair(input_dir, output_dir)
+    if storage.is_url(input_dir):
+        storage.require_extra(input_dir)
+    elif not input_dir.is_dir():
+        raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
+    return StoreSpec.of(input_dir), None
+
+
+def _where(store):
+    """What the manifest module takes: a folder's path, or the open object store."""
+    return store.root if store.is_local else store
 
 
 def _outputs(images: list, fmt: str) -> dict:
@@ -1061,7 +1103,7 @@ def _apply_in_workers(tasks: list, transform: Transform, fmt: str, passes: _Pass
 
 
 def _apply_zca(tasks: list, stats: ZcaStats, fmt: str, passes: _Passes, journal,
-               total: int) -> None:
+               total: int, store) -> None:
     """Workers decode and resize; the parent, which holds W, whitens and writes.
 
     Rows are whitened in fixed blocks of the whole folder: block b holds the
@@ -1082,7 +1124,8 @@ def _apply_zca(tasks: list, stats: ZcaStats, fmt: str, passes: _Passes, journal,
         whitened = stats.whiten(rows)
         for result in waiting:
             pixels = whitened[result.number - start].reshape(height, width, -1)
-            failure = _write(result.destination, pixels, fmt, "zca")
+            assert result.destination is not None  # rows of this pass have an output
+            failure = _write(store, result.destination, pixels, fmt, "zca")
             if failure is None:
                 journal(result)
             else:

@@ -44,10 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles, manifest
+from . import geometry, imagefiles, manifest, storage
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .geometry import parse_size
-from .jobs import JobReport, check_folders, default_workers, map_in_workers, progress_bar
+from .jobs import JobReport, default_workers, map_in_workers, open_cluster, progress_bar
+from .storage import StoreSpec
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
            "RicapReport", "area_weights", "compose", "draw_montages", "label_weights",
@@ -139,9 +140,10 @@ def compose(size: tuple, pieces, channels: int = 3, out: np.ndarray | None = Non
     return canvas
 
 
-def prepare_source(path: Path, size: tuple) -> np.ndarray:
-    """Decode, convert to 8-bit RGB and stretch to ``size`` (width, height)."""
-    image = imagefiles.to_rgb8(imagefiles.read_image(path))
+def prepare_source(store, key: str, size: tuple) -> np.ndarray:
+    """Decode ``key`` of a store (a folder or an object store), convert to 8-bit RGB and
+    stretch to ``size`` (width, height)."""
+    image = imagefiles.to_rgb8(store.read_image(key))
     if (image.shape[1], image.shape[0]) != tuple(size):
         image = geometry.resize(image, *size)
     return np.ascontiguousarray(image)
@@ -408,10 +410,12 @@ def labels_csv(plans: list, classes: list, size: tuple) -> str:
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """A chunk of montages for one worker: plain, picklable data."""
+    """A chunk of montages for one worker: plain, picklable data (stores as specs, never
+    open filesystems)."""
 
-    input_dir: Path
-    output_dir: Path
+    input: StoreSpec  # the input folder or URL prefix
+    output: StoreSpec  # the output folder or URL prefix
+    folder: str  # the epoch's folder in the output ('' without --epochs)
     size: tuple
     fmt: str
     montages: tuple
@@ -419,7 +423,7 @@ class ChunkTask:
 
 @dataclass
 class ChunkResult:
-    output_dir: Path | None = None
+    folder: str = ""  # the epoch's folder in the output
     written: list = field(default_factory=list)       # filenames
     failures: list = field(default_factory=list)      # (filename, reason)
     bad_sources: dict = field(default_factory=dict)   # relative path -> reason
@@ -429,14 +433,15 @@ class ChunkResult:
 
 def make_chunk(task: ChunkTask) -> ChunkResult:
     """Worker: decode each source of the chunk once, then compose, encode and write."""
-    result = ChunkResult(task.output_dir)
+    result = ChunkResult(task.folder)
+    source_store, destination = task.input.open(), task.output.open()
     resized = {}
     for plan in task.montages:
         for source in plan.sources:
             if source in resized or source in result.bad_sources:
                 continue
             try:
-                resized[source] = prepare_source(task.input_dir / source, task.size)
+                resized[source] = prepare_source(source_store, source, task.size)
                 result.decoded.add(source)
             except ImageReadError as exc:
                 result.bad_sources[source] = exc.reason
@@ -447,16 +452,16 @@ def make_chunk(task: ChunkTask) -> ChunkResult:
             continue
         montage = compose(task.size, [(resized.get(q.source), q.crop[:2] if q.crop else None,
                                        q.box) for q in plan.quadrants])
-        path = task.output_dir / plan.filename
+        key = _key(task.folder, plan.filename)
         try:
             data = imagefiles.encode(montage, task.fmt, JPEG_QUALITY)
-            imagefiles.write_atomic(path, data)
+            destination.publish(key, data)
             if plan.majority is not None:
-                path = task.output_dir / MAJORITY_DIR / plan.majority / plan.filename
-                imagefiles.write_atomic(path, data)
+                key = _key(task.folder, f"{MAJORITY_DIR}/{plan.majority}/{plan.filename}")
+                destination.publish(key, data)
         except OSError as exc:
             if exc.errno in STOPS_RUN:  # every later write would fail too
-                result.stop = str(output_error(path, exc))
+                result.stop = str(output_error(destination.name(key), exc))
                 break
             result.failures.append((plan.filename, f"cannot write ({exc})"))
             continue
@@ -529,19 +534,27 @@ class RicapSettings:
 class Epoch:
     """One folder of montages: the whole output folder, or epoch_NNN/ with --epochs."""
 
-    folder: Path
     name: str      # relative to the output folder; '' without --epochs
     beta: float
     plans: list
 
+    def key(self, name: str) -> str:
+        """A file of this epoch, relative to the output folder (or prefix)."""
+        return _key(self.name, name)
 
-def scan_classes(input_dir: Path) -> tuple[list, list, list]:
+
+def _key(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def scan_classes(input_dir) -> tuple[list, list, list]:
     """(images as (relative posix path, class), sorted classes, other files).
 
-    Classes are the immediate subfolders of ``input_dir`` that hold images (at
-    any depth). Images directly in ``input_dir`` belong to no class: an error.
+    Classes are the immediate subfolders of ``input_dir`` (a folder, or a URL
+    prefix) that hold images (at any depth). Images directly in ``input_dir``
+    belong to no class: an error.
     """
-    images, others = imagefiles.scan(input_dir)
+    images, others = StoreSpec.of(storage.location(input_dir)).open().scan()
     loose = [relative.as_posix() for relative in images if len(relative.parts) == 1]
     if loose:
         shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
@@ -594,7 +607,7 @@ def _settings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label, 
                          epochs, beta_schedule)
 
 
-def _plan_epochs(settings: RicapSettings, images: list, output_dir: Path) -> list:
+def _plan_epochs(settings: RicapSettings, images: list) -> list:
     """Every montage of the run, per output folder (one, or one per epoch)."""
     epochs = []
     for number, (name, beta) in enumerate(settings.epoch_betas()):
@@ -602,7 +615,7 @@ def _plan_epochs(settings: RicapSettings, images: list, output_dir: Path) -> lis
                               seed=settings.seed_of(number), batch_size=settings.batch_size,
                               per_sample=settings.per_sample, fmt=settings.fmt,
                               hard_label=settings.hard_label)
-        epochs.append(Epoch(output_dir / name if name else output_dir, name, beta, plans))
+        epochs.append(Epoch(name, beta, plans))
     return epochs
 
 
@@ -624,24 +637,33 @@ def _epoch_folders(output_dir: Path) -> list:
                                 if p.is_dir() and not p.is_symlink())]
 
 
-def _previous_outputs(output_dir: Path) -> list:
-    """Files of an earlier ricap run in ``output_dir`` (by augcli's own names only), as
-    posix paths relative to it; none reached through a symbolic link out of the folder."""
-    if not output_dir.is_dir():
+def _previous_outputs(store) -> list:
+    """Files of an earlier ricap run in the output (by augcli's own names only), as posix
+    paths relative to it, from one listing; a folder's listing never goes through a
+    symbolic link to a folder, so none is reached through a link out of it."""
+    if store.is_local and not store.root.is_dir():
         return []
-    found = [output_dir / SETTINGS_NAME] if (output_dir / SETTINGS_NAME).exists() else []
-    for folder in _epoch_folders(output_dir):
-        found += [folder / name for name in (LABELS_NAME, MONTAGES_NAME)
-                  if (folder / name).exists()]
-        for pattern in (f"{NAME_PREFIX}*.png", f"{NAME_PREFIX}*.jpg"):
-            found += folder.glob(pattern)
-            found += folder.glob(f"{MAJORITY_DIR}/*/{pattern}")
-    folders: dict = {}
-    names = (path.relative_to(output_dir).as_posix() for path in found)
-    return sorted(name for name in names if manifest.inside(output_dir, name, folders))
+    return list(filter(_ricap_name, store.keys()))
 
 
-def _finished(output_dir: Path, epochs: list, record: dict, previous: list,
+def _ricap_name(key: str) -> bool:
+    """ricap.json, or in the output or an epoch_* folder: labels.csv, montages.jsonl, a
+    montage, or a montage's copy in majority/<class>/."""
+    if key == SETTINGS_NAME:
+        return True
+    parts = key.split("/")
+    if len(parts) > 1 and parts[0].startswith(EPOCH_PREFIX):
+        parts = parts[1:]
+    if len(parts) == 1:
+        return parts[0] in (LABELS_NAME, MONTAGES_NAME) or _montage_name(parts[0])
+    return len(parts) == 3 and parts[0] == MAJORITY_DIR and _montage_name(parts[2])
+
+
+def _montage_name(name: str) -> bool:
+    return name.startswith(NAME_PREFIX) and name.endswith(tuple(f".{fmt}" for fmt in FORMATS))
+
+
+def _finished(store, where, epochs: list, record: dict, previous: list,
               overwrite: bool) -> set:
     """Montages an earlier run of this same plan finished: {(folder name, filename)}.
 
@@ -653,11 +675,11 @@ def _finished(output_dir: Path, epochs: list, record: dict, previous: list,
         return set()
     shown = previous[0]
     try:
-        earlier = json.loads((output_dir / SETTINGS_NAME).read_text(encoding="utf-8"))
+        earlier = json.loads(store.read(SETTINGS_NAME).decode("utf-8"))
     except (OSError, ValueError):
         earlier = None
     if not isinstance(earlier, dict):
-        raise UsageError(f"{output_dir} already holds outputs of a ricap run (e.g. {shown}) "
+        raise UsageError(f"{where} already holds outputs of a ricap run (e.g. {shown}) "
                          f"and no readable {SETTINGS_NAME} says which; rerun with --overwrite "
                          "to replace them, or choose another output folder")
     differ = sorted(key for key in record.keys() | earlier.keys()
@@ -665,23 +687,29 @@ def _finished(output_dir: Path, epochs: list, record: dict, previous: list,
     if differ:
         flags = {"sources": "input images", "fmt": "--format"}
         names = ", ".join(flags.get(key, f"--{key.replace('_', '-')}") for key in differ)
-        raise UsageError(f"{output_dir} holds montages of another ricap run ({names} differ); "
+        raise UsageError(f"{where} holds montages of another ricap run ({names} differ); "
                          "rerun with --overwrite to replace them, or choose another output "
                          "folder")
+    present = store.existing(name for epoch in epochs for plan in epoch.plans
+                             for name in _files_of(epoch, plan))
     return {(epoch.name, plan.filename) for epoch in epochs for plan in epoch.plans
-            if _on_disk(epoch.folder, plan)}
+            if all(name in present for name in _files_of(epoch, plan))}
 
 
-def _on_disk(folder: Path, plan: MontagePlan) -> bool:
+def _files_of(epoch: Epoch, plan: MontagePlan) -> list:
     """The montage and, with a hard label, its copy: both are written whole or not at all."""
-    copy = plan.majority is None or (folder / MAJORITY_DIR / plan.majority / plan.filename).exists()
-    return copy and (folder / plan.filename).exists()
+    copy = [] if plan.majority is None else \
+        [epoch.key(f"{MAJORITY_DIR}/{plan.majority}/{plan.filename}")]
+    return [epoch.key(plan.filename), *copy]
 
 
-def _clear_previous(output_dir: Path, previous: list) -> None:
+def _clear_previous(store, previous: list) -> None:
     """Delete an earlier run's files (a link itself, never what it points to), then the
     folders they leave empty."""
-    manifest.remove(output_dir, previous)
+    manifest.remove(_where(store), previous)
+    if not store.is_local:
+        return  # an object store has no folders
+    output_dir = store.root
     for folder in _epoch_folders(output_dir):
         majority = folder / MAJORITY_DIR
         try:
@@ -697,17 +725,21 @@ def _clear_previous(output_dir: Path, previous: list) -> None:
             raise output_error(folder, exc) from None
 
 
-def _start_output(output_dir: Path, previous: list, overwrite: bool, record: dict) -> None:
+def _start_output(store, previous: list, overwrite: bool, record: dict) -> None:
     """Clear what --overwrite replaces, drop a killed run's temp files, record the settings."""
     if overwrite:
-        _clear_previous(output_dir, previous)
-    path = output_dir / SETTINGS_NAME
+        _clear_previous(store, previous)
     try:
-        imagefiles.remove_stale_temp_files(output_dir)
+        store.tidy()
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-        imagefiles.write_atomic(path, text.encode("utf-8"))
+        store.publish(SETTINGS_NAME, text.encode("utf-8"))
     except OSError as exc:
-        raise output_error(path, exc) from None
+        raise output_error(store.name(SETTINGS_NAME), exc) from None
+
+
+def _where(store):
+    """What the manifest module takes: a folder's path, or the open object store."""
+    return store.root if store.is_local else store
 
 
 def _planned_names(epochs: list) -> list:
@@ -723,15 +755,10 @@ def _planned_names(epochs: list) -> list:
     return names
 
 
-def _output_lock(output_dir: Path, dry_run: bool):
-    """One run per output folder (nothing to lock, and nothing made, for a dry run)."""
-    if dry_run:
-        return contextlib.nullcontext()
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(output_dir, exc) from None
-    return manifest.OutputLock(output_dir)
+def _output_lock(store, dry_run: bool):
+    """One run per output folder or prefix (nothing to lock, and nothing made, for a dry
+    run)."""
+    return contextlib.nullcontext() if dry_run else store.lock()
 
 
 def _chunks(plans: list, workers: int, size: tuple) -> list:
@@ -742,23 +769,27 @@ def _chunks(plans: list, workers: int, size: tuple) -> list:
     return [plans[start:start + length] for start in range(0, len(plans), length)]
 
 
-def _make(input_dir: Path, epochs: list, finished: set, settings: RicapSettings,
-          report: RicapReport, workers: int, progress: bool, written: set) -> None:
-    """Make every montage not yet finished, in worker processes: add each one written to
-    ``written`` as (folder name, filename) as it lands, count reads and failures into
-    ``report``."""
+def _make(stores: tuple, epochs: list, finished: set, settings: RicapSettings,
+          report: RicapReport, workers: int, progress: bool, written: set,
+          dask=None) -> None:
+    """Make every montage not yet finished, in worker processes (or on the Dask cluster
+    ``dask``): add each one written to ``written`` as (folder name, filename) as it
+    lands, count reads and failures into ``report``. ``stores``: the input's and the
+    output's specs."""
+    slots = dask.slots if dask is not None else workers
     tasks = []
     for epoch in epochs:
         todo = [plan for plan in epoch.plans if (epoch.name, plan.filename) not in finished]
-        tasks += [ChunkTask(input_dir, epoch.folder, settings.size, settings.fmt, tuple(chunk))
-                  for chunk in _chunks(todo, workers, settings.size)]
-    names = {epoch.folder: epoch.name for epoch in epochs}
+        tasks += [ChunkTask(stores[0], stores[1], epoch.name, settings.size, settings.fmt,
+                            tuple(chunk))
+                  for chunk in _chunks(todo, slots, settings.size)]
     decoded, bad = set(), {}
     bar = progress_bar(sum(len(task.montages) for task in tasks), progress)
     bar.set_description("ricap")
     try:
-        for result in map_in_workers(make_chunk, tasks, max(1, min(workers, len(tasks)))):
-            name = names[result.output_dir]
+        for result in map_in_workers(make_chunk, tasks, max(1, min(workers, len(tasks))),
+                                     cluster=dask):
+            name = result.folder
             decoded |= result.decoded
             written.update((name, filename) for filename in result.written)
             for source, reason in sorted(result.bad_sources.items()):
@@ -778,7 +809,7 @@ def _make(input_dir: Path, epochs: list, finished: set, settings: RicapSettings,
         report.bad_sources = len(bad)
 
 
-def _write_indexes(epochs: list, done: set, classes: list, size: tuple) -> None:
+def _write_indexes(store, epochs: list, done: set, classes: list, size: tuple) -> None:
     """labels.csv and montages.jsonl of each folder: every montage of the plan on disk."""
     for epoch in epochs:
         made = [plan for plan in epoch.plans if (epoch.name, plan.filename) in done]
@@ -788,9 +819,9 @@ def _write_indexes(epochs: list, done: set, classes: list, size: tuple) -> None:
                  LABELS_NAME: labels_csv(made, classes, size).encode("utf-8", "surrogateescape")}
         for name, data in files.items():
             try:
-                imagefiles.write_atomic(epoch.folder / name, data)
+                store.publish(epoch.key(name), data)
             except OSError as exc:
-                raise output_error(epoch.folder / name, exc) from None
+                raise output_error(store.name(epoch.key(name)), exc) from None
 
 
 def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None = None,
@@ -798,7 +829,7 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None
                   per_sample: bool = False, fmt: str = "png", hard_label: str | None = None,
                   epochs: int | None = None, beta_schedule=None, overwrite: bool = False,
                   dry_run: bool = False, workers: int | None = None, progress: bool = False,
-                  notify=None) -> RicapReport:
+                  notify=None, cluster=None, client=None) -> RicapReport:
     """Write ``count`` RICAP montages of ``input_dir``'s class folders; what ``augcli ricap`` calls.
 
     ``size`` is (width, height) or a "WxH" string. ``beta`` defaults to 0.3.
@@ -809,33 +840,43 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None
     interrupted run left; other earlier outputs need ``overwrite``.
     ``dry_run`` plans and counts, and writes nothing. ``notify`` receives one
     line per unreadable source and per montage that could not be made.
+
+    ``input_dir`` and ``output_dir`` may be object-store URLs (s3://, az://, gs://);
+    ``cluster`` (``"local"``, a Dask scheduler address or file) or ``client`` (a
+    ``distributed.Client``) makes the montages on Dask, as ``run_recipe`` does: same
+    bytes.
     """
     started = time.perf_counter()
     settings = _settings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label,
                          epochs, beta_schedule)
-    input_dir, output_dir = check_folders(Path(input_dir), Path(output_dir))
+    input_dir, output_dir = storage.location(input_dir), storage.location(output_dir)
+    stores = storage.open_pair(input_dir, output_dir)
+    store = stores[1].open()
     images, classes, others = scan_classes(input_dir)
-    planned = _plan_epochs(settings, images, output_dir)
-    manifest.check_inside(output_dir, _planned_names(planned))
+    planned = _plan_epochs(settings, images)
+    manifest.check_inside(_where(store), _planned_names(planned))
     record = _settings_record(settings, images)
-    with _output_lock(output_dir, dry_run):
-        previous = _previous_outputs(output_dir)
-        finished = _finished(output_dir, planned, record, previous, overwrite)
+    workers = workers or default_workers()
+    if dry_run:
+        cluster = client = None  # a dry run reads no image: no cluster to start
+    with open_cluster(cluster, client, workers) as dask, _output_lock(store, dry_run):
+        previous = _previous_outputs(store)
+        finished = _finished(store, output_dir, planned, record, previous, overwrite)
         report = RicapReport(ignored=others, notify=notify, output_dir=output_dir,
                              dry_run=dry_run, planned=sum(len(epoch.plans) for epoch in planned),
                              skipped=len(finished))
         if settings.epochs is not None:
             report.epochs = [(epoch.name, epoch.beta) for epoch in planned]
         if not dry_run:
-            _start_output(output_dir, previous, overwrite, record)
+            _start_output(store, previous, overwrite, record)
             written: set = set()
             try:
-                _make(input_dir, planned, finished, settings, report,
-                      workers or default_workers(), progress, written)
+                _make(stores, planned, finished, settings, report, workers, progress, written,
+                      dask)
             except BaseException:
                 with contextlib.suppress(OutputError):  # the first error is the one to report
-                    _write_indexes(planned, finished | written, classes, settings.size)
+                    _write_indexes(store, planned, finished | written, classes, settings.size)
                 raise
-            _write_indexes(planned, finished | written, classes, settings.size)
+            _write_indexes(store, planned, finished | written, classes, settings.size)
     report.seconds = time.perf_counter() - started
     return report

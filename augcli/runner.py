@@ -9,22 +9,24 @@ manifest and counts.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
+import functools
 import hashlib
-import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import cv2
 import numpy as np
 
-from . import datasets, geometry, imagefiles, manifest, storage
+from . import budget, datasets, geometry, imagefiles, manifest, storage
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
     AnnotationSource,
-    Box,
     ImageBoxes,
     count_labels,
     encode_boxes,
@@ -88,18 +90,35 @@ class SourceTask:
     done: frozenset = frozenset()  # outputs an earlier run finished: not written again
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedSource:
+    """What a plan keeps of one source until its task is built: a few small fields, however
+    many outputs the source makes."""
+
+    relative: str
+    format: str | None  # the output format; None keeps the source's own
+    boxes: ImageBoxes | None = None  # the source's boxes, when the recipe has annotations
+    augment: bool = True  # False: an image of a dataset split that is only copied
+    balance: tuple | None = None  # balancing: (its position among its class's sources, their count)
+
+
 @dataclass
 class Plan:
+    """Every source to do and how: its outputs, their names and seeds are decided by the
+    recipe, and built (``tasks``) only when a source is handed to a worker, so that a plan
+    of millions of outputs holds per source only its ``PlannedSource``."""
+
     recipe: Recipe
     input_dir: Path | str  # a folder, or a URL
     output_dir: Path | str
-    tasks: list
+    sources: list  # PlannedSource per source, in order
     ignored: list  # files in the input folder that are not images
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     failures: list = field(default_factory=list)  # (path, reason): sources skipped when planning
     annotations: AnnotationSource | None = None
     dataset: datasets.Dataset | None = None  # a dataset with splits (data.yaml, split folders)
     output_store: StoreSpec | None = None  # set by plan_run
+    input_store: StoreSpec | None = None  # set by plan_run
 
     def output(self):
         """The output's store (a folder or an object-store prefix), opened in this process."""
@@ -107,14 +126,93 @@ class Plan:
             raise UsageError(f"no store for the output {self.output_dir}")
         return self.output_store.open()
 
+    def input(self):
+        """The input's store (a folder or an object-store prefix), opened in this process."""
+        if self.input_store is None:
+            raise UsageError(f"no store for the input {self.input_dir}")
+        return self.input_store.open()
+
+    @property
+    def tasks(self) -> Tasks:
+        """The ``SourceTask`` of each source, in order, each built when it is asked for."""
+        return Tasks(self)
+
+    def task(self, source: PlannedSource) -> SourceTask:
+        """The task of one source, with all of its outputs."""
+        annotations = self.annotations
+        assert self.input_store is not None and self.output_store is not None  # plan_run's
+        return SourceTask(self.input_store, source.relative, self.output_store,
+                          tuple(self.outputs_of(source)), source.format, self.recipe.quality,
+                          profile=self._profile, boxes=source.boxes,
+                          annotation_format=annotations.format if annotations else None,
+                          conform=self.recipe.conform or Conform(),
+                          copy_annotation=_held_out_annotation(self.dataset, annotations,
+                                                               source.relative, self.input_dir))
+
+    def outputs_of(self, source: PlannedSource) -> list:
+        """A source's ``OutputPlan``\\ s, in order (the only place they are decided)."""
+        relative = Path(source.relative)
+        if not source.augment:
+            return [_original(relative, source.format)]
+        if source.balance is None:
+            return source_outputs(self.recipe, relative, source.format)
+        position, count = source.balance
+        return balanced_outputs(self.recipe, relative, position, count, source.format,
+                                self._trees)
+
+    def count_of(self, source: PlannedSource) -> int:
+        """How many outputs a source makes, without deciding them."""
+        recipe = self.recipe
+        if not source.augment:
+            return 1
+        if source.balance is None:
+            return int(recipe.include_original) + sum(variant.outputs_per_source
+                                                      for variant in recipe.variants)
+        position, count = source.balance
+        return 1 + len(_extra_rounds(recipe, position, count))
+
+    def files_written(self):
+        """The name of every file the plan writes (its images and their annotation files),
+        source by source, each with a hint for when two sources would write it."""
+        for source in self.sources:
+            yield from _files_written(self.outputs_of(source), self.annotations)
+
     def objects_before(self) -> dict:
         """Objects per label in the planned sources (empty without annotations)."""
-        return count_labels(box for task in self.tasks if task.boxes is not None
-                            for box in task.boxes.boxes)
+        return count_labels(box for source in self.sources if source.boxes is not None
+                            for box in source.boxes.boxes)
 
     @property
     def total_outputs(self) -> int:
-        return sum(len(task.outputs) for task in self.tasks)
+        return sum(map(self.count_of, self.sources))
+
+    @functools.cached_property
+    def _profile(self) -> Profile | None:
+        return get_profile(self.recipe.profile) if self.recipe.profile else None
+
+    @functools.cached_property
+    def _trees(self) -> dict:
+        """Each variant's op trees, in output order (balancing picks among them)."""
+        return {variant.name: list(variant.expand()) for variant in self.recipe.variants}
+
+
+class Tasks(Sequence):
+    """A plan's tasks, one per source, each built when it is asked for and held by no one
+    but the caller."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.plan.sources)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.plan.task(source) for source in self.plan.sources[index]]
+        return self.plan.task(self.plan.sources[index])
+
+    def __iter__(self):
+        return map(self.plan.task, self.plan.sources)
 
 
 @dataclass(frozen=True)
@@ -176,34 +274,37 @@ def output_format(recipe: Recipe, relative: Path, store) -> str | None:
     if get_profile(recipe.profile).accepts(imagefiles.format_of(relative)):
         return None
     key = relative.as_posix()
-    header = store.path(key) if store.is_local else io.BytesIO(store.read(key))
-    return "png" if imagefiles.has_alpha(header, key) else "jpg"
+    return "png" if store.header(key, lambda header: imagefiles.has_alpha(header, key)) else "jpg"
 
 
-def balanced_outputs(recipe: Recipe, sources: list, formats: dict | None = None) -> dict:
-    """Outputs that bring one class folder up to ``recipe.target_per_class``, per source.
+def balanced_outputs(recipe: Recipe, relative: Path, position: int, count: int,
+                     fmt: str | None = None, trees: dict | None = None) -> list:
+    """The outputs of one source of a class folder that ``recipe.target_per_class`` brings
+    up to its target: the source at ``position`` of the folder's ``count`` sources.
 
     Originals are always copied (the output folder is the upload-ready set).
-    Extra outputs go round-robin over the sources in sorted order, so every
-    source is used once before any is used twice; source i's r-th extra output
-    comes from variant (i + r) mod V, so variants alternate within and across
-    rounds. A variant used again on the same source takes its next index (and
-    its next sweep value, if it sweeps).
+    Extra outputs go round-robin over the folder's sources in sorted order, so every
+    source is used once before any is used twice: source i's r-th extra output is the
+    folder's extra i + r * count, from variant (i + r) mod V, so variants alternate
+    within and across rounds. A variant used again on the same source takes its next
+    index (and its next sweep value, if it sweeps). ``trees``: each variant's op trees
+    (``list(variant.expand())``), when the caller already has them.
     """
-    formats = formats or {}
-    fmt = {relative: formats.get(relative) or recipe.format for relative in sources}
-    outputs = {relative: [_original(relative, fmt[relative])] for relative in sources}
-    trees = {variant.name: list(variant.expand()) for variant in recipe.variants}
+    fmt = fmt or recipe.format
+    trees = trees or {variant.name: list(variant.expand()) for variant in recipe.variants}
+    outputs = [_original(relative, fmt)]
     uses: dict = {}
-    for extra in range(max(0, (recipe.target_per_class or 0) - len(sources))):
-        position, round_ = extra % len(sources), extra // len(sources)
-        relative = sources[position]
+    for round_ in range(len(_extra_rounds(recipe, position, count))):
         variant = recipe.variants[(position + round_) % len(recipe.variants)]
-        index = uses[relative, variant.name] = uses.get((relative, variant.name), 0) + 1
+        index = uses[variant.name] = uses.get(variant.name, 0) + 1
         tree = trees[variant.name][(index - 1) % len(trees[variant.name])]
-        outputs[relative].append(_augmented(recipe, relative, variant, index, tree,
-                                            fmt[relative]))
+        outputs.append(_augmented(recipe, relative, variant, index, tree, fmt))
     return outputs
+
+
+def _extra_rounds(recipe: Recipe, position: int, count: int) -> range:
+    """The class folder's extra outputs that fall to the source at ``position``."""
+    return range(position, max(0, (recipe.target_per_class or 0) - count), count)
 
 
 def plan_run(recipe: Recipe) -> Plan:
@@ -237,27 +338,11 @@ def plan_run(recipe: Recipe) -> Plan:
     boxes = _read_boxes(source, input_dir, images, failures)
     formats = _output_formats(recipe, input_store, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
-    planned, classes = _plan_outputs(recipe, images, formats, dataset)
-    profile = get_profile(recipe.profile) if recipe.profile else None
-    tasks: list = []
-    claimed: dict = {}
-    for relative in images:
-        rel = relative.as_posix()
-        outputs = planned[relative]
-        for written, hint in _files_written(outputs, source):
-            if written in claimed:
-                raise UsageError(f"{claimed[written]} and {rel} would both write "
-                                 f"{written}; rename one of them{hint}")
-            claimed[written] = rel
-        tasks.append(SourceTask(input_spec, rel, output_spec, tuple(outputs),
-                                formats[relative], recipe.quality, profile=profile,
-                                boxes=boxes.get(rel),
-                                annotation_format=source.format if source else None,
-                                conform=recipe.conform or Conform(),
-                                copy_annotation=_held_out_annotation(dataset, source, rel,
-                                                                     input_dir)))
-    return Plan(recipe, input_dir, output_dir, tasks, others, classes,
-                list(failures.values()), source, dataset, output_spec)
+    sources, classes = _plan_sources(recipe, images, formats, boxes, dataset)
+    plan = Plan(recipe, input_dir, output_dir, sources, others, classes,
+                list(failures.values()), source, dataset, output_spec, input_spec)
+    _refuse_clashes(plan)
+    return plan
 
 
 def _open_dataset(recipe: Recipe) -> datasets.Dataset | None:
@@ -339,28 +424,97 @@ def _files_written(outputs, source: AnnotationSource | None):
             yield annotation, " (images that differ only in extension share annotation files)"
 
 
-def _plan_outputs(recipe: Recipe, images: list, formats: dict,
-                  dataset: datasets.Dataset | None = None) -> tuple[dict, list]:
-    """Outputs per source, and per-class counts when the recipe balances classes.
+def _plan_sources(recipe: Recipe, images: list, formats: dict, boxes: dict,
+                  dataset: datasets.Dataset | None = None) -> tuple[list, list]:
+    """A ``PlannedSource`` per image, and per-class counts when the recipe balances classes.
 
     In a dataset, images of the splits not augmented are only copied."""
-    planned = {}
-    if dataset is not None:
-        planned = {relative: [_original(relative, formats[relative])] for relative in images
-                   if not dataset.augments(relative.as_posix())}
-        images = [relative for relative in images if relative not in planned]
+    def planned(relative: Path, **how) -> PlannedSource:
+        rel = relative.as_posix()
+        return PlannedSource(rel, formats[relative], boxes.get(rel), **how)
+
+    copied = {relative for relative in images
+              if dataset is not None and not dataset.augments(relative.as_posix())}
     if recipe.target_per_class is None:
-        return {**planned, **{relative: source_outputs(recipe, relative, formats[relative])
-                              for relative in images}}, []
+        return [planned(relative, augment=relative not in copied) for relative in images], []
     by_class: dict = {}
     for relative in images:
-        by_class.setdefault(relative.parent.as_posix(), []).append(relative)
-    classes = []
-    for tag, sources in by_class.items():
-        outputs = balanced_outputs(recipe, sources, formats)
-        planned.update(outputs)
-        classes.append(ClassCount(tag, len(sources), sum(map(len, outputs.values()))))
-    return planned, classes
+        if relative not in copied:
+            by_class.setdefault(relative.parent.as_posix(), []).append(relative)
+    position = {relative: (index, len(members)) for members in by_class.values()
+                for index, relative in enumerate(members)}
+    classes = [ClassCount(tag, len(members), max(len(members), recipe.target_per_class))
+               for tag, members in by_class.items()]
+    return [planned(relative, augment=False) if relative in copied else
+            planned(relative, balance=position[relative]) for relative in images], classes
+
+
+def _refuse_clashes(plan: Plan) -> None:
+    """Refuse two sources that would write the same file, before anything is written.
+
+    Every file a source makes is named after it: its folder and stem, then ``.`` or
+    ``_`` (its annotation files too, in their own folder). So two sources can share a
+    file only when, in one folder, one's stem is the other's or starts with it and
+    ``.`` or ``_``: only the files of such sources are listed and compared, and the
+    plan holds no name per output. The clash reported is the first in plan order.
+    """
+    clashes = [clash for group in _related_sources(plan) if (clash := _first_clash(plan, group))]
+    if clashes:
+        raise UsageError(min(clashes)[2])
+
+
+def _first_clash(plan: Plan, group: list) -> tuple | None:
+    """The first file two sources of ``group`` would both write: (index of the second
+    source, of the file among its files, the message), or None."""
+    claimed: dict = {}
+    for index in group:
+        rel = plan.sources[index].relative
+        written = _files_written(plan.outputs_of(plan.sources[index]), plan.annotations)
+        for position, (name, hint) in enumerate(written):
+            if name in claimed:
+                return index, position, (f"{claimed[name]} and {rel} would both write {name}; "
+                                         f"rename one of them{hint}")
+            claimed[name] = rel
+    return None
+
+
+def _related_sources(plan: Plan) -> list:
+    """Groups of sources (indices, in plan order) whose files could share a name (see
+    ``_refuse_clashes``); sources that cannot clash with any other are left out."""
+    by_stem: dict = {}  # (folder, stem) -> indices of the sources it names files after
+    for index, source in enumerate(plan.sources):
+        original = _original(Path(source.relative), source.format).relative
+        for name, _ in _files_written([OutputPlan(original, None, 0, 0)], plan.annotations):
+            name = PurePosixPath(name)
+            by_stem.setdefault((name.parent.as_posix(), name.stem), []).append(index)
+    group = list(range(len(plan.sources)))  # union-find: index -> an index of its group
+
+    def root(index: int) -> int:
+        while group[index] != index:
+            group[index] = index = group[group[index]]
+        return index
+
+    def join(one: int, other: int) -> None:
+        group[root(other)] = root(one)
+
+    stems: dict = {}
+    for folder, stem in by_stem:
+        stems.setdefault(folder, []).append(stem)
+    for folder, names in stems.items():
+        names.sort()
+        for stem in names:
+            first, *others = by_stem[folder, stem]
+            for other in others:
+                join(first, other)
+            for prefix in (stem + ".", stem + "_"):
+                at = bisect.bisect_left(names, prefix)
+                while at < len(names) and names[at].startswith(prefix):
+                    join(first, by_stem[folder, names[at]][0])
+                    at += 1
+    groups: dict = {}
+    for index in range(len(plan.sources)):
+        groups.setdefault(root(index), []).append(index)
+    return [members for members in groups.values() if len(members) > 1]
 
 
 # --- worker --------------------------------------------------------------------
@@ -411,12 +565,22 @@ def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]
 
 
 def process_source(task: SourceTask) -> SourceResult:
-    """Decode one source once and publish all of its planned outputs (and their boxes)."""
+    """Decode one source once and publish all of its planned outputs (and their boxes),
+    within the pool's memory budget (see ``budget``)."""
+    try:
+        return _process_source(task)
+    finally:
+        budget.release()
+
+
+def _process_source(task: SourceTask) -> SourceResult:
     result = SourceResult(task.relative)
     source = task.input.open()
+    size = None
     try:
         stamp = source.stamp(task.relative)
         data = source.read(task.relative)
+        size = budget.reserve(data, task.outputs)
         image = imagefiles.decode_image(data, source.name(task.relative), task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
@@ -425,7 +589,7 @@ def process_source(task: SourceTask) -> SourceResult:
         result.failures.append((task.relative, f"cannot read ({exc.strerror or exc})"))
         return result
     except MemoryError:
-        result.failures.append((task.relative, "not enough memory to decode it"))
+        result.failures.append((task.relative, budget.out_of_memory(size)))
         return result
     result.decoded = True
     if task.boxes is not None and (task.boxes.height, task.boxes.width) != image.shape[:2]:
@@ -462,7 +626,12 @@ def process_source(task: SourceTask) -> SourceResult:
             result.failures.append((output.relative, f"cannot write ({exc})"))
             continue
         except MemoryError:
-            result.failures.append((output.relative, "not enough memory to make it"))
+            result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
+            continue
+        except cv2.error as exc:  # OpenCV's own MemoryError
+            if "Insufficient memory" not in str(exc):
+                raise
+            result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
             continue
         result.records.append(record)
     return result
@@ -560,34 +729,35 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
     in the output folder that no manifest accounts for, need ``--overwrite``
     (which deletes what the old recipe wrote and the new one will not, except in
     a dry run; files augcli did not write are never removed).
+
+    Holds what the output and its manifest name (nothing on a fresh run); the plan's
+    own names are computed source by source and never held.
     """
     store = plan.output()
     where = store.root if store.is_local else store  # a folder, or an object store
-    written = {name: task for task in plan.tasks
-               for name, _ in _files_written(task.outputs, plan.annotations)}
-    manifest.check_inside(where, written)
+    manifest.check_inside(where, _one_file_per_folder(plan))
     earlier = manifest.load(where)
     if overwrite:
         if not dry_run:
-            manifest.remove(where, earlier.names() - written.keys())
+            manifest.remove(where, _not_written(plan, earlier.names()))
         return {}, []
     if earlier.fingerprints - {fingerprint}:
         raise UsageError(f"{plan.output_dir} holds outputs of a different recipe, seed or "
                          "input folder; rerun with --overwrite to replace them, or choose "
                          "another output folder")
     accounted = earlier.names()
-    if not store.is_local and earlier.fingerprints == {fingerprint}:
-        # An object store's journal goes out in parts: the "started" lines of a killed
-        # run's last sources may not have. Its manifest says the prefix is this recipe's.
-        accounted |= written.keys()
+    # An object store's journal goes out in parts: the "started" lines of a killed run's
+    # last sources may not have. Its manifest says the prefix is this recipe's, so every
+    # file this run writes is accounted for.
+    ours = not store.is_local and earlier.fingerprints == {fingerprint}
     present = _Present(store)
-    clashes = [output.relative for task in plan.tasks for output in task.outputs
-               if output.relative not in accounted and present.exists(output.relative)]
+    names = present.names()
+    clashes, first = (0, None) if ours or not names else _clashes(plan, accounted, present)
     if clashes:
-        raise UsageError(f"{plan.output_dir} already holds {len(clashes)} file(s) this run "
-                         f"would write (e.g. {clashes[0]}) and no manifest says where they "
+        raise UsageError(f"{plan.output_dir} already holds {clashes} file(s) this run "
+                         f"would write (e.g. {first}) and no manifest says where they "
                          "came from; rerun with --overwrite to replace them")
-    strays = _unaccounted_files(plan, accounted, present)
+    strays = _unaccounted_files(plan, accounted, names, ours)
     if strays:
         listed = ", ".join(name if len(name) <= EXCERPT_CHARS else
                            name[:EXCERPT_CHARS] + "..." for name in strays[:5]) + \
@@ -601,9 +771,41 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
     return finished, earlier.started
 
 
-def _unaccounted_files(plan: Plan, accounted: set, present: _Present) -> list:
-    """Files in the output that neither the manifest (``accounted``: what its records
-    and ``started`` lines name) nor this run's own files account for.
+def _one_file_per_folder(plan: Plan):
+    """A file the plan writes in each folder it writes to (what ``check_inside`` needs):
+    every file of a source goes beside its copy or that copy's annotation file."""
+    for source in plan.sources:
+        original = _original(Path(source.relative), source.format)
+        for name, _ in _files_written([original], plan.annotations):
+            yield name
+
+
+def _not_written(plan: Plan, names: set) -> set:
+    """Those of ``names`` that the plan does not write."""
+    left = set(names)
+    for name, _ in plan.files_written():
+        if not left:
+            break
+        left.discard(name)
+    return left
+
+
+def _clashes(plan: Plan, accounted: set, present: _Present) -> tuple[int, str | None]:
+    """How many of the plan's outputs the output already holds though no manifest
+    accounts for them, and the first of them."""
+    count, first = 0, None
+    for source in plan.sources:
+        for output in plan.outputs_of(source):
+            if output.relative not in accounted and present.exists(output.relative):
+                count += 1
+                first = first or output.relative
+    return count, first
+
+
+def _unaccounted_files(plan: Plan, accounted: set, names: list, ours: bool) -> list:
+    """Those of ``names`` (the files in the output) that neither the manifest
+    (``accounted``: what its records and ``started`` lines name) nor, when ``ours``,
+    this run's own files account for.
 
     Hidden files (augcli's temp files, lock and journal parts among them) are not
     counted.
@@ -613,7 +815,8 @@ def _unaccounted_files(plan: Plan, accounted: set, present: _Present) -> list:
         accounted.update(plan.annotations.output_files())
     if plan.dataset is not None:
         accounted.update(plan.dataset.output_files())
-    return sorted(name for name in present.names() if name not in accounted)
+    left = {name for name in names if name not in accounted}
+    return sorted(_not_written(plan, left) if ours and left else left)
 
 
 class _Present:
@@ -657,32 +860,60 @@ def _intact(present: _Present, record: dict) -> bool:
     return size is not None and record.get("bytes", size) == size
 
 
-def _unchanged(task: SourceTask, records: list) -> bool:
-    """Whether a source is the very file its earlier outputs were made from."""
-    try:
-        stamp = task.input.open().stamp(task.relative)
-    except OSError:
-        return False
-    return all(record.get(key) == value for record in records for key, value in stamp.items())
+def _unchanged(stamp: dict | None, records: list) -> bool:
+    """Whether a source (its ``stamp``; None: it cannot be read) is the very file its
+    earlier outputs were made from."""
+    return stamp is not None and all(record.get(key) == value for record in records
+                                     for key, value in stamp.items())
 
 
-def _remaining_tasks(plan: Plan, finished: dict, report: Report) -> list:
-    """The sources with outputs not finished yet, each with its finished ones as ``done``;
-    none are done for a source that changed since (its stale records are dropped from
-    ``finished``)."""
-    tasks = []
-    for task in plan.tasks:
-        earlier = [finished[o.relative] for o in task.outputs if o.relative in finished]
-        if earlier and not _unchanged(task, earlier):
+def _stamps(plan: Plan):
+    """source -> its stamp (None where it cannot be read): asked file by file in a folder,
+    taken from one listing of an object store, never one request per source there."""
+    store = plan.input()
+    if not store.is_local:
+        return store.stamps().get
+
+    def stamp(relative: str) -> dict | None:
+        try:
+            return store.stamp(relative)
+        except OSError:
+            return None
+    return stamp
+
+
+def _count_finished(plan: Plan, finished: dict, report: Report) -> set:
+    """Count the outputs an earlier run finished as skipped, and return the sources with
+    none left to do. A source that changed since has none finished: its stale records
+    are dropped from ``finished``."""
+    complete: set = set()
+    if not finished:
+        return complete
+    stamp = _stamps(plan)
+    for source in plan.sources:
+        names = [output.relative for output in plan.outputs_of(source)]
+        earlier = [finished[name] for name in names if name in finished]
+        if earlier and not _unchanged(stamp(source.relative), earlier):
             for record in earlier:
                 del finished[record["output"]]
-        done = frozenset(o.relative for o in task.outputs if o.relative in finished)
-        report.skipped += len(done)
-        if len(done) < len(task.outputs):
-            # the finished outputs stay in the task: the worker draws them again (without
-            # writing them) so that its duplicate redraws come out as in a whole run
-            tasks.append(replace(task, done=done))
-    return tasks
+            earlier = []
+        report.skipped += len(earlier)
+        if len(earlier) == len(names):
+            complete.add(source.relative)
+    return complete
+
+
+def _remaining_tasks(plan: Plan, finished, complete: set):
+    """The tasks of the sources with outputs still to make, each built as it is asked for,
+    with its outputs in ``finished`` (names) as ``done``."""
+    for source in plan.sources:
+        if source.relative in complete or not plan.count_of(source):
+            continue
+        # the finished outputs stay in the task: the worker draws them again (without
+        # writing them) so that its duplicate redraws come out as in a whole run
+        task = plan.task(source)
+        yield replace(task, done=frozenset(output.relative for output in task.outputs
+                                           if output.relative in finished))
 
 
 def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profile=None,
@@ -699,7 +930,7 @@ def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profi
     plan = plan_run(recipe)
     finished, _ = _resume(plan, recipe.fingerprint, overwrite, dry_run=True)
     counted = Report()
-    _remaining_tasks(plan, finished, counted)
+    _count_finished(plan, finished, counted)
     return plan, counted.skipped, variant_warnings(plan.recipe, plan_needs(plan))
 
 
@@ -776,63 +1007,76 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     for path, reason in plan.failures:
         report.fail(path, reason)
     workers = workers or recipe.workers or default_workers()
+    memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
-    with open_cluster(cluster, client, workers) as dask:  # checks a cluster before any write
-        if store.is_local:
-            _make_folder(store.root)
-        lock = manifest.OutputLock(store.root, note=report.notes.append) if store.is_local \
-            else contextlib.nullcontext()  # an object store has no lock: one run per prefix
-        with lock:
-            finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
-            tasks = _remaining_tasks(plan, finished, report)
-            run = _Run(plan, recipe.fingerprint, dict(finished), report, dask)
-            run.prepare(started_lines, tasks)
+    # the cluster is checked before any write; the lock is a folder's or a prefix's
+    with open_cluster(cluster, client, workers) as dask, \
+            store.lock(note=report.notes.append):
+        finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
+        complete = _count_finished(plan, finished, report)
+        with _Run(plan, recipe.fingerprint, report, dask) as run:
+            run.prepare(finished.values(), started_lines, complete)
+            done = set(finished)  # names are enough from here on
+            del finished
             with run.finishing():
-                run.execute(tasks, workers, progress)
+                run.execute(_remaining_tasks(plan, done, complete),
+                            len(plan.sources) - len(complete), workers, progress, memory)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(folder, exc) from None
-
-
-@dataclass
 class _Run:
-    """One run's state in the parent: the records so far and the sources still open."""
+    """One run's state in the parent: the records so far (sorted as they come, in bounded
+    memory), counts taken from them, and the sources handed out and not finished yet."""
 
-    plan: Plan
-    fingerprint: str
-    records: dict  # output name -> record
-    report: Report
-    dask: Cluster | None = None  # the jobs.Cluster the tasks run on; None: the local pool
-    open: dict = field(default_factory=dict)  # source -> its "started" line, not finished yet
-    todo: dict = field(default_factory=dict)  # source -> outputs handed out, for the bar
+    def __init__(self, plan: Plan, fingerprint: str, report: Report,
+                 dask: Cluster | None = None):
+        self.plan = plan
+        self.fingerprint = fingerprint
+        self.report = report
+        self.dask = dask  # the jobs.Cluster the tasks run on; None: the local pool
+        self.store = plan.output()
+        # what the manifest module writes to: the output folder, or the object store
+        self.where = self.store.root if self.store.is_local else self.store
+        self.records = manifest.SortedRecords(self.store.root if self.store.is_local else None)
+        self.per_class: dict = {}  # class folder -> outputs recorded (balancing)
+        self.objects: dict = {}  # label -> objects in the outputs recorded (annotations)
+        self.open: dict = {}  # source -> its "started" line, not finished yet
+        self.todo: dict = {}  # source -> outputs handed out, for the bar
 
-    @property
-    def store(self):
-        return self.plan.output()
+    def __enter__(self):
+        return self
 
-    @property
-    def where(self):
-        """What the manifest module writes to: the output folder, or the object store."""
-        return self.store.root if self.store.is_local else self.store
+    def __exit__(self, *exc_info):
+        self.records.close()
 
     @property
     def signature(self) -> dict | None:
         """The workers' checked signature, recorded on a cluster run."""
         return None if self.dask is None else self.dask.signature
 
-    def prepare(self, started_lines: list, tasks: list) -> None:
+    def _keep(self, record: dict) -> None:
+        """One output record for the final manifest, and for its counts."""
+        self.records.add(record)
+        if self.plan.classes:
+            tag = Path(record["source"]).parent.as_posix()
+            self.per_class[tag] = self.per_class.get(tag, 0) + 1
+        for item in record.get("boxes", ()):
+            self.objects[item["label"]] = self.objects.get(item["label"], 0) + 1
+
+    def prepare(self, finished, started_lines: list, complete: set) -> None:
         """Tidy the folder after a killed run and write the manifest as it stands: the
-        ``started`` lines of an earlier run are kept for the sources still to do."""
-        todo = {task.relative for task in tasks}
-        self.open = {line["started"]: line for line in started_lines if line["started"] in todo}
+        records ``finished`` earlier, and the ``started`` lines of an earlier run for the
+        sources still to do (not ``complete``)."""
+        for record in finished:
+            self._keep(record)
+        named = {line["started"] for line in started_lines} - complete
+        planned = {source.relative for source in self.plan.sources
+                   if source.relative in named and self.plan.count_of(source)}
+        self.open = {line["started"]: line for line in started_lines
+                     if line["started"] in planned}
         self.store.tidy()
-        manifest.rewrite(self.where, self.records.values(), self.plan.classes,
+        manifest.rewrite(self.where, self.records, self.plan.classes,
                          list(self.open.values()), self.signature)
         try:
             if self.plan.annotations is not None:
@@ -842,15 +1086,18 @@ class _Run:
         except OSError as exc:
             raise output_error(self.plan.output_dir, exc) from None
 
-    def execute(self, tasks: list, workers: int, progress: bool) -> None:
-        """Hand the sources to workers; journal each before it starts and its records
-        as it finishes."""
-        workers = max(1, min(workers, len(tasks) or 1))
-        bar = progress_bar(sum(len(t.outputs) - len(t.done) for t in tasks), enabled=progress)
+    def execute(self, tasks, count: int, workers: int, progress: bool,
+                memory: budget.Budget | None = None) -> None:
+        """Hand the sources to workers (``tasks``: ``count`` of them, built as they go),
+        within the memory budget; journal each before it starts and its records as it
+        finishes."""
+        workers = max(1, min(workers, count or 1))
+        bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress)
         try:
             with manifest.Journal(self.where) as journal:
                 for result in map_in_workers(process_source, self._announced(tasks, journal),
-                                             workers, crashed=_crashed, cluster=self.dask):
+                                             workers, crashed=_crashed, cluster=self.dask,
+                                             budget=memory):
                     self._collect(result, journal)
                     bar.update(self.todo.pop(result.relative, 0))
         finally:
@@ -872,7 +1119,7 @@ class _Run:
         report.images_read += result.decoded
         for record in result.records:
             record["recipe"] = self.fingerprint
-            self.records[record["output"]] = record
+            self._keep(record)
         journal.append(*result.records)
         self._close_started(result)
         report.written += len(result.records)
@@ -909,16 +1156,19 @@ class _Run:
 
     def _finish(self) -> None:
         plan = self.plan
-        self.report.classes = _classes_written(plan.classes, self.records.values())
+        self.report.classes = _classes_written(plan.classes, self.per_class)
         self.store.tidy()  # temp files of writes that died with their worker
-        manifest.rewrite(self.where, self.records.values(), self.report.classes,
+        manifest.rewrite(self.where, self.records, self.report.classes,
                          list(self.open.values()), self.signature)
         if plan.annotations is not None:
+            # one COCO file holds every output's boxes: it is made from the records (read
+            # back in order); per-image formats need none of them
+            records = self.records.records() if plan.annotations.cocos else ()
             try:
-                plan.annotations.finish_output(_folder(plan.output_dir), self.records.values())
+                plan.annotations.finish_output(_folder(plan.output_dir), records)
             except OSError as exc:
                 raise output_error(plan.output_dir, exc) from None
-            self.report.objects = _objects(plan, self.records.values())
+            self.report.objects = _objects(plan, self.objects)
 
 
 def _crashed(task: SourceTask, reason: str) -> SourceResult:
@@ -926,22 +1176,16 @@ def _crashed(task: SourceTask, reason: str) -> SourceResult:
     return SourceResult(task.relative, failures=[(task.relative, reason)], crashed=True)
 
 
-def _classes_written(classes: list, records) -> list:
-    """Per-class counts with ``after`` as written (a failed source's outputs are missing)."""
-    if not classes:
-        return classes
-    written: dict = {}
-    for record in records:
-        tag = Path(record["source"]).parent.as_posix()
-        written[tag] = written.get(tag, 0) + 1
+def _classes_written(classes: list, written: dict) -> list:
+    """Per-class counts with ``after`` as written (``written``: outputs per class folder;
+    a failed source's outputs are missing)."""
     return [replace(count, after=written.get(count.tag, 0)) for count in classes]
 
 
-def _objects(plan: Plan, records) -> dict:
-    """label -> (objects in the sources, objects in the output folder), every label seen."""
+def _objects(plan: Plan, after: dict) -> dict:
+    """label -> (objects in the sources, objects in the output folder: ``after``), every
+    label seen."""
     before = plan.objects_before()
-    after = count_labels(Box.from_record(item)
-                         for record in records for item in record.get("boxes", ()))
     declared = plan.annotations.declared_labels if plan.annotations is not None else ()
     labels = sorted({*declared, *before, *after})
     return {label: (before.get(label, 0), after.get(label, 0)) for label in labels}

@@ -37,6 +37,9 @@ SCHEMES = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"),
 JOURNAL_DIR = ".augcli-journal"  # manifest part objects of a run on an object store
 PART_LINES = 1000  # an object-store journal publishes a part every this many lines...
 PART_SECONDS = 10.0  # ...or this many seconds after its oldest unpublished line
+HEAD_BYTES = 64 * 1024  # a ranged read of an image's first bytes: its header, almost always
+LOCK_REFRESH_SECONDS = 300.0  # a run rewrites its object-store lock this often...
+LOCK_STALE_SECONDS = 3600.0  # ...so one not rewritten for this long was left by a dead run
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
 # Option names that hold secrets: those come from the environment, never from a recipe.
@@ -236,10 +239,44 @@ class FolderStore:
     def read(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
 
+    def read_image(self, key: str, max_pixels: int | None = None):
+        """Decode one image (ImageReadError naming it and why, when it cannot be)."""
+        from . import imagefiles
+
+        return imagefiles.read_image(self.root / key, max_pixels or imagefiles.DEFAULT_MAX_PIXELS)
+
+    def header(self, key: str, parse):
+        """``parse`` (a function of a path or a binary file) applied to the image's file:
+        it reads the header it needs, and nothing more."""
+        return parse(self.root / key)
+
+    def existing(self, names) -> set:
+        """Those of ``names`` that are in the folder (asked name by name: cheap here)."""
+        found = set()
+        for name in names:
+            try:  # False for a name the file system cannot even hold (too long)
+                if (self.root / name).exists():
+                    found.add(name)
+            except OSError:
+                continue
+        return found
+
     def publish(self, key: str, data: bytes) -> None:
         from . import imagefiles
 
         imagefiles.write_atomic(self.root / key, data)
+
+    def lock(self, note=None):
+        """Keep other runs out while this one writes (``manifest.OutputLock``); the output
+        folder is made here, as the lock file needs it."""
+        from .errors import output_error
+        from .manifest import OutputLock
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(self.root, exc) from None
+        return OutputLock(self.root, note=note)
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
@@ -288,6 +325,12 @@ class ObjectStore:
 
     def sizes(self, hidden: bool = False) -> dict:
         """Key -> size of every object under the prefix, from one listing."""
+        return {key: info.get("size") for key, info in self._listing().items()
+                if hidden or not _hidden(key)}
+
+    def _listing(self) -> dict:
+        """Key -> the library's details of every object under the prefix: one listing
+        (paged by the library), never a request per object."""
         self.fs.invalidate_cache()
         try:
             found = self.fs.find(self.root, detail=True)
@@ -295,15 +338,13 @@ class ObjectStore:
             return {}
         except Exception as exc:  # noqa: BLE001
             raise UsageError(f"{self.url}: cannot list ({_reason(exc)})") from None
-        sizes = {}
+        listing = {}
         for path, info in found.items():
             path = path.rstrip("/")
-            if not path.startswith(self.root + "/") or info.get("type") == "directory":
-                continue
             key = path[len(self.root) + 1:]
-            if key and (hidden or not _hidden(key)):
-                sizes[key] = info.get("size")
-        return sizes
+            if path.startswith(self.root + "/") and key and info.get("type") != "directory":
+                listing[key] = info
+        return listing
 
     def scan(self, unreadable: list | None = None) -> tuple[list, list]:
         """(images, other objects) under the prefix, as ``imagefiles.scan`` splits a folder."""
@@ -313,20 +354,89 @@ class ObjectStore:
 
     def stamp(self, key: str) -> dict:
         """Size and modification time of an object (one metadata request)."""
-        info = self._call(key, self.fs.info, self._full(key))
-        modified = next((info[name] for name in ("LastModified", "last_modified", "mtime",
-                                                  "updated") if info.get(name)), None)
-        return {"source_size": info.get("size"), "source_mtime_ns": _nanoseconds(modified)}
+        return _stamp(self._call(key, self.fs.info, self._full(key)))
+
+    def stamps(self) -> dict:
+        """Key -> ``stamp`` of every object under the prefix, from one listing (resume
+        checks its sources with it, never one request per source)."""
+        return {key: _stamp(info) for key, info in self._listing().items()}
 
     def read(self, key: str) -> bytes:
         return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
 
+    def read_head(self, key: str, size: int = HEAD_BYTES) -> bytes:
+        """The first ``size`` bytes of an object (all of it when shorter): one ranged GET."""
+        return self._call(key, partial(self.fs.cat_file, start=0, end=size), self._full(key))
+
+    def read_image(self, key: str, max_pixels: int | None = None):
+        """Read and decode one image (ImageReadError naming it and why, when it cannot be)."""
+        from . import imagefiles
+        from .errors import ImageReadError
+
+        try:
+            data = self.read(key)
+        except FileNotFoundError:
+            raise ImageReadError(self.name(key), "not found (was it moved or deleted during "
+                                                 "the run?)") from None
+        except OSError as exc:
+            raise ImageReadError(self.name(key), f"cannot read ({exc})") from None
+        return imagefiles.decode_image(data, self.name(key),
+                                       max_pixels or imagefiles.DEFAULT_MAX_PIXELS)
+
+    def header(self, key: str, parse):
+        """``parse`` (a function of a binary file) applied to the object's first
+        ``HEAD_BYTES`` (one ranged GET, not the whole image); when that is not enough
+        (a header behind a large EXIF or ICC block), to the whole object."""
+        import io
+
+        head = self.read_head(key)
+        if len(head) < HEAD_BYTES:  # that is the whole object
+            return parse(io.BytesIO(head))
+        try:
+            return parse(io.BytesIO(head))
+        except Exception:  # noqa: BLE001 - the header goes on past the head: read it all
+            return parse(io.BytesIO(self.read(key)))
+
+    def existing(self, names) -> set:
+        """Those of ``names`` that are objects under the prefix (one listing, never a
+        request per name)."""
+        return set(names) & self.sizes().keys()
+
     def publish(self, key: str, data: bytes) -> None:
         self._call(key, self.fs.pipe_file, self._full(key), bytes(data))
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Publish ``key`` only if no object has that name: True when this call made it.
+
+        An exclusive create where the service has one (S3 ``If-None-Match: *``, Azure
+        ``overwrite=False``, GCS ``ifGenerationMatch=0``, asked for through fsspec's
+        ``mode="create"``); a service or emulator that ignores it overwrites instead,
+        which is why ``ObjectLock`` reads its lock back.
+        """
+        try:
+            self.fs.pipe_file(self._full(key), bytes(data), mode="create")
+        except FileExistsError:
+            return False
+        except Exception as exc:  # noqa: BLE001 - a refused condition, or a failed request
+            if self._exists(key):
+                return False
+            raise StorageError(f"{self.name(key)}: {_reason(exc)}") from None
+        return True
+
+    def lock(self, note=None) -> ObjectLock:
+        """Keep other runs out of the prefix while this one writes (``ObjectLock``)."""
+        return ObjectLock(self, note=note)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._call(key, self.fs.rm_file, self._full(key))
+
+    def _exists(self, key: str) -> bool:
+        self.fs.invalidate_cache()
+        try:
+            return bool(self.fs.exists(self._full(key)))
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"{self.name(key)}: {_reason(exc)}") from None
 
     def _call(self, key: str, function, *args):
         try:
@@ -373,6 +483,130 @@ class ObjectStore:
                 continue
 
 
+class ObjectLock:
+    """Keeps other augcli runs out of an object-store prefix while this one writes into
+    it: ``manifest.OutputLock``'s interface, for a prefix.
+
+    ``.augcli.lock`` under the prefix is created exclusively (``ObjectStore.create``)
+    and holds the run's pid, host, start and a random token; the run rewrites it
+    every ``LOCK_REFRESH_SECONDS`` and deletes it at the end. It is then read back:
+    where the service or an emulator ignores the exclusive create, the last of two
+    racing writers wins and the other sees a token not its own and stops, which
+    narrows the race to the moment between one run's check and the other's write
+    but cannot close it. A lock not rewritten for ``LOCK_STALE_SECONDS``, or left
+    on this host by a pid that no longer runs, is stale: it is taken over, and
+    ``note`` is told.
+    """
+
+    def __init__(self, store: ObjectStore, note=None):
+        from .manifest import LOCK_NAME
+
+        self.store = store
+        self.key = LOCK_NAME
+        self.path = store.name(LOCK_NAME)
+        self.note = note
+        self.token = ""
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    def _body(self, started: float) -> bytes:
+        import socket
+
+        return (json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                            "started": started, "time": time.time(), "token": self.token})
+                + "\n").encode()
+
+    def __enter__(self):
+        import secrets
+
+        self.token = secrets.token_hex(16)
+        started = time.time()
+        for _ in range(5):
+            holder = self._holder()  # asked first: some emulators ignore an exclusive create
+            if holder:
+                if not self._stale(holder):
+                    self._refuse(holder)
+                self.store.delete(self.key)
+                if self.note is not None:
+                    self.note(f"took over the lock {self.path} left by {_who(holder)}, which "
+                              "is no longer running")
+            if not self.store.create(self.key, self._body(started)):
+                continue  # another run made it since we looked: look again
+            holder = self._holder()
+            if holder.get("token") != self.token:
+                self._refuse(holder)  # another run wrote over ours: the create was not exclusive
+            _HELD.add(self.token)
+            self._refresher = threading.Thread(target=self._refresh, args=(started,),
+                                               daemon=True, name="augcli-lock")
+            self._refresher.start()
+            return self
+        raise UsageError(f"cannot take the lock {self.path}: it keeps changing")
+
+    def _holder(self) -> dict:
+        try:
+            data = self.store.read(self.key)
+        except FileNotFoundError:
+            return {}
+        try:
+            holder = json.loads(data.decode("utf-8"))
+        except ValueError:
+            holder = None
+        return holder if isinstance(holder, dict) else {"token": None}  # not augcli's text
+
+    def _stale(self, holder: dict) -> bool:
+        """Not rewritten for ``LOCK_STALE_SECONDS`` (by the holder's clock: it rewrites
+        the lock far more often than that, so clocks a little apart do not matter), or
+        left on this host by a pid that no longer runs."""
+        import socket
+
+        from .manifest import _alive
+
+        written = holder.get("time")
+        if isinstance(written, (int, float)) and time.time() - written > LOCK_STALE_SECONDS:
+            return True
+        pid = holder.get("pid")
+        if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+            return False
+        if pid == os.getpid():  # a run of this process: stale once it has ended
+            return holder.get("token") not in _HELD
+        return not _alive(pid)
+
+    def _refuse(self, holder: dict):
+        raise UsageError(f"another augcli run ({_who(holder)}) is writing into "
+                         f"{self.store.url}; wait for it to end or choose another output "
+                         f"prefix (if no run is going on, delete {self.path})")
+
+    def _refresh(self, started: float) -> None:
+        """Rewrite the lock now and then, so that a long run's lock never looks stale."""
+        while not self._stop.wait(LOCK_REFRESH_SECONDS):
+            with contextlib.suppress(OSError):
+                if self._holder().get("token") != self.token:
+                    return  # taken over: leave it to its new holder
+                self.store.publish(self.key, self._body(started))
+
+    def __exit__(self, *exc_info):
+        _HELD.discard(self.token)  # even if the lock cannot be deleted (the store is down)
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join()
+            self._refresher = None
+        with contextlib.suppress(OSError):
+            if self._holder().get("token") == self.token:
+                self.store.delete(self.key)
+
+
+_HELD: set = set()  # tokens of the locks this process holds now
+
+
+def _who(holder: dict) -> str:
+    if holder.get("pid") is None:
+        return "another process"
+    since = ""
+    if isinstance(holder.get("started"), (int, float)):
+        since = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
+    return f"pid {holder['pid']} on {holder.get('host', 'an unknown host')}{since}"
+
+
 class PartJournal:
     """An object store has no append: lines go out as numbered part objects, the first
     at once, then more and more seldom up to every ``PART_LINES`` lines or
@@ -407,6 +641,12 @@ class PartJournal:
 
     def close(self) -> None:
         self.flush(force=True)
+
+
+def _stamp(info: dict) -> dict:
+    modified = next((info[name] for name in ("LastModified", "last_modified", "mtime",
+                                              "updated") if info.get(name)), None)
+    return {"source_size": info.get("size"), "source_mtime_ns": _nanoseconds(modified)}
 
 
 def _nanoseconds(moment) -> int | None:

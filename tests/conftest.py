@@ -78,6 +78,32 @@ def simple_recipe(tmp_path, dataset):
     return write_recipe(tmp_path, SIMPLE_RECIPE)
 
 
+# --- the cluster and object-store servers (tests/servers.py), shared by their test files ---
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory):
+    """moto S3, a fake GCS and Azurite, started once for the session."""
+    from .servers import Servers
+
+    started = Servers(tmp_path_factory.mktemp("servers"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def client(servers):
+    """A Dask LocalCluster of two worker processes (they inherit the servers' environment)."""
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None,
+                                       silence_logs=logging.ERROR)
+    with distributed.Client(cluster) as dask_client:
+        yield dask_client
+    cluster.close()
+
+
 def mount_tmpfs(folder: Path, options: str) -> bool:
     """Mount a small tmpfs on ``folder`` (a real full or read-only file system); False where
     that is not possible (not root, no mount). Unmount with ``unmount``."""

@@ -77,6 +77,15 @@ def test_json_output_parses_and_has_the_same_verdict(tmp_path):
     assert data == check_folder(folder).to_json()
 
 
+def test_quiet_prints_nothing_and_the_exit_code_is_the_verdict(tmp_path):
+    folder = conforming(tmp_path / "set")
+    ready = invoke(folder, "--quiet")
+    assert ready.exit_code == 0 and ready.output == ""
+    (folder / "cat" / "cat0.jpg").unlink()  # cat drops to 4: not ready
+    not_ready = invoke(folder, "-q")
+    assert not_ready.exit_code == 1 and not_ready.output == ""
+
+
 # --- each problem, on its own ----------------------------------------------------
 
 def test_a_file_over_6_mib_is_an_error(tmp_path):

@@ -33,7 +33,6 @@ from .conftest import photo_like, save, write_recipe
 from .servers import (
     GCS_OPTIONS,
     SECRET,
-    Servers,
     dask_process,
     free_port,
     stop_process,
@@ -59,13 +58,6 @@ SOURCES = 6  # x 3 outputs each
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory):
-    started = Servers(tmp_path_factory.mktemp("servers"))
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="session")
 def dataset(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cluster") / "in"
     for index in range(SOURCES):
@@ -87,20 +79,6 @@ def reference(dataset, recipe):
     report = run_recipe(recipe, input=dataset, output=out, workers=1)
     assert report.exit_code == 0 and report.written == SOURCES * 3
     return folder_files(out), read_manifest(out)
-
-
-@pytest.fixture(scope="session")
-def client(servers):
-    """A Dask LocalCluster of two worker processes (they inherit the servers' environment)."""
-    distributed = pytest.importorskip("distributed")
-    import logging
-
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None,
-                                       silence_logs=logging.ERROR)
-    with distributed.Client(cluster) as dask_client:
-        yield dask_client
-    cluster.close()
 
 
 def folder_files(folder: Path) -> dict:
@@ -384,7 +362,7 @@ def test_an_outage_mid_run_leaves_only_whole_objects_and_the_rerun_finishes(
 
     expected_files, _ = reference
     left = {key: data for key, data in store_files(s3, f"{bucket}/out").items()
-            if JOURNAL_DIR not in key}
+            if JOURNAL_DIR not in key and key != ".augcli.lock"}  # the lock: not deleted either
     assert left and all(data == expected_files[key] for key, data in left.items())
 
     endpoint_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -395,6 +373,7 @@ def test_an_outage_mid_run_leaves_only_whole_objects_and_the_rerun_finishes(
     finally:
         endpoint_server.stop()
     assert report.exit_code == 0
+    assert report.notes[0].startswith(f"took over the lock s3://{bucket}/out/.augcli.lock")
     assert_same_as_reference(store_files(s3, f"{bucket}/out"),
                              read_manifest(f"s3://{bucket}/out"), reference)
 
@@ -444,6 +423,44 @@ def test_tasks_carry_a_store_spec_never_a_filesystem_or_credentials(servers, dat
                        if m.split(".")[0] in ("s3fs", "fsspec", "botocore", "aiobotocore")}
             assert not foreign
         pickletools.dis(pickle.dumps(task), out=io.StringIO())  # a well-formed pickle
+
+
+def test_resume_on_s3_lists_the_input_once_and_asks_about_no_source(servers, dataset, recipe,
+                                                                    reference, monkeypatch):
+    """A rerun over finished outputs checks that its sources are unchanged from one listing
+    of the input prefix (not a HEAD request per source), and still redoes a changed one."""
+    from aiobotocore.client import AioBaseClient
+
+    s3 = servers.s3()
+    bucket = new_bucket(s3)
+    s3.put(f"{dataset}/", f"{bucket}/raw/", recursive=True)
+    source, output = f"s3://{bucket}/raw", f"s3://{bucket}/out"
+    assert run_recipe(recipe, input=source, output=output, workers=2).written == SOURCES * 3
+
+    calls: list = []
+    api_call = AioBaseClient._make_api_call
+
+    async def counted(client, operation, params):
+        calls.append((operation, params.get("Prefix", params.get("Key"))))
+        return await api_call(client, operation, params)
+
+    monkeypatch.setattr(AioBaseClient, "_make_api_call", counted)
+    report = run_recipe(recipe, input=source, output=output, workers=2)
+    assert (report.written, report.skipped, report.exit_code) == (0, SOURCES * 3, 0)
+    assert not [key for operation, key in calls if operation in ("HeadObject", "GetObject")
+                and key.startswith("raw/")]
+    listings = [prefix for operation, prefix in calls if operation.startswith("ListObjects")
+                and prefix and prefix.startswith("raw")]
+    assert len(listings) == 2  # planning scans the input, resume checks it: once each
+
+    s3.pipe_file(f"{bucket}/raw/cats/p1.png", s3.cat_file(f"{bucket}/raw/cats/p1.png") + b"\0")
+    monkeypatch.undo()
+    report = run_recipe(recipe, input=source, output=output, workers=2)
+    assert (report.written, report.skipped) == (3, (SOURCES - 1) * 3)
+    assert_same_as_reference(store_files(s3, f"{bucket}/out"), read_manifest(output),
+                             (reference[0], [{**record, "source_size": record["source_size"] + 1}
+                                             if record["source"] == "cats/p1.png" else record
+                                             for record in reference[1]]))
 
 
 @pytest.mark.parametrize("module,args,install", [

@@ -43,6 +43,35 @@ def test_without_a_crash_handler_a_dead_worker_is_an_error():
         list(map_in_workers(square_or_die, range(20), 2))
 
 
+def test_the_pool_takes_tasks_only_as_its_window_frees(tmp_path):
+    """Tasks come from a generator; while the first results are taken, the pool has asked
+    it for no more than its window (4 per worker) and a task per result."""
+    taken = []
+
+    def tasks():
+        for n in range(10_000):
+            taken.append(n)
+            yield n
+
+    results = map_in_workers(square_or_die, tasks(), 2, crashed=lambda task, reason: None)
+    first = [next(results) for _ in range(5)]
+    assert len(taken) <= 2 * 4 + 5
+    results.close()  # leaving early cancels what has not started
+    assert set(first) <= {n * n for n in taken}
+
+
+def test_each_task_that_kills_its_worker_fails_alone_with_many_in_flight():
+    """Tasks in flight when a worker dies are retried one at a time: only the killers
+    fail, every other task gives its result once."""
+    died = []
+    tasks = [*range(30), 13, *range(30, 60), 13]  # 13 three times
+    results = list(map_in_workers(square_or_die, tasks, 3,
+                                  crashed=lambda task, reason: died.append(task)))
+    assert sorted(r for r in results if r is not None) == \
+        sorted(n * n for n in tasks if n != 13)
+    assert died == [13, 13, 13]
+
+
 def test_input_inside_output_is_refused(tmp_path):
     (tmp_path / "out" / "in").mkdir(parents=True)
     with pytest.raises(UsageError, match="input folder .* is inside the output folder"):

@@ -270,3 +270,38 @@ def test_an_output_left_empty_by_a_crash_of_the_machine_is_made_again(tmp_path, 
     assert images_under(out) == whole
     sizes = {r["output"]: r["bytes"] for r in read_manifest(out)}
     assert sizes == {name: len(data) for name, data in whole.items()}
+
+
+# --- the final manifest is sorted in bounded memory ------------------------------------------
+
+@pytest.mark.parametrize("spill_bytes, merge_runs", [(1 << 30, 64), (150, 2), (1, 3)])
+def test_records_arriving_in_any_order_are_written_by_name(tmp_path, monkeypatch, spill_bytes,
+                                                           merge_runs):
+    """In memory, spilled to sorted runs, or merged runs of runs: the manifest holds the
+    records sorted by output name (Python's string order), the later of two records for
+    one output kept, and no temporary file is left."""
+    import random
+
+    monkeypatch.setattr(manifest, "SPILL_BYTES", spill_bytes)
+    monkeypatch.setattr(manifest, "MERGE_RUNS", merge_runs)
+    names = [f"c{i % 3}/p{i}_a_{j}.png" for i in range(12) for j in (1, 2, 10)] + \
+        ["é.png", "Z.png", "z\t.png", os.fsdecode(b"caf\xe9.png"), "日本.png"]
+    records = [{"output": name, "n": index} for index, name in enumerate(names)]
+    shuffled = records[:]
+    random.Random(5).shuffle(shuffled)
+    again = {"output": "Z.png", "n": "later"}
+    expected = sorted([r for r in records if r["output"] != "Z.png"] + [again],
+                      key=lambda r: r["output"])
+    with manifest.SortedRecords(tmp_path) as kept:
+        for record in [*shuffled, again]:
+            kept.add(record)
+        assert bool(kept.runs) == (spill_bytes < 1000)  # spilled to disk
+        manifest.rewrite(tmp_path, kept, started=[{"started": "x.png", "outputs": [],
+                                                   "recipe": "r"}])
+        assert list(kept.records()) == expected  # read again, as the COCO writer does
+    lines = [json.dumps(r, ensure_ascii=False) for r in expected]
+    lines = [json.dumps(r) if "\udce9" in r["output"] else line
+             for r, line in zip(expected, lines)]  # not UTF-8: written as JSON escapes
+    assert (tmp_path / MANIFEST_NAME).read_bytes() == \
+        ("\n".join(lines) + '\n{"started": "x.png", "outputs": [], "recipe": "r"}\n').encode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME]

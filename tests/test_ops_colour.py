@@ -158,6 +158,20 @@ def test_clahe_is_imgaugs_clahe_and_raises_local_contrast(iaa):
     assert run(dull, "clahe", clip_limit=4.0, tile_grid_size=4).std() > dull.std() * 1.5
 
 
+def test_clahe_on_16_bit_colour_equalizes_as_on_8_bit():
+    """imgaug has no 16-bit CLAHE: a 16-bit image that is 257 x an 8-bit one comes out
+    close to 257 x the 8-bit result (checked against imgaug above), its alpha untouched."""
+    dull = (photo_like(64, 64, seed=2) // 4 + 100).astype(np.uint8)
+    eight = run(dull, "clahe", clip_limit=4.0, tile_grid_size=4).astype(float)
+    alpha = np.full((64, 64, 1), 4321, np.uint16)
+    wide = np.dstack([dull.astype(np.uint16) * 257, alpha])
+    out = run(wide, "clahe", clip_limit=4.0, tile_grid_size=4)
+    assert out.dtype == np.uint16 and np.array_equal(out[..., 3:], alpha)
+    levels = np.abs(out[..., :3] / 257.0 - eight)
+    assert levels.max() <= 10 and levels.mean() <= 3
+    assert (out[..., :3] / 257.0).std() > dull.std() * 1.5
+
+
 def test_equalize_is_pils_equalize_per_channel():
     image = (photo_like(64, 80, seed=4) // 2 + 40).astype(np.uint8)
     expected = np.asarray(ImageOps.equalize(Image.fromarray(image)))

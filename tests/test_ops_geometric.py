@@ -338,3 +338,12 @@ def test_elastic_sigma_is_bounded_when_the_recipe_is_read():
     with pytest.raises(RecipeError, match=r"elastic\.sigma"):
         sample("[{elastic: {alpha: 10, sigma: 1000}}]")
     assert sample("[{elastic: {alpha: 10, sigma: 100}}]")[0].params["sigma"] == 100
+
+
+def test_cval_is_in_the_images_own_range_and_fills_alpha_as_imgaug():
+    """imgaug's Affine fills every channel with cval, unscaled: README, 'Ops'."""
+    rgba = np.full((20, 20, 4), 200, np.uint8)
+    assert list(run(rgba, "rotate", degrees=45, fill="constant", cval=7)[0, 0]) == [7, 7, 7, 7]
+    wide = np.full((20, 20, 3), 60000, np.uint16)
+    corner = run(wide, "rotate", degrees=45, fill="constant", cval=255)[0, 0]
+    assert list(corner) == [255, 255, 255]

@@ -623,3 +623,111 @@ def test_a_worker_killed_part_way_through_a_source_leaves_a_rerun_that_finishes(
                 if p.name != MANIFEST_NAME}
 
     assert images(tmp_path / "out") == images(tmp_path / "clean")
+
+
+# --- streaming: the plan and the manifest are not held in the parent -------------------------
+
+def test_a_plan_of_millions_of_outputs_holds_only_its_sources(tmp_path):
+    """300 sources x 10,000 copies: planning takes memory per source, not per output (a
+    plan that built its tasks would hold three million OutputPlans)."""
+    import tracemalloc
+
+    for index in range(300):
+        save(tmp_path / "in" / f"s{index:03d}.png", photo_like(8, 8, seed=index))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\n"
+                                    "variants: {a: {copies: 10000, ops: [fliplr]}}\n")
+    tracemalloc.start()
+    try:
+        plan = plan_run(load_recipe(recipe))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert plan.total_outputs == 3_000_000
+    assert peak < 4 * 1024 * 1024, peak  # ~1 KB an output if they were built: ~3 GB
+    task = plan.tasks[299]  # a task is built when asked for, with every output
+    assert task.relative == "s299.png" and len(task.outputs) == 10_000
+    assert task.outputs[-1].relative == "s299_a_10000.png"
+    assert task.outputs[-1].seed == derive_seed(load_recipe(recipe).seed, "s299.png", "a",
+                                                10_000)
+
+
+class Stop(Exception):
+    pass
+
+
+def test_tasks_are_built_as_workers_take_them(tmp_path, monkeypatch):
+    """A run stopped at its first result has built only the tasks of its bounded window,
+    not one per source."""
+    from augcli import runner
+
+    built = []
+    task = runner.Plan.task
+    monkeypatch.setattr(runner.Plan, "task", lambda plan, *args: built.append(1) or
+                        task(plan, *args))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a000.png").write_bytes(b"not an image")
+    for index in range(1, 200):
+        save(tmp_path / "in" / f"a{index:03d}.png", photo_like(8, 8, seed=index))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\n"
+                                    "variants: {a: {copies: 2, ops: [fliplr]}}\n")
+
+    def notify(line):
+        raise Stop(line)
+
+    with pytest.raises(Stop):
+        run_recipe(recipe, workers=2, notify=notify)
+    assert 0 < len(built) < 40  # 2 workers x 4 tasks in flight, and those replacing results
+    # what finished before the stop is in the manifest, sorted by output name
+    records = read_manifest(tmp_path / "out")
+    assert [r["output"] for r in records] == sorted(r["output"] for r in records)
+
+
+def test_the_manifest_is_the_same_when_its_records_spill_to_disk(tmp_path, monkeypatch):
+    """Records kept in many sorted runs on disk give the manifest of records kept in memory,
+    byte for byte, and leave no file behind."""
+    from augcli import manifest
+
+    for index in range(30):
+        save(tmp_path / "in" / f"c{index % 3}" / f"p{index:02d}.png", photo_like(8, 8, seed=index))
+    recipe = write_recipe(tmp_path, "input: in\nvariants:\n"
+                                    "  a: {copies: 3, ops: [{dropout: {p: [0.05, 0.3]}}]}\n"
+                                    "  b: {copies: 11, ops: [{dropout: {p: [0.05, 0.3]}}]}\n")
+    run_recipe(recipe, output=tmp_path / "memory", workers=2)
+    monkeypatch.setattr(manifest, "SPILL_BYTES", 2000)  # a run every few records
+    monkeypatch.setattr(manifest, "MERGE_RUNS", 3)  # and merges of runs, and of merged runs
+    report = run_recipe(recipe, output=tmp_path / "spilled", workers=2)
+    assert report.written == 30 * 14
+    memory = (tmp_path / "memory" / MANIFEST_NAME).read_bytes()
+    spilled = (tmp_path / "spilled" / MANIFEST_NAME).read_bytes()
+    lines = [json.loads(line) for line in memory.splitlines()]
+    assert [line["output"] for line in lines] == sorted(line["output"] for line in lines)
+    assert spilled == memory
+    assert sorted(p.name for p in (tmp_path / "spilled").iterdir()) == ["c0", "c1", "c2",
+                                                                         MANIFEST_NAME]
+
+
+@pytest.mark.parametrize("names, clash", [
+    # a source named like another's output
+    (["a.png", "a_f_1.png"], "a.png and a_f_1.png would both write a_f_1.png"),
+    # and one step removed: a_f_1's output is another's own copy
+    (["a_f_1.png", "a_f_1_f_1.png", "b.png"],
+     "a_f_1.png and a_f_1_f_1.png would both write a_f_1_f_1.png"),
+    # a dot in the stem
+    (["x.y.png", "x.y_f_2.png", "x.png"], "x.y.png and x.y_f_2.png would both write x.y_f_2.png"),
+])
+def test_a_source_named_like_another_sources_output_is_refused(tmp_path, names, clash):
+    for index, name in enumerate(names):
+        save(tmp_path / "in" / name, photo_like(8, 8, seed=index))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\ninclude_original: true\n"
+                                    "variants: {f: {copies: 2, ops: [fliplr]}}\n")
+    with pytest.raises(UsageError, match=clash):
+        run_recipe(recipe, workers=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_sources_whose_names_only_look_alike_do_not_clash(tmp_path):
+    for index, name in enumerate(["a.png", "a_f.png", "a_f_1x.png", "a.b.png", "a-f_1.png"]):
+        save(tmp_path / "in" / name, photo_like(8, 8, seed=index))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\ninclude_original: true\n"
+                                    "variants: {f: {copies: 2, ops: [{dropout: {p: 0.2}}]}}\n")
+    assert run_recipe(recipe, workers=1).written == 15

@@ -288,11 +288,26 @@ def _apply_clahe(image, params):
     def equalized(colour):
         if colour.ndim == 2:
             return clahe.apply(colour)
-        lab = cv2.cvtColor(colour, cv2.COLOR_RGB2Lab)
-        lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
-        return cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+        if colour.dtype == np.uint8:
+            lab = cv2.cvtColor(colour, cv2.COLOR_RGB2Lab)
+            lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
+            return cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+        return _clahe_wide(colour, clahe)
 
     return on_colour(image, equalized)
+
+
+def _clahe_wide(colour: np.ndarray, clahe) -> np.ndarray:
+    """16-bit colour (imgaug has no 16-bit CLAHE). OpenCV turns 16-bit RGB into Lab only
+    through floats, and its 16-bit CLAHE (65536 bins) equalizes far harder than the 8-bit
+    one; so L is equalized on the 8-bit scale, as for 8-bit images, and the change is
+    added to the full-precision L, keeping the 16-bit detail."""
+    top = float(max_value(colour.dtype))
+    lab = cv2.cvtColor(colour.astype(np.float32) / top, cv2.COLOR_RGB2Lab)
+    lightness = np.clip(np.rint(lab[..., 0] * 2.55), 0, 255).astype(np.uint8)
+    change = clahe.apply(lightness).astype(np.float32) - lightness
+    lab[..., 0] = np.clip(lab[..., 0] + change / 2.55, 0, 100)
+    return to_dtype(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * top, colour.dtype)
 
 
 register(Op(
