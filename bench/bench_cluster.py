@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import logging
 import os
 import shutil
 import socket
@@ -78,6 +79,7 @@ class CountingS3:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
         self.counts: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
         app = DomainDispatcherApplication(create_backend_app)
