@@ -265,13 +265,14 @@ def preview(recipe, image, variant, count, output, seed):
 def _print_plan(plan, done=0, warnings=()):
     if plan.dataset is not None:
         click.echo(plan.dataset.summary())
-    for task in plan.tasks:
+    for source in plan.sources:  # the outputs only: no task (nor its annotation) to build
+        outputs = plan.outputs_of(source)
         per_variant = {}
-        for output in task.outputs:
+        for output in outputs:
             label = output.variant or "original"
             per_variant[label] = per_variant.get(label, 0) + 1
         detail = ", ".join(f"{name} {count}" for name, count in per_variant.items())
-        click.echo(f"{task.relative}: {len(task.outputs)} outputs ({detail})")
+        click.echo(f"{source.relative}: {len(outputs)} outputs ({detail})")
     for count in plan.classes:
         click.echo(f"class {count.tag}: {count.before} -> {count.after}")
     for label, count in plan.objects_before().items():
@@ -281,7 +282,7 @@ def _print_plan(plan, done=0, warnings=()):
     for line in warnings:
         click.echo(f"warning: {line}")
     already = f", {done} already done (a run skips them)" if done else ""
-    click.echo(f"total: {len(plan.tasks)} sources -> {plan.total_outputs} outputs in "
+    click.echo(f"total: {len(plan.sources)} sources -> {plan.total_outputs} outputs in "
                f"{plan.output_dir}{already} (dry run: nothing written)")
 
 

@@ -124,9 +124,9 @@ def plan_needs(plan) -> dict:
     """Variant name -> the most outputs a plan asks of it from one source, per sweep value
     (more than ``copies`` when balancing uses a variant again)."""
     most: dict = {}
-    for task in plan.tasks:
+    for source in plan.sources:
         counts: dict = {}
-        for output in task.outputs:
+        for output in plan.outputs_of(source):
             if output.variant is not None:
                 counts[output.variant] = counts.get(output.variant, 0) + 1
         for name, count in counts.items():
