@@ -71,6 +71,12 @@ def _output(output):
     return Path(output) if isinstance(output, str) else output
 
 
+def where(store):
+    """What the functions here take for an open store: a folder's path, or the object
+    store itself."""
+    return store.root if store.is_local else store
+
+
 def read_lines(output) -> list:
     """Every well-formed line of the manifest, as dicts; torn or corrupt lines are skipped."""
     output = _output(output)

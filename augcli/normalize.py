@@ -744,7 +744,7 @@ def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None =
         plan.settings = json.loads(json.dumps({"method": method, "format": fmt,
                                                **_preparation_record(preparation),
                                                "per_channel": per_channel}))
-        manifest.check_inside(_where(plan.output()), [MANIFEST_NAME, *outputs.values()])
+        manifest.check_inside(manifest.where(plan.output()), [MANIFEST_NAME, *outputs.values()])
         plan.finished, plan.stale = _earlier_outputs(plan)
     return plan
 
@@ -806,7 +806,7 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     stats = fitted.fingerprint() if fitted is not None else None
     finished = _same_statistics(plan, stats)
     store = plan.output()
-    manifest.remove(_where(store), plan.stale)
+    manifest.remove(manifest.where(store), plan.stale)
     try:
         store.tidy()  # temp files of writes that died with their worker
     except OSError as exc:
@@ -817,7 +817,7 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     todo = [task for task in plan.tasks if task.relative not in passes.failed]
     passes.report.skipped = sum(plan.outputs[task.relative] in finished for task in todo)
     todo = [task for task in todo if plan.outputs[task.relative] not in finished]
-    appended = manifest.Journal(_where(store))
+    appended = manifest.Journal(manifest.where(store))
 
     def journal(result: ImageResult) -> None:
         record = {"output": plan.outputs[result.relative], "source": result.relative,
@@ -879,7 +879,7 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
     """
     output_dir = plan.output_dir
     store = plan.output()
-    where = _where(store)
+    where = manifest.where(store)
     header, records = read_manifest(where)
     if plan.overwrite:
         planned = set(plan.outputs.values())
@@ -1002,11 +1002,6 @@ def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[StoreSpec, Stor
     elif not input_dir.is_dir():
         raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
     return StoreSpec.of(input_dir), None
-
-
-def _where(store):
-    """What the manifest module takes: a folder's path, or the open object store."""
-    return store.root if store.is_local else store
 
 
 def _outputs(images: list, fmt: str) -> dict:

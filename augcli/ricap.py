@@ -706,7 +706,7 @@ def _files_of(epoch: Epoch, plan: MontagePlan) -> list:
 def _clear_previous(store, previous: list) -> None:
     """Delete an earlier run's files (a link itself, never what it points to), then the
     folders they leave empty."""
-    manifest.remove(_where(store), previous)
+    manifest.remove(manifest.where(store), previous)
     if not store.is_local:
         return  # an object store has no folders
     output_dir = store.root
@@ -735,11 +735,6 @@ def _start_output(store, previous: list, overwrite: bool, record: dict) -> None:
         store.publish(SETTINGS_NAME, text.encode("utf-8"))
     except OSError as exc:
         raise output_error(store.name(SETTINGS_NAME), exc) from None
-
-
-def _where(store):
-    """What the manifest module takes: a folder's path, or the open object store."""
-    return store.root if store.is_local else store
 
 
 def _planned_names(epochs: list) -> list:
@@ -854,7 +849,7 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None
     store = stores[1].open()
     images, classes, others = scan_classes(input_dir)
     planned = _plan_epochs(settings, images)
-    manifest.check_inside(_where(store), _planned_names(planned))
+    manifest.check_inside(manifest.where(store), _planned_names(planned))
     record = _settings_record(settings, images)
     workers = workers or default_workers()
     if dry_run:

@@ -734,7 +734,7 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
     own names are computed source by source and never held.
     """
     store = plan.output()
-    where = store.root if store.is_local else store  # a folder, or an object store
+    where = manifest.where(store)  # a folder, or an object store
     manifest.check_inside(where, _one_file_per_folder(plan))
     earlier = manifest.load(where)
     if overwrite:
@@ -1036,8 +1036,7 @@ class _Run:
         self.report = report
         self.dask = dask  # the jobs.Cluster the tasks run on; None: the local pool
         self.store = plan.output()
-        # what the manifest module writes to: the output folder, or the object store
-        self.where = self.store.root if self.store.is_local else self.store
+        self.where = manifest.where(self.store)  # the output folder, or the object store
         self.records = manifest.SortedRecords(self.store.root if self.store.is_local else None)
         self.per_class: dict = {}  # class folder -> outputs recorded (balancing)
         self.objects: dict = {}  # label -> objects in the outputs recorded (annotations)
