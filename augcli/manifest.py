@@ -136,7 +136,14 @@ def rewrite(output, records, classes=(), started=(), signature=None) -> None:
     head += [class_line(count) for count in classes]
     body = records.lines() if isinstance(records, SortedRecords) else \
         map(encode_line, sorted(records, key=lambda record: record["output"]))
-    chunks = itertools.chain(map(encode_line, head), body, map(encode_line, started))
+    write(output, itertools.chain(map(encode_line, head), body, map(encode_line, started)))
+
+
+def write(output, chunks) -> None:
+    """Replace the manifest with ``chunks`` (encoded lines), all or nothing: streamed to
+    a folder's file; on an object store published whole, from memory, and then the
+    journal's parts (which it now holds) deleted. Raises OutputError when the folder
+    (or store) cannot be written."""
     if isinstance(output, Path):
         path = output / MANIFEST_NAME
         try:
@@ -144,7 +151,7 @@ def rewrite(output, records, classes=(), started=(), signature=None) -> None:
         except OSError as exc:
             raise output_error(path, exc) from None
         return
-    try:  # an object is published whole, from memory
+    try:
         output.publish(MANIFEST_NAME, b"".join(chunks))
         output.clear_journal(MANIFEST_NAME)
     except OSError as exc:

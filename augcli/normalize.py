@@ -861,12 +861,7 @@ def _write_manifest(store, header: dict, records) -> None:
     """Rewrite the manifest whole: the header, then one line per output, by name (on an
     object store, the journal's parts then go: the manifest holds their lines)."""
     lines = [header, *sorted(records, key=lambda record: record["output"])]
-    try:
-        store.publish(MANIFEST_NAME, b"".join(map(manifest.encode_line, lines)))
-        if not store.is_local:
-            store.clear_journal(MANIFEST_NAME)
-    except OSError as exc:
-        raise output_error(store.name(MANIFEST_NAME), exc) from None
+    manifest.write(manifest.where(store), map(manifest.encode_line, lines))
 
 
 def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
