@@ -334,16 +334,15 @@ def load(output_dir) -> Earlier:
                       [line for line in lines if _is_started(line)])
     folders: dict = {}
     for name in sorted(earlier.names()):
+        if is_inside(output_dir, name, folders):
+            continue
         if not isinstance(output_dir, Path):
-            if _plain_key(name):
-                continue
             raise UsageError(f"{output_dir.name(MANIFEST_NAME)} names {excerpt(name)}, which "
                              "is not inside the output prefix: augcli did not write that "
                              "manifest there. Move it away (or choose another output prefix)")
-        if inside(output_dir, name, folders) is None:
-            raise UsageError(f"{output_dir / MANIFEST_NAME} names {excerpt(name)}, which is "
-                             "not inside the output folder: augcli did not write that manifest "
-                             "for this folder. Move it away (or choose another output folder)")
+        raise UsageError(f"{output_dir / MANIFEST_NAME} names {excerpt(name)}, which is "
+                         "not inside the output folder: augcli did not write that manifest "
+                         "for this folder. Move it away (or choose another output folder)")
     return earlier
 
 
@@ -362,6 +361,14 @@ def inside(output_dir: Path, name: str, folders: dict | None = None) -> Path | N
         parent = (output_dir / relative.parent).resolve()
         folders[relative.parent] = parent == root or root in parent.parents
     return output_dir / relative if folders[relative.parent] else None
+
+
+def is_inside(output, name: str, folders: dict | None = None) -> bool:
+    """Whether a manifest's name is inside the output: the folder (``inside``) or the
+    object-store prefix (``_plain_key``)."""
+    if isinstance(output, Path):
+        return inside(output, name, folders) is not None
+    return _plain_key(name)
 
 
 def _plain_key(name) -> bool:

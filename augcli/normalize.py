@@ -879,7 +879,7 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
     if plan.overwrite:
         planned = set(plan.outputs.values())
         ours = {record["output"] for record in records
-                if "settings" in record and _inside(where, record["output"])}
+                if "settings" in record and manifest.is_inside(where, record["output"])}
         return {}, sorted(ours - planned)
     if (header is not None and header.get("settings") != plan.fingerprint) or \
             any(record.get("settings") != plan.fingerprint for record in records):
@@ -897,13 +897,6 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
                              "where they came from; rerun with --overwrite to replace them, "
                              "or choose another output folder")
     return finished, []
-
-
-def _inside(where, name: str) -> bool:
-    """Whether a manifest's name is inside the output folder (no link out) or prefix."""
-    if isinstance(where, Path):
-        return manifest.inside(where, name) is not None
-    return manifest._plain_key(name)
 
 
 def _other_settings(plan: NormalizePlan, header: dict | None) -> str:
