@@ -1,7 +1,8 @@
-"""Plan a run, execute it on a process pool, and report what happened.
+"""Plan a run, execute it on a process pool (or a Dask cluster), and report what happened.
 
-Data flows one way: scan -> plan (one frozen ``SourceTask`` per source, one
-``OutputPlan`` per output, each with its own seed) -> workers (decode once,
+Data flows one way: scan -> plan (a small ``PlannedSource`` per source) -> tasks
+(one frozen ``SourceTask`` per source, one ``OutputPlan`` per output, each with
+its own seed, built as a worker takes the source) -> workers (decode once,
 sample, apply, encode, atomic write) -> parent (progress, manifest, report).
 Workers receive plain data and return plain data; only the parent writes the
 manifest and counts.
@@ -308,7 +309,8 @@ def _extra_rounds(recipe: Recipe, position: int, count: int) -> range:
 
 
 def plan_run(recipe: Recipe) -> Plan:
-    """Scan the input folder and decide every output, its name and its seed.
+    """Scan the input folder and plan each source; its outputs, their names and seeds
+    follow from the plan (``Plan.outputs_of``), built only when asked for.
 
     Sources that cannot be planned (unreadable folders and headers, bad
     annotations) are in ``Plan.failures``; the rest go on.
