@@ -250,16 +250,17 @@ class FolderStore:
         it reads the header it needs, and nothing more."""
         return parse(self.root / key)
 
+    def exists(self, key: str) -> bool:
+        """Whether the folder holds ``key`` (False for a name the file system cannot even
+        hold: too long)."""
+        try:
+            return (self.root / key).exists()
+        except OSError:
+            return False
+
     def existing(self, names) -> set:
         """Those of ``names`` that are in the folder (asked name by name: cheap here)."""
-        found = set()
-        for name in names:
-            try:  # False for a name the file system cannot even hold (too long)
-                if (self.root / name).exists():
-                    found.add(name)
-            except OSError:
-                continue
-        return found
+        return set(filter(self.exists, names))
 
     def publish(self, key: str, data: bytes) -> None:
         from . import imagefiles
