@@ -485,9 +485,7 @@ def _related_sources(plan: Plan) -> list:
     ``_refuse_clashes``); sources that cannot clash with any other are left out."""
     by_stem: dict = {}  # (folder, stem) -> indices of the sources it names files after
     for index, source in enumerate(plan.sources):
-        original = _original(Path(source.relative), source.format).relative
-        for name, _ in _files_written([OutputPlan(original, None, 0, 0)], plan.annotations):
-            name = PurePosixPath(name)
+        for name in map(PurePosixPath, _copy_files(plan, source)):
             by_stem.setdefault((name.parent.as_posix(), name.stem), []).append(index)
     group = list(range(len(plan.sources)))  # union-find: index -> an index of its group
 
@@ -777,9 +775,14 @@ def _one_file_per_folder(plan: Plan):
     """A file the plan writes in each folder it writes to (what ``check_inside`` needs):
     every file of a source goes beside its copy or that copy's annotation file."""
     for source in plan.sources:
-        original = _original(Path(source.relative), source.format)
-        for name, _ in _files_written([original], plan.annotations):
-            yield name
+        yield from _copy_files(plan, source)
+
+
+def _copy_files(plan: Plan, source: PlannedSource):
+    """The names of a source's copy and of its annotation file (when it has one): every
+    other file the source makes is named after one of them, in the same folder."""
+    original = _original(Path(source.relative), source.format)
+    return [name for name, _ in _files_written([original], plan.annotations)]
 
 
 def _not_written(plan: Plan, names: set) -> set:
@@ -826,6 +829,7 @@ class _Present:
     store is listed once, never asked about one output at a time."""
 
     def __init__(self, store):
+        self.store = store
         self.folder = store.root if store.is_local else None
         self.sizes = None if store.is_local else store.sizes()
 
@@ -839,12 +843,7 @@ class _Present:
         return [path.as_posix() for path in images + others]
 
     def exists(self, name: str) -> bool:
-        if self.folder is None:
-            return name in self.sizes
-        try:  # False for a name the file system cannot even hold (too long)
-            return (self.folder / name).exists()
-        except OSError:
-            return False
+        return name in self.sizes if self.folder is None else self.store.exists(name)
 
     def size(self, name: str) -> int | None:
         if self.folder is None:
