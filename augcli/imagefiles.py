@@ -20,9 +20,9 @@ import io
 import itertools
 import math
 import os
-import shutil
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -475,25 +475,6 @@ def _create_temp(folder: Path) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary file name in {folder}")
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path):
-    """Yield a binary file that becomes ``path`` only once it is complete.
-
-    The bytes go to a hidden temporary file in the same folder, which is then
-    renamed over ``path``: a run killed half-way leaves at worst that temp
-    file, never a truncated image under the final name.
-    """
-    handle, temp_name = _create_temp(path.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            yield temp
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-
-
 def remove_stale_temp_files(folder: Path) -> int:
     """Delete temp files a killed run left behind (only augcli's own, by name)."""
     stale = list(folder.rglob(f"{TEMP_PREFIX}*.tmp")) if folder.is_dir() else []
@@ -526,5 +507,5 @@ def write_atomic(path: Path, data) -> None:
 
 def copy_atomic(source: Path, destination: Path) -> None:
     """Copy a file byte for byte, all or nothing."""
-    with _atomic_file(destination) as temp, open(source, "rb") as original:
-        shutil.copyfileobj(original, temp)
+    with open(source, "rb") as original:
+        write_atomic(destination, iter(partial(original.read, 1024 * 1024), b""))
