@@ -148,14 +148,19 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     pixels of an image whose header claims more than ``max_pixels``.
     """
     path = Path(path)
+    return decode_image(read_source(path.read_bytes, path), path, max_pixels)
+
+
+def read_source(read: Callable[[], bytes], name) -> bytes:
+    """``read()``'s bytes of a source image, from a folder or an object store; a missing
+    or unreadable one is an ImageReadError naming it (``name``)."""
     try:
-        data = path.read_bytes()
+        return read()
     except FileNotFoundError:
-        raise ImageReadError(path, "file not found (was it moved or deleted during the run?)") \
+        raise ImageReadError(name, "file not found (was it moved or deleted during the run?)") \
             from None
     except OSError as exc:
-        raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, path, max_pixels)
+        raise ImageReadError(name, f"cannot read ({exc.strerror or exc})") from None
 
 
 def decode_image(data: bytes, name, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -372,15 +372,8 @@ class ObjectStore:
     def read_image(self, key: str, max_pixels: int | None = None):
         """Read and decode one image (ImageReadError naming it and why, when it cannot be)."""
         from . import imagefiles
-        from .errors import ImageReadError
 
-        try:
-            data = self.read(key)
-        except FileNotFoundError:
-            raise ImageReadError(self.name(key), "not found (was it moved or deleted during "
-                                                 "the run?)") from None
-        except OSError as exc:
-            raise ImageReadError(self.name(key), f"cannot read ({exc})") from None
+        data = imagefiles.read_source(partial(self.read, key), self.name(key))
         return imagefiles.decode_image(data, self.name(key),
                                        max_pixels or imagefiles.DEFAULT_MAX_PIXELS)
 
