@@ -154,6 +154,7 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
 
         augcli run recipe.yaml --json > summary.json
     """
+    _start_worker_server("augcli.runner", workers, cluster, dry_run)
     from .runner import dry_run as plan_only
     from .runner import run_recipe
 
@@ -173,6 +174,16 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
         click.echo(f"note: {line}", err=True)
     print_summary(report, as_json, quiet, report.class_lines() + report.object_lines())
     sys.exit(report.exit_code)
+
+
+def _start_worker_server(module: str, workers, cluster, dry_run: bool) -> None:
+    """Start the process pool's worker server while this process imports ``module``
+    itself, when the command will likely use a pool (see ``jobs.start_worker_server``)."""
+    if dry_run or cluster is not None or workers == 1:
+        return
+    from .jobs import start_worker_server
+
+    start_worker_server(module)
 
 
 def _check_json_flags(as_json: bool, dry_run: bool) -> None:
@@ -362,6 +373,7 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
 
         augcli normalize test -o test_white -m zca --stats zca.npz
     """
+    _start_worker_server("augcli.normalize", workers, cluster, dry_run)
     from .geometry import parse_size
     from .normalize import normalize_folder, plan_normalize
 
@@ -478,6 +490,7 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
         augcli ricap photos -o montages -n 5000 --size 32x32 \\
             --epochs 100 --beta-schedule 0.01:1.0:20:90
     """
+    _start_worker_server("augcli.ricap", workers, cluster, dry_run)
     from .ricap import make_montages
 
     report = make_montages(input_dir, output_dir, count=count, size=size, beta=beta, seed=seed,

@@ -131,3 +131,17 @@ def test_workers_end_with_their_parent(tmp_path, how):
         assert parent.returncode == 143
         assert b"Interrupted. Finished outputs are kept" in err and b"Traceback" not in err
     assert not (tmp_path / "out" / ".augcli.lock").exists() or how == signal.SIGKILL
+
+
+def test_a_worker_server_started_before_the_imports_still_serves_the_pool():
+    """`run` starts the worker server before importing its own modules. Those imports
+    change os.environ (OpenCV's adds to it); the pool must still fork its workers from
+    that server, not fall back to spawning them (which re-imports everything per worker)."""
+    code = ("from augcli import jobs\n"
+            "jobs.start_worker_server('augcli.runner')\n"
+            "import augcli.runner\n"
+            "print(jobs._worker_context('augcli.runner').get_start_method())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "forkserver"
