@@ -89,6 +89,7 @@ class SourceTask:
     conform: Conform = Conform()  # how outputs meet the profile's aspect-ratio limit
     copy_annotation: Path | None = None  # held-out split: annotation file copied as it is
     done: frozenset = frozenset()  # outputs an earlier run finished: not written again
+    stamp: dict | None = None  # the source's stamp from the plan's listing (object stores)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ class PlannedSource:
     boxes: ImageBoxes | None = None  # the source's boxes, when the recipe has annotations
     augment: bool = True  # False: an image of a dataset split that is only copied
     balance: tuple | None = None  # balancing: (its position among its class's sources, their count)
+    stamp: dict | None = None  # size and time, from the listing of an object store's input
 
 
 @dataclass
@@ -148,7 +150,8 @@ class Plan:
                           annotation_format=annotations.format if annotations else None,
                           conform=self.recipe.conform or Conform(),
                           copy_annotation=_held_out_annotation(self.dataset, annotations,
-                                                               source.relative, self.input_dir))
+                                                               source.relative, self.input_dir),
+                          stamp=source.stamp)
 
     def outputs_of(self, source: PlannedSource) -> list:
         """A source's ``OutputPlan``\\ s, in order (the only place they are decided)."""
@@ -328,10 +331,11 @@ def plan_run(recipe: Recipe) -> Plan:
     assert input_dir is not None and output_dir is not None  # open_pair refuses a missing one
     input_store = input_spec.open()
     unreadable: list = []
+    stamps: dict = {}
     if dataset is not None:
         images, others = dataset.scan(unreadable)
     else:
-        images, others = input_store.scan(unreadable)
+        images, others, stamps = _scan_input(input_store, unreadable)
         imagefiles.require_images(images, input_dir)
         if not input_store.is_local:
             datasets.refuse_remote_splits(str(input_dir), images + others)
@@ -340,11 +344,22 @@ def plan_run(recipe: Recipe) -> Plan:
     boxes = _read_boxes(source, input_dir, images, failures)
     formats = _output_formats(recipe, input_store, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
-    sources, classes = _plan_sources(recipe, images, formats, boxes, dataset)
+    sources, classes = _plan_sources(recipe, images, formats, boxes, dataset, stamps)
     plan = Plan(recipe, input_dir, output_dir, sources, others, classes,
                 list(failures.values()), source, dataset, output_spec, input_spec)
     _refuse_clashes(plan)
     return plan
+
+
+def _scan_input(store, unreadable: list) -> tuple[list, list, dict]:
+    """(images, other files, stamps) of the input. On an object store the stamps (each
+    source's size and time) come from the same listing and travel in the tasks, so a
+    worker asks for nothing but the image itself; in a folder a worker stats its source
+    as it reads it, and there are no stamps here."""
+    if store.is_local:
+        return (*store.scan(unreadable), {})
+    stamps = store.stamps()
+    return (*imagefiles.split_images(sorted(stamps)), stamps)
 
 
 def _open_dataset(recipe: Recipe) -> datasets.Dataset | None:
@@ -427,13 +442,15 @@ def _files_written(outputs, source: AnnotationSource | None):
 
 
 def _plan_sources(recipe: Recipe, images: list, formats: dict, boxes: dict,
-                  dataset: datasets.Dataset | None = None) -> tuple[list, list]:
+                  dataset: datasets.Dataset | None = None,
+                  stamps: dict | None = None) -> tuple[list, list]:
     """A ``PlannedSource`` per image, and per-class counts when the recipe balances classes.
 
     In a dataset, images of the splits not augmented are only copied."""
     def planned(relative: Path, **how) -> PlannedSource:
         rel = relative.as_posix()
-        return PlannedSource(rel, formats[relative], boxes.get(rel), **how)
+        return PlannedSource(rel, formats[relative], boxes.get(rel),
+                             stamp=stamps.get(rel) if stamps else None, **how)
 
     copied = {relative for relative in images
               if dataset is not None and not dataset.augments(relative.as_posix())}
@@ -578,7 +595,7 @@ def _process_source(task: SourceTask) -> SourceResult:
     source = task.input.open()
     size = None
     try:
-        stamp = source.stamp(task.relative)
+        stamp = task.stamp if task.stamp is not None else source.stamp(task.relative)
         data = source.read(task.relative)
         size = budget.reserve(data, task.outputs)
         image = imagefiles.decode_image(data, source.name(task.relative), task.max_pixels)
@@ -870,10 +887,10 @@ def _unchanged(stamp: dict | None, records: list) -> bool:
 
 def _stamps(plan: Plan):
     """source -> its stamp (None where it cannot be read): asked file by file in a folder,
-    taken from one listing of an object store, never one request per source there."""
+    taken from the plan's listing of an object store, never one request per source there."""
     store = plan.input()
     if not store.is_local:
-        return store.stamps().get
+        return {source.relative: source.stamp for source in plan.sources}.get
 
     def stamp(relative: str) -> dict | None:
         try:

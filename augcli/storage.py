@@ -357,10 +357,12 @@ class ObjectStore:
         """Size and modification time of an object (one metadata request)."""
         return _stamp(self._call(key, self.fs.info, self._full(key)))
 
-    def stamps(self) -> dict:
-        """Key -> ``stamp`` of every object under the prefix, from one listing (resume
-        checks its sources with it, never one request per source)."""
-        return {key: _stamp(info) for key, info in self._listing().items()}
+    def stamps(self, hidden: bool = False) -> dict:
+        """Key -> ``stamp`` of every object under the prefix (hidden ones only when asked),
+        from one listing: a run plans its sources from it and sends each its stamp, never
+        one request per source."""
+        return {key: _stamp(info) for key, info in self._listing().items()
+                if hidden or not _hidden(key)}
 
     def read(self, key: str) -> bytes:
         return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))

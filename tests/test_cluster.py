@@ -451,7 +451,7 @@ def test_resume_on_s3_lists_the_input_once_and_asks_about_no_source(servers, dat
                 and key.startswith("raw/")]
     listings = [prefix for operation, prefix in calls if operation.startswith("ListObjects")
                 and prefix and prefix.startswith("raw")]
-    assert len(listings) == 2  # planning scans the input, resume checks it: once each
+    assert len(listings) == 1  # planning lists the input; resume checks that listing's stamps
 
     s3.pipe_file(f"{bucket}/raw/cats/p1.png", s3.cat_file(f"{bucket}/raw/cats/p1.png") + b"\0")
     monkeypatch.undo()
@@ -461,6 +461,35 @@ def test_resume_on_s3_lists_the_input_once_and_asks_about_no_source(servers, dat
                              (reference[0], [{**record, "source_size": record["source_size"] + 1}
                                              if record["source"] == "cats/p1.png" else record
                                              for record in reference[1]]))
+
+
+def test_a_run_from_s3_reads_each_source_with_one_get_and_asks_nothing_else(
+        servers, dataset, recipe, reference, monkeypatch):
+    """Each source's size and time (recorded in the manifest) come from the listing that
+    planned the run: no HEAD per source. Counted in-process (one worker)."""
+    from aiobotocore.client import AioBaseClient
+
+    s3 = servers.s3()
+    bucket = new_bucket(s3)
+    s3.put(f"{dataset}/", f"{bucket}/raw/", recursive=True)
+    calls: list = []
+    api_call = AioBaseClient._make_api_call
+
+    async def counted(client, operation, params):
+        calls.append((operation, params.get("Prefix", params.get("Key"))))
+        return await api_call(client, operation, params)
+
+    monkeypatch.setattr(AioBaseClient, "_make_api_call", counted)
+    output = f"s3://{bucket}/out"
+    report = run_recipe(recipe, input=f"s3://{bucket}/raw", output=output, workers=1)
+    monkeypatch.undo()
+    assert (report.written, report.exit_code) == (SOURCES * 3, 0)
+    on_sources = [(operation, key) for operation, key in calls
+                  if key and key.startswith("raw/") and not operation.startswith("List")]
+    assert sorted(on_sources) == sorted(("GetObject", key) for key in
+                                        {key for _, key in on_sources}), on_sources
+    assert len(on_sources) == SOURCES
+    assert_same_as_reference(store_files(s3, f"{bucket}/out"), read_manifest(output), reference)
 
 
 @pytest.mark.parametrize("module,args,install", [
