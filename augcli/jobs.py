@@ -26,8 +26,6 @@ from functools import partial
 from multiprocessing import forkserver, get_all_start_methods, get_context
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .budget import Budget, SharedBudget
 from .errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 
@@ -339,7 +337,12 @@ def _running(pid: int) -> bool:
 
 
 def progress_bar(total: int, enabled: bool):
-    """A tqdm bar on stderr, shown only when enabled and stderr is a terminal."""
+    """A tqdm bar on stderr, shown only when enabled and stderr is a terminal.
+
+    tqdm is imported here, not with the module: pool workers import this module and
+    never draw a bar."""
+    from tqdm import tqdm
+
     return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
                 disable=not enabled or not sys.stderr.isatty())
 
@@ -571,6 +574,8 @@ def _workers_ignore_ctrl_c():
 def elapsed_spinner(label: str, enabled: bool):
     """``label: 00:12`` on stderr, ticking while a long step with no steps of its own (a
     matrix solve) runs; shown only when enabled and stderr is a terminal, as progress_bar."""
+    from tqdm import tqdm
+
     bar = tqdm(desc=label, bar_format="{desc}: {elapsed}", file=sys.stderr,
                disable=not enabled or not sys.stderr.isatty())
     stop = threading.Event()

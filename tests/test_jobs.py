@@ -145,3 +145,14 @@ def test_a_worker_server_started_before_the_imports_still_serves_the_pool():
                             timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "forkserver"
+
+
+@pytest.mark.parametrize("module", ["augcli.runner", "augcli.normalize", "augcli.ricap"])
+def test_the_module_workers_are_forked_with_leaves_out_the_progress_bar(module):
+    """The worker server imports the workers' module before forking each: tqdm, which
+    only the parent draws with, is not part of that import."""
+    code = f"import sys, {module}; print('tqdm' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
