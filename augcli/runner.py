@@ -11,12 +11,14 @@ manifest and counts.
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import errno
 import functools
 import hashlib
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -90,6 +92,7 @@ class SourceTask:
     copy_annotation: Path | None = None  # held-out split: annotation file copied as it is
     done: frozenset = frozenset()  # outputs an earlier run finished: not written again
     stamp: dict | None = None  # the source's stamp from the plan's listing (object stores)
+    publish_threads: int = 0  # threads that encode and publish while the next output renders
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,41 +620,110 @@ def _process_source(task: SourceTask) -> SourceResult:
     source_format = imagefiles.format_of(Path(task.relative))
     distinct = Distinct(image, task.relative)
     todo = sum(output.relative not in task.done for output in task.outputs)
-    for output in task.outputs:
-        if not todo:
-            break
-        if output.relative in task.done:  # finished earlier: drawn again only to be told apart
-            if output.variant is not None:
-                with contextlib.suppress(DuplicateOutput):
-                    distinct.draw(image, output, render)
-            continue
-        todo -= 1
-        record = {"output": output.relative, "source": task.relative,
-                  "variant": output.variant, "index": output.index, **stamp}
-        try:
-            _make_output(task, output, data, image, source_format, record, distinct)
-        except (DuplicateOutput, OutputTooLarge) as exc:  # this output only; the rest goes on
-            result.failures.append((output.relative, str(exc)))
-            continue
-        except OSError as exc:
-            if exc.errno in STOPS_RUN:
-                result.stop = str(output_error(task.output.open().name(output.relative), exc))
+    with _Publisher(task.publish_threads) as publisher:
+        for output in task.outputs:
+            if not todo or result.stop is not None:
                 break
-            result.failures.append((output.relative, _write_failure(exc)))
-            continue
-        except ValueError as exc:
-            result.failures.append((output.relative, f"cannot write ({exc})"))
-            continue
-        except MemoryError:
-            result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
-            continue
-        except cv2.error as exc:  # OpenCV's own MemoryError
-            if "Insufficient memory" not in str(exc):
-                raise
-            result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
-            continue
-        result.records.append(record)
+            if output.relative in task.done:  # finished earlier: drawn again only to be told apart
+                if output.variant is not None:
+                    with contextlib.suppress(DuplicateOutput):
+                        distinct.draw(image, output, render)
+                continue
+            todo -= 1
+            record = {"output": output.relative, "source": task.relative,
+                      "variant": output.variant, "index": output.index, **stamp}
+            try:
+                publish = _render_output(task, output, data, image, source_format, record,
+                                         distinct)
+            except _OUTPUT_ERRORS as exc:
+                _output_failed(result, task, output, exc, size)
+                continue
+            for outcome in publisher.submit(output, record, publish):
+                _published(result, task, size, *outcome)
+        for outcome in publisher.drain():
+            _published(result, task, size, *outcome)
     return result
+
+
+# What one output may fail with (DuplicateOutput and OutputTooLarge are ValueErrors): that
+# output is reported and the rest go on, unless its output folder cannot be written at all.
+_OUTPUT_ERRORS = (OSError, ValueError, MemoryError, cv2.error)
+
+
+def _published(result: SourceResult, task: SourceTask, size, output: OutputPlan, record: dict,
+               error: BaseException | None) -> None:
+    """Keep an output's record, or note why it failed."""
+    if error is None:
+        result.records.append(record)
+    else:
+        _output_failed(result, task, output, error, size)
+
+
+def _output_failed(result: SourceResult, task: SourceTask, output: OutputPlan,
+                   error: BaseException, size) -> None:
+    """Note why one output failed; an output folder that cannot be written (disk full, read
+    only) stops the run (``result.stop``). An error no output should raise is raised."""
+    if isinstance(error, (DuplicateOutput, OutputTooLarge)):
+        result.failures.append((output.relative, str(error)))
+    elif isinstance(error, OSError) and error.errno in STOPS_RUN:
+        if result.stop is None:
+            result.stop = str(output_error(task.output.open().name(output.relative), error))
+    elif isinstance(error, OSError):
+        result.failures.append((output.relative, _write_failure(error)))
+    elif isinstance(error, ValueError):
+        result.failures.append((output.relative, f"cannot write ({error})"))
+    elif isinstance(error, MemoryError) or (isinstance(error, cv2.error)
+                                            and "Insufficient memory" in str(error)):
+        result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
+    else:
+        raise error
+
+
+class _Publisher:
+    """Runs each output's encode and publish after its render: at once, in this thread, or
+    in ``threads`` helper threads while the next output renders, when the run has cores to
+    spare (fewer sources than workers). Outcomes, (output, record, error or None), come
+    back in output order; at most ``threads`` outputs wait, each holding its pixels."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="augcli-publish") \
+            if threads else None
+        self.waiting: collections.deque = collections.deque()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)  # nothing is left half-published behind the caller
+
+    def submit(self, output: OutputPlan, record: dict, publish) -> list:
+        """Start publishing one output; return the outcomes that are ready, in order."""
+        if self.pool is None:
+            return [(output, record, _error_of(publish))]
+        self.waiting.append((output, record, self.pool.submit(publish)))
+        ready = []
+        while len(self.waiting) > self.threads or (self.waiting and self.waiting[0][2].done()):
+            ready.append(self._next())
+        return ready
+
+    def drain(self) -> list:
+        """The outcomes of every output still waiting, in order (waits for them)."""
+        return [self._next() for _ in range(len(self.waiting))]
+
+    def _next(self) -> tuple:
+        output, record, future = self.waiting.popleft()
+        return output, record, future.exception()
+
+
+def _error_of(publish) -> BaseException | None:
+    """Run ``publish``; the error an output may fail with, or None."""
+    try:
+        publish()
+    except _OUTPUT_ERRORS as exc:
+        return exc
+    return None
 
 
 def _write_failure(exc: OSError) -> str:
@@ -661,23 +733,20 @@ def _write_failure(exc: OSError) -> str:
     return f"cannot write ({exc.strerror or exc})"
 
 
-def _make_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
-                 source_format: str, record: dict, distinct: Distinct) -> None:
-    """Render, encode and publish one output (and its annotation file); fill in its record.
+def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
+                   source_format: str, record: dict, distinct: Distinct):
+    """Render one output, fill in its record so far, and return what publishes it.
 
     An augmented output is drawn apart from the source and the outputs before it
-    (``distinct``); raises DuplicateOutput when it cannot be. Each file is
-    published whole: temp file + rename in a folder, one whole-object write on an
-    object store; never through an open handle."""
-    destination = task.output.open()
+    (``distinct``), so outputs render in order; raises DuplicateOutput when it
+    cannot be. The returned function (no arguments) encodes and publishes the
+    output and its annotation file, and completes the record; it may run in
+    another thread (see ``_Publisher``)."""
     fmt = task.format or source_format
     if output.variant is None:
         record["copy"] = True
         if fmt == source_format and _fits(task.profile, len(source), image):
-            _write_boxes(task, output, (), image, {}, record, copy_from=task.copy_annotation)
-            destination.publish(output.relative, source)
-            record["bytes"] = len(source)
-            return
+            return functools.partial(_publish_copy, task, output, source, image, record)
         pixels, steps = image, ()
     else:
         pixels, steps, seed, redraws = distinct.draw(image, output, render)
@@ -685,12 +754,30 @@ def _make_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.
         if redraws:
             record["redraws"] = redraws
         record["ops"] = [step.as_record() for step in steps]
+    return functools.partial(_publish_rendered, task, output, pixels, steps, fmt, record)
+
+
+def _publish_copy(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
+                  record: dict) -> None:
+    """Publish the source's own bytes as an output (with its annotation file).
+
+    Each file is published whole: temp file + rename in a folder, one whole-object
+    write on an object store; never through an open handle."""
+    _write_boxes(task, output, (), image, {}, record, copy_from=task.copy_annotation)
+    task.output.open().publish(output.relative, source)
+    record["bytes"] = len(source)
+
+
+def _publish_rendered(task: SourceTask, output: OutputPlan, pixels: np.ndarray, steps, fmt: str,
+                      record: dict) -> None:
+    """Encode an output's pixels (within the profile's limits) and publish them, annotation
+    file first, each whole."""
     pixels, fitted, aspect = _fit_aspect(pixels, task)
     data, adjustments = _encode(pixels, fmt, task)
     if aspect is not None:
         adjustments = {"aspect": aspect, **adjustments}
     _write_boxes(task, output, steps, pixels, adjustments, record, fitted)
-    destination.publish(output.relative, data)
+    task.output.open().publish(output.relative, data)
     record["bytes"] = len(data)
     if adjustments:
         record["conformed"] = adjustments
@@ -1108,12 +1195,15 @@ class _Run:
         """Hand the sources to workers (``tasks``: ``count`` of them, built as they go),
         within the memory budget; journal each before it starts and its records as it
         finishes."""
-        workers = max(1, min(workers, count or 1))
+        in_use = max(1, min(workers, count or 1))
+        threads = 0 if self.dask is not None else publish_threads(workers, in_use)
+        if threads:
+            tasks = (replace(task, publish_threads=threads) for task in tasks)
         bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress)
         try:
             with manifest.Journal(self.where) as journal:
                 for result in map_in_workers(process_source, self._announced(tasks, journal),
-                                             workers, crashed=_crashed, cluster=self.dask,
+                                             in_use, crashed=_crashed, cluster=self.dask,
                                              budget=memory):
                     self._collect(result, journal)
                     bar.update(self.todo.pop(result.relative, 0))
@@ -1186,6 +1276,16 @@ class _Run:
             except OSError as exc:
                 raise output_error(plan.output_dir, exc) from None
             self.report.objects = _objects(plan, self.objects)
+
+
+MAX_PUBLISH_THREADS = 2  # renders come one at a time: more threads would mostly wait
+
+
+def publish_threads(workers: int, in_use: int) -> int:
+    """Helper threads per worker process that encode and publish outputs while the next one
+    renders: the cores the run was given and left idle by having fewer sources than
+    ``workers`` (a handful of images with many copies each), shared out."""
+    return min(workers // in_use - 1, MAX_PUBLISH_THREADS)
 
 
 def _crashed(task: SourceTask, reason: str) -> SourceResult:

@@ -573,14 +573,14 @@ KILL_HOOK = '''
 import os, signal
 if os.environ.get("AUGCLI_TEST_KILL_ON"):
     import augcli.runner as runner
-    make_output = runner._make_output
+    publish = runner._publish_rendered
 
-    def make_or_die(task, output, *args, **kwargs):
+    def publish_or_die(task, output, *args, **kwargs):
         if output.relative == os.environ["AUGCLI_TEST_KILL_ON"]:
             os.kill(os.getpid(), signal.SIGKILL)
-        return make_output(task, output, *args, **kwargs)
+        return publish(task, output, *args, **kwargs)
 
-    runner._make_output = make_or_die
+    runner._publish_rendered = publish_or_die
 '''
 
 
@@ -731,3 +731,37 @@ def test_sources_whose_names_only_look_alike_do_not_clash(tmp_path):
     recipe = write_recipe(tmp_path, "input: in\noutput: out\ninclude_original: true\n"
                                     "variants: {f: {copies: 2, ops: [{dropout: {p: 0.2}}]}}\n")
     assert run_recipe(recipe, workers=1).written == 15
+
+
+# --- spare cores: a worker publishes while it renders the next output --------------------------
+
+def test_helper_threads_go_only_to_cores_that_sources_leave_idle():
+    from augcli.runner import publish_threads
+
+    # (workers asked for, worker processes a run's sources keep busy) -> threads per process
+    assert [publish_threads(w, n) for w, n in [(2, 1), (4, 2), (16, 5), (16, 1), (3, 2),
+                                               (4, 4), (16, 16), (1, 1)]] == \
+        [1, 1, 2, 2, 0, 0, 0, 0]
+
+
+def test_one_source_on_many_workers_gives_the_bytes_and_records_of_one_worker(tmp_path):
+    """One source, 30 outputs, 4 workers: one process renders, two threads publish. Files,
+    records and their order are those of a single worker publishing each in turn; an
+    output whose file cannot be written (a folder holds its name) fails alone."""
+    save(tmp_path / "in" / "tom.png", photo_like(96, 128, seed=7))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nseed: 3\nformat: jpg\nvariants:\n"
+                                    "  spin: {copies: 30, ops: [{rotate: {degrees: [-30, 30]}},"
+                                    " {dropout: {p: 0.05}}]}\n")
+    outputs = {}
+    for workers in (1, 4):
+        out = tmp_path / f"out{workers}"
+        (out / "tom_spin_7.jpg").mkdir(parents=True)
+        report = run_recipe(recipe, output=out, workers=workers)
+        assert (report.written, report.exit_code) == (29, 1)
+        assert [path for path, _ in report.failures] == ["tom_spin_7.jpg"]
+        outputs[workers] = (tree(out), read_manifest(out))
+    files, records = outputs[4]
+    assert files.keys() == outputs[1][0].keys() and len(files) == 30  # 29 images + manifest
+    assert files == {**outputs[1][0], MANIFEST_NAME: files[MANIFEST_NAME]}
+    assert [r["output"] for r in records] == [r["output"] for r in outputs[1][1]]
+    assert [r["ops"] for r in records] == [r["ops"] for r in outputs[1][1]]
