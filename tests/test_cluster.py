@@ -492,6 +492,19 @@ def test_a_run_from_s3_reads_each_source_with_one_get_and_asks_nothing_else(
     assert_same_as_reference(store_files(s3, f"{bucket}/out"), read_manifest(output), reference)
 
 
+def test_idle_cores_publish_to_s3_from_helper_threads_with_the_same_objects(
+        servers, dataset, recipe, reference):
+    """Twice as many workers as sources: each worker process publishes through a helper
+    thread while it renders, so the storage library is called from two threads at once.
+    The objects and records are the plain run's."""
+    s3 = servers.s3()
+    bucket = new_bucket(s3)
+    output = f"s3://{bucket}/out"
+    report = run_recipe(recipe, input=dataset, output=output, workers=2 * SOURCES)
+    assert (report.written, report.exit_code) == (SOURCES * 3, 0)
+    assert_same_as_reference(store_files(s3, f"{bucket}/out"), read_manifest(output), reference)
+
+
 @pytest.mark.parametrize("module,args,install", [
     ("s3fs", ["-o", "s3://bucket/out"], "pip install 'augcli[s3]'"),
     ("adlfs", ["-i", "az://container/raw"], "pip install 'augcli[azure]'"),
