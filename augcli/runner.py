@@ -1196,9 +1196,8 @@ class _Run:
         within the memory budget; journal each before it starts and its records as it
         finishes."""
         in_use = max(1, min(workers, count or 1))
-        threads = 0 if self.dask is not None else publish_threads(workers, in_use)
-        if threads:
-            tasks = (replace(task, publish_threads=threads) for task in tasks)
+        if self.dask is None:
+            tasks = _with_publish_threads(tasks, count, workers)
         bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress)
         try:
             with manifest.Journal(self.where) as journal:
@@ -1286,6 +1285,15 @@ def publish_threads(workers: int, in_use: int) -> int:
     renders: the cores the run was given and left idle by having fewer sources than
     ``workers`` (a handful of images with many copies each), shared out."""
     return min(workers // in_use - 1, MAX_PUBLISH_THREADS)
+
+
+def _with_publish_threads(tasks, count: int, workers: int):
+    """The ``count`` tasks, each with the publish threads of its worker: those of the cores
+    that it and the sources after it leave idle. That is every task of a run with fewer
+    sources than workers, and the last few of any run, which end alone."""
+    for index, task in enumerate(tasks):
+        threads = publish_threads(workers, max(1, min(workers, count - index)))
+        yield replace(task, publish_threads=threads) if threads else task
 
 
 def _crashed(task: SourceTask, reason: str) -> SourceResult:

@@ -744,6 +744,23 @@ def test_helper_threads_go_only_to_cores_that_sources_leave_idle():
         [1, 1, 2, 2, 0, 0, 0, 0]
 
 
+def test_the_last_sources_of_a_run_get_the_cores_they_leave_idle(tmp_path):
+    """Publish threads per task by its place in the run: a source near the end of the run
+    runs with fewer others, so its worker may use the cores they leave."""
+    from augcli.runner import _with_publish_threads
+
+    for index in range(20):
+        save(tmp_path / "in" / f"s{index:02d}.png", photo_like(8, 8, seed=index))
+    plan = plan_run(load_recipe(write_recipe(tmp_path, "input: in\noutput: out\n"
+                                                       "variants: {a: {ops: [fliplr]}}\n")))
+    threads = [task.publish_threads for task in _with_publish_threads(plan.tasks, 20, 16)]
+    assert threads == [0] * 12 + [1] * 3 + [2] * 5
+    assert [task.publish_threads
+            for task in _with_publish_threads(plan.tasks[:3], 3, 2)] == [0, 0, 1]
+    assert [task.publish_threads for task in _with_publish_threads(plan.tasks[:2], 2, 4)] == \
+        [1, 2]  # the last runs alone in the end
+
+
 def test_one_source_on_many_workers_gives_the_bytes_and_records_of_one_worker(tmp_path):
     """One source, 30 outputs, 4 workers: one process renders, two threads publish. Files,
     records and their order are those of a single worker publishing each in turn; an
