@@ -47,8 +47,12 @@ def load_yolo_split(data_yaml: Path, split: str) -> dict:
     return rows
 
 
-def make_yolo_dataset(root: Path, layout="roboflow"):
-    """Two splits of a small YOLO dataset; returns {relative image: label text}."""
+TRAIN_AND_VAL = "train: train/images\nval: valid/images\nnames: [cat, dog]\n"  # a data.yaml
+
+
+def make_yolo_dataset(root: Path, layout="roboflow", data_yaml: str | None = None):
+    """Two splits of a small YOLO dataset, with ``data_yaml`` as its data.yaml when given;
+    returns {relative image: label text}."""
     labels = {"a.jpg": "0 0.25 0.5 0.2 0.4\n1 0.7 0.3 0.1 0.2\n", "b.png": "1 0.5 0.5 0.5 0.5\n",
               "c.jpg": "0 0.3 0.3 0.2 0.2\n"}
     splits = {"a.jpg": "train", "b.png": "train", "c.jpg": "valid"}
@@ -61,6 +65,8 @@ def make_yolo_dataset(root: Path, layout="roboflow"):
         label.parent.mkdir(parents=True, exist_ok=True)
         label.write_text(text)
         written[f"{folder}/{name}"] = text
+    if data_yaml is not None:
+        (root / "data.yaml").write_text(data_yaml)
     return written
 
 
@@ -151,9 +157,7 @@ def test_a_broken_or_leaking_data_yaml_is_refused_before_any_work(tmp_path, yaml
 
 
 def test_a_split_the_dataset_does_not_have_is_refused(tmp_path):
-    make_yolo_dataset(tmp_path / "ds")
-    (tmp_path / "ds" / "data.yaml").write_text(
-        "train: train/images\nval: valid/images\nnames: [cat, dog]\n")
+    make_yolo_dataset(tmp_path / "ds", data_yaml=TRAIN_AND_VAL)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nsplits: [tain]\n" + FLIP)
     result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
     assert result.exit_code == 2 and "no split 'tain'" in result.output
@@ -161,9 +165,7 @@ def test_a_split_the_dataset_does_not_have_is_refused(tmp_path):
 
 
 def test_dry_run_names_the_splits(tmp_path):
-    make_yolo_dataset(tmp_path / "ds")
-    (tmp_path / "ds" / "data.yaml").write_text(
-        "train: train/images\nval: valid/images\nnames: [cat, dog]\n")
+    make_yolo_dataset(tmp_path / "ds", data_yaml=TRAIN_AND_VAL)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
     result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -275,9 +277,7 @@ def test_preview_of_a_dataset_image_shows_what_run_writes_with_its_labels(tmp_pa
     from augcli.preview import _source_boxes, relative_to_input
     from augcli.recipe import load_recipe
 
-    make_yolo_dataset(tmp_path / "ds")
-    (tmp_path / "ds" / "data.yaml").write_text(
-        "train: train/images\nval: valid/images\nnames: [cat, dog]\n")
+    make_yolo_dataset(tmp_path / "ds", data_yaml=TRAIN_AND_VAL)
     recipe = load_recipe(write_recipe(tmp_path, "input: ds/data.yaml\noutput: out\n" + FLIP))
     image = tmp_path / "ds" / "train" / "images" / "a.jpg"
     assert relative_to_input(recipe, image).as_posix() == "train/images/a.jpg"
