@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -151,9 +152,13 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     return decode_image(read_source(path.read_bytes, path), path, max_pixels)
 
 
-def read_source(read: Callable[[], bytes], name) -> bytes:
-    """``read()``'s bytes of a source image, from a folder or an object store; a missing
-    or unreadable one is an ImageReadError naming it (``name``)."""
+_Got = TypeVar("_Got")
+
+
+def read_source(read: Callable[[], _Got], name) -> _Got:
+    """What ``read()`` gets of a source image (its bytes, or its size and time), from a
+    folder or an object store; a missing or unreadable one is an ImageReadError naming it
+    (``name``), worded the same whichever store it is in."""
     try:
         return read()
     except FileNotFoundError:

@@ -596,17 +596,16 @@ def process_source(task: SourceTask) -> SourceResult:
 def _process_source(task: SourceTask) -> SourceResult:
     result = SourceResult(task.relative)
     source = task.input.open()
+    name = source.name(task.relative)
     size = None
     try:
-        stamp = task.stamp if task.stamp is not None else source.stamp(task.relative)
-        data = source.read(task.relative)
+        stamp = task.stamp if task.stamp is not None else \
+            imagefiles.read_source(functools.partial(source.stamp, task.relative), name)
+        data = imagefiles.read_source(functools.partial(source.read, task.relative), name)
         size = budget.reserve(data, task.outputs)
-        image = imagefiles.decode_image(data, source.name(task.relative), task.max_pixels)
+        image = imagefiles.decode_image(data, name, task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
-        return result
-    except OSError as exc:
-        result.failures.append((task.relative, f"cannot read ({exc.strerror or exc})"))
         return result
     except MemoryError:
         result.failures.append((task.relative, budget.out_of_memory(size)))

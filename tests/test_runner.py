@@ -782,3 +782,19 @@ def test_one_source_on_many_workers_gives_the_bytes_and_records_of_one_worker(tm
     assert files == {**outputs[1][0], MANIFEST_NAME: files[MANIFEST_NAME]}
     assert [r["output"] for r in records] == [r["output"] for r in outputs[1][1]]
     assert [r["ops"] for r in records] == [r["ops"] for r in outputs[1][1]]
+
+
+def test_a_source_deleted_after_planning_fails_alone_with_the_words_of_every_command(tmp_path):
+    """The worker asks for the source only once it takes it: gone by then, it is that
+    source's failure, worded as normalize and ricap word it (imagefiles.read_source)."""
+    from augcli.runner import process_source
+
+    save(tmp_path / "in" / "a.png", photo_like(16, 16, seed=1))
+    save(tmp_path / "in" / "b.png", photo_like(16, 16, seed=2))
+    plan = plan_run(load_recipe(write_recipe(tmp_path, "input: in\noutput: out\n"
+                                                       "variants: {a: {ops: [fliplr]}}\n")))
+    (tmp_path / "in" / "a.png").unlink()
+    gone, kept = (process_source(task) for task in plan.tasks)
+    assert gone.failures == [("a.png", "file not found (was it moved or deleted during the "
+                                        "run?)")] and not gone.records
+    assert not kept.failures and [r["output"] for r in kept.records] == ["b_a_1.png"]
