@@ -847,8 +847,6 @@ def read_manifest(output) -> tuple[dict | None, list]:
     ``output``: a folder, a URL or a ``StoreSpec``."""
     header: dict | None = None
     records: list[dict] = []
-    if isinstance(output, Path) and not (output / MANIFEST_NAME).is_file():
-        return header, records
     for record in manifest.read_lines(output):
         if "normalize" in record:
             header = record
