@@ -101,8 +101,9 @@ def variant_warnings(recipe, needed: dict | None = None) -> list:
                 output = OutputPlan("", variant.name, draw, derive_seed(0, "", variant.name,
                                                                       draw), tree)
                 pixels, _ = render(image, output)
-                made += digest(pixels) not in distinct.seen
-                distinct.seen.setdefault(digest(pixels), "")
+                key = digest(pixels)
+                made += key not in distinct.seen
+                distinct.seen.setdefault(key, "")
                 if made >= want:
                     break
             if made >= want:
