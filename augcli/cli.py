@@ -15,7 +15,7 @@ import threading
 import click
 
 from . import __version__
-from .errors import EXIT_USAGE, AugcliError, UsageError, output_error
+from .errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, AugcliError, UsageError, output_error
 
 
 class Terminated(KeyboardInterrupt):
@@ -146,6 +146,11 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
     and skips what is done. Input and output may be object-store URLs
     (s3://, az://, gs://), and --cluster runs the work on Dask: same bytes.
 
+    A dataset with splits (a data.yaml, or train/valid/test folders) keeps its
+    layout: the recipe's splits (default train) are augmented, originals
+    included, the other splits are copied unchanged, and a dataset with a
+    data.yaml gets one for the output.
+
     Exit code: 0 all good, 1 some inputs failed, 2 recipe or usage error.
 
     Example:
@@ -164,7 +169,7 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
                                          per_class=per_class, profile=profile,
                                          overwrite=overwrite)
         _print_plan(plan, done, warnings)
-        sys.exit(1 if plan.failures else 0)
+        sys.exit(EXIT_SOME_FAILED if plan.failures else EXIT_OK)
 
     report = run_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
                         per_class=per_class, profile=profile, workers=workers,
