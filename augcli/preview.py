@@ -45,9 +45,7 @@ def relative_to_input(recipe: Recipe, image_path: Path) -> Path:
 
 def _input_root(recipe: Recipe) -> Path | None:
     """The folder ``run`` reads: a dataset's root, else the recipe's input folder."""
-    folder = _input_folder(recipe)
-    dataset = datasets.open_dataset(folder, recipe.splits)
-    return dataset.root if dataset is not None else folder
+    return _annotations(recipe)[2]
 
 
 def _input_folder(recipe: Recipe) -> Path | None:
@@ -89,12 +87,13 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
     tiles = [(_as_rgb(image), "original", boxes)]
     picked = pick_outputs(recipe, relative, variant, count)
     drawn = _drawn(recipe, image, relative, picked)
+    spec = _annotations(recipe)[0] if boxes else None  # boxes come from its annotations
     for plan in picked:
         augmented, steps, name = drawn[plan.relative]
         kept = ()
-        if boxes:
+        if spec is not None:
             kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
-                                      _annotations(recipe)[0].min_visibility)
+                                      spec.min_visibility)
         tiles.append((_as_rgb(augmented), _printable(name), kept))
     imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
