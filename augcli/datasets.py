@@ -204,14 +204,6 @@ def _choose(dataset: Dataset, wanted) -> Dataset:
     return Dataset(dataset.root, splits, dataset.yaml_file, dataset.document, dataset.classes)
 
 
-def has_split_folders(folder: Path) -> bool:
-    """Whether ``folder`` is a dataset whose top-level folders are its splits."""
-    try:
-        return Path(folder).is_dir() and _from_folders(Path(folder)) is not None
-    except (OSError, UsageError):
-        return False
-
-
 def refuse_remote_splits(where: str, keys) -> None:
     """Refuse an object-store prefix laid out as a dataset (a top-level data.yaml, or a
     ``train`` folder beside a ``val``/``test`` one): read as a plain folder, its
