@@ -33,7 +33,7 @@ import yaml
 
 from . import imagefiles
 from .annotations import AnnotationSpec, Layout
-from .errors import UsageError
+from .errors import UsageError, excerpt
 
 DATA_YAML = "data.yaml"
 YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written
@@ -266,7 +266,7 @@ def _root(path: Path, value) -> Path:
     if value is None or value == "":
         return path.parent
     if not isinstance(value, str):
-        raise UsageError(f"{path}: path: expected the dataset folder, got {value!r}")
+        raise UsageError(f"{path}: path: expected the dataset folder, got {excerpt(value)}")
     root = Path(value).expanduser()
     root = root if root.is_absolute() else path.parent / root
     if not root.is_dir():
@@ -277,7 +277,7 @@ def _root(path: Path, value) -> Path:
 def _split_folder(path: Path, root: Path, key: str, value) -> str:
     """A split's folder relative to the root (POSIX); refused when outside it."""
     if not isinstance(value, str) or not value:
-        raise UsageError(f"{path}: {key}: expected a folder, got {value!r}")
+        raise UsageError(f"{path}: {key}: expected a folder, got {excerpt(value)}")
     if value.lower().endswith(".txt"):
         raise UsageError(f"{path}: {key}: lists of image files ({value}) are not supported; "
                          "point it at a folder of images")
@@ -309,7 +309,7 @@ def _refuse_shared_folders(path: Path, splits) -> None:
 def _names(path: Path, names, nc) -> tuple:
     """Class names by id from ``names`` (a list or an id -> name map) and ``nc``."""
     if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 0):
-        raise UsageError(f"{path}: nc: expected the number of classes, got {nc!r}")
+        raise UsageError(f"{path}: nc: expected the number of classes, got {excerpt(nc)}")
     if names is None:
         if nc is None:
             raise UsageError(f"{path}: names: missing; list the class names by id")
@@ -320,7 +320,7 @@ def _names(path: Path, names, nc) -> tuple:
             index = key if isinstance(key, int) and not isinstance(key, bool) else \
                 int(key) if isinstance(key, str) and key.isdigit() else None
             if index is None:
-                raise UsageError(f"{path}: names: class id {key!r} is not a whole number")
+                raise UsageError(f"{path}: names: class id {excerpt(key)} is not a whole number")
             ids[index] = name
         if sorted(ids) != list(range(len(ids))):
             raise UsageError(f"{path}: names: class ids must be 0 to {len(ids) - 1}, got "
@@ -328,7 +328,7 @@ def _names(path: Path, names, nc) -> tuple:
         names = [ids[i] for i in range(len(ids))]
     if not isinstance(names, list):
         raise UsageError(f"{path}: names: expected a list of class names or an id -> name "
-                         f"map, got {names!r}")
+                         f"map, got {excerpt(names)}")
     names = [str(name) for name in names]
     for index, name in enumerate(names):
         if not name.strip():

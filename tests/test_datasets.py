@@ -139,6 +139,7 @@ def test_images_split_layout_a_names_map_and_chosen_splits(tmp_path):
     ("train: train/images\nval: train/images\nnames: [cat, dog]\n", "share images"),
     ("train: train\nval: train/images\nnames: [cat, dog]\n", "share images"),
     ("train: train/images\nnames: [cat]\nnc: 2\n", "nc is 2 but names lists 1"),
+    ("train: train/images\nnames: " + "x" * 5000 + "\n", "(a str of 5,000 characters)"),
     ("train: train/images\nnames: {0: cat, 2: dog}\n", "class ids must be 0 to 1"),
     ("train: train/list.txt\nnames: [cat]\n", "lists of image files"),
     ("train: ../../elsewhere\nnames: [cat]\n", "is not a folder"),
