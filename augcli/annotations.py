@@ -404,15 +404,25 @@ def read_classes(path: Path) -> tuple:
     names = [line.strip() for line in lines]
     while names and not names[-1]:
         names.pop()
-    for index, name in enumerate(names):
-        if not name:
-            raise UsageError(f"{path}:{index + 1}: empty class name")
-        if label_problem(name):
-            raise UsageError(f"{path}:{index + 1}: class name {label_problem(name)}")
-        if name in names[:index]:
-            raise UsageError(f"{path}:{index + 1}: class '{name}' is also on line "
-                             f"{names.index(name) + 1}")
+    check_class_names(names, lambda index: f"{path}:{index + 1}")
     return tuple(names)
+
+
+def check_class_names(names, where) -> None:
+    """Refuse class names (by id) that cannot label a box: empty, with control characters,
+    or the name of an earlier class. ``where(index)`` places a name in the message:
+    ``classes.txt:3``, ``data.yaml: names[2]``."""
+    first: dict = {}
+    for index, name in enumerate(names):
+        if not name.strip():
+            raise UsageError(f"{where(index)}: empty class name")
+        problem = label_problem(name)
+        if problem:
+            raise UsageError(f"{where(index)}: class name {problem}")
+        if name in first:
+            raise UsageError(f"{where(index)}: '{name}' is also the name of class "
+                             f"{first[name]}")
+        first[name] = index
 
 
 def _checked(box: Box, size, path, where) -> Box:

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from . import imagefiles
-from .annotations import AnnotationSpec, Layout
+from .annotations import AnnotationSpec, Layout, check_class_names
 from .errors import UsageError, excerpt
 
 DATA_YAML = "data.yaml"
@@ -330,12 +330,7 @@ def _names(path: Path, names, nc) -> tuple:
         raise UsageError(f"{path}: names: expected a list of class names or an id -> name "
                          f"map, got {excerpt(names)}")
     names = [str(name) for name in names]
-    for index, name in enumerate(names):
-        if not name.strip():
-            raise UsageError(f"{path}: names[{index}]: empty class name")
-        if name in names[:index]:
-            raise UsageError(f"{path}: names[{index}]: '{name}' is also class "
-                             f"{names.index(name)}")
+    check_class_names(names, lambda index: f"{path}: names[{index}]")
     if nc is not None and nc != len(names):
         raise UsageError(f"{path}: nc is {nc} but names lists {len(names)} classes")
     return tuple(names)
