@@ -282,11 +282,6 @@ class AnnotationSource:
         self.looked_for: str | None = None  # the first place looked, for "none found"
 
     @property
-    def coco(self):
-        """The COCO file of a plain folder (None for per-image formats or per-split files)."""
-        return self.cocos.get("")
-
-    @property
     def declared_labels(self) -> tuple:
         """Labels the dataset declares even if no box uses them (classes.txt, categories)."""
         if self.cocos:
