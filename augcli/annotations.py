@@ -232,7 +232,7 @@ def transform_boxes(boxes, matrix: np.ndarray, size, min_visibility: float) -> t
         visibility = 0.0
         if hull is not None and hull.area > 0:
             visible = hull.clipped(width, height)
-            visibility = visible.area / hull.area if visible is not None else 0.0
+            visibility = visible.area / hull.area
         if visibility <= 0 or visibility < min_visibility:
             dropped.append(Dropped(box, visibility))
         else:
