@@ -104,9 +104,7 @@ class Dataset:
                 images += [PurePosixPath(folder) / path.as_posix() for path in found]
                 others += [PurePosixPath(folder) / path.as_posix() for path in rest]
         images = [Path(p) for p in sorted(set(images), key=PurePosixPath.as_posix)]
-        if not images:
-            raise UsageError(f"no images found in the splits of {self.where} "
-                             f"({imagefiles.looked_for()})")
+        imagefiles.require_images(images, f"the splits of {self.where}")
         return images, [Path(p) for p in sorted(set(others), key=PurePosixPath.as_posix)]
 
     def annotations(self, spec: AnnotationSpec | None) -> tuple:
