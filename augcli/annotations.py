@@ -49,7 +49,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import geometry, imagefiles
-from .errors import AugcliError, UsageError
+from .errors import AugcliError, UsageError, excerpt
 
 FORMATS = ("yolo", "voc", "coco", "regions")
 EXTENSIONS = {"yolo": ".txt", "voc": ".xml", "regions": ".json"}  # per-image formats
@@ -232,7 +232,7 @@ def transform_boxes(boxes, matrix: np.ndarray, size, min_visibility: float) -> t
         visibility = 0.0
         if hull is not None and hull.area > 0:
             visible = hull.clipped(width, height)
-            visibility = visible.area / hull.area if visible is not None else 0.0
+            visibility = visible.area / hull.area
         if visibility <= 0 or visibility < min_visibility:
             dropped.append(Dropped(box, visibility))
         else:
@@ -280,11 +280,6 @@ class AnnotationSource:
                           for folder, name in files}
         self.found = 0  # images read so far that had an annotation file (or COCO entry)
         self.looked_for: str | None = None  # the first place looked, for "none found"
-
-    @property
-    def coco(self):
-        """The COCO file of a plain folder (None for per-image formats or per-split files)."""
-        return self.cocos.get("")
 
     @property
     def declared_labels(self) -> tuple:
@@ -404,15 +399,25 @@ def read_classes(path: Path) -> tuple:
     names = [line.strip() for line in lines]
     while names and not names[-1]:
         names.pop()
-    for index, name in enumerate(names):
-        if not name:
-            raise UsageError(f"{path}:{index + 1}: empty class name")
-        if label_problem(name):
-            raise UsageError(f"{path}:{index + 1}: class name {label_problem(name)}")
-        if name in names[:index]:
-            raise UsageError(f"{path}:{index + 1}: class '{name}' is also on line "
-                             f"{names.index(name) + 1}")
+    check_class_names(names, lambda index: f"{path}:{index + 1}")
     return tuple(names)
+
+
+def check_class_names(names, where) -> None:
+    """Refuse class names (by id) that cannot label a box: empty, with control characters,
+    or the name of an earlier class. ``where(index)`` places a name in the message:
+    ``classes.txt:3``, ``data.yaml: names[2]``."""
+    first: dict = {}
+    for index, name in enumerate(names):
+        if not name.strip():
+            raise UsageError(f"{where(index)}: empty class name")
+        problem = label_problem(name)
+        if problem:
+            raise UsageError(f"{where(index)}: class name {problem}")
+        if name in first:
+            raise UsageError(f"{where(index)}: '{name}' is also the name of class "
+                             f"{first[name]}")
+        first[name] = index
 
 
 def _checked(box: Box, size, path, where) -> Box:
@@ -428,26 +433,20 @@ def _checked(box: Box, size, path, where) -> Box:
 def _number(text, path, where) -> float:
     """A finite number from a file; a string, bool or NaN is malformed."""
     if isinstance(text, bool):
-        raise AnnotationError(path, where, f"expected a number, got {text!r}")
+        raise AnnotationError(path, where, f"expected a number, got {excerpt(text)}")
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise AnnotationError(path, where, f"expected a number, got {_excerpt(text)}") \
+        raise AnnotationError(path, where, f"expected a number, got {excerpt(text)}") \
             from None
     except OverflowError:  # a JSON integer of hundreds of digits
         value = math.inf
     if not math.isfinite(value):
-        raise AnnotationError(path, where, f"expected a finite number, got {_excerpt(text)}")
+        raise AnnotationError(path, where, f"expected a finite number, got {excerpt(text)}")
     return value
 
 
 _MAX_DIGITS = 18  # a class index or VOC flag longer than this is not one
-
-
-def _excerpt(value, limit: int = 40) -> str:
-    """``repr(value)``, cut to ``limit`` characters: a malformed value can be megabytes."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
 
 
 def label_problem(label) -> str | None:
@@ -456,7 +455,7 @@ def label_problem(label) -> str | None:
     if not isinstance(label, str) or not label.strip():
         return "missing or not a name"
     if not label.isprintable():
-        return f"{_excerpt(label)} has control characters"
+        return f"{excerpt(label)} has control characters"
     return None
 
 
@@ -487,9 +486,9 @@ def parse_yolo(text: str, path, size, classes=(), classes_from=CLASSES_FILE) -> 
 def _yolo_label(text: str, classes, path, number, classes_from=CLASSES_FILE) -> str:
     if not (text.isascii() and text.isdigit()):  # not '²': str.isdigit takes it, int() does not
         raise AnnotationError(path, number, f"class must be a whole number >= 0, got "
-                                            f"{_excerpt(text)}")
+                                            f"{excerpt(text)}")
     if len(text) > _MAX_DIGITS:
-        raise AnnotationError(path, number, f"class {_excerpt(text)} is too large")
+        raise AnnotationError(path, number, f"class {excerpt(text)} is too large")
     index = int(text)
     if not classes:
         return str(index)
@@ -570,7 +569,7 @@ def parse_regions(text: str, path, size, classes=(), classes_from=None) -> tuple
     for index, region in enumerate(regions):
         where = f"regions[{index}]"
         if not isinstance(region, dict):
-            raise AnnotationError(path, where, f"expected an object, got {region!r}")
+            raise AnnotationError(path, where, f"expected an object, got {excerpt(region)}")
         label = region.get("tagName")
         problem = label_problem(label)
         if problem:
@@ -618,8 +617,8 @@ class _Coco:
         for index, annotation in enumerate(document["annotations"]):
             image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
             if not isinstance(image_id, (int, str)) or image_id not in coco.by_image:
-                raise UsageError(f"{path}: annotations[{index}]: image_id {image_id!r} is not "
-                                 "in 'images'")
+                raise UsageError(f"{path}: annotations[{index}]: image_id "
+                                 f"{excerpt(image_id)} is not in 'images'")
             for key in ("segmentation", "keypoints"):
                 if annotation.get(key):
                     raise UsageError(
@@ -648,11 +647,11 @@ class _Coco:
         label = self.names.get(category) if isinstance(category, (int, float, str)) else None
         if label is None:
             raise AnnotationError(self.path, f"{where}.category_id",
-                                  f"{_excerpt(category)} is not in 'categories'")
+                                  f"{excerpt(category)} is not in 'categories'")
         bbox = annotation.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise AnnotationError(self.path, f"{where}.bbox", f"expected [x, y, width, height], "
-                                                              f"got {bbox!r}")
+                                                              f"got {excerpt(bbox)}")
         x, y, w, h = (_number(v, self.path, f"{where}.bbox") for v in bbox)
         extra = tuple((key, value) for key, value in annotation.items()
                       if key not in COCO_BOX_KEYS)
@@ -696,8 +695,8 @@ def _coco_categories(categories: list, path: Path) -> dict:
         if problem:
             raise UsageError(f"{path}: categories[{index}].name: {problem}")
         if category["id"] in names or category["name"] in names.values():
-            raise UsageError(f"{path}: categories[{index}]: id {category['id']!r} or name "
-                             f"'{category['name']}' is used twice")
+            raise UsageError(f"{path}: categories[{index}]: id {excerpt(category['id'])} or "
+                             f"name '{category['name']}' is used twice")
         names[category["id"]] = category["name"]
     return names
 

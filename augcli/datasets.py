@@ -32,8 +32,8 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from . import imagefiles
-from .annotations import AnnotationSpec, Layout
-from .errors import UsageError
+from .annotations import AnnotationSpec, Layout, check_class_names
+from .errors import UsageError, excerpt
 
 DATA_YAML = "data.yaml"
 YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written
@@ -104,9 +104,7 @@ class Dataset:
                 images += [PurePosixPath(folder) / path.as_posix() for path in found]
                 others += [PurePosixPath(folder) / path.as_posix() for path in rest]
         images = [Path(p) for p in sorted(set(images), key=PurePosixPath.as_posix)]
-        if not images:
-            raise UsageError(f"no images found in the splits of {self.where} "
-                             f"({imagefiles.looked_for()})")
+        imagefiles.require_images(images, f"the splits of {self.where}")
         return images, [Path(p) for p in sorted(set(others), key=PurePosixPath.as_posix)]
 
     def annotations(self, spec: AnnotationSpec | None) -> tuple:
@@ -204,14 +202,6 @@ def _choose(dataset: Dataset, wanted) -> Dataset:
     return Dataset(dataset.root, splits, dataset.yaml_file, dataset.document, dataset.classes)
 
 
-def has_split_folders(folder: Path) -> bool:
-    """Whether ``folder`` is a dataset whose top-level folders are its splits."""
-    try:
-        return Path(folder).is_dir() and _from_folders(Path(folder)) is not None
-    except (OSError, UsageError):
-        return False
-
-
 def refuse_remote_splits(where: str, keys) -> None:
     """Refuse an object-store prefix laid out as a dataset (a top-level data.yaml, or a
     ``train`` folder beside a ``val``/``test`` one): read as a plain folder, its
@@ -274,7 +264,7 @@ def _root(path: Path, value) -> Path:
     if value is None or value == "":
         return path.parent
     if not isinstance(value, str):
-        raise UsageError(f"{path}: path: expected the dataset folder, got {value!r}")
+        raise UsageError(f"{path}: path: expected the dataset folder, got {excerpt(value)}")
     root = Path(value).expanduser()
     root = root if root.is_absolute() else path.parent / root
     if not root.is_dir():
@@ -285,7 +275,7 @@ def _root(path: Path, value) -> Path:
 def _split_folder(path: Path, root: Path, key: str, value) -> str:
     """A split's folder relative to the root (POSIX); refused when outside it."""
     if not isinstance(value, str) or not value:
-        raise UsageError(f"{path}: {key}: expected a folder, got {value!r}")
+        raise UsageError(f"{path}: {key}: expected a folder, got {excerpt(value)}")
     if value.lower().endswith(".txt"):
         raise UsageError(f"{path}: {key}: lists of image files ({value}) are not supported; "
                          "point it at a folder of images")
@@ -317,7 +307,7 @@ def _refuse_shared_folders(path: Path, splits) -> None:
 def _names(path: Path, names, nc) -> tuple:
     """Class names by id from ``names`` (a list or an id -> name map) and ``nc``."""
     if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 0):
-        raise UsageError(f"{path}: nc: expected the number of classes, got {nc!r}")
+        raise UsageError(f"{path}: nc: expected the number of classes, got {excerpt(nc)}")
     if names is None:
         if nc is None:
             raise UsageError(f"{path}: names: missing; list the class names by id")
@@ -328,7 +318,7 @@ def _names(path: Path, names, nc) -> tuple:
             index = key if isinstance(key, int) and not isinstance(key, bool) else \
                 int(key) if isinstance(key, str) and key.isdigit() else None
             if index is None:
-                raise UsageError(f"{path}: names: class id {key!r} is not a whole number")
+                raise UsageError(f"{path}: names: class id {excerpt(key)} is not a whole number")
             ids[index] = name
         if sorted(ids) != list(range(len(ids))):
             raise UsageError(f"{path}: names: class ids must be 0 to {len(ids) - 1}, got "
@@ -336,14 +326,9 @@ def _names(path: Path, names, nc) -> tuple:
         names = [ids[i] for i in range(len(ids))]
     if not isinstance(names, list):
         raise UsageError(f"{path}: names: expected a list of class names or an id -> name "
-                         f"map, got {names!r}")
+                         f"map, got {excerpt(names)}")
     names = [str(name) for name in names]
-    for index, name in enumerate(names):
-        if not name.strip():
-            raise UsageError(f"{path}: names[{index}]: empty class name")
-        if name in names[:index]:
-            raise UsageError(f"{path}: names[{index}]: '{name}' is also class "
-                             f"{names.index(name)}")
+    check_class_names(names, lambda index: f"{path}: names[{index}]")
     if nc is not None and nc != len(names):
         raise UsageError(f"{path}: nc is {nc} but names lists {len(names)} classes")
     return tuple(names)

@@ -18,8 +18,7 @@ import yaml
 
 from . import ops as catalog
 from . import storage
-from .annotations import COCO_PATH_REQUIRED, DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
-from .datasets import has_split_folders
+from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
 from .errors import RecipeError, excerpt
 from .geometry import FILL_MODES
 from .params import (
@@ -278,9 +277,8 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         return folder if folder is None or folder.is_absolute() or base_dir is None \
             else base_dir / folder
 
-    input_dir = resolve("input")
     recipe = Recipe(
-        input=input_dir,
+        input=resolve("input"),
         output=resolve("output"),
         seed=_read_int(data, "seed", 0, problems, low=0),
         include_original=_read_bool(data, "include_original", False, problems),
@@ -290,8 +288,7 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         target_per_class=_read_int(data, "target_per_class", None, problems, low=1,
                                    high=MAX_TARGET_PER_CLASS),
         profile=_read_profile(data, problems),
-        annotations=_read_annotations(data.get("annotations"), base_dir, problems,
-                                      input_dir),
+        annotations=_read_annotations(data.get("annotations"), base_dir, problems),
         storage=storage.read_options(data.get("storage"), problems),
         splits=_read_splits(data.get("splits"), problems),
         conform=_read_conform(data.get("conform"), problems),
@@ -448,8 +445,7 @@ def _read_conform(value, problems: Problems):
 _ANNOTATION_KEYS = ("format", "path", "min_visibility")
 
 
-def _read_annotations(value, base_dir: Path | None, problems: Problems,
-                      input_dir: Path | None = None):
+def _read_annotations(value, base_dir: Path | None, problems: Problems):
     """``annotations: {format, path, min_visibility}`` -> AnnotationSpec (None when absent)."""
     if value is None:
         return None
@@ -469,8 +465,6 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems,
         path = read_path(path, "annotations.path", problems)
         path = path if path is None or path.is_absolute() or base_dir is None \
             else base_dir / path
-    elif fmt == "coco" and isinstance(input_dir, Path) and not has_split_folders(input_dir):
-        problems.add("annotations.path", COCO_PATH_REQUIRED)
     visibility = value.get("min_visibility", DEFAULT_MIN_VISIBILITY)
     if isinstance(visibility, bool) or not isinstance(visibility, (int, float)) \
             or not 0 <= visibility <= 1:

@@ -289,6 +289,18 @@ def test_malformed_json_and_xml_name_their_key_path_or_line():
                   "<xmax>3</xmax></bndbox></object></annotation>", "a.xml", (WIDTH, HEIGHT))
 
 
+@pytest.mark.parametrize("text, message", [
+    ("cat\n\ndog\n", "classes.txt:2: empty class name"),
+    ("cat\nca\x1bt\n", r"classes.txt:2: class name 'ca\x1bt' has control characters"),
+    ("cat\ndog\ncat\n", "classes.txt:3: 'cat' is also the name of class 0"),
+])
+def test_a_classes_txt_that_cannot_name_classes_is_refused_by_line(tmp_path, text, message):
+    (tmp_path / "classes.txt").write_text(text, encoding="utf-8")
+    with pytest.raises(UsageError) as caught:
+        AnnotationSource(AnnotationSpec("yolo"), tmp_path)
+    assert message in str(caught.value)
+
+
 def test_no_file_or_an_empty_one_means_no_objects(tmp_path):
     save(tmp_path / "a.png", rect_image())
     save(tmp_path / "b.png", rect_image())
@@ -308,7 +320,7 @@ def test_sizes_follow_exif_orientation(tmp_path):
 
 # --- recipes ----------------------------------------------------------------------------------
 
-def test_recipe_annotations_key_is_validated_with_key_paths(tmp_path):
+def test_recipe_annotations_key_is_validated_with_key_paths():
     with pytest.raises(RecipeError) as caught:
         parse_recipe({"annotations": {"format": "yolov", "min_visibilty": 0.5},
                       "variants": {"a": {"ops": ["fliplr"]}}})
@@ -316,9 +328,6 @@ def test_recipe_annotations_key_is_validated_with_key_paths(tmp_path):
     assert "annotations.format: expected one of yolo, voc, coco, regions, got 'yolov' " \
            "(did you mean 'yolo'?)" in text
     assert "annotations.min_visibilty: unknown key (did you mean 'min_visibility'?)" in text
-    with pytest.raises(RecipeError, match="annotations.path: required for coco"):
-        parse_recipe({"input": str(tmp_path), "annotations": {"format": "coco"},
-                      "variants": {"a": {"ops": ["fliplr"]}}})
     with pytest.raises(RecipeError, match=r"annotations.min_visibility: expected a number in "
                                           r"\[0, 1\]"):
         parse_recipe({"annotations": {"format": "voc", "min_visibility": 2},

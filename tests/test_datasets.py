@@ -139,6 +139,11 @@ def test_images_split_layout_a_names_map_and_chosen_splits(tmp_path):
     ("train: train/images\nval: train/images\nnames: [cat, dog]\n", "share images"),
     ("train: train\nval: train/images\nnames: [cat, dog]\n", "share images"),
     ("train: train/images\nnames: [cat]\nnc: 2\n", "nc is 2 but names lists 1"),
+    ("train: train/images\nnames: [cat, \"ca\\x1bt\\nx\"]\n",
+     "names[1]: class name 'ca\\x1bt\\nx' has control characters"),
+    ("train: train/images\nnames: [cat, dog, cat]\n",
+     "names[2]: 'cat' is also the name of class 0"),
+    ("train: train/images\nnames: " + "x" * 5000 + "\n", "(a str of 5,000 characters)"),
     ("train: train/images\nnames: {0: cat, 2: dog}\n", "class ids must be 0 to 1"),
     ("train: train/list.txt\nnames: [cat]\n", "lists of image files"),
     ("train: ../../elsewhere\nnames: [cat]\n", "is not a folder"),
@@ -212,6 +217,25 @@ def test_roboflow_coco_splits_carry_iscrowd_and_attributes_and_copy_held_out_fil
     assert zoomed["iscrowd"] == 0 and zoomed["attributes"] == {"occluded": True}
     assert zoomed["segmentation"] == []
     assert document["categories"][1] == {"id": 1, "name": "cat", "supercategory": "things"}
+
+
+def test_coco_without_a_path_is_judged_by_the_input_the_run_reads(tmp_path):
+    ds = tmp_path / "ds"
+    coco_split(ds / "train", ["a.jpg"], [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600}])
+    coco_split(ds / "valid", ["c.jpg"], [])
+    save(tmp_path / "plain" / "x.jpg", photo_like(48, 64))
+    recipe = write_recipe(tmp_path, "input: plain\noutput: out\nannotations: {format: coco}\n"
+                          + FLIP)
+    # the recipe alone cannot tell: -i may name a dataset with a COCO file per split
+    assert CliRunner().invoke(main, ["validate", str(recipe)]).exit_code == 0
+    split = CliRunner().invoke(main, ["run", str(recipe), "-i", str(ds), "--dry-run"])
+    assert split.exit_code == 0, split.output
+    assert "train/a.jpg: 2 outputs" in split.output and "objects cat: 1" in split.output
+    plain = CliRunner().invoke(main, ["run", str(recipe)])
+    assert plain.exit_code == 2 and "Traceback" not in plain.output
+    assert "Error: annotations.path: required for coco" in plain.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_coco_segmentation_polygons_are_refused_not_dropped(tmp_path):
