@@ -394,9 +394,9 @@ class ObjectStore:
             return parse(io.BytesIO(self.read(key)))
 
     def existing(self, names) -> set:
-        """Those of ``names`` that are objects under the prefix (one listing, never a
-        request per name)."""
-        return set(names) & self.sizes().keys()
+        """Those of ``names`` that are objects under the prefix, hidden ones included (one
+        listing, never a request per name)."""
+        return set(names) & self._listing().keys()
 
     def publish(self, key: str, data: bytes) -> None:
         self._call(key, self.fs.pipe_file, self._full(key), bytes(data))
