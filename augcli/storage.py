@@ -386,11 +386,11 @@ class ObjectStore:
         import io
 
         head = self.read_head(key)
-        if len(head) < HEAD_BYTES:  # that is the whole object
-            return parse(io.BytesIO(head))
         try:
             return parse(io.BytesIO(head))
-        except Exception:  # noqa: BLE001 - the header goes on past the head: read it all
+        except Exception:  # noqa: BLE001 - the header may go on past the head: read it all
+            if len(head) < HEAD_BYTES:  # that was the whole object
+                raise
             return parse(io.BytesIO(self.read(key)))
 
     def existing(self, names) -> set:
