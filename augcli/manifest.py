@@ -127,16 +127,15 @@ def started_line(source: str, outputs, fingerprint: str) -> dict:
     return {"started": source, "outputs": list(outputs), "recipe": fingerprint}
 
 
-def rewrite(output, records, classes=(), started=(), signature=None) -> None:
+def rewrite(output, records: SortedRecords, classes=(), started=(), signature=None) -> None:
     """Rewrite the manifest whole: the workers' signature (a cluster run), class counts,
-    then outputs by name, then ``started`` lines still open. ``records``: record dicts
-    (sorted here) or a ``SortedRecords`` (already in order, streamed to the folder).
-    Raises OutputError when the folder (or store) cannot be written."""
+    then outputs by name, then ``started`` lines still open. ``records``: a
+    ``SortedRecords`` (already in order, streamed to the folder). Raises OutputError
+    when the folder (or store) cannot be written."""
     head = [{"signature": signature}] if signature else []
     head += [class_line(count) for count in classes]
-    body = records.lines() if isinstance(records, SortedRecords) else \
-        map(encode_line, sorted(records, key=lambda record: record["output"]))
-    write(output, itertools.chain(map(encode_line, head), body, map(encode_line, started)))
+    write(output, itertools.chain(map(encode_line, head), records.lines(),
+                                  map(encode_line, started)))
 
 
 def write(output, chunks) -> None:
