@@ -629,8 +629,8 @@ class PartJournal:
         # in it), the next ones after 0.25, 0.5, 1, ... seconds, then every PART_SECONDS:
         # a run killed early loses little, a long run makes few requests.
         wait = min(PART_SECONDS, 0.25 * 2 ** (self.parts - 1)) if self.parts else 0.0
-        since = time.monotonic() if self.since is None else self.since
-        if force or self.lines >= PART_LINES or time.monotonic() - since >= wait:
+        assert self.since is not None  # set by the write that filled the buffer
+        if force or self.lines >= PART_LINES or time.monotonic() - self.since >= wait:
             self.parts += 1
             self.store.publish(f"{self.prefix}{self.parts:06d}", b"".join(self.buffer))
             self.buffer, self.lines, self.since = [], 0, None
