@@ -239,11 +239,12 @@ class FolderStore:
     def read(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
 
-    def read_image(self, key: str, max_pixels: int | None = None):
-        """Decode one image (ImageReadError naming it and why, when it cannot be)."""
+    def read_image(self, key: str):
+        """Read and decode one image (ImageReadError naming it and why, when it cannot be)."""
         from . import imagefiles
 
-        return imagefiles.read_image(self.root / key, max_pixels or imagefiles.DEFAULT_MAX_PIXELS)
+        name = self.name(key)
+        return imagefiles.decode_image(imagefiles.read_source(partial(self.read, key), name), name)
 
     def header(self, key: str, parse):
         """``parse`` (a function of a path or a binary file) applied to the image's file:
@@ -357,12 +358,12 @@ class ObjectStore:
         """Size and modification time of an object (one metadata request)."""
         return _stamp(self._call(key, self.fs.info, self._full(key)))
 
-    def stamps(self, hidden: bool = False) -> dict:
-        """Key -> ``stamp`` of every object under the prefix (hidden ones only when asked),
-        from one listing: a run plans its sources from it and sends each its stamp, never
-        one request per source."""
+    def stamps(self) -> dict:
+        """Key -> ``stamp`` of every object under the prefix but hidden ones, from one
+        listing: a run plans its sources from it and sends each its stamp, never one
+        request per source."""
         return {key: _stamp(info) for key, info in self._listing().items()
-                if hidden or not _hidden(key)}
+                if not _hidden(key)}
 
     def read(self, key: str) -> bytes:
         return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
@@ -371,13 +372,12 @@ class ObjectStore:
         """The first ``size`` bytes of an object (all of it when shorter): one ranged GET."""
         return self._call(key, partial(self.fs.cat_file, start=0, end=size), self._full(key))
 
-    def read_image(self, key: str, max_pixels: int | None = None):
+    def read_image(self, key: str):
         """Read and decode one image (ImageReadError naming it and why, when it cannot be)."""
         from . import imagefiles
 
-        data = imagefiles.read_source(partial(self.read, key), self.name(key))
-        return imagefiles.decode_image(data, self.name(key),
-                                       max_pixels or imagefiles.DEFAULT_MAX_PIXELS)
+        name = self.name(key)
+        return imagefiles.decode_image(imagefiles.read_source(partial(self.read, key), name), name)
 
     def header(self, key: str, parse):
         """``parse`` (a function of a binary file) applied to the object's first
