@@ -20,7 +20,10 @@ is absolute, has ``..``, or leads through a symbolic link out of the folder is
 refused, so a tampered or foreign manifest can make augcli neither delete nor
 write anything elsewhere.
 
-The lock (``.augcli.lock``, holding the pid) keeps two runs out of one folder.
+The lock (``.augcli.lock``) keeps two runs out of one output: in a folder it holds
+the pid (``OutputLock``); under an object-store prefix it is a JSON object with the
+run's pid, host, start and a token, rewritten while the run goes on
+(``storage.ObjectLock``).
 
 On an object store (``augcli.storage``) there is no append and no rename: the
 journal goes out as part objects (``storage.PartJournal``), a rewrite publishes
