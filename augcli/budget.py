@@ -116,21 +116,11 @@ def run_budget() -> Budget | None:
 
 def source_cost(pixels: int, outputs) -> int:
     """Bytes a worker is expected to need for a source of ``pixels`` and its outputs."""
-    names: set[str] = set()
-    for output in outputs:
-        _op_names(output.ops, names)
+    from .recipe import op_names  # here: jobs imports this module, and must stay light
+
+    names = op_names(output.ops for output in outputs)
     factor = max([BYTES_PER_PIXEL] + [HEAVY_OPS[name] for name in names if name in HEAVY_OPS])
     return pixels * factor
-
-
-def _op_names(nodes, names: set) -> None:
-    """Every op a tree of recipe nodes may run (the branches of combinators too)."""
-    for node in nodes:
-        op = getattr(node, "op", None)
-        if isinstance(op, str):
-            names.add(op)
-        for branch in ("ops", "then", "otherwise"):
-            _op_names(getattr(node, branch, None) or (), names)
 
 
 class Budget:

@@ -20,7 +20,10 @@ is absolute, has ``..``, or leads through a symbolic link out of the folder is
 refused, so a tampered or foreign manifest can make augcli neither delete nor
 write anything elsewhere.
 
-The lock (``.augcli.lock``, holding the pid) keeps two runs out of one folder.
+The lock (``.augcli.lock``) keeps two runs out of one output: in a folder it holds
+the pid (``OutputLock``); under an object-store prefix it is a JSON object with the
+run's pid, host, start and a token, rewritten while the run goes on
+(``storage.ObjectLock``).
 
 On an object store (``augcli.storage``) there is no append and no rename: the
 journal goes out as part objects (``storage.PartJournal``), a rewrite publishes
@@ -127,16 +130,15 @@ def started_line(source: str, outputs, fingerprint: str) -> dict:
     return {"started": source, "outputs": list(outputs), "recipe": fingerprint}
 
 
-def rewrite(output, records, classes=(), started=(), signature=None) -> None:
+def rewrite(output, records: SortedRecords, classes=(), started=(), signature=None) -> None:
     """Rewrite the manifest whole: the workers' signature (a cluster run), class counts,
-    then outputs by name, then ``started`` lines still open. ``records``: record dicts
-    (sorted here) or a ``SortedRecords`` (already in order, streamed to the folder).
-    Raises OutputError when the folder (or store) cannot be written."""
+    then outputs by name, then ``started`` lines still open. ``records``: a
+    ``SortedRecords`` (already in order, streamed to the folder). Raises OutputError
+    when the folder (or store) cannot be written."""
     head = [{"signature": signature}] if signature else []
     head += [class_line(count) for count in classes]
-    body = records.lines() if isinstance(records, SortedRecords) else \
-        map(encode_line, sorted(records, key=lambda record: record["output"]))
-    write(output, itertools.chain(map(encode_line, head), body, map(encode_line, started)))
+    write(output, itertools.chain(map(encode_line, head), records.lines(),
+                                  map(encode_line, started)))
 
 
 def write(output, chunks) -> None:

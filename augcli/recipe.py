@@ -640,6 +640,22 @@ def _children(node):
     return ()
 
 
+def op_names(trees) -> set:
+    """Names of every op the trees (each a tuple of nodes) may run, the branches of
+    combinators included."""
+    names: set[str] = set()
+
+    def walk(nodes) -> None:
+        for node in nodes:
+            if isinstance(node, OpNode):
+                names.add(node.op)
+            walk(_children(node))
+
+    for nodes in trees:
+        walk(nodes)
+    return names
+
+
 def _find_sweeps(nodes):
     for node in nodes:
         if isinstance(node, OpNode):

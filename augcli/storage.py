@@ -239,11 +239,12 @@ class FolderStore:
     def read(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
 
-    def read_image(self, key: str, max_pixels: int | None = None):
-        """Decode one image (ImageReadError naming it and why, when it cannot be)."""
+    def read_image(self, key: str):
+        """Read and decode one image (ImageReadError naming it and why, when it cannot be)."""
         from . import imagefiles
 
-        return imagefiles.read_image(self.root / key, max_pixels or imagefiles.DEFAULT_MAX_PIXELS)
+        name = self.name(key)
+        return imagefiles.decode_image(imagefiles.read_source(partial(self.read, key), name), name)
 
     def header(self, key: str, parse):
         """``parse`` (a function of a path or a binary file) applied to the image's file:
@@ -357,12 +358,12 @@ class ObjectStore:
         """Size and modification time of an object (one metadata request)."""
         return _stamp(self._call(key, self.fs.info, self._full(key)))
 
-    def stamps(self, hidden: bool = False) -> dict:
-        """Key -> ``stamp`` of every object under the prefix (hidden ones only when asked),
-        from one listing: a run plans its sources from it and sends each its stamp, never
-        one request per source."""
+    def stamps(self) -> dict:
+        """Key -> ``stamp`` of every object under the prefix but hidden ones, from one
+        listing: a run plans its sources from it and sends each its stamp, never one
+        request per source."""
         return {key: _stamp(info) for key, info in self._listing().items()
-                if hidden or not _hidden(key)}
+                if not _hidden(key)}
 
     def read(self, key: str) -> bytes:
         return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
@@ -371,13 +372,12 @@ class ObjectStore:
         """The first ``size`` bytes of an object (all of it when shorter): one ranged GET."""
         return self._call(key, partial(self.fs.cat_file, start=0, end=size), self._full(key))
 
-    def read_image(self, key: str, max_pixels: int | None = None):
+    def read_image(self, key: str):
         """Read and decode one image (ImageReadError naming it and why, when it cannot be)."""
         from . import imagefiles
 
-        data = imagefiles.read_source(partial(self.read, key), self.name(key))
-        return imagefiles.decode_image(data, self.name(key),
-                                       max_pixels or imagefiles.DEFAULT_MAX_PIXELS)
+        name = self.name(key)
+        return imagefiles.decode_image(imagefiles.read_source(partial(self.read, key), name), name)
 
     def header(self, key: str, parse):
         """``parse`` (a function of a binary file) applied to the object's first
@@ -386,17 +386,17 @@ class ObjectStore:
         import io
 
         head = self.read_head(key)
-        if len(head) < HEAD_BYTES:  # that is the whole object
-            return parse(io.BytesIO(head))
         try:
             return parse(io.BytesIO(head))
-        except Exception:  # noqa: BLE001 - the header goes on past the head: read it all
+        except Exception:  # noqa: BLE001 - the header may go on past the head: read it all
+            if len(head) < HEAD_BYTES:  # that was the whole object
+                raise
             return parse(io.BytesIO(self.read(key)))
 
     def existing(self, names) -> set:
-        """Those of ``names`` that are objects under the prefix (one listing, never a
-        request per name)."""
-        return set(names) & self.sizes().keys()
+        """Those of ``names`` that are objects under the prefix, hidden ones included (one
+        listing, never a request per name)."""
+        return set(names) & self._listing().keys()
 
     def publish(self, key: str, data: bytes) -> None:
         self._call(key, self.fs.pipe_file, self._full(key), bytes(data))
@@ -629,8 +629,8 @@ class PartJournal:
         # in it), the next ones after 0.25, 0.5, 1, ... seconds, then every PART_SECONDS:
         # a run killed early loses little, a long run makes few requests.
         wait = min(PART_SECONDS, 0.25 * 2 ** (self.parts - 1)) if self.parts else 0.0
-        since = time.monotonic() if self.since is None else self.since
-        if force or self.lines >= PART_LINES or time.monotonic() - since >= wait:
+        assert self.since is not None  # set by the write that filled the buffer
+        if force or self.lines >= PART_LINES or time.monotonic() - self.since >= wait:
             self.parts += 1
             self.store.publish(f"{self.prefix}{self.parts:06d}", b"".join(self.buffer))
             self.buffer, self.lines, self.since = [], 0, None
