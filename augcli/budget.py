@@ -116,7 +116,7 @@ def run_budget() -> Budget | None:
 
 def source_cost(pixels: int, outputs) -> int:
     """Bytes a worker is expected to need for a source of ``pixels`` and its outputs."""
-    from .recipe import op_names  # here: jobs imports this module, and must stay light
+    from .ops.combinators import op_names  # here: jobs imports this module, and must stay light
 
     names = op_names(output.ops for output in outputs)
     factor = max([BYTES_PER_PIXEL] + [HEAVY_OPS[name] for name in names if name in HEAVY_OPS])

@@ -217,7 +217,7 @@ def list_ops(name):
         augcli ops one_of     # one combinator, with a recipe snippet
     """
     from . import ops
-    from .ops.help import COMBINATORS
+    from .ops.combinators import COMBINATORS
 
     if name is None:
         click.echo(ops.catalog_listing())

@@ -10,15 +10,13 @@ once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 
 from . import geometry
 from . import ops as catalog
 from .imagefiles import DEFAULT_MAX_PIXELS
-from .params import Distribution
-from .recipe import OneOf, OpNode, Sequence, SomeOf, Sometimes
+from .ops.combinators import OpNode
 
 
 class OutputTooLarge(ValueError):
@@ -67,23 +65,8 @@ class _Sampler:
                     self.steps.append(Step(node.op, params))
                     self.size = op.size_after(params, self.size)
                     self._check_size(node.op)
-            elif isinstance(node, Sometimes):
-                p = cast(Distribution, node.p)  # recipe.Sometimes.p is typed `object` there
-                self.visit(node.then if rng.random() < p.sample(rng) else node.otherwise)
-            elif isinstance(node, OneOf):
-                self.visit([node.ops[int(rng.integers(len(node.ops)))]])
-            elif isinstance(node, SomeOf):
-                n = cast(Distribution, node.n)  # recipe.SomeOf.n is typed `object` there
-                count = min(int(n.sample(rng)), len(node.ops))
-                picked = rng.choice(len(node.ops), size=count, replace=False)
-                order = picked if node.random_order else np.sort(picked)
-                self.visit([node.ops[i] for i in order])
-            elif isinstance(node, Sequence):
-                count = len(node.ops)
-                order = rng.permutation(count) if node.random_order else range(count)
-                self.visit([node.ops[i] for i in order])
-            else:  # pragma: no cover - the recipe parser builds only the types above
-                raise TypeError(f"unknown op node {node!r}")
+            else:
+                self.visit(node.choose(rng))
 
 
     def _check_size(self, op_name: str) -> None:

@@ -20,8 +20,7 @@ from .errors import ImageReadError, UsageError
 from .pipeline import steps_matrix
 from .pixels import to_uint8
 from .recipe import Recipe
-from .runner import render, source_outputs
-from .variety import Distinct, DuplicateOutput
+from .render import Distinct, DuplicateOutput, render, source_outputs
 
 TILE_WIDTH = 256
 LABEL_HEIGHT = 22
@@ -113,7 +112,7 @@ def _drawn(recipe: Recipe, image: np.ndarray, relative: Path, picked) -> dict:
             continue
         name = Path(output.relative).stem
         try:
-            pixels, steps, _, _ = distinct.draw(image, output, render)
+            pixels, steps, _, _ = distinct.draw(image, output)
         except DuplicateOutput:
             (pixels, steps), name = render(image, output), f"{name} (duplicate)"
         drawn[output.relative] = (pixels, steps, name)

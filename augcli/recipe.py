@@ -21,14 +21,16 @@ from . import storage
 from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
 from .errors import RecipeError, excerpt
 from .geometry import FILL_MODES
-from .params import (
-    COMBINATOR_N,
-    COMBINATOR_P,
-    Const,
-    Problems,
-    Sweep,
-    parse_value,
+from .ops.combinators import (
+    OneOf,
+    OpNode,
+    Sequence,
+    SomeOf,
+    Sometimes,
+    find_sweeps,
+    replace_sweeps,
 )
+from .params import COMBINATOR_N, COMBINATOR_P, Problems, parse_value
 from .profiles import ASPECT_FITS, Conform
 
 OUTPUT_FORMATS = ("jpg", "png", "bmp", "tif", "webp", "gif")
@@ -52,39 +54,6 @@ OUTPUT_VERSION = 4
 
 
 @dataclass(frozen=True)
-class OpNode:
-    """One op with its parameter distributions (``args``: name -> distribution)."""
-
-    op: str
-    args: dict
-
-
-@dataclass(frozen=True)
-class Sometimes:
-    p: object
-    then: tuple
-    otherwise: tuple = ()
-
-
-@dataclass(frozen=True)
-class OneOf:
-    ops: tuple
-
-
-@dataclass(frozen=True)
-class SomeOf:
-    n: object
-    ops: tuple
-    random_order: bool = False
-
-
-@dataclass(frozen=True)
-class Sequence:
-    ops: tuple
-    random_order: bool = False
-
-
-@dataclass(frozen=True)
 class Variant:
     name: str
     copies: int
@@ -96,16 +65,16 @@ class Variant:
         Sweeps combine as a grid in the order they appear in the recipe; the
         output index runs over the grid first, then over copies.
         """
-        sweeps = list(_find_sweeps(self.ops))
+        sweeps = list(find_sweeps(self.ops))
         for combination in itertools.product(*(s.values for s in sweeps)):
-            resolved = _replace_sweeps(self.ops, iter(combination))
+            resolved = replace_sweeps(self.ops, iter(combination))
             for _ in range(self.copies):
                 yield resolved
 
     @property
     def outputs_per_source(self) -> int:
         count = self.copies
-        for sweep in _find_sweeps(self.ops):
+        for sweep in find_sweeps(self.ops):
             count *= len(sweep.values)
         return count
 
@@ -163,7 +132,7 @@ _TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality",
              "target_per_class", "profile", "annotations", "storage", "variants", "splits",
              "conform")
 _VARIANT_KEYS = ("copies", "ops")
-_COMBINATORS = ("sometimes", "one_of", "some_of", "sequence")
+_COMBINATORS = tuple(kind.keyword for kind in (Sometimes, OneOf, SomeOf, Sequence))
 
 
 def load_recipe(path) -> Recipe:
@@ -475,10 +444,6 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
     return AnnotationSpec(fmt, path, float(visibility)) if fmt else None
 
 
-_COMBINATOR_NAMES = {"Sometimes": "sometimes", "OneOf": "one_of", "SomeOf": "some_of",
-                     "Sequence": "sequence"}
-
-
 def _refuse_ops_boxes_cannot_follow(variants, problems: Problems) -> None:
     """With annotations, ops that move pixels in a way boxes cannot follow are errors."""
     for variant in variants:
@@ -495,7 +460,7 @@ def _op_nodes(nodes, path: str):
         if isinstance(node, OpNode):
             yield where, node
             continue
-        inner = f"{where}.{_COMBINATOR_NAMES[type(node).__name__]}"
+        inner = f"{where}.{node.keyword}"
         if isinstance(node, Sometimes):
             yield from _op_nodes(node.then, f"{inner}.ops")
             yield from _op_nodes(node.otherwise, f"{inner}.else")
@@ -628,64 +593,3 @@ def _read_combinator(name: str, body, path: str, problems: Problems, depth: int)
         n = parse_value(COMBINATOR_N, body.get("n", 1), f"{path}.n", problems)
         return SomeOf(n, children, random_order)
     return Sequence(children, random_order)
-
-
-# --- sweeps --------------------------------------------------------------------
-
-def _children(node):
-    if isinstance(node, Sometimes):
-        return (*node.then, *node.otherwise)
-    if isinstance(node, (OneOf, SomeOf, Sequence)):
-        return node.ops
-    return ()
-
-
-def op_names(trees) -> set:
-    """Names of every op the trees (each a tuple of nodes) may run, the branches of
-    combinators included."""
-    names: set[str] = set()
-
-    def walk(nodes) -> None:
-        for node in nodes:
-            if isinstance(node, OpNode):
-                names.add(node.op)
-            walk(_children(node))
-
-    for nodes in trees:
-        walk(nodes)
-    return names
-
-
-def _find_sweeps(nodes):
-    for node in nodes:
-        if isinstance(node, OpNode):
-            yield from (dist for dist in node.args.values() if isinstance(dist, Sweep))
-        for dist in (getattr(node, "p", None), getattr(node, "n", None)):
-            if isinstance(dist, Sweep):
-                yield dist
-        yield from _find_sweeps(_children(node))
-
-
-def _resolve(dist, chosen):
-    return Const(next(chosen)) if isinstance(dist, Sweep) else dist
-
-
-def _replace_sweeps(nodes, chosen) -> tuple:
-    """Copy of the tree with each sweep (in ``_find_sweeps`` order) set to its chosen value."""
-    result = []
-    for node in nodes:
-        if isinstance(node, OpNode):
-            node = OpNode(node.op, {k: _resolve(v, chosen) for k, v in node.args.items()})
-        elif isinstance(node, Sometimes):
-            p = _resolve(node.p, chosen)
-            node = Sometimes(p, _replace_sweeps(node.then, chosen),
-                             _replace_sweeps(node.otherwise, chosen))
-        elif isinstance(node, SomeOf):
-            n = _resolve(node.n, chosen)
-            node = SomeOf(n, _replace_sweeps(node.ops, chosen), node.random_order)
-        elif isinstance(node, OneOf):
-            node = OneOf(_replace_sweeps(node.ops, chosen))
-        elif isinstance(node, Sequence):
-            node = Sequence(_replace_sweeps(node.ops, chosen), node.random_order)
-        result.append(node)
-    return tuple(result)

@@ -15,7 +15,6 @@ import collections
 import contextlib
 import errno
 import functools
-import hashlib
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,24 +51,21 @@ from .jobs import (
     progress_bar,
 )
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
-from .pipeline import OutputTooLarge, apply_steps, sample_steps, steps_matrix
+from .pipeline import OutputTooLarge, steps_matrix
 from .profiles import Conform, Profile, get_profile
 from .recipe import MAX_TARGET_PER_CLASS, Recipe, load_recipe, profile_format_conflict
+from .render import (
+    Distinct,
+    DuplicateOutput,
+    OutputPlan,
+    augmented_output,
+    original_output,
+    source_outputs,
+)
 from .storage import StoreSpec
-from .variety import Distinct, DuplicateOutput
+from .variety import plan_needs, variant_warnings
 
 # --- plan ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class OutputPlan:
-    """One file to write. ``variant`` is None for a copy of the original."""
-
-    relative: str
-    variant: str | None
-    index: int
-    seed: int
-    ops: tuple = ()
-
 
 @dataclass(frozen=True)
 class SourceTask:
@@ -160,7 +156,7 @@ class Plan:
         """A source's ``OutputPlan``\\ s, in order (the only place they are decided)."""
         relative = Path(source.relative)
         if not source.augment:
-            return [_original(relative, source.format)]
+            return [original_output(relative, source.format)]
         if source.balance is None:
             return source_outputs(self.recipe, relative, source.format)
         position, count = source.balance
@@ -231,45 +227,6 @@ class ClassCount:
     after: int
 
 
-def derive_seed(recipe_seed: int, relative: str, variant: str, index: int) -> int:
-    """A stable 63-bit seed per output: the same on every machine, run and worker."""
-    # surrogateescape: a file name that is not UTF-8 is hashed as its own bytes.
-    key = f"{recipe_seed}\x1f{relative}\x1f{variant}\x1f{index}".encode("utf-8",
-                                                                           "surrogateescape")
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
-
-
-def output_name(relative: Path, variant: str, index: int, fmt: str | None) -> str:
-    """``cats/tom.jpg`` -> ``cats/tom_noise_1.jpg`` (extension kept unless ``fmt`` is set)."""
-    suffix = f".{fmt}" if fmt else relative.suffix
-    return (relative.parent / f"{relative.stem}_{variant}_{index}{suffix}").as_posix()
-
-
-def _original(relative: Path, fmt: str | None) -> OutputPlan:
-    """The copy of a source itself (converted when ``fmt`` is set)."""
-    name = relative.with_suffix(f".{fmt}") if fmt else relative
-    return OutputPlan(name.as_posix(), None, 0, 0)
-
-
-def _augmented(recipe: Recipe, relative: Path, variant, index: int, tree, fmt) -> OutputPlan:
-    return OutputPlan(output_name(relative, variant.name, index, fmt), variant.name,
-                      index, derive_seed(recipe.seed, relative.as_posix(), variant.name, index),
-                      tree)
-
-
-def source_outputs(recipe: Recipe, relative: Path, fmt: str | None = None) -> list:
-    """Every output the recipe makes from one source, in order, each with its seed.
-
-    ``fmt``: the output format for this source (default: the recipe's).
-    """
-    fmt = fmt or recipe.format
-    outputs = [_original(relative, fmt)] if recipe.include_original else []
-    for variant in recipe.variants:
-        for index, tree in enumerate(variant.expand(), start=1):
-            outputs.append(_augmented(recipe, relative, variant, index, tree, fmt))
-    return outputs
-
-
 def output_format(recipe: Recipe, relative: Path, store) -> str | None:
     """The format to write a source's outputs in; None keeps the source's own.
 
@@ -299,13 +256,13 @@ def balanced_outputs(recipe: Recipe, relative: Path, position: int, count: int,
     """
     fmt = fmt or recipe.format
     trees = trees or {variant.name: list(variant.expand()) for variant in recipe.variants}
-    outputs = [_original(relative, fmt)]
+    outputs = [original_output(relative, fmt)]
     uses: dict = {}
     for round_ in range(len(_extra_rounds(recipe, position, count))):
         variant = recipe.variants[(position + round_) % len(recipe.variants)]
         index = uses[variant.name] = uses.get(variant.name, 0) + 1
         tree = trees[variant.name][(index - 1) % len(trees[variant.name])]
-        outputs.append(_augmented(recipe, relative, variant, index, tree, fmt))
+        outputs.append(augmented_output(recipe, relative, variant, index, tree, fmt))
     return outputs
 
 
@@ -549,12 +506,6 @@ class SourceResult:
     crashed: bool = False  # its worker died: some of its outputs may be on disk
 
 
-def render(image: np.ndarray, output: OutputPlan):
-    """Pixels and sampled steps of one augmented output: what run writes, preview shows."""
-    steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
-    return apply_steps(image, steps), steps
-
-
 def _fits(profile: Profile | None, size: int, image: np.ndarray) -> bool:
     """Whether a source file of ``size`` bytes can be copied as it is under the profile's
     limits."""
@@ -626,7 +577,7 @@ def _process_source(task: SourceTask) -> SourceResult:
             if output.relative in task.done:  # finished earlier: drawn again only to be told apart
                 if output.variant is not None:
                     with contextlib.suppress(DuplicateOutput):
-                        distinct.draw(image, output, render)
+                        distinct.draw(image, output)
                 continue
             todo -= 1
             record = {"output": output.relative, "source": task.relative,
@@ -748,7 +699,7 @@ def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: n
             return functools.partial(_publish_copy, task, output, source, image, record)
         pixels, steps = image, ()
     else:
-        pixels, steps, seed, redraws = distinct.draw(image, output, render)
+        pixels, steps, seed, redraws = distinct.draw(image, output)
         record["seed"] = seed
         if redraws:
             record["redraws"] = redraws
@@ -884,7 +835,7 @@ def _one_file_per_folder(plan: Plan):
 def _copy_files(plan: Plan, source: PlannedSource):
     """The names of a source's copy and of its annotation file (when it has one): every
     other file the source makes is named after one of them, in the same folder."""
-    original = _original(Path(source.relative), source.format)
+    original = original_output(Path(source.relative), source.format)
     return [name for name, _ in _files_written([original], plan.annotations)]
 
 
@@ -1027,8 +978,6 @@ def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profi
     Returns (plan, outputs already finished that a run would skip, warnings about
     variants that cannot vary).
     """
-    from .variety import plan_needs, variant_warnings
-
     recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
                             profile=profile)
     plan = plan_run(recipe)

@@ -2,7 +2,7 @@
 
 ``load_transform(recipe)`` returns a ``Transform``: called on one image (a
 NumPy array or a PIL image) it samples and applies one of the recipe's
-variants, exactly as ``augcli run`` renders an output (``runner.render``:
+variants, exactly as ``augcli run`` renders an output (``render.render``:
 ``pipeline.sample_steps`` then ``pipeline.apply_steps``), and carries boxes
 with the same matrix ``run`` uses for annotation files. Given the seed that
 ``run`` derives for an output (``output_seed``), it returns that output's
@@ -28,9 +28,10 @@ from . import imagefiles
 from . import ops as catalog
 from .annotations import DEFAULT_MIN_VISIBILITY, Box, transform_boxes
 from .errors import UsageError
+from .ops.combinators import OpNode, children
 from .pipeline import steps_matrix
-from .recipe import OneOf, OpNode, Recipe, Sequence, SomeOf, Sometimes, load_recipe
-from .runner import OutputPlan, derive_seed, render
+from .recipe import Recipe, load_recipe
+from .render import OutputPlan, derive_seed, render
 
 __all__ = ["Transform", "TransformResult", "load_transform", "output_seed"]
 
@@ -209,13 +210,7 @@ def _refuses_boxes(nodes):
             if reason:
                 return node.op, reason
             continue
-        if isinstance(node, Sometimes):
-            children = (*node.then, *node.otherwise)
-        elif isinstance(node, (OneOf, SomeOf, Sequence)):
-            children = node.ops
-        else:  # pragma: no cover - the recipe parser builds only the types above
-            raise TypeError(f"unknown op node {node!r}")
-        found = _refuses_boxes(children)
+        found = _refuses_boxes(children(node))
         if found:
             return found
     return None

@@ -1,84 +1,25 @@
-"""Every output worth uploading: the outputs of one source differ in pixels.
+"""Every output worth uploading: variants that can make the outputs asked of them.
 
 Hosted trainers (Custom Vision, Roboflow) drop duplicate images, so an output
 that equals its source or another output of the same source is wasted. A
-variant whose ops fire with p < 1 (or draw from a few choices) can make one.
-
-``Distinct`` renders a source's outputs in plan order and remembers a digest
-of every image seen (the source, then each output). An output whose pixels
-match one of them is drawn again from a seed derived from its own
-(``redraw_seed``), up to ``MAX_DRAWS`` draws in all, so reruns and worker
-counts still give the same bytes; after that the output is reported, not
-written. Only outputs that were duplicates change.
+variant whose ops fire with p < 1 (or draw from a few choices) can make one;
+``render.Distinct`` redraws such an output while a run renders it.
 
 ``variant_warnings`` finds, before any work, variants that cannot vary: none
 of their ops changes an image, or they make fewer different images than the
 outputs asked of them (``fliplr`` alone with 5 copies). It samples each
-variant on a small synthetic image with fixed seeds, through the same code
-``run`` uses.
+variant on a small synthetic image with fixed seeds, through the same kernel
+``run`` uses (``augcli.render``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import zlib
-from dataclasses import replace
-
 import numpy as np
 
-MAX_DRAWS = 10  # draws per output: the first and up to 9 redraws
+from .render import Distinct, OutputPlan, derive_seed, digest, render
+
 SAMPLE_SHAPE = (48, 64, 3)  # the synthetic image variants are tried on
 MIN_SAMPLES = 64  # draws tried per variant before saying it cannot vary
-
-
-class DuplicateOutput(ValueError):
-    """Every draw of an output equalled the source or an earlier output."""
-
-
-def redraw_seed(seed: int, attempt: int) -> int:
-    """The seed of an output's ``attempt``-th redraw: stable, 63 bits, from its first seed."""
-    key = f"{seed}\x1fredraw\x1f{attempt}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
-
-
-def digest(pixels: np.ndarray) -> tuple:
-    """A key of an image's pixels: equal images always get equal keys.
-
-    Shape, type and a CRC-32 of each half of the bytes (64 bits in all): about
-    a sixteenth of the time of a JPEG encode, where a cryptographic hash costs a
-    third. Two different images sharing a key (about 1 in 2**64) only cost one
-    needless redraw, the same one on every run."""
-    data = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
-    half = data.size // 2
-    return (pixels.shape, pixels.dtype.str, zlib.crc32(data[:half].data),
-            zlib.crc32(data[half:].data))
-
-
-class Distinct:
-    """The images one source has given so far, to keep its outputs apart."""
-
-    def __init__(self, source: np.ndarray, name: str):
-        self.seen = {digest(source): name}
-
-    def draw(self, image: np.ndarray, output, render) -> tuple:
-        """(pixels, steps, seed, redraws) of ``output``, different from every image seen.
-
-        ``render(image, output)`` makes the pixels and steps for an output's seed.
-        Raises ``DuplicateOutput`` when all ``MAX_DRAWS`` draws repeat an image.
-        """
-        seed = output.seed
-        for attempt in range(MAX_DRAWS):
-            if attempt:
-                seed = redraw_seed(output.seed, attempt)
-            pixels, steps = render(image, replace(output, seed=seed) if attempt else output)
-            key = digest(pixels)
-            if key not in self.seen:
-                self.seen[key] = output.relative
-                return pixels, steps, seed, attempt
-            twin = self.seen[key]
-        raise DuplicateOutput(
-            f"identical to {twin} in all {MAX_DRAWS} draws: variant '{output.variant}' cannot "
-            "make this many different images from one source (see augcli validate)")
 
 
 def variant_warnings(recipe, needed: dict | None = None) -> list:
@@ -87,8 +28,6 @@ def variant_warnings(recipe, needed: dict | None = None) -> list:
     ``needed``: variant name -> outputs asked of it per source and sweep value
     (default: its ``copies``; a balancing plan may ask for more).
     """
-    from .runner import OutputPlan, derive_seed, render
-
     image = np.random.default_rng(0).integers(0, 256, SAMPLE_SHAPE, dtype=np.uint8)
     warnings = []
     for variant in recipe.variants:

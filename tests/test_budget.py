@@ -17,7 +17,8 @@ from augcli.cli import main
 from augcli.errors import UsageError
 from augcli.jobs import map_in_workers
 from augcli.recipe import parse_recipe
-from augcli.runner import plan_run, process_source, resolve_recipe, source_outputs
+from augcli.render import source_outputs
+from augcli.runner import plan_run, process_source, resolve_recipe
 
 from .conftest import photo_like, save, write_recipe
 

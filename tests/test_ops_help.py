@@ -7,7 +7,8 @@ from click.testing import CliRunner
 from augcli import recipe
 from augcli.cli import main
 from augcli.errors import RecipeError
-from augcli.ops.help import COMBINATORS, combinator_help
+from augcli.ops.combinators import COMBINATORS
+from augcli.ops.help import combinator_help
 from augcli.recipe import parse_recipe
 
 
@@ -27,7 +28,7 @@ def test_every_combinator_the_parser_knows_has_help_and_no_other():
 def test_each_example_is_a_valid_recipe_using_that_combinator(name):
     parsed = parse_recipe(variant_ops(COMBINATORS[name].example))
     [node] = parsed.variants[0].ops
-    assert recipe._COMBINATOR_NAMES[type(node).__name__] == name
+    assert type(node).keyword == name
 
 
 @pytest.mark.parametrize("name", sorted(COMBINATORS))

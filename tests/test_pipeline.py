@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from augcli.cli import main
-from augcli.runner import derive_seed
+from augcli.render import derive_seed
 
 SAMPLE_RECIPE = Path(__file__).resolve().parents[1] / "recipe.yaml"
 

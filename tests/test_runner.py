@@ -14,7 +14,8 @@ from PIL import Image
 from augcli.cli import main
 from augcli.errors import UsageError
 from augcli.recipe import load_recipe
-from augcli.runner import MANIFEST_NAME, derive_seed, plan_run, read_manifest, run_recipe
+from augcli.render import derive_seed
+from augcli.runner import MANIFEST_NAME, plan_run, read_manifest, run_recipe
 
 from .conftest import mount_tmpfs, photo_like, save, unmount, write_recipe
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from augcli.cli import main
 from augcli.imagefiles import read_image
 from augcli.pipeline import Step, apply_steps
-from augcli.runner import MANIFEST_NAME, derive_seed, read_manifest, run_recipe
-from augcli.variety import MAX_DRAWS, redraw_seed
+from augcli.render import MAX_DRAWS, derive_seed, redraw_seed
+from augcli.runner import MANIFEST_NAME, read_manifest, run_recipe
 
 from .conftest import photo_like, save, write_recipe
 

@@ -9,7 +9,9 @@ helpers the families share; each family module registers its ops there:
 * ``keras``: Keras' ImageDataGenerator kwargs, verbatim;
 * ``imgaug``: imgaug augmenters by name (the optional imgaug extra runs them).
 
-``help`` renders ``augcli ops`` and ``augcli ops NAME``. The families are
+``combinators`` defines the nodes that hold other ops (``sometimes``,
+``one_of``, ``some_of``, ``sequence``) and their help; ``help`` renders
+``augcli ops`` and ``augcli ops NAME``. The families are
 imported here, once, in the order of ``FAMILIES`` (as Pillow lists its
 plugins); ``base`` never imports a family, so there is no import cycle and
 the registry's order does not depend on who imports what first.

@@ -1,72 +1,12 @@
-"""Text for ``augcli ops`` and ``augcli ops NAME``, rendered from the registry.
-
-The combinators (``sometimes``, ``one_of``, ``some_of``, ``sequence``) are
-parsed by ``augcli.recipe``, not registered as ops; their help is the data in
-``COMBINATORS`` below, which the tests hold against the parser.
+"""Text for ``augcli ops`` and ``augcli ops NAME``, rendered from the registry and,
+for the combinators (not registered as ops), from ``combinators.COMBINATORS``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..params import COMBINATOR_N, COMBINATOR_P, NUMBER_OR_LIST, Param
+from ..params import NUMBER_OR_LIST, Param
 from .base import CATALOG, lookup
-
-
-@dataclass(frozen=True)
-class Field:
-    """One key of a combinator: what it accepts, its default (None: required), what it does."""
-
-    name: str
-    accepts: str
-    default: str | None
-    doc: str
-
-
-@dataclass(frozen=True)
-class Combinator:
-    name: str
-    summary: str
-    fields: tuple
-    example: str
-    note: str = ""
-
-
-_OPS = "list of ops (plain ops or combinators)"
-_RANDOM_ORDER = Field("random_order", "true|false", "false",
-                      "true: apply them in a random order, drawn for each output; false: in "
-                      "the order listed.")
-# Typed as the parser reads them (recipe._read_combinator), so the types print alike.
-
-COMBINATORS = {
-    "sometimes": Combinator(
-        "sometimes", "Apply its ops with probability p, otherwise its 'else' ops (if any).",
-        (Field("p", COMBINATOR_P.describe_type(), "0.5",
-               "Chance that 'ops' run, drawn for each output: exactly when random() < p."),
-         Field("ops", _OPS, None, "What runs with probability p."),
-         Field("else", _OPS, "none", "What runs otherwise (the other 1 - p).")),
-        "- sometimes: {p: 0.3, ops: [{gaussian_blur: {sigma: [0.5, 1.5]}}], else: [sharpen]}"),
-    "one_of": Combinator(
-        "one_of", "Apply exactly one of its ops, picked uniformly for each output.",
-        (Field("ops", _OPS, None, "The candidates."),),
-        "- one_of: [{rotate: {degrees: 20}}, {shear: {x: 10}}, {zoom: {factor: [0.8, 1.2]}}]",
-        "The list can also be given directly, as in the example: one_of: [a, b, c]."),
-    "some_of": Combinator(
-        "some_of", "Apply n of its ops, different ones, picked for each output.",
-        (Field("n", COMBINATOR_N.describe_type(), "1",
-               "How many to apply; all of them when n is more than there are."),
-         Field("ops", _OPS, None, "The candidates."),
-         _RANDOM_ORDER),
-        "- some_of: {n: [1, 2], ops: [fliplr, {gaussian_blur: {sigma: 1}}, "
-        "{dropout: {p: 0.05}}], random_order: true}"),
-    "sequence": Combinator(
-        "sequence", "Apply all of its ops: a group, in order or shuffled for each output.",
-        (Field("ops", _OPS, None, "The ops, in order."),
-         _RANDOM_ORDER),
-        "- sequence: {ops: [{rotate: {degrees: 10}}, {brightness: {factor: [0.8, 1.2]}}], "
-        "random_order: true}",
-        "The list can also be given directly: sequence: [a, b, c] (random_order false)."),
-}
+from .combinators import COMBINATORS, Field
 
 
 def _default_text(param: Param) -> str:
