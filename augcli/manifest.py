@@ -45,6 +45,7 @@ from pathlib import Path, PurePosixPath
 
 from . import imagefiles
 from .errors import UsageError, excerpt, output_error
+from .locations import is_url
 
 MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".augcli.lock"
@@ -65,7 +66,7 @@ def encode_line(line: dict) -> bytes:
 
 def _output(output):
     """A folder stays a ``Path``; a URL or a ``StoreSpec`` becomes its open store."""
-    from .storage import StoreSpec, is_url
+    from .storage import StoreSpec
 
     if isinstance(output, StoreSpec):
         return output.open() if output.is_url else Path(output.location)

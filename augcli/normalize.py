@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import geometry, imagefiles, manifest, storage
+from . import geometry, imagefiles, locations, manifest, storage
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .jobs import (
     Cluster,
@@ -723,7 +723,7 @@ def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None =
     preparation = _resolve_preparation(method, size, resize, color, saved)
     if method == "zca" and saved is None:
         check_zca_memory(preparation, ZCA_FIT_MATRICES)
-    input_dir, output_dir = storage.location(input_dir), storage.location(output_dir)
+    input_dir, output_dir = locations.location(input_dir), locations.location(output_dir)
     input_spec, output_spec = _check_paths(input_dir, output_dir, fit_only)
     images, others = input_spec.open().scan()
     imagefiles.require_images(images, input_dir)
@@ -951,7 +951,7 @@ def _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, s
         ((stats is not None or fit_only) and method not in FITTED_METHODS,
          "--stats and --fit-only only apply to --method featurewise or zca"),
         (fit_only and stats is None, "--fit-only needs --stats FILE to save the statistics to"),
-        (storage.is_url(stats), f"--stats needs a local file, not {stats}: the statistics are "
+        (locations.is_url(stats), f"--stats needs a local file, not {stats}: the statistics are "
                                 "read and saved on this machine (input and output may be URLs)"),
         (fit_only and output_dir is not None,
          "--fit-only writes only the statistics file; drop -o/--output"),
@@ -983,7 +983,7 @@ def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[StoreSpec, Stor
     """The input's and output's specs: folders or object-store URLs (``storage.open_pair``)."""
     if not fit_only:
         return storage.open_pair(input_dir, output_dir)
-    if storage.is_url(input_dir):
+    if locations.is_url(input_dir):
         storage.require_extra(input_dir)
     elif not input_dir.is_dir():
         raise UsageError(f"input folder {input_dir} does not exist or is not a folder")

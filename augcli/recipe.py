@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from . import locations
 from . import ops as catalog
-from . import storage
 from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
 from .errors import RecipeError, excerpt
 from .geometry import FILL_MODES
@@ -240,8 +240,8 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         value = data.get(key)
         if value is None:
             return None
-        if storage.is_url(value):
-            return storage.location(value)
+        if locations.is_url(value):
+            return locations.location(value)
         folder = read_path(value, key, problems, "a folder path")
         return folder if folder is None or folder.is_absolute() or base_dir is None \
             else base_dir / folder
@@ -258,7 +258,7 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
                                    high=MAX_TARGET_PER_CLASS),
         profile=_read_profile(data, problems),
         annotations=_read_annotations(data.get("annotations"), base_dir, problems),
-        storage=storage.read_options(data.get("storage"), problems),
+        storage=locations.read_options(data.get("storage"), problems),
         splits=_read_splits(data.get("splits"), problems),
         conform=_read_conform(data.get("conform"), problems),
         variants=_read_variants(data.get("variants"), problems),

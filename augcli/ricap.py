@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles, manifest, storage
+from . import geometry, imagefiles, locations, manifest, storage
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .geometry import parse_size
 from .jobs import JobReport, default_workers, map_in_workers, open_cluster, progress_bar
@@ -554,7 +554,7 @@ def scan_classes(input_dir) -> tuple[list, list, list]:
     prefix) that hold images (at any depth). Images directly in ``input_dir``
     belong to no class: an error.
     """
-    images, others = StoreSpec.of(storage.location(input_dir)).open().scan()
+    images, others = StoreSpec.of(locations.location(input_dir)).open().scan()
     loose = [relative.as_posix() for relative in images if len(relative.parts) == 1]
     if loose:
         shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
@@ -844,7 +844,7 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None
     started = time.perf_counter()
     settings = _settings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label,
                          epochs, beta_schedule)
-    input_dir, output_dir = storage.location(input_dir), storage.location(output_dir)
+    input_dir, output_dir = locations.location(input_dir), locations.location(output_dir)
     stores = storage.open_pair(input_dir, output_dir)
     store = stores[1].open()
     images, classes, others = scan_classes(input_dir)

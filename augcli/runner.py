@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from . import budget, datasets, geometry, imagefiles, manifest, storage
+from . import budget, datasets, geometry, imagefiles, locations, manifest, storage
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -1266,7 +1266,7 @@ def _objects(plan: Plan, after: dict) -> dict:
 
 def _path(value):
     """A caller's ``input``/``output``: a URL stays text, anything else is a folder."""
-    return storage.location(value if storage.is_url(value) else
+    return locations.location(value if locations.is_url(value) else
                             (None if value is None else Path(value)))
 
 

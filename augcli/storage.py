@@ -21,14 +21,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from .errors import UsageError, excerpt
+from . import locations
+from .errors import UsageError
+from .locations import is_url
 
 # URL scheme -> (extra, the module that extra installs)
 SCHEMES = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"),
@@ -41,43 +42,11 @@ HEAD_BYTES = 64 * 1024  # a ranged read of an image's first bytes: its header, a
 LOCK_REFRESH_SECONDS = 300.0  # a run rewrites its object-store lock this often...
 LOCK_STALE_SECONDS = 3600.0  # ...so one not rewritten for this long was left by a dead run
 
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
-# Option names that hold secrets: those come from the environment, never from a recipe.
-_SECRET_WORDS = {"key", "secret", "password", "passwd", "token", "credential", "credentials",
-                 "sas", "signature", "private", "connection", "auth", "authorization"}
-_SECRET_TEXT = re.compile(r"AccountKey=|SharedAccessSignature=|[?&]sig=|PRIVATE KEY",
-                          re.IGNORECASE)
-# gcsfs names its ways to authenticate with ``token``: these words are not secrets.
-_TOKEN_METHODS = {"anon", "google_default", "cache", "cloud", "browser"}
-
-
 # --- locations -----------------------------------------------------------------
-
-def is_url(value) -> bool:
-    return isinstance(value, str) and _URL.match(value) is not None
-
-
-def _scheme(url: str) -> str:
-    match = _URL.match(url)
-    return match.group(1).lower() if match else ""
-
-
-def location(value, base_dir: Path | None = None):
-    """A folder (``Path``, relative ones against ``base_dir``) or a URL (``str``, no
-    trailing slash); None stays None."""
-    if value is None:
-        return None
-    match = _URL.match(value) if isinstance(value, str) else None
-    if match:
-        scheme, rest = match.groups()
-        return f"{scheme.lower()}://{rest.rstrip('/')}"
-    folder = Path(value).expanduser()
-    return folder if folder.is_absolute() or base_dir is None else base_dir / folder
-
 
 def require_extra(url: str) -> None:
     """Refuse a URL whose scheme augcli does not know, or whose extra is not installed."""
-    scheme = _scheme(url)
+    scheme = locations.scheme(url)
     if scheme not in SCHEMES:
         known = ", ".join(f"{name}://" for name in ("s3", "az", "gs"))
         raise UsageError(f"{url}: augcli reads and writes folders and {known} URLs, "
@@ -119,37 +88,6 @@ def open_pair(input, output, options: dict | None = None,
         raise UsageError(f"output {output} is inside the input {input}; choose a prefix outside "
                          "it so outputs never mix with sources")
     return StoreSpec.of(input, options), StoreSpec.of(output, options)
-
-
-# --- recipe options --------------------------------------------------------------
-
-def read_options(value, problems) -> dict:
-    """The recipe's ``storage:`` mapping: non-secret options passed to the fsspec
-    filesystem (``endpoint_url``, ``region_name``, ``account_name``, ...). A key that
-    looks like a secret is a recipe error: credentials come from the environment."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.add("storage", f"expected a mapping of storage options, got {excerpt(value)}")
-        return {}
-    _refuse_secrets(value, "storage", problems)
-    return value
-
-
-def _refuse_secrets(mapping: dict, path: str, problems) -> None:
-    for key, item in mapping.items():
-        where = f"{path}.{key}"
-        words = set(re.split(r"[_\-.\s]+|(?<=[a-z])(?=[A-Z])", str(key).strip()))
-        words = {word.lower() for word in words if word}
-        is_method = str(key).lower() == "token" and item in _TOKEN_METHODS
-        if (words & _SECRET_WORDS and not is_method) or \
-                (isinstance(item, str) and _SECRET_TEXT.search(item)):
-            problems.add(where, "looks like a secret; credentials never go in a recipe. "
-                                "Set them in the environment (AWS_*, AZURE_STORAGE_*, "
-                                "GOOGLE_APPLICATION_CREDENTIALS) or the storage library's "
-                                "config; see the README, 'Beyond one machine'")
-        elif isinstance(item, dict):
-            _refuse_secrets(item, where, problems)
 
 
 # --- specs: what workers get --------------------------------------------------------
@@ -309,7 +247,8 @@ class ObjectStore:
         self.root = self.root.rstrip("/")
         # s3fs asks for an object's size (a HEAD) before each read, to read big ones in
         # parallel ranges; images are small: one GET each.
-        self._read_options = {"max_concurrency": 1} if SCHEMES[_scheme(url)][0] == "s3" else {}
+        self._read_options = {"max_concurrency": 1} \
+            if SCHEMES[locations.scheme(url)][0] == "s3" else {}
 
     def name(self, key: str) -> str:
         return f"{self.url}/{key}"

@@ -238,8 +238,8 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
     from augcli.ops import CATALOG
     from augcli.pipeline import apply_steps, sample_steps
     from augcli.recipe import load_recipe
-    from augcli.runner import plan_run
     from augcli.render import digest
+    from augcli.runner import plan_run
 
     cv2.setNumThreads(1)  # as in a pool worker
     keep_freed_memory()

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from augcli.cli import main
 from augcli.errors import RecipeError
-from augcli.params import Choice, Const, Uniform
 from augcli.ops.combinators import OneOf, Sometimes
+from augcli.params import Choice, Const, Uniform
 from augcli.recipe import load_recipe, parse_recipe
 
 from .conftest import write_recipe

@@ -314,6 +314,35 @@ def test_construction_and_pickling_import_no_imgaug_or_framework(tmp_path):
     assert done.stdout.strip() == "[]"
 
 
+def test_loading_and_calling_a_transform_imports_no_pool_cluster_or_store(tmp_path):
+    """A training loop gets the kernel only: no process pool, Dask, fsspec or stores,
+    even for a recipe that names an object-store output and its options."""
+    recipe = write_recipe(tmp_path, """\
+        input: images
+        output: s3://bucket/out
+        storage: {endpoint_url: "http://127.0.0.1:9"}
+        variants:
+          mixed:
+            ops: [{sometimes: {p: 0.5, ops: [fliplr]}}, {rotate: {degrees: 10}}]
+    """)
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import augcli
+        transform = augcli.load_transform({str(recipe)!r})
+        transform(np.zeros((8, 8, 3), np.uint8), seed=1)
+        banned = ("concurrent.futures.process", "multiprocessing.pool", "distributed", "dask",
+                  "fsspec", "augcli.storage", "augcli.stores", "augcli.jobs", "augcli.runner",
+                  "augcli.manifest")
+        print(sorted(name for name in sys.modules
+                     if any(name == b or name.startswith(b + ".") for b in banned)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
 # --- the README's training-loop code runs ---------------------------------------------------
 # The frameworks are not installed here (torch and tensorflow weigh gigabytes). Each is
 # stood in for by the few names the README uses, behaving as documented: a DataLoader
