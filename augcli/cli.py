@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import click
 
@@ -237,6 +238,9 @@ def validate(recipe):
 
     Warns (exit code still 0) about a variant that cannot vary: none of its ops
     changes an image, or it makes fewer different images than its copies.
+    When the input is a dataset whose labels travel with its images (a
+    data.yaml, a COCO file per split), ops the boxes cannot follow are errors,
+    as with 'annotations:' in the recipe.
 
     Exit code: 0 when the recipe is valid, 2 with one line per problem when not.
 
@@ -245,9 +249,12 @@ def validate(recipe):
         augcli validate recipe.yaml
     """
     from .recipe import load_recipe
+    from .runner import dataset_annotations
     from .variety import variant_warnings
 
     loaded = load_recipe(recipe)
+    if isinstance(loaded.input, Path) and loaded.input.exists():
+        dataset_annotations(loaded)  # a dataset's labels refuse the ops they cannot follow
     outputs = sum(variant.outputs_per_source for variant in loaded.variants)
     click.echo(f"{recipe}: valid; {len(loaded.variants)} variant(s), {outputs} output(s) "
                "per source image")
@@ -285,6 +292,8 @@ def preview(recipe, image, variant, count, output, seed):
 def _print_plan(plan, done=0, warnings=()):
     if plan.dataset is not None:
         click.echo(plan.dataset.summary())
+        for line in plan.dataset.notes:
+            click.echo(f"note: {line}")
     for source in plan.sources:  # the outputs only: no task (nor its annotation) to build
         outputs = plan.outputs_of(source)
         per_variant = {}

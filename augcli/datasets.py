@@ -7,7 +7,8 @@
   root; default the data.yaml's folder, a relative one resolves against it),
   ``train``/``val``/``test`` (a folder or a list of folders under the root; a
   Roboflow ``../train/images`` that does not exist is read as
-  ``train/images``, as Ultralytics does) and ``names`` (a list, or an
+  ``train/images``, as Ultralytics does; a ``test`` folder that does not exist
+  is left out with a note, as Ultralytics needs only train and val) and ``names`` (a list, or an
   id -> name map with ids 0..n-1) with an optional ``nc``. Each image's labels
   are found by Ultralytics' rule: the last ``images`` folder of its path
   becomes ``labels`` (``train/images/a.jpg`` -> ``train/labels/a.txt``,
@@ -17,11 +18,18 @@
   COCO file per split folder, e.g. ``train/_annotations.coco.json``) and VOC
   (XML beside each image), or a classification set (``train/cat``, ``val/cat``).
 
+Labels the layout shows travel without ``annotations:`` in the recipe (yolo for
+a data.yaml or ``images``/``labels`` split folders, coco for a Roboflow COCO
+file, voc for XML beside the images), so ops they cannot follow are refused as
+with it; split folders with labels of two formats are refused, naming the
+``annotations:`` line that picks one.
+
 Only the augmented splits (``splits:`` in the recipe, default ``[train]``) get
 variants; every other split is copied as it is (images and annotation files
 byte for byte), so the output folder is a complete dataset in the same layout,
-with its own data.yaml whose ``path`` is the output folder. Two splits that
-share a folder are refused: a validation image must never end up in training.
+with its own data.yaml, without ``path``: its folder is the root (Ultralytics'
+rule), wherever it is moved. Two splits that share a folder are refused: a
+validation image must never end up in training.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ class Dataset:
     yaml_file: Path | None = None  # the data.yaml (None: splits are top-level folders)
     document: dict = field(default_factory=dict, compare=False)  # the data.yaml as read
     classes: tuple = ()  # names by class id, from the data.yaml
+    notes: tuple = ()  # what the user should know: a test folder that does not exist
 
     @property
     def where(self) -> str:
@@ -108,7 +117,9 @@ class Dataset:
         return images, [Path(p) for p in sorted(set(others), key=PurePosixPath.as_posix)]
 
     def annotations(self, spec: AnnotationSpec | None) -> tuple:
-        """(AnnotationSpec, Layout) for this dataset given the recipe's ``annotations``."""
+        """(AnnotationSpec, Layout) for this dataset given the recipe's ``annotations``;
+        without them, the labels its layout shows (``implied_format``): a dataset whose
+        label files are right there is never augmented into one without them."""
         if self.yaml_file is not None:
             if spec is not None and spec.format != "yolo":
                 raise UsageError(f"annotations.format: {self.yaml_file} describes a YOLO "
@@ -120,12 +131,57 @@ class Dataset:
             return spec, Layout(classes=self.classes, classes_from=self.yaml_file.name,
                                 labels_folder=True, held_out=self.held_out)
         if spec is None:
-            return None, None
+            implied = self.implied_format()
+            if implied is None:
+                return None, None
+            spec = AnnotationSpec(implied)
         coco_files: tuple = ()
         if spec.format == "coco" and spec.path is None:
             coco_files = tuple((folder, self._coco_file(folder)) for split in self.splits
                                for folder in split.folders)
-        return spec, Layout(coco_files=coco_files, held_out=self.held_out)
+        labels_folder = spec.format == "yolo" and spec.path is None and self._labels_folders()
+        return spec, Layout(coco_files=coco_files, labels_folder=labels_folder,
+                            held_out=self.held_out)
+
+    def implied_format(self) -> str | None:
+        """The annotation format the layout shows, without ``annotations:`` in the recipe:
+        yolo for a data.yaml or ``images``/``labels`` in the split folders (as Roboflow
+        exports YOLO), coco for a Roboflow COCO file in a split folder, voc for XML files
+        beside a split's images; None for splits without label files (classes)."""
+        if self.yaml_file is not None:
+            return "yolo"
+        found: dict = {}  # format -> the first label file or folder that shows it
+        for split in self.splits:
+            for folder in split.folders:
+                here = self.root / folder
+                if (here / COCO_SPLIT_FILE).is_file():
+                    found.setdefault("coco", f"{folder}/{COCO_SPLIT_FILE}")
+                if (here / "images").is_dir() and (here / "labels").is_dir():
+                    found.setdefault("yolo", f"{folder}/labels")
+                xml = next((p for p in sorted(here.glob("*.xml")) if p.is_file()), None)
+                if xml is not None:
+                    found.setdefault("voc", f"{folder}/{xml.name}")
+        if len(found) > 1:
+            seen = "; ".join(f"{fmt} ({where})" for fmt, where in found.items())
+            raise UsageError(f"the splits of {self.root} hold labels of more than one format: "
+                             f"{seen}; say which to carry, e.g. add the line "
+                             f"'{annotations_line(next(iter(found)))}' to the recipe")
+        return next(iter(found), None)
+
+    def _labels_folders(self) -> bool:
+        """yolo labels by Ultralytics' images -> labels rule: a split folder has ``images``
+        and ``labels`` (``train/images/a.jpg`` -> ``train/labels/a.txt``; a path without an
+        ``images`` folder keeps its labels beside its images)."""
+        return any((self.root / folder / "images").is_dir() and
+                   (self.root / folder / "labels").is_dir()
+                   for split in self.splits for folder in split.folders)
+
+    def labels_reason(self, spec: AnnotationSpec) -> str:
+        """Why a recipe without ``annotations:`` carries labels here, for its refusals."""
+        if self.yaml_file is not None:
+            return f"{self.yaml_file} is a YOLO dataset: its labels travel with the images"
+        return (f"the splits of {self.root} hold {spec.format} labels, which travel with "
+                f"the images ('{annotations_line(spec.format)}' is implied)")
 
     def _coco_file(self, folder: str) -> str:
         """The COCO file of a split folder: Roboflow's name, else the one .json in it."""
@@ -144,11 +200,12 @@ class Dataset:
         return [self.yaml_file.name] if self.yaml_file is not None else []
 
     def prepare_output(self, output_dir: Path) -> None:
-        """The output's own data.yaml: the same keys, ``path`` set to the output folder."""
+        """The output's own data.yaml: the same keys without ``path``. Ultralytics takes a
+        data.yaml's folder as the root when it has no ``path`` (``path: .`` would be the
+        working folder), so the output dataset loads wherever it is moved or unzipped."""
         if self.yaml_file is None:
             return
-        document = dict(self.document)
-        document["path"] = str(Path(output_dir).resolve())
+        document = {key: value for key, value in self.document.items() if key != "path"}
         for split in self.splits:
             document[split.name] = list(split.folders) if split.listed else split.folders[0]
         text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
@@ -161,6 +218,11 @@ class Dataset:
         parts = [f"{', '.join(augmented)} augmented"] if augmented else []
         parts += [f"{', '.join(copied)} copied unchanged"] if copied else []
         return f"dataset {self.where}: splits {'; '.join(parts)}"
+
+
+def annotations_line(fmt: str) -> str:
+    """The recipe line that names an annotation format, as messages quote it."""
+    return f"annotations: {{format: {fmt}}}"
 
 
 def open_dataset(input_path: Path | None, splits=None) -> Dataset | None:
@@ -199,7 +261,8 @@ def _choose(dataset: Dataset, wanted) -> Dataset:
                              f"{', '.join(split.name for split in dataset.splits)}")
         chosen.add(kind)
     splits = tuple(Split(s.name, s.folders, s.kind in chosen, s.listed) for s in dataset.splits)
-    return Dataset(dataset.root, splits, dataset.yaml_file, dataset.document, dataset.classes)
+    return Dataset(dataset.root, splits, dataset.yaml_file, dataset.document, dataset.classes,
+                   dataset.notes)
 
 
 def refuse_remote_splits(where: str, keys) -> None:
@@ -246,18 +309,25 @@ def _from_yaml(path: Path) -> Dataset:
                          "Ultralytics/Roboflow data.yaml)")
     root = _root(path, document.get("path"))
     classes = _names(path, document.get("names"), document.get("nc"))
-    splits = []
+    splits, notes = [], []
     for key in YAML_SPLITS:
         value = document.get(key)
         if value is None or value == "" or value == []:
             continue
         values = value if isinstance(value, list) else [value]
-        folders = tuple(dict.fromkeys(_split_folder(path, root, key, item) for item in values))
-        splits.append(Split(key, folders, False, isinstance(value, list)))
+        found = [_split_folder(path, root, key, item, optional=key == "test")
+                 for item in values]
+        missing = [str(item) for item, folder in zip(values, found, strict=True) if folder is None]
+        if missing:  # Ultralytics trains without a test split; so does the output
+            notes.append(f"{path}: test: {', '.join(missing)} does not exist (looked in "
+                         f"{root}); it is left out, only the splits that exist are written")
+        folders = tuple(dict.fromkeys(folder for folder in found if folder is not None))
+        if folders:
+            splits.append(Split(key, folders, False, isinstance(value, list)))
     if not any(split.name == "train" for split in splits):
         raise UsageError(f"{path}: train: missing; name the folder of training images")
     _refuse_shared_folders(path, splits)
-    return Dataset(root, tuple(splits), path, document, classes)
+    return Dataset(root, tuple(splits), path, document, classes, tuple(notes))
 
 
 def _root(path: Path, value) -> Path:
@@ -272,8 +342,9 @@ def _root(path: Path, value) -> Path:
     return root
 
 
-def _split_folder(path: Path, root: Path, key: str, value) -> str:
-    """A split's folder relative to the root (POSIX); refused when outside it."""
+def _split_folder(path: Path, root: Path, key: str, value, optional: bool = False) -> str | None:
+    """A split's folder relative to the root (POSIX); refused when outside it. One that
+    does not exist is refused too, unless ``optional`` (then None)."""
     if not isinstance(value, str) or not value:
         raise UsageError(f"{path}: {key}: expected a folder, got {excerpt(value)}")
     if value.lower().endswith(".txt"):
@@ -282,6 +353,8 @@ def _split_folder(path: Path, root: Path, key: str, value) -> str:
     folder = root / value
     if not folder.exists() and value.startswith("../"):  # Roboflow's exports say ../train/images
         folder = root / value[3:]
+    if optional and not folder.exists():
+        return None
     if not folder.is_dir():
         raise UsageError(f"{path}: {key}: {value} is not a folder (looked for {folder})")
     resolved, base = folder.resolve(), root.resolve()

@@ -444,13 +444,23 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
     return AnnotationSpec(fmt, path, float(visibility)) if fmt else None
 
 
-def _refuse_ops_boxes_cannot_follow(variants, problems: Problems) -> None:
+def _refuse_ops_boxes_cannot_follow(variants, problems: Problems, because: str = "") -> None:
     """With annotations, ops that move pixels in a way boxes cannot follow are errors."""
     for variant in variants:
         for path, node in _op_nodes(variant.ops, f"variants.{variant.name}.ops"):
             reason = catalog.CATALOG[node.op].refuses_boxes
             if reason:
-                problems.add(f"{path}.{node.op}", f"not with annotations: {reason}")
+                problems.add(f"{path}.{node.op}", f"not with annotations: {reason}"
+                                                  + (f" ({because})" if because else ""))
+
+
+def refuse_ops_boxes_cannot_follow(recipe: Recipe, because: str) -> None:
+    """The same refusal for annotations the input implies (a dataset's labels) rather
+    than the recipe's ``annotations:``; ``because`` says where they come from."""
+    problems = Problems()
+    _refuse_ops_boxes_cannot_follow(recipe.variants, problems, because)
+    if problems.messages:
+        raise RecipeError(problems.messages)
 
 
 def _op_nodes(nodes, path: str):

@@ -53,7 +53,13 @@ from .jobs import (
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .pipeline import OutputTooLarge, steps_matrix
 from .profiles import Conform, Profile, get_profile
-from .recipe import MAX_TARGET_PER_CLASS, Recipe, load_recipe, profile_format_conflict
+from .recipe import (
+    MAX_TARGET_PER_CLASS,
+    Recipe,
+    load_recipe,
+    profile_format_conflict,
+    refuse_ops_boxes_cannot_follow,
+)
 from .render import (
     Distinct,
     DuplicateOutput,
@@ -278,9 +284,7 @@ def plan_run(recipe: Recipe) -> Plan:
     Sources that cannot be planned (unreadable folders and headers, bad
     annotations) are in ``Plan.failures``; the rest go on.
     """
-    dataset = _open_dataset(recipe)
-    spec, layout = dataset.annotations(recipe.annotations) if dataset else \
-        (recipe.annotations, None)
+    dataset, spec, layout = dataset_annotations(recipe)
     if dataset is not None and "include_original" not in recipe.raw:
         recipe = replace(recipe, include_original=True)  # a dataset keeps its training images
     needs_folders = "annotations" if recipe.annotations is not None else \
@@ -331,6 +335,19 @@ def _open_dataset(recipe: Recipe) -> datasets.Dataset | None:
                              "folders) need a local input folder and output folder")
         return None
     return datasets.open_dataset(recipe.input, recipe.splits)
+
+
+def dataset_annotations(recipe: Recipe) -> tuple:
+    """(dataset or None, AnnotationSpec or None, Layout or None) as a run reads the
+    recipe's input. A dataset's labels travel without ``annotations:`` in the recipe,
+    so ops they cannot follow are refused just as with it."""
+    dataset = _open_dataset(recipe)
+    if dataset is None:
+        return None, recipe.annotations, None
+    spec, layout = dataset.annotations(recipe.annotations)
+    if recipe.annotations is None and spec is not None:
+        refuse_ops_boxes_cannot_follow(recipe, dataset.labels_reason(spec))
+    return dataset, spec, layout
 
 
 def _folder(where: Path | str) -> Path:
@@ -1059,6 +1076,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
                     output_dir=str(plan.output_dir))
     for path, reason in plan.failures:
         report.fail(path, reason)
+    report.notes.extend(plan.dataset.notes if plan.dataset is not None else ())
     workers = workers or recipe.workers or default_workers()
     memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()

@@ -23,7 +23,7 @@ from PIL import Image
 from augcli.cli import main
 from augcli.runner import read_manifest, run_recipe
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import imgaug_or_skip, photo_like, save, write_recipe
 
 FLIP = "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n"
 
@@ -35,10 +35,13 @@ def img2label_paths(img_paths):
 
 
 def load_yolo_split(data_yaml: Path, split: str) -> dict:
-    """Image path -> label rows, the way a YOLO trainer finds them from a data.yaml."""
+    """Image path -> label rows, the way a YOLO trainer finds them from a data.yaml: the
+    root is ``path`` (a relative one from the working folder) or else the data.yaml's
+    folder (ultralytics.data.utils.check_det_dataset)."""
     data = yaml.safe_load(data_yaml.read_text())
+    root = Path(data.get("path") or data_yaml.parent).resolve()
     folders = data[split] if isinstance(data[split], list) else [data[split]]
-    images = sorted(str(p) for folder in folders for p in (Path(data["path"]) / folder).rglob("*")
+    images = sorted(str(p) for folder in folders for p in (root / folder).rglob("*")
                     if p.suffix in (".jpg", ".png"))
     rows = {}
     for image, label in zip(images, img2label_paths(images), strict=True):
@@ -87,7 +90,7 @@ def test_a_roboflow_yolo_export_keeps_its_layout_and_only_train_is_augmented(tmp
     assert report.exit_code == 0 and report.written == 5  # a, b + their flips, c copied
 
     data = yaml.safe_load((out / "data.yaml").read_text())
-    assert data["path"] == str(out.resolve())
+    assert "path" not in data  # the root is the data.yaml's folder, wherever it is moved
     assert (data["train"], data["val"]) == ("train/images", "valid/images")
     assert data["names"] == ["cat", "dog"] and data["nc"] == 2
     assert data["roboflow"] == {"workspace": "me", "version": 3}
@@ -386,3 +389,200 @@ def test_check_reads_a_yolo_dataset_by_the_images_to_labels_rule(tmp_path):
     # cat: a, its flip and c (valid); dog: a, b and their flips
     assert rows == {"cat": (3, 3), "dog": (4, 4)}
     assert not [f for f in report["findings"] if f["kind"] in ("bad-annotation", "no-objects")]
+
+
+# --- labels the layout shows travel without annotations: in the recipe ------------------
+
+MAGENTA = (255, 0, 255)
+PAINTED = {"a.jpg": (50, 30, 80, 60), "b.jpg": (30, 20, 70, 44), "c.jpg": (60, 40, 90, 70)}
+TURN = "variants: {turn: {ops: [{fliplr: {p: 1}}, {affine: {rotate: 30}}]}}\n"
+
+
+def paint(path: Path, box) -> None:
+    """A flat grey photo with a magenta rectangle exactly where ``box`` (pixel edges
+    x0, y0, x1, y1) says, saved as an export saves it (JPEG)."""
+    array = np.full((96, 128, 3), 128, np.uint8)
+    x0, y0, x1, y1 = box
+    array[y0:y1, x0:x1] = MAGENTA
+    save(path, array, quality=95, subsampling=0)
+
+
+def assert_paint_is_boxed(image: Path, box) -> None:
+    """The output's label agrees with its pixels: the magenta's extent is the box (a
+    rotated rectangle's hull), to the two pixels resampling and JPEG blur allow."""
+    pixels = np.asarray(Image.open(image).convert("RGB")).astype(int)
+    mask = (pixels[..., 0] > 180) & (pixels[..., 1] < 90) & (pixels[..., 2] > 180)
+    ys, xs = np.nonzero(mask)
+    assert len(xs) > 100, image
+    painted = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert painted == pytest.approx(box, abs=2.5), image
+
+
+def yolo_box(label: Path, size=(128, 96)) -> tuple:
+    (row,) = [line.split() for line in label.read_text().splitlines() if line.strip()]
+    cx, cy, w, h = (float(v) for v in row[1:])
+    width, height = size
+    return ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
+            (cy + h / 2) * height)
+
+
+def make_painted_dataset(root: Path, layout: str) -> list:
+    """Train (a, b), valid (c) and, for COCO, test (c) as Roboflow or Ultralytics export
+    them; returns the label files of the held-out splits (to be copied byte for byte)."""
+    splits = {"train": ["a.jpg", "b.jpg"], "valid": ["c.jpg"]}
+    if layout == "coco":
+        splits["test"] = ["c.jpg"]
+    held_out = []
+    for split, names in splits.items():
+        images = []
+        for i, name in enumerate(names, start=1):
+            x0, y0, x1, y1 = PAINTED[name]
+            if layout in ("yolo", "data.yaml"):
+                paint(root / split / "images" / name, PAINTED[name])
+                label = root / split / "labels" / f"{Path(name).stem}.txt"
+                label.parent.mkdir(exist_ok=True)
+                label.write_text(f"0 {(x0 + x1) / 256} {(y0 + y1) / 192} {(x1 - x0) / 128} "
+                                 f"{(y1 - y0) / 96}\n")
+            elif layout == "voc":
+                paint(root / split / name, PAINTED[name])
+                label = root / split / f"{Path(name).stem}.xml"
+                label.write_text(
+                    f"<annotation><filename>{name}</filename><size><width>128</width>"
+                    f"<height>96</height><depth>3</depth></size><object><name>cat</name>"
+                    f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
+                    f"<ymax>{y1}</ymax></bndbox></object></annotation>")
+            else:
+                paint(root / split / name, PAINTED[name])
+                images.append({"id": i, "file_name": name, "width": 128, "height": 96})
+                label = root / split / "_annotations.coco.json"
+            if split != "train":
+                held_out.append(label)
+        if layout == "coco":
+            (root / split / "_annotations.coco.json").write_text(json.dumps({
+                "images": images, "categories": [{"id": 0, "name": "cat"}],
+                "annotations": [{"id": i, "image_id": i, "category_id": 0, "area": 1,
+                                 "bbox": [PAINTED[image["file_name"]][0],
+                                          PAINTED[image["file_name"]][1],
+                                          PAINTED[image["file_name"]][2]
+                                          - PAINTED[image["file_name"]][0],
+                                          PAINTED[image["file_name"]][3]
+                                          - PAINTED[image["file_name"]][1]]}
+                                for i, image in enumerate(images, start=1)]}))
+    if layout == "data.yaml":
+        (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\n"
+                                        "nc: 1\nnames: ['cat']\n")
+    return sorted(set(held_out))
+
+
+def output_boxes(out: Path, layout: str) -> dict:
+    """Output image -> its one box in pixel edges, read as each format's tools read it."""
+    if layout in ("yolo", "data.yaml"):
+        return {image: yolo_box(out / img2label_paths([str(image.relative_to(out))])[0])
+                for image in sorted((out / "train/images").glob("*.jpg"))}
+    if layout == "voc":
+        boxes = {}
+        for image in sorted((out / "train").glob("*.jpg")):
+            box = ET.parse(image.with_suffix(".xml")).getroot().find("object/bndbox")
+            boxes[image] = tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        return boxes
+    document = json.loads((out / "train/_annotations.coco.json").read_text())
+    names = {image["id"]: image["file_name"] for image in document["images"]}
+    return {out / "train" / names[a["image_id"]]: (a["bbox"][0], a["bbox"][1],
+                                                   a["bbox"][0] + a["bbox"][2],
+                                                   a["bbox"][1] + a["bbox"][3])
+            for a in document["annotations"]}
+
+
+@pytest.mark.parametrize("layout", ["data.yaml", "coco", "yolo", "voc"])
+def test_labels_the_layout_shows_travel_with_the_pixels_without_annotations(tmp_path, layout):
+    # Roboflow's COCO export (a _annotations.coco.json per split), YOLO split folders
+    # without a data.yaml (train/images + train/labels), VOC (XML beside each image) and
+    # a data.yaml: each output's label still boxes the magenta rectangle it was painted on.
+    held_out = make_painted_dataset(tmp_path / "ds", layout)
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + TURN)
+    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    boxes = output_boxes(out, layout)
+    assert sorted(image.name for image in boxes) == ["a.jpg", "a_turn_1.jpg", "b.jpg",
+                                                     "b_turn_1.jpg"]
+    for image, box in boxes.items():
+        assert_paint_is_boxed(image, box)
+    for label in held_out:
+        relative = label.relative_to(tmp_path / "ds")
+        assert (out / relative).read_bytes() == label.read_bytes()
+
+
+@pytest.mark.parametrize("layout", ["data.yaml", "coco"])
+@pytest.mark.parametrize("op, name", [
+    ("{imgaug: {Affine: {rotate: 45}}}", "imgaug"),
+    ("{elastic: {alpha: 30}}", "elastic"),
+])
+@pytest.mark.parametrize("command", [["run"], ["run", "--dry-run"], ["validate"]])
+def test_ops_labels_cannot_follow_are_refused_in_a_dataset_without_annotations(
+        tmp_path, layout, op, name, command):
+    if name == "imgaug":
+        imgaug_or_skip()
+    make_painted_dataset(tmp_path / "ds", layout)
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n"
+                                    f"variants: {{ia: {{ops: [{op}]}}}}\n")
+    result = CliRunner().invoke(main, [*command, str(recipe)])
+    assert result.exit_code == 2, result.output
+    assert f"variants.ia.ops[0].{name}: not with annotations" in result.output
+    why = "is a YOLO dataset" if layout == "data.yaml" else \
+        "'annotations: {format: coco}' is implied"
+    assert why in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_split_folders_with_labels_of_two_formats_are_refused_naming_the_line(tmp_path):
+    make_painted_dataset(tmp_path / "ds", "yolo")
+    (tmp_path / "ds/valid/_annotations.coco.json").write_text('{"images": []}')
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + TURN)
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2, result.output
+    assert "yolo (train/labels); coco (valid/_annotations.coco.json)" in result.output
+    assert "add the line 'annotations: {format: yolo}' to the recipe" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", [".", None, "absolute"])
+def test_the_output_data_yaml_loads_wherever_the_output_is_moved(tmp_path, monkeypatch, path):
+    # Ultralytics takes the data.yaml's folder as the root when it has no path (and a
+    # relative path from the working folder): the output names none, so a moved or
+    # unzipped copy still finds its images and labels.
+    path = str(tmp_path / "ds") if path == "absolute" else path
+    make_yolo_dataset(tmp_path / "ds", data_yaml=(f"path: {path}\n" if path else "")
+                      + TRAIN_AND_VAL)
+    monkeypatch.chdir(tmp_path)
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
+    assert CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"]).exit_code == 0
+    (tmp_path / "moved").mkdir()
+    moved = tmp_path / "moved" / "fruit_aug"
+    (tmp_path / "out").rename(moved)
+    monkeypatch.chdir(tmp_path / "moved")
+    assert "path" not in yaml.safe_load((moved / "data.yaml").read_text())
+    train = load_yolo_split(moved / "data.yaml", "train")
+    assert sorted(Path(image).name for image in train) == ["a.jpg", "a_flip_1.jpg", "b.png",
+                                                           "b_flip_1.png"]
+    assert all(rows for rows in train.values())
+    assert list(load_yolo_split(moved / "data.yaml", "val").values()) == \
+        [[[0, 0.3, 0.3, 0.2, 0.2]]]
+
+
+def test_a_test_folder_that_does_not_exist_is_left_out_with_a_note(tmp_path):
+    # Roboflow's data.yaml names ../test/images even when the export has no test split;
+    # Ultralytics needs only train and val, and trains on it.
+    make_yolo_dataset(tmp_path / "ds", data_yaml="train: ../train/images\n"
+                      "val: ../valid/images\ntest: ../test/images\nnames: [cat, dog]\n")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
+    dry = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "note: " in dry.output and "test: ../test/images does not exist" in dry.output
+    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1"])
+    assert result.exit_code == 0, result.output
+    assert "note: " in result.output and "test: ../test/images does not exist" in result.output
+    out = tmp_path / "out"
+    assert yaml.safe_load((out / "data.yaml").read_text())["test"] == "../test/images"
+    assert len(load_yolo_split(out / "data.yaml", "train")) == 4
+    assert not (out / "test").exists()
