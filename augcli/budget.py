@@ -22,12 +22,21 @@ a worker near its memory limit; a source that keeps killing workers fails).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import struct
+import tempfile
+import time
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import ImageReadError, UsageError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: workers share no budget (see run_budget)
+    fcntl = None  # type: ignore[assignment]
 
 ENVIRONMENT = "AUGCLI_MEMORY"
 SHARE = 0.75  # of the memory available at the start of a run, by default
@@ -103,123 +112,135 @@ def _cgroup_left() -> int | None:
     return None
 
 
-def run_budget() -> Budget | None:
-    """The budget of a run starting now (see the module's docstring); None: no budget."""
+def run_budget() -> int | None:
+    """The budget of a run starting now, in bytes (see the module's docstring); None: no
+    budget, also where workers cannot share one (no ``flock``: Windows)."""
     setting = os.environ.get(ENVIRONMENT)
     if setting is not None and setting.strip():
         limit = parse_size(setting)
     else:
         available = available_memory()
         limit = None if available is None else int(available * SHARE)
-    return None if limit is None else Budget(limit)
+    return None if fcntl is None else limit
 
 
 def source_cost(pixels: int, outputs) -> int:
     """Bytes a worker is expected to need for a source of ``pixels`` and its outputs."""
-    from .ops.combinators import op_names  # here: jobs imports this module, and must stay light
+    from .ops.combinators import op_names  # here, for start-up: the executors import this module
 
     names = op_names(output.ops for output in outputs)
     factor = max([BYTES_PER_PIXEL] + [HEAVY_OPS[name] for name in names if name in HEAVY_OPS])
     return pixels * factor
 
 
-class Budget:
-    """The run's side: ``limit`` bytes for all the workers of its pools together.
+_STATE = struct.Struct("6q")  # free, next ticket, ticket served, holders, peak, most at once
+_FREE, _NEXT, _SERVING, _HOLDERS, _PEAK, _MOST = range(6)
+_POLL = 0.005  # seconds between looks while waiting: sources take far longer
 
-    Each pool gets a fresh shared state (``for_pool``): when a worker is killed the
-    pool is rebuilt, and the dead worker's reservation, and any lock it held, go
-    with the old state. ``peak`` and ``most_at_once`` say how much was reserved at
-    most and how many sources held reservations at once, over all pools.
+
+class Budget:
+    """``limit`` bytes for the sources a local pool's workers hold at once.
+
+    Plain, picklable data: the limit and the path of a small state file (six
+    integers, read and written under ``flock``). The pool hands it to the worker
+    function as an argument with each task; nothing is installed in the workers.
+    The kernel drops the lock of a worker killed while holding it, and ``reset``
+    (the pool calls it when it starts a pool again after a worker died) gives back
+    the reservation the dead worker held. ``peak`` and ``most_at_once`` say how much
+    was reserved at most and how many sources held reservations at once.
     """
 
     def __init__(self, limit: int):
         self.limit = max(1, int(limit))
-        self._pools: list = []
+        handle, self.path = tempfile.mkstemp(prefix="augcli-budget-")
+        with os.fdopen(handle, "wb") as file:
+            file.write(_STATE.pack(self.limit, 0, 0, 0, 0, 0))
 
-    def for_pool(self, context) -> SharedBudget:
-        shared = SharedBudget(self.limit, context)
-        self._pools.append(shared)
-        return shared
+    def close(self) -> None:
+        """Remove the state file (the run's side, once its pools are done)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
-    @property
-    def peak(self) -> int:
-        return max((pool.figures()[0] for pool in self._pools), default=0)
-
-    @property
-    def most_at_once(self) -> int:
-        return max((pool.figures()[1] for pool in self._pools), default=0)
-
-
-_FREE, _NEXT, _SERVING, _HOLDERS, _PEAK, _MOST = range(6)
-
-
-class SharedBudget:
-    """One pool's budget: a Condition and a few shared integers, handed to each worker
-    by the pool's initializer (``install``)."""
-
-    def __init__(self, limit: int, context):
-        self.limit = limit
-        self._condition = context.Condition(context.Lock())
-        self._state = context.Array("q", [limit, 0, 0, 0, 0, 0], lock=False)
-
-    def install(self) -> None:
-        """In a pool worker: make ``reserve``/``release`` use this budget."""
-        global _POOL_BUDGET
-        _POOL_BUDGET = self
+    @contextlib.contextmanager
+    def _state(self):
+        """The state as a list, under the lock; written back unless the body raised."""
+        fd = os.open(self.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            state = list(_STATE.unpack(os.pread(fd, _STATE.size, 0)))
+            yield state
+            os.pwrite(fd, _STATE.pack(*state), 0)
+        finally:
+            os.close(fd)  # and with it the lock
 
     def acquire(self, cost: int) -> int:
         """Wait for ``cost`` bytes (the whole budget at most), first come first served;
         return what was taken."""
         cost = min(max(0, cost), self.limit)
-        state = self._state
-        with self._condition:
+        with self._state() as state:
             ticket = state[_NEXT]
             state[_NEXT] += 1
-            self._condition.wait_for(lambda: state[_SERVING] == ticket and state[_FREE] >= cost)
-            state[_SERVING] += 1
-            state[_FREE] -= cost
-            state[_HOLDERS] += 1
-            state[_PEAK] = max(state[_PEAK], self.limit - state[_FREE])
-            state[_MOST] = max(state[_MOST], state[_HOLDERS])
-            self._condition.notify_all()
-        return cost
+        while True:
+            with self._state() as state:
+                if state[_SERVING] == ticket and state[_FREE] >= cost:
+                    state[_SERVING] += 1
+                    state[_FREE] -= cost
+                    state[_HOLDERS] += 1
+                    state[_PEAK] = max(state[_PEAK], self.limit - state[_FREE])
+                    state[_MOST] = max(state[_MOST], state[_HOLDERS])
+                    return cost
+            time.sleep(_POLL)
 
     def give_back(self, cost: int) -> None:
-        with self._condition:
-            self._state[_FREE] += cost
-            self._state[_HOLDERS] -= 1
-            self._condition.notify_all()
+        with self._state() as state:
+            state[_FREE] += cost
+            state[_HOLDERS] -= 1
+
+    def reset(self) -> None:
+        """Nothing held, nobody waiting: for a new pool, once the old one's workers are gone."""
+        with self._state() as state:
+            state[_FREE], state[_HOLDERS], state[_SERVING] = self.limit, 0, state[_NEXT]
 
     def figures(self) -> tuple[int, int, int]:
         """(peak bytes reserved, most sources at once, sources holding now)."""
-        with self._condition:
-            return self._state[_PEAK], self._state[_MOST], self._state[_HOLDERS]
+        with self._state() as state:
+            return state[_PEAK], state[_MOST], state[_HOLDERS]
+
+    @property
+    def peak(self) -> int:
+        return self.figures()[0]
+
+    @property
+    def most_at_once(self) -> int:
+        return self.figures()[1]
 
 
-_POOL_BUDGET: SharedBudget | None = None  # set in pool workers by SharedBudget.install
-_HELD: list = []  # this process's reservation, while it has one
+class Reservation:
+    """One source's share of ``budget`` (nothing to share without one): ``reserve``
+    before decoding, ``release`` when the source is done."""
 
+    def __init__(self, budget: Budget | None):
+        self.budget = budget
+        self.held: int | None = None
 
-def reserve(data: bytes, outputs) -> tuple[int, int] | None:
-    """Before decoding a source: wait for its share of the budget (a no-op outside a pool
-    with a budget). Returns the (width, height) its header gives, or None when unreadable
-    (decoding then says why)."""
-    from . import imagefiles
-    from .errors import ImageReadError
+    def reserve(self, data: bytes, outputs) -> tuple[int, int] | None:
+        """Wait for the source's share of the budget. Returns the (width, height) its
+        header gives, or None when unreadable (decoding then says why)."""
+        from . import imagefiles  # here, for start-up: the executors import this module
 
-    try:
-        size = imagefiles.image_size(io.BytesIO(data))
-    except ImageReadError:
-        return None
-    if _POOL_BUDGET is not None and not _HELD:
-        _HELD.append(_POOL_BUDGET.acquire(source_cost(size[0] * size[1], outputs)))
-    return size
+        try:
+            size = imagefiles.image_size(io.BytesIO(data))
+        except ImageReadError:
+            return None
+        if self.budget is not None and self.held is None:
+            self.held = self.budget.acquire(source_cost(size[0] * size[1], outputs))
+        return size
 
-
-def release() -> None:
-    """After a source: give its reservation back (a no-op when it holds none)."""
-    if _POOL_BUDGET is not None and _HELD:
-        _POOL_BUDGET.give_back(_HELD.pop())
+    def release(self) -> None:
+        """Give the reservation back (nothing when none is held)."""
+        if self.budget is not None and self.held is not None:
+            self.budget.give_back(self.held)
+            self.held = None
 
 
 def out_of_memory(size: tuple[int, int] | None, what: str = "") -> str:

@@ -33,8 +33,9 @@ from PIL import Image
 from . import datasets, imagefiles
 from .annotations import AnnotationError, AnnotationSource, AnnotationSpec
 from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
-from .jobs import default_workers, map_in_workers, progress_bar
+from .executors import default_workers, open_executor
 from .profiles import DEFAULT_PROFILE, MIB, Profile, check_task, get_profile
+from .report import progress_bar
 
 EXIT_NOT_READY = EXIT_SOME_FAILED  # 1, as a run with failed inputs
 
@@ -233,9 +234,10 @@ def _inspect_all(folder: Path, images: list, profile: Profile, workers: int,
     bar = progress_bar(len(tasks), progress)
     bar.set_description("check")
     try:
-        for index, findings, digest in map_in_workers(inspect_task, tasks, workers):
-            inspected[images[index]] = (findings, digest)
-            bar.update(1)
+        with open_executor(workers) as executor:
+            for index, findings, digest in executor.map(inspect_task, tasks):
+                inspected[images[index]] = (findings, digest)
+                bar.update(1)
     finally:
         bar.close()
     return inspected

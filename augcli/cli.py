@@ -184,12 +184,12 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
 
 def _start_worker_server(module: str, workers, cluster, dry_run: bool) -> None:
     """Start the process pool's worker server while this process imports ``module``
-    itself, when the command will likely use a pool (see ``jobs.start_worker_server``):
+    itself, when the command will likely use a pool (see ``executors.start_worker_server``):
     not for one worker, a cluster or a dry run, nor on a single core, where its import
     would only compete with this one."""
     if dry_run or cluster is not None or workers == 1:
         return
-    from .jobs import default_workers, start_worker_server
+    from .executors import default_workers, start_worker_server
 
     if workers is None and default_workers() == 1:
         return

@@ -44,15 +44,8 @@ from PIL import Image
 
 from . import geometry, imagefiles, locations, manifest, storage
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
-from .jobs import (
-    Cluster,
-    JobReport,
-    default_workers,
-    elapsed_spinner,
-    map_in_workers,
-    open_cluster,
-    progress_bar,
-)
+from .executors import Executor, default_workers, open_executor
+from .report import JobReport, elapsed_spinner, progress_bar
 from .storage import StoreSpec
 
 METHODS = ("minmax", "samplewise", "featurewise", "zca", "caffe", "tf", "torch")
@@ -658,12 +651,11 @@ class NormalizePlan:
 
 @dataclass
 class _Passes:
-    """What every pass over the images shares: pool size, report, progress bar."""
+    """What every pass over the images shares: executor, report, progress bar."""
 
-    workers: int
+    executor: Executor
     report: NormalizeReport
     progress: bool
-    dask: Cluster | None = None  # the Dask cluster the passes run on; None: the local pool
     failed: set = field(default_factory=set)  # relative paths that could not be read
     decoded: int = 0  # images decoded by the latest pass
 
@@ -671,11 +663,10 @@ class _Passes:
         """Yield each readable image's result, in input order; report the others."""
         bar = progress_bar(len(tasks), self.progress)
         bar.set_description(label)
-        workers = max(1, min(self.workers, len(tasks)))
         self.decoded = 0
         try:
-            for result in _in_input_order(map_in_workers(process_image, tasks, workers,
-                                                         cluster=self.dask)):
+            for result in _in_input_order(self.executor.map(process_image, tasks,
+                                                            count=len(tasks))):
                 bar.update(1)
                 self.decoded += result.decoded
                 if result.stop is not None:
@@ -775,8 +766,9 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
                           overwrite=overwrite)
     report = NormalizeReport(ignored=plan.ignored, notify=notify, method=method,
                              output_dir=str(plan.output_dir) if plan.output_dir else None)
-    passes = _Passes(workers or default_workers(), report, progress)
-    with open_cluster(cluster, client, passes.workers) as passes.dask, _output_lock(plan):
+    with open_executor(workers or default_workers(), cluster, client) as executor, \
+            _output_lock(plan):
+        passes = _Passes(executor, report, progress)
         if plan.output_dir is not None:  # what the manifest says now, under the lock
             plan.finished, plan.stale = _earlier_outputs(plan)
         fitted = plan.saved
@@ -1055,7 +1047,7 @@ def _rows_per_batch(preparation: Preparation) -> int:
 def _row_batches(results, preparation: Preparation):
     """Group flat rows so each matrix product works on many images at once.
 
-    map_in_workers keeps every finished future until its pool closes, so the
+    the executor keeps every finished future until its pool closes, so the
     row is taken out of its result here: only the small shell stays behind.
     """
     rows_per_batch = _rows_per_batch(preparation)

@@ -46,8 +46,9 @@ import numpy as np
 
 from . import geometry, imagefiles, locations, manifest, storage
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
+from .executors import Executor, default_workers, open_executor
 from .geometry import parse_size
-from .jobs import JobReport, default_workers, map_in_workers, open_cluster, progress_bar
+from .report import JobReport, progress_bar
 from .storage import StoreSpec
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
@@ -765,13 +766,11 @@ def _chunks(plans: list, workers: int, size: tuple) -> list:
 
 
 def _make(stores: tuple, epochs: list, finished: set, settings: RicapSettings,
-          report: RicapReport, workers: int, progress: bool, written: set,
-          dask=None) -> None:
-    """Make every montage not yet finished, in worker processes (or on the Dask cluster
-    ``dask``): add each one written to ``written`` as (folder name, filename) as it
-    lands, count reads and failures into ``report``. ``stores``: the input's and the
-    output's specs."""
-    slots = dask.slots if dask is not None else workers
+          report: RicapReport, executor: Executor, progress: bool, written: set) -> None:
+    """Make every montage not yet finished on ``executor``: add each one written to
+    ``written`` as (folder name, filename) as it lands, count reads and failures into
+    ``report``. ``stores``: the input's and the output's specs."""
+    slots = executor.slots
     tasks = []
     for epoch in epochs:
         todo = [plan for plan in epoch.plans if (epoch.name, plan.filename) not in finished]
@@ -782,8 +781,7 @@ def _make(stores: tuple, epochs: list, finished: set, settings: RicapSettings,
     bar = progress_bar(sum(len(task.montages) for task in tasks), progress)
     bar.set_description("ricap")
     try:
-        for result in map_in_workers(make_chunk, tasks, max(1, min(workers, len(tasks))),
-                                     cluster=dask):
+        for result in executor.map(make_chunk, tasks, count=len(tasks)):
             name = result.folder
             decoded |= result.decoded
             written.update((name, filename) for filename in result.written)
@@ -854,7 +852,7 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None
     workers = workers or default_workers()
     if dry_run:
         cluster = client = None  # a dry run reads no image: no cluster to start
-    with open_cluster(cluster, client, workers) as dask, _output_lock(store, dry_run):
+    with open_executor(workers, cluster, client) as executor, _output_lock(store, dry_run):
         previous = _previous_outputs(store)
         finished = _finished(store, output_dir, planned, record, previous, overwrite)
         report = RicapReport(ignored=others, notify=notify, output_dir=output_dir,
@@ -866,8 +864,7 @@ def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None
             _start_output(store, previous, overwrite, record)
             written: set = set()
             try:
-                _make(stores, planned, finished, settings, report, workers, progress, written,
-                      dask)
+                _make(stores, planned, finished, settings, report, executor, progress, written)
             except BaseException:
                 with contextlib.suppress(OutputError):  # the first error is the one to report
                     _write_indexes(store, planned, finished | written, classes, settings.size)

@@ -42,14 +42,7 @@ from .errors import (
     UsageError,
     output_error,
 )
-from .jobs import (
-    Cluster,
-    JobReport,
-    default_workers,
-    map_in_workers,
-    open_cluster,
-    progress_bar,
-)
+from .executors import Executor, default_workers, open_executor
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .pipeline import OutputTooLarge, steps_matrix
 from .profiles import Conform, Profile, get_profile
@@ -68,6 +61,7 @@ from .render import (
     original_output,
     source_outputs,
 )
+from .report import JobReport, progress_bar
 from .storage import StoreSpec
 from .variety import plan_needs, variant_warnings
 
@@ -552,16 +546,17 @@ def _encode(image: np.ndarray, fmt: str, task: SourceTask) -> tuple[bytes, dict]
                                     task.profile.max_side, task.profile.max_aspect_ratio)
 
 
-def process_source(task: SourceTask) -> SourceResult:
+def process_source(task: SourceTask, memory: budget.Budget | None = None) -> SourceResult:
     """Decode one source once and publish all of its planned outputs (and their boxes),
-    within the pool's memory budget (see ``budget``)."""
+    within the pool's memory budget ``memory`` (see ``budget``)."""
+    reservation = budget.Reservation(memory)
     try:
-        return _process_source(task)
+        return _process_source(task, reservation)
     finally:
-        budget.release()
+        reservation.release()
 
 
-def _process_source(task: SourceTask) -> SourceResult:
+def _process_source(task: SourceTask, reservation: budget.Reservation) -> SourceResult:
     result = SourceResult(task.relative)
     source = task.input.open()
     name = source.name(task.relative)
@@ -570,7 +565,7 @@ def _process_source(task: SourceTask) -> SourceResult:
         stamp = task.stamp if task.stamp is not None else \
             imagefiles.read_source(functools.partial(source.stamp, task.relative), name)
         data = imagefiles.read_source(functools.partial(source.read, task.relative), name)
-        size = budget.reserve(data, task.outputs)
+        size = reservation.reserve(data, task.outputs)
         image = imagefiles.decode_image(data, name, task.max_pixels)
     except ImageReadError as exc:
         result.failures.append((task.relative, exc.reason))
@@ -612,9 +607,10 @@ def _process_source(task: SourceTask) -> SourceResult:
     return result
 
 
-# What one output may fail with (DuplicateOutput and OutputTooLarge are ValueErrors): that
-# output is reported and the rest go on, unless its output folder cannot be written at all.
-_OUTPUT_ERRORS = (OSError, ValueError, MemoryError, cv2.error)
+# What fails one output, and the rest go on (unless its output cannot be written at all): a
+# write (OSError, StorageError), an output drawn the same as another or over the pixel
+# limit, and memory (OpenCV says so with a cv2.error). Anything else is a bug: it surfaces.
+_OUTPUT_ERRORS = (OSError, DuplicateOutput, OutputTooLarge, MemoryError, cv2.error)
 
 
 def _published(result: SourceResult, task: SourceTask, size, output: OutputPlan, record: dict,
@@ -637,8 +633,6 @@ def _output_failed(result: SourceResult, task: SourceTask, output: OutputPlan,
             result.stop = str(output_error(task.output.open().name(output.relative), error))
     elif isinstance(error, OSError):
         result.failures.append((output.relative, _write_failure(error)))
-    elif isinstance(error, ValueError):
-        result.failures.append((output.relative, f"cannot write ({error})"))
     elif isinstance(error, MemoryError) or (isinstance(error, cv2.error)
                                             and "Insufficient memory" in str(error)):
         result.failures.append((output.relative, budget.out_of_memory(size, " and its ops")))
@@ -1081,17 +1075,17 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
     # the cluster is checked before any write; the lock is a folder's or a prefix's
-    with open_cluster(cluster, client, workers) as dask, \
+    with open_executor(workers, cluster, client, memory) as executor, \
             store.lock(note=report.notes.append):
         finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
         complete = _count_finished(plan, finished, report)
-        with _Run(plan, recipe.fingerprint, report, dask) as run:
+        with _Run(plan, recipe.fingerprint, report, executor) as run:
             run.prepare(finished.values(), started_lines, complete)
             done = set(finished)  # names are enough from here on
             del finished
             with run.finishing():
                 run.execute(_remaining_tasks(plan, done, complete),
-                            len(plan.sources) - len(complete), workers, progress, memory)
+                            len(plan.sources) - len(complete), progress)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -1100,12 +1094,11 @@ class _Run:
     """One run's state in the parent: the records so far (sorted as they come, in bounded
     memory), counts taken from them, and the sources handed out and not finished yet."""
 
-    def __init__(self, plan: Plan, fingerprint: str, report: Report,
-                 dask: Cluster | None = None):
+    def __init__(self, plan: Plan, fingerprint: str, report: Report, executor: Executor):
         self.plan = plan
         self.fingerprint = fingerprint
         self.report = report
-        self.dask = dask  # the jobs.Cluster the tasks run on; None: the local pool
+        self.executor = executor  # where the tasks run
         self.store = plan.output()
         self.where = manifest.where(self.store)  # the output folder, or the object store
         self.records = manifest.SortedRecords(self.store.root if self.store.is_local else None)
@@ -1123,7 +1116,7 @@ class _Run:
     @property
     def signature(self) -> dict | None:
         """The workers' checked signature, recorded on a cluster run."""
-        return None if self.dask is None else self.dask.signature
+        return self.executor.signature
 
     def _keep(self, record: dict) -> None:
         """One output record for the final manifest, and for its counts."""
@@ -1156,20 +1149,19 @@ class _Run:
         except OSError as exc:
             raise output_error(self.plan.output_dir, exc) from None
 
-    def execute(self, tasks, count: int, workers: int, progress: bool,
-                memory: budget.Budget | None = None) -> None:
+    def execute(self, tasks, count: int, progress: bool) -> None:
         """Hand the sources to workers (``tasks``: ``count`` of them, built as they go),
-        within the memory budget; journal each before it starts and its records as it
-        finishes."""
-        in_use = max(1, min(workers, count or 1))
-        if self.dask is None:
-            tasks = _with_publish_threads(tasks, count, workers)
+        within the executor's memory budget, publishing from the cores it leaves spare;
+        journal each before it starts and its records as it finishes."""
+        executor = self.executor
+        if executor.spare_cores:
+            tasks = _with_publish_threads(tasks, count, executor.workers)
+        work = functools.partial(process_source, memory=executor.budget)
         bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress)
         try:
             with manifest.Journal(self.where) as journal:
-                for result in map_in_workers(process_source, self._announced(tasks, journal),
-                                             in_use, crashed=_crashed, cluster=self.dask,
-                                             budget=memory):
+                for result in executor.map(work, self._announced(tasks, journal),
+                                           crashed=_crashed, count=count or 1):
                     self._collect(result, journal)
                     bar.update(self.todo.pop(result.relative, 0))
         finally:

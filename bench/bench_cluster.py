@@ -139,7 +139,7 @@ def count_s3_requests(recipe: Path, inputs: Path, workers: int, expected: int) -
 
 def compare_executors(recipe: Path, work: Path, workers: int, batches: list, expected: int,
                       repeats: int) -> None:
-    from augcli import jobs, run_recipe
+    from augcli import executors, run_recipe
 
     def best(run) -> float:
         times = []
@@ -168,7 +168,7 @@ def compare_executors(recipe: Path, work: Path, workers: int, batches: list, exp
         with distributed.Client(address) as client:
             client.wait_for_workers(workers, timeout=60)
         for batch in batches:
-            jobs.SOURCES_PER_TASK = batch
+            executors.SOURCES_PER_TASK = batch
             rows.append((f"tcp, {batch} source(s) per task",
                          best(lambda: run_recipe(recipe, output=work / "out",
                                                  cluster=address))))

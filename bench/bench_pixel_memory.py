@@ -124,7 +124,7 @@ RECIPES = {
 
 _CHILD = r"""
 import json, sys
-from augcli.jobs import keep_freed_memory
+from augcli.executors import keep_freed_memory
 from augcli.runner import plan_run, process_source, resolve_recipe
 keep_freed_memory()
 recipe = resolve_recipe(sys.argv[1])

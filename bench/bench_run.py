@@ -234,7 +234,7 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
     applied apart (geometric first, as in the standard recipe) to split their cost.
     """
     from augcli import imagefiles
-    from augcli.jobs import keep_freed_memory
+    from augcli.executors import keep_freed_memory
     from augcli.ops import CATALOG
     from augcli.pipeline import apply_steps, sample_steps
     from augcli.recipe import load_recipe

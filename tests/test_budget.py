@@ -7,6 +7,7 @@ import resource
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 from augcli import budget as memory
 from augcli.cli import main
 from augcli.errors import UsageError
-from augcli.jobs import map_in_workers
+from augcli.executors import Pool
 from augcli.recipe import parse_recipe
 from augcli.render import source_outputs
 from augcli.runner import plan_run, process_source, resolve_recipe
@@ -43,10 +44,10 @@ def test_the_default_is_a_share_of_what_is_available(monkeypatch):
     with open("/proc/meminfo") as meminfo:
         available = next(int(line.split()[1]) * 1024 for line in meminfo
                          if line.startswith("MemAvailable"))
-    limit = memory.run_budget().limit
+    limit = memory.run_budget()
     assert 0 < limit <= available * 0.75 * 1.05  # MemAvailable moves a little meanwhile
     monkeypatch.setenv("AUGCLI_MEMORY", "3G")
-    assert memory.run_budget().limit == 3 * 2**30
+    assert memory.run_budget() == 3 * 2**30
     monkeypatch.setenv("AUGCLI_MEMORY", "off")
     assert memory.run_budget() is None
 
@@ -59,6 +60,15 @@ def test_a_source_pays_for_the_heaviest_op_any_output_may_run():
     outputs = source_outputs(recipe, Path("a.jpg"))
     assert memory.source_cost(1000, outputs[:1]) == 1000 * 24
     assert memory.source_cost(1000, outputs) == 1000 * 80
+
+
+@pytest.fixture
+def budgets():
+    """Make budgets (``budgets(limit)``) whose state files are removed after the test."""
+    made = []
+    yield lambda limit: made.append(memory.Budget(limit)) or made[-1]
+    for budget in made:
+        budget.close()
 
 
 def _folder_of(tmp_path, count, size=(300, 400)):
@@ -74,69 +84,71 @@ def _folder_of(tmp_path, count, size=(300, 400)):
 
 def _run(recipe, workers, budget):
     tasks = plan_run(resolve_recipe(recipe)).tasks
-    results = list(map_in_workers(process_source, tasks, workers, budget=budget))
+    results = list(Pool(workers, budget).map(partial(process_source, memory=budget), tasks))
     assert [failure for result in results for failure in result.failures] == []
     return results
 
 
-def test_sources_costing_over_half_the_budget_never_run_at_once(tmp_path):
+def test_sources_costing_over_half_the_budget_never_run_at_once(tmp_path, budgets):
     recipe = _folder_of(tmp_path, 6)
     cost = 300 * 400 * memory.BYTES_PER_PIXEL
-    budget = memory.Budget(cost * 3 // 2)
+    budget = budgets(cost * 3 // 2)
     _run(recipe, 2, budget)
     assert len(list((tmp_path / "out").glob("*.png"))) == 12
     assert budget.most_at_once == 1
     assert budget.peak == cost
 
 
-def test_a_source_larger_than_the_whole_budget_runs_alone_and_completes(tmp_path):
+def test_a_source_larger_than_the_whole_budget_runs_alone_and_completes(tmp_path, budgets):
     recipe = _folder_of(tmp_path, 4)
-    budget = memory.Budget(1000)  # bytes: each source costs over 2 MB
+    budget = budgets(1000)  # bytes: each source costs over 2 MB
     _run(recipe, 2, budget)
     assert len(list((tmp_path / "out").glob("*.png"))) == 8
     assert (budget.most_at_once, budget.peak) == (1, 1000)
 
 
-def hold_until_two(path):
+def hold_until_two(budget, path):
     """Module-level (pool workers import it): reserve a source, then wait (a few seconds at
     most) until the other worker has held one at the same time."""
     import time
 
-    memory.reserve(Path(path).read_bytes(), ())
+    reservation = memory.Reservation(budget)
+    reservation.reserve(Path(path).read_bytes(), ())
     try:
         deadline = time.monotonic() + 10
-        while memory._POOL_BUDGET.figures()[1] < 2 and time.monotonic() < deadline:
+        while budget.figures()[1] < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
-        memory.release()
+        reservation.release()
     return path
 
 
-def test_with_room_for_two_both_workers_hold_a_source(tmp_path):
+def test_with_room_for_two_both_workers_hold_a_source(tmp_path, budgets):
     _folder_of(tmp_path, 2)
-    budget = memory.Budget(2 * 300 * 400 * memory.BYTES_PER_PIXEL)
+    budget = budgets(2 * 300 * 400 * memory.BYTES_PER_PIXEL)
     paths = sorted(str(path) for path in (tmp_path / "in").glob("*.png"))
-    assert sorted(map_in_workers(hold_until_two, paths, 2, budget=budget)) == paths
+    assert sorted(Pool(2, budget).map(partial(hold_until_two, budget), paths)) == paths
     assert budget.most_at_once == 2
 
 
-def reserve_or_die(path):
+def reserve_or_die(budget, path):
     """Reserve the whole budget for a source; ``die.png`` then kills its worker."""
-    memory.reserve(Path(path).read_bytes(), ())
+    reservation = memory.Reservation(budget)
+    reservation.reserve(Path(path).read_bytes(), ())
     try:
         if path.endswith("die.png"):
             os.kill(os.getpid(), signal.SIGKILL)
     finally:
-        memory.release()
+        reservation.release()
     return path
 
 
-def test_a_killed_worker_does_not_keep_its_reservation(tmp_path):
+def test_a_killed_worker_does_not_keep_its_reservation(tmp_path, budgets):
     for name in ("a", "b", "die", "c", "d", "e"):
         save(tmp_path / f"{name}.png", photo_like(seed=1))
     paths = [str(tmp_path / f"{name}.png") for name in ("a", "b", "die", "c", "d", "e")]
     died = []
-    budget = memory.Budget(1)  # every source takes all of it: one at a time
+    budget = budgets(1)  # every source takes all of it: one at a time
 
     def crashed(task, reason):
         died.append(task)
@@ -144,8 +156,8 @@ def test_a_killed_worker_does_not_keep_its_reservation(tmp_path):
     signal.signal(signal.SIGALRM, lambda *_: pytest.fail("a reservation was lost: run hung"))
     signal.alarm(120)
     try:
-        done = [path for path in map_in_workers(reserve_or_die, paths, 2, crashed=crashed,
-                                                budget=budget) if path]
+        done = [path for path in Pool(2, budget).map(partial(reserve_or_die, budget), paths,
+                                                     crashed=crashed) if path]
     finally:
         signal.alarm(0)
     assert sorted(done) == sorted(p for p in paths if not p.endswith("die.png"))

@@ -303,12 +303,12 @@ def test_workers_give_the_same_report_as_one_process(tmp_path, monkeypatch):
     alone = check_folder(folder, workers=1).to_json()
     used = []
 
-    def recording(function, tasks, workers):
+    def recording(workers):
         used.append(workers)
-        return real(function, tasks, workers)
+        return real(workers)
 
-    real = ck.map_in_workers
-    monkeypatch.setattr(ck, "map_in_workers", recording)
+    real = ck.open_executor
+    monkeypatch.setattr(ck, "open_executor", recording)
     pooled = check_folder(folder, workers=3).to_json()
     assert used == [3]  # 42 files: enough for three worker processes
     assert pooled == alone

@@ -548,7 +548,7 @@ def test_the_solve_shows_a_line_with_its_size_and_elapsed_time_on_a_terminal(mon
     import io
     import time
 
-    from augcli.jobs import elapsed_spinner
+    from augcli.report import elapsed_spinner
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -799,3 +799,33 @@ def test_a_source_deleted_after_planning_fails_alone_with_the_words_of_every_com
     assert gone.failures == [("a.png", "file not found (was it moved or deleted during the "
                                         "run?)")] and not gone.records
     assert not kept.failures and [r["output"] for r in kept.records] == ["b_a_1.png"]
+
+
+def _buggy_apply(image, params):
+    """An op with a bug that shows only on real sources (the variety check's sample image is
+    48 x 64): it raises a ValueError, as a slip in an op's arithmetic would."""
+    if image.shape[0] > 100:
+        raise ValueError("a bug in an op")
+    return image
+
+
+def test_a_bug_in_an_op_surfaces_instead_of_failing_one_output_as_a_write(tmp_path,
+                                                                          monkeypatch):
+    """Only the errors that fail one output (writes, memory, a duplicate or oversized
+    output) are reported per output; a ValueError from an op is a bug, and it is raised,
+    not reported as "cannot write" with exit 1."""
+    from augcli.ops import CATALOG, Op
+
+    monkeypatch.setitem(CATALOG, "buggy", Op(name="buggy", summary="raises on real images",
+                                             params=(), example="- buggy: {}",
+                                             apply=_buggy_apply))
+    save(tmp_path / "in" / "a.png", photo_like(120, 160))
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        variants:
+          bug: {ops: [{buggy: {}}]}
+        """)
+    with pytest.raises(ValueError, match="a bug in an op"):
+        run_recipe(recipe, workers=1)
+    assert not list((tmp_path / "out").glob("a_bug_*"))
