@@ -947,10 +947,8 @@ class NormalizeSettings:
         ``size`` is (width, height) or a "WxH" string; ``input`` and ``output`` are
         folders or object-store URLs (s3://, az://, gs://)."""
         fmt = fmt or ("png" if method == "minmax" else "npy")
-        if size:  # (width, height) or "WxH"; an empty --size "" is no size
-            size = parse_size(size) if isinstance(size, str) else tuple(size)
-        else:
-            size = None
+        # (width, height) or "WxH"; an empty --size "" is no size
+        size = (parse_size(size) if isinstance(size, str) else tuple(size)) if size else None
         applying_saved = stats is not None and not fit_only
         rules = [
             (method not in METHODS,

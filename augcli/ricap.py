@@ -51,8 +51,9 @@ from .jobs import JobReport, default_workers, map_in_workers, open_cluster, prog
 from .storage import StoreSpec
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
-           "RicapReport", "RicapSettings", "area_weights", "compose", "draw_montages", "label_weights",
-           "make_montages", "parse_size", "plan_montages", "quadrant_boxes", "ricap_batch"]
+           "RicapReport", "RicapSettings", "area_weights", "compose", "draw_montages",
+           "label_weights", "make_montages", "parse_size", "plan_montages", "quadrant_boxes",
+           "ricap_batch"]
 
 DEFAULT_BETA = 0.3        # the paper's choice for ImageNet/CIFAR
 DEFAULT_BATCH_SIZE = 32   # montages sharing one boundary (Keras' default batch size)
