@@ -19,7 +19,9 @@ _LAZY = {
     "load_recipe": "recipe",
     "parse_recipe": "recipe",
     "normalize_folder": "normalize",
+    "NormalizeSettings": "normalize",
     "make_montages": "ricap",
+    "RicapSettings": "ricap",
     "ricap_batch": "ricap",
     "BetaSchedule": "ricap",
     "load_transform": "transform",
@@ -41,7 +43,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'augcli' has no attribute {name!r}")
 
 
-__all__ = ["AugcliError", "BetaSchedule", "RecipeError", "Report", "Transform", "TransformResult",
-           "__version__", "check_folder", "load_recipe", "load_transform", "make_montages",
-           "normalize_folder", "output_seed", "parse_recipe", "plan_run", "ricap_batch",
-           "run_recipe"]
+__all__ = ["AugcliError", "BetaSchedule", "NormalizeSettings", "RecipeError", "Report",
+           "RicapSettings", "Transform", "TransformResult", "__version__", "check_folder",
+           "load_recipe", "load_transform", "make_montages", "normalize_folder", "output_seed",
+           "parse_recipe", "plan_run", "ricap_batch", "run_recipe"]

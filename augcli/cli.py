@@ -392,19 +392,18 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
         augcli normalize test -o test_white -m zca --stats zca.npz
     """
     _start_worker_server("augcli.normalize", workers, cluster, dry_run)
-    from .geometry import parse_size
-    from .normalize import normalize_folder, plan_normalize
+    from .normalize import NormalizeSettings, normalize_folder, plan_normalize
 
     _check_json_flags(as_json, dry_run)
-    options = {"method": method, "fmt": fmt, "size": parse_size(size) if size else None,
-               "resize": resize, "color": color, "per_channel": per_channel,
-               "zca_epsilon": zca_epsilon, "stats": stats, "fit_only": fit_only,
-               "overwrite": overwrite}
+    settings = NormalizeSettings.of(input_dir, output_dir, method=method, fmt=fmt, size=size,
+                                    resize=resize, color=color, per_channel=per_channel,
+                                    zca_epsilon=zca_epsilon, stats=stats, fit_only=fit_only,
+                                    overwrite=overwrite)
     if dry_run:
-        _print_normalize_plan(plan_normalize(input_dir, output_dir, **options))
+        _print_normalize_plan(plan_normalize(settings))
         return
-    report = normalize_folder(input_dir, output_dir, **options, workers=workers,
-                              cluster=cluster, progress=not quiet, notify=print_failure)
+    report = normalize_folder(settings, workers=workers, cluster=cluster, progress=not quiet,
+                              notify=print_failure)
     print_summary(report, as_json, quiet)
     sys.exit(report.exit_code)
 
@@ -509,14 +508,14 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
             --epochs 100 --beta-schedule 0.01:1.0:20:90
     """
     _start_worker_server("augcli.ricap", workers, cluster, dry_run)
-    from .ricap import make_montages
+    from .ricap import RicapSettings, make_montages
 
-    report = make_montages(input_dir, output_dir, count=count, size=size, beta=beta, seed=seed,
-                           batch_size=batch_size, per_sample=per_sample, fmt=fmt,
-                           hard_label=hard_label, epochs=epochs, beta_schedule=beta_schedule,
-                           overwrite=overwrite, dry_run=dry_run, workers=workers,
-                           cluster=cluster, progress=not quiet and not as_json,
-                           notify=print_failure)
+    settings = RicapSettings.of(input_dir, output_dir, count=count, size=size, beta=beta,
+                                seed=seed, batch_size=batch_size, per_sample=per_sample, fmt=fmt,
+                                hard_label=hard_label, epochs=epochs,
+                                beta_schedule=beta_schedule, overwrite=overwrite)
+    report = make_montages(settings, dry_run=dry_run, workers=workers, cluster=cluster,
+                           progress=not quiet and not as_json, notify=print_failure)
     print_summary(report, as_json, quiet and not dry_run)
     sys.exit(report.exit_code)
 

@@ -45,6 +45,7 @@ from PIL import Image
 from . import geometry, imagefiles, locations, manifest, storage
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .executors import Executor, default_workers, open_executor
+from .geometry import parse_size
 from .report import JobReport, elapsed_spinner, progress_bar
 from .storage import StoreSpec
 
@@ -695,26 +696,22 @@ def _in_input_order(results):
             expected += 1
 
 
-def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None = None,
-                   size: tuple | None = None, resize: str = "stretch", color: str | None = None,
-                   per_channel: bool = False, zca_epsilon: float | None = None, stats=None,
-                   fit_only: bool = False, overwrite: bool = False) -> NormalizePlan:
-    """Check the flags and folders, list the images and what an earlier run finished.
+def plan_normalize(settings: NormalizeSettings) -> NormalizePlan:
+    """Check the folders, list the images and what an earlier run finished.
 
-    Raises ``UsageError`` for flags that cannot work together and for an output
-    folder holding files this normalize did not write, or wrote with other
-    settings (unless ``overwrite``). Reads no image and writes nothing.
+    Raises ``UsageError`` for an output folder holding files this normalize did
+    not write, or wrote with other settings (unless ``overwrite``). Reads no
+    image and writes nothing.
     """
-    fmt = fmt or ("png" if method == "minmax" else "npy")
-    _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, stats, fit_only,
-                   output_dir)
+    method, fmt, size, fit_only = settings.method, settings.fmt, settings.size, settings.fit_only
+    stats = settings.stats
     saved = load_stats(stats, method) if stats is not None and not fit_only else None
     if method == "zca" and size is None and saved is None:
         size = DEFAULT_ZCA_SIZE
-    preparation = _resolve_preparation(method, size, resize, color, saved)
+    preparation = _resolve_preparation(method, size, settings.resize, settings.color, saved)
     if method == "zca" and saved is None:
         check_zca_memory(preparation, ZCA_FIT_MATRICES)
-    input_dir, output_dir = locations.location(input_dir), locations.location(output_dir)
+    input_dir, output_dir = settings.input, settings.output
     input_spec, output_spec = _check_paths(input_dir, output_dir, fit_only)
     images, others = input_spec.open().scan()
     imagefiles.require_images(images, input_dir)
@@ -724,46 +721,40 @@ def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None =
                        outputs[relative.as_posix()] if outputs else None,
                        preparation, "", number=number)
              for number, relative in enumerate(images)]
-    plan = NormalizePlan(method, fmt, preparation, per_channel,
-                         zca_epsilon or DEFAULT_ZCA_EPSILON, saved,
-                         Path(stats) if stats is not None else None, input_dir, output_dir,
-                         tasks, others, outputs, overwrite=overwrite, output_store=output_spec)
+    plan = NormalizePlan(method, fmt, preparation, settings.per_channel,
+                         settings.zca_epsilon or DEFAULT_ZCA_EPSILON, saved, stats, input_dir,
+                         output_dir, tasks, others, outputs, overwrite=settings.overwrite,
+                         output_store=output_spec)
     if plan.fits and not tasks:
         raise UsageError(f"no images in {input_dir} to fit {method} statistics on "
                          f"({imagefiles.looked_for()})")
     if output_dir is not None:
         plan.settings = json.loads(json.dumps({"method": method, "format": fmt,
                                                **_preparation_record(preparation),
-                                               "per_channel": per_channel}))
+                                               "per_channel": settings.per_channel}))
         manifest.check_inside(manifest.where(plan.output()), [MANIFEST_NAME, *outputs.values()])
         plan.finished, plan.stale = _earlier_outputs(plan)
     return plan
 
 
-def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None = None,
-                     size: tuple | None = None, resize: str = "stretch", color: str | None = None,
-                     per_channel: bool = False, zca_epsilon: float | None = None, stats=None,
-                     fit_only: bool = False, overwrite: bool = False, workers: int | None = None,
+def normalize_folder(settings: NormalizeSettings, *, workers: int | None = None,
                      progress: bool = False, notify=None, cluster=None,
                      client=None) -> NormalizeReport:
-    """Normalize every image of ``input_dir`` into ``output_dir``; what ``augcli normalize`` calls.
+    """Normalize every image of the input into the output; what ``augcli normalize`` calls.
 
-    featurewise and zca fit their statistics on ``input_dir`` unless ``stats``
+    featurewise and zca fit their statistics on the input unless ``settings.stats``
     names a file to apply; with ``fit_only`` they save them to ``stats`` and
     write no image. Files an earlier run with the same settings and statistics
     wrote are kept and skipped (see ``manifest.jsonl``); ``overwrite`` replaces
     an earlier run's outputs whatever made them. ``notify`` receives one line
     per failed input.
 
-    ``input_dir`` and ``output_dir`` may be object-store URLs (s3://, az://, gs://);
     ``cluster`` (``"local"``, a Dask scheduler address or file) or ``client`` (a
     ``distributed.Client``) runs the passes on Dask, as ``run_recipe`` does: same bytes.
     """
     started = time.perf_counter()
-    plan = plan_normalize(input_dir, output_dir, method=method, fmt=fmt, size=size,
-                          resize=resize, color=color, per_channel=per_channel,
-                          zca_epsilon=zca_epsilon, stats=stats, fit_only=fit_only,
-                          overwrite=overwrite)
+    method, fit_only = settings.method, settings.fit_only
+    plan = plan_normalize(settings)
     report = NormalizeReport(ignored=plan.ignored, notify=notify, method=method,
                              output_dir=str(plan.output_dir) if plan.output_dir else None)
     with open_executor(workers or default_workers(), cluster, client) as executor, \
@@ -775,7 +766,7 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
         if plan.fits:
             fitted = _fit(method, plan.tasks, passes, plan.epsilon)
             if fit_only:
-                assert plan.stats_path is not None  # --fit-only requires --stats (_check_options)
+                assert plan.stats_path is not None  # --fit-only requires --stats (settings)
                 save_stats(plan.stats_path, fitted)
                 report.stats_path = str(plan.stats_path)
         if not fit_only:
@@ -920,38 +911,73 @@ def _same_statistics(plan: NormalizePlan, stats: str | None) -> dict:
 
 # --- checks before any image is read ---------------------------------------------------
 
-def _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, stats, fit_only,
-                   output_dir) -> None:
-    """Refuse, before any image is read, every flag combination that cannot work."""
-    applying_saved = stats is not None and not fit_only
-    rules = [
-        (method not in METHODS, f"unknown method {method!r}; choose one of {', '.join(METHODS)}"),
-        (fmt not in FORMATS, f"unknown format {fmt!r}; choose npy or png"),
-        (resize not in RESIZE_MODES,
-         f"unknown resize mode {resize!r}; choose stretch or letterbox"),
-        (color not in (*COLORS, None), f"unknown colour mode {color!r}; choose rgb or grey"),
-        (per_channel and method != "minmax", "--per-channel only applies to --method minmax"),
-        (zca_epsilon is not None and method != "zca", "--zca-epsilon only applies to --method zca"),
-        (zca_epsilon is not None and zca_epsilon <= 0, "--zca-epsilon must be > 0"),
-        (zca_epsilon is not None and applying_saved,
-         "--zca-epsilon is part of the saved statistics; it cannot change when applying them"),
-        (resize == "letterbox" and size is None, "--resize letterbox needs --size"),
-        (size is not None and size[0] * size[1] > imagefiles.DEFAULT_MAX_PIXELS,
-         f"--size is over the limit of {imagefiles.DEFAULT_MAX_PIXELS:,} pixels"),
-        (color == "grey" and method in ("caffe", "torch"),
-         f"--method {method} subtracts a mean per RGB channel; it cannot use --color grey"),
-        ((stats is not None or fit_only) and method not in FITTED_METHODS,
-         "--stats and --fit-only only apply to --method featurewise or zca"),
-        (fit_only and stats is None, "--fit-only needs --stats FILE to save the statistics to"),
-        (locations.is_url(stats), f"--stats needs a local file, not {stats}: the statistics are "
-                                "read and saved on this machine (input and output may be URLs)"),
-        (fit_only and output_dir is not None,
-         "--fit-only writes only the statistics file; drop -o/--output"),
-        (not fit_only and output_dir is None, "no output folder: pass -o/--output"),
-    ]
-    for broken, message in rules:
-        if broken:
-            raise UsageError(message)
+@dataclass(frozen=True)
+class NormalizeSettings:
+    """Every option of one normalize, checked once (``of``): what ``plan_normalize`` and
+    ``normalize_folder`` take. How the work runs (workers, cluster, progress) is not here."""
+
+    input: Path | str  # a folder, or a URL
+    output: Path | str | None  # None: fit only
+    method: str
+    fmt: str
+    size: tuple | None = None  # (width, height); None: as read (zca: 32x32, see plan_normalize)
+    resize: str = "stretch"
+    color: str | None = None  # None: rgb, or the saved statistics'
+    per_channel: bool = False
+    zca_epsilon: float | None = None  # None: Keras' 1e-6
+    stats: Path | None = None  # statistics file to apply, or to save with fit_only
+    fit_only: bool = False
+    overwrite: bool = False
+
+    @classmethod
+    def of(cls, input, output=None, *, method: str, fmt: str | None = None, size=None,
+           resize: str = "stretch", color: str | None = None, per_channel: bool = False,
+           zca_epsilon: float | None = None, stats=None, fit_only: bool = False,
+           overwrite: bool = False) -> NormalizeSettings:
+        """Refuse, before any image is read, every flag combination that cannot work.
+
+        ``size`` is (width, height) or a "WxH" string; ``input`` and ``output`` are
+        folders or object-store URLs (s3://, az://, gs://)."""
+        fmt = fmt or ("png" if method == "minmax" else "npy")
+        # (width, height) or "WxH"; an empty --size "" is no size
+        size = (parse_size(size) if isinstance(size, str) else tuple(size)) if size else None
+        applying_saved = stats is not None and not fit_only
+        rules = [
+            (method not in METHODS,
+             f"unknown method {method!r}; choose one of {', '.join(METHODS)}"),
+            (fmt not in FORMATS, f"unknown format {fmt!r}; choose npy or png"),
+            (resize not in RESIZE_MODES,
+             f"unknown resize mode {resize!r}; choose stretch or letterbox"),
+            (color not in (*COLORS, None), f"unknown colour mode {color!r}; choose rgb or grey"),
+            (per_channel and method != "minmax", "--per-channel only applies to --method minmax"),
+            (zca_epsilon is not None and method != "zca",
+             "--zca-epsilon only applies to --method zca"),
+            (zca_epsilon is not None and zca_epsilon <= 0, "--zca-epsilon must be > 0"),
+            (zca_epsilon is not None and applying_saved,
+             "--zca-epsilon is part of the saved statistics; it cannot change when applying "
+             "them"),
+            (resize == "letterbox" and size is None, "--resize letterbox needs --size"),
+            (size is not None and size[0] * size[1] > imagefiles.DEFAULT_MAX_PIXELS,
+             f"--size is over the limit of {imagefiles.DEFAULT_MAX_PIXELS:,} pixels"),
+            (color == "grey" and method in ("caffe", "torch"),
+             f"--method {method} subtracts a mean per RGB channel; it cannot use --color grey"),
+            ((stats is not None or fit_only) and method not in FITTED_METHODS,
+             "--stats and --fit-only only apply to --method featurewise or zca"),
+            (fit_only and stats is None,
+             "--fit-only needs --stats FILE to save the statistics to"),
+            (locations.is_url(stats),
+             f"--stats needs a local file, not {stats}: the statistics are read and saved on "
+             "this machine (input and output may be URLs)"),
+            (fit_only and output is not None,
+             "--fit-only writes only the statistics file; drop -o/--output"),
+            (not fit_only and output is None, "no output folder: pass -o/--output"),
+        ]
+        for broken, message in rules:
+            if broken:
+                raise UsageError(message)
+        return cls(locations.location(input), locations.location(output), method, fmt, size,
+                   resize, color, per_channel, zca_epsilon,
+                   Path(stats) if stats is not None else None, fit_only, overwrite)
 
 
 def _resolve_preparation(method, size, resize, color, saved) -> Preparation:

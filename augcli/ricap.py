@@ -38,7 +38,7 @@ import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -52,8 +52,9 @@ from .report import JobReport, progress_bar
 from .storage import StoreSpec
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
-           "RicapReport", "area_weights", "compose", "draw_montages", "label_weights",
-           "make_montages", "parse_size", "plan_montages", "quadrant_boxes", "ricap_batch"]
+           "RicapReport", "RicapSettings", "area_weights", "compose", "draw_montages",
+           "label_weights", "make_montages", "parse_size", "plan_montages", "quadrant_boxes",
+           "ricap_batch"]
 
 DEFAULT_BETA = 0.3        # the paper's choice for ImageNet/CIFAR
 DEFAULT_BATCH_SIZE = 32   # montages sharing one boundary (Keras' default batch size)
@@ -504,8 +505,11 @@ class RicapReport(JobReport):
 
 @dataclass(frozen=True)
 class RicapSettings:
-    """Every option that decides the montages: what a resumed run must match."""
+    """Every option of one ricap, checked once (``of``): what ``make_montages`` takes.
+    The fields of ``RECORDED`` decide the montages: what a resumed run must match."""
 
+    input: Path | str  # a folder of class folders, or a URL
+    output: Path | str
     count: int
     size: tuple
     beta: float
@@ -516,6 +520,60 @@ class RicapSettings:
     hard_label: str | None
     epochs: int | None = None
     beta_schedule: str | None = None  # BETA_MIN:BETA_MAX:START:END, with epochs
+    overwrite: bool = False
+
+    RECORDED = ("count", "size", "beta", "seed", "batch_size", "per_sample", "fmt",
+                "hard_label", "epochs", "beta_schedule")
+
+    @classmethod
+    def of(cls, input, output, *, count: int, size, beta: float | None = None,
+           seed: int = DEFAULT_SEED, batch_size: int = DEFAULT_BATCH_SIZE,
+           per_sample: bool = False, fmt: str = "png", hard_label: str | None = None,
+           epochs: int | None = None, beta_schedule=None,
+           overwrite: bool = False) -> RicapSettings:
+        """Check the options (UsageError naming the flag) and freeze them.
+
+        ``size`` is (width, height) or a "WxH" string. ``beta`` defaults to 0.3.
+        With ``epochs`` E, each of E folders ``epoch_000`` ... gets ``count``
+        montages of its own (drawn from (seed, epoch)); ``beta_schedule``
+        ("BETA_MIN:BETA_MAX:START:END" or a ``BetaSchedule``) sets each epoch's
+        beta. ``input`` and ``output`` are folders or object-store URLs (s3://,
+        az://, gs://); ``overwrite`` replaces the outputs of an earlier run.
+        """
+        size = parse_size(size) if isinstance(size, str) else tuple(size)
+        if isinstance(beta_schedule, BetaSchedule):
+            beta_schedule = beta_schedule.to_text()
+        rules = [
+            (count < 1, "--count must be at least 1"),
+            (count * (epochs or 1) > MAX_MONTAGES,
+             f"--count x --epochs is {count * (epochs or 1):,}, over the limit of "
+             f"{MAX_MONTAGES:,} montages a run (the plan is held in memory); split the run"),
+            (beta is not None and not (isinstance(beta, (int, float)) and math.isfinite(beta)
+                                       and beta > 0),
+             f"--beta must be a number > 0 (got {beta!r})"),
+            (beta is not None and beta_schedule is not None,
+             "--beta and --beta-schedule: give one (the schedule sets beta per epoch)"),
+            (beta_schedule is not None and epochs is None, "--beta-schedule needs --epochs"),
+            (epochs is not None and epochs < 1, "--epochs must be at least 1"),
+            (batch_size < 1, "--batch-size must be at least 1"),
+            (fmt not in FORMATS, f"unknown format {fmt!r}; choose png or jpg"),
+            (hard_label not in HARD_LABELS + (None,),
+             f"unknown hard label {hard_label!r}; choose majority"),
+            (seed < 0, "--seed must be >= 0"),
+            (size[0] * size[1] > imagefiles.DEFAULT_MAX_PIXELS,
+             f"--size is over the limit of {imagefiles.DEFAULT_MAX_PIXELS:,} pixels"),
+        ]
+        for broken, message in rules:
+            if broken:
+                raise UsageError(message)
+        if beta_schedule is not None:
+            try:
+                beta_schedule = BetaSchedule.parse(beta_schedule).to_text()
+            except ValueError as exc:
+                raise UsageError(f"--beta-schedule: {exc}") from None
+        beta = DEFAULT_BETA if beta is None else float(beta)
+        return cls(locations.location(input), locations.location(output), count, size, beta, seed,
+                   batch_size, per_sample, fmt, hard_label, epochs, beta_schedule, overwrite)
 
     def epoch_betas(self) -> list:
         """(folder relative to the output folder, beta) per epoch; one ('', beta) without."""
@@ -569,45 +627,6 @@ def scan_classes(input_dir) -> tuple[list, list, list]:
     return pairs, sorted({label for _, label in pairs}), others
 
 
-def _settings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label, epochs,
-              beta_schedule) -> RicapSettings:
-    """Check the options (UsageError naming the flag) and freeze them."""
-    size = parse_size(size) if isinstance(size, str) else tuple(size)
-    if isinstance(beta_schedule, BetaSchedule):
-        beta_schedule = beta_schedule.to_text()
-    rules = [
-        (count < 1, "--count must be at least 1"),
-        (count * (epochs or 1) > MAX_MONTAGES,
-         f"--count x --epochs is {count * (epochs or 1):,}, over the limit of "
-         f"{MAX_MONTAGES:,} montages a run (the plan is held in memory); split the run"),
-        (beta is not None and not (isinstance(beta, (int, float)) and math.isfinite(beta)
-                                   and beta > 0),
-         f"--beta must be a number > 0 (got {beta!r})"),
-        (beta is not None and beta_schedule is not None,
-         "--beta and --beta-schedule: give one (the schedule sets beta per epoch)"),
-        (beta_schedule is not None and epochs is None, "--beta-schedule needs --epochs"),
-        (epochs is not None and epochs < 1, "--epochs must be at least 1"),
-        (batch_size < 1, "--batch-size must be at least 1"),
-        (fmt not in FORMATS, f"unknown format {fmt!r}; choose png or jpg"),
-        (hard_label not in HARD_LABELS + (None,),
-         f"unknown hard label {hard_label!r}; choose majority"),
-        (seed < 0, "--seed must be >= 0"),
-        (size[0] * size[1] > imagefiles.DEFAULT_MAX_PIXELS,
-         f"--size is over the limit of {imagefiles.DEFAULT_MAX_PIXELS:,} pixels"),
-    ]
-    for broken, message in rules:
-        if broken:
-            raise UsageError(message)
-    if beta_schedule is not None:
-        try:
-            beta_schedule = BetaSchedule.parse(beta_schedule).to_text()
-        except ValueError as exc:
-            raise UsageError(f"--beta-schedule: {exc}") from None
-    beta = DEFAULT_BETA if beta is None else float(beta)
-    return RicapSettings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label,
-                         epochs, beta_schedule)
-
-
 def _plan_epochs(settings: RicapSettings, images: list) -> list:
     """Every montage of the run, per output folder (one, or one per epoch)."""
     epochs = []
@@ -625,7 +644,7 @@ def _settings_record(settings: RicapSettings, images: list) -> dict:
     # surrogateescape: a name that is not UTF-8 counts as its own bytes.
     listing = "\n".join(f"{path}\t{label}" for path, label in images).encode(
         "utf-8", "surrogateescape")
-    record = asdict(settings)
+    record = {name: getattr(settings, name) for name in settings.RECORDED}
     record["size"] = list(settings.size)
     record["sources"] = {"count": len(images),
                          "sha256": hashlib.sha256(listing).hexdigest()[:16]}
@@ -817,32 +836,23 @@ def _write_indexes(store, epochs: list, done: set, classes: list, size: tuple) -
                 raise output_error(store.name(epoch.key(name)), exc) from None
 
 
-def make_montages(input_dir, output_dir, *, count: int, size, beta: float | None = None,
-                  seed: int = DEFAULT_SEED, batch_size: int = DEFAULT_BATCH_SIZE,
-                  per_sample: bool = False, fmt: str = "png", hard_label: str | None = None,
-                  epochs: int | None = None, beta_schedule=None, overwrite: bool = False,
-                  dry_run: bool = False, workers: int | None = None, progress: bool = False,
-                  notify=None, cluster=None, client=None) -> RicapReport:
-    """Write ``count`` RICAP montages of ``input_dir``'s class folders; what ``augcli ricap`` calls.
+def make_montages(settings: RicapSettings, *, dry_run: bool = False, workers: int | None = None,
+                  progress: bool = False, notify=None, cluster=None,
+                  client=None) -> RicapReport:
+    """Write the RICAP montages of ``settings`` (``RicapSettings.of``) from the input's class
+    folders; what ``augcli ricap`` calls.
 
-    ``size`` is (width, height) or a "WxH" string. ``beta`` defaults to 0.3.
-    With ``epochs`` E, each of E folders ``epoch_000`` ... gets ``count``
-    montages of its own (drawn from (seed, epoch)); ``beta_schedule``
-    ("BETA_MIN:BETA_MAX:START:END" or a ``BetaSchedule``) sets each epoch's
-    beta. A rerun of the same settings over the same images finishes what an
+    A rerun of the same settings over the same images finishes what an
     interrupted run left; other earlier outputs need ``overwrite``.
     ``dry_run`` plans and counts, and writes nothing. ``notify`` receives one
     line per unreadable source and per montage that could not be made.
 
-    ``input_dir`` and ``output_dir`` may be object-store URLs (s3://, az://, gs://);
     ``cluster`` (``"local"``, a Dask scheduler address or file) or ``client`` (a
     ``distributed.Client``) makes the montages on Dask, as ``run_recipe`` does: same
     bytes.
     """
     started = time.perf_counter()
-    settings = _settings(count, size, beta, seed, batch_size, per_sample, fmt, hard_label,
-                         epochs, beta_schedule)
-    input_dir, output_dir = locations.location(input_dir), locations.location(output_dir)
+    input_dir, output_dir, overwrite = settings.input, settings.output, settings.overwrite
     stores = storage.open_pair(input_dir, output_dir)
     store = stores[1].open()
     images, classes, others = scan_classes(input_dir)

@@ -28,10 +28,11 @@ from bench_run import HEIGHT, JPEG_QUALITY, WIDTH, generate_inputs
 
 def time_normalize(method: str, input_dir: Path, output_dir: Path, workers: int,
                    expected: int) -> float:
-    from augcli.normalize import normalize_folder
+    from augcli.normalize import NormalizeSettings, normalize_folder
 
     started = time.perf_counter()
-    report = normalize_folder(input_dir, output_dir, method=method, workers=workers)
+    report = normalize_folder(NormalizeSettings.of(input_dir, output_dir, method=method),
+                              workers=workers)
     seconds = time.perf_counter() - started
     if report.failures or report.written != expected:
         raise RuntimeError(f"{method}: wrote {report.written} of {expected}, "

@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from augcli.cli import main
-from augcli.normalize import normalize_folder
+from augcli.normalize import NormalizeSettings, normalize_folder
 from augcli.normalize import read_manifest as read_normalize_manifest
-from augcli.ricap import make_montages
+from augcli.ricap import RicapSettings, make_montages
 from augcli.runner import read_manifest, run_recipe
 from augcli.storage import LOCK_STALE_SECONDS, StoreSpec
 
@@ -70,28 +70,30 @@ def test_normalize_on_s3_with_the_pool_and_on_dask_gives_the_folder_bytes(
     s3.put(f"{classes}/", f"{bucket}/raw/", recursive=True)
     for method, size in (("featurewise", None), ("zca", (6, 5))):
         folder = tmp_path / method
-        report = normalize_folder(classes, folder, method=method, size=size, workers=1)
+        report = normalize_folder(NormalizeSettings.of(classes, folder, method=method,
+                                                       size=size), workers=1)
         assert report.exit_code == 0 and report.written == 6
         expected = folder_files(folder)
         header, records = read_normalize_manifest(folder)
 
         pool = f"s3://{bucket}/{method}-pool"
-        report = normalize_folder(classes, pool, method=method, size=size, workers=2)
+        report = normalize_folder(NormalizeSettings.of(classes, pool, method=method, size=size),
+                                  workers=2)
         assert report.exit_code == 0 and report.written == 6
         assert store_files(s3, pool[5:]) == expected
         assert read_normalize_manifest(pool) == (header, records)
 
         dask = f"s3://{bucket}/{method}-dask"
-        report = normalize_folder(f"s3://{bucket}/raw", dask, method=method, size=size,
-                                  client=client)
+        report = normalize_folder(NormalizeSettings.of(f"s3://{bucket}/raw", dask,
+                                                       method=method, size=size), client=client)
         assert report.exit_code == 0 and report.images_read == 6
         assert store_files(s3, dask[5:]) == expected
         assert read_normalize_manifest(dask)[1] == records
         assert not s3.exists(f"{dask[5:]}/{LOCK}")
 
     # A rerun skips every finished object; another method into the same prefix is refused.
-    again = normalize_folder(f"s3://{bucket}/raw", f"s3://{bucket}/zca-dask", method="zca",
-                             size=(6, 5), client=client)
+    again = normalize_folder(NormalizeSettings.of(f"s3://{bucket}/raw", f"s3://{bucket}/zca-dask",
+                                                  method="zca", size=(6, 5)), client=client)
     assert again.written == 0 and again.skipped == 6
     result = CliRunner().invoke(main, ["normalize", str(classes), "-o",
                                        f"s3://{bucket}/zca-dask", "-m", "tf", "-q"])
@@ -116,8 +118,8 @@ def test_normalize_stats_stay_a_local_file(servers, classes, tmp_path):
     result = runner.invoke(main, ["normalize", f"s3://{bucket}/raw", "-m", "featurewise",
                                   "--fit-only", "--stats", str(stats), "-q"])
     assert result.exit_code == 0, result.output
-    local = normalize_folder(classes, tmp_path / "local", method="featurewise", stats=stats,
-                             workers=1)
+    local = normalize_folder(NormalizeSettings.of(classes, tmp_path / "local",
+                                                  method="featurewise", stats=stats), workers=1)
     assert local.written == 6
     result = runner.invoke(main, ["normalize", f"s3://{bucket}/raw", "-o", f"s3://{bucket}/out",
                                   "-m", "featurewise", "--stats", str(stats), "-q"])
@@ -133,7 +135,7 @@ RICAP = {"count": 9, "size": (24, 20), "seed": 3, "batch_size": 4, "hard_label":
 
 def test_ricap_on_a_store_and_on_dask_gives_the_folder_bytes_and_resumes(
         servers, classes, client, tmp_path):
-    make_montages(classes, tmp_path / "folder", **RICAP, workers=1)
+    make_montages(RicapSettings.of(classes, tmp_path / "folder", **RICAP), workers=1)
     expected = folder_files(tmp_path / "folder")
     assert sum(key.endswith(".png") for key in expected) == 2 * 9 * 2  # montages and copies
 
@@ -141,7 +143,8 @@ def test_ricap_on_a_store_and_on_dask_gives_the_folder_bytes_and_resumes(
     container = new_bucket(fs, "ricap")
     fs.put(f"{classes}/", f"{container}/raw/", recursive=True)
     out = f"{scheme}://{container}/montages"
-    report = make_montages(f"{scheme}://{container}/raw", out, **RICAP, client=client)
+    settings = RicapSettings.of(f"{scheme}://{container}/raw", out, **RICAP)
+    report = make_montages(settings, client=client)
     assert report.exit_code == 0 and report.written == 18
     assert without_index_files(store_files(fs, f"{container}/montages")) == \
         {key: data for key, data in expected.items() if key != "manifest.jsonl"}
@@ -150,7 +153,7 @@ def test_ricap_on_a_store_and_on_dask_gives_the_folder_bytes_and_resumes(
     copy = next(key for key in sorted(expected) if key.startswith("epoch_001/majority/"))
     for key in ("epoch_000/ricap_00002.png", copy):  # a montage, and a montage's copy
         fs.rm_file(f"{container}/montages/{key}")
-    report = make_montages(f"{scheme}://{container}/raw", out, **RICAP, workers=2)
+    report = make_montages(settings, workers=2)
     assert report.skipped == 16 and report.written == 2
     assert without_index_files(store_files(fs, f"{container}/montages")) == \
         {key: data for key, data in expected.items() if key != "manifest.jsonl"}

@@ -9,6 +9,7 @@ wrote), driven through the CLI with Click's CliRunner.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from itertools import pairwise
@@ -457,6 +458,26 @@ def test_impossible_flag_combinations_exit_2_before_writing(tmp_path, args, mess
     assert not (tmp_path / "out").exists()
 
 
+def test_settings_are_checked_when_built_before_any_folder_is_read(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(normalize.UsageError, match="no output folder: pass -o/--output"):
+        normalize.NormalizeSettings.of(missing, method="tf")
+    with pytest.raises(normalize.UsageError, match="--zca-epsilon must be > 0"):
+        normalize.NormalizeSettings.of(missing, tmp_path / "out", method="zca", zca_epsilon=0)
+    with pytest.raises(normalize.UsageError, match="--size expects WIDTHxHEIGHT"):
+        normalize.NormalizeSettings.of(missing, tmp_path / "out", method="tf", size="8")
+    settings = normalize.NormalizeSettings.of(str(missing), "gs://bucket/out/", method="minmax",
+                                              size="12x8", resize="letterbox")
+    assert (settings.input, settings.output) == (missing, "gs://bucket/out")
+    assert (settings.fmt, settings.size, settings.color) == ("png", (12, 8), None)
+    fit = normalize.NormalizeSettings.of(missing, method="zca", fit_only=True,
+                                         stats=str(tmp_path / "zca.npz"))
+    assert (fit.fmt, fit.output, fit.stats) == ("npy", None, tmp_path / "zca.npz")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.method = "tf"
+    assert not missing.exists() and not (tmp_path / "out").exists()
+
+
 def test_statistics_of_another_method_are_refused(tmp_path):
     make_folder(tmp_path / "in", correlated_images(3))
     stats = tmp_path / "stats.json"
@@ -704,8 +725,8 @@ def test_zca_resumed_after_an_interruption_is_byte_identical(tmp_path, monkeypat
 
     monkeypatch.setattr(normalize, "_write", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        normalize.normalize_folder(tmp_path / "in", tmp_path / "out", method="zca", size=(8, 8),
-                                   workers=1)
+        normalize.normalize_folder(normalize.NormalizeSettings.of(
+            tmp_path / "in", tmp_path / "out", method="zca", size=(8, 8)), workers=1)
     assert len(list((tmp_path / "out").glob("*.npy"))) == 7
     assert len(manifest(tmp_path / "out")) == 1 + 7
     monkeypatch.setattr(normalize, "_write", real_write)

@@ -9,6 +9,7 @@ values are computed here, from the recorded plan and the sources' own pixels.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -203,8 +204,9 @@ def test_sources_are_drawn_uniformly_over_all_images():
 def test_montages_are_made_of_the_recorded_crops(tmp_path, classes):
     folder, sources = classes
     output = tmp_path / "out"
-    report = ricap.make_montages(folder, output, count=25, size=(WIDTH, HEIGHT), beta=1.0,
-                                 seed=4, per_sample=True, workers=1)
+    settings = ricap.RicapSettings.of(folder, output, count=25, size=(WIDTH, HEIGHT), beta=1.0,
+                                      seed=4, per_sample=True)
+    report = ricap.make_montages(settings, workers=1)
     assert report.exit_code == 0 and report.written == 25 and report.failures == []
     made = records(output)
     assert [r["filename"] for r in made] == [f"ricap_{i:05d}.png" for i in range(1, 26)]
@@ -232,7 +234,8 @@ def test_sources_of_other_sizes_are_stretched_as_normalize_does(tmp_path):
         "wide/z.png": cv2.resize(wide, size, interpolation=cv2.INTER_LINEAR),
     }
     output = tmp_path / "out"
-    ricap.make_montages(folder, output, count=15, size=size, beta=1.0, seed=0, workers=1)
+    ricap.make_montages(ricap.RicapSettings.of(folder, output, count=15, size=size, beta=1.0,
+                                               seed=0), workers=1)
     made = records(output)
     assert {q["source"] for r in made for q in r["quadrants"]} == set(expected)
     for record in made:
@@ -251,7 +254,8 @@ def test_grey_alpha_and_16_bit_sources_become_8_bit_rgb():
 def test_labels_sum_to_one_and_equal_the_areas(tmp_path, classes):
     folder, _ = classes
     output = tmp_path / "out"
-    ricap.make_montages(folder, output, count=40, size=(WIDTH, HEIGHT), seed=8, workers=1)
+    ricap.make_montages(ricap.RicapSettings.of(folder, output, count=40, size=(WIDTH, HEIGHT),
+                                               seed=8), workers=1)
     header, rows = label_rows(output)
     assert header == ["filename", "ant", "bee", "cow"]
     made = {r["filename"]: r for r in records(output)}
@@ -278,8 +282,9 @@ def test_zero_size_patches_in_a_real_run(tmp_path, classes):
     """Beta(0.01, 0.01) gives w' of exactly 0 or 1 about a third of the time."""
     folder, sources = classes
     output = tmp_path / "out"
-    report = ricap.make_montages(folder, output, count=30, size=(WIDTH, HEIGHT), beta=0.01,
-                                 seed=0, per_sample=True, workers=1)
+    settings = ricap.RicapSettings.of(folder, output, count=30, size=(WIDTH, HEIGHT),
+                                      beta=0.01, seed=0, per_sample=True)
+    report = ricap.make_montages(settings, workers=1)
     assert report.exit_code == 0 and report.written == 30
     made = records(output)
     empty = [q for r in made for q in r["quadrants"] if q["area"] == 0]
@@ -292,8 +297,8 @@ def test_zero_size_patches_in_a_real_run(tmp_path, classes):
 def test_majority_export_holds_each_montage_under_its_largest_class(tmp_path, classes):
     folder, _ = classes
     output = tmp_path / "out"
-    ricap.make_montages(folder, output, count=30, size=(WIDTH, HEIGHT), seed=2,
-                        hard_label="majority", workers=1)
+    ricap.make_montages(ricap.RicapSettings.of(folder, output, count=30, size=(WIDTH, HEIGHT),
+                                               seed=2, hard_label="majority"), workers=1)
     header, rows = label_rows(output)
     exported = sorted(p.relative_to(output / "majority").as_posix()
                       for p in (output / "majority").rglob("*.png"))
@@ -315,8 +320,9 @@ def test_unreadable_source_fails_only_the_montages_that_need_it(tmp_path, classe
     (folder / "bee" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     output = tmp_path / "out"
     lines = []
-    report = ricap.make_montages(folder, output, count=30, size=(WIDTH, HEIGHT), beta=1.0,
-                                 seed=1, workers=1, notify=lines.append)
+    settings = ricap.RicapSettings.of(folder, output, count=30, size=(WIDTH, HEIGHT), beta=1.0,
+                                      seed=1)
+    report = ricap.make_montages(settings, workers=1, notify=lines.append)
     plans = ricap.plan_montages(ricap.scan_classes(folder)[0], 30, (WIDTH, HEIGHT), beta=1.0,
                                 seed=1)
     needing = {p.filename for p in plans if "bee/broken.png" in p.sources}
@@ -377,6 +383,34 @@ def test_bad_flags_exit_2(tmp_path, classes, args, message):
     folder, _ = classes
     result = invoke(folder, "-o", tmp_path / "out", "-n", 3, *args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_settings_are_checked_when_built_before_any_folder_is_read(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(ricap.UsageError, match="--count must be at least 1"):
+        ricap.RicapSettings.of(missing, tmp_path / "out", count=0, size=(40, 30))
+    with pytest.raises(ricap.UsageError, match="--beta-schedule needs --epochs"):
+        ricap.RicapSettings.of(missing, tmp_path / "out", count=3, size="40x30",
+                               beta_schedule=ricap.BetaSchedule(0.1, 1.0, 0, 5))
+    settings = ricap.RicapSettings.of(str(missing), "s3://bucket/out/", count=3, size="40x30",
+                                      epochs=2, beta_schedule="0.1:1:0:5")
+    assert (settings.input, settings.output) == (missing, "s3://bucket/out")
+    assert (settings.size, settings.beta, settings.beta_schedule) == ((40, 30), 0.3,
+                                                                      "0.1:1.0:0:5")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.count = 4
+    assert not missing.exists() and not (tmp_path / "out").exists()
+
+
+def test_ricap_json_records_what_decides_the_montages_not_where_they_go(tmp_path, classes):
+    folder, _ = classes
+    output = tmp_path / "out"
+    ricap.make_montages(ricap.RicapSettings.of(folder, output, count=2, size=(WIDTH, HEIGHT),
+                                               overwrite=True), workers=1)
+    record = json.loads((output / "ricap.json").read_text(encoding="utf-8"))
+    assert sorted(record) == ["batch_size", "beta", "beta_schedule", "count", "epochs", "fmt",
+                              "hard_label", "per_sample", "seed", "size", "sources"]
+    assert (record["size"], record["beta"], record["count"]) == ([WIDTH, HEIGHT], 0.3, 2)
 
 
 def test_folders_without_class_subfolders_and_output_inside_input_exit_2(tmp_path, classes):
