@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import geometry, imagefiles, manifest, storage
+from . import geometry, imagefiles, manifest, stores
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .jobs import (
     Cluster,
@@ -53,7 +53,7 @@ from .jobs import (
     open_cluster,
     progress_bar,
 )
-from .storage import StoreSpec
+from .stores import MANIFEST_NAME, StoreSpec
 
 METHODS = ("minmax", "samplewise", "featurewise", "zca", "caffe", "tf", "torch")
 FITTED_METHODS = ("featurewise", "zca")
@@ -64,7 +64,6 @@ COLORS = ("rgb", "grey")
 STD_EPSILON = 1e-6          # Keras adds this to every std it divides by
 DEFAULT_ZCA_EPSILON = 1e-6  # Keras' ImageDataGenerator(zca_epsilon=1e-6)
 DEFAULT_ZCA_SIZE = (32, 32)  # D = 3,072 values in RGB: a fit of any number of images in seconds
-MANIFEST_NAME = "manifest.jsonl"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
@@ -631,7 +630,7 @@ class NormalizePlan:
     saved: object  # statistics loaded from a --stats file to apply, or None
     stats_path: Path | None
     input_dir: Path | str  # a folder, or a URL
-    output_dir: Path | str | None  # None: fit only
+    output_store: StoreSpec | None  # the output folder or URL prefix; None: fit only
     tasks: list  # ImageTask per image, in input order
     ignored: list  # files that are not images
     outputs: dict = field(default_factory=dict)  # source -> output, relative posix paths
@@ -639,7 +638,6 @@ class NormalizePlan:
     finished: dict = field(default_factory=dict)  # output -> record of an earlier run, file there
     stale: list = field(default_factory=list)  # with overwrite: earlier outputs no longer made
     overwrite: bool = False
-    output_store: StoreSpec | None = None  # the output folder or URL prefix, as a spec
 
     def output(self):
         """The output's store, opened in this process (a folder or an object store)."""
@@ -723,7 +721,7 @@ def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None =
     preparation = _resolve_preparation(method, size, resize, color, saved)
     if method == "zca" and saved is None:
         check_zca_memory(preparation, ZCA_FIT_MATRICES)
-    input_dir, output_dir = storage.location(input_dir), storage.location(output_dir)
+    input_dir, output_dir = stores.location(input_dir), stores.location(output_dir)
     input_spec, output_spec = _check_paths(input_dir, output_dir, fit_only)
     images, others = input_spec.open().scan()
     imagefiles.require_images(images, input_dir)
@@ -735,16 +733,16 @@ def plan_normalize(input_dir, output_dir=None, *, method: str, fmt: str | None =
              for number, relative in enumerate(images)]
     plan = NormalizePlan(method, fmt, preparation, per_channel,
                          zca_epsilon or DEFAULT_ZCA_EPSILON, saved,
-                         Path(stats) if stats is not None else None, input_dir, output_dir,
-                         tasks, others, outputs, overwrite=overwrite, output_store=output_spec)
+                         Path(stats) if stats is not None else None, input_dir, output_spec,
+                         tasks, others, outputs, overwrite=overwrite)
     if plan.fits and not tasks:
         raise UsageError(f"no images in {input_dir} to fit {method} statistics on "
                          f"({imagefiles.looked_for()})")
-    if output_dir is not None:
+    if output_spec is not None:
         plan.settings = json.loads(json.dumps({"method": method, "format": fmt,
                                                **_preparation_record(preparation),
                                                "per_channel": per_channel}))
-        manifest.check_inside(manifest.where(plan.output()), [MANIFEST_NAME, *outputs.values()])
+        plan.output().check_inside([MANIFEST_NAME, *outputs.values()])
         plan.finished, plan.stale = _earlier_outputs(plan)
     return plan
 
@@ -774,10 +772,10 @@ def normalize_folder(input_dir, output_dir=None, *, method: str, fmt: str | None
                           zca_epsilon=zca_epsilon, stats=stats, fit_only=fit_only,
                           overwrite=overwrite)
     report = NormalizeReport(ignored=plan.ignored, notify=notify, method=method,
-                             output_dir=str(plan.output_dir) if plan.output_dir else None)
+                             output_dir=str(plan.output_store) if plan.output_store else None)
     passes = _Passes(workers or default_workers(), report, progress)
     with open_cluster(cluster, client, passes.workers) as passes.dask, _output_lock(plan):
-        if plan.output_dir is not None:  # what the manifest says now, under the lock
+        if plan.output_store is not None:  # what the manifest says now, under the lock
             plan.finished, plan.stale = _earlier_outputs(plan)
         fitted = plan.saved
         if plan.fits:
@@ -806,18 +804,18 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     stats = fitted.fingerprint() if fitted is not None else None
     finished = _same_statistics(plan, stats)
     store = plan.output()
-    manifest.remove(manifest.where(store), plan.stale)
+    store.remove(plan.stale)
     try:
         store.tidy()  # temp files of writes that died with their worker
     except OSError as exc:
-        raise output_error(plan.output_dir, exc) from None
+        raise output_error(plan.output_store, exc) from None
     header = {"normalize": plan.settings, "settings": plan.fingerprint, "stats": stats}
     records = dict(finished)
     _write_manifest(store, header, records.values())
     todo = [task for task in plan.tasks if task.relative not in passes.failed]
     passes.report.skipped = sum(plan.outputs[task.relative] in finished for task in todo)
     todo = [task for task in todo if plan.outputs[task.relative] not in finished]
-    appended = manifest.Journal(manifest.where(store))
+    appended = manifest.Journal(store)
 
     def journal(result: ImageResult) -> None:
         record = {"output": plan.outputs[result.relative], "source": result.relative,
@@ -859,7 +857,7 @@ def _write_manifest(store, header: dict, records) -> None:
     """Rewrite the manifest whole: the header, then one line per output, by name (on an
     object store, the journal's parts then go: the manifest holds their lines)."""
     lines = [header, *sorted(records, key=lambda record: record["output"])]
-    manifest.write(manifest.where(store), map(manifest.encode_line, lines))
+    manifest.write(store, map(manifest.encode_line, lines))
 
 
 def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
@@ -870,19 +868,18 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
     ``overwrite`` replaces them (and deletes the earlier run's outputs that
     this one does not make, e.g. of another --format).
     """
-    output_dir = plan.output_dir
+    output_dir = plan.output_store
     store = plan.output()
-    where = manifest.where(store)
-    header, records = read_manifest(where)
+    header, records = read_manifest(store)
     if plan.overwrite:
         planned = set(plan.outputs.values())
         ours = {record["output"] for record in records
-                if "settings" in record and manifest.is_inside(where, record["output"])}
+                if "settings" in record and store.is_inside(record["output"])}
         return {}, sorted(ours - planned)
     if (header is not None and header.get("settings") != plan.fingerprint) or \
             any(record.get("settings") != plan.fingerprint for record in records):
         raise UsageError(_other_settings(plan, header))
-    # one listing of an object store (a folder is asked file by file)
+    # one listing of an object store (a folder is asked file by file: Store.existing)
     present = store.existing({*(record["output"] for record in records),
                               *plan.outputs.values()})
     finished = {record["output"]: record for record in records if record["output"] in present}
@@ -901,11 +898,11 @@ def _other_settings(plan: NormalizePlan, header: dict | None) -> str:
     advice = "; rerun with --overwrite to replace them, or choose another output folder"
     earlier = header.get("normalize") if header is not None else None
     if not isinstance(earlier, dict):
-        return (f"{plan.output_dir} holds outputs this command did not make (its "
+        return (f"{plan.output_store} holds outputs this command did not make (its "
                 f"{MANIFEST_NAME} is not one augcli normalize wrote){advice}")
     changes = ", ".join(f"{key} {_setting_text(earlier.get(key))} -> {_setting_text(value)}"
                         for key, value in plan.settings.items() if earlier.get(key) != value)
-    return (f"{plan.output_dir} holds outputs of an earlier normalize with other settings "
+    return (f"{plan.output_store} holds outputs of an earlier normalize with other settings "
             f"({changes or 'another version'}){advice}")
 
 
@@ -919,7 +916,7 @@ def _same_statistics(plan: NormalizePlan, stats: str | None) -> dict:
     """The earlier outputs to keep: refuse them if they were made with other statistics."""
     other = {record.get("stats") for record in plan.finished.values()} - {stats}
     if other and not plan.overwrite:
-        raise UsageError(f"{plan.output_dir} holds {plan.method} outputs made with other "
+        raise UsageError(f"{plan.output_store} holds {plan.method} outputs made with other "
                          "statistics (the input folder or the statistics file changed since); "
                          "rerun with --overwrite to replace them, or choose another output "
                          "folder")
@@ -951,7 +948,7 @@ def _check_options(method, fmt, size, resize, color, per_channel, zca_epsilon, s
         ((stats is not None or fit_only) and method not in FITTED_METHODS,
          "--stats and --fit-only only apply to --method featurewise or zca"),
         (fit_only and stats is None, "--fit-only needs --stats FILE to save the statistics to"),
-        (storage.is_url(stats), f"--stats needs a local file, not {stats}: the statistics are "
+        (stores.is_url(stats), f"--stats needs a local file, not {stats}: the statistics are "
                                 "read and saved on this machine (input and output may be URLs)"),
         (fit_only and output_dir is not None,
          "--fit-only writes only the statistics file; drop -o/--output"),
@@ -980,11 +977,11 @@ def _resolve_preparation(method, size, resize, color, saved) -> Preparation:
 
 
 def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[StoreSpec, StoreSpec | None]:
-    """The input's and output's specs: folders or object-store URLs (``storage.open_pair``)."""
+    """The input's and output's specs: folders or object-store URLs (``stores.open_pair``)."""
     if not fit_only:
-        return storage.open_pair(input_dir, output_dir)
-    if storage.is_url(input_dir):
-        storage.require_extra(input_dir)
+        return stores.open_pair(input_dir, output_dir)
+    if stores.is_url(input_dir):
+        stores.require_extra(input_dir)
     elif not input_dir.is_dir():
         raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
     return StoreSpec.of(input_dir), None

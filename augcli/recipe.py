@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from . import ops as catalog
-from . import storage
+from . import stores
 from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
 from .errors import RecipeError, excerpt
 from .geometry import FILL_MODES
@@ -113,7 +113,7 @@ class Variant:
 @dataclass(frozen=True)
 class Recipe:
     variants: tuple
-    input: Path | str | None = None  # a folder, or an object-store URL (see augcli.storage)
+    input: Path | str | None = None  # a folder, or an object-store URL (see augcli.stores)
     output: Path | str | None = None
     seed: int = 0
     include_original: bool = False
@@ -271,8 +271,8 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         value = data.get(key)
         if value is None:
             return None
-        if storage.is_url(value):
-            return storage.location(value)
+        if stores.is_url(value):
+            return stores.location(value)
         folder = read_path(value, key, problems, "a folder path")
         return folder if folder is None or folder.is_absolute() or base_dir is None \
             else base_dir / folder
@@ -289,7 +289,7 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
                                    high=MAX_TARGET_PER_CLASS),
         profile=_read_profile(data, problems),
         annotations=_read_annotations(data.get("annotations"), base_dir, problems),
-        storage=storage.read_options(data.get("storage"), problems),
+        storage=stores.read_options(data.get("storage"), problems),
         splits=_read_splits(data.get("splits"), problems),
         conform=_read_conform(data.get("conform"), problems),
         variants=_read_variants(data.get("variants"), problems),

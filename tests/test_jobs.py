@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from augcli.errors import UsageError
-from augcli.jobs import WORKER_DIED, check_folders, map_in_workers
+from augcli.jobs import WORKER_DIED, map_in_workers
+from augcli.stores import check_folders
 
 from .conftest import photo_like, save, write_recipe
 
