@@ -146,6 +146,7 @@ class FolderJournal:
 
     def __init__(self, path: Path):
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         _end_with_newline(path)
         self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
 
