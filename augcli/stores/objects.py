@@ -224,7 +224,7 @@ class ObjectStore(Store, kind="objects"):
 
 class ObjectLock:
     """Keeps other augcli runs out of an object-store prefix while this one writes into
-    it: ``manifest.OutputLock``'s interface, for a prefix.
+    it: ``folder.FolderLock``'s interface, for a prefix.
 
     ``.augcli.lock`` under the prefix is created exclusively (``ObjectStore.create``)
     and holds the run's pid, host, start and a random token; the run rewrites it
