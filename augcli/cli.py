@@ -312,7 +312,7 @@ def _print_plan(plan, done=0, warnings=()):
         click.echo(f"warning: {line}")
     already = f", {done} already done (a run skips them)" if done else ""
     click.echo(f"total: {len(plan.sources)} sources -> {plan.total_outputs} outputs in "
-               f"{plan.output_dir}{already} (dry run: nothing written)")
+               f"{plan.output_store}{already} (dry run: nothing written)")
 
 
 @main.command()
@@ -420,17 +420,17 @@ def _print_normalize_plan(plan):
     if plan.preparation.size:
         settings += f", {plan.preparation.size[0]}x{plan.preparation.size[1]}"
     if plan.fits:
-        target = f"saved to {plan.stats_path}" if plan.output_dir is None else "applied"
+        target = f"saved to {plan.stats_path}" if plan.output_store is None else "applied"
         click.echo(f"fit: {plan.method} statistics over the {len(plan.tasks)} images first, "
                    f"then {target}" + (" (a done file is kept only if the statistics come out "
                                         "the same)" if plan.finished else ""))
     if plan.stale:
         click.echo(f"--overwrite: {len(plan.stale)} file(s) of the earlier run are removed "
                    f"(e.g. {plan.stale[0]})")
-    if plan.output_dir is not None:
+    if plan.output_store is not None:
         todo = len(plan.tasks) - sum(output in plan.finished for output in plan.outputs.values())
         click.echo(f"total: {len(plan.tasks)} images ({settings}) -> {todo} files to write, "
-                   f"{len(plan.tasks) - todo} already done, in {plan.output_dir} "
+                   f"{len(plan.tasks) - todo} already done, in {plan.output_store} "
                    "(dry run: nothing written)")
     else:
         click.echo(f"total: {len(plan.tasks)} images ({settings}) (dry run: nothing written)")

@@ -2,7 +2,7 @@
 
 Parsing a location and the recipe's ``storage:`` options needs no storage
 library and opens nothing, so the recipe parser (and with it
-``augcli.load_transform``) does not import the stores: ``augcli.storage``
+``augcli.load_transform``) does not import the stores: ``augcli.stores``
 opens what these name.
 """
 

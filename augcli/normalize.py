@@ -42,12 +42,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import geometry, imagefiles, locations, manifest, storage
+from . import geometry, imagefiles, locations, manifest, stores
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .executors import Executor, default_workers, open_executor
 from .geometry import parse_size
 from .report import JobReport, elapsed_spinner, progress_bar
-from .storage import StoreSpec
+from .stores import MANIFEST_NAME, StoreSpec
 
 METHODS = ("minmax", "samplewise", "featurewise", "zca", "caffe", "tf", "torch")
 FITTED_METHODS = ("featurewise", "zca")
@@ -58,7 +58,6 @@ COLORS = ("rgb", "grey")
 STD_EPSILON = 1e-6          # Keras adds this to every std it divides by
 DEFAULT_ZCA_EPSILON = 1e-6  # Keras' ImageDataGenerator(zca_epsilon=1e-6)
 DEFAULT_ZCA_SIZE = (32, 32)  # D = 3,072 values in RGB: a fit of any number of images in seconds
-MANIFEST_NAME = "manifest.jsonl"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
@@ -625,7 +624,7 @@ class NormalizePlan:
     saved: object  # statistics loaded from a --stats file to apply, or None
     stats_path: Path | None
     input_dir: Path | str  # a folder, or a URL
-    output_dir: Path | str | None  # None: fit only
+    output_store: StoreSpec | None  # the output folder or URL prefix; None: fit only
     tasks: list  # ImageTask per image, in input order
     ignored: list  # files that are not images
     outputs: dict = field(default_factory=dict)  # source -> output, relative posix paths
@@ -633,7 +632,6 @@ class NormalizePlan:
     finished: dict = field(default_factory=dict)  # output -> record of an earlier run, file there
     stale: list = field(default_factory=list)  # with overwrite: earlier outputs no longer made
     overwrite: bool = False
-    output_store: StoreSpec | None = None  # the output folder or URL prefix, as a spec
 
     def output(self):
         """The output's store, opened in this process (a folder or an object store)."""
@@ -723,16 +721,15 @@ def plan_normalize(settings: NormalizeSettings) -> NormalizePlan:
              for number, relative in enumerate(images)]
     plan = NormalizePlan(method, fmt, preparation, settings.per_channel,
                          settings.zca_epsilon or DEFAULT_ZCA_EPSILON, saved, stats, input_dir,
-                         output_dir, tasks, others, outputs, overwrite=settings.overwrite,
-                         output_store=output_spec)
+                         output_spec, tasks, others, outputs, overwrite=settings.overwrite)
     if plan.fits and not tasks:
         raise UsageError(f"no images in {input_dir} to fit {method} statistics on "
                          f"({imagefiles.looked_for()})")
-    if output_dir is not None:
+    if output_spec is not None:
         plan.settings = json.loads(json.dumps({"method": method, "format": fmt,
                                                **_preparation_record(preparation),
                                                "per_channel": settings.per_channel}))
-        manifest.check_inside(manifest.where(plan.output()), [MANIFEST_NAME, *outputs.values()])
+        plan.output().check_inside([MANIFEST_NAME, *outputs.values()])
         plan.finished, plan.stale = _earlier_outputs(plan)
     return plan
 
@@ -756,11 +753,11 @@ def normalize_folder(settings: NormalizeSettings, *, workers: int | None = None,
     method, fit_only = settings.method, settings.fit_only
     plan = plan_normalize(settings)
     report = NormalizeReport(ignored=plan.ignored, notify=notify, method=method,
-                             output_dir=str(plan.output_dir) if plan.output_dir else None)
+                             output_dir=str(plan.output_store) if plan.output_store else None)
     with open_executor(workers or default_workers(), cluster, client) as executor, \
             _output_lock(plan):
         passes = _Passes(executor, report, progress)
-        if plan.output_dir is not None:  # what the manifest says now, under the lock
+        if plan.output_store is not None:  # what the manifest says now, under the lock
             plan.finished, plan.stale = _earlier_outputs(plan)
         fitted = plan.saved
         if plan.fits:
@@ -789,18 +786,18 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     stats = fitted.fingerprint() if fitted is not None else None
     finished = _same_statistics(plan, stats)
     store = plan.output()
-    manifest.remove(manifest.where(store), plan.stale)
+    store.remove(plan.stale)
     try:
         store.tidy()  # temp files of writes that died with their worker
     except OSError as exc:
-        raise output_error(plan.output_dir, exc) from None
+        raise output_error(plan.output_store, exc) from None
     header = {"normalize": plan.settings, "settings": plan.fingerprint, "stats": stats}
     records = dict(finished)
     _write_manifest(store, header, records.values())
     todo = [task for task in plan.tasks if task.relative not in passes.failed]
     passes.report.skipped = sum(plan.outputs[task.relative] in finished for task in todo)
     todo = [task for task in todo if plan.outputs[task.relative] not in finished]
-    appended = manifest.Journal(manifest.where(store))
+    appended = manifest.Journal(store)
 
     def journal(result: ImageResult) -> None:
         record = {"output": plan.outputs[result.relative], "source": result.relative,
@@ -842,7 +839,7 @@ def _write_manifest(store, header: dict, records) -> None:
     """Rewrite the manifest whole: the header, then one line per output, by name (on an
     object store, the journal's parts then go: the manifest holds their lines)."""
     lines = [header, *sorted(records, key=lambda record: record["output"])]
-    manifest.write(manifest.where(store), map(manifest.encode_line, lines))
+    manifest.write(store, map(manifest.encode_line, lines))
 
 
 def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
@@ -853,19 +850,18 @@ def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
     ``overwrite`` replaces them (and deletes the earlier run's outputs that
     this one does not make, e.g. of another --format).
     """
-    output_dir = plan.output_dir
+    output_dir = plan.output_store
     store = plan.output()
-    where = manifest.where(store)
-    header, records = read_manifest(where)
+    header, records = read_manifest(store)
     if plan.overwrite:
         planned = set(plan.outputs.values())
         ours = {record["output"] for record in records
-                if "settings" in record and manifest.is_inside(where, record["output"])}
+                if "settings" in record and store.is_inside(record["output"])}
         return {}, sorted(ours - planned)
     if (header is not None and header.get("settings") != plan.fingerprint) or \
             any(record.get("settings") != plan.fingerprint for record in records):
         raise UsageError(_other_settings(plan, header))
-    # one listing of an object store (a folder is asked file by file)
+    # one listing of an object store (a folder is asked file by file: Store.existing)
     present = store.existing({*(record["output"] for record in records),
                               *plan.outputs.values()})
     finished = {record["output"]: record for record in records if record["output"] in present}
@@ -884,11 +880,11 @@ def _other_settings(plan: NormalizePlan, header: dict | None) -> str:
     advice = "; rerun with --overwrite to replace them, or choose another output folder"
     earlier = header.get("normalize") if header is not None else None
     if not isinstance(earlier, dict):
-        return (f"{plan.output_dir} holds outputs this command did not make (its "
+        return (f"{plan.output_store} holds outputs this command did not make (its "
                 f"{MANIFEST_NAME} is not one augcli normalize wrote){advice}")
     changes = ", ".join(f"{key} {_setting_text(earlier.get(key))} -> {_setting_text(value)}"
                         for key, value in plan.settings.items() if earlier.get(key) != value)
-    return (f"{plan.output_dir} holds outputs of an earlier normalize with other settings "
+    return (f"{plan.output_store} holds outputs of an earlier normalize with other settings "
             f"({changes or 'another version'}){advice}")
 
 
@@ -902,7 +898,7 @@ def _same_statistics(plan: NormalizePlan, stats: str | None) -> dict:
     """The earlier outputs to keep: refuse them if they were made with other statistics."""
     other = {record.get("stats") for record in plan.finished.values()} - {stats}
     if other and not plan.overwrite:
-        raise UsageError(f"{plan.output_dir} holds {plan.method} outputs made with other "
+        raise UsageError(f"{plan.output_store} holds {plan.method} outputs made with other "
                          "statistics (the input folder or the statistics file changed since); "
                          "rerun with --overwrite to replace them, or choose another output "
                          "folder")
@@ -998,11 +994,11 @@ def _resolve_preparation(method, size, resize, color, saved) -> Preparation:
 
 
 def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[StoreSpec, StoreSpec | None]:
-    """The input's and output's specs: folders or object-store URLs (``storage.open_pair``)."""
+    """The input's and output's specs: folders or object-store URLs (``stores.open_pair``)."""
     if not fit_only:
-        return storage.open_pair(input_dir, output_dir)
+        return stores.open_pair(input_dir, output_dir)
     if locations.is_url(input_dir):
-        storage.require_extra(input_dir)
+        stores.require_extra(input_dir)
     elif not input_dir.is_dir():
         raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
     return StoreSpec.of(input_dir), None

@@ -82,7 +82,7 @@ class Variant:
 @dataclass(frozen=True)
 class Recipe:
     variants: tuple
-    input: Path | str | None = None  # a folder, or an object-store URL (see augcli.storage)
+    input: Path | str | None = None  # a folder, or an object-store URL (see augcli.stores)
     output: Path | str | None = None
     seed: int = 0
     include_original: bool = False

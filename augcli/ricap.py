@@ -44,12 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles, locations, manifest, storage
+from . import geometry, imagefiles, locations, manifest, stores
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .executors import Executor, default_workers, open_executor
 from .geometry import parse_size
 from .report import JobReport, progress_bar
-from .storage import StoreSpec
+from .stores import StoreSpec
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
            "RicapReport", "RicapSettings", "area_weights", "compose", "draw_montages",
@@ -613,7 +613,7 @@ def scan_classes(input_dir) -> tuple[list, list, list]:
     prefix) that hold images (at any depth). Images directly in ``input_dir``
     belong to no class: an error.
     """
-    images, others = StoreSpec.of(locations.location(input_dir)).open().scan()
+    images, others = stores.open_store(input_dir).scan()
     loose = [relative.as_posix() for relative in images if len(relative.parts) == 1]
     if loose:
         shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
@@ -651,18 +651,10 @@ def _settings_record(settings: RicapSettings, images: list) -> dict:
     return record
 
 
-def _epoch_folders(output_dir: Path) -> list:
-    """The output folder and its epoch_* folders; a symbolic link is never one of them."""
-    return [output_dir, *sorted(p for p in output_dir.glob(f"{EPOCH_PREFIX}*")
-                                if p.is_dir() and not p.is_symlink())]
-
-
 def _previous_outputs(store) -> list:
     """Files of an earlier ricap run in the output (by augcli's own names only), as posix
     paths relative to it, from one listing; a folder's listing never goes through a
     symbolic link to a folder, so none is reached through a link out of it."""
-    if store.is_local and not store.root.is_dir():
-        return []
     return list(filter(_ricap_name, store.keys()))
 
 
@@ -726,23 +718,8 @@ def _files_of(epoch: Epoch, plan: MontagePlan) -> list:
 def _clear_previous(store, previous: list) -> None:
     """Delete an earlier run's files (a link itself, never what it points to), then the
     folders they leave empty."""
-    manifest.remove(manifest.where(store), previous)
-    if not store.is_local:
-        return  # an object store has no folders
-    output_dir = store.root
-    for folder in _epoch_folders(output_dir):
-        majority = folder / MAJORITY_DIR
-        try:
-            if majority.is_dir() and not majority.is_symlink():
-                for sub in sorted(majority.iterdir()):
-                    if sub.is_dir() and not sub.is_symlink() and not any(sub.iterdir()):
-                        sub.rmdir()
-                if not any(majority.iterdir()):
-                    majority.rmdir()
-            if folder != output_dir and not any(folder.iterdir()):
-                folder.rmdir()
-        except OSError as exc:
-            raise output_error(folder, exc) from None
+    store.remove(previous)
+    store.prune(previous)
 
 
 def _start_output(store, previous: list, overwrite: bool, record: dict) -> None:
@@ -784,16 +761,16 @@ def _chunks(plans: list, workers: int, size: tuple) -> list:
     return [plans[start:start + length] for start in range(0, len(plans), length)]
 
 
-def _make(stores: tuple, epochs: list, finished: set, settings: RicapSettings,
+def _make(specs: tuple, epochs: list, finished: set, settings: RicapSettings,
           report: RicapReport, executor: Executor, progress: bool, written: set) -> None:
     """Make every montage not yet finished on ``executor``: add each one written to
     ``written`` as (folder name, filename) as it lands, count reads and failures into
-    ``report``. ``stores``: the input's and the output's specs."""
+    ``report``. ``specs``: the input's and the output's specs."""
     slots = executor.slots
     tasks = []
     for epoch in epochs:
         todo = [plan for plan in epoch.plans if (epoch.name, plan.filename) not in finished]
-        tasks += [ChunkTask(stores[0], stores[1], epoch.name, settings.size, settings.fmt,
+        tasks += [ChunkTask(specs[0], specs[1], epoch.name, settings.size, settings.fmt,
                             tuple(chunk))
                   for chunk in _chunks(todo, slots, settings.size)]
     decoded, bad = set(), {}
@@ -853,11 +830,11 @@ def make_montages(settings: RicapSettings, *, dry_run: bool = False, workers: in
     """
     started = time.perf_counter()
     input_dir, output_dir, overwrite = settings.input, settings.output, settings.overwrite
-    stores = storage.open_pair(input_dir, output_dir)
-    store = stores[1].open()
+    specs = stores.open_pair(input_dir, output_dir)
+    store = specs[1].open()
     images, classes, others = scan_classes(input_dir)
     planned = _plan_epochs(settings, images)
-    manifest.check_inside(manifest.where(store), _planned_names(planned))
+    store.check_inside(_planned_names(planned))
     record = _settings_record(settings, images)
     workers = workers or default_workers()
     if dry_run:
@@ -874,7 +851,7 @@ def make_montages(settings: RicapSettings, *, dry_run: bool = False, workers: in
             _start_output(store, previous, overwrite, record)
             written: set = set()
             try:
-                _make(stores, planned, finished, settings, report, executor, progress, written)
+                _make(specs, planned, finished, settings, report, executor, progress, written)
             except BaseException:
                 with contextlib.suppress(OutputError):  # the first error is the one to report
                     _write_indexes(store, planned, finished | written, classes, settings.size)

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from . import budget, datasets, geometry, imagefiles, locations, manifest, storage
+from . import budget, datasets, geometry, imagefiles, locations, manifest, stores
 from .annotations import (
     AnnotationError,
     AnnotationFormat,
@@ -62,7 +62,7 @@ from .render import (
     source_outputs,
 )
 from .report import JobReport, progress_bar
-from .storage import StoreSpec
+from .stores import StoreSpec
 from .variety import plan_needs, variant_warnings
 
 # --- plan ----------------------------------------------------------------------
@@ -112,20 +112,17 @@ class Plan:
 
     recipe: Recipe
     input_dir: Path | str  # a folder, or a URL
-    output_dir: Path | str
+    output_store: StoreSpec  # the output folder or URL prefix
     sources: list  # PlannedSource per source, in order
     ignored: list  # files in the input folder that are not images
     classes: list = field(default_factory=list)  # ClassCount per class folder, when balancing
     failures: list = field(default_factory=list)  # (path, reason): sources skipped when planning
     annotations: AnnotationSource | None = None
     dataset: datasets.Dataset | None = None  # a dataset with splits (data.yaml, split folders)
-    output_store: StoreSpec | None = None  # set by plan_run
     input_store: StoreSpec | None = None  # set by plan_run
 
     def output(self):
         """The output's store (a folder or an object-store prefix), opened in this process."""
-        if self.output_store is None:
-            raise UsageError(f"no store for the output {self.output_dir}")
         return self.output_store.open()
 
     def input(self):
@@ -142,7 +139,7 @@ class Plan:
     def task(self, source: PlannedSource) -> SourceTask:
         """The task of one source, with all of its outputs."""
         annotations = self.annotations
-        assert self.input_store is not None and self.output_store is not None  # plan_run's
+        assert self.input_store is not None  # plan_run's
         return SourceTask(self.input_store, source.relative, self.output_store,
                           tuple(self.outputs_of(source)), source.format, self.recipe.quality,
                           profile=self._profile, boxes=source.boxes,
@@ -284,7 +281,7 @@ def plan_run(recipe: Recipe) -> Plan:
     needs_folders = "annotations" if recipe.annotations is not None else \
         "datasets with splits" if dataset is not None else None
     input_dir, output_dir = dataset.root if dataset else recipe.input, recipe.output
-    input_spec, output_spec = storage.open_pair(input_dir, output_dir, recipe.storage,
+    input_spec, output_spec = stores.open_pair(input_dir, output_dir, recipe.storage,
                                                 needs_folders)
     assert input_dir is not None and output_dir is not None  # open_pair refuses a missing one
     input_store = input_spec.open()
@@ -295,7 +292,7 @@ def plan_run(recipe: Recipe) -> Plan:
     else:
         images, others, stamps = _scan_input(input_store, unreadable)
         imagefiles.require_images(images, input_dir)
-        if not input_store.is_local:
+        if input_store.local_root is None:  # datasets are read from folders
             datasets.refuse_remote_splits(str(input_dir), images + others)
     failures = {path: (path, reason) for path, reason in unreadable}
     source = AnnotationSource(spec, _folder(input_dir), layout) if spec else None
@@ -303,21 +300,17 @@ def plan_run(recipe: Recipe) -> Plan:
     formats = _output_formats(recipe, input_store, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
     sources, classes = _plan_sources(recipe, images, formats, boxes, dataset, stamps)
-    plan = Plan(recipe, input_dir, output_dir, sources, others, classes,
-                list(failures.values()), source, dataset, output_spec, input_spec)
+    plan = Plan(recipe, input_dir, output_spec, sources, others, classes,
+                list(failures.values()), source, dataset, input_spec)
     _refuse_clashes(plan)
     return plan
 
 
 def _scan_input(store, unreadable: list) -> tuple[list, list, dict]:
-    """(images, other files, stamps) of the input. On an object store the stamps (each
-    source's size and time) come from the same listing and travel in the tasks, so a
-    worker asks for nothing but the image itself; in a folder a worker stats its source
-    as it reads it, and there are no stamps here."""
-    if store.is_local:
-        return (*store.scan(unreadable), {})
-    stamps = store.stamps()
-    return (*imagefiles.split_images(sorted(stamps)), stamps)
+    """(images, other files, stamps) of the input (``Store.scan_with_stamps``): the stamps
+    an object store's listing gives travel in the tasks, so a worker asks for nothing
+    but the image itself."""
+    return store.scan_with_stamps(unreadable)
 
 
 def _open_dataset(recipe: Recipe) -> datasets.Dataset | None:
@@ -350,6 +343,11 @@ def _folder(where: Path | str) -> Path:
     if not isinstance(where, Path):
         raise UsageError(f"{where}: annotations and datasets with splits need a local folder")
     return where
+
+
+def _output_folder(plan: Plan) -> Path:
+    """The output as a folder, for annotations and datasets with splits."""
+    return _folder(plan.output().local_root or str(plan.output_store))
 
 
 def _held_out_annotation(dataset, source: AnnotationSource | None, relative: str,
@@ -799,27 +797,26 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
     own names are computed source by source and never held.
     """
     store = plan.output()
-    where = manifest.where(store)  # a folder, or an object store
-    manifest.check_inside(where, _one_file_per_folder(plan))
-    earlier = manifest.load(where)
+    store.check_inside(_one_file_per_folder(plan))
+    earlier = manifest.load(store)
     if overwrite:
         if not dry_run:
-            manifest.remove(where, _not_written(plan, earlier.names()))
+            store.remove(_not_written(plan, earlier.names()))
         return {}, []
     if earlier.fingerprints - {fingerprint}:
-        raise UsageError(f"{plan.output_dir} holds outputs of a different recipe, seed or "
+        raise UsageError(f"{plan.output_store} holds outputs of a different recipe, seed or "
                          "input folder; rerun with --overwrite to replace them, or choose "
                          "another output folder")
     accounted = earlier.names()
-    # An object store's journal goes out in parts: the "started" lines of a killed run's
-    # last sources may not have. Its manifest says the prefix is this recipe's, so every
-    # file this run writes is accounted for.
-    ours = not store.is_local and earlier.fingerprints == {fingerprint}
+    # A journal that lags (an object store's parts): the "started" lines of a killed run's
+    # last sources may not have gone out. Its manifest says the prefix is this recipe's,
+    # so every file this run writes is accounted for.
+    ours = store.journal_lags and earlier.fingerprints == {fingerprint}
     present = _Present(store)
     names = present.names()
     clashes, first = (0, None) if ours or not names else _clashes(plan, accounted, present)
     if clashes:
-        raise UsageError(f"{plan.output_dir} already holds {clashes} file(s) this run "
+        raise UsageError(f"{plan.output_store} already holds {clashes} file(s) this run "
                          f"would write (e.g. {first}) and no manifest says where they "
                          "came from; rerun with --overwrite to replace them")
     strays = _unaccounted_files(plan, accounted, names, ours)
@@ -827,7 +824,7 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
         listed = ", ".join(name if len(name) <= EXCERPT_CHARS else
                            name[:EXCERPT_CHARS] + "..." for name in strays[:5]) + \
             (", ..." if len(strays) > 5 else "")
-        raise UsageError(f"{plan.output_dir} holds {len(strays)} file(s) that no manifest says "
+        raise UsageError(f"{plan.output_store} holds {len(strays)} file(s) that no manifest says "
                          f"where they came from ({listed}); they would be mixed with the "
                          "outputs. Move them out or choose another output folder (--overwrite "
                          "goes ahead, replacing those this run writes and keeping the others)")
@@ -890,33 +887,21 @@ def _unaccounted_files(plan: Plan, accounted: set, names: list, ours: bool) -> l
 
 
 class _Present:
-    """What the output holds: a folder is asked file by file (cheap there); an object
-    store is listed once, never asked about one output at a time."""
+    """What the output holds, from one listing (``Store.sizes``), never asked about one
+    output at a time."""
 
     def __init__(self, store):
-        self.store = store
-        self.folder = store.root if store.is_local else None
-        self.sizes = None if store.is_local else store.sizes()
+        self.sizes = store.sizes()
 
     def names(self) -> list:
         """Every file in the output but hidden ones, relative (POSIX)."""
-        if self.folder is None:
-            return list(self.sizes)
-        if not self.folder.is_dir():
-            return []
-        images, others = imagefiles.scan(self.folder)
-        return [path.as_posix() for path in images + others]
+        return list(self.sizes)
 
     def exists(self, name: str) -> bool:
-        return name in self.sizes if self.folder is None else self.store.exists(name)
+        return name in self.sizes
 
     def size(self, name: str) -> int | None:
-        if self.folder is None:
-            return self.sizes.get(name)
-        try:
-            return (self.folder / name).stat().st_size
-        except OSError:
-            return None
+        return self.sizes.get(name)
 
 
 def _intact(present: _Present, record: dict) -> bool:
@@ -934,15 +919,15 @@ def _unchanged(stamp: dict | None, records: list) -> bool:
 
 
 def _stamps(plan: Plan):
-    """source -> its stamp (None where it cannot be read): asked file by file in a folder,
-    taken from the plan's listing of an object store, never one request per source there."""
+    """source -> its stamp (None where it cannot be read): the one the plan's listing gave
+    (an object store's, never one request per source there), or else asked of the store."""
     store = plan.input()
-    if not store.is_local:
-        return {source.relative: source.stamp for source in plan.sources}.get
 
-    def stamp(relative: str) -> dict | None:
+    def stamp(source: PlannedSource) -> dict | None:
+        if source.stamp is not None:
+            return source.stamp
         try:
-            return store.stamp(relative)
+            return store.stamp(source.relative)
         except OSError:
             return None
     return stamp
@@ -959,7 +944,7 @@ def _count_finished(plan: Plan, finished: dict, report: Report) -> set:
     for source in plan.sources:
         names = [output.relative for output in plan.outputs_of(source)]
         earlier = [finished[name] for name in names if name in finished]
-        if earlier and not _unchanged(stamp(source.relative), earlier):
+        if earlier and not _unchanged(stamp(source), earlier):
             for record in earlier:
                 del finished[record["output"]]
             earlier = []
@@ -1067,7 +1052,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
                             profile=profile)
     plan = plan_run(recipe)
     report = Report(ignored=plan.ignored, classes=plan.classes, notify=notify,
-                    output_dir=str(plan.output_dir))
+                    output_dir=str(plan.output_store))
     for path, reason in plan.failures:
         report.fail(path, reason)
     report.notes.extend(plan.dataset.notes if plan.dataset is not None else ())
@@ -1100,8 +1085,7 @@ class _Run:
         self.report = report
         self.executor = executor  # where the tasks run
         self.store = plan.output()
-        self.where = manifest.where(self.store)  # the output folder, or the object store
-        self.records = manifest.SortedRecords(self.store.root if self.store.is_local else None)
+        self.records = manifest.SortedRecords(self.store.spill_folder())
         self.per_class: dict = {}  # class folder -> outputs recorded (balancing)
         self.objects: dict = {}  # label -> objects in the outputs recorded (annotations)
         self.open: dict = {}  # source -> its "started" line, not finished yet
@@ -1139,15 +1123,15 @@ class _Run:
         self.open = {line["started"]: line for line in started_lines
                      if line["started"] in planned}
         self.store.tidy()
-        manifest.rewrite(self.where, self.records, self.plan.classes,
+        manifest.rewrite(self.store, self.records, self.plan.classes,
                          list(self.open.values()), self.signature)
         try:
             if self.plan.annotations is not None:
-                self.plan.annotations.prepare_output(_folder(self.plan.output_dir))
+                self.plan.annotations.prepare_output(_output_folder(self.plan))
             if self.plan.dataset is not None:
-                self.plan.dataset.prepare_output(_folder(self.plan.output_dir))
+                self.plan.dataset.prepare_output(_output_folder(self.plan))
         except OSError as exc:
-            raise output_error(self.plan.output_dir, exc) from None
+            raise output_error(self.plan.output_store, exc) from None
 
     def execute(self, tasks, count: int, progress: bool) -> None:
         """Hand the sources to workers (``tasks``: ``count`` of them, built as they go),
@@ -1159,7 +1143,7 @@ class _Run:
         work = functools.partial(process_source, memory=executor.budget)
         bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress)
         try:
-            with manifest.Journal(self.where) as journal:
+            with manifest.Journal(self.store) as journal:
                 for result in executor.map(work, self._announced(tasks, journal),
                                            crashed=_crashed, count=count or 1):
                     self._collect(result, journal)
@@ -1222,16 +1206,16 @@ class _Run:
         plan = self.plan
         self.report.classes = _classes_written(plan.classes, self.per_class)
         self.store.tidy()  # temp files of writes that died with their worker
-        manifest.rewrite(self.where, self.records, self.report.classes,
+        manifest.rewrite(self.store, self.records, self.report.classes,
                          list(self.open.values()), self.signature)
         if plan.annotations is not None:
             # one COCO file holds every output's boxes: it is made from the records (read
             # back in order); per-image formats need none of them
             records = self.records.records() if plan.annotations.cocos else ()
             try:
-                plan.annotations.finish_output(_folder(plan.output_dir), records)
+                plan.annotations.finish_output(_output_folder(plan), records)
             except OSError as exc:
-                raise output_error(plan.output_dir, exc) from None
+                raise output_error(plan.output_store, exc) from None
             self.report.objects = _objects(plan, self.objects)
 
 

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.runner import MANIFEST_NAME, plan_run, read_manifest, resolve_recipe, run_recipe
-from augcli.storage import JOURNAL_DIR
+from augcli.stores.objects import JOURNAL_DIR
 
 from .conftest import photo_like, save, write_recipe
 from .servers import (
@@ -164,7 +164,7 @@ def test_gcs_gives_the_folder_bytes(servers, dataset, recipe, reference, tmp_pat
 
 
 def fs_spec(url, options):
-    from augcli.storage import StoreSpec
+    from augcli.stores import StoreSpec
 
     return StoreSpec.of(url, options)
 

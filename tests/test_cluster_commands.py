@@ -24,7 +24,8 @@ from augcli.normalize import NormalizeSettings, normalize_folder
 from augcli.normalize import read_manifest as read_normalize_manifest
 from augcli.ricap import RicapSettings, make_montages
 from augcli.runner import read_manifest, run_recipe
-from augcli.storage import LOCK_STALE_SECONDS, StoreSpec
+from augcli.stores import StoreSpec
+from augcli.stores.objects import LOCK_STALE_SECONDS
 
 from .conftest import photo_like, save, write_recipe
 from .test_cluster import RECIPE, assert_same_as_reference, folder_files, new_bucket, store_files
@@ -302,7 +303,7 @@ def test_profile_planning_reads_only_each_sources_head(servers, tmp_path):
     from PIL import Image
 
     from augcli.runner import plan_run, resolve_recipe
-    from augcli.storage import HEAD_BYTES
+    from augcli.stores.objects import HEAD_BYTES
 
     folder = tmp_path / "in"
     noise = photo_like(500, 700, seed=5)

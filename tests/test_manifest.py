@@ -14,8 +14,9 @@ import pytest
 
 from augcli import manifest
 from augcli.errors import UsageError
-from augcli.manifest import LOCK_NAME, MANIFEST_NAME, OutputLock, read_manifest
+from augcli.manifest import LOCK_NAME, MANIFEST_NAME, read_manifest
 from augcli.runner import run_recipe
+from augcli.stores import FolderStore
 
 from .conftest import mount_tmpfs, photo_like, save, unmount, write_recipe
 
@@ -217,9 +218,9 @@ def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_note(tmp_path, simple_r
 
 
 def test_the_lock_is_exclusive_within_one_process_too(tmp_path):
-    with OutputLock(tmp_path):
+    with FolderStore(tmp_path).lock():
         assert (tmp_path / LOCK_NAME).read_text(encoding="ascii") == f"{os.getpid()}\n"
-        with pytest.raises(UsageError, match="another augcli run"), OutputLock(tmp_path):
+        with pytest.raises(UsageError, match="another augcli run"), FolderStore(tmp_path).lock():
             pass
     assert not (tmp_path / LOCK_NAME).exists()
 
@@ -252,10 +253,10 @@ def test_another_input_folder_is_another_recipe(tmp_path, simple_recipe, dataset
 
 
 def test_journal_lines_in_the_middle_of_a_run_name_started_sources(tmp_path):
-    journal = manifest.Journal(tmp_path)
+    journal = manifest.Journal(FolderStore(tmp_path))
     journal.append(manifest.started_line("a.png", ["a_x_1.png"], "f"))
     journal.close()
-    earlier = manifest.load(tmp_path)
+    earlier = manifest.load(FolderStore(tmp_path))
     assert earlier.names() == {"a_x_1.png"} and earlier.fingerprints == {"f"}
 
 
@@ -296,7 +297,7 @@ def test_records_arriving_in_any_order_are_written_by_name(tmp_path, monkeypatch
         for record in [*shuffled, again]:
             kept.add(record)
         assert bool(kept.runs) == (spill_bytes < 1000)  # spilled to disk
-        manifest.rewrite(tmp_path, kept, started=[{"started": "x.png", "outputs": [],
+        manifest.rewrite(FolderStore(tmp_path), kept, started=[{"started": "x.png", "outputs": [],
                                                    "recipe": "r"}])
         assert list(kept.records()) == expected  # read again, as the COCO writer does
     lines = [json.dumps(r, ensure_ascii=False) for r in expected]

@@ -889,12 +889,12 @@ def test_a_file_name_that_is_not_utf8_is_written_and_resumed(tmp_path):
 
 
 def test_a_second_run_into_a_locked_output_folder_is_refused(tmp_path):
-    from augcli.manifest import LOCK_NAME, OutputLock
+    from augcli.stores import LOCK_NAME, FolderStore
 
     make_folder(tmp_path / "in", correlated_images(1))
     out = tmp_path / "out"
     out.mkdir()
-    with OutputLock(out):
+    with FolderStore(out).lock():
         result = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
     assert result.exit_code == 2
     assert "another augcli run" in result.output

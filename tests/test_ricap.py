@@ -774,11 +774,11 @@ def test_a_planned_folder_that_links_out_of_the_output_folder_is_refused(classes
 
 
 def test_a_second_run_into_a_locked_output_folder_is_refused(classes, tmp_path):
-    from augcli.manifest import LOCK_NAME, OutputLock
+    from augcli.stores import LOCK_NAME, FolderStore
 
     out = tmp_path / "out"
     out.mkdir()
-    with OutputLock(out):
+    with FolderStore(out).lock():
         result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--workers", 1)
     assert result.exit_code == 2
     assert "another augcli run" in result.output

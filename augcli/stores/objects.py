@@ -1,19 +1,9 @@
-"""Where images come from and go to: a local folder, or an object-store URL through fsspec.
+"""An object-store prefix as a store (s3://, az://, gs://, through fsspec).
 
-A *store* is rooted at a folder (``data/in``) or a URL prefix (``s3://bucket/raw``,
-``az://container/prefix``, ``gs://bucket/prefix``). Everything augcli does with one
-is in five calls: list the keys under it (relative, sorted, the same on every
-machine), read one key's bytes, publish one key's bytes whole, delete one, and keep
-a journal (the manifest). A folder publishes by temp file + rename; an object store
-by one whole-object write (fsspec's ``pipe_file``: a single PUT, or a multipart
-upload that is aborted on error). Nothing is ever written through an open handle,
-which publishes a truncated object when an exception is raised half-way.
-
-Worker processes get a ``StoreSpec`` (the location and non-secret options, plain
-text), never a filesystem object: a pickled filesystem can carry credentials.
-Each process opens the spec once; credentials come from the storage library's own
-environment, config files or machine identity (``AWS_*``, ``AZURE_STORAGE_*``,
-``GOOGLE_APPLICATION_CREDENTIALS``), never from the recipe.
+There is no append and no rename: a publish is one whole-object write (fsspec's
+``pipe_file``: a single PUT, or a multipart upload that is aborted on error), the
+journal goes out as numbered part objects (``PartJournal``), and the lock is created
+exclusively and read back (``ObjectLock``).
 """
 
 from __future__ import annotations
@@ -23,18 +13,13 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
-from . import locations
-from .errors import UsageError
-from .locations import is_url
+from ..errors import UsageError
+from . import locks
+from .base import LOCK_NAME, SCHEMES, StorageError, Store, is_hidden, require_extra, scheme
 
-# URL scheme -> (extra, the module that extra installs)
-SCHEMES = {"s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs"),
-           "az": ("azure", "adlfs"), "abfs": ("azure", "adlfs"), "abfss": ("azure", "adlfs"),
-           "gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs")}
 JOURNAL_DIR = ".augcli-journal"  # manifest part objects of a run on an object store
 PART_LINES = 1000  # an object-store journal publishes a part every this many lines...
 PART_SECONDS = 10.0  # ...or this many seconds after its oldest unpublished line
@@ -42,198 +27,16 @@ HEAD_BYTES = 64 * 1024  # a ranged read of an image's first bytes: its header, a
 LOCK_REFRESH_SECONDS = 300.0  # a run rewrites its object-store lock this often...
 LOCK_STALE_SECONDS = 3600.0  # ...so one not rewritten for this long was left by a dead run
 
-# --- locations -----------------------------------------------------------------
 
-def require_extra(url: str) -> None:
-    """Refuse a URL whose scheme augcli does not know, or whose extra is not installed."""
-    scheme = locations.scheme(url)
-    if scheme not in SCHEMES:
-        known = ", ".join(f"{name}://" for name in ("s3", "az", "gs"))
-        raise UsageError(f"{url}: augcli reads and writes folders and {known} URLs, "
-                         f"not {scheme}://")
-    extra, module = SCHEMES[scheme]
-    try:
-        __import__(module)
-    except ImportError:
-        raise UsageError(f"{url} needs the {extra} extra: pip install 'augcli[{extra}]'") \
-            from None
-
-
-def open_pair(input, output, options: dict | None = None,
-              local_only: str | None = None) -> tuple[StoreSpec, StoreSpec]:
-    """Check an input and an output location (folders or URLs) and return their specs.
-
-    Refuses what cannot work: a missing location, an input folder that is not
-    there, an output inside the input, a URL without its extra; with
-    ``local_only`` (what needs folders, e.g. "annotations"), any URL.
-    """
-    from .jobs import check_folders
-
-    if not is_url(input) and not is_url(output):
-        input, output = check_folders(input, output)
-        return StoreSpec.of(input), StoreSpec.of(output)
-    if input is None or output is None:
-        check_folders(input, output)  # says which one is missing
-    if local_only:
-        raise UsageError(f"{local_only} need local folders for the input and output, not "
-                         f"{input if is_url(input) else output}")
-    for where in (input, output):
-        if is_url(where):
-            require_extra(where)
-    if not is_url(input) and not input.is_dir():
-        raise UsageError(f"input folder {input} does not exist or is not a folder")
-    if not is_url(output) and output.exists() and not output.is_dir():
-        raise UsageError(f"output path {output} exists and is not a folder")
-    if is_url(input) and is_url(output) and (output == input or output.startswith(input + "/")):
-        raise UsageError(f"output {output} is inside the input {input}; choose a prefix outside "
-                         "it so outputs never mix with sources")
-    return StoreSpec.of(input, options), StoreSpec.of(output, options)
-
-
-# --- specs: what workers get --------------------------------------------------------
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """A store as plain text: its location (an absolute folder or a URL) and non-secret
-    options (JSON). Picklable and safe to send to any worker."""
-
-    location: str
-    options: str = "{}"
-
-    @classmethod
-    def of(cls, where, options: dict | None = None) -> StoreSpec:
-        if isinstance(where, Path):
-            return cls(str(where.resolve()))
-        return cls(where, json.dumps(options or {}, sort_keys=True))
-
-    @property
-    def is_url(self) -> bool:
-        return is_url(self.location)
-
-    def open(self):
-        """This process's store for the spec (opened once, then reused)."""
-        with _OPEN_LOCK:
-            store = _OPEN.get(self)
-            if store is None:
-                store = _OPEN[self] = (ObjectStore(self.location, json.loads(self.options))
-                                       if self.is_url else FolderStore(Path(self.location)))
-            return store
-
-    def __str__(self) -> str:
-        return self.location
-
-
-_OPEN: dict = {}
-_OPEN_LOCK = threading.Lock()
-
-
-class StorageError(OSError):
-    """A storage request failed after the storage library's own retries."""
-
-
-def _hidden(key: str) -> bool:
-    return any(part.startswith(".") for part in key.split("/"))
-
-
-# --- a folder ---------------------------------------------------------------------
-
-class FolderStore:
-    """A local folder: publish is temp file + rename, so a file is whole or absent."""
-
-    is_local = True
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def name(self, key: str) -> str:
-        return str(self.root / key)
-
-    def path(self, key: str) -> Path:
-        return self.root / key
-
-    def keys(self, hidden: bool = False) -> list:
-        """Every file under the folder, relative, sorted by POSIX path; hidden ones
-        (a leading dot anywhere in the path) only when asked."""
-        keys = []
-        for top, dirs, files in os.walk(self.root):
-            relative = Path(top).relative_to(self.root)
-            if not hidden:
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-            keys += [(relative / name).as_posix() for name in files
-                     if hidden or not name.startswith(".")]
-        return sorted(keys)
-
-    def scan(self, unreadable: list | None = None) -> tuple[list, list]:
-        """(images, other files) under the folder, as ``imagefiles.scan`` walks it."""
-        from . import imagefiles
-
-        return imagefiles.scan(self.root, unreadable)
-
-    def stamp(self, key: str) -> dict:
-        """What tells a changed source from the one an output was made from."""
-        status = (self.root / key).stat()
-        return {"source_size": status.st_size, "source_mtime_ns": status.st_mtime_ns}
-
-    def read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
-
-    def read_image(self, key: str):
-        """Read and decode one image (ImageReadError naming it and why, when it cannot be)."""
-        from . import imagefiles
-
-        name = self.name(key)
-        return imagefiles.decode_image(imagefiles.read_source(partial(self.read, key), name), name)
-
-    def header(self, key: str, parse):
-        """``parse`` (a function of a path or a binary file) applied to the image's file:
-        it reads the header it needs, and nothing more."""
-        return parse(self.root / key)
-
-    def exists(self, key: str) -> bool:
-        """Whether the folder holds ``key`` (False for a name the file system cannot even
-        hold: too long)."""
-        try:
-            return (self.root / key).exists()
-        except OSError:
-            return False
-
-    def existing(self, names) -> set:
-        """Those of ``names`` that are in the folder (asked name by name: cheap here)."""
-        return set(filter(self.exists, names))
-
-    def publish(self, key: str, data: bytes) -> None:
-        from . import imagefiles
-
-        imagefiles.write_atomic(self.root / key, data)
-
-    def lock(self, note=None):
-        """Keep other runs out while this one writes (``manifest.OutputLock``); the output
-        folder is made here, as the lock file needs it."""
-        from .errors import output_error
-        from .manifest import OutputLock
-
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise output_error(self.root, exc) from None
-        return OutputLock(self.root, note=note)
-
-    def delete(self, key: str) -> None:
-        (self.root / key).unlink(missing_ok=True)
-
-    def tidy(self) -> None:
-        """Remove the temp files of writes that died with their worker."""
-        from . import imagefiles
-
-        imagefiles.remove_stale_temp_files(self.root)
-
-
-# --- an object store ------------------------------------------------------------------
-
-class ObjectStore:
+class ObjectStore(Store, kind="objects"):
     """An fsspec filesystem under a URL prefix (s3://, az://, gs://)."""
 
-    is_local = False
+    noun = "prefix"
+    journal_lags = True
+
+    @classmethod
+    def open(cls, location: str, options: dict) -> ObjectStore:
+        return cls(location, options)
 
     def __init__(self, url: str, options: dict):
         require_extra(url)
@@ -247,14 +50,10 @@ class ObjectStore:
         self.root = self.root.rstrip("/")
         # s3fs asks for an object's size (a HEAD) before each read, to read big ones in
         # parallel ranges; images are small: one GET each.
-        self._read_options = {"max_concurrency": 1} \
-            if SCHEMES[locations.scheme(url)][0] == "s3" else {}
+        self._read_options = {"max_concurrency": 1} if SCHEMES[scheme(url)][1] == "s3" else {}
 
     def name(self, key: str) -> str:
         return f"{self.url}/{key}"
-
-    def path(self, key: str) -> None:
-        return None
 
     def _full(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -262,12 +61,12 @@ class ObjectStore:
     def keys(self, hidden: bool = False) -> list:
         """Every object under the prefix, relative, sorted; one listing (paged by the
         library), never a request per object."""
-        return sorted(self.sizes(hidden))
+        return sorted(key for key in self._listing() if hidden or not is_hidden(key))
 
-    def sizes(self, hidden: bool = False) -> dict:
-        """Key -> size of every object under the prefix, from one listing."""
+    def sizes(self) -> dict:
+        """Key -> size of every object under the prefix but hidden ones, from one listing."""
         return {key: info.get("size") for key, info in self._listing().items()
-                if hidden or not _hidden(key)}
+                if not is_hidden(key)}
 
     def _listing(self) -> dict:
         """Key -> the library's details of every object under the prefix: one listing
@@ -289,7 +88,7 @@ class ObjectStore:
 
     def scan(self, unreadable: list | None = None) -> tuple[list, list]:
         """(images, other objects) under the prefix, as ``imagefiles.scan`` splits a folder."""
-        from . import imagefiles
+        from .. import imagefiles
 
         return imagefiles.split_images(self.keys())
 
@@ -302,7 +101,15 @@ class ObjectStore:
         listing: a run plans its sources from it and sends each its stamp, never one
         request per source."""
         return {key: _stamp(info) for key, info in self._listing().items()
-                if not _hidden(key)}
+                if not is_hidden(key)}
+
+    def scan_with_stamps(self, unreadable: list | None = None) -> tuple[list, list, dict]:
+        """(images, other objects, every one's stamp) from one listing: the tasks carry
+        the stamps, so a worker asks for nothing but the image itself."""
+        from .. import imagefiles
+
+        stamps = self.stamps()
+        return (*imagefiles.split_images(sorted(stamps)), stamps)
 
     def read(self, key: str) -> bytes:
         return self._call(key, partial(self.fs.cat_file, **self._read_options), self._full(key))
@@ -310,13 +117,6 @@ class ObjectStore:
     def read_head(self, key: str, size: int = HEAD_BYTES) -> bytes:
         """The first ``size`` bytes of an object (all of it when shorter): one ranged GET."""
         return self._call(key, partial(self.fs.cat_file, start=0, end=size), self._full(key))
-
-    def read_image(self, key: str):
-        """Read and decode one image (ImageReadError naming it and why, when it cannot be)."""
-        from . import imagefiles
-
-        name = self.name(key)
-        return imagefiles.decode_image(imagefiles.read_source(partial(self.read, key), name), name)
 
     def header(self, key: str, parse):
         """``parse`` (a function of a binary file) applied to the object's first
@@ -332,12 +132,16 @@ class ObjectStore:
                 raise
             return parse(io.BytesIO(self.read(key)))
 
+    def exists(self, key: str) -> bool:
+        return self._exists(key)
+
     def existing(self, names) -> set:
         """Those of ``names`` that are objects under the prefix, hidden ones included (one
         listing, never a request per name)."""
         return set(names) & self._listing().keys()
 
-    def publish(self, key: str, data: bytes) -> None:
+    def publish(self, key: str, data) -> None:
+        data = data if isinstance(data, (bytes, bytearray, memoryview)) else b"".join(data)
         self._call(key, self.fs.pipe_file, self._full(key), bytes(data))
 
     def create(self, key: str, data: bytes) -> bool:
@@ -420,7 +224,7 @@ class ObjectStore:
 
 class ObjectLock:
     """Keeps other augcli runs out of an object-store prefix while this one writes into
-    it: ``manifest.OutputLock``'s interface, for a prefix.
+    it: ``folder.FolderLock``'s interface, for a prefix.
 
     ``.augcli.lock`` under the prefix is created exclusively (``ObjectStore.create``)
     and holds the run's pid, host, start and a random token; the run rewrites it
@@ -434,8 +238,6 @@ class ObjectLock:
     """
 
     def __init__(self, store: ObjectStore, note=None):
-        from .manifest import LOCK_NAME
-
         self.store = store
         self.key = LOCK_NAME
         self.path = store.name(LOCK_NAME)
@@ -463,14 +265,13 @@ class ObjectLock:
                     self._refuse(holder)
                 self.store.delete(self.key)
                 if self.note is not None:
-                    self.note(f"took over the lock {self.path} left by {_who(holder)}, which "
-                              "is no longer running")
+                    self.note(locks.took_over(self.path, _who(holder)))
             if not self.store.create(self.key, self._body(started)):
                 continue  # another run made it since we looked: look again
             holder = self._holder()
             if holder.get("token") != self.token:
                 self._refuse(holder)  # another run wrote over ours: the create was not exclusive
-            _HELD.add(self.token)
+            locks.hold(self.token)
             self._refresher = threading.Thread(target=self._refresh, args=(started,),
                                                daemon=True, name="augcli-lock")
             self._refresher.start()
@@ -494,8 +295,6 @@ class ObjectLock:
         left on this host by a pid that no longer runs."""
         import socket
 
-        from .manifest import _alive
-
         written = holder.get("time")
         if isinstance(written, (int, float)) and time.time() - written > LOCK_STALE_SECONDS:
             return True
@@ -503,13 +302,11 @@ class ObjectLock:
         if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
             return False
         if pid == os.getpid():  # a run of this process: stale once it has ended
-            return holder.get("token") not in _HELD
-        return not _alive(pid)
+            return not locks.holds(holder.get("token"))
+        return not locks.alive(pid)
 
     def _refuse(self, holder: dict):
-        raise UsageError(f"another augcli run ({_who(holder)}) is writing into "
-                         f"{self.store.url}; wait for it to end or choose another output "
-                         f"prefix (if no run is going on, delete {self.path})")
+        raise UsageError(locks.refusal(_who(holder), self.store.url, "prefix", self.path))
 
     def _refresh(self, started: float) -> None:
         """Rewrite the lock now and then, so that a long run's lock never looks stale."""
@@ -520,7 +317,7 @@ class ObjectLock:
                 self.store.publish(self.key, self._body(started))
 
     def __exit__(self, *exc_info):
-        _HELD.discard(self.token)  # even if the lock cannot be deleted (the store is down)
+        locks.release(self.token)  # even if the lock cannot be deleted (the store is down)
         self._stop.set()
         if self._refresher is not None:
             self._refresher.join()
@@ -530,16 +327,9 @@ class ObjectLock:
                 self.store.delete(self.key)
 
 
-_HELD: set = set()  # tokens of the locks this process holds now
-
-
 def _who(holder: dict) -> str:
-    if holder.get("pid") is None:
-        return "another process"
-    since = ""
-    if isinstance(holder.get("started"), (int, float)):
-        since = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(holder["started"]))
-    return f"pid {holder['pid']} on {holder.get('host', 'an unknown host')}{since}"
+    return locks.who(holder.get("pid"), holder.get("host", "an unknown host"),
+                     holder.get("started"))
 
 
 class PartJournal:
