@@ -31,8 +31,9 @@ from pathlib import Path
 from PIL import Image
 
 from . import datasets, imagefiles
-from .annotations import AnnotationError, AnnotationSource, AnnotationSpec
+from .annotations import AnnotationSource, AnnotationSpec
 from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
+from .formats import AnnotationError
 from .jobs import default_workers, map_in_workers, progress_bar
 from .profiles import DEFAULT_PROFILE, MIB, Profile, check_task, get_profile
 

@@ -31,16 +31,17 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from . import imagefiles
-from .annotations import AnnotationSpec, Layout, check_class_names
+from . import formats, imagefiles
+from .annotations import AnnotationSpec, Layout
 from .errors import UsageError, excerpt
+from .formats import yolo
+from .formats.base import check_class_names
 
 DATA_YAML = "data.yaml"
 YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "test": "test", "testing": "test"}
 DEFAULT_SPLITS = ("train",)
-COCO_SPLIT_FILE = "_annotations.coco.json"  # Roboflow's name for a split's COCO file
 
 
 @dataclass(frozen=True)
@@ -110,33 +111,38 @@ class Dataset:
     def annotations(self, spec: AnnotationSpec | None) -> tuple:
         """(AnnotationSpec, Layout) for this dataset given the recipe's ``annotations``."""
         if self.yaml_file is not None:
-            if spec is not None and spec.format != "yolo":
+            if spec is not None and spec.format != yolo.NAME:
                 raise UsageError(f"annotations.format: {self.yaml_file} describes a YOLO "
                                  f"dataset; its labels are yolo, not {spec.format}")
             if spec is not None and spec.path is not None:
                 raise UsageError(f"annotations.path: the labels of {self.yaml_file} are found "
                                  "by the images -> labels rule; remove annotations.path")
-            spec = spec or AnnotationSpec("yolo")
+            spec = spec or AnnotationSpec(yolo.NAME)
             return spec, Layout(classes=self.classes, classes_from=self.yaml_file.name,
                                 labels_folder=True, held_out=self.held_out)
         if spec is None:
             return None, None
-        coco_files: tuple = ()
-        if spec.format == "coco" and spec.path is None:
-            coco_files = tuple((folder, self._coco_file(folder)) for split in self.splits
-                               for folder in split.folders)
-        return spec, Layout(coco_files=coco_files, held_out=self.held_out)
+        record = formats.lookup(spec.format)
+        folder_files: tuple = ()
+        if not record.per_image and spec.path is None:
+            folder_files = tuple((folder, self._folder_file(folder, record))
+                                 for split in self.splits for folder in split.folders)
+        return spec, Layout(folder_files=folder_files, held_out=self.held_out)
 
-    def _coco_file(self, folder: str) -> str:
-        """The COCO file of a split folder: Roboflow's name, else the one .json in it."""
-        if (self.root / folder / COCO_SPLIT_FILE).is_file():
-            return COCO_SPLIT_FILE
-        found = sorted(p.name for p in (self.root / folder).glob("*.json") if p.is_file())
+    def _folder_file(self, folder: str, record: formats.Format) -> str:
+        """A per-folder format's file in a split folder (COCO's): its usual name there
+        (Roboflow's), else the one file with its extension."""
+        usual = record.split_file
+        if usual and (self.root / folder / usual).is_file():
+            return usual
+        found = sorted(p.name for p in (self.root / folder).glob(f"*{record.extension}")
+                       if p.is_file())
         if len(found) != 1:
-            what = "no .json file" if not found else f"{len(found)} .json files"
+            what = f"no {record.extension} file" if not found else \
+                f"{len(found)} {record.extension} files"
             raise UsageError(f"split folder {self.root / folder} holds {what}; with "
-                             f"annotations: {{format: coco}} each split needs its one COCO "
-                             f"file ({COCO_SPLIT_FILE}), or set annotations.path")
+                             f"annotations: {{format: {record.name}}} each split needs its one "
+                             f"{record.title} file ({usual}), or set annotations.path")
         return found[0]
 
     def output_files(self) -> list:

@@ -15,12 +15,14 @@ import cv2
 import numpy as np
 
 from . import datasets, imagefiles
-from .annotations import AnnotationError, AnnotationSource, transform_boxes
+from .annotations import AnnotationSource
 from .errors import ImageReadError, UsageError
+from .formats import AnnotationError
 from .pipeline import steps_matrix
 from .pixels import to_uint8
 from .recipe import Recipe
 from .runner import render, source_outputs
+from .targets.boxes import transform_boxes
 from .variety import Distinct, DuplicateOutput
 
 TILE_WIDTH = 256

@@ -26,15 +26,7 @@ import cv2
 import numpy as np
 
 from . import budget, datasets, geometry, imagefiles, manifest, storage
-from .annotations import (
-    AnnotationError,
-    AnnotationFormat,
-    AnnotationSource,
-    ImageBoxes,
-    count_labels,
-    encode_boxes,
-    transform_boxes,
-)
+from .annotations import AnnotationFormat, AnnotationSource, encode_boxes
 from .errors import (
     EXCERPT_CHARS,
     STOPS_RUN,
@@ -43,6 +35,7 @@ from .errors import (
     UsageError,
     output_error,
 )
+from .formats import AnnotationError
 from .jobs import (
     Cluster,
     JobReport,
@@ -56,6 +49,7 @@ from .pipeline import OutputTooLarge, apply_steps, sample_steps, steps_matrix
 from .profiles import Conform, Profile, get_profile
 from .recipe import MAX_TARGET_PER_CLASS, Recipe, load_recipe, profile_format_conflict
 from .storage import StoreSpec
+from .targets.boxes import ImageBoxes, count_labels, transform_boxes
 from .variety import Distinct, DuplicateOutput
 
 # --- plan ----------------------------------------------------------------------
@@ -1268,7 +1262,7 @@ class _Run:
         if plan.annotations is not None:
             # one COCO file holds every output's boxes: it is made from the records (read
             # back in order); per-image formats need none of them
-            records = self.records.records() if plan.annotations.cocos else ()
+            records = self.records.records() if plan.annotations.folder_files else ()
             try:
                 plan.annotations.finish_output(_folder(plan.output_dir), records)
             except OSError as exc:

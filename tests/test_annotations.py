@@ -13,26 +13,19 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augcli import geometry, imagefiles
-from augcli.annotations import (
-    AnnotationError,
-    AnnotationFormat,
-    AnnotationSource,
-    AnnotationSpec,
-    Box,
-    ImageBoxes,
-    encode_boxes,
-    parse_regions,
-    parse_voc,
-    parse_yolo,
-    transform_boxes,
-)
+from augcli.annotations import AnnotationFormat, AnnotationSource, AnnotationSpec, encode_boxes
 from augcli.check import check_folder
 from augcli.cli import main
 from augcli.errors import RecipeError, UsageError
+from augcli.formats import AnnotationError
+from augcli.formats.regions import parse_regions
+from augcli.formats.voc import parse_voc
+from augcli.formats.yolo import parse_yolo
 from augcli.pipeline import apply_steps, sample_steps, steps_matrix
 from augcli.preview import BOX_COLOURS, LABEL_HEIGHT, TILE_WIDTH, make_preview
 from augcli.recipe import load_recipe, parse_recipe
 from augcli.runner import read_manifest, run_recipe
+from augcli.targets.boxes import Box, ImageBoxes, transform_boxes
 
 from .conftest import save, write_recipe
 
