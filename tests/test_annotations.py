@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from augcli import geometry, imagefiles
+from augcli import formats, geometry, imagefiles
 from augcli.annotations import AnnotationFormat, AnnotationSource, AnnotationSpec, encode_boxes
 from augcli.check import check_folder
 from augcli.cli import main
@@ -619,3 +619,33 @@ def test_overwrite_removes_annotation_files_of_outputs_no_longer_made(tmp_path):
     run_recipe(smaller, workers=1, overwrite=True)
     assert not (tmp_path / "out" / "cats" / "cat_turn_1.json").exists()
     assert (tmp_path / "out" / "cats" / "cat_flip_1.json").exists()
+
+
+def _parse_tsv(text, path, size, classes=(), classes_from=""):
+    return tuple(Box(label, *map(float, edges)) for label, *edges in
+                 (line.split("\t") for line in text.splitlines() if line))
+
+
+def _write_tsv(image, filename, depth, classes=()):
+    return "".join(f"{b.label}\t{b.x0:g}\t{b.y0:g}\t{b.x1:g}\t{b.y1:g}\n" for b in image.boxes)
+
+
+def test_a_format_is_one_registration_for_recipes_run_and_check(tmp_path, monkeypatch):
+    monkeypatch.setitem(formats.FORMATS, "tsv", formats.Format("tsv", "TSV", ".tsv", _parse_tsv,
+                                                               _write_tsv))
+    assert formats.names()[:4] == ("yolo", "voc", "coco", "regions")  # MODULES' order
+    save(tmp_path / "in" / "a.png", rect_image())
+    (tmp_path / "in" / "a.tsv").write_text("cat\t20\t10\t45\t30\n")
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: tsv}\n"
+                                    "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n")
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    # fliplr of edges 20..45 in an 80-wide image: 35..60
+    assert (tmp_path / "out" / "a_flip_1.tsv").read_text() == "cat\t35\t10\t60\t30\n"
+    assert pixel_hull(np.asarray(Image.open(tmp_path / "out" / "a_flip_1.png"))) == \
+        (35, 10, 60, 30)
+    help_text = CliRunner().invoke(main, ["check", "--help"]).output
+    assert "yolo|voc|coco|regions|tsv" in help_text
+    report = check_folder(tmp_path / "out", task="detection",
+                          annotations=AnnotationSpec("tsv"))
+    assert report.annotations == "tsv"
+    assert [(row.tag, row.objects) for row in report.tags] == [("cat", 1)]  # a_flip_1 only
