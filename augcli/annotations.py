@@ -23,7 +23,8 @@ from pathlib import Path, PurePosixPath
 
 from . import formats, imagefiles
 from .errors import UsageError
-from .formats.base import AnnotationError, read_classes
+from .formats.base import AnnotationError, parse_classes
+from .storage import StoreSpec
 from .targets.boxes import DEFAULT_MIN_VISIBILITY, ImageBoxes
 
 
@@ -99,7 +100,9 @@ class AnnotationSource:
 
     Per-image formats read each file when asked; a per-folder format (coco)
     reads its file (or, in a dataset with splits, one file per split) here, so
-    a broken file stops the run before any work (``UsageError``).
+    a broken file stops the run before any work (``UsageError``). Files are
+    read through the store of the annotation folder, and the output's are
+    published through the output's store.
     """
 
     def __init__(self, spec: AnnotationSpec, input_dir: Path, layout: Layout | None = None):
@@ -107,22 +110,26 @@ class AnnotationSource:
         self.layout = layout = layout or Layout()
         self.root = Path(spec.path) if spec.path is not None else Path(input_dir)
         self.record = record = formats.lookup(spec.format)
+        if not record.per_image and spec.path is None and not layout.folder_files:
+            raise UsageError(f"annotations.path: required for {record.name}: "
+                             f"{record.path_help} (or, in a dataset with split folders, "
+                             f"one {record.title} file in each)")
+        # the folder the annotation files are in (the one file's folder when path names it)
+        single = not record.per_image and not layout.folder_files
+        self.folder = self.root.parent if single else self.root
+        self.store = StoreSpec.of(self.folder).open()
         classes, classes_from = layout.classes, layout.classes_from or record.classes_file
         if classes is None:
-            classes = read_classes(self.root / record.classes_file) if record.classes_file \
-                else ()
+            classes = self._classes(record.classes_file) if record.classes_file else ()
         self.format = AnnotationFormat(spec.format, spec.min_visibility, classes,
                                        layout.labels_folder, classes_from or "")
-        self.folder_files: dict = {}  # split folder ('' for the one file) -> its loaded file
+        self.folder_keys: dict = {}  # split folder ('' for the one file) -> its file's key
+        self.folder_files: dict = {}  # split folder -> its loaded file
         if not record.per_image:
-            if spec.path is None and not layout.folder_files:
-                raise UsageError(f"annotations.path: required for {record.name}: "
-                                 f"{record.path_help} (or, in a dataset with split folders, "
-                                 f"one {record.title} file in each)")
-            files = layout.folder_files or (("", None),)
-            self.folder_files = {folder: record.read(self.root / folder / name if name
-                                                     else self.root)
-                                 for folder, name in files}
+            self.folder_keys = {folder: f"{folder}/{name}" for folder, name in layout.folder_files}
+            self.folder_keys = self.folder_keys or {"": self.root.name}
+            self.folder_files = {folder: self._load(key) for folder, key in
+                                 self.folder_keys.items()}
         self.found = 0  # images read so far that had an annotation file (or COCO entry)
         self.looked_for: str | None = None  # the first place looked, for "none found"
 
@@ -143,16 +150,48 @@ class AnnotationSource:
                 return folder, loaded, relative[len(folder) + 1:]
         return None, None, relative
 
-    def file_for(self, relative: str, image_path: Path | None = None) -> Path:
-        """The annotation file of an image: under the root, or beside ``image_path``."""
+    def _text(self, key: str) -> str | None:
+        """A file of the annotation folder as text, newlines as ``Path.read_text`` reads
+        them; None when there is none. Raises ``OSError`` or ``UnicodeDecodeError``."""
+        try:
+            data = self.store.read(key)
+        except FileNotFoundError:
+            return None
+        return data.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+
+    def _classes(self, key: str) -> tuple:
+        """Class names by index from the format's classes file (empty when there is none)."""
+        path = self.folder / key
+        try:
+            text = self._text(key)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: cannot read the class names ({exc})") from None
+        return () if text is None else parse_classes(text, path)
+
+    def _load(self, key: str):
+        """A per-folder format's file, loaded (``UsageError`` when it cannot be)."""
+        path = self.folder / key
+        try:
+            text = self._text(key)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: cannot read the {self.record.title} file ({exc})") \
+                from None
+        if text is None:
+            raise UsageError(f"{path}: cannot read the {self.record.title} file (no such file)")
+        return self.record.read(text, path)
+
+    def file_for(self, relative: str) -> Path:
+        """The annotation file of an image (input folder ``relative``)."""
+        return self.folder / self._key_for(relative)
+
+    def _key_for(self, relative: str) -> str:
+        """The annotation file of an image, relative to the annotation folder."""
         if self.folder_files:
-            _, loaded, _ = self._folder_file_for(relative)
-            return loaded.path if loaded is not None else self.root
-        if self.spec.path is None and image_path is not None and not self.format.labels_folder:
-            return image_path.with_suffix(self.record.extension)
+            folder, loaded, _ = self._folder_file_for(relative)
+            return self.folder_keys[folder] if loaded is not None else ""
         per_image = self.format.file_for(relative)
         assert per_image is not None  # only per-folder formats have none, handled above
-        return self.root / per_image
+        return per_image
 
     def read(self, relative: str, image_path: Path) -> ImageBoxes:
         """Boxes of one image (no file or an empty file: no boxes).
@@ -169,7 +208,7 @@ class AnnotationSource:
             self.looked_for = self.looked_for or f"'{name}' in {loaded.path}"
             boxes = loaded.boxes(name, (width, height))
         else:
-            boxes = self._read_file(self.file_for(relative, image_path), (width, height))
+            boxes = self._read_file(self._key_for(relative), (width, height))
         return ImageBoxes(width, height, boxes)
 
     def require_some(self, images: int) -> None:
@@ -181,16 +220,17 @@ class AnnotationSource:
                              f"for {self.looked_for}, ...); check annotations.path (COCO: "
                              "file_name is the path relative to the input folder)")
 
-    def _read_file(self, path: Path, size) -> tuple:
+    def _read_file(self, key: str, size) -> tuple:
+        path = self.folder / key
         self.looked_for = self.looked_for or str(path)
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            return ()
+            text = self._text(key)
         except UnicodeDecodeError:
             raise AnnotationError(path, None, "not UTF-8 text") from None
         except OSError as exc:
             raise AnnotationError(path, None, f"cannot read ({exc.strerror or exc})") from None
+        if text is None:
+            return ()
         self.found += 1
         if not text.strip():
             return ()
@@ -199,7 +239,7 @@ class AnnotationSource:
     def output_files(self) -> list:
         """The files ``prepare_output`` and ``finish_output`` write, relative to the output."""
         if self.folder_files:
-            return [self._folder_output(folder) for folder in self.folder_files]
+            return list(self.folder_keys.values())
         return [self._classes_output] if self._classes_output else []
 
     @property
@@ -210,18 +250,15 @@ class AnnotationSource:
             return self.record.classes_file
         return None
 
-    def _folder_output(self, folder: str) -> str:
-        return f"{folder}/{self.folder_files[folder].path.name}" if folder else self.root.name
-
-    def prepare_output(self, output_dir: Path) -> None:
-        """Files the output folder needs before any image: YOLO's classes.txt."""
+    def prepare_output(self, output) -> None:
+        """Files the output (a store) needs before any image: YOLO's classes.txt."""
         if self._classes_output:
             text = "".join(f"{name}\n" for name in self.format.classes)
-            imagefiles.write_atomic(output_dir / self._classes_output, text.encode("utf-8"))
+            output.publish(self._classes_output, text.encode("utf-8"))
 
-    def finish_output(self, output_dir: Path, records) -> None:
-        """Files made from every output's record at the end: a per-folder format's file(s)
-        (COCO's).
+    def finish_output(self, output, records) -> None:
+        """Files made from every output's record at the end, published to ``output`` (a
+        store): a per-folder format's file(s) (COCO's).
 
         A held-out split whose images were all copied as they are gets its
         file copied byte for byte.
@@ -231,14 +268,13 @@ class AnnotationSource:
             prefix = f"{folder}/" if folder else ""
             mine = [{**r, "output": r["output"][len(prefix):]} for r in records
                     if r["output"].startswith(prefix)]
-            destination = output_dir / self._folder_output(folder)
+            key = self.folder_keys[folder]  # the same name in the output
             copied = {r["output"] for r in mine if r.get("copy") and "conformed" not in r
                       and r["output"] == r["source"][len(prefix):]}
             if folder in self.layout.held_out and set(loaded.by_file) <= copied:
-                imagefiles.copy_atomic(loaded.path, destination)
+                output.publish(key, self.store.read(key))
             else:
-                text = self.record.write(loaded, mine)
-                imagefiles.write_atomic(destination, text.encode("utf-8"))
+                output.publish(key, self.record.write(loaded, mine).encode("utf-8"))
 
 
 def encode_boxes(fmt: AnnotationFormat, image: ImageBoxes, filename: str, depth: int) -> bytes:

@@ -147,7 +147,9 @@ def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
     spec, layout, root = _annotations(recipe)
     if spec is None:
         return ()
-    input_dir = root if root is not None else image_path.parent
+    # an image outside the input folder is known by its name: its labels are beside it
+    inside = root is not None and root.resolve() in image_path.resolve().parents
+    input_dir = root if inside else image_path.parent
     try:
         source = AnnotationSource(spec, input_dir, layout)
         return source.read(relative.as_posix(), image_path).boxes

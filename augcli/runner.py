@@ -147,7 +147,7 @@ class Plan:
                           annotation_format=annotations.format if annotations else None,
                           conform=self.recipe.conform or Conform(),
                           copy_annotation=_held_out_annotation(self.dataset, annotations,
-                                                               source.relative, self.input_dir),
+                                                               source.relative),
                           stamp=source.stamp)
 
     def outputs_of(self, source: PlannedSource) -> list:
@@ -378,14 +378,14 @@ def _folder(where: Path | str) -> Path:
     return where
 
 
-def _held_out_annotation(dataset, source: AnnotationSource | None, relative: str,
-                         input_dir: Path | str) -> Path | None:
+def _held_out_annotation(dataset, source: AnnotationSource | None,
+                         relative: str) -> Path | None:
     """The annotation file of an image in a split that is copied unchanged (per-image
     formats), to copy byte for byte beside the copied image."""
     if dataset is None or source is None or dataset.augments(relative) or \
             source.format.file_for(relative) is None:
         return None
-    return source.file_for(relative, _folder(input_dir) / relative)
+    return source.file_for(relative)
 
 
 def _output_formats(recipe: Recipe, store, images: list, failures: dict) -> dict:
@@ -1177,7 +1177,7 @@ class _Run:
                          list(self.open.values()), self.signature)
         try:
             if self.plan.annotations is not None:
-                self.plan.annotations.prepare_output(_folder(self.plan.output_dir))
+                self.plan.annotations.prepare_output(self.plan.output())
             if self.plan.dataset is not None:
                 self.plan.dataset.prepare_output(_folder(self.plan.output_dir))
         except OSError as exc:
@@ -1264,7 +1264,7 @@ class _Run:
             # back in order); per-image formats need none of them
             records = self.records.records() if plan.annotations.folder_files else ()
             try:
-                plan.annotations.finish_output(_folder(plan.output_dir), records)
+                plan.annotations.finish_output(plan.output(), records)
             except OSError as exc:
                 raise output_error(plan.output_dir, exc) from None
             self.report.objects = _objects(plan, self.objects)

@@ -25,6 +25,7 @@ from augcli.pipeline import apply_steps, sample_steps, steps_matrix
 from augcli.preview import BOX_COLOURS, LABEL_HEIGHT, TILE_WIDTH, make_preview
 from augcli.recipe import load_recipe, parse_recipe
 from augcli.runner import read_manifest, run_recipe
+from augcli.storage import StoreSpec
 from augcli.targets.boxes import Box, ImageBoxes, transform_boxes
 
 from .conftest import save, write_recipe
@@ -247,7 +248,7 @@ def test_coco_round_trip_is_lossless(tmp_path):
         image = source.read(relative, tmp_path / relative)
         records.append({"output": relative, "size": [image.width, image.height],
                         "boxes": [box.to_record() for box in image.boxes]})
-    source.finish_output(tmp_path / "out", records)
+    source.finish_output(StoreSpec.of(tmp_path / "out").open(), records)
     assert json.loads((tmp_path / "out" / "coco.json").read_text("utf-8")) == document
 
 

@@ -18,7 +18,6 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import AugcliError, UsageError, excerpt
 from ..targets.boxes import Box, ImageBoxes
@@ -34,7 +33,7 @@ class Format:
     Per image: ``read(text, path, size, classes, classes_from)`` gives the
     boxes of one file (``size`` is the image's (width, height)) and
     ``write(image, filename, depth, classes)`` the text of one output's file
-    (``image``: ``ImageBoxes``). Per folder: ``read(path)`` loads the one file
+    (``image``: ``ImageBoxes``). Per folder: ``read(text, path)`` loads the one file
     (an object with ``path``, ``names`` (category -> label), ``by_file``
     (file name -> entry) and ``boxes(relative, size)``), and
     ``write(loaded, records)`` makes the output's file from every output's
@@ -90,15 +89,9 @@ class AnnotationError(AugcliError):
         return f"{self.location}: {self.reason}"
 
 
-def read_classes(path: Path) -> tuple:
-    """Class names by index from a classes.txt (empty when there is none)."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        return ()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the class names ({exc})") from None
-    names = [line.strip() for line in lines]
+def parse_classes(text: str, path) -> tuple:
+    """Class names by index from a classes file's text (classes.txt: one per line)."""
+    names = [line.strip() for line in text.splitlines()]
     while names and not names[-1]:
         names.pop()
     check_class_names(names, lambda index: f"{path}:{index + 1}")

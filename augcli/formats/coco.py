@@ -32,13 +32,12 @@ class Coco:
     by_image: dict = field(default_factory=dict)  # image id -> [(index, annotation)]
 
     @classmethod
-    def load(cls, path: Path) -> Coco:
+    def load(cls, text: str, path: Path) -> Coco:
+        """The file's ``text``, read from ``path``; a malformed file is a ``UsageError``."""
         try:
-            document = parse_json(path.read_text(encoding="utf-8-sig"), path)
+            document = parse_json(text, path)
         except AnnotationError as exc:
             raise UsageError(str(exc)) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path}: cannot read the COCO file ({exc})") from None
         if not isinstance(document, dict) or not all(
                 isinstance(document.get(key), list)
                 for key in ("images", "annotations", "categories")):
