@@ -78,6 +78,24 @@ json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print the summary as one JSON object on stdout (see README).")
 
 
+class _AnnotationFormats(click.Choice):
+    """The registered annotation formats (``augcli.formats``), looked up when a command
+    first needs them, so that ``augcli --help`` loads no format module (nor NumPy)."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        from .formats import names
+
+        return names()
+
+    @choices.setter
+    def choices(self, value) -> None:
+        """``click.Choice.__init__`` sets its choices; these come from the registry."""
+
+
 def print_summary(report, as_json: bool, quiet: bool, lines=()) -> None:
     """The end of a folder command: one JSON object on stdout for scripts, or the human
     summary (``lines`` first) on stderr unless quiet."""
@@ -528,7 +546,7 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
               default="classification", show_default=True,
               help="Project type: sets the minimum images per tag.")
 @click.option("--annotations", "annotation_format",
-              type=click.Choice(["yolo", "voc", "coco", "regions"]),
+              type=_AnnotationFormats(),
               help="With --task detection: count objects per label from these annotations; "
                    "the labels become the tags.")
 @click.option("--annotations-path", type=click.Path(path_type=str),
@@ -590,9 +608,12 @@ def _annotation_spec(fmt: str, path: str | None):
     from pathlib import Path
 
     from .annotations import AnnotationSpec
+    from .formats import lookup
 
-    if fmt == "coco" and path is None:
-        raise UsageError("--annotations coco needs --annotations-path FILE (the COCO JSON)")
+    record = lookup(fmt)
+    if not record.per_image and path is None:
+        raise UsageError(f"--annotations {fmt} needs --annotations-path FILE "
+                         f"({record.path_help})")
     return AnnotationSpec(fmt, Path(path) if path else None)
 
 

@@ -39,16 +39,17 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from . import imagefiles
-from .annotations import AnnotationSpec, Layout, check_class_names
+from . import formats, imagefiles
+from .annotations import AnnotationSpec, Layout
 from .errors import UsageError, excerpt
+from .formats import yolo
+from .formats.base import check_class_names
 
 DATA_YAML = "data.yaml"
 YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "test": "test", "testing": "test"}
 DEFAULT_SPLITS = ("train",)
-COCO_SPLIT_FILE = "_annotations.coco.json"  # Roboflow's name for a split's COCO file
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,13 @@ class Dataset:
         without them, the labels its layout shows (``implied_format``): a dataset whose
         label files are right there is never augmented into one without them."""
         if self.yaml_file is not None:
-            if spec is not None and spec.format != "yolo":
+            if spec is not None and spec.format != yolo.NAME:
                 raise UsageError(f"annotations.format: {self.yaml_file} describes a YOLO "
                                  f"dataset; its labels are yolo, not {spec.format}")
             if spec is not None and spec.path is not None:
                 raise UsageError(f"annotations.path: the labels of {self.yaml_file} are found "
                                  "by the images -> labels rule; remove annotations.path")
-            spec = spec or AnnotationSpec("yolo")
+            spec = spec or AnnotationSpec(yolo.NAME)
             return spec, Layout(classes=self.classes, classes_from=self.yaml_file.name,
                                 labels_folder=True, held_out=self.held_out)
         if spec is None:
@@ -135,12 +136,13 @@ class Dataset:
             if implied is None:
                 return None, None
             spec = AnnotationSpec(implied)
-        coco_files: tuple = ()
-        if spec.format == "coco" and spec.path is None:
-            coco_files = tuple((folder, self._coco_file(folder)) for split in self.splits
-                               for folder in split.folders)
-        labels_folder = spec.format == "yolo" and spec.path is None and self._labels_folders()
-        return spec, Layout(coco_files=coco_files, labels_folder=labels_folder,
+        record = formats.lookup(spec.format)
+        folder_files: tuple = ()
+        if not record.per_image and spec.path is None:
+            folder_files = tuple((folder, self._folder_file(folder, record))
+                                 for split in self.splits for folder in split.folders)
+        labels_folder = spec.format == yolo.NAME and spec.path is None and self._labels_folders()
+        return spec, Layout(folder_files=folder_files, labels_folder=labels_folder,
                             held_out=self.held_out)
 
     def implied_format(self) -> str | None:
@@ -149,15 +151,16 @@ class Dataset:
         exports YOLO), coco for a Roboflow COCO file in a split folder, voc for XML files
         beside a split's images; None for splits without label files (classes)."""
         if self.yaml_file is not None:
-            return "yolo"
+            return yolo.NAME
         found: dict = {}  # format -> the first label file or folder that shows it
         for split in self.splits:
             for folder in split.folders:
                 here = self.root / folder
-                if (here / COCO_SPLIT_FILE).is_file():
-                    found.setdefault("coco", f"{folder}/{COCO_SPLIT_FILE}")
+                for record in formats.FORMATS.values():  # a per-folder file by its usual name
+                    if record.split_file and (here / record.split_file).is_file():
+                        found.setdefault(record.name, f"{folder}/{record.split_file}")
                 if (here / "images").is_dir() and (here / "labels").is_dir():
-                    found.setdefault("yolo", f"{folder}/labels")
+                    found.setdefault(yolo.NAME, f"{folder}/labels")
                 xml = next((p for p in sorted(here.glob("*.xml")) if p.is_file()), None)
                 if xml is not None:
                     found.setdefault("voc", f"{folder}/{xml.name}")
@@ -183,16 +186,20 @@ class Dataset:
         return (f"the splits of {self.root} hold {spec.format} labels, which travel with "
                 f"the images ('{annotations_line(spec.format)}' is implied)")
 
-    def _coco_file(self, folder: str) -> str:
-        """The COCO file of a split folder: Roboflow's name, else the one .json in it."""
-        if (self.root / folder / COCO_SPLIT_FILE).is_file():
-            return COCO_SPLIT_FILE
-        found = sorted(p.name for p in (self.root / folder).glob("*.json") if p.is_file())
+    def _folder_file(self, folder: str, record: formats.Format) -> str:
+        """A per-folder format's file in a split folder (COCO's): its usual name there
+        (Roboflow's), else the one file with its extension."""
+        usual = record.split_file
+        if usual and (self.root / folder / usual).is_file():
+            return usual
+        found = sorted(p.name for p in (self.root / folder).glob(f"*{record.extension}")
+                       if p.is_file())
         if len(found) != 1:
-            what = "no .json file" if not found else f"{len(found)} .json files"
+            what = f"no {record.extension} file" if not found else \
+                f"{len(found)} {record.extension} files"
             raise UsageError(f"split folder {self.root / folder} holds {what}; with "
-                             f"annotations: {{format: coco}} each split needs its one COCO "
-                             f"file ({COCO_SPLIT_FILE}), or set annotations.path")
+                             f"annotations: {{format: {record.name}}} each split needs its one "
+                             f"{record.title} file ({usual}), or set annotations.path")
         return found[0]
 
     def output_files(self) -> list:

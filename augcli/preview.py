@@ -15,12 +15,14 @@ import cv2
 import numpy as np
 
 from . import datasets, imagefiles
-from .annotations import AnnotationError, AnnotationSource, transform_boxes
+from .annotations import AnnotationSource
 from .errors import ImageReadError, UsageError
+from .formats import AnnotationError
 from .pipeline import steps_matrix
 from .pixels import to_uint8
 from .recipe import Recipe
 from .render import Distinct, DuplicateOutput, render, source_outputs
+from .targets.boxes import transform_boxes
 
 TILE_WIDTH = 256
 LABEL_HEIGHT = 22
@@ -144,7 +146,9 @@ def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
     spec, layout, root = _annotations(recipe)
     if spec is None:
         return ()
-    input_dir = root if root is not None else image_path.parent
+    # an image outside the input folder is known by its name: its labels are beside it
+    inside = root is not None and root.resolve() in image_path.resolve().parents
+    input_dir = root if inside else image_path.parent
     try:
         source = AnnotationSource(spec, input_dir, layout)
         return source.read(relative.as_posix(), image_path).boxes

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from . import locations
+from . import formats, locations
 from . import ops as catalog
-from .annotations import DEFAULT_MIN_VISIBILITY, FORMATS, AnnotationSpec
+from .annotations import AnnotationSpec
 from .errors import RecipeError, excerpt
 from .geometry import FILL_MODES
 from .ops.combinators import (
@@ -32,6 +32,7 @@ from .ops.combinators import (
 )
 from .params import COMBINATOR_N, COMBINATOR_P, Problems, parse_value
 from .profiles import ASPECT_FITS, Conform
+from .targets.boxes import DEFAULT_MIN_VISIBILITY
 
 OUTPUT_FORMATS = ("jpg", "png", "bmp", "tif", "webp", "gif")
 _FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
@@ -424,10 +425,11 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
         return None
     _check_keys(value, _ANNOTATION_KEYS, "annotations", problems)
     fmt = value.get("format")
-    if not isinstance(fmt, str) or fmt not in FORMATS:
-        problems.add("annotations.format", f"expected one of {', '.join(FORMATS)}, got "
+    names = formats.names()
+    if not isinstance(fmt, str) or fmt not in names:
+        problems.add("annotations.format", f"expected one of {', '.join(names)}, got "
                                            f"{excerpt(fmt)}"
-                                           f"{_suggest(str(fmt), FORMATS) if fmt else ''}")
+                                           f"{_suggest(str(fmt), names) if fmt else ''}")
         fmt = None
     path = value.get("path")
     if path is not None:

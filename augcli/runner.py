@@ -25,15 +25,7 @@ import cv2
 import numpy as np
 
 from . import budget, datasets, geometry, imagefiles, locations, manifest, stores
-from .annotations import (
-    AnnotationError,
-    AnnotationFormat,
-    AnnotationSource,
-    ImageBoxes,
-    count_labels,
-    encode_boxes,
-    transform_boxes,
-)
+from .annotations import AnnotationFormat, AnnotationSource, encode_boxes
 from .errors import (
     EXCERPT_CHARS,
     STOPS_RUN,
@@ -43,6 +35,7 @@ from .errors import (
     output_error,
 )
 from .executors import Executor, default_workers, open_executor
+from .formats import AnnotationError
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .pipeline import OutputTooLarge, steps_matrix
 from .profiles import Conform, Profile, get_profile
@@ -63,6 +56,7 @@ from .render import (
 )
 from .report import JobReport, progress_bar
 from .stores import StoreSpec
+from .targets.boxes import ImageBoxes, count_labels, transform_boxes
 from .variety import plan_needs, variant_warnings
 
 # --- plan ----------------------------------------------------------------------
@@ -146,7 +140,7 @@ class Plan:
                           annotation_format=annotations.format if annotations else None,
                           conform=self.recipe.conform or Conform(),
                           copy_annotation=_held_out_annotation(self.dataset, annotations,
-                                                               source.relative, self.input_dir),
+                                                               source.relative),
                           stamp=source.stamp)
 
     def outputs_of(self, source: PlannedSource) -> list:
@@ -346,18 +340,18 @@ def _folder(where: Path | str) -> Path:
 
 
 def _output_folder(plan: Plan) -> Path:
-    """The output as a folder, for annotations and datasets with splits."""
+    """The output as a folder, for datasets with splits."""
     return _folder(plan.output().local_root or str(plan.output_store))
 
 
-def _held_out_annotation(dataset, source: AnnotationSource | None, relative: str,
-                         input_dir: Path | str) -> Path | None:
+def _held_out_annotation(dataset, source: AnnotationSource | None,
+                         relative: str) -> Path | None:
     """The annotation file of an image in a split that is copied unchanged (per-image
     formats), to copy byte for byte beside the copied image."""
     if dataset is None or source is None or dataset.augments(relative) or \
             source.format.file_for(relative) is None:
         return None
-    return source.file_for(relative, _folder(input_dir) / relative)
+    return source.file_for(relative)
 
 
 def _output_formats(recipe: Recipe, store, images: list, failures: dict) -> dict:
@@ -1127,7 +1121,7 @@ class _Run:
                          list(self.open.values()), self.signature)
         try:
             if self.plan.annotations is not None:
-                self.plan.annotations.prepare_output(_output_folder(self.plan))
+                self.plan.annotations.prepare_output(self.plan.output())
             if self.plan.dataset is not None:
                 self.plan.dataset.prepare_output(_output_folder(self.plan))
         except OSError as exc:
@@ -1211,9 +1205,9 @@ class _Run:
         if plan.annotations is not None:
             # one COCO file holds every output's boxes: it is made from the records (read
             # back in order); per-image formats need none of them
-            records = self.records.records() if plan.annotations.cocos else ()
+            records = self.records.records() if plan.annotations.folder_files else ()
             try:
-                plan.annotations.finish_output(_output_folder(plan), records)
+                plan.annotations.finish_output(plan.output(), records)
             except OSError as exc:
                 raise output_error(plan.output_store, exc) from None
             self.report.objects = _objects(plan, self.objects)

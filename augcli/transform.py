@@ -26,12 +26,12 @@ import numpy as np
 
 from . import imagefiles
 from . import ops as catalog
-from .annotations import DEFAULT_MIN_VISIBILITY, Box, transform_boxes
 from .errors import UsageError
 from .ops.combinators import OpNode, children
 from .pipeline import steps_matrix
 from .recipe import Recipe, load_recipe
 from .render import OutputPlan, derive_seed, render
+from .targets.boxes import DEFAULT_MIN_VISIBILITY, Box, transform_boxes
 
 __all__ = ["Transform", "TransformResult", "load_transform", "output_seed"]
 
@@ -150,7 +150,7 @@ class Transform:
         ``image``: H x W or H x W x C (C = 1 to 4) ``uint8``/``uint16`` array, or
         a PIL image (given back as one). ``boxes``: an ``(N, 4)`` array of
         ``x0, y0, x1, y1`` pixel edges (the image spans ``[0, W] x [0, H]``),
-        or a sequence of ``augcli.annotations.Box``. ``seed``: the output's
+        or a sequence of ``augcli.targets.boxes.Box``. ``seed``: the output's
         seed (e.g. ``output_seed(...)``); None draws one. ``index``: the
         1-based output index, which picks the value of a ``sweep`` as ``run``
         does; None draws one.

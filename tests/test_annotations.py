@@ -12,27 +12,21 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from augcli import geometry, imagefiles
-from augcli.annotations import (
-    AnnotationError,
-    AnnotationFormat,
-    AnnotationSource,
-    AnnotationSpec,
-    Box,
-    ImageBoxes,
-    encode_boxes,
-    parse_regions,
-    parse_voc,
-    parse_yolo,
-    transform_boxes,
-)
+from augcli import formats, geometry, imagefiles
+from augcli.annotations import AnnotationFormat, AnnotationSource, AnnotationSpec, encode_boxes
 from augcli.check import check_folder
 from augcli.cli import main
 from augcli.errors import RecipeError, UsageError
+from augcli.formats import AnnotationError
+from augcli.formats.regions import parse_regions
+from augcli.formats.voc import parse_voc
+from augcli.formats.yolo import parse_yolo
 from augcli.pipeline import apply_steps, sample_steps, steps_matrix
 from augcli.preview import BOX_COLOURS, LABEL_HEIGHT, TILE_WIDTH, make_preview
 from augcli.recipe import load_recipe, parse_recipe
 from augcli.runner import read_manifest, run_recipe
+from augcli.stores import StoreSpec
+from augcli.targets.boxes import Box, ImageBoxes, transform_boxes
 
 from .conftest import save, write_recipe
 
@@ -254,7 +248,7 @@ def test_coco_round_trip_is_lossless(tmp_path):
         image = source.read(relative, tmp_path / relative)
         records.append({"output": relative, "size": [image.width, image.height],
                         "boxes": [box.to_record() for box in image.boxes]})
-    source.finish_output(tmp_path / "out", records)
+    source.finish_output(StoreSpec.of(tmp_path / "out").open(), records)
     assert json.loads((tmp_path / "out" / "coco.json").read_text("utf-8")) == document
 
 
@@ -626,3 +620,33 @@ def test_overwrite_removes_annotation_files_of_outputs_no_longer_made(tmp_path):
     run_recipe(smaller, workers=1, overwrite=True)
     assert not (tmp_path / "out" / "cats" / "cat_turn_1.json").exists()
     assert (tmp_path / "out" / "cats" / "cat_flip_1.json").exists()
+
+
+def _parse_tsv(text, path, size, classes=(), classes_from=""):
+    return tuple(Box(label, *map(float, edges)) for label, *edges in
+                 (line.split("\t") for line in text.splitlines() if line))
+
+
+def _write_tsv(image, filename, depth, classes=()):
+    return "".join(f"{b.label}\t{b.x0:g}\t{b.y0:g}\t{b.x1:g}\t{b.y1:g}\n" for b in image.boxes)
+
+
+def test_a_format_is_one_registration_for_recipes_run_and_check(tmp_path, monkeypatch):
+    monkeypatch.setitem(formats.FORMATS, "tsv", formats.Format("tsv", "TSV", ".tsv", _parse_tsv,
+                                                               _write_tsv))
+    assert formats.names()[:4] == ("yolo", "voc", "coco", "regions")  # MODULES' order
+    save(tmp_path / "in" / "a.png", rect_image())
+    (tmp_path / "in" / "a.tsv").write_text("cat\t20\t10\t45\t30\n")
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: tsv}\n"
+                                    "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n")
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    # fliplr of edges 20..45 in an 80-wide image: 35..60
+    assert (tmp_path / "out" / "a_flip_1.tsv").read_text() == "cat\t35\t10\t60\t30\n"
+    assert pixel_hull(np.asarray(Image.open(tmp_path / "out" / "a_flip_1.png"))) == \
+        (35, 10, 60, 30)
+    help_text = CliRunner().invoke(main, ["check", "--help"]).output
+    assert "yolo|voc|coco|regions|tsv" in help_text
+    report = check_folder(tmp_path / "out", task="detection",
+                          annotations=AnnotationSpec("tsv"))
+    assert report.annotations == "tsv"
+    assert [(row.tag, row.objects) for row in report.tags] == [("cat", 1)]  # a_flip_1 only

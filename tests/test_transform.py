@@ -26,9 +26,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 import augcli
-from augcli.annotations import Box
 from augcli.cli import main
 from augcli.errors import UsageError
+from augcli.targets.boxes import Box
 
 from .conftest import photo_like, save, write_recipe
 

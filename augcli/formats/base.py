@@ -1,0 +1,184 @@
+"""The annotation format registry: ``Format``, ``register``, ``lookup``, ``names``, and the
+reading helpers every format shares.
+
+Adding a format is one module that calls ``register(Format(...))``, named in
+``augcli.formats.MODULES`` (as ops are registered by family, and Pillow lists
+its plugins). This module never imports a format, so there is no import cycle.
+
+A format is either *per image* (one file beside each image, or under
+``annotations.path``, named as the image with the format's extension) or
+*per folder* (one file for every image of a folder, or of each split folder
+of a dataset). Formats read into and write from the box target
+(``augcli.targets.boxes``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import AugcliError, UsageError, excerpt
+from ..targets.boxes import Box, ImageBoxes
+
+NORMALIZED_DECIMALS = 10  # yolo, regions: 1e-10 of a side, far below a pixel
+MAX_DIGITS = 18  # a class index or VOC flag longer than this is not one
+
+
+@dataclass(frozen=True)
+class Format:
+    """An annotation format: how its files are named, read and written.
+
+    Per image: ``read(text, path, size, classes, classes_from)`` gives the
+    boxes of one file (``size`` is the image's (width, height)) and
+    ``write(image, filename, depth, classes)`` the text of one output's file
+    (``image``: ``ImageBoxes``). Per folder: ``read(text, path)`` loads the one file
+    (an object with ``path``, ``names`` (category -> label), ``by_file``
+    (file name -> entry) and ``boxes(relative, size)``), and
+    ``write(loaded, records)`` makes the output's file from every output's
+    manifest record.
+    """
+
+    name: str  # as a recipe's annotations.format and --annotations say it
+    title: str  # how messages name its files: 'one COCO file in each split'
+    extension: str  # the suffix of its files: per image, the image's name with this suffix
+    read: Callable
+    write: Callable
+    per_image: bool = True
+    classes_file: str | None = None  # at the annotation root: names by class index
+    split_file: str | None = None  # per folder: the file's name in a split folder, if present
+    path_help: str = ""  # per folder: what annotations.path names (it is required there)
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> None:
+    """Add ``fmt`` to the registry (``augcli.formats`` loads every format module once)."""
+    FORMATS[fmt.name] = fmt
+
+
+def lookup(name: str) -> Format:
+    """The format called ``name``; recipes and the CLI accept only ``names()``."""
+    return FORMATS[name]
+
+
+def names() -> tuple:
+    """Every format's name, in registration order."""
+    return tuple(FORMATS)
+
+
+class AnnotationError(AugcliError):
+    """One annotation file is malformed: ``where`` is a line number or a key path."""
+
+    def __init__(self, path, where, reason):
+        self.path, self.where, self.reason = str(path), where, reason
+        super().__init__(str(self))
+
+    @property
+    def location(self) -> str:
+        """``labels/tom.txt:3`` for a line, ``tom.json: regions[2].left`` for a key path."""
+        if self.where is None:
+            return self.path
+        if isinstance(self.where, int):
+            return f"{self.path}:{self.where}"
+        return f"{self.path}: {self.where}"
+
+    def __str__(self):
+        return f"{self.location}: {self.reason}"
+
+
+def parse_classes(text: str, path) -> tuple:
+    """Class names by index from a classes file's text (classes.txt: one per line)."""
+    names = [line.strip() for line in text.splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    check_class_names(names, lambda index: f"{path}:{index + 1}")
+    return tuple(names)
+
+
+def check_class_names(names, where) -> None:
+    """Refuse class names (by id) that cannot label a box: empty, with control characters,
+    or the name of an earlier class. ``where(index)`` places a name in the message:
+    ``classes.txt:3``, ``data.yaml: names[2]``."""
+    first: dict = {}
+    for index, name in enumerate(names):
+        if not name.strip():
+            raise UsageError(f"{where(index)}: empty class name")
+        problem = label_problem(name)
+        if problem:
+            raise UsageError(f"{where(index)}: class name {problem}")
+        if name in first:
+            raise UsageError(f"{where(index)}: '{name}' is also the name of class "
+                             f"{first[name]}")
+        first[name] = index
+
+
+def label_problem(label) -> str | None:
+    """Why ``label`` cannot be a class name (None when it can): empty, not text, or with
+    control characters (a line break in a YOLO classes.txt or a VOC name, escape codes)."""
+    if not isinstance(label, str) or not label.strip():
+        return "missing or not a name"
+    if not label.isprintable():
+        return f"{excerpt(label)} has control characters"
+    return None
+
+
+def checked(box: Box, size, path, where) -> Box:
+    """A box read from a file, clipped to the image; one with no area is malformed."""
+    if not (box.x1 > box.x0 and box.y1 > box.y0):
+        raise AnnotationError(path, where, "box has no area (width or height <= 0)")
+    inside = box.clipped(*size)
+    if inside.area <= 0:
+        raise AnnotationError(path, where, f"box lies outside the {size[0]} x {size[1]} image")
+    return inside
+
+
+def read_number(text, path, where) -> float:
+    """A finite number from a file; a string, bool or NaN is malformed."""
+    if isinstance(text, bool):
+        raise AnnotationError(path, where, f"expected a number, got {excerpt(text)}")
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise AnnotationError(path, where, f"expected a number, got {excerpt(text)}") \
+            from None
+    except OverflowError:  # a JSON integer of hundreds of digits
+        value = math.inf
+    if not math.isfinite(value):
+        raise AnnotationError(path, where, f"expected a finite number, got {excerpt(text)}")
+    return value
+
+
+def from_normalized(label, left, top, width, height, size) -> Box:
+    image_width, image_height = size
+    return Box(label, left * image_width, top * image_height, (left + width) * image_width,
+               (top + height) * image_height)
+
+
+def normalized(box: Box, image: ImageBoxes) -> tuple:
+    """(left, top, width, height) as fractions of the image size."""
+    return (box.x0 / image.width, box.y0 / image.height, (box.x1 - box.x0) / image.width,
+            (box.y1 - box.y0) / image.height)
+
+
+def parse_json(text: str, path):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(path, exc.lineno, f"not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise AnnotationError(path, None, "not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # an integer of more digits than int() reads (4300)
+        raise AnnotationError(path, None, f"not valid JSON (a number has too many digits: "
+                                          f"{exc})") from None
+
+
+def text_number(value: float, decimals: int) -> str:
+    """Shortest text to ``decimals`` places.
+
+    ``12``, ``12.5``, ``0.4804687500`` -> ``0.48046875``.
+    """
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text

@@ -1,0 +1,144 @@
+"""COCO: one JSON file for the whole folder (or one per split folder of a dataset).
+
+``file_name`` is the image's path relative to the input folder (or its
+split folder); ``bbox`` is ``[x, y, width, height]`` in pixels. Boxes are
+carried with their other keys (``iscrowd``, ``attributes``); a file with
+segmentation polygons or keypoints is refused rather than have them dropped.
+The output's file is made at the end from every output's manifest record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from ..errors import UsageError, excerpt
+from ..targets.boxes import PIXEL_DECIMALS, Box, json_number
+from .base import AnnotationError, Format, checked, label_problem, parse_json, read_number, register
+
+COCO_BOX_KEYS = ("id", "image_id", "category_id", "bbox", "area")  # remade for each output
+SPLIT_FILE = "_annotations.coco.json"  # Roboflow's name for a split's COCO file
+
+
+@dataclass
+class Coco:
+    """A COCO file, indexed by ``file_name``; only its boxes are carried."""
+
+    path: Path
+    document: dict
+    names: dict  # category id -> name
+    by_file: dict = field(default_factory=dict)  # file_name -> image entry
+    by_image: dict = field(default_factory=dict)  # image id -> [(index, annotation)]
+
+    @classmethod
+    def load(cls, text: str, path: Path) -> Coco:
+        """The file's ``text``, read from ``path``; a malformed file is a ``UsageError``."""
+        try:
+            document = parse_json(text, path)
+        except AnnotationError as exc:
+            raise UsageError(str(exc)) from None
+        if not isinstance(document, dict) or not all(
+                isinstance(document.get(key), list)
+                for key in ("images", "annotations", "categories")):
+            raise UsageError(f"{path}: expected a COCO object with 'images', 'annotations' and "
+                             "'categories' lists")
+        coco = cls(path, document, _coco_categories(document["categories"], path))
+        for index, image in enumerate(document["images"]):
+            if not isinstance(image, dict) or not isinstance(image.get("file_name"), str) \
+                    or not isinstance(image.get("id"), (int, str)):
+                raise UsageError(f"{path}: images[{index}]: expected 'id' and 'file_name'")
+            name = PurePosixPath(image["file_name"]).as_posix()
+            if name in coco.by_file or image["id"] in coco.by_image:
+                raise UsageError(f"{path}: images[{index}]: file_name or id listed twice")
+            coco.by_file[name] = image
+            coco.by_image[image["id"]] = []
+        for index, annotation in enumerate(document["annotations"]):
+            image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
+            if not isinstance(image_id, (int, str)) or image_id not in coco.by_image:
+                raise UsageError(f"{path}: annotations[{index}]: image_id "
+                                 f"{excerpt(image_id)} is not in 'images'")
+            for key in ("segmentation", "keypoints"):
+                if annotation.get(key):
+                    raise UsageError(
+                        f"{path}: annotations[{index}].{key}: augcli carries boxes only and "
+                        f"would drop the {key}; remove '{key}' from the file (or make it "
+                        "empty) to augment the boxes")
+            coco.by_image[image_id].append((index, annotation))
+        return coco
+
+    def boxes(self, relative: str, size) -> tuple:
+        image = self.by_file.get(relative)
+        if image is None:
+            return ()
+        declared = (image.get("width"), image.get("height"))
+        if all(isinstance(v, (int, float)) and v > 0 for v in declared) \
+                and tuple(declared) != tuple(size):
+            raise AnnotationError(self.path, f"images[id={image['id']}]",
+                                  f"says {declared[0]} x {declared[1]} but {relative} is "
+                                  f"{size[0]} x {size[1]} (EXIF orientation applied)")
+        return tuple(self._box(index, annotation, size)
+                     for index, annotation in self.by_image[image["id"]])
+
+    def _box(self, index: int, annotation: dict, size) -> Box:
+        where = f"annotations[{index}]"
+        category = annotation.get("category_id")
+        label = self.names.get(category) if isinstance(category, (int, float, str)) else None
+        if label is None:
+            raise AnnotationError(self.path, f"{where}.category_id",
+                                  f"{excerpt(category)} is not in 'categories'")
+        bbox = annotation.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise AnnotationError(self.path, f"{where}.bbox", f"expected [x, y, width, height], "
+                                                              f"got {excerpt(bbox)}")
+        x, y, w, h = (read_number(v, self.path, f"{where}.bbox") for v in bbox)
+        extra = tuple((key, value) for key, value in annotation.items()
+                      if key not in COCO_BOX_KEYS)
+        return checked(Box(label, x, y, x + w, y + h, extra), size, self.path, where)
+
+    def encode(self, records) -> str:
+        """A COCO file for the outputs: new image and annotation ids in output-name order.
+
+        Each annotation keeps its other keys (``iscrowd``, ``attributes``, an empty
+        ``segmentation``, ...); ``area`` is the output box's."""
+        ids = {name: category for category, name in self.names.items()}
+        images: list[dict] = []
+        annotations: list[dict] = []
+        annotated = sorted((r for r in records if "boxes" in r), key=lambda r: r["output"])
+        for image_id, record in enumerate(annotated, start=1):
+            width, height = record["size"]
+            images.append({"id": image_id, "file_name": record["output"], "width": width,
+                           "height": height})
+            for item in record["boxes"]:
+                box = Box.from_record(item)
+                bbox = [json_number(v, PIXEL_DECIMALS)
+                        for v in (box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0)]
+                extra = dict(box.extra)
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                    "category_id": ids[box.label], "bbox": bbox,
+                                    "area": json_number(box.area, PIXEL_DECIMALS),
+                                    "iscrowd": extra.pop("iscrowd", 0), **extra})
+        kept = {key: self.document[key] for key in ("info", "licenses") if key in self.document}
+        document = {**kept, "images": images, "annotations": annotations,
+                    "categories": self.document["categories"]}
+        return json.dumps(document, ensure_ascii=False) + "\n"
+
+
+def _coco_categories(categories: list, path: Path) -> dict:
+    names: dict = {}
+    for index, category in enumerate(categories):
+        if not isinstance(category, dict) or not isinstance(category.get("id"), (int, str)) \
+                or not isinstance(category.get("name"), str) or not category["name"]:
+            raise UsageError(f"{path}: categories[{index}]: expected 'id' and 'name'")
+        problem = label_problem(category["name"])
+        if problem:
+            raise UsageError(f"{path}: categories[{index}].name: {problem}")
+        if category["id"] in names or category["name"] in names.values():
+            raise UsageError(f"{path}: categories[{index}]: id {excerpt(category['id'])} or "
+                             f"name '{category['name']}' is used twice")
+        names[category["id"]] = category["name"]
+    return names
+
+
+register(Format("coco", "COCO", ".json", Coco.load, Coco.encode, per_image=False,
+                split_file=SPLIT_FILE, path_help="the JSON file that lists every image's boxes"))
