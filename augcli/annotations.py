@@ -23,22 +23,9 @@ from pathlib import Path, PurePosixPath
 
 from . import formats, imagefiles
 from .errors import UsageError
-from .formats.base import AnnotationError, parse_classes
+from .formats.base import AnnotationError, AnnotationSpec, parse_classes
 from .stores import StoreSpec
 from .targets.boxes import DEFAULT_MIN_VISIBILITY, ImageBoxes
-
-
-@dataclass(frozen=True)
-class AnnotationSpec:
-    """The recipe's ``annotations`` key: where and how boxes are stored.
-
-    ``path``: the folder holding the per-image files (default: beside the
-    images) or, for a per-folder format (coco), its file (required).
-    """
-
-    format: str
-    path: Path | None = None
-    min_visibility: float = DEFAULT_MIN_VISIBILITY
 
 
 @dataclass(frozen=True)

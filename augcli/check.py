@@ -31,10 +31,10 @@ from pathlib import Path
 from PIL import Image
 
 from . import datasets, imagefiles
-from .annotations import AnnotationSource, AnnotationSpec
+from .annotations import AnnotationSource
 from .errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
 from .executors import default_workers, open_executor
-from .formats import AnnotationError
+from .formats import AnnotationError, AnnotationSpec
 from .profiles import DEFAULT_PROFILE, MIB, Profile, check_task, get_profile
 from .report import progress_bar
 

@@ -607,8 +607,7 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
 def _annotation_spec(fmt: str, path: str | None):
     from pathlib import Path
 
-    from .annotations import AnnotationSpec
-    from .formats import lookup
+    from .formats import AnnotationSpec, lookup
 
     record = lookup(fmt)
     if not record.per_image and path is None:

@@ -40,10 +40,10 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from . import formats, imagefiles
-from .annotations import AnnotationSpec, Layout
+from .annotations import Layout
 from .errors import UsageError, excerpt
 from .formats import yolo
-from .formats.base import check_class_names
+from .formats.base import AnnotationSpec, check_class_names
 
 DATA_YAML = "data.yaml"
 YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written

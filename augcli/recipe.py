@@ -18,8 +18,8 @@ import yaml
 
 from . import formats, locations
 from . import ops as catalog
-from .annotations import AnnotationSpec
 from .errors import RecipeError, excerpt
+from .formats import AnnotationSpec
 from .geometry import FILL_MODES
 from .ops.combinators import (
     OneOf,

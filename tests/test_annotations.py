@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from augcli import formats, geometry, imagefiles
-from augcli.annotations import AnnotationFormat, AnnotationSource, AnnotationSpec, encode_boxes
+from augcli.annotations import AnnotationFormat, AnnotationSource, encode_boxes
 from augcli.check import check_folder
 from augcli.cli import main
 from augcli.errors import RecipeError, UsageError
-from augcli.formats import AnnotationError
+from augcli.formats import AnnotationError, AnnotationSpec
 from augcli.formats.regions import parse_regions
 from augcli.formats.voc import parse_voc
 from augcli.formats.yolo import parse_yolo

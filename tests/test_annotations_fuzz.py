@@ -16,10 +16,10 @@ import random
 import pytest
 from click.testing import CliRunner
 
-from augcli.annotations import AnnotationSource, AnnotationSpec
+from augcli.annotations import AnnotationSource
 from augcli.cli import main
 from augcli.errors import UsageError
-from augcli.formats import AnnotationError
+from augcli.formats import AnnotationError, AnnotationSpec
 
 from .conftest import photo_like, save, write_recipe
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import importlib
 
-from .base import FORMATS, AnnotationError, Format, lookup, names, register
+from .base import FORMATS, AnnotationError, AnnotationSpec, Format, lookup, names, register
 
-__all__ = ["FORMATS", "MODULES", "AnnotationError", "Format", "lookup", "names", "register"]
+__all__ = ["FORMATS", "MODULES", "AnnotationError", "AnnotationSpec", "Format", "lookup", "names",
+           "register"]
 
 # Each module registers its format when imported; this order is the registry's.
 MODULES = ("yolo", "voc", "coco", "regions")

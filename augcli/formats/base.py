@@ -18,12 +18,26 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import AugcliError, UsageError, excerpt
-from ..targets.boxes import Box, ImageBoxes
+from ..targets.boxes import DEFAULT_MIN_VISIBILITY, Box, ImageBoxes
 
 NORMALIZED_DECIMALS = 10  # yolo, regions: 1e-10 of a side, far below a pixel
 MAX_DIGITS = 18  # a class index or VOC flag longer than this is not one
+
+
+@dataclass(frozen=True)
+class AnnotationSpec:
+    """The recipe's ``annotations`` key: where and how boxes are stored.
+
+    ``path``: the folder holding the per-image files (default: beside the
+    images) or, for a per-folder format (coco), its file (required).
+    """
+
+    format: str
+    path: Path | None = None
+    min_visibility: float = DEFAULT_MIN_VISIBILITY
 
 
 @dataclass(frozen=True)
