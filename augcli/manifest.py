@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import imagefiles
-from .errors import UsageError, excerpt, output_error
+from .errors import EXCERPT_CHARS, UsageError, excerpt, output_error
 from .stores import LOCK_NAME, MANIFEST_NAME, Store, open_store
 
 __all__ = ["LOCK_NAME", "MANIFEST_NAME"]  # defined by the stores, named here too
@@ -243,18 +243,26 @@ class Journal:
 
 @dataclass
 class Earlier:
-    """What a manifest says earlier runs wrote into an output folder."""
+    """What an output says earlier runs wrote into it: the records and ``started`` lines of
+    its manifest (``run``, ``normalize``), or a command's own index (``ricap``)."""
 
-    records: list = field(default_factory=list)  # output records
+    records: list = field(default_factory=list)  # output records (each has "output")
     started: list = field(default_factory=list)  # "started" lines
+    # the settings fingerprint of each earlier run (None: files whose settings no readable
+    # record says); empty on a fresh output
+    fingerprints: set = field(default_factory=set)
+    files: set = field(default_factory=set)  # more files the earlier runs wrote
 
-    @property
-    def fingerprints(self) -> set:
-        return {line.get("recipe") for line in (*self.records, *self.started)}
+    @classmethod
+    def of_lines(cls, lines: list) -> Earlier:
+        """What the lines of ``run``'s manifest say (each names its recipe's fingerprint)."""
+        records = [line for line in lines if _is_output(line)]
+        started = [line for line in lines if _is_started(line)]
+        return cls(records, started, {line.get("recipe") for line in (*records, *started)})
 
     def names(self) -> set:
         """Every file these lines say a run wrote (or may have written)."""
-        names = set()
+        names = set(self.files)
         for record in self.records:
             names.add(record["output"])
             if isinstance(record.get("annotation"), str):
@@ -267,9 +275,12 @@ class Earlier:
 def load(store: Store) -> Earlier:
     """Read the manifest and refuse one that names a path outside the output
     (``Store.is_inside``)."""
-    lines = read_lines(store)
-    earlier = Earlier([line for line in lines if _is_output(line)],
-                      [line for line in lines if _is_started(line)])
+    return check_names(store, Earlier.of_lines(read_lines(store)))
+
+
+def check_names(store: Store, earlier: Earlier) -> Earlier:
+    """Refuse an ``earlier`` that names a path outside the output (``Store.is_inside``): a
+    tampered or foreign manifest makes augcli neither delete nor write elsewhere."""
     folders: dict = {}
     for name in sorted(earlier.names()):
         if not store.is_inside(name, folders):
@@ -278,3 +289,104 @@ def load(store: Store) -> Earlier:
                              f"manifest for this {store.noun}. Move it away (or choose another "
                              f"output {store.noun})")
     return earlier
+
+
+# --- one reconcile for every command ------------------------------------------------
+
+@dataclass
+class Resume:
+    """What a command may keep of an output: ``finished`` outputs (name -> record) that are
+    there and whole, and the ``started`` lines of sources an earlier run did not finish."""
+
+    finished: dict = field(default_factory=dict)
+    started: list = field(default_factory=list)
+
+
+def guard(store: Store, dry_run: bool, note=None):
+    """The output's lock for a run; for a dry run, the same refusal while another run holds
+    it, without taking it or writing anything."""
+    lock = store.lock(note=note)
+    if not dry_run:
+        return lock
+    lock.check()
+    return contextlib.nullcontext()
+
+
+def reconcile(store: Store, earlier: Earlier, *, fingerprint, planned, own=(),
+              overwrite: bool = False, dry_run: bool = False, other_run=None) -> Resume:
+    """Earlier records x planned outputs x what the output holds (one listing): what a
+    rerun keeps, or a refusal. ``run``, ``normalize`` and ``ricap`` all come here, so they
+    refuse the same things and resume the same way.
+
+    ``planned()`` yields every file this run may write (called at most twice, never held
+    whole); ``own`` names the index files the command rewrites (its manifest). Refused
+    (``UsageError``, exit 2) without ``overwrite``: outputs of other settings
+    (``other_run()`` says which changed), and files no record accounts for where they
+    would be overwritten or mixed with the outputs. ``overwrite`` deletes what earlier
+    runs wrote that this one will not (not in a dry run); files augcli did not write are
+    never removed.
+    """
+    if overwrite:
+        if not dry_run:
+            store.remove(_not_planned(earlier.names(), planned))
+        return Resume()
+    if earlier.fingerprints - {fingerprint}:
+        raise UsageError(other_run() if other_run else
+                         f"{where(store)} holds outputs of other settings; rerun with "
+                         "--overwrite to replace them, or choose another output "
+                         f"{store.noun}")
+    present = store.sizes()
+    accounted = earlier.names() | set(own)
+    unaccounted = {name for name in present if name not in accounted}
+    if unaccounted:
+        _refuse_unaccounted(store, unaccounted, planned,
+                            # a journal that lags (an object store's parts) may have lost the
+                            # "started" lines of a killed run's last sources: when the manifest
+                            # says the output is this run's, its planned files are its own
+                            ours=store.journal_lags and earlier.fingerprints == {fingerprint})
+    finished = {record["output"]: record for record in earlier.records
+                if _intact(present.get(record["output"]), record)}
+    return Resume(finished, earlier.started)
+
+
+def where(store: Store) -> str:
+    """The output as the user named it, for messages."""
+    return store.name("").rstrip("/")
+
+
+def _refuse_unaccounted(store: Store, unaccounted: set, planned, ours: bool) -> None:
+    clashes = [name for name in planned() if name in unaccounted]
+    if clashes and not ours:
+        raise UsageError(f"{where(store)} already holds {len(clashes)} file(s) this run would "
+                         f"write (e.g. {_short(clashes[0])}) and no manifest says where they "
+                         "came from; rerun with --overwrite to replace them, or choose another "
+                         f"output {store.noun}")
+    strays = sorted(unaccounted.difference(clashes))
+    if strays:
+        listed = ", ".join(_short(name) for name in strays[:5]) + \
+            (", ..." if len(strays) > 5 else "")
+        raise UsageError(f"{where(store)} holds {len(strays)} file(s) that no manifest says "
+                         f"where they came from ({listed}); they would be mixed with the outputs. "
+                         f"Move them out or choose another output {store.noun} (--overwrite "
+                         "goes ahead, replacing those this run writes and keeping the others)")
+
+
+def _short(name: str) -> str:
+    """A file name as a message quotes it: whole, or its first ``EXCERPT_CHARS``."""
+    return name if len(name) <= EXCERPT_CHARS else name[:EXCERPT_CHARS] + "..."
+
+
+def _not_planned(names: set, planned) -> set:
+    """Those of ``names`` that this run does not write."""
+    left = set(names)
+    for name in planned():
+        if not left:
+            break
+        left.discard(name)
+    return left
+
+
+def _intact(size, record: dict) -> bool:
+    """Whether an output is there with the size its record says (writes are not fsynced:
+    after a power loss a file can be left empty, and is then made again)."""
+    return size is not None and record.get("bytes", size) == size

@@ -27,7 +27,6 @@ import numpy as np
 from . import budget, datasets, geometry, imagefiles, locations, manifest, stores
 from .annotations import AnnotationFormat, AnnotationSource, encode_boxes
 from .errors import (
-    EXCERPT_CHARS,
     STOPS_RUN,
     ImageReadError,
     OutputError,
@@ -778,53 +777,27 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
 # --- resume ----------------------------------------------------------------------
 
 def _resume(plan: Plan, fingerprint: str, overwrite: bool,
-            dry_run: bool = False) -> tuple[dict, list]:
-    """Records of outputs already finished by an earlier run of this same recipe, and the
-    ``started`` lines of its sources that were handed to workers but not finished.
-
-    Refuses to mix: outputs of a different recipe, seed or input folder, or files
-    in the output folder that no manifest accounts for, need ``--overwrite``
-    (which deletes what the old recipe wrote and the new one will not, except in
-    a dry run; files augcli did not write are never removed).
+            dry_run: bool = False) -> manifest.Resume:
+    """Outputs already finished by an earlier run of this same recipe, and the ``started``
+    lines of its sources that were handed to workers but not finished
+    (``manifest.reconcile``, as every command resumes and refuses).
 
     Holds what the output and its manifest name (nothing on a fresh run); the plan's
     own names are computed source by source and never held.
     """
     store = plan.output()
     store.check_inside(_one_file_per_folder(plan))
-    earlier = manifest.load(store)
-    if overwrite:
-        if not dry_run:
-            store.remove(_not_written(plan, earlier.names()))
-        return {}, []
-    if earlier.fingerprints - {fingerprint}:
-        raise UsageError(f"{plan.output_store} holds outputs of a different recipe, seed or "
-                         "input folder; rerun with --overwrite to replace them, or choose "
-                         "another output folder")
-    accounted = earlier.names()
-    # A journal that lags (an object store's parts): the "started" lines of a killed run's
-    # last sources may not have gone out. Its manifest says the prefix is this recipe's,
-    # so every file this run writes is accounted for.
-    ours = store.journal_lags and earlier.fingerprints == {fingerprint}
-    present = _Present(store)
-    names = present.names()
-    clashes, first = (0, None) if ours or not names else _clashes(plan, accounted, present)
-    if clashes:
-        raise UsageError(f"{plan.output_store} already holds {clashes} file(s) this run "
-                         f"would write (e.g. {first}) and no manifest says where they "
-                         "came from; rerun with --overwrite to replace them")
-    strays = _unaccounted_files(plan, accounted, names, ours)
-    if strays:
-        listed = ", ".join(name if len(name) <= EXCERPT_CHARS else
-                           name[:EXCERPT_CHARS] + "..." for name in strays[:5]) + \
-            (", ..." if len(strays) > 5 else "")
-        raise UsageError(f"{plan.output_store} holds {len(strays)} file(s) that no manifest says "
-                         f"where they came from ({listed}); they would be mixed with the "
-                         "outputs. Move them out or choose another output folder (--overwrite "
-                         "goes ahead, replacing those this run writes and keeping the others)")
-    finished = {record["output"]: record for record in earlier.records
-                if _intact(present, record)}
-    return finished, earlier.started
+    own = [MANIFEST_NAME]
+    if plan.annotations is not None:
+        own += plan.annotations.output_files()
+    if plan.dataset is not None:
+        own += plan.dataset.output_files()
+    return manifest.reconcile(
+        store, manifest.load(store), fingerprint=fingerprint, own=own, overwrite=overwrite,
+        dry_run=dry_run, planned=lambda: (name for name, _ in plan.files_written()),
+        other_run=lambda: (f"{manifest.where(store)} holds outputs of a different recipe, "
+                           "seed or input folder; rerun with --overwrite to replace them, or "
+                           f"choose another output {store.noun}"))
 
 
 def _one_file_per_folder(plan: Plan):
@@ -839,70 +812,6 @@ def _copy_files(plan: Plan, source: PlannedSource):
     other file the source makes is named after one of them, in the same folder."""
     original = original_output(Path(source.relative), source.format)
     return [name for name, _ in _files_written([original], plan.annotations)]
-
-
-def _not_written(plan: Plan, names: set) -> set:
-    """Those of ``names`` that the plan does not write."""
-    left = set(names)
-    for name, _ in plan.files_written():
-        if not left:
-            break
-        left.discard(name)
-    return left
-
-
-def _clashes(plan: Plan, accounted: set, present: _Present) -> tuple[int, str | None]:
-    """How many of the plan's outputs the output already holds though no manifest
-    accounts for them, and the first of them."""
-    count, first = 0, None
-    for source in plan.sources:
-        for output in plan.outputs_of(source):
-            if output.relative not in accounted and present.exists(output.relative):
-                count += 1
-                first = first or output.relative
-    return count, first
-
-
-def _unaccounted_files(plan: Plan, accounted: set, names: list, ours: bool) -> list:
-    """Those of ``names`` (the files in the output) that neither the manifest
-    (``accounted``: what its records and ``started`` lines name) nor, when ``ours``,
-    this run's own files account for.
-
-    Hidden files (augcli's temp files, lock and journal parts among them) are not
-    counted.
-    """
-    accounted = accounted | {MANIFEST_NAME}
-    if plan.annotations is not None:
-        accounted.update(plan.annotations.output_files())
-    if plan.dataset is not None:
-        accounted.update(plan.dataset.output_files())
-    left = {name for name in names if name not in accounted}
-    return sorted(_not_written(plan, left) if ours and left else left)
-
-
-class _Present:
-    """What the output holds, from one listing (``Store.sizes``), never asked about one
-    output at a time."""
-
-    def __init__(self, store):
-        self.sizes = store.sizes()
-
-    def names(self) -> list:
-        """Every file in the output but hidden ones, relative (POSIX)."""
-        return list(self.sizes)
-
-    def exists(self, name: str) -> bool:
-        return name in self.sizes
-
-    def size(self, name: str) -> int | None:
-        return self.sizes.get(name)
-
-
-def _intact(present: _Present, record: dict) -> bool:
-    """Whether an output is there with the size its record says (writes are not fsynced:
-    after a power loss a file can be left empty, and is then made again)."""
-    size = present.size(record["output"])
-    return size is not None and record.get("bytes", size) == size
 
 
 def _unchanged(stamp: dict | None, records: list) -> bool:
@@ -971,7 +880,8 @@ def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profi
     recipe = resolve_recipe(recipe, input=input, output=output, seed=seed, per_class=per_class,
                             profile=profile)
     plan = plan_run(recipe)
-    finished, _ = _resume(plan, recipe.fingerprint, overwrite, dry_run=True)
+    with manifest.guard(plan.output(), dry_run=True):  # refused while another run writes
+        finished = _resume(plan, recipe.fingerprint, overwrite, dry_run=True).finished
     counted = Report()
     _count_finished(plan, finished, counted)
     return plan, counted.skipped, variant_warnings(plan.recipe, plan_needs(plan))
@@ -1055,8 +965,9 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     store = plan.output()
     # the cluster is checked before any write; the lock is a folder's or a prefix's
     with open_executor(workers, cluster, client, memory) as executor, \
-            store.lock(note=report.notes.append):
-        finished, started_lines = _resume(plan, recipe.fingerprint, overwrite)
+            manifest.guard(store, dry_run=False, note=report.notes.append):
+        resume = _resume(plan, recipe.fingerprint, overwrite)
+        finished, started_lines = resume.finished, resume.started
         complete = _count_finished(plan, finished, report)
         with _Run(plan, recipe.fingerprint, report, executor) as run:
             run.prepare(finished.values(), started_lines, complete)

@@ -172,7 +172,8 @@ class Store:
     # --- the lock
     def lock(self, note=None):
         """A context manager that keeps other runs out while this one writes (``UsageError``
-        while another live run holds it); a stale lock is taken over and ``note`` told."""
+        while another live run holds it); a stale lock is taken over and ``note`` told.
+        Its ``check()`` refuses the same way without taking it (a dry run)."""
         raise NotImplementedError
 
     # --- names read from a manifest: trusted only inside the store

@@ -119,12 +119,7 @@ class FolderStore(Store, kind="folder"):
             return b""
 
     def lock(self, note=None) -> FolderLock:
-        """Keep other runs out while this one writes (``FolderLock``); the output folder is
-        made here, as the lock file needs it."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise output_error(self.root, exc) from None
+        """Keep other runs out while this one writes (``FolderLock``)."""
         return FolderLock(self.root, note=note)
 
     def is_inside(self, name, folders: dict | None = None) -> bool:
@@ -199,11 +194,33 @@ class FolderLock:
         self._fd: int | None = None
 
     def __enter__(self):
+        try:  # the output folder is made here, as the lock file needs it
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(self.path.parent, exc) from None
         for _ in range(100):
             if self._try_take():
                 locks.hold(str(self.path))
                 return self
         raise UsageError(f"cannot take the lock {self.path}: it keeps changing")  # pragma: no cover
+
+    def check(self) -> None:
+        """Refuse (``UsageError``) while another live run holds the lock, taking nothing and
+        writing nothing: what a dry run asks."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise output_error(self.path, exc) from None
+        try:
+            locked = _flock(fd, shared=True)
+            holder = _read_pid(fd)
+        finally:
+            os.close(fd)  # drops the shared lock too
+        if locked is False or (locked is None and holder is not None and locks.alive(holder)):
+            raise UsageError(locks.refusal(locks.who(holder or None), self.path.parent,
+                                           "folder", self.path))
 
     def _try_take(self) -> bool:
         try:
@@ -252,14 +269,14 @@ class FolderLock:
         self._fd = None
 
 
-def _flock(fd: int) -> bool | None:
+def _flock(fd: int, shared: bool = False) -> bool | None:
     """Lock without waiting: True taken, False held by another process, None no flock here."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     except OSError:  # pragma: no cover - a filesystem without flock

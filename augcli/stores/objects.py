@@ -278,6 +278,13 @@ class ObjectLock:
             return self
         raise UsageError(f"cannot take the lock {self.path}: it keeps changing")
 
+    def check(self) -> None:
+        """Refuse (``UsageError``) while another live run holds the lock, taking nothing and
+        writing nothing: what a dry run asks."""
+        holder = self._holder()
+        if holder and not self._stale(holder):
+            self._refuse(holder)
+
     def _holder(self) -> dict:
         try:
             data = self.store.read(self.key)
