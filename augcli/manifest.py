@@ -300,6 +300,7 @@ class Resume:
 
     finished: dict = field(default_factory=dict)
     started: list = field(default_factory=list)
+    removed: list = field(default_factory=list)  # overwrite: earlier files this run does not make
 
 
 def guard(store: Store, dry_run: bool, note=None):
@@ -327,9 +328,10 @@ def reconcile(store: Store, earlier: Earlier, *, fingerprint, planned, own=(),
     never removed.
     """
     if overwrite:
+        removed = sorted(_not_planned(earlier.names(), planned))
         if not dry_run:
-            store.remove(_not_planned(earlier.names(), planned))
-        return Resume()
+            store.remove(removed)
+        return Resume(removed=removed)
     if earlier.fingerprints - {fingerprint}:
         raise UsageError(other_run() if other_run else
                          f"{where(store)} holds outputs of other settings; rerun with "

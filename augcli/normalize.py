@@ -730,7 +730,9 @@ def plan_normalize(settings: NormalizeSettings) -> NormalizePlan:
                                                **_preparation_record(preparation),
                                                "per_channel": settings.per_channel}))
         plan.output().check_inside([MANIFEST_NAME, *outputs.values()])
-        plan.finished, plan.stale = _earlier_outputs(plan)
+        with manifest.guard(plan.output(), dry_run=True):  # refused while another run writes
+            resume = _earlier_outputs(plan, dry_run=True)
+        plan.finished, plan.stale = resume.finished, resume.removed
     return plan
 
 
@@ -758,7 +760,7 @@ def normalize_folder(settings: NormalizeSettings, *, workers: int | None = None,
             _output_lock(plan):
         passes = _Passes(executor, report, progress)
         if plan.output_store is not None:  # what the manifest says now, under the lock
-            plan.finished, plan.stale = _earlier_outputs(plan)
+            plan.finished = _earlier_outputs(plan, dry_run=False).finished
         fitted = plan.saved
         if plan.fits:
             fitted = _fit(method, plan.tasks, passes, plan.epsilon)
@@ -786,7 +788,6 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
     stats = fitted.fingerprint() if fitted is not None else None
     finished = _same_statistics(plan, stats)
     store = plan.output()
-    store.remove(plan.stale)
     try:
         store.tidy()  # temp files of writes that died with their worker
     except OSError as exc:
@@ -842,38 +843,22 @@ def _write_manifest(store, header: dict, records) -> None:
     manifest.write(store, map(manifest.encode_line, lines))
 
 
-def _earlier_outputs(plan: NormalizePlan) -> tuple[dict, list]:
-    """(outputs an earlier run with these settings finished, outputs to delete).
-
-    Refuses an output folder whose manifest records other settings, or, with
-    no manifest of normalize, files where this run would write: only
-    ``overwrite`` replaces them (and deletes the earlier run's outputs that
-    this one does not make, e.g. of another --format).
-    """
-    output_dir = plan.output_store
+def _earlier_outputs(plan: NormalizePlan, dry_run: bool) -> manifest.Resume:
+    """What an earlier normalize of these settings finished (``manifest.reconcile``, as every
+    command resumes and refuses): an output whose manifest records other settings, or
+    files no manifest accounts for, need ``overwrite``, which deletes the earlier run's
+    outputs that this one does not make (e.g. of another --format; not in a dry run)."""
     store = plan.output()
     header, records = read_manifest(store)
-    if plan.overwrite:
-        planned = set(plan.outputs.values())
-        ours = {record["output"] for record in records
-                if "settings" in record and store.is_inside(record["output"])}
-        return {}, sorted(ours - planned)
-    if (header is not None and header.get("settings") != plan.fingerprint) or \
-            any(record.get("settings") != plan.fingerprint for record in records):
-        raise UsageError(_other_settings(plan, header))
-    # one listing of an object store (a folder is asked file by file: Store.existing)
-    present = store.existing({*(record["output"] for record in records),
-                              *plan.outputs.values()})
-    finished = {record["output"]: record for record in records if record["output"] in present}
-    if header is None:
-        clashes = sorted(output for output in plan.outputs.values()
-                         if output in present and output not in finished)
-        if clashes:
-            raise UsageError(f"{output_dir} already holds {len(clashes)} file(s) this normalize "
-                             f"would write (e.g. {clashes[0]}) and no {MANIFEST_NAME} says "
-                             "where they came from; rerun with --overwrite to replace them, "
-                             "or choose another output folder")
-    return finished, []
+    settings = {record.get("settings") for record in records}
+    if header is not None:
+        settings.add(header.get("settings"))
+    earlier = manifest.check_names(store, manifest.Earlier(records, fingerprints=settings))
+    outputs = plan.outputs.values()
+    return manifest.reconcile(store, earlier, fingerprint=plan.fingerprint,
+                              planned=lambda: iter(outputs), own=[MANIFEST_NAME],
+                              overwrite=plan.overwrite, dry_run=dry_run,
+                              other_run=lambda: _other_settings(plan, header))
 
 
 def _other_settings(plan: NormalizePlan, header: dict | None) -> str:
