@@ -675,37 +675,53 @@ def _montage_name(name: str) -> bool:
     return name.startswith(NAME_PREFIX) and name.endswith(tuple(f".{fmt}" for fmt in FORMATS))
 
 
-def _finished(store, where, epochs: list, record: dict, previous: list,
-              overwrite: bool) -> set:
-    """Montages an earlier run of this same plan finished: {(folder name, filename)}.
+def _finished(store, epochs: list, record: dict, overwrite: bool, dry_run: bool) -> set:
+    """Montages an earlier run of this same plan finished: {(folder name, filename)}
+    (``manifest.reconcile``, as every command resumes and refuses).
 
-    An earlier run of other settings or other sources, or montage files with
-    no ricap.json to say where they came from, need ``overwrite`` (which
-    starts from nothing).
+    ``ricap.json`` says which settings made the montages in the output; montage files
+    with none to say so, an earlier run of other settings or other sources, and files
+    that are not ricap's need ``overwrite``, which deletes the earlier run's files this
+    one does not make (not in a dry run).
     """
-    if not previous or overwrite:
-        return set()
-    shown = previous[0]
+    previous = _previous_outputs(store)
     try:
         earlier = json.loads(store.read(SETTINGS_NAME).decode("utf-8"))
     except (OSError, ValueError):
         earlier = None
     if not isinstance(earlier, dict):
-        raise UsageError(f"{where} already holds outputs of a ricap run (e.g. {shown}) "
-                         f"and no readable {SETTINGS_NAME} says which; rerun with --overwrite "
-                         "to replace them, or choose another output folder")
+        earlier = None
+    montages = [{"output": name} for name in previous
+                if name != SETTINGS_NAME and _montage_name(name.rsplit("/", 1)[-1])]
+    known = {_fingerprint(earlier)} if earlier is not None else {None} if previous else set()
+    resume = manifest.reconcile(
+        store, manifest.check_names(store, manifest.Earlier(montages, fingerprints=known,
+                                                            files=set(previous))),
+        fingerprint=_fingerprint(record), planned=lambda: iter(_planned_names(epochs)),
+        own=[SETTINGS_NAME], overwrite=overwrite, dry_run=dry_run,
+        other_run=lambda: _other_run(store, record, earlier, previous))
+    if overwrite and not dry_run:
+        store.prune(resume.removed)  # the folders the removed files leave empty
+    return {(epoch.name, plan.filename) for epoch in epochs for plan in epoch.plans
+            if all(name in resume.finished for name in _files_of(epoch, plan))}
+
+
+def _fingerprint(record: dict | None) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _other_run(store, record: dict, earlier: dict | None, previous: list) -> str:
+    """What a refusal of an output holding another run's montages says."""
+    where = manifest.where(store)
+    advice = "; rerun with --overwrite to replace them, or choose another output folder"
+    if earlier is None:
+        return (f"{where} already holds outputs of a ricap run (e.g. {previous[0]}) and no "
+                f"readable {SETTINGS_NAME} says which{advice}")
     differ = sorted(key for key in record.keys() | earlier.keys()
                     if record.get(key) != earlier.get(key))
-    if differ:
-        flags = {"sources": "input images", "fmt": "--format"}
-        names = ", ".join(flags.get(key, f"--{key.replace('_', '-')}") for key in differ)
-        raise UsageError(f"{where} holds montages of another ricap run ({names} differ); "
-                         "rerun with --overwrite to replace them, or choose another output "
-                         "folder")
-    present = store.existing(name for epoch in epochs for plan in epoch.plans
-                             for name in _files_of(epoch, plan))
-    return {(epoch.name, plan.filename) for epoch in epochs for plan in epoch.plans
-            if all(name in present for name in _files_of(epoch, plan))}
+    flags = {"sources": "input images", "fmt": "--format"}
+    names = ", ".join(flags.get(key, f"--{key.replace('_', '-')}") for key in differ)
+    return f"{where} holds montages of another ricap run ({names} differ){advice}"
 
 
 def _files_of(epoch: Epoch, plan: MontagePlan) -> list:
@@ -715,17 +731,8 @@ def _files_of(epoch: Epoch, plan: MontagePlan) -> list:
     return [epoch.key(plan.filename), *copy]
 
 
-def _clear_previous(store, previous: list) -> None:
-    """Delete an earlier run's files (a link itself, never what it points to), then the
-    folders they leave empty."""
-    store.remove(previous)
-    store.prune(previous)
-
-
-def _start_output(store, previous: list, overwrite: bool, record: dict) -> None:
-    """Clear what --overwrite replaces, drop a killed run's temp files, record the settings."""
-    if overwrite:
-        _clear_previous(store, previous)
+def _start_output(store, record: dict) -> None:
+    """Drop a killed run's temp files, record the settings."""
     try:
         store.tidy()
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
@@ -745,12 +752,6 @@ def _planned_names(epochs: list) -> list:
             if plan.majority is not None:
                 names.append(f"{prefix}{MAJORITY_DIR}/{plan.majority}/{plan.filename}")
     return names
-
-
-def _output_lock(store, dry_run: bool):
-    """One run per output folder or prefix (nothing to lock, and nothing made, for a dry
-    run)."""
-    return contextlib.nullcontext() if dry_run else store.lock()
 
 
 def _chunks(plans: list, workers: int, size: tuple) -> list:
@@ -839,16 +840,16 @@ def make_montages(settings: RicapSettings, *, dry_run: bool = False, workers: in
     workers = workers or default_workers()
     if dry_run:
         cluster = client = None  # a dry run reads no image: no cluster to start
-    with open_executor(workers, cluster, client) as executor, _output_lock(store, dry_run):
-        previous = _previous_outputs(store)
-        finished = _finished(store, output_dir, planned, record, previous, overwrite)
+    with open_executor(workers, cluster, client) as executor, \
+            manifest.guard(store, dry_run):
+        finished = _finished(store, planned, record, overwrite, dry_run)
         report = RicapReport(ignored=others, notify=notify, output_dir=output_dir,
                              dry_run=dry_run, planned=sum(len(epoch.plans) for epoch in planned),
                              skipped=len(finished))
         if settings.epochs is not None:
             report.epochs = [(epoch.name, epoch.beta) for epoch in planned]
         if not dry_run:
-            _start_output(store, previous, overwrite, record)
+            _start_output(store, record)
             written: set = set()
             try:
                 _make(specs, planned, finished, settings, report, executor, progress, written)
