@@ -445,10 +445,10 @@ def format_report(report: CheckReport, verbose: bool = False) -> str:
         lines.append("")
         lines.append(f"ignored {len(report.ignored)} file(s) that are not images by name "
                      f"(e.g. {report.ignored[0]})")
+    if profile.notice:  # before the verdict, which stays the last line
+        lines += ["", f"note: {profile.notice}"]
     lines.append("")
     lines.append(_verdict(report))
-    if profile.notice:
-        lines.append(f"note: {profile.notice}")
     return "\n".join(lines)
 
 
