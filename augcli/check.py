@@ -136,8 +136,15 @@ class CheckReport:
         return [row for row in self.tags if row.status == TOO_FEW]
 
     @property
+    def too_few_images(self) -> bool:
+        """Fewer usable images than the target needs in all (AutoML: 10)."""
+        return self.profile.min_total_images is not None and \
+            self.usable < self.profile.min_total_images
+
+    @property
     def ready(self) -> bool:
-        return bool(self.tags) and not self.errors and not self.tags_too_few
+        return bool(self.tags) and not self.errors and not self.tags_too_few and \
+            not self.too_few_images
 
     @property
     def exit_code(self) -> int:
@@ -439,6 +446,8 @@ def format_report(report: CheckReport, verbose: bool = False) -> str:
         lines.append("")
         lines.append(f"ignored {len(report.ignored)} file(s) that are not images by name "
                      f"(e.g. {report.ignored[0]})")
+    if profile.notice:  # before the verdict, which stays the last line
+        lines += ["", f"note: {profile.notice}"]
     lines.append("")
     lines.append(_verdict(report))
     return "\n".join(lines)
@@ -509,6 +518,9 @@ def _verdict(report: CheckReport) -> str:
                            f"{report.profile.min_images(report.task)} usable images")
         if not report.tags:
             reasons.append("no labelled objects" if report.images else "no images")
+        if report.tags and report.too_few_images:
+            reasons.append(f"{report.usable} usable images, under the minimum of "
+                           f"{report.profile.min_total_images}")
         line = f"Not ready for {report.profile.name}: {'; '.join(reasons)}."
     if report.upload_batches:
         line += (f"\nUpload {report.usable} images in {report.upload_batches} batch(es) of "

@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, AugcliError, UsageError, output_error
+from .exports import EXPORTS
 
 
 class Terminated(KeyboardInterrupt):
@@ -146,7 +147,7 @@ def main():
               help="Top every class folder up to N images, originals included "
                    "(overrides 'target_per_class').")
 @click.option("--profile", help="Make every output meet an upload target's limits: "
-                                "custom-vision or generic (overrides 'profile').")
+                                "custom-vision, azureml-automl or generic (overrides 'profile').")
 @click.option("--dry-run", is_flag=True,
               help="Print the plan, what is already done and what would be refused; write "
                    "nothing. Exit code as the run would give.")
@@ -541,10 +542,12 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
 @main.command("check")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=str))
 @click.option("-p", "--profile", "profile_name", default="custom-vision", show_default=True,
-              metavar="NAME", help="Upload target: custom-vision or generic.")
-@click.option("-t", "--task", type=click.Choice(["classification", "detection"]),
+              metavar="NAME", help="Upload target: custom-vision, azureml-automl or generic.")
+@click.option("-t", "--task",
+              type=click.Choice(["classification", "detection", "multiclass", "multilabel"]),
               default="classification", show_default=True,
-              help="Project type: sets the minimum images per tag.")
+              help="Project type: sets the minimum images per tag (multiclass and "
+                   "multilabel, AutoML's names, are classification).")
 @click.option("--annotations", "annotation_format",
               type=_AnnotationFormats(),
               help="With --task detection: count objects per label from these annotations; "
@@ -582,6 +585,8 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
 
         augcli check out --profile custom-vision --task detection --annotations yolo
 
+        augcli check out --profile azureml-automl --task multiclass
+
         augcli check out --json > report.json
 
         augcli check out --quiet && az storage blob upload-batch ...
@@ -601,6 +606,64 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
         click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     elif not quiet:
         click.echo(format_report(report, verbose))
+    sys.exit(report.exit_code)
+
+
+@main.command("export")
+@click.argument("source", metavar="DIR", type=click.Path(path_type=str))
+@click.option("--to", "target", required=True, type=click.Choice(sorted(EXPORTS)),
+              help="What to write: " + "; ".join(f"{name}: {what}"
+                                                 for name, what in EXPORTS.items()) + ".")
+@click.option("-t", "--task", required=True,
+              type=click.Choice(["multiclass", "multilabel", "detection", "segmentation"]),
+              help="azureml: AutoML's task (segmentation needs polygons: not read yet).")
+@click.option("--image-url", metavar="PREFIX",
+              help="Where DIR is uploaded: each line's image_url is PREFIX/<path in DIR>. "
+                   "The long azureml://subscriptions/.../datastores/<ds>/paths/<folder> form, "
+                   "or an https://, abfss:// or wasbs:// URL.")
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
+              help="Output folder or URL [default: DIR/azureml].")
+@click.option("--annotations", "annotation_format",
+              type=click.Choice(["yolo", "voc", "coco", "regions"]),
+              help="Labels from these annotations, not the class folders [default: what a "
+                   "dataset's layout shows].")
+@click.option("--annotations-path", type=click.Path(path_type=str),
+              help="Where they are: a folder of per-image files [default: beside the images], "
+                   "or the COCO JSON file (required for coco).")
+@quiet_option
+def export_command(source, target, task, image_url, output_dir, annotation_format,
+                   annotations_path, quiet):
+    """Write DIR as another trainer's dataset, e.g. Azure ML AutoML for images.
+
+    --to azureml writes, per split (a plain folder is 'train'; a dataset's
+    splits are train, validation, test), <split>/annotations.jsonl and
+    <split>/MLTable, as AutoML reads them. Labels are the class folders
+    (multiclass; multilabel: the same picture in several folders), or the
+    boxes of a YOLO/VOC/COCO/regions folder or dataset. Upload DIR to the
+    datastore folder PREFIX names, then point the AutoML job at the MLTable
+    folders. An image that cannot be read is left out and named.
+
+    Exit code: 0 all written, 1 some images left out, 2 usage error.
+
+    Example:
+
+    \b
+        augcli export out --to azureml --task multiclass \\
+            --image-url https://myaccount.blob.core.windows.net/images/out
+    """
+    from .exports import load_export
+
+    spec = None
+    if annotation_format is not None:
+        spec = _annotation_spec(annotation_format, annotations_path)
+    elif annotations_path is not None:
+        raise UsageError("--annotations-path needs --annotations FORMAT")
+    report = load_export(target).export(source, output_dir, task=task, image_url=image_url,
+                                        annotations=spec)
+    for line in report.failures:
+        click.echo(f"failed: {line}", err=True)
+    if not quiet:
+        click.echo(report.summary(), err=True)
     sys.exit(report.exit_code)
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from .errors import UsageError
 
 TASKS = ("classification", "detection")
+# AutoML's names for the same tasks (``--task multiclass`` with the azureml-automl profile).
+TASK_ALIASES = {"multiclass": "classification", "multilabel": "classification"}
 
 MIB = 1024 * 1024
 
@@ -27,6 +29,8 @@ def check_task(task: str) -> str:
     """``task`` if it is one of ``TASKS``, else a ``UsageError`` naming the closest."""
     if task in TASKS:
         return task
+    if task in TASK_ALIASES:
+        return TASK_ALIASES[task]
     close = difflib.get_close_matches(str(task), TASKS, n=1, cutoff=0.5)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise UsageError(f"unknown task '{task}'{hint}; choose {' or '.join(TASKS)}")
@@ -58,6 +62,8 @@ class Profile:
       the minimum cannot be trained, one below the recommendation trains poorly.
     - ``max_upload_batch``: images per upload request.
     - ``source``: where the numbers come from, and the choices made reading it.
+    - ``min_total_images``: usable images the whole folder needs, whatever the tags.
+    - ``notice``: what every report against this target should say (a retirement).
     """
 
     name: str
@@ -71,6 +77,8 @@ class Profile:
     recommended_per_tag: PerTask
     max_upload_batch: int | None
     source: str
+    min_total_images: int | None = None
+    notice: str | None = None
 
     def accepts(self, fmt: str) -> bool:
         return fmt in self.formats
@@ -103,6 +111,32 @@ CUSTOM_VISION = Profile(
         "64 images per upload batch. Detection counts images per tag: per folder, or with "
         "annotations, the images that hold a box of the tag."
     ),
+    notice=("Custom Vision retires: full support ends on 25 Sep 2028. Its successor, Azure "
+            "Machine Learning AutoML for images, reads the same folder after 'augcli export "
+            "DIR --to azureml' (see the README's 'Leaving Custom Vision')."),
+)
+
+AZUREML_AUTOML = Profile(
+    name="azureml-automl",
+    description="Azure Machine Learning AutoML for images",
+    formats=frozenset({"jpg", "png", "bmp", "tif"}),
+    max_file_bytes=None,
+    min_side=None,
+    max_side=None,
+    max_aspect_ratio=None,
+    min_images_per_tag=PerTask(classification=1, detection=1),
+    recommended_per_tag=PerTask(classification=1, detection=1),
+    max_upload_batch=None,
+    min_total_images=10,
+    source=(
+        "Azure Machine Learning's 'Set up AutoML to train computer vision models' and "
+        "'Data schemas to train computer vision models': at least 10 images; formats Pillow "
+        "reads (jpg, jpeg, jpe, jfif, png, bmp, tif, tiff; judged here by content, so jpg "
+        "covers every JPEG name and tif every TIFF); boxes inside the image with positive "
+        "area. No size, file-size or per-class limits are documented (images are resized "
+        "by the model's transforms), so none is set; an upload goes to a datastore, in no "
+        "batches."
+    ),
 )
 
 GENERIC = Profile(
@@ -134,7 +168,7 @@ class Conform:
     cval: float = 0.0
 
 
-PROFILES = {profile.name: profile for profile in (CUSTOM_VISION, GENERIC)}
+PROFILES = {profile.name: profile for profile in (CUSTOM_VISION, AZUREML_AUTOML, GENERIC)}
 
 DEFAULT_PROFILE = CUSTOM_VISION.name
 

@@ -259,7 +259,7 @@ def test_get_profile_names_the_closest_on_a_typo():
     assert get_profile("custom-vision") is CUSTOM_VISION and get_profile(GENERIC) is GENERIC
     with pytest.raises(UsageError, match="did you mean 'generic'"):
         get_profile("generik")
-    with pytest.raises(UsageError, match="choose one of custom-vision, generic"):
+    with pytest.raises(UsageError, match="choose one of azureml-automl, custom-vision, generic"):
         get_profile("zzz")
 
 
