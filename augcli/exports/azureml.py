@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .. import datasets, imagefiles
-from ..annotations import AnnotationError, AnnotationSource, AnnotationSpec
+from ..annotations import AnnotationSource
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
+from ..formats import AnnotationError, AnnotationSpec
 from ..locations import is_url, location
-from ..storage import StoreSpec, require_extra
+from ..stores import StoreSpec, require_extra
 
 TASKS = ("multiclass", "multilabel", "detection", "segmentation")
 DEFAULT_OUTPUT = "azureml"  # under the exported folder, so one upload carries both
@@ -212,7 +213,7 @@ class _Labels:
         """((width, height) as decoded, boxes or None without annotations)."""
         if self.annotations is None:
             return store.header(relative, imagefiles.image_size), None
-        found = self.annotations.read(relative, store.path(relative))
+        found = self.annotations.read(relative, Path(store.name(relative)))
         return (found.width, found.height), found.boxes
 
     def _label(self, relative: str, tag: str, size, boxes, failures: list):
