@@ -22,14 +22,12 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
-from click.testing import CliRunner
 
-from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.runner import MANIFEST_NAME, plan_run, read_manifest, resolve_recipe, run_recipe
 from augcli.storage import JOURNAL_DIR
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import invoke, kill_when, photo_like, save, start_cli, write_recipe
 from .servers import (
     GCS_OPTIONS,
     SECRET,
@@ -187,9 +185,8 @@ def test_azure_blob_gives_the_folder_bytes(servers, dataset, recipe, reference, 
 @pytest.mark.slow
 def test_cli_cluster_local_and_an_external_scheduler_give_the_same_bytes(
         servers, dataset, recipe, reference, tmp_path):
-    runner = CliRunner()
-    result = runner.invoke(main, ["run", str(recipe), "-i", str(dataset), "-o",
-                                  str(tmp_path / "local"), "--cluster", "local", "-w", "2", "-q"])
+    result = invoke("run", str(recipe), "-i", str(dataset), "-o",
+                    str(tmp_path / "local"), "--cluster", "local", "-w", "2", "-q")
     assert result.exit_code == 0, result.output
     assert_same_as_reference(folder_files(tmp_path / "local"),
                              read_manifest(tmp_path / "local"), reference)
@@ -205,8 +202,8 @@ def test_cli_cluster_local_and_an_external_scheduler_give_the_same_bytes(
                                     "1", "--no-dashboard"))
         s3 = servers.s3()
         bucket = new_bucket(s3)
-        result = runner.invoke(main, ["run", str(recipe), "-i", str(dataset), "-o",
-                                      f"s3://{bucket}/tcp", "--cluster", address, "-q"])
+        result = invoke("run", str(recipe), "-i", str(dataset), "-o",
+                        f"s3://{bucket}/tcp", "--cluster", address, "-q")
         assert result.exit_code == 0, result.output
         assert_same_as_reference(store_files(s3, f"{bucket}/tcp"),
                                  read_manifest(f"s3://{bucket}/tcp"), reference)
@@ -221,8 +218,8 @@ def test_cli_cluster_local_and_an_external_scheduler_give_the_same_bytes(
         import distributed
         with distributed.Client(address) as dask_client:
             dask_client.wait_for_workers(3, timeout=60)
-        result = runner.invoke(main, ["run", str(recipe), "-i", str(dataset), "-o",
-                                      str(tmp_path / "mixed"), "--cluster", address, "-q"])
+        result = invoke("run", str(recipe), "-i", str(dataset), "-o",
+                        str(tmp_path / "mixed"), "--cluster", address, "-q")
         assert result.exit_code == 2
         assert "would make other bytes than this machine: cpu" in result.output
         assert "AVX2?" in result.output and not (tmp_path / "mixed").exists()
@@ -304,18 +301,14 @@ def test_killed_client_on_s3_resumes_to_the_same_bytes(servers, recipe, tmp_path
 
     s3 = servers.s3()
     out = f"{new_bucket(s3)}/v1"
-    command = [sys.executable, "-c", "from augcli.cli import main; main()", "run", str(recipe),
-               "-i", str(folder), "-o", f"s3://{out}", "-w", "1", "-q"]
-    client = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and client.poll() is None:
+
+    def recorded() -> bool:
         s3.invalidate_cache()
         parts = [key for key in s3.find(out) if JOURNAL_DIR in key]
-        if any(b'"output"' in s3.cat_file(part) for part in parts):
-            break
-        time.sleep(0.02)
-    client.send_signal(signal.SIGKILL)
-    client.wait()
+        return any(b'"output"' in s3.cat_file(part) for part in parts)
+
+    client = start_cli("run", recipe, "-i", folder, "-o", f"s3://{out}", "-w", 1, "-q")
+    kill_when(client, recorded, timeout=60)
     done_before = [key for key in store_files(s3, out) if JOURNAL_DIR not in key]
     assert 0 < len(done_before) < 36
 
@@ -352,8 +345,8 @@ def test_an_outage_mid_run_leaves_only_whole_objects_and_the_rerun_finishes(
 
     cutter = threading.Thread(target=outage)
     cutter.start()
-    result = CliRunner().invoke(main, ["run", str(outage_recipe), "-i", str(dataset), "-o",
-                                       f"s3://{bucket}/out", "-w", "1", "-q"])
+    result = invoke("run", str(outage_recipe), "-i", str(dataset), "-o",
+                    f"s3://{bucket}/out", "-w", "1", "-q")
     cutter.join()
     assert result.exit_code == 2, result.output
     # The journal cannot be written either: the run stops there, with one clear line
@@ -390,7 +383,7 @@ def test_secret_looking_storage_options_are_a_recipe_error(tmp_path, dataset):
     assert "storage.client_kwargs.aws_secret_access_key: looks like a secret" in message
     assert "account_name" not in message
 
-    result = CliRunner().invoke(main, ["validate", str(write_recipe(tmp_path, body))])
+    result = invoke("validate", str(write_recipe(tmp_path, body)))
     assert result.exit_code == 2 and "looks like a secret" in result.output
 
 
@@ -532,7 +525,7 @@ def test_datasets_with_splits_need_folders_and_a_stray_object_is_refused(servers
         save(splits / split / "cats" / "a.png", photo_like(40, 50, seed=3))
 
     def refused(*args, recipe_file=recipe) -> str:
-        result = CliRunner().invoke(main, ["run", str(recipe_file), *args])
+        result = invoke("run", str(recipe_file), *args)
         assert result.exit_code == 2, result.output
         (line,) = result.output.strip().splitlines()
         assert line.startswith("Error: ")

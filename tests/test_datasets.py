@@ -7,23 +7,17 @@ data.yaml through PyYAML, COCO and VOC files through json and ElementTree.
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 
-from augcli.cli import main
 from augcli.runner import read_manifest, run_recipe
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import invoke, kill_when, photo_like, save, start_cli, write_recipe
 
 FLIP = "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n"
 
@@ -120,8 +114,8 @@ def test_images_split_layout_a_names_map_and_chosen_splits(tmp_path):
         "path: .\ntrain: images/train\nval: [images/valid]\ntest: images/test\n"
         "names: {0: cat, 1: dog}\n")
     recipe = write_recipe(tmp_path, "output: out\nsplits: [train, valid]\n" + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe), "--input",
-                                       str(source / "coco.yaml"), "-w", "1", "-q"])
+    result = invoke("run", str(recipe), "--input",
+                    str(source / "coco.yaml"), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
     got = files(out)
@@ -155,7 +149,7 @@ def test_a_broken_or_leaking_data_yaml_is_refused_before_any_work(tmp_path, yaml
     make_yolo_dataset(tmp_path / "ds")
     (tmp_path / "ds" / "data.yaml").write_text(yaml_text)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe)])
+    result = invoke("run", str(recipe))
     assert result.exit_code == 2 and message in result.output
     assert "data.yaml" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
@@ -164,7 +158,7 @@ def test_a_broken_or_leaking_data_yaml_is_refused_before_any_work(tmp_path, yaml
 def test_a_split_the_dataset_does_not_have_is_refused(tmp_path):
     make_yolo_dataset(tmp_path / "ds", data_yaml=TRAIN_AND_VAL)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nsplits: [tain]\n" + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    result = invoke("run", str(recipe), "--dry-run")
     assert result.exit_code == 2 and "no split 'tain'" in result.output
     assert "it has train, val" in result.output
 
@@ -172,7 +166,7 @@ def test_a_split_the_dataset_does_not_have_is_refused(tmp_path):
 def test_dry_run_names_the_splits(tmp_path):
     make_yolo_dataset(tmp_path / "ds", data_yaml=TRAIN_AND_VAL)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    result = invoke("run", str(recipe), "--dry-run")
     assert result.exit_code == 0, result.output
     assert "splits train augmented; val copied unchanged" in result.output
     assert "valid/images/c.jpg: 1 outputs (original 1)" in result.output
@@ -228,11 +222,11 @@ def test_coco_without_a_path_is_judged_by_the_input_the_run_reads(tmp_path):
     recipe = write_recipe(tmp_path, "input: plain\noutput: out\nannotations: {format: coco}\n"
                           + FLIP)
     # the recipe alone cannot tell: -i may name a dataset with a COCO file per split
-    assert CliRunner().invoke(main, ["validate", str(recipe)]).exit_code == 0
-    split = CliRunner().invoke(main, ["run", str(recipe), "-i", str(ds), "--dry-run"])
+    assert invoke("validate", str(recipe)).exit_code == 0
+    split = invoke("run", str(recipe), "-i", str(ds), "--dry-run")
     assert split.exit_code == 0, split.output
     assert "train/a.jpg: 2 outputs" in split.output and "objects cat: 1" in split.output
-    plain = CliRunner().invoke(main, ["run", str(recipe)])
+    plain = invoke("run", str(recipe))
     assert plain.exit_code == 2 and "Traceback" not in plain.output
     assert "Error: annotations.path: required for coco" in plain.output
     assert not (tmp_path / "out").exists()
@@ -246,7 +240,7 @@ def test_coco_segmentation_polygons_are_refused_not_dropped(tmp_path):
     coco_split(ds / "test", ["c.jpg"], [])
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: coco}\n"
                           + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe)])
+    result = invoke("run", str(recipe))
     assert result.exit_code == 2
     assert "train/_annotations.coco.json: annotations[0].segmentation" in result.output
     assert "would drop" in result.output and not (tmp_path / "out").exists()
@@ -307,8 +301,8 @@ def test_preview_of_a_dataset_image_shows_what_run_writes_with_its_labels(tmp_pa
     assert relative_to_input(recipe, image).as_posix() == "train/images/a.jpg"
     assert [box.label for box in _source_boxes(recipe, Path("train/images/a.jpg"), image)] == \
         ["cat", "dog"]
-    result = CliRunner().invoke(main, ["preview", str(tmp_path / "recipe.yaml"), str(image),
-                                       "-n", "1", "-o", str(tmp_path / "sheet.png")])
+    result = invoke("preview", str(tmp_path / "recipe.yaml"), str(image),
+                    "-n", "1", "-o", str(tmp_path / "sheet.png"))
     assert result.exit_code == 0, result.output
 
 
@@ -326,18 +320,11 @@ def test_a_killed_dataset_run_resumes_with_its_labels_accounted_for(tmp_path):
     (ds / "data.yaml").write_text("train: train/images\nval: valid/images\nnames: [cat]\n")
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nvariants:\n  a:\n    copies: 40\n"
                                     "    ops: [{affine: {rotate: 20}}, {dropout: {p: 0.1}}]\n")
-    repo = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen([sys.executable, "-m", "augcli.cli", "run", str(recipe), "-w",
-                                "1", "-q"], cwd=tmp_path,
-                               env={**os.environ, "PYTHONPATH": str(repo)})
     labels = tmp_path / "out" / "train" / "labels"
-    deadline = time.monotonic() + 120
-    while len(list(labels.glob("big_a_*.txt"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(start_cli("run", recipe, "-w", 1, "-q", cwd=tmp_path),
+              lambda: len(list(labels.glob("big_a_*.txt"))) >= 3)
     assert 3 <= len(list(labels.glob("big_a_*.txt"))) < 40
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    result = invoke("run", str(recipe), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     assert run_recipe(recipe, output=tmp_path / "clean", workers=1).exit_code == 0
     resumed, clean = files(tmp_path / "out"), files(tmp_path / "clean")
@@ -378,9 +365,9 @@ def test_check_reads_a_yolo_dataset_by_the_images_to_labels_rule(tmp_path):
         "train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['cat', 'dog']\n")
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nseed: 1\n" + FLIP)
     assert run_recipe(recipe, workers=1).exit_code == 0
-    result = CliRunner().invoke(main, ["check", str(tmp_path / "out"), "--profile", "generic",
-                                       "--task", "detection", "--annotations", "yolo",
-                                       "--json", "-w", "1"])
+    result = invoke("check", str(tmp_path / "out"), "--profile", "generic",
+                    "--task", "detection", "--annotations", "yolo",
+                    "--json", "-w", "1")
     report = json.loads(result.output)
     rows = {row["tag"]: (row["images"], row["objects"]) for row in report["tags"]}
     # cat: a, its flip and c (valid); dog: a, b and their flips

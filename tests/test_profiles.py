@@ -2,15 +2,13 @@
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.profiles import CUSTOM_VISION
 from augcli.runner import read_manifest, run_recipe
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import invoke, photo_like, save, write_recipe
 
 FLIP = """\
     input: in
@@ -67,9 +65,9 @@ def test_format_the_profile_refuses_is_a_recipe_error(tmp_path):
     save(tmp_path / "in" / "a.png", photo_like())
     recipe = write_recipe(tmp_path, "input: in\noutput: out\nformat: tif\n"
                                     "variants: {a: {ops: [fliplr]}}\n", name="tif.yaml")
-    result = CliRunner().invoke(main, ["run", str(recipe), "--profile", "custom-vision"])
+    result = invoke("run", str(recipe), "--profile", "custom-vision")
     assert result.exit_code == 2 and "format tif is not accepted" in result.output
-    typo = CliRunner().invoke(main, ["run", str(recipe), "--profile", "custom-visio"])
+    typo = invoke("run", str(recipe), "--profile", "custom-visio")
     assert typo.exit_code == 2 and "did you mean 'custom-vision'" in typo.output
 
 
@@ -94,8 +92,8 @@ def test_every_output_of_a_profile_run_passes_check_with_that_profile(tmp_path, 
                                     "include_original: true\nvariants:\n  turn:\n    copies: 4\n"
                                     "    ops: [{rotate: {degrees: [-10, 10]}}]\n")
     assert run_recipe(recipe, workers=2).exit_code == 0
-    result = CliRunner().invoke(main, ["check", str(tmp_path / "out"), "--profile", profile,
-                                       "--json"])
+    result = invoke("check", str(tmp_path / "out"), "--profile", profile,
+                    "--json")
     assert result.exit_code == 0, result.output
     assert '"errors": 0' in result.output and '"images": 20' in result.output
 

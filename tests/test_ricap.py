@@ -18,11 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from augcli import imagefiles, ricap
-from augcli.cli import main
 
 from .conftest import photo_like, save
 
@@ -32,7 +30,7 @@ WIDTH, HEIGHT = 40, 30
 # --- helpers -------------------------------------------------------------------------------
 
 def invoke(*args):
-    return CliRunner().invoke(main, ["ricap", *map(str, args)], catch_exceptions=False)
+    return invoke("ricap", *map(str, args))
 
 
 def coded(number: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
@@ -405,7 +403,7 @@ def test_earlier_outputs_need_overwrite_which_removes_them(tmp_path, classes):
 
 
 def test_help_explains_the_outputs_and_has_an_example():
-    result = CliRunner().invoke(main, ["ricap", "--help"])
+    result = invoke("ricap", "--help")
     assert result.exit_code == 0
     for text in ("labels.csv", "montages.jsonl", "majority", "Example", "--per-sample"):
         assert text in result.output
@@ -678,13 +676,13 @@ def test_killed_ricap_resumes_to_the_files_of_an_uninterrupted_run(tmp_path):
 def test_absurd_counts_are_refused_with_the_limit(tmp_path):
     for label in ("cat", "dog"):
         save(tmp_path / "in" / label / "a.png", photo_like(20, 30, seed=1))
-    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
-                                       "-n", "1000000000", "--size", "16x16"])
+    result = invoke("ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                    "-n", "1000000000", "--size", "16x16")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--count x --epochs is 1,000,000,000, over the limit of 1,000,000 montages" in \
         result.output
-    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
-                                       "-n", "1000", "--epochs", "1001", "--size", "16x16"])
+    result = invoke("ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                    "-n", "1000", "--epochs", "1001", "--size", "16x16")
     assert result.exit_code == 2 and "1,001,000, over the limit" in result.output
 
 
@@ -697,8 +695,8 @@ def test_class_and_file_names_that_are_not_utf8_round_trip(tmp_path):
     with open(os.path.join(root, b"c\xe9t", b"\xff.png"), "wb") as handle:
         Image.fromarray(photo_like(20, 30, seed=2)).save(handle, format="PNG")
     save(tmp_path / "in" / "dog" / "a.png", photo_like(20, 30, seed=3))
-    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
-                                       "-n", "6", "--size", "16x16", "-w", "1", "-q"])
+    result = invoke("ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                    "-n", "6", "--size", "16x16", "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "labels.csv").read_bytes().startswith(b"filename,c\xe9t,dog\n")
     sources = {quadrant["source"]
