@@ -45,6 +45,18 @@ def save(path: Path, array: np.ndarray, **options) -> Path:
     return path
 
 
+def folder_files(folder: Path, pattern: str = "*", skip=()) -> dict:
+    """Relative path -> bytes of every file under ``folder`` matching ``pattern``, but those
+    named in ``skip``: two output folders are byte-identical when these are equal."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(folder.rglob(pattern)) if path.is_file() and path.name not in skip}
+
+
+def output_files(folder: Path) -> dict:
+    """``folder_files`` of an output folder but its manifest, whose records carry times."""
+    return folder_files(folder, skip=("manifest.jsonl",))
+
+
 def write_recipe(folder: Path, body: str, name="recipe.yaml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(body), encoding="utf-8")

@@ -27,7 +27,7 @@ from augcli.errors import RecipeError
 from augcli.runner import MANIFEST_NAME, plan_run, read_manifest, resolve_recipe, run_recipe
 from augcli.storage import JOURNAL_DIR
 
-from .conftest import invoke, kill_when, photo_like, save, start_cli, write_recipe
+from .conftest import invoke, kill_when, output_files, photo_like, save, start_cli, write_recipe
 from .servers import (
     GCS_OPTIONS,
     SECRET,
@@ -76,12 +76,7 @@ def reference(dataset, recipe):
     out = dataset.parent / "reference"
     report = run_recipe(recipe, input=dataset, output=out, workers=1)
     assert report.exit_code == 0 and report.written == SOURCES * 3
-    return folder_files(out), read_manifest(out)
-
-
-def folder_files(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != MANIFEST_NAME}
+    return output_files(out), read_manifest(out)
 
 
 def store_files(fs, root: str) -> dict:
@@ -138,7 +133,7 @@ def test_s3_with_the_local_pool_and_with_a_dask_cluster_gives_the_folder_bytes(
     # A folder into a folder, on Dask; the manifest records the workers' signature.
     report = run_recipe(recipe, input=dataset, output=tmp_path / "out", client=client)
     assert report.exit_code == 0
-    assert_same_as_reference(folder_files(tmp_path / "out"), read_manifest(tmp_path / "out"),
+    assert_same_as_reference(output_files(tmp_path / "out"), read_manifest(tmp_path / "out"),
                              reference)
     first = (tmp_path / "out" / MANIFEST_NAME).read_text("utf-8").splitlines()[0]
     import json
@@ -188,7 +183,7 @@ def test_cli_cluster_local_and_an_external_scheduler_give_the_same_bytes(
     result = invoke("run", str(recipe), "-i", str(dataset), "-o",
                     str(tmp_path / "local"), "--cluster", "local", "-w", "2", "-q")
     assert result.exit_code == 0, result.output
-    assert_same_as_reference(folder_files(tmp_path / "local"),
+    assert_same_as_reference(output_files(tmp_path / "local"),
                              read_manifest(tmp_path / "local"), reference)
 
     port = free_port()
@@ -248,7 +243,7 @@ def test_a_worker_killed_mid_task_is_retried_and_the_bytes_are_the_same(
     report = run_recipe(recipe, input=dataset, output=out, client=client)
     killer.join()
     assert report.exit_code == 0, report.failures
-    assert_same_as_reference(folder_files(out), read_manifest(out), reference)
+    assert_same_as_reference(output_files(out), read_manifest(out), reference)
     assert victim not in client.run(os.getpid).values()  # it really died (and was replaced)
 
 
@@ -297,7 +292,7 @@ def test_killed_client_on_s3_resumes_to_the_same_bytes(servers, recipe, tmp_path
         save(folder / f"big{index:02d}.png", photo_like(360, 480, seed=index))
     reference = run_recipe(recipe, input=folder, output=tmp_path / "reference", workers=1)
     assert reference.written == 36
-    expected = (folder_files(tmp_path / "reference"), read_manifest(tmp_path / "reference"))
+    expected = (output_files(tmp_path / "reference"), read_manifest(tmp_path / "reference"))
 
     s3 = servers.s3()
     out = f"{new_bucket(s3)}/v1"

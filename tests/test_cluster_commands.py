@@ -23,8 +23,8 @@ from augcli.ricap import make_montages
 from augcli.runner import read_manifest, run_recipe
 from augcli.storage import LOCK_STALE_SECONDS, StoreSpec
 
-from .conftest import invoke, kill_when, photo_like, save, start_cli, write_recipe
-from .test_cluster import RECIPE, assert_same_as_reference, folder_files, new_bucket, store_files
+from .conftest import invoke, kill_when, output_files, photo_like, save, start_cli, write_recipe
+from .test_cluster import RECIPE, assert_same_as_reference, new_bucket, store_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
                                         "ignore::ResourceWarning")
@@ -69,7 +69,7 @@ def test_normalize_on_s3_with_the_pool_and_on_dask_gives_the_folder_bytes(
         folder = tmp_path / method
         report = normalize_folder(classes, folder, method=method, size=size, workers=1)
         assert report.exit_code == 0 and report.written == 6
-        expected = folder_files(folder)
+        expected = output_files(folder)
         header, records = read_normalize_manifest(folder)
 
         pool = f"s3://{bucket}/{method}-pool"
@@ -118,7 +118,7 @@ def test_normalize_stats_stay_a_local_file(servers, classes, tmp_path):
     result = invoke("normalize", f"s3://{bucket}/raw", "-o", f"s3://{bucket}/out",
                     "-m", "featurewise", "--stats", str(stats), "-q")
     assert result.exit_code == 0, result.output
-    assert store_files(servers.s3(), f"{bucket}/out") == folder_files(tmp_path / "local")
+    assert store_files(servers.s3(), f"{bucket}/out") == output_files(tmp_path / "local")
 
 
 # --- ricap --------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ RICAP = {"count": 9, "size": (24, 20), "seed": 3, "batch_size": 4, "hard_label":
 def test_ricap_on_a_store_and_on_dask_gives_the_folder_bytes_and_resumes(
         servers, classes, client, tmp_path):
     make_montages(classes, tmp_path / "folder", **RICAP, workers=1)
-    expected = folder_files(tmp_path / "folder")
+    expected = output_files(tmp_path / "folder")
     assert sum(key.endswith(".png") for key in expected) == 2 * 9 * 2  # montages and copies
 
     fs, scheme = azure_or_s3(servers)
@@ -174,7 +174,7 @@ def test_cli_cluster_local_for_normalize_and_ricap(servers, classes, tmp_path):
         result = invoke(name, str(classes), "-o", str(tmp_path / f"{name}-dask"),
                         *args, "--cluster", "local", "-w", "2", "-q")
         assert result.exit_code == 0, result.output
-        assert folder_files(tmp_path / f"{name}-dask") == folder_files(tmp_path / name)
+        assert output_files(tmp_path / f"{name}-dask") == output_files(tmp_path / name)
     assert "--cluster local|ADDRESS|FILE" in invoke("ricap", "--help").output
 
 
@@ -343,7 +343,7 @@ def test_ctrl_c_on_a_local_cluster_keeps_finished_outputs_and_the_rerun_resumes(
     recipe = write_recipe(tmp_path, RECIPE)
     reference = run_recipe(recipe, input=folder, output=tmp_path / "reference", workers=1)
     assert reference.written == 60
-    expected = (folder_files(tmp_path / "reference"), read_manifest(tmp_path / "reference"))
+    expected = (output_files(tmp_path / "reference"), read_manifest(tmp_path / "reference"))
 
     out = tmp_path / "out"
     run = start_cli("run", recipe, "-i", folder, "-o", out, "--cluster", "local", "-w", 2, "-q",
@@ -360,4 +360,4 @@ def test_ctrl_c_on_a_local_cluster_keeps_finished_outputs_and_the_rerun_resumes(
     report = run_recipe(recipe, input=folder, output=out, workers=2)
     assert report.exit_code == 0 and report.skipped >= len(kept)
     assert report.skipped + report.written == 60
-    assert_same_as_reference(folder_files(out), read_manifest(out), expected)
+    assert_same_as_reference(output_files(out), read_manifest(out), expected)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from augcli.runner import read_manifest, run_recipe
 
-from .conftest import invoke, kill_when, photo_like, save, start_cli, write_recipe
+from .conftest import folder_files, invoke, kill_when, photo_like, save, start_cli, write_recipe
 
 FLIP = "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n"
 
@@ -64,11 +64,6 @@ def make_yolo_dataset(root: Path, layout="roboflow", data_yaml: str | None = Non
     return written
 
 
-def files(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_a_roboflow_yolo_export_keeps_its_layout_and_only_train_is_augmented(tmp_path):
     source = tmp_path / "ds"
     make_yolo_dataset(source)
@@ -86,7 +81,7 @@ def test_a_roboflow_yolo_export_keeps_its_layout_and_only_train_is_augmented(tmp
     assert data["names"] == ["cat", "dog"] and data["nc"] == 2
     assert data["roboflow"] == {"workspace": "me", "version": 3}
 
-    got = files(out)
+    got = folder_files(out)
     # the validation split is copied byte for byte, images and labels
     for relative in ("valid/images/c.jpg", "valid/labels/c.txt"):
         assert got[relative] == (source / relative).read_bytes()
@@ -118,7 +113,7 @@ def test_images_split_layout_a_names_map_and_chosen_splits(tmp_path):
                     str(source / "coco.yaml"), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
-    got = files(out)
+    got = folder_files(out)
     assert "images/valid/c_flip_1.jpg" in got and "labels/valid/c_flip_1.txt" in got
     assert got["images/test/d.jpg"] == (source / "images/test/d.jpg").read_bytes()
     assert not any("test/d_" in name for name in got)
@@ -284,7 +279,7 @@ def test_class_folders_in_splits_augment_train_only(tmp_path):
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\ninclude_original: false\n"
                           + FLIP)
     assert run_recipe(recipe, workers=1).exit_code == 0
-    got = files(tmp_path / "out")
+    got = folder_files(tmp_path / "out")
     assert sorted(n for n in got if n != "manifest.jsonl") == [
         "test/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png"]
     flipped = np.asarray(Image.open(tmp_path / "out" / "train/cat/tom_flip_1.png"))
@@ -327,7 +322,7 @@ def test_a_killed_dataset_run_resumes_with_its_labels_accounted_for(tmp_path):
     result = invoke("run", str(recipe), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     assert run_recipe(recipe, output=tmp_path / "clean", workers=1).exit_code == 0
-    resumed, clean = files(tmp_path / "out"), files(tmp_path / "clean")
+    resumed, clean = folder_files(tmp_path / "out"), folder_files(tmp_path / "clean")
     for made in (resumed, clean):
         made.pop("manifest.jsonl")
         made.pop("data.yaml")  # its path is the output folder
@@ -352,7 +347,7 @@ def test_an_unreadable_folder_in_a_split_fails_its_images_and_the_rest_go_on(tmp
     report = run_recipe(recipe, workers=1)
     assert report.exit_code == 1
     assert [path for path, _ in report.failures] == ["train/dog/"]
-    assert sorted(n for n in files(tmp_path / "out") if n != "manifest.jsonl") == [
+    assert sorted(n for n in folder_files(tmp_path / "out") if n != "manifest.jsonl") == [
         "train/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png", "val/dog/rex.png"]
 
 

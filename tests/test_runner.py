@@ -15,9 +15,11 @@ from augcli.recipe import load_recipe
 from augcli.runner import MANIFEST_NAME, derive_seed, plan_run, read_manifest, run_recipe
 
 from .conftest import (
+    folder_files,
     invoke,
     kill_when,
     mount_tmpfs,
+    output_files,
     photo_like,
     run_cli,
     save,
@@ -29,18 +31,12 @@ from .conftest import (
 SOURCES = ["cats/felix.png", "cats/tom.jpg", "dogs/fido.webp", "dogs/rex.bmp"]
 
 
-def files_under(folder: Path) -> dict:
-    """Relative path -> bytes, for every image file under folder."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
-
-
 def test_outputs_are_named_after_source_variant_and_index(tmp_path, simple_recipe):
     report = run_recipe(simple_recipe, workers=1)
     out = tmp_path / "out"
     expected = {f"{Path(s).parent}/{Path(s).stem}_{variant}_{i}{Path(s).suffix}"
                 for s in SOURCES for variant in ("noise", "mixed") for i in (1, 2)}
-    assert set(files_under(out)) == expected
+    assert set(output_files(out)) == expected
     assert (report.images_read, report.written, report.skipped, report.failures) == (4, 16, 0, [])
     assert report.exit_code == 0
     # Each output keeps its source's format and size.
@@ -79,7 +75,7 @@ def test_replaying_manifest_parameters_reproduces_the_pixels(tmp_path, simple_re
 def test_same_seed_gives_identical_bytes_for_one_and_two_workers(tmp_path, simple_recipe):
     run_recipe(simple_recipe, output=tmp_path / "one", workers=1)
     run_recipe(simple_recipe, output=tmp_path / "two", workers=2)
-    one, two = files_under(tmp_path / "one"), files_under(tmp_path / "two")
+    one, two = output_files(tmp_path / "one"), output_files(tmp_path / "two")
     assert len(one) == 16 and one == two
     manifest = (tmp_path / "one" / MANIFEST_NAME).read_bytes()
     assert manifest == (tmp_path / "two" / MANIFEST_NAME).read_bytes()
@@ -88,7 +84,7 @@ def test_same_seed_gives_identical_bytes_for_one_and_two_workers(tmp_path, simpl
 def test_a_different_seed_gives_different_outputs(tmp_path, simple_recipe):
     run_recipe(simple_recipe, output=tmp_path / "a", workers=1)
     run_recipe(simple_recipe, output=tmp_path / "b", workers=1, seed=8)
-    a, b = files_under(tmp_path / "a"), files_under(tmp_path / "b")
+    a, b = output_files(tmp_path / "a"), output_files(tmp_path / "b")
     assert a.keys() == b.keys()
     assert sum(a[name] != b[name] for name in a) >= 14
 
@@ -96,7 +92,7 @@ def test_a_different_seed_gives_different_outputs(tmp_path, simple_recipe):
 def test_rerun_after_interruption_finishes_only_the_rest(tmp_path, simple_recipe):
     run_recipe(simple_recipe, workers=1)
     out = tmp_path / "out"
-    complete = files_under(out)
+    complete = output_files(out)
     # Simulate a killed run: some outputs never written, a torn manifest line,
     # and a stray temp file from the atomic writer.
     for name in ("cats/tom_mixed_1.jpg", "dogs/rex_noise_2.bmp"):
@@ -107,17 +103,17 @@ def test_rerun_after_interruption_finishes_only_the_rest(tmp_path, simple_recipe
     mtime = untouched.stat().st_mtime_ns
     report = run_recipe(simple_recipe, workers=1)
     assert (report.written, report.skipped) == (2, 14)
-    assert files_under(out) == complete
+    assert output_files(out) == complete
     assert untouched.stat().st_mtime_ns == mtime
     assert len(read_manifest(out)) == 16
 
 
 def test_rerun_with_changed_seed_refuses_to_mix_unless_overwrite(tmp_path, simple_recipe):
     run_recipe(simple_recipe, workers=1)
-    before = files_under(tmp_path / "out")
+    before = output_files(tmp_path / "out")
     with pytest.raises(UsageError, match="different recipe, seed or input folder.*--overwrite"):
         run_recipe(simple_recipe, workers=1, seed=99)
-    assert files_under(tmp_path / "out") == before
+    assert output_files(tmp_path / "out") == before
     report = run_recipe(simple_recipe, workers=1, seed=99, overwrite=True)
     assert report.written == 16
     records = read_manifest(tmp_path / "out")
@@ -132,7 +128,7 @@ def test_overwrite_removes_outputs_the_new_recipe_no_longer_makes(tmp_path, data
     smaller = write_recipe(tmp_path, "input: in\noutput: out\nvariants:\n"
                                      "  a: {copies: 1, ops: [flipud]}\n", name="smaller.yaml")
     run_recipe(smaller, workers=1, overwrite=True)
-    names = set(files_under(tmp_path / "out"))
+    names = set(output_files(tmp_path / "out"))
     assert names == {f"{Path(s).parent}/{Path(s).stem}_a_1{Path(s).suffix}" for s in SOURCES}
 
 
@@ -161,7 +157,7 @@ def test_bad_inputs_are_reported_and_the_rest_is_written(tmp_path, simple_recipe
     assert len(messages) == 3 and any(m.startswith("dogs/cut.jpg: ") for m in messages)
     assert [p.as_posix() for p in report.ignored] == ["README.txt"]
     assert not any(name.startswith(("cats/empty_", "dogs/cut_"))
-                   for name in files_under(tmp_path / "out"))
+                   for name in output_files(tmp_path / "out"))
 
 
 def test_include_original_and_format_conversion(tmp_path, dataset):
@@ -481,12 +477,6 @@ def make_input(tmp_path):
     return write_recipe(tmp_path, UPLOAD)
 
 
-def tree(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-
 def test_a_stray_photo_in_the_output_folder_stops_the_run(tmp_path):
     recipe = make_input(tmp_path)
     stray = tmp_path / "upload" / "cat" / "holiday.jpg"
@@ -496,7 +486,7 @@ def test_a_stray_photo_in_the_output_folder_stops_the_run(tmp_path):
     assert result.exit_code == 2
     assert "holds 1 file(s) that no manifest says where they came from (cat/holiday.jpg)" \
         in result.output
-    assert sorted(tree(tmp_path / "upload")) == ["cat/.DS_Store", "cat/holiday.jpg"]
+    assert sorted(folder_files(tmp_path / "upload")) == ["cat/.DS_Store", "cat/holiday.jpg"]
     # --overwrite goes ahead and never deletes a file augcli did not write
     assert invoke("run", recipe, "-w", "1", "--overwrite").exit_code == 0
     assert stray.exists() and len(read_manifest(tmp_path / "upload")) == 8
@@ -505,7 +495,7 @@ def test_a_stray_photo_in_the_output_folder_stops_the_run(tmp_path):
 def test_a_file_added_after_a_run_stops_the_rerun(tmp_path):
     recipe = make_input(tmp_path)
     assert invoke("run", recipe, "-w", "1", "-q").exit_code == 0
-    before = tree(tmp_path / "upload")
+    before = folder_files(tmp_path / "upload")
     (tmp_path / "upload" / "cup" / "notes.txt").write_text("to do")
     save(tmp_path / "upload" / "extra" / "x.png", photo_like(seed=5))
     result = invoke("run", recipe, "-w", "1")
@@ -513,13 +503,13 @@ def test_a_file_added_after_a_run_stops_the_rerun(tmp_path):
     (tmp_path / "upload" / "cup" / "notes.txt").unlink()
     (tmp_path / "upload" / "extra" / "x.png").unlink()
     assert invoke("run", recipe, "-w", "1").exit_code == 0
-    assert tree(tmp_path / "upload") == before
+    assert folder_files(tmp_path / "upload") == before
 
 
 def test_a_killed_run_is_resumed_even_with_an_unrecorded_output(tmp_path):
     recipe = make_input(tmp_path)
     assert invoke("run", recipe, "-w", "1", "-q").exit_code == 0
-    complete = tree(tmp_path / "upload")
+    complete = folder_files(tmp_path / "upload")
     manifest = tmp_path / "upload" / MANIFEST_NAME
     records = read_manifest(tmp_path / "upload")
     cup = [r for r in records if r["source"] == "cup/cup.png"]
@@ -531,7 +521,7 @@ def test_a_killed_run_is_resumed_even_with_an_unrecorded_output(tmp_path):
                         json.dumps(started) + "\n")
     result = invoke("run", recipe, "-w", "1")
     assert result.exit_code == 0 and "4 outputs written, 4 skipped" in result.output
-    assert tree(tmp_path / "upload") == complete
+    assert folder_files(tmp_path / "upload") == complete
 
 
 def test_dry_run_reports_what_is_done_and_refuses_what_the_run_refuses(tmp_path):
@@ -547,7 +537,7 @@ def test_dry_run_reports_what_is_done_and_refuses_what_the_run_refuses(tmp_path)
     manifest.write_text("".join(json.dumps(r) + "\n" for r in records[:5]))
     for record in records[5:]:  # not made yet
         (tmp_path / "upload" / record["output"]).unlink()
-    before = tree(tmp_path / "upload")
+    before = folder_files(tmp_path / "upload")
     partial = invoke("run", recipe, "--dry-run")
     assert partial.exit_code == 0
     assert "upload, 5 already done (a run skips them)" in partial.output
@@ -561,7 +551,7 @@ def test_dry_run_reports_what_is_done_and_refuses_what_the_run_refuses(tmp_path)
     stray = invoke("run", recipe, "--dry-run")
     assert stray.exit_code == 2 and "cat/stray.png" in stray.output
     (tmp_path / "upload" / "cat" / "stray.png").unlink()
-    assert tree(tmp_path / "upload") == before  # a dry run writes and deletes nothing
+    assert folder_files(tmp_path / "upload") == before  # a dry run writes and deletes nothing
 
 
 def test_dry_run_exit_code_is_1_when_inputs_would_fail(tmp_path):
@@ -605,8 +595,8 @@ def test_a_run_killed_part_way_through_a_source_leaves_a_rerun_that_finishes(tmp
     assert rerun.returncode == 0, rerun.stderr
     clean = run_cli("run", recipe, "-o", tmp_path / "clean", "-w", 2, "-q", cwd=tmp_path)
     assert clean.returncode == 0, clean.stderr
-    assert len(files_under(tmp_path / "clean")) == 4 * copies
-    assert files_under(out) == files_under(tmp_path / "clean")
+    assert len(output_files(tmp_path / "clean")) == 4 * copies
+    assert output_files(out) == output_files(tmp_path / "clean")
 
 
 # --- streaming: the plan and the manifest are not held in the parent -------------------------
@@ -760,7 +750,7 @@ def test_one_source_on_many_workers_gives_the_bytes_and_records_of_one_worker(tm
         report = run_recipe(recipe, output=out, workers=workers)
         assert (report.written, report.exit_code) == (29, 1)
         assert [path for path, _ in report.failures] == ["tom_spin_7.jpg"]
-        outputs[workers] = (tree(out), read_manifest(out))
+        outputs[workers] = (folder_files(out), read_manifest(out))
     files, records = outputs[4]
     assert files.keys() == outputs[1][0].keys() and len(files) == 30  # 29 images + manifest
     assert files == {**outputs[1][0], MANIFEST_NAME: files[MANIFEST_NAME]}
