@@ -126,6 +126,7 @@ def reserve_or_die(path):
     return path
 
 
+@pytest.mark.slow
 def test_a_killed_worker_does_not_keep_its_reservation(tmp_path):
     for name in ("a", "b", "die", "c", "d", "e"):
         save(tmp_path / f"{name}.png", photo_like(seed=1))
@@ -179,6 +180,7 @@ def _env():
     return cli_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", AUGCLI_MEMORY="off")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_running_out_of_memory_fails_that_source_and_the_run_goes_on(tmp_path, workers):
     """A process limited to its start-up size + 450 MB cannot decode a 90 MP image (270 MB

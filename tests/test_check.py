@@ -315,6 +315,7 @@ def test_workers_give_the_same_report_as_one_process(tmp_path, monkeypatch):
     assert used[-1] == 1  # 10 files are checked in-process: a worker costs more than that
 
 
+@pytest.mark.slow
 def test_a_kind_found_in_many_files_is_shown_once_with_examples(tmp_path):
     folder = many_small(tmp_path / "set", count=6)
     save(folder / "cat" / "wide.png", photo_like(20, 600))  # 30:1 and a small side
@@ -348,6 +349,7 @@ def test_three_files_of_one_kind_are_still_listed_by_file(tmp_path):
     assert all(f"cup/small{i}.png\n  warning  side-too-small" in text for i in range(3))
 
 
+@pytest.mark.slow
 def test_the_readme_upload_flow_warns_once_about_small_sides(tmp_path):
     """README: run upload.yaml, then check: 30 small photos, one grouped warning."""
     import re

@@ -99,6 +99,7 @@ def test_help_does_not_import_heavy_libraries():
     assert "HEAVY []" in out.stdout
 
 
+@pytest.mark.slow
 def test_sample_recipe_runs_as_a_real_process(tmp_path):
     """What the README promises a new user, through the installed console script."""
     result = run_cli("run", REPO / "recipe.yaml", "--output", tmp_path / "out", cwd=tmp_path)
@@ -112,6 +113,7 @@ def test_sample_recipe_runs_as_a_real_process(tmp_path):
     assert "cat/chelsea_face_rotate_3.png" in outputs
 
 
+@pytest.mark.slow
 def test_subprocess_exit_codes_for_scripts(tmp_path, simple_recipe, dataset):
     assert run_cli("run", simple_recipe, "-q", "-w", 2, cwd=tmp_path).returncode == 0
     assert run_cli("run", simple_recipe, "-q", "--seed", 1, cwd=tmp_path).returncode == 2

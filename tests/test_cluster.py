@@ -110,6 +110,7 @@ def comparable(records: list) -> list:
 
 # --- same bytes everywhere ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_s3_with_the_local_pool_and_with_a_dask_cluster_gives_the_folder_bytes(
         servers, dataset, recipe, reference, client, tmp_path):
     s3 = servers.s3()
@@ -162,6 +163,7 @@ def fs_spec(url, options):
     return StoreSpec.of(url, options)
 
 
+@pytest.mark.slow
 def test_azure_blob_gives_the_folder_bytes(servers, dataset, recipe, reference, client):
     if servers.azure_missing:
         pytest.skip(servers.azure_missing)
@@ -429,6 +431,7 @@ def _count_s3_requests(monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow
 def test_resume_on_s3_lists_the_input_once_and_asks_about_no_source(servers, dataset, recipe,
                                                                     reference, monkeypatch):
     """A rerun over finished outputs checks that its sources are unchanged from one listing
@@ -477,6 +480,7 @@ def test_a_run_from_s3_reads_each_source_with_one_get_and_asks_nothing_else(
     assert_same_as_reference(store_files(s3, f"{bucket}/out"), read_manifest(output), reference)
 
 
+@pytest.mark.slow
 def test_idle_cores_publish_to_s3_from_helper_threads_with_the_same_objects(
         servers, dataset, recipe, reference):
     """Twice as many workers as sources: each worker process publishes through a helper

@@ -58,6 +58,7 @@ def azure_or_s3(servers):
 
 # --- normalize ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_normalize_on_s3_with_the_pool_and_on_dask_gives_the_folder_bytes(
         servers, classes, client, tmp_path):
     """featurewise fits on the whole input first (a pass of its own), then writes; zca's
@@ -97,6 +98,7 @@ def test_normalize_on_s3_with_the_pool_and_on_dask_gives_the_folder_bytes(
                                     "earlier normalize with other settings (method zca -> tf")
 
 
+@pytest.mark.slow
 def test_normalize_stats_stay_a_local_file(servers, classes, tmp_path):
     bucket = new_bucket(servers.s3())
     result = invoke("normalize", str(classes), "-m", "featurewise", "--fit-only",
@@ -127,6 +129,7 @@ RICAP = {"count": 9, "size": (24, 20), "seed": 3, "batch_size": 4, "hard_label":
          "epochs": 2}
 
 
+@pytest.mark.slow
 def test_ricap_on_a_store_and_on_dask_gives_the_folder_bytes_and_resumes(
         servers, classes, client, tmp_path):
     make_montages(classes, tmp_path / "folder", **RICAP, workers=1)
@@ -180,6 +183,7 @@ def test_cli_cluster_local_for_normalize_and_ricap(servers, classes, tmp_path):
 
 # --- the object-store lock -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_run_into_a_locked_prefix_is_refused_until_the_first_ends(
         servers, classes, tmp_path):
     """A run holds the prefix's lock (the very lock a run takes): a second run, of any
@@ -222,6 +226,7 @@ def test_the_exclusive_create_refuses_a_second_lock_even_without_the_first_look(
     assert store.read(LOCK) == b"first"
 
 
+@pytest.mark.slow
 def test_a_stale_lock_is_taken_over_with_a_note(servers, classes, tmp_path):
     """A lock not rewritten for hours, or left on this host by a pid that has ended."""
     recipe = write_recipe(tmp_path, RECIPE)
@@ -286,6 +291,7 @@ def tiff_with_its_header_last(pixels) -> bytes:
     return b"II*\x00" + struct.pack("<I", ifd_at) + data + struct.pack("<HHH", 8, 8, 8) + ifd
 
 
+@pytest.mark.slow
 def test_profile_planning_reads_only_each_sources_head(servers, tmp_path):
     """custom-vision does not take WebP or TIFF: the planner reads each such source's header
     (transparent -> png, else jpg) with one ranged GET of its first 64 KiB, and the whole

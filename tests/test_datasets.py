@@ -64,6 +64,7 @@ def make_yolo_dataset(root: Path, layout="roboflow", data_yaml: str | None = Non
     return written
 
 
+@pytest.mark.slow
 def test_a_roboflow_yolo_export_keeps_its_layout_and_only_train_is_augmented(tmp_path):
     source = tmp_path / "ds"
     make_yolo_dataset(source)

@@ -597,6 +597,7 @@ def test_the_manifest_names_each_output_its_source_method_and_fingerprints(tmp_p
     assert {r["stats"] for r in tf_records} == {None}
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_every_finished_file_and_changes_nothing(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
     assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m",
@@ -688,6 +689,7 @@ def test_an_augcli_run_folder_is_refused(tmp_path):
     assert "is not one augcli normalize wrote" in result.output
 
 
+@pytest.mark.slow
 def test_zca_resumed_after_an_interruption_is_byte_identical(tmp_path, monkeypatch):
     """Rows are whitened in blocks fixed by input position, so a resumed run that has only
     some rows of a block left computes each of them exactly as an uninterrupted run."""
@@ -874,6 +876,7 @@ def test_a_second_run_into_a_locked_output_folder_is_refused(tmp_path):
     assert not (out / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["tf", "zca"])
 def test_a_full_disk_stops_the_run_with_one_error_and_no_traceback(tmp_path, method):
     from .test_manifest import augcli

@@ -178,6 +178,7 @@ def test_ops_imgaug_lists_each_working_augmenter_and_each_refusal(iaa):
     assert "  Fog: fails on NumPy 2" in listing and "not installed" not in listing
 
 
+@pytest.mark.slow
 def test_a_run_records_augmenters_and_seed_and_does_not_depend_on_workers(tmp_path, dataset,
                                                                            iaa):
     recipe = write_recipe(tmp_path, """\

@@ -36,6 +36,7 @@ def test_formats_the_target_refuses_are_converted(tmp_path):
     assert (tmp_path / "out" / "c.bmp").read_bytes() == (tmp_path / "in" / "c.bmp").read_bytes()
 
 
+@pytest.mark.slow
 def test_outputs_stay_under_the_byte_limit_and_say_how(tmp_path):
     # Noise does not compress: a 2000 x 1600 PNG is about 9.6 MB, a q95 JPEG about 4 MB.
     save(tmp_path / "in" / "big.png", noise(1600, 2000))
@@ -79,6 +80,7 @@ def panorama(height, width, seed=0):
     return np.clip(base + rng.integers(-8, 9, base.shape), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile, conform", [
     ("custom-vision", ""), ("custom-vision", "conform: {aspect: crop}\n"),
     ("custom-vision", "conform: {aspect: pad, fill: edge}\n"), ("generic", "")])

@@ -656,6 +656,7 @@ def test_tasks_are_built_as_workers_take_them(tmp_path, monkeypatch):
     assert [r["output"] for r in records] == sorted(r["output"] for r in records)
 
 
+@pytest.mark.slow
 def test_the_manifest_is_the_same_when_its_records_spill_to_disk(tmp_path, monkeypatch):
     """Records kept in many sorted runs on disk give the manifest of records kept in memory,
     byte for byte, and leave no file behind."""
