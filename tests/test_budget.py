@@ -74,6 +74,7 @@ def _run(recipe, workers, budget):
     return results
 
 
+@pytest.mark.slow
 def test_sources_costing_over_half_the_budget_never_run_at_once(tmp_path):
     recipe = _folder_of(tmp_path, 6)
     cost = 300 * 400 * memory.BYTES_PER_PIXEL
@@ -107,6 +108,7 @@ def hold_until_two(path):
     return path
 
 
+@pytest.mark.slow
 def test_with_room_for_two_both_workers_hold_a_source(tmp_path):
     _folder_of(tmp_path, 2)
     budget = memory.Budget(2 * 300 * 400 * memory.BYTES_PER_PIXEL)
