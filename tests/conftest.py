@@ -1,17 +1,26 @@
-"""Fixtures: real image files of many formats, made on the fly."""
+"""Fixtures and the helpers every test file shares: real image files of many formats,
+made on the fly, and the CLI run in this process or as a real one."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 from PIL import Image
 
 from augcli import engine
+from augcli.cli import main
 from augcli.pipeline import Step, apply_steps, sample_steps
 from augcli.recipe import parse_recipe
 
@@ -25,16 +34,84 @@ def photo_like(height=48, width=64, seed=0) -> np.ndarray:
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
+def smooth(height=60, width=80, seed=5, sigma=2) -> np.ndarray:
+    """``photo_like`` blurred: no pixel-to-pixel noise, so resampling differs little."""
+    return cv2.GaussianBlur(photo_like(height, width, seed=seed), (0, 0), sigma)
+
+
 def save(path: Path, array: np.ndarray, **options) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, **options)
     return path
 
 
+def folder_files(folder: Path, pattern: str = "*", skip=()) -> dict:
+    """Relative path -> bytes of every file under ``folder`` matching ``pattern``, but those
+    named in ``skip``: two output folders are byte-identical when these are equal."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(folder.rglob(pattern)) if path.is_file() and path.name not in skip}
+
+
+def output_files(folder: Path) -> dict:
+    """``folder_files`` of an output folder but its manifest, whose records carry times."""
+    return folder_files(folder, skip=("manifest.jsonl",))
+
+
 def write_recipe(folder: Path, body: str, name="recipe.yaml") -> Path:
     path = folder / name
     path.write_text(textwrap.dedent(body), encoding="utf-8")
     return path
+
+
+# --- the CLI: in this process (click's runner) or as a real process --------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def invoke(*args, **kwargs) -> Result:
+    """``augcli ARGS...`` in this process; an exception the CLI does not turn into an exit
+    code is raised, not hidden in the result. ``kwargs`` go to ``CliRunner.invoke``."""
+    kwargs.setdefault("catch_exceptions", False)
+    return CliRunner().invoke(main, [str(arg) for arg in args], **kwargs)
+
+
+def cli_command(*args) -> list[str]:
+    """The command line of ``augcli ARGS...``: the installed console script, as a user runs
+    it, or ``python -m augcli`` where there is none; with ``cli_env`` it imports this tree."""
+    script = Path(sys.executable).with_name("augcli")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "augcli"]
+    return [*command, *map(str, args)]
+
+
+def cli_env(**variables) -> dict:
+    """This environment with this checkout first on the path (so processes it starts
+    import this tree) and ``variables`` set."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8", **variables}
+
+
+def run_cli(*args, cwd=None, env=None, timeout=300, **kwargs) -> subprocess.CompletedProcess:
+    """``augcli ARGS...`` as a real process, to its end; output captured as text."""
+    return subprocess.run(cli_command(*args), cwd=cwd, env=env or cli_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+
+
+def start_cli(*args, cwd=None, env=None, **kwargs) -> subprocess.Popen:
+    """``augcli ARGS...`` started as a real process in a session of its own (its workers
+    with it), for ``kill_when``."""
+    return subprocess.Popen(cli_command(*args), cwd=cwd, env=env or cli_env(),
+                            start_new_session=True, **kwargs)
+
+
+def kill_when(process: subprocess.Popen, ready: Callable[[], bool], timeout=120,
+              sig=signal.SIGKILL) -> tuple:
+    """Send ``sig`` to the process's whole group once ``ready()`` holds (polled), or at
+    ``timeout``, or not at all if it ends first; return what ``communicate`` returns."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    return process.communicate(timeout=timeout)
 
 
 @pytest.fixture
@@ -107,9 +184,6 @@ def client(servers):
 def mount_tmpfs(folder: Path, options: str) -> bool:
     """Mount a small tmpfs on ``folder`` (a real full or read-only file system); False where
     that is not possible (not root, no mount). Unmount with ``unmount``."""
-    import os
-    import subprocess
-
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return False
     command = ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]
@@ -117,8 +191,6 @@ def mount_tmpfs(folder: Path, options: str) -> bool:
 
 
 def unmount(folder: Path) -> None:
-    import subprocess
-
     subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
 
 
@@ -159,10 +231,6 @@ def run(image, op, **params):
 def random_image(shape, dtype=np.uint8, seed=0):
     return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max, shape, dtype=dtype,
                                                 endpoint=True)
-
-
-def smooth(height=60, width=80, seed=5, sigma=2):
-    return cv2.GaussianBlur(photo_like(height, width, seed=seed), (0, 0), sigma)
 
 
 def diff(a, b):

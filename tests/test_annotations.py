@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 
 from augcli import formats, geometry, imagefiles
 from augcli.annotations import AnnotationFormat, AnnotationSource, encode_boxes
 from augcli.check import check_folder
-from augcli.cli import main
 from augcli.errors import RecipeError, UsageError
 from augcli.formats import AnnotationError, AnnotationSpec
 from augcli.formats.regions import parse_regions
@@ -28,7 +26,7 @@ from augcli.runner import read_manifest, run_recipe
 from augcli.stores import StoreSpec
 from augcli.targets.boxes import Box, ImageBoxes, transform_boxes
 
-from .conftest import save, write_recipe
+from .conftest import invoke, save, write_recipe
 
 WIDTH, HEIGHT = 80, 60
 RECT = (20, 10, 45, 30)  # x0, y0, x1, y1 in pixel edges: columns 20..44, rows 10..29
@@ -406,7 +404,7 @@ def read_output_boxes(out: Path, fmt: str, image: str):
 @pytest.mark.parametrize("fmt", ["yolo", "voc", "regions", "coco"])
 def test_run_writes_boxes_that_follow_each_output(tmp_path, fmt):
     recipe = detection_set(tmp_path, fmt)
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1"], catch_exceptions=False)
+    result = invoke("run", str(recipe), "-w", "1")
     assert result.exit_code == 0, result.output
     assert "objects cats: 1 -> 3" in result.output and "objects cups: 1 -> 3" in result.output
     out = tmp_path / "out"
@@ -462,7 +460,7 @@ def test_dropped_boxes_are_listed_in_the_manifest(tmp_path):
 def test_a_malformed_line_skips_that_image_and_the_run_goes_on(tmp_path):
     recipe = detection_set(tmp_path, "yolo")
     (tmp_path / "in" / "cups" / "cup.txt").write_text(YOLO_BOX + "1 0.5 0.5\n", "utf-8")
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1"], catch_exceptions=False)
+    result = invoke("run", str(recipe), "-w", "1")
     assert result.exit_code == 1
     location = tmp_path / "in" / "cups" / "cup.txt"
     assert (f"{location}:2: expected 5 values (class cx cy w h), got 3 (cups/cup.png skipped)"
@@ -529,7 +527,7 @@ def test_balancing_counts_images_and_reports_objects_per_tag(tmp_path):
 def test_dry_run_lists_objects_and_annotation_failures(tmp_path):
     recipe = detection_set(tmp_path, "regions")
     (tmp_path / "in" / "cups" / "cup.json").write_text("{}", "utf-8")
-    result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"], catch_exceptions=False)
+    result = invoke("run", str(recipe), "--dry-run")
     assert "objects cats: 1 in the sources" in result.output
     assert "cup.json: regions: expected" in result.output
     assert not (tmp_path / "out").exists()
@@ -567,19 +565,19 @@ def test_check_counts_objects_per_label(tmp_path):
     assert report.ready and report.images == report.usable == 7
     assert [(f.path, f.kind) for f in report.findings] == [("cats/empty.png", "no-objects")]
     (out / "cups" / "cup.txt").write_text("7 0.5 0.5 0.1 0.1\n", "utf-8")
-    result = CliRunner().invoke(main, ["check", str(out), "--task", "detection", "--profile",
-                                       "generic", "--annotations", "yolo"])
+    result = invoke("check", str(out), "--task", "detection", "--profile",
+                    "generic", "--annotations", "yolo")
     assert result.exit_code == 1, result.output
     header = next(line for line in result.output.splitlines() if line.startswith("tag "))
     assert header.split()[:4] == ["tag", "images", "usable", "objects"]
     assert "cup.txt:1: class 7 is not in classes.txt" in result.output
-    assert json.loads(CliRunner().invoke(main, [
-        "check", str(out), "--task", "detection", "--annotations", "yolo", "--json"]).output
+    assert json.loads(invoke(
+        "check", str(out), "--task", "detection", "--annotations", "yolo", "--json").output
     )["tags"][1]["objects"] == 2
-    usage = CliRunner().invoke(main, ["check", str(out), "--annotations", "yolo"])
+    usage = invoke("check", str(out), "--annotations", "yolo")
     assert usage.exit_code == 2 and "--task detection" in usage.output
-    coco = CliRunner().invoke(main, ["check", str(out), "--task", "detection",
-                                     "--annotations", "coco"])
+    coco = invoke("check", str(out), "--task", "detection",
+                  "--annotations", "coco")
     assert coco.exit_code == 2 and "--annotations-path" in coco.output
 
 
@@ -644,7 +642,7 @@ def test_a_format_is_one_registration_for_recipes_run_and_check(tmp_path, monkey
     assert (tmp_path / "out" / "a_flip_1.tsv").read_text() == "cat\t35\t10\t60\t30\n"
     assert pixel_hull(np.asarray(Image.open(tmp_path / "out" / "a_flip_1.png"))) == \
         (35, 10, 60, 30)
-    help_text = CliRunner().invoke(main, ["check", "--help"]).output
+    help_text = invoke("check", "--help").output
     assert "yolo|voc|coco|regions|tsv" in help_text
     report = check_folder(tmp_path / "out", task="detection",
                           annotations=AnnotationSpec("tsv"))

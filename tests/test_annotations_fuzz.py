@@ -14,14 +14,12 @@ import math
 import random
 
 import pytest
-from click.testing import CliRunner
 
 from augcli.annotations import AnnotationSource
-from augcli.cli import main
 from augcli.errors import UsageError
 from augcli.formats import AnnotationError, AnnotationSpec
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import invoke, photo_like, save, write_recipe
 
 WIDTH, HEIGHT = 64, 48
 
@@ -241,7 +239,7 @@ def test_a_run_with_some_malformed_files_fails_those_and_writes_the_rest(tmp_pat
         variants:
           flip: {ops: [{fliplr: {p: 1}}]}
         """)
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    result = invoke("run", str(recipe), "-w", "1", "-q")
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     failed = sorted(line for line in result.output.splitlines() if line.startswith("failed:"))

@@ -11,19 +11,15 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from augcli import budget as memory
-from augcli.cli import main
 from augcli.errors import UsageError
 from augcli.executors import Pool
 from augcli.recipe import parse_recipe
 from augcli.render import source_outputs
 from augcli.runner import plan_run, process_source, resolve_recipe
 
-from .conftest import photo_like, save, write_recipe
-
-REPO = Path(__file__).resolve().parent.parent
+from .conftest import cli_env, invoke, photo_like, run_cli, save, write_recipe
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -89,6 +85,7 @@ def _run(recipe, workers, budget):
     return results
 
 
+@pytest.mark.slow
 def test_sources_costing_over_half_the_budget_never_run_at_once(tmp_path, budgets):
     recipe = _folder_of(tmp_path, 6)
     cost = 300 * 400 * memory.BYTES_PER_PIXEL
@@ -123,6 +120,7 @@ def hold_until_two(budget, path):
     return path
 
 
+@pytest.mark.slow
 def test_with_room_for_two_both_workers_hold_a_source(tmp_path, budgets):
     _folder_of(tmp_path, 2)
     budget = budgets(2 * 300 * 400 * memory.BYTES_PER_PIXEL)
@@ -143,6 +141,7 @@ def reserve_or_die(budget, path):
     return path
 
 
+@pytest.mark.slow
 def test_a_killed_worker_does_not_keep_its_reservation(tmp_path, budgets):
     for name in ("a", "b", "die", "c", "d", "e"):
         save(tmp_path / f"{name}.png", photo_like(seed=1))
@@ -168,7 +167,7 @@ def test_a_killed_worker_does_not_keep_its_reservation(tmp_path, budgets):
 def test_a_run_with_a_tiny_budget_writes_everything(tmp_path, monkeypatch):
     recipe = _folder_of(tmp_path, 4)
     monkeypatch.setenv("AUGCLI_MEMORY", "1K")
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "2", "-q"])
+    result = invoke("run", str(recipe), "-w", "2", "-q")
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out").glob("*.png"))) == 8
 
@@ -176,7 +175,7 @@ def test_a_run_with_a_tiny_budget_writes_everything(tmp_path, monkeypatch):
 def test_a_bad_budget_is_a_usage_error(tmp_path, monkeypatch):
     recipe = _folder_of(tmp_path, 1)
     monkeypatch.setenv("AUGCLI_MEMORY", "lots")
-    result = CliRunner().invoke(main, ["run", str(recipe), "-q"])
+    result = invoke("run", str(recipe), "-q")
     assert result.exit_code == 2
     assert "Error: AUGCLI_MEMORY='lots': expected a size" in result.output
     assert "Traceback" not in result.output
@@ -193,10 +192,10 @@ def _address_space_at_start() -> int:
 
 
 def _env():
-    return dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1",
-                OMP_NUM_THREADS="1", AUGCLI_MEMORY="off")
+    return cli_env(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", AUGCLI_MEMORY="off")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_running_out_of_memory_fails_that_source_and_the_run_goes_on(tmp_path, workers):
     """A process limited to its start-up size + 450 MB cannot decode a 90 MP image (270 MB
@@ -218,9 +217,7 @@ def test_running_out_of_memory_fails_that_source_and_the_run_goes_on(tmp_path, w
     def limited():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    run = subprocess.run([sys.executable, "-m", "augcli", "run", str(recipe), "-w", workers],
-                         env=_env(), preexec_fn=limited, capture_output=True, text=True,
-                         timeout=300)
+    run = run_cli("run", recipe, "-w", workers, env=_env(), preexec_fn=limited)
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     failures = [line for line in run.stderr.splitlines() if line.startswith("failed:")]

@@ -4,22 +4,19 @@ the library and the command line."""
 import json
 import pickle
 import shutil
+from functools import partial
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from augcli import check as ck
 from augcli.check import check_folder, format_report
-from augcli.cli import main
 from augcli.errors import UsageError
 from augcli.profiles import CUSTOM_VISION, GENERIC, MIB, PROFILES, get_profile
 
-from .conftest import photo_like, save
+from .conftest import invoke, photo_like, save
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, ["check", *[str(a) for a in args]], catch_exceptions=False)
+check_cli = partial(invoke, "check")  # augcli check ARGS...
 
 
 def conforming(folder, tags=("cat", "cup"), count=5):
@@ -50,7 +47,7 @@ def test_a_conforming_folder_is_ready_and_exits_0(tmp_path):
                                       ("cup", 5, 5, 5, 30, ck.BELOW_RECOMMENDED)]
     assert report.upload_batches == 1
 
-    result = invoke(folder)
+    result = check_cli(folder)
     assert result.exit_code == 0, result.output
     assert "cat  " in result.output and "below-recommended: 25 more recommended" in result.output
     assert "Ready for custom-vision: 10 images in 2 tag(s); 0 error(s), 0 warning(s)." \
@@ -60,7 +57,7 @@ def test_a_conforming_folder_is_ready_and_exits_0(tmp_path):
 def test_json_output_parses_and_has_the_same_verdict(tmp_path):
     folder = conforming(tmp_path / "set")
     save(folder / "cup" / "tiny.png", photo_like(100, 100))
-    good = invoke(folder, "--json")
+    good = check_cli(folder, "--json")
     data = json.loads(good.output)
     assert good.exit_code == 0 and data["ready"] is True
     assert data["profile"] == "custom-vision" and data["task"] == "classification"
@@ -70,19 +67,19 @@ def test_json_output_parses_and_has_the_same_verdict(tmp_path):
                                "recommended": 30, "status": "below-recommended"}
 
     (folder / "cat" / "cat0.jpg").unlink()  # cat drops to 4
-    bad = invoke(folder, "--json")
+    bad = check_cli(folder, "--json")
     data = json.loads(bad.output)
-    assert bad.exit_code == invoke(folder).exit_code == 1
+    assert bad.exit_code == check_cli(folder).exit_code == 1
     assert data["ready"] is False and data["tags"][0]["status"] == "too-few"
     assert data == check_folder(folder).to_json()
 
 
 def test_quiet_prints_nothing_and_the_exit_code_is_the_verdict(tmp_path):
     folder = conforming(tmp_path / "set")
-    ready = invoke(folder, "--quiet")
+    ready = check_cli(folder, "--quiet")
     assert ready.exit_code == 0 and ready.output == ""
     (folder / "cat" / "cat0.jpg").unlink()  # cat drops to 4: not ready
-    not_ready = invoke(folder, "-q")
+    not_ready = check_cli(folder, "-q")
     assert not_ready.exit_code == 1 and not_ready.output == ""
 
 
@@ -95,7 +92,7 @@ def test_a_file_over_6_mib_is_an_error(tmp_path):
     report = check_folder(folder)
     assert kinds(report, "cat/big.bmp") == {(ck.FILE_TOO_LARGE, ck.ERROR)}
     assert not report.ready and row(report, "cat").usable == 5
-    result = invoke(folder)
+    result = check_cli(folder)
     assert result.exit_code == 1
     assert "6,300,054 bytes) is over the limit of 6 MiB (6,291,456 bytes)" in result.output
     assert check_folder(folder, "generic").ready  # no size limit there
@@ -107,7 +104,7 @@ def test_a_100x100_image_is_only_a_warning(tmp_path):
     report = check_folder(folder)
     assert kinds(report, "cat/small.png") == {(ck.SIDE_TOO_SMALL, ck.WARNING)}
     assert report.ready and row(report, "cat").usable == 6
-    result = invoke(folder)
+    result = check_cli(folder)
     assert result.exit_code == 0 and "upscales it" in result.output
 
 
@@ -135,7 +132,7 @@ def test_webp_is_unsupported_for_custom_vision_but_fine_for_generic(tmp_path):
     report = check_folder(folder)
     assert kinds(report, "cat/photo.webp") == {(ck.UNSUPPORTED_FORMAT, ck.ERROR)}
     assert not report.ready
-    assert invoke(folder, "--profile", "generic").exit_code == 0
+    assert check_cli(folder, "--profile", "generic").exit_code == 0
     assert check_folder(folder, GENERIC).findings == []
 
 
@@ -197,7 +194,7 @@ def test_a_tag_with_3_images_is_too_few_for_classification(tmp_path):
     report = check_folder(folder)
     assert row(report, "mug").status == ck.TOO_FEW and report.findings == []
     assert [r.tag for r in report.tags_too_few] == ["mug"] and not report.ready
-    result = invoke(folder)
+    result = check_cli(folder)
     assert result.exit_code == 1
     assert "too-few: 2 more needed" in result.output
     assert "1 tag(s) under the minimum of 5 usable images" in result.output
@@ -207,7 +204,7 @@ def test_detection_needs_15_images_per_tag(tmp_path):
     folder = conforming(tmp_path / "set")
     report = check_folder(folder, "custom-vision", "detection")
     assert {r.minimum for r in report.tags} == {15} and not report.ready
-    result = invoke(folder, "--task", "detection")
+    result = check_cli(folder, "--task", "detection")
     assert result.exit_code == 1 and "too-few: 10 more needed" in result.output
     assert "not counted yet" in result.output
 
@@ -239,20 +236,20 @@ def test_findings_are_grouped_by_file_in_the_text(tmp_path):
 
 def test_an_empty_folder_is_not_ready(tmp_path):
     (tmp_path / "set").mkdir()
-    result = invoke(tmp_path / "set")
+    result = check_cli(tmp_path / "set")
     assert result.exit_code == 1 and "no images found" in result.output
 
 
 # --- usage errors and profiles ----------------------------------------------------
 
 def test_usage_errors_exit_2(tmp_path):
-    missing = invoke(tmp_path / "nowhere")
+    missing = check_cli(tmp_path / "nowhere")
     assert missing.exit_code == 2 and "Error: no folder" in missing.output
     conforming(tmp_path / "set", count=1)
-    typo = invoke(tmp_path / "set", "--profile", "custom-vison", "--json")
+    typo = check_cli(tmp_path / "set", "--profile", "custom-vison", "--json")
     assert typo.exit_code == 2
     assert "unknown profile 'custom-vison' (did you mean 'custom-vision'?)" in typo.output
-    assert invoke(tmp_path / "set", "--task", "segmentation").exit_code == 2
+    assert check_cli(tmp_path / "set", "--task", "segmentation").exit_code == 2
 
 
 def test_get_profile_names_the_closest_on_a_typo():
@@ -281,7 +278,7 @@ def test_profiles_are_frozen_picklable_data():
 
 
 def test_help_names_every_profile_and_has_an_example():
-    text = CliRunner().invoke(main, ["check", "--help"]).output
+    text = invoke("check", "--help").output
     assert all(name in text for name in PROFILES) and "Example:" in text
 
 
@@ -318,10 +315,11 @@ def test_workers_give_the_same_report_as_one_process(tmp_path, monkeypatch):
     assert used[-1] == 1  # 10 files are checked in-process: a worker costs more than that
 
 
+@pytest.mark.slow
 def test_a_kind_found_in_many_files_is_shown_once_with_examples(tmp_path):
     folder = many_small(tmp_path / "set", count=6)
     save(folder / "cat" / "wide.png", photo_like(20, 600))  # 30:1 and a small side
-    result = invoke(folder, "-w", 1)
+    result = check_cli(folder, "-w", 1)
     assert result.exit_code == 1
     lines = result.output.splitlines()
     at = lines.index("warning  side-too-small: 7 files, e.g.")
@@ -333,24 +331,25 @@ def test_a_kind_found_in_many_files_is_shown_once_with_examples(tmp_path):
     wide = lines.index("cat/wide.png")  # its other finding, a rarer kind, stays by file
     assert lines[wide + 1].split()[:2] == ["error", "aspect-ratio"]
 
-    verbose = invoke(folder, "-w", 1, "--verbose")
+    verbose = check_cli(folder, "-w", 1, "--verbose")
     assert "files, e.g." not in verbose.output
     for i in range(6):
         at = verbose.output.splitlines().index(f"cup/small{i}.png")
         assert verbose.output.splitlines()[at + 1].split()[:2] == ["warning", "side-too-small"]
 
-    data = json.loads(invoke(folder, "--json").stdout)  # --json lists every finding
+    data = json.loads(check_cli(folder, "--json").stdout)  # --json lists every finding
     assert sum(f["kind"] == "side-too-small" for f in data["findings"]) == 7
     assert data == check_folder(folder).to_json()
 
 
 def test_three_files_of_one_kind_are_still_listed_by_file(tmp_path):
     folder = many_small(tmp_path / "set", count=3)
-    text = invoke(folder).output
+    text = check_cli(folder).output
     assert "files, e.g." not in text
     assert all(f"cup/small{i}.png\n  warning  side-too-small" in text for i in range(3))
 
 
+@pytest.mark.slow
 def test_the_readme_upload_flow_warns_once_about_small_sides(tmp_path):
     """README: run upload.yaml, then check: 30 small photos, one grouped warning."""
     import re
@@ -363,9 +362,9 @@ def test_the_readme_upload_flow_warns_once_about_small_sides(tmp_path):
     shutil.copytree(Path(__file__).resolve().parent.parent / "sample_images",
                     tmp_path / "sample_images")
     path = write_recipe(tmp_path, recipe, name="upload.yaml")
-    ran = CliRunner().invoke(main, ["run", str(path), "-q"], catch_exceptions=False)
+    ran = invoke("run", str(path), "-q")
     assert ran.exit_code == 0, ran.output
-    result = invoke(tmp_path / "upload")
+    result = check_cli(tmp_path / "upload")
     assert result.exit_code == 0
     assert "warning  side-too-small: 30 files, e.g." in result.output
     assert "and 27 more (--verbose lists each)" in result.output

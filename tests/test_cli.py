@@ -7,19 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from augcli import ops
 from augcli.cli import main
 from augcli.runner import MANIFEST_NAME
 
-from .conftest import write_recipe
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+from .conftest import REPO, invoke, kill_when, photo_like, run_cli, save, start_cli, write_recipe
 
 
 def test_run_writes_outputs_and_prints_a_summary(tmp_path, simple_recipe):
@@ -106,17 +99,10 @@ def test_help_does_not_import_heavy_libraries():
     assert "HEAVY []" in out.stdout
 
 
-def _augcli(*args, cwd):
-    executable = Path(sys.executable).with_name("augcli")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run([*command, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=300, check=False)
-
-
+@pytest.mark.slow
 def test_sample_recipe_runs_as_a_real_process(tmp_path):
     """What the README promises a new user, through the installed console script."""
-    result = _augcli("run", REPO / "recipe.yaml", "--output", tmp_path / "out", cwd=tmp_path)
+    result = run_cli("run", REPO / "recipe.yaml", "--output", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "4 images read, 44 outputs written" in result.stderr
     assert "Traceback" not in result.stderr
@@ -127,11 +113,12 @@ def test_sample_recipe_runs_as_a_real_process(tmp_path):
     assert "cat/chelsea_face_rotate_3.png" in outputs
 
 
+@pytest.mark.slow
 def test_subprocess_exit_codes_for_scripts(tmp_path, simple_recipe, dataset):
-    assert _augcli("run", simple_recipe, "-q", "-w", 2, cwd=tmp_path).returncode == 0
-    assert _augcli("run", simple_recipe, "-q", "--seed", 1, cwd=tmp_path).returncode == 2
+    assert run_cli("run", simple_recipe, "-q", "-w", 2, cwd=tmp_path).returncode == 0
+    assert run_cli("run", simple_recipe, "-q", "--seed", 1, cwd=tmp_path).returncode == 2
     (dataset / "cats" / "zero.png").write_bytes(b"")
-    rerun = _augcli("run", simple_recipe, "-o", tmp_path / "fresh", "-w", 2, cwd=tmp_path)
+    rerun = run_cli("run", simple_recipe, "-o", tmp_path / "fresh", "-w", 2, cwd=tmp_path)
     assert rerun.returncode == 1
     assert "cats/zero.png: file is empty" in rerun.stderr
     manifest = (tmp_path / "fresh" / MANIFEST_NAME).read_text("utf-8").splitlines()
@@ -148,33 +135,22 @@ def test_version_and_help_work(flag):
 def test_killed_run_leaves_only_whole_files_and_a_rerun_completes_it(tmp_path):
     """SIGKILL mid-run: every file under a final name decodes, and the rerun's
     outputs are byte-identical to an uninterrupted run."""
-    import signal
-    import time
-
     from PIL import Image
-
-    from .conftest import photo_like, save
 
     for i in range(30):
         save(tmp_path / "in" / f"img{i:02d}.png", photo_like(480, 640, seed=i))
     recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants:\n  a:\n    copies: 6\n"
                                     "    ops: [{affine: {rotate: 20}}, {dropout: {p: 0.1}}]\n")
-    executable = Path(sys.executable).with_name("augcli")
-    process = subprocess.Popen([str(executable), "run", str(recipe), "-w", "1", "-q"],
-                               cwd=tmp_path)
     out = tmp_path / "out"
-    deadline = time.monotonic() + 60
-    while len(list(out.glob("*_a_*.png"))) < 20 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(start_cli("run", recipe, "-w", 1, "-q", cwd=tmp_path),
+              lambda: len(list(out.glob("*_a_*.png"))) >= 20, timeout=60)
     written = list(out.glob("*_a_*.png"))
     assert 20 <= len(written) < 180, "the run was not interrupted half-way"
     for path in written:
         with Image.open(path) as picture:
             picture.load()  # raises on a truncated file
-    assert _augcli("run", recipe, "-w", 2, "-q", cwd=tmp_path).returncode == 0
-    assert _augcli("run", recipe, "-o", tmp_path / "clean", "-w", 2, "-q",
+    assert run_cli("run", recipe, "-w", 2, "-q", cwd=tmp_path).returncode == 0
+    assert run_cli("run", recipe, "-o", tmp_path / "clean", "-w", 2, "-q",
                    cwd=tmp_path).returncode == 0
     resumed = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".png"}
     clean = {p.name: p.read_bytes() for p in (tmp_path / "clean").iterdir() if p.suffix == ".png"}
@@ -222,8 +198,8 @@ def test_unwritable_output_is_one_error_line(tmp_path, simple_recipe, monkeypatc
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "mkdir", refuse)
-    result = CliRunner().invoke(main, ["run", str(simple_recipe), "-o", str(tmp_path / "o"),
-                                       "-w", "1", "-q"])
+    result = invoke("run", str(simple_recipe), "-o", str(tmp_path / "o"),
+                    "-w", "1", "-q")
     assert result.exit_code == 2 and not isinstance(result.exception, PermissionError)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: cannot write {tmp_path / 'o'}: "
@@ -239,7 +215,7 @@ def test_unwritable_output_in_a_real_process(tmp_path, simple_recipe):
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)
         target = locked / "out"
-    result = _augcli("run", simple_recipe, "-o", target, "-q", cwd=tmp_path)
+    result = run_cli("run", simple_recipe, "-o", target, "-q", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"Error: cannot write {target}: ")
     assert "Traceback" not in result.stderr
@@ -265,7 +241,7 @@ def test_absurd_per_class_is_refused_with_the_limit(tmp_path, simple_recipe):
 def test_run_json_prints_one_summary_object_on_stdout(tmp_path, simple_recipe, dataset):
     (dataset / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (dataset / "notes.txt").write_text("not an image")
-    result = CliRunner().invoke(main, ["run", str(simple_recipe), "-w", "1", "--json"])
+    result = invoke("run", str(simple_recipe), "-w", "1", "--json")
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     [failure] = summary.pop("failures")
@@ -278,8 +254,8 @@ def test_run_json_prints_one_summary_object_on_stdout(tmp_path, simple_recipe, d
     assert "failed: cats/broken.jpg" in result.stderr  # failures still show as they happen
 
     (dataset / "cats" / "broken.jpg").unlink()
-    again = json.loads(CliRunner().invoke(main, ["run", str(simple_recipe), "--json",
-                                                 "-q"]).stdout)
+    again = json.loads(invoke("run", str(simple_recipe), "--json",
+                              "-q").stdout)
     assert (again["written"], again["skipped"], again["exit_code"]) == (0, 16, 0)
 
 

@@ -22,14 +22,12 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
-from click.testing import CliRunner
 
-from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.runner import MANIFEST_NAME, plan_run, read_manifest, resolve_recipe, run_recipe
 from augcli.stores.objects import JOURNAL_DIR
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import invoke, kill_when, output_files, photo_like, save, start_cli, write_recipe
 from .servers import (
     GCS_OPTIONS,
     SECRET,
@@ -78,12 +76,7 @@ def reference(dataset, recipe):
     out = dataset.parent / "reference"
     report = run_recipe(recipe, input=dataset, output=out, workers=1)
     assert report.exit_code == 0 and report.written == SOURCES * 3
-    return folder_files(out), read_manifest(out)
-
-
-def folder_files(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != MANIFEST_NAME}
+    return output_files(out), read_manifest(out)
 
 
 def store_files(fs, root: str) -> dict:
@@ -117,6 +110,7 @@ def comparable(records: list) -> list:
 
 # --- same bytes everywhere ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_s3_with_the_local_pool_and_with_a_dask_cluster_gives_the_folder_bytes(
         servers, dataset, recipe, reference, client, tmp_path):
     s3 = servers.s3()
@@ -140,7 +134,7 @@ def test_s3_with_the_local_pool_and_with_a_dask_cluster_gives_the_folder_bytes(
     # A folder into a folder, on Dask; the manifest records the workers' signature.
     report = run_recipe(recipe, input=dataset, output=tmp_path / "out", client=client)
     assert report.exit_code == 0
-    assert_same_as_reference(folder_files(tmp_path / "out"), read_manifest(tmp_path / "out"),
+    assert_same_as_reference(output_files(tmp_path / "out"), read_manifest(tmp_path / "out"),
                              reference)
     first = (tmp_path / "out" / MANIFEST_NAME).read_text("utf-8").splitlines()[0]
     import json
@@ -169,6 +163,7 @@ def fs_spec(url, options):
     return StoreSpec.of(url, options)
 
 
+@pytest.mark.slow
 def test_azure_blob_gives_the_folder_bytes(servers, dataset, recipe, reference, client):
     if servers.azure_missing:
         pytest.skip(servers.azure_missing)
@@ -187,11 +182,10 @@ def test_azure_blob_gives_the_folder_bytes(servers, dataset, recipe, reference, 
 @pytest.mark.slow
 def test_cli_cluster_local_and_an_external_scheduler_give_the_same_bytes(
         servers, dataset, recipe, reference, tmp_path):
-    runner = CliRunner()
-    result = runner.invoke(main, ["run", str(recipe), "-i", str(dataset), "-o",
-                                  str(tmp_path / "local"), "--cluster", "local", "-w", "2", "-q"])
+    result = invoke("run", str(recipe), "-i", str(dataset), "-o",
+                    str(tmp_path / "local"), "--cluster", "local", "-w", "2", "-q")
     assert result.exit_code == 0, result.output
-    assert_same_as_reference(folder_files(tmp_path / "local"),
+    assert_same_as_reference(output_files(tmp_path / "local"),
                              read_manifest(tmp_path / "local"), reference)
 
     port = free_port()
@@ -205,8 +199,8 @@ def test_cli_cluster_local_and_an_external_scheduler_give_the_same_bytes(
                                     "1", "--no-dashboard"))
         s3 = servers.s3()
         bucket = new_bucket(s3)
-        result = runner.invoke(main, ["run", str(recipe), "-i", str(dataset), "-o",
-                                      f"s3://{bucket}/tcp", "--cluster", address, "-q"])
+        result = invoke("run", str(recipe), "-i", str(dataset), "-o",
+                        f"s3://{bucket}/tcp", "--cluster", address, "-q")
         assert result.exit_code == 0, result.output
         assert_same_as_reference(store_files(s3, f"{bucket}/tcp"),
                                  read_manifest(f"s3://{bucket}/tcp"), reference)
@@ -221,8 +215,8 @@ def test_cli_cluster_local_and_an_external_scheduler_give_the_same_bytes(
         import distributed
         with distributed.Client(address) as dask_client:
             dask_client.wait_for_workers(3, timeout=60)
-        result = runner.invoke(main, ["run", str(recipe), "-i", str(dataset), "-o",
-                                      str(tmp_path / "mixed"), "--cluster", address, "-q"])
+        result = invoke("run", str(recipe), "-i", str(dataset), "-o",
+                        str(tmp_path / "mixed"), "--cluster", address, "-q")
         assert result.exit_code == 2
         assert "would make other bytes than this machine: cpu" in result.output
         assert "AVX2?" in result.output and not (tmp_path / "mixed").exists()
@@ -251,7 +245,7 @@ def test_a_worker_killed_mid_task_is_retried_and_the_bytes_are_the_same(
     report = run_recipe(recipe, input=dataset, output=out, client=client)
     killer.join()
     assert report.exit_code == 0, report.failures
-    assert_same_as_reference(folder_files(out), read_manifest(out), reference)
+    assert_same_as_reference(output_files(out), read_manifest(out), reference)
     assert victim not in client.run(os.getpid).values()  # it really died (and was replaced)
 
 
@@ -300,22 +294,18 @@ def test_killed_client_on_s3_resumes_to_the_same_bytes(servers, recipe, tmp_path
         save(folder / f"big{index:02d}.png", photo_like(360, 480, seed=index))
     reference = run_recipe(recipe, input=folder, output=tmp_path / "reference", workers=1)
     assert reference.written == 36
-    expected = (folder_files(tmp_path / "reference"), read_manifest(tmp_path / "reference"))
+    expected = (output_files(tmp_path / "reference"), read_manifest(tmp_path / "reference"))
 
     s3 = servers.s3()
     out = f"{new_bucket(s3)}/v1"
-    command = [sys.executable, "-c", "from augcli.cli import main; main()", "run", str(recipe),
-               "-i", str(folder), "-o", f"s3://{out}", "-w", "1", "-q"]
-    client = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and client.poll() is None:
+
+    def recorded() -> bool:
         s3.invalidate_cache()
         parts = [key for key in s3.find(out) if JOURNAL_DIR in key]
-        if any(b'"output"' in s3.cat_file(part) for part in parts):
-            break
-        time.sleep(0.02)
-    client.send_signal(signal.SIGKILL)
-    client.wait()
+        return any(b'"output"' in s3.cat_file(part) for part in parts)
+
+    client = start_cli("run", recipe, "-i", folder, "-o", f"s3://{out}", "-w", 1, "-q")
+    kill_when(client, recorded, timeout=60)
     done_before = [key for key in store_files(s3, out) if JOURNAL_DIR not in key]
     assert 0 < len(done_before) < 36
 
@@ -352,8 +342,8 @@ def test_an_outage_mid_run_leaves_only_whole_objects_and_the_rerun_finishes(
 
     cutter = threading.Thread(target=outage)
     cutter.start()
-    result = CliRunner().invoke(main, ["run", str(outage_recipe), "-i", str(dataset), "-o",
-                                       f"s3://{bucket}/out", "-w", "1", "-q"])
+    result = invoke("run", str(outage_recipe), "-i", str(dataset), "-o",
+                    f"s3://{bucket}/out", "-w", "1", "-q")
     cutter.join()
     assert result.exit_code == 2, result.output
     # The journal cannot be written either: the run stops there, with one clear line
@@ -390,7 +380,7 @@ def test_secret_looking_storage_options_are_a_recipe_error(tmp_path, dataset):
     assert "storage.client_kwargs.aws_secret_access_key: looks like a secret" in message
     assert "account_name" not in message
 
-    result = CliRunner().invoke(main, ["validate", str(write_recipe(tmp_path, body))])
+    result = invoke("validate", str(write_recipe(tmp_path, body)))
     assert result.exit_code == 2 and "looks like a secret" in result.output
 
 
@@ -441,6 +431,7 @@ def _count_s3_requests(monkeypatch) -> list:
     return calls
 
 
+@pytest.mark.slow
 def test_resume_on_s3_lists_the_input_once_and_asks_about_no_source(servers, dataset, recipe,
                                                                     reference, monkeypatch):
     """A rerun over finished outputs checks that its sources are unchanged from one listing
@@ -489,6 +480,7 @@ def test_a_run_from_s3_reads_each_source_with_one_get_and_asks_nothing_else(
     assert_same_as_reference(store_files(s3, f"{bucket}/out"), read_manifest(output), reference)
 
 
+@pytest.mark.slow
 def test_idle_cores_publish_to_s3_from_helper_threads_with_the_same_objects(
         servers, dataset, recipe, reference):
     """Twice as many workers as sources: each worker process publishes through a helper
@@ -532,7 +524,7 @@ def test_datasets_with_splits_need_folders_and_a_stray_object_is_refused(servers
         save(splits / split / "cats" / "a.png", photo_like(40, 50, seed=3))
 
     def refused(*args, recipe_file=recipe) -> str:
-        result = CliRunner().invoke(main, ["run", str(recipe_file), *args])
+        result = invoke("run", str(recipe_file), *args)
         assert result.exit_code == 2, result.output
         (line,) = result.output.strip().splitlines()
         assert line.startswith("Error: ")

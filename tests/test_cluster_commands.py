@@ -14,12 +14,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from augcli.cli import main
 from augcli.normalize import NormalizeSettings, normalize_folder
 from augcli.normalize import read_manifest as read_normalize_manifest
 from augcli.ricap import RicapSettings, make_montages
@@ -27,8 +24,8 @@ from augcli.runner import read_manifest, run_recipe
 from augcli.stores import StoreSpec
 from augcli.stores.objects import LOCK_STALE_SECONDS
 
-from .conftest import photo_like, save, write_recipe
-from .test_cluster import RECIPE, assert_same_as_reference, folder_files, new_bucket, store_files
+from .conftest import invoke, kill_when, output_files, photo_like, save, start_cli, write_recipe
+from .test_cluster import RECIPE, assert_same_as_reference, new_bucket, store_files
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
                                         "ignore::ResourceWarning")
@@ -62,6 +59,7 @@ def azure_or_s3(servers):
 
 # --- normalize ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_normalize_on_s3_with_the_pool_and_on_dask_gives_the_folder_bytes(
         servers, classes, client, tmp_path):
     """featurewise fits on the whole input first (a pass of its own), then writes; zca's
@@ -74,7 +72,7 @@ def test_normalize_on_s3_with_the_pool_and_on_dask_gives_the_folder_bytes(
         report = normalize_folder(NormalizeSettings.of(classes, folder, method=method,
                                                        size=size), workers=1)
         assert report.exit_code == 0 and report.written == 6
-        expected = folder_files(folder)
+        expected = output_files(folder)
         header, records = read_normalize_manifest(folder)
 
         pool = f"s3://{bucket}/{method}-pool"
@@ -96,18 +94,18 @@ def test_normalize_on_s3_with_the_pool_and_on_dask_gives_the_folder_bytes(
     again = normalize_folder(NormalizeSettings.of(f"s3://{bucket}/raw", f"s3://{bucket}/zca-dask",
                                                   method="zca", size=(6, 5)), client=client)
     assert again.written == 0 and again.skipped == 6
-    result = CliRunner().invoke(main, ["normalize", str(classes), "-o",
-                                       f"s3://{bucket}/zca-dask", "-m", "tf", "-q"])
+    result = invoke("normalize", str(classes), "-o",
+                    f"s3://{bucket}/zca-dask", "-m", "tf", "-q")
     assert result.exit_code == 2
     assert result.output.startswith(f"Error: s3://{bucket}/zca-dask holds outputs of an "
                                     "earlier normalize with other settings (method zca -> tf")
 
 
+@pytest.mark.slow
 def test_normalize_stats_stay_a_local_file(servers, classes, tmp_path):
     bucket = new_bucket(servers.s3())
-    runner = CliRunner()
-    result = runner.invoke(main, ["normalize", str(classes), "-m", "featurewise", "--fit-only",
-                                  "--stats", f"s3://{bucket}/stats.json"])
+    result = invoke("normalize", str(classes), "-m", "featurewise", "--fit-only",
+                    "--stats", f"s3://{bucket}/stats.json")
     assert result.exit_code == 2
     (line,) = result.output.strip().splitlines()
     assert line == (f"Error: --stats needs a local file, not s3://{bucket}/stats.json: the "
@@ -116,16 +114,16 @@ def test_normalize_stats_stay_a_local_file(servers, classes, tmp_path):
     # Fitted from a URL input into a local file, then applied into a prefix.
     stats = tmp_path / "stats.json"
     servers.s3().put(f"{classes}/", f"{bucket}/raw/", recursive=True)
-    result = runner.invoke(main, ["normalize", f"s3://{bucket}/raw", "-m", "featurewise",
-                                  "--fit-only", "--stats", str(stats), "-q"])
+    result = invoke("normalize", f"s3://{bucket}/raw", "-m", "featurewise",
+                    "--fit-only", "--stats", str(stats), "-q")
     assert result.exit_code == 0, result.output
     local = normalize_folder(NormalizeSettings.of(classes, tmp_path / "local",
                                                   method="featurewise", stats=stats), workers=1)
     assert local.written == 6
-    result = runner.invoke(main, ["normalize", f"s3://{bucket}/raw", "-o", f"s3://{bucket}/out",
-                                  "-m", "featurewise", "--stats", str(stats), "-q"])
+    result = invoke("normalize", f"s3://{bucket}/raw", "-o", f"s3://{bucket}/out",
+                    "-m", "featurewise", "--stats", str(stats), "-q")
     assert result.exit_code == 0, result.output
-    assert store_files(servers.s3(), f"{bucket}/out") == folder_files(tmp_path / "local")
+    assert store_files(servers.s3(), f"{bucket}/out") == output_files(tmp_path / "local")
 
 
 # --- ricap --------------------------------------------------------------------------------
@@ -134,10 +132,11 @@ RICAP = {"count": 9, "size": (24, 20), "seed": 3, "batch_size": 4, "hard_label":
          "epochs": 2}
 
 
+@pytest.mark.slow
 def test_ricap_on_a_store_and_on_dask_gives_the_folder_bytes_and_resumes(
         servers, classes, client, tmp_path):
     make_montages(RicapSettings.of(classes, tmp_path / "folder", **RICAP), workers=1)
-    expected = folder_files(tmp_path / "folder")
+    expected = output_files(tmp_path / "folder")
     assert sum(key.endswith(".png") for key in expected) == 2 * 9 * 2  # montages and copies
 
     fs, scheme = azure_or_s3(servers)
@@ -160,11 +159,11 @@ def test_ricap_on_a_store_and_on_dask_gives_the_folder_bytes_and_resumes(
         {key: data for key, data in expected.items() if key != "manifest.jsonl"}
 
     # Other settings are refused; --overwrite replaces every object of the earlier run.
-    result = CliRunner().invoke(main, ["ricap", str(classes), "-o", out, "-n", "3", "--size",
-                                       "24x20", "-q"])
+    result = invoke("ricap", str(classes), "-o", out, "-n", "3", "--size",
+                    "24x20", "-q")
     assert result.exit_code == 2 and "holds montages of another ricap run" in result.output
-    result = CliRunner().invoke(main, ["ricap", str(classes), "-o", out, "-n", "3", "--size",
-                                       "24x20", "--overwrite", "-q"])
+    result = invoke("ricap", str(classes), "-o", out, "-n", "3", "--size",
+                    "24x20", "--overwrite", "-q")
     assert result.exit_code == 0, result.output
     left = sorted(without_index_files(store_files(fs, f"{container}/montages")))
     assert left == ["labels.csv", "montages.jsonl", "ricap.json", "ricap_00001.png",
@@ -174,21 +173,21 @@ def test_ricap_on_a_store_and_on_dask_gives_the_folder_bytes_and_resumes(
 @pytest.mark.slow
 def test_cli_cluster_local_for_normalize_and_ricap(servers, classes, tmp_path):
     """The same --cluster option as run's, on both commands, through the CLI."""
-    runner = CliRunner()
     for name, args in (("normalize", ["-m", "minmax"]),
                        ("ricap", ["-n", "5", "--size", "16x16"])):
-        reference = runner.invoke(main, [name, str(classes), "-o", str(tmp_path / name),
-                                         *args, "-w", "1", "-q"])
+        reference = invoke(name, str(classes), "-o", str(tmp_path / name),
+                           *args, "-w", "1", "-q")
         assert reference.exit_code == 0, reference.output
-        result = runner.invoke(main, [name, str(classes), "-o", str(tmp_path / f"{name}-dask"),
-                                      *args, "--cluster", "local", "-w", "2", "-q"])
+        result = invoke(name, str(classes), "-o", str(tmp_path / f"{name}-dask"),
+                        *args, "--cluster", "local", "-w", "2", "-q")
         assert result.exit_code == 0, result.output
-        assert folder_files(tmp_path / f"{name}-dask") == folder_files(tmp_path / name)
-    assert "--cluster local|ADDRESS|FILE" in runner.invoke(main, ["ricap", "--help"]).output
+        assert output_files(tmp_path / f"{name}-dask") == output_files(tmp_path / name)
+    assert "--cluster local|ADDRESS|FILE" in invoke("ricap", "--help").output
 
 
 # --- the object-store lock -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_run_into_a_locked_prefix_is_refused_until_the_first_ends(
         servers, classes, tmp_path):
     """A run holds the prefix's lock (the very lock a run takes): a second run, of any
@@ -205,7 +204,7 @@ def test_a_second_run_into_a_locked_prefix_is_refused_until_the_first_ends(
             for command in (["run", str(recipe), "-i", str(classes), "-o", out],
                             ["normalize", str(classes), "-o", out, "-m", "tf"],
                             ["ricap", str(classes), "-o", out, "-n", "2", "--size", "8x8"]):
-                result = CliRunner().invoke(main, [*command, "-q"])
+                result = invoke(*command, "-q")
                 assert result.exit_code == 2, result.output
                 (line,) = result.output.strip().splitlines()
                 assert line.startswith(f"Error: another augcli run (pid {os.getpid()} on "
@@ -231,6 +230,7 @@ def test_the_exclusive_create_refuses_a_second_lock_even_without_the_first_look(
     assert store.read(LOCK) == b"first"
 
 
+@pytest.mark.slow
 def test_a_stale_lock_is_taken_over_with_a_note(servers, classes, tmp_path):
     """A lock not rewritten for hours, or left on this host by a pid that has ended."""
     recipe = write_recipe(tmp_path, RECIPE)
@@ -245,8 +245,8 @@ def test_a_stale_lock_is_taken_over_with_a_note(servers, classes, tmp_path):
     for holder, who in ((old, "pid 1 on elsewhere"), (dead, f"pid {dead_pid} on ")):
         bucket = new_bucket(s3)
         s3.pipe_file(f"{bucket}/out/{LOCK}", json.dumps(holder).encode())
-        result = CliRunner().invoke(main, ["run", str(recipe), "-i", str(classes), "-o",
-                                           f"s3://{bucket}/out", "-q"])
+        result = invoke("run", str(recipe), "-i", str(classes), "-o",
+                        f"s3://{bucket}/out", "-q")
         assert result.exit_code == 0, result.output
         (line,) = result.output.strip().splitlines()
         assert line.startswith(f"note: took over the lock s3://{bucket}/out/{LOCK} left by "
@@ -256,8 +256,8 @@ def test_a_stale_lock_is_taken_over_with_a_note(servers, classes, tmp_path):
     # A fresh lock from another host is not stale: refused.
     bucket = new_bucket(s3)
     s3.pipe_file(f"{bucket}/out/{LOCK}", json.dumps({**old, "time": time.time()}).encode())
-    result = CliRunner().invoke(main, ["run", str(recipe), "-i", str(classes), "-o",
-                                       f"s3://{bucket}/out", "-q"])
+    result = invoke("run", str(recipe), "-i", str(classes), "-o",
+                    f"s3://{bucket}/out", "-q")
     assert result.exit_code == 2 and "another augcli run (pid 1 on elsewhere" in result.output
 
 
@@ -295,6 +295,7 @@ def tiff_with_its_header_last(pixels) -> bytes:
     return b"II*\x00" + struct.pack("<I", ifd_at) + data + struct.pack("<HHH", 8, 8, 8) + ifd
 
 
+@pytest.mark.slow
 def test_profile_planning_reads_only_each_sources_head(servers, tmp_path):
     """custom-vision does not take WebP or TIFF: the planner reads each such source's header
     (transparent -> png, else jpg) with one ranged GET of its first 64 KiB, and the whole
@@ -352,19 +353,13 @@ def test_ctrl_c_on_a_local_cluster_keeps_finished_outputs_and_the_rerun_resumes(
     recipe = write_recipe(tmp_path, RECIPE)
     reference = run_recipe(recipe, input=folder, output=tmp_path / "reference", workers=1)
     assert reference.written == 60
-    expected = (folder_files(tmp_path / "reference"), read_manifest(tmp_path / "reference"))
+    expected = (output_files(tmp_path / "reference"), read_manifest(tmp_path / "reference"))
 
     out = tmp_path / "out"
-    command = [sys.executable, "-c", "from augcli.cli import main; main()", "run", str(recipe),
-               "-i", str(folder), "-o", str(out), "--cluster", "local", "-w", "2", "-q"]
-    run = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(Path.cwd())},
-                           start_new_session=True, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and run.poll() is None and \
-            not (out.is_dir() and read_manifest(out)):  # until some outputs are recorded
-        time.sleep(0.02)
-    os.killpg(run.pid, signal.SIGINT)
-    _, stderr = run.communicate(timeout=120)
+    run = start_cli("run", recipe, "-i", folder, "-o", out, "--cluster", "local", "-w", 2, "-q",
+                    stderr=subprocess.PIPE, text=True)
+    _, stderr = kill_when(run, lambda: out.is_dir() and bool(read_manifest(out)),  # some recorded
+                          sig=signal.SIGINT)
     assert run.returncode == 130, stderr
     assert stderr.strip().splitlines() == ["Interrupted. Finished outputs are kept; rerun the "
                                            "same command to make the rest."]
@@ -375,4 +370,4 @@ def test_ctrl_c_on_a_local_cluster_keeps_finished_outputs_and_the_rerun_resumes(
     report = run_recipe(recipe, input=folder, output=out, workers=2)
     assert report.exit_code == 0 and report.skipped >= len(kept)
     assert report.skipped + report.written == 60
-    assert_same_as_reference(folder_files(out), read_manifest(out), expected)
+    assert_same_as_reference(output_files(out), read_manifest(out), expected)

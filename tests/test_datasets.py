@@ -7,23 +7,26 @@ data.yaml through PyYAML, COCO and VOC files through json and ElementTree.
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 
-from augcli.cli import main
 from augcli.runner import read_manifest, run_recipe
 
-from .conftest import imgaug_or_skip, photo_like, save, write_recipe
+from .conftest import (
+    folder_files,
+    imgaug_or_skip,
+    invoke,
+    kill_when,
+    photo_like,
+    save,
+    start_cli,
+    write_recipe,
+)
 
 FLIP = "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n"
 
@@ -73,11 +76,7 @@ def make_yolo_dataset(root: Path, layout="roboflow", data_yaml: str | None = Non
     return written
 
 
-def files(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
+@pytest.mark.slow
 def test_a_roboflow_yolo_export_keeps_its_layout_and_only_train_is_augmented(tmp_path):
     source = tmp_path / "ds"
     make_yolo_dataset(source)
@@ -95,7 +94,7 @@ def test_a_roboflow_yolo_export_keeps_its_layout_and_only_train_is_augmented(tmp
     assert data["names"] == ["cat", "dog"] and data["nc"] == 2
     assert data["roboflow"] == {"workspace": "me", "version": 3}
 
-    got = files(out)
+    got = folder_files(out)
     # the validation split is copied byte for byte, images and labels
     for relative in ("valid/images/c.jpg", "valid/labels/c.txt"):
         assert got[relative] == (source / relative).read_bytes()
@@ -123,11 +122,11 @@ def test_images_split_layout_a_names_map_and_chosen_splits(tmp_path):
         "path: .\ntrain: images/train\nval: [images/valid]\ntest: images/test\n"
         "names: {0: cat, 1: dog}\n")
     recipe = write_recipe(tmp_path, "output: out\nsplits: [train, valid]\n" + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe), "--input",
-                                       str(source / "coco.yaml"), "-w", "1", "-q"])
+    result = invoke("run", str(recipe), "--input",
+                    str(source / "coco.yaml"), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
-    got = files(out)
+    got = folder_files(out)
     assert "images/valid/c_flip_1.jpg" in got and "labels/valid/c_flip_1.txt" in got
     assert got["images/test/d.jpg"] == (source / "images/test/d.jpg").read_bytes()
     assert not any("test/d_" in name for name in got)
@@ -158,7 +157,7 @@ def test_a_broken_or_leaking_data_yaml_is_refused_before_any_work(tmp_path, yaml
     make_yolo_dataset(tmp_path / "ds")
     (tmp_path / "ds" / "data.yaml").write_text(yaml_text)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe)])
+    result = invoke("run", str(recipe))
     assert result.exit_code == 2 and message in result.output
     assert "data.yaml" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
@@ -167,7 +166,7 @@ def test_a_broken_or_leaking_data_yaml_is_refused_before_any_work(tmp_path, yaml
 def test_a_split_the_dataset_does_not_have_is_refused(tmp_path):
     make_yolo_dataset(tmp_path / "ds", data_yaml=TRAIN_AND_VAL)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nsplits: [tain]\n" + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    result = invoke("run", str(recipe), "--dry-run")
     assert result.exit_code == 2 and "no split 'tain'" in result.output
     assert "it has train, val" in result.output
 
@@ -175,7 +174,7 @@ def test_a_split_the_dataset_does_not_have_is_refused(tmp_path):
 def test_dry_run_names_the_splits(tmp_path):
     make_yolo_dataset(tmp_path / "ds", data_yaml=TRAIN_AND_VAL)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    result = invoke("run", str(recipe), "--dry-run")
     assert result.exit_code == 0, result.output
     assert "splits train augmented; val copied unchanged" in result.output
     assert "valid/images/c.jpg: 1 outputs (original 1)" in result.output
@@ -231,11 +230,11 @@ def test_coco_without_a_path_is_judged_by_the_input_the_run_reads(tmp_path):
     recipe = write_recipe(tmp_path, "input: plain\noutput: out\nannotations: {format: coco}\n"
                           + FLIP)
     # the recipe alone cannot tell: -i may name a dataset with a COCO file per split
-    assert CliRunner().invoke(main, ["validate", str(recipe)]).exit_code == 0
-    split = CliRunner().invoke(main, ["run", str(recipe), "-i", str(ds), "--dry-run"])
+    assert invoke("validate", str(recipe)).exit_code == 0
+    split = invoke("run", str(recipe), "-i", str(ds), "--dry-run")
     assert split.exit_code == 0, split.output
     assert "train/a.jpg: 2 outputs" in split.output and "objects cat: 1" in split.output
-    plain = CliRunner().invoke(main, ["run", str(recipe)])
+    plain = invoke("run", str(recipe))
     assert plain.exit_code == 2 and "Traceback" not in plain.output
     assert "Error: annotations.path: required for coco" in plain.output
     assert not (tmp_path / "out").exists()
@@ -249,7 +248,7 @@ def test_coco_segmentation_polygons_are_refused_not_dropped(tmp_path):
     coco_split(ds / "test", ["c.jpg"], [])
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: coco}\n"
                           + FLIP)
-    result = CliRunner().invoke(main, ["run", str(recipe)])
+    result = invoke("run", str(recipe))
     assert result.exit_code == 2
     assert "train/_annotations.coco.json: annotations[0].segmentation" in result.output
     assert "would drop" in result.output and not (tmp_path / "out").exists()
@@ -293,7 +292,7 @@ def test_class_folders_in_splits_augment_train_only(tmp_path):
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\ninclude_original: false\n"
                           + FLIP)
     assert run_recipe(recipe, workers=1).exit_code == 0
-    got = files(tmp_path / "out")
+    got = folder_files(tmp_path / "out")
     assert sorted(n for n in got if n != "manifest.jsonl") == [
         "test/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png"]
     flipped = np.asarray(Image.open(tmp_path / "out" / "train/cat/tom_flip_1.png"))
@@ -310,8 +309,8 @@ def test_preview_of_a_dataset_image_shows_what_run_writes_with_its_labels(tmp_pa
     assert relative_to_input(recipe, image).as_posix() == "train/images/a.jpg"
     assert [box.label for box in _source_boxes(recipe, Path("train/images/a.jpg"), image)] == \
         ["cat", "dog"]
-    result = CliRunner().invoke(main, ["preview", str(tmp_path / "recipe.yaml"), str(image),
-                                       "-n", "1", "-o", str(tmp_path / "sheet.png")])
+    result = invoke("preview", str(tmp_path / "recipe.yaml"), str(image),
+                    "-n", "1", "-o", str(tmp_path / "sheet.png"))
     assert result.exit_code == 0, result.output
 
 
@@ -329,21 +328,14 @@ def test_a_killed_dataset_run_resumes_with_its_labels_accounted_for(tmp_path):
     (ds / "data.yaml").write_text("train: train/images\nval: valid/images\nnames: [cat]\n")
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nvariants:\n  a:\n    copies: 40\n"
                                     "    ops: [{affine: {rotate: 20}}, {dropout: {p: 0.1}}]\n")
-    repo = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen([sys.executable, "-m", "augcli.cli", "run", str(recipe), "-w",
-                                "1", "-q"], cwd=tmp_path,
-                               env={**os.environ, "PYTHONPATH": str(repo)})
     labels = tmp_path / "out" / "train" / "labels"
-    deadline = time.monotonic() + 120
-    while len(list(labels.glob("big_a_*.txt"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(start_cli("run", recipe, "-w", 1, "-q", cwd=tmp_path),
+              lambda: len(list(labels.glob("big_a_*.txt"))) >= 3)
     assert 3 <= len(list(labels.glob("big_a_*.txt"))) < 40
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    result = invoke("run", str(recipe), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     assert run_recipe(recipe, output=tmp_path / "clean", workers=1).exit_code == 0
-    resumed, clean = files(tmp_path / "out"), files(tmp_path / "clean")
+    resumed, clean = folder_files(tmp_path / "out"), folder_files(tmp_path / "clean")
     for made in (resumed, clean):
         made.pop("manifest.jsonl")
         made.pop("data.yaml")  # its path is the output folder
@@ -368,7 +360,7 @@ def test_an_unreadable_folder_in_a_split_fails_its_images_and_the_rest_go_on(tmp
     report = run_recipe(recipe, workers=1)
     assert report.exit_code == 1
     assert [path for path, _ in report.failures] == ["train/dog/"]
-    assert sorted(n for n in files(tmp_path / "out") if n != "manifest.jsonl") == [
+    assert sorted(n for n in folder_files(tmp_path / "out") if n != "manifest.jsonl") == [
         "train/cat/tom.png", "train/cat/tom_flip_1.png", "val/cat/tom.png", "val/dog/rex.png"]
 
 
@@ -381,9 +373,9 @@ def test_check_reads_a_yolo_dataset_by_the_images_to_labels_rule(tmp_path):
         "train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['cat', 'dog']\n")
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nseed: 1\n" + FLIP)
     assert run_recipe(recipe, workers=1).exit_code == 0
-    result = CliRunner().invoke(main, ["check", str(tmp_path / "out"), "--profile", "generic",
-                                       "--task", "detection", "--annotations", "yolo",
-                                       "--json", "-w", "1"])
+    result = invoke("check", str(tmp_path / "out"), "--profile", "generic",
+                    "--task", "detection", "--annotations", "yolo",
+                    "--json", "-w", "1")
     report = json.loads(result.output)
     rows = {row["tag"]: (row["images"], row["objects"]) for row in report["tags"]}
     # cat: a, its flip and c (valid); dog: a, b and their flips
@@ -500,7 +492,7 @@ def test_labels_the_layout_shows_travel_with_the_pixels_without_annotations(tmp_
     # a data.yaml: each output's label still boxes the magenta rectangle it was painted on.
     held_out = make_painted_dataset(tmp_path / "ds", layout)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + TURN)
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    result = invoke("run", str(recipe), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
     boxes = output_boxes(out, layout)
@@ -526,7 +518,7 @@ def test_ops_labels_cannot_follow_are_refused_in_a_dataset_without_annotations(
     make_painted_dataset(tmp_path / "ds", layout)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n"
                                     f"variants: {{ia: {{ops: [{op}]}}}}\n")
-    result = CliRunner().invoke(main, [*command, str(recipe)])
+    result = invoke(*command, str(recipe))
     assert result.exit_code == 2, result.output
     assert f"variants.ia.ops[0].{name}: not with annotations" in result.output
     why = "is a YOLO dataset" if layout == "data.yaml" else \
@@ -539,7 +531,7 @@ def test_split_folders_with_labels_of_two_formats_are_refused_naming_the_line(tm
     make_painted_dataset(tmp_path / "ds", "yolo")
     (tmp_path / "ds/valid/_annotations.coco.json").write_text('{"images": []}')
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + TURN)
-    result = CliRunner().invoke(main, ["run", str(recipe)])
+    result = invoke("run", str(recipe))
     assert result.exit_code == 2, result.output
     assert "yolo (train/labels); coco (valid/_annotations.coco.json)" in result.output
     assert "add the line 'annotations: {format: yolo}' to the recipe" in result.output
@@ -556,7 +548,7 @@ def test_the_output_data_yaml_loads_wherever_the_output_is_moved(tmp_path, monke
                       + TRAIN_AND_VAL)
     monkeypatch.chdir(tmp_path)
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
-    assert CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"]).exit_code == 0
+    assert invoke("run", str(recipe), "-w", "1", "-q").exit_code == 0
     (tmp_path / "moved").mkdir()
     moved = tmp_path / "moved" / "fruit_aug"
     (tmp_path / "out").rename(moved)
@@ -576,10 +568,10 @@ def test_a_test_folder_that_does_not_exist_is_left_out_with_a_note(tmp_path):
     make_yolo_dataset(tmp_path / "ds", data_yaml="train: ../train/images\n"
                       "val: ../valid/images\ntest: ../test/images\nnames: [cat, dog]\n")
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
-    dry = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    dry = invoke("run", str(recipe), "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "note: " in dry.output and "test: ../test/images does not exist" in dry.output
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1"])
+    result = invoke("run", str(recipe), "-w", "1")
     assert result.exit_code == 0, result.output
     assert "note: " in result.output and "test: ../test/images does not exist" in result.output
     out = tmp_path / "out"

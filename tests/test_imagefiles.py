@@ -24,7 +24,7 @@ from .conftest import photo_like, save
 # --- helpers -------------------------------------------------------------------
 
 
-def smooth(height=48, width=64) -> np.ndarray:
+def gradients(height=48, width=64) -> np.ndarray:
     """An RGB image of plain gradients: JPEG/WebP reproduce it closely."""
     y, x = np.mgrid[0:height, 0:width]
     return np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (height + width)],
@@ -107,7 +107,7 @@ def test_read_lossless_formats_round_trip_exactly(tmp_path, name, options):
 
 @pytest.mark.parametrize("name", ["photo.jpg", "photo.jpeg", "PHOTO.JPG", "chat noir é.jpg"])
 def test_read_jpeg_is_close(tmp_path, name):
-    array = smooth()
+    array = gradients()
     result = imagefiles.read_image(save(tmp_path / name, array, quality=95))
     assert result.shape == array.shape and result.dtype == np.uint8
     assert mean_abs_diff(result, array) < 2
@@ -345,7 +345,7 @@ def test_encode_gives_a_decodable_image_of_the_same_size(fmt, layout):
 @pytest.mark.parametrize("fmt, tolerance", [("png", 0), ("bmp", 0), ("tif", 0),
                                             ("jpg", 2), ("webp", 2)])
 def test_encode_rgb_keeps_colours_in_rgb_order(fmt, tolerance):
-    array = smooth() if tolerance else photo_like()
+    array = gradients() if tolerance else photo_like()
     result = np.asarray(decode(imagefiles.encode(array, fmt, 95)).convert("RGB"))
     assert mean_abs_diff(result, array) <= tolerance
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from .conftest import REPO
+
 STRICT = os.environ.get("AUGCLI_CHECK_INSTALL") == "1"
 
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from augcli import normalize
 from augcli.cli import main
 
-from .conftest import photo_like, save
+from .conftest import folder_files, invoke, kill_when, photo_like, run_cli, save, start_cli
 
 RTOL = 1e-5  # float32 output vs a float64 reference
 ATOL = 1e-6  # for values that are (almost) zero, where a relative bound means nothing
@@ -36,8 +36,7 @@ TORCH_STD = np.array([0.229, 0.224, 0.225])
 
 # --- helpers -------------------------------------------------------------------------------
 
-def invoke(*args):
-    return CliRunner().invoke(main, ["normalize", *map(str, args)], catch_exceptions=False)
+normalize_cli = partial(invoke, "normalize")  # augcli normalize ARGS...
 
 
 def make_folder(folder: Path, images: list) -> list:
@@ -123,8 +122,8 @@ PER_IMAGE = {"samplewise": keras_samplewise, "caffe": keras_caffe, "tf": keras_t
 @pytest.mark.parametrize("method", sorted(PER_IMAGE))
 def test_per_image_methods_match_keras(tmp_path, method):
     originals = make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", method, "--format", "npy",
-                    "-w", 1)
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", method, "--format", "npy",
+                           "-w", 1)
     assert result.exit_code == 0, result.output
     for index, original in enumerate(originals):
         assert_matches(load_output(tmp_path / "out", index), PER_IMAGE[method](original))
@@ -134,15 +133,16 @@ def test_minmax_per_channel_matches_the_formula(tmp_path):
     image = photo_like(seed=5)
     image[..., 2] = np.clip(image[..., 2], 40, 90)  # a channel with a narrow range
     (original,) = make_folder(tmp_path / "in", [image])
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "minmax", "--per-channel",
-                    "--format", "npy", "-w", 1)
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "minmax", "--per-channel",
+                           "--format", "npy", "-w", 1)
     assert result.exit_code == 0, result.output
     assert_matches(load_output(tmp_path / "out", 0), keras_minmax(original, per_channel=True))
 
 
 def test_minmax_writes_png_by_default_rounded_from_the_formula(tmp_path):
     (original,) = make_folder(tmp_path / "in", [photo_like(seed=6)])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "minmax", "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "minmax", "-w",
+                         1).exit_code == 0
     written = np.asarray(Image.open(tmp_path / "out" / "img_000.png"))
     expected = np.floor(keras_minmax(original) + 0.5)  # no .5 ties: 255 * k / span never is
     np.testing.assert_array_equal(written, expected.astype(np.uint8))
@@ -154,8 +154,8 @@ def test_minmax_flat_image_stays_flat_without_dividing_by_zero(tmp_path):
     one_flat_channel[..., 1] = 200
     make_folder(tmp_path / "in", [flat, one_flat_channel])
     with np.errstate(all="raise"):
-        result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "minmax", "--per-channel",
-                        "--format", "npy", "-w", 1)
+        result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "minmax",
+                               "--per-channel", "--format", "npy", "-w", 1)
     assert result.exit_code == 0, result.output
     assert np.all(load_output(tmp_path / "out", 0) == 0)
     second = load_output(tmp_path / "out", 1)
@@ -167,15 +167,16 @@ def test_caffe_puts_channels_in_bgr_order(tmp_path):
     red = np.zeros((4, 5, 3), np.uint8)
     red[..., 0] = 255
     make_folder(tmp_path / "in", [red])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "caffe", "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "caffe", "-w",
+                         1).exit_code == 0
     pixel = load_output(tmp_path / "out", 0)[0, 0]
     np.testing.assert_allclose(pixel, [0 - 103.939, 0 - 116.779, 255 - 123.68], rtol=1e-6)
 
 
 def test_png_of_a_float_method_is_its_result_stretched_to_0_255_in_rgb_order(tmp_path):
     (original,) = make_folder(tmp_path / "in", [photo_like(seed=8)])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "caffe", "--format", "png",
-                  "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "caffe", "--format", "png",
+                         "-w", 1).exit_code == 0
     written = np.asarray(Image.open(tmp_path / "out" / "img_000.png")).astype(int)
     expected = keras_minmax(keras_caffe(original))[..., ::-1]  # back to RGB for viewing
     assert np.abs(written - expected).max() <= 0.5 + 1e-9
@@ -185,7 +186,7 @@ def test_png_of_a_float_method_is_its_result_stretched_to_0_255_in_rgb_order(tmp
 
 def test_featurewise_matches_keras_fit_on_the_whole_folder(tmp_path):
     originals = make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(6)])
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w", 1)
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w", 1)
     assert result.exit_code == 0, result.output
     mean, std = keras_featurewise_fit(np.stack(originals))
     for index, original in enumerate(originals):
@@ -203,7 +204,7 @@ def low_contrast(seed: int) -> np.ndarray:
 def test_low_contrast_images_show_keras_epsilon(tmp_path):
     originals = make_folder(tmp_path / "in", [low_contrast(seed) for seed in range(3)])
     for method in ("samplewise", "featurewise"):
-        result = invoke(tmp_path / "in", "-o", tmp_path / method, "-m", method, "-w", 1)
+        result = normalize_cli(tmp_path / "in", "-o", tmp_path / method, "-m", method, "-w", 1)
         assert result.exit_code == 0, result.output
     mean, std = keras_featurewise_fit(np.stack(originals))
     for index, original in enumerate(originals):
@@ -232,7 +233,8 @@ def test_featurewise_stats_saved_then_applied_elsewhere_equal_keras_fit_there(tm
     train = make_folder(tmp_path / "train", [photo_like(seed=s) for s in range(4)])
     test = make_folder(tmp_path / "test", [photo_like(seed=s) for s in range(10, 13)])
     stats = tmp_path / "stats.json"
-    fit = invoke(tmp_path / "train", "-m", "featurewise", "--fit-only", "--stats", stats, "-w", 1)
+    fit = normalize_cli(tmp_path / "train", "-m", "featurewise", "--fit-only", "--stats", stats,
+                        "-w", 1)
     assert fit.exit_code == 0, fit.output
     assert f"4 images read, 0 files written, statistics saved to {stats}" in fit.output
     assert not (tmp_path / "out").exists()
@@ -241,8 +243,8 @@ def test_featurewise_stats_saved_then_applied_elsewhere_equal_keras_fit_there(tm
     np.testing.assert_allclose(saved["mean"], mean, rtol=1e-12)
     np.testing.assert_allclose(saved["std"], std, rtol=1e-12)
 
-    result = invoke(tmp_path / "test", "-o", tmp_path / "out", "-m", "featurewise", "--stats",
-                    stats, "-w", 1)
+    result = normalize_cli(tmp_path / "test", "-o", tmp_path / "out", "-m", "featurewise",
+                           "--stats", stats, "-w", 1)
     assert result.exit_code == 0, result.output
     for index, original in enumerate(test):
         assert_matches(load_output(tmp_path / "out", index),
@@ -252,8 +254,8 @@ def test_featurewise_stats_saved_then_applied_elsewhere_equal_keras_fit_there(tm
 def test_featurewise_output_bytes_do_not_depend_on_the_number_of_workers(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(8)])
     for workers in (1, 2):
-        result = invoke(tmp_path / "in", "-o", tmp_path / f"w{workers}", "-m", "featurewise",
-                        "-w", workers)
+        result = normalize_cli(tmp_path / "in", "-o", tmp_path / f"w{workers}", "-m", "featurewise",
+                               "-w", workers)
         assert result.exit_code == 0, result.output
     for index in range(8):
         name = f"img_{index:03d}.npy"
@@ -273,8 +275,8 @@ def test_results_are_summed_in_input_order_whatever_order_they_finish_in():
 
 def run_zca(tmp_path, images, *extra):
     originals = make_folder(tmp_path / "in", images)
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "8x8",
-                    "-w", 1, *extra)
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "8x8",
+                           "-w", 1, *extra)
     assert result.exit_code == 0, result.output
     outputs = np.stack([load_output(tmp_path / "out", i) for i in range(len(images))])
     return np.stack(originals), outputs
@@ -297,10 +299,10 @@ def test_zca_with_fewer_images_than_values_keeps_only_their_span_like_keras(tmp_
     train = np.stack(make_folder(tmp_path / "train", correlated_images(40, seed=3)))
     test = np.stack(make_folder(tmp_path / "test", correlated_images(4, seed=4)))
     stats = tmp_path / "zca.npz"
-    assert invoke(tmp_path / "train", "-m", "zca", "--size", "8x8", "--zca-epsilon", "0.01",
-                  "--fit-only", "--stats", stats, "-w", 1).exit_code == 0
-    result = invoke(tmp_path / "test", "-o", tmp_path / "out", "-m", "zca", "--stats", stats,
-                    "-w", 1)
+    assert normalize_cli(tmp_path / "train", "-m", "zca", "--size", "8x8", "--zca-epsilon", "0.01",
+                         "--fit-only", "--stats", stats, "-w", 1).exit_code == 0
+    result = normalize_cli(tmp_path / "test", "-o", tmp_path / "out", "-m", "zca", "--stats", stats,
+                           "-w", 1)
     assert result.exit_code == 0, result.output
     expected = keras_zca_apply(test, *keras_zca_fit(train, epsilon=0.01))
     outputs = np.stack([load_output(tmp_path / "out", i) for i in range(len(test))])
@@ -311,11 +313,11 @@ def test_zca_stats_saved_then_applied_elsewhere_equal_keras_fit_on_the_first(tmp
     train = np.stack(make_folder(tmp_path / "train", correlated_images(250, seed=1)))
     test = np.stack(make_folder(tmp_path / "test", correlated_images(5, seed=2)))
     stats = tmp_path / "zca.npz"
-    fit = invoke(tmp_path / "train", "-m", "zca", "--size", "8x8", "--fit-only", "--stats", stats,
-                 "-w", 1)
+    fit = normalize_cli(tmp_path / "train", "-m", "zca", "--size", "8x8", "--fit-only", "--stats",
+                        stats, "-w", 1)
     assert fit.exit_code == 0, fit.output
-    result = invoke(tmp_path / "test", "-o", tmp_path / "out", "-m", "zca", "--stats", stats,
-                    "-w", 1)
+    result = normalize_cli(tmp_path / "test", "-o", tmp_path / "out", "-m", "zca", "--stats", stats,
+                           "-w", 1)
     assert result.exit_code == 0, result.output
     expected = keras_zca_apply(test, *keras_zca_fit(train))
     outputs = np.stack([load_output(tmp_path / "out", i) for i in range(len(test))])
@@ -337,7 +339,8 @@ def test_gram_streamed_in_batches_equals_the_centred_product_all_at_once():
 
 def test_zca_refuses_a_size_whose_matrix_would_not_fit_in_memory(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=1)])
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "4000x4000")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size",
+                           "4000x4000")
     assert result.exit_code == 2
     assert "Error: --size 4000x4000 is too large for ZCA" in result.output
     assert "48,000,000 x 48,000,000 float64 matrix" in result.output
@@ -361,8 +364,8 @@ def test_zca_memory_check_names_the_numbers_against_the_budget():
 def test_size_stretches_with_area_when_shrinking(tmp_path):
     image = photo_like(48, 64, seed=2)
     make_folder(tmp_path / "in", [image])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--size", "16x12",
-                  "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--size", "16x12",
+                         "-w", 1).exit_code == 0
     expected = keras_tf(cv2.resize(image, (16, 12), interpolation=cv2.INTER_AREA).astype(float))
     assert_matches(load_output(tmp_path / "out", 0), expected)
 
@@ -370,8 +373,8 @@ def test_size_stretches_with_area_when_shrinking(tmp_path):
 def test_letterbox_keeps_the_aspect_ratio_on_black_bars(tmp_path):
     image = np.full((10, 40, 3), 255, np.uint8)  # 4:1
     make_folder(tmp_path / "in", [image])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--size", "20x20",
-                  "--resize", "letterbox", "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--size", "20x20",
+                         "--resize", "letterbox", "-w", 1).exit_code == 0
     output = load_output(tmp_path / "out", 0)
     assert output.shape == (20, 20, 3)
     rows = output[:, :, 0].mean(axis=1)
@@ -381,7 +384,8 @@ def test_letterbox_keeps_the_aspect_ratio_on_black_bars(tmp_path):
 def test_grey_inputs_become_three_equal_channels_in_rgb_mode(tmp_path):
     grey = photo_like(seed=3)[..., 0]
     (original,) = make_folder(tmp_path / "in", [grey])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w",
+                         1).exit_code == 0
     expected = keras_tf(np.repeat(original[..., None], 3, axis=2))
     assert_matches(load_output(tmp_path / "out", 0), expected)
 
@@ -389,8 +393,8 @@ def test_grey_inputs_become_three_equal_channels_in_rgb_mode(tmp_path):
 def test_grey_mode_converts_colour_with_pillows_luminance(tmp_path):
     image = photo_like(seed=4)
     make_folder(tmp_path / "in", [image])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--color", "grey",
-                  "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--color", "grey",
+                         "-w", 1).exit_code == 0
     r, g, b = (image[..., i].astype(int) for i in range(3))
     luminance = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16  # ITU-R 601-2, as Pillow's L
     assert_matches(load_output(tmp_path / "out", 0), keras_tf(luminance[..., None].astype(float)))
@@ -399,15 +403,16 @@ def test_grey_mode_converts_colour_with_pillows_luminance(tmp_path):
 def test_alpha_is_dropped_not_composited(tmp_path):
     rgba = np.dstack([photo_like(seed=5), np.full((48, 64), 10, np.uint8)])
     make_folder(tmp_path / "in", [rgba])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w",
+                         1).exit_code == 0
     assert_matches(load_output(tmp_path / "out", 0), keras_tf(rgba[..., :3].astype(float)))
 
 
 def test_sixteen_bit_images_are_brought_to_the_8_bit_scale(tmp_path):
     deep = np.array([[0, 257 * 100, 65535]], np.uint16)
     save(tmp_path / "in" / "img_000.png", deep)
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--color", "grey",
-                  "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--color", "grey",
+                         "-w", 1).exit_code == 0
     assert_matches(load_output(tmp_path / "out", 0), keras_tf(np.array([[[0.0], [100], [255]]])))
 
 
@@ -417,7 +422,7 @@ def test_sixteen_bit_images_are_brought_to_the_8_bit_scale(tmp_path):
 def test_a_corrupt_file_is_reported_once_skipped_and_exits_1(tmp_path, method):
     originals = make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
     (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", method, "-w", 1)
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", method, "-w", 1)
     assert result.exit_code == 1
     assert result.output.count("failed: broken.png: ") == 1
     assert "3 images read, 3 files written, 0 skipped (already done), 1 failed" in result.output
@@ -430,8 +435,8 @@ def test_a_corrupt_file_is_reported_once_skipped_and_exits_1(tmp_path, method):
 def test_an_output_that_cannot_be_written_is_reported_and_the_rest_written(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
     (tmp_path / "out" / "img_001.npy").mkdir(parents=True)  # a folder where a file must go
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "4x4",
-                    "-w", 1)
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "4x4",
+                           "-w", 1)
     assert result.exit_code == 1
     assert "failed: img_001.png: cannot write" in result.output
     assert "3 images read, 2 files written, 0 skipped (already done), 1 failed" in result.output
@@ -450,7 +455,7 @@ def test_an_output_that_cannot_be_written_is_reported_and_the_rest_written(tmp_p
 ])
 def test_impossible_flag_combinations_exit_2_before_writing(tmp_path, args, message):
     make_folder(tmp_path / "in", [photo_like(seed=1)])
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", *args)
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", *args)
     assert result.exit_code == 2
     assert message in result.output
     assert not (tmp_path / "out").exists()
@@ -479,15 +484,15 @@ def test_settings_are_checked_when_built_before_any_folder_is_read(tmp_path):
 def test_statistics_of_another_method_are_refused(tmp_path):
     make_folder(tmp_path / "in", correlated_images(3))
     stats = tmp_path / "stats.json"
-    invoke(tmp_path / "in", "-m", "featurewise", "--fit-only", "--stats", stats, "-w", 1)
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--stats", stats)
+    normalize_cli(tmp_path / "in", "-m", "featurewise", "--fit-only", "--stats", stats, "-w", 1)
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--stats", stats)
     assert result.exit_code == 2
     assert "holds featurewise statistics, not zca" in result.output
 
 
 def test_output_inside_input_is_refused(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=1)])
-    result = invoke(tmp_path / "in", "-o", tmp_path / "in" / "out", "-m", "tf")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "in" / "out", "-m", "tf")
     assert result.exit_code == 2
     assert "is inside the input folder" in result.output
 
@@ -495,7 +500,7 @@ def test_output_inside_input_is_refused(tmp_path):
 def test_two_sources_with_one_stem_are_refused(tmp_path):
     save(tmp_path / "in" / "a.png", photo_like(seed=1))
     save(tmp_path / "in" / "a.bmp", photo_like(seed=2))
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
     assert result.exit_code == 2
     assert "would both write a.npy" in result.output
 
@@ -549,7 +554,7 @@ def test_zca_accumulator_holds_rows_below_d_and_folds_them_into_the_gram_at_d():
 def test_zca_on_the_readme_sample_photos_defaults_to_32x32_and_matches_keras(tmp_path):
     """The README's four photos: no --size gives 32x32 (INTER_AREA: every photo shrinks)."""
     sample = Path(__file__).resolve().parent.parent / "sample_images"
-    result = invoke(sample, "-o", tmp_path / "out", "-m", "zca", "-w", 1)
+    result = normalize_cli(sample, "-o", tmp_path / "out", "-m", "zca", "-w", 1)
     assert result.exit_code == 0, result.output
     names = ["cat/chelsea", "cat/chelsea_face", "cup/coffee", "cup/coffee_saucer"]
     suffix = {"cat/chelsea_face": ".png"}
@@ -593,15 +598,10 @@ def manifest(folder: Path) -> list:
             (folder / normalize.MANIFEST_NAME).read_text(encoding="utf-8").splitlines()]
 
 
-def folder_bytes(folder: Path) -> dict:
-    return {path.relative_to(folder).as_posix(): path.read_bytes()
-            for path in sorted(folder.rglob("*.npy"))}
-
-
 def test_the_manifest_names_each_output_its_source_method_and_fingerprints(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise",
-                  "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w",
+                         1).exit_code == 0
     header, *records = manifest(tmp_path / "out")
     assert header["normalize"] == {"method": "featurewise", "format": "npy", "color": "rgb",
                                    "size": None, "resize": "stretch", "per_channel": False}
@@ -610,21 +610,23 @@ def test_the_manifest_names_each_output_its_source_method_and_fingerprints(tmp_p
     assert {r["settings"] for r in records} == {header["settings"]}
     assert {r["stats"] for r in records} == {header["stats"]} and len(header["stats"]) == 16
 
-    assert invoke(tmp_path / "in", "-o", tmp_path / "tf", "-m", "tf", "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "tf", "-m", "tf", "-w", 1).exit_code == 0
     tf_header, *tf_records = manifest(tmp_path / "tf")
     assert tf_header["stats"] is None and tf_header["settings"] != header["settings"]
     assert {r["stats"] for r in tf_records} == {None}
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_every_finished_file_and_changes_nothing(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise").exit_code == 0
-    before = folder_bytes(tmp_path / "out")
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m",
+                         "featurewise").exit_code == 0
+    before = folder_files(tmp_path / "out", "*.npy")
     stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "out").glob("*.npy")}
-    again = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise")
+    again = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise")
     assert again.exit_code == 0
     assert "0 files written, 3 skipped (already done), 0 failed" in again.output
-    assert folder_bytes(tmp_path / "out") == before
+    assert folder_files(tmp_path / "out", "*.npy") == before
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
 
 
@@ -636,31 +638,32 @@ def test_a_rerun_skips_every_finished_file_and_changes_nothing(tmp_path):
 def test_outputs_of_other_settings_are_refused_before_anything_is_written(tmp_path, args,
                                                                           message):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(2)])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w",
+                         1).exit_code == 0
     before = (tmp_path / "out" / normalize.MANIFEST_NAME).read_bytes(), \
-        folder_bytes(tmp_path / "out")
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", *args)
+        folder_files(tmp_path / "out", "*.npy")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", *args)
     assert result.exit_code == 2
     assert message in result.output and "--overwrite" in result.output
     assert ((tmp_path / "out" / normalize.MANIFEST_NAME).read_bytes(),
-            folder_bytes(tmp_path / "out")) == before
+            folder_files(tmp_path / "out", "*.npy")) == before
 
 
 def test_outputs_of_other_statistics_are_refused_and_overwrite_replaces_them(tmp_path):
     originals = make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise",
-                  "-w", 1).exit_code == 0
-    before = folder_bytes(tmp_path / "out")
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w",
+                         1).exit_code == 0
+    before = folder_files(tmp_path / "out", "*.npy")
     originals += make_folder(tmp_path / "more", [photo_like(seed=9)])
     (tmp_path / "more" / "img_000.png").rename(tmp_path / "in" / "img_003.png")
-    refused = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w", 1)
+    refused = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w", 1)
     assert refused.exit_code == 2
     assert "featurewise outputs made with other statistics" in refused.output
-    assert folder_bytes(tmp_path / "out") == before and \
+    assert folder_files(tmp_path / "out", "*.npy") == before and \
         not (tmp_path / "out" / "img_003.npy").exists()
 
-    replaced = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w", 1,
-                      "--overwrite")
+    replaced = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "featurewise", "-w", 1,
+                             "--overwrite")
     assert replaced.exit_code == 0 and "4 files written, 0 skipped" in replaced.output
     stack = np.stack(originals)
     mean, std = stack.mean(axis=(0, 1, 2)), stack.std(axis=(0, 1, 2))
@@ -671,10 +674,11 @@ def test_outputs_of_other_statistics_are_refused_and_overwrite_replaces_them(tmp
 
 def test_overwrite_removes_the_earlier_outputs_the_new_settings_do_not_make(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(2)])
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--format", "png",
-                  "-w", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--format", "png",
+                         "-w", 1).exit_code == 0
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1, "--overwrite")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1,
+                           "--overwrite")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "img_000.npy", "img_001.npy", normalize.MANIFEST_NAME, "notes.txt"]
@@ -685,7 +689,7 @@ def test_files_no_manifest_accounts_for_are_refused_where_outputs_would_go(tmp_p
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")  # not in the way: allowed
     (tmp_path / "out" / "img_001.npy").write_bytes(b"someone else's")
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
     assert result.exit_code == 2
     assert "already holds 1 file(s) this run would write (e.g. img_001.npy)" in \
         result.output
@@ -699,18 +703,19 @@ def test_an_augcli_run_folder_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / normalize.MANIFEST_NAME).write_text(
         '{"output": "img_000_a_1.png", "source": "img_000.png", "recipe": "abc"}\n')
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
     assert result.exit_code == 2
     assert "is not one augcli normalize wrote" in result.output
 
 
+@pytest.mark.slow
 def test_zca_resumed_after_an_interruption_is_byte_identical(tmp_path, monkeypatch):
     """Rows are whitened in blocks fixed by input position, so a resumed run that has only
     some rows of a block left computes each of them exactly as an uninterrupted run."""
     make_folder(tmp_path / "in", correlated_images(23, seed=5))
     monkeypatch.setattr(normalize, "ROW_BATCH_BYTES", 5 * 192 * 8)  # blocks of 5 images
-    clean = invoke(tmp_path / "in", "-o", tmp_path / "clean", "-m", "zca", "--size", "8x8",
-                   "-w", 1)
+    clean = normalize_cli(tmp_path / "in", "-o", tmp_path / "clean", "-m", "zca", "--size", "8x8",
+                          "-w", 1)
     assert clean.exit_code == 0, clean.output
 
     real_write, calls = normalize._write, []
@@ -728,11 +733,11 @@ def test_zca_resumed_after_an_interruption_is_byte_identical(tmp_path, monkeypat
     assert len(list((tmp_path / "out").glob("*.npy"))) == 7
     assert len(manifest(tmp_path / "out")) == 1 + 7
     monkeypatch.setattr(normalize, "_write", real_write)
-    resumed = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "8x8",
-                     "-w", 2)
+    resumed = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--size", "8x8",
+                            "-w", 2)
     assert resumed.exit_code == 0, resumed.output
     assert "16 files written, 7 skipped (already done)" in resumed.output
-    assert folder_bytes(tmp_path / "out") == folder_bytes(tmp_path / "clean")
+    assert folder_files(tmp_path / "out", "*.npy") == folder_files(tmp_path / "clean", "*.npy")
     assert len(manifest(tmp_path / "out")) == 1 + 23
 
 
@@ -740,36 +745,23 @@ def test_zca_resumed_after_an_interruption_is_byte_identical(tmp_path, monkeypat
 def test_a_killed_normalize_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path):
     """SIGKILL a real process half-way through writing: every file under a final name is
     whole, and rerunning the command gives exactly an uninterrupted run's files."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     make_folder(tmp_path / "in", [photo_like(240, 320, seed=s) for s in range(80)])
-    executable = Path(sys.executable).with_name("augcli")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
-    args = ["normalize", str(tmp_path / "in"), "-m", "featurewise", "-w", "1", "-q"]
-    process = subprocess.Popen([*command, *args, "-o", str(tmp_path / "out")], cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while len(list((tmp_path / "out").glob("*.npy"))) < 10 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    args = ["normalize", tmp_path / "in", "-m", "featurewise", "-w", 1, "-q"]
+    kill_when(start_cli(*args, "-o", tmp_path / "out", cwd=tmp_path),
+              lambda: len(list((tmp_path / "out").glob("*.npy"))) >= 10)
     written = list((tmp_path / "out").glob("*.npy"))
     assert 10 <= len(written) < 80, "the run was not interrupted half-way"
     for path in written:
         assert np.load(path).shape == (240, 320, 3)  # raises on a truncated file
 
-    rerun = subprocess.run([*command, *args, "-o", str(tmp_path / "out"), "--json"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    rerun = run_cli(*args, "-o", tmp_path / "out", "--json", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert summary["skipped"] >= 10 and summary["skipped"] + summary["written"] == 80
-    clean = subprocess.run([*command, *args, "-o", str(tmp_path / "clean")], cwd=tmp_path,
-                           timeout=300, check=False)
-    assert clean.returncode == 0
-    assert folder_bytes(tmp_path / "out") == folder_bytes(tmp_path / "clean")
-    assert len(folder_bytes(tmp_path / "clean")) == 80
+    clean = run_cli(*args, "-o", tmp_path / "clean", cwd=tmp_path)
+    assert clean.returncode == 0, clean.stderr
+    assert folder_files(tmp_path / "out", "*.npy") == folder_files(tmp_path / "clean", "*.npy")
+    assert len(folder_files(tmp_path / "clean", "*.npy")) == 80
     assert len(manifest(tmp_path / "out")) == 1 + 80
     assert not list((tmp_path / "out").glob(".augcli-*"))
 
@@ -778,7 +770,7 @@ def test_a_killed_normalize_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_pat
 
 def test_dry_run_lists_each_output_marks_finished_ones_and_writes_nothing(tmp_path):
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--dry-run")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "zca", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "img_000.png -> img_000.npy\n" in result.output
     assert "fit: zca statistics over the 3 images first, then applied" in result.output
@@ -786,13 +778,13 @@ def test_dry_run_lists_each_output_marks_finished_ones_and_writes_nothing(tmp_pa
         result.output
     assert not (tmp_path / "out").exists()
 
-    assert invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf").exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf").exit_code == 0
     (tmp_path / "out" / "img_001.npy").unlink()
-    again = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--dry-run")
+    again = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--dry-run")
     assert "img_000.png -> img_000.npy (done)" in again.output
     assert "img_001.png -> img_001.npy\n" in again.output
     assert "-> 1 files to write, 2 already done" in again.output
-    other = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "torch", "--dry-run")
+    other = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "torch", "--dry-run")
     assert other.exit_code == 2 and "method tf -> torch" in other.output
 
 
@@ -800,7 +792,7 @@ def test_json_prints_one_object_with_counts_failures_and_the_output_folder(tmp_p
     make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(2)])
     (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
     (tmp_path / "in" / "notes.txt").write_text("hi")
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1, "--json")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "-w", 1, "--json")
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     assert summary["failures"] == [{"path": "broken.png", "reason": summary["failures"][0]
@@ -815,12 +807,12 @@ def test_json_prints_one_object_with_counts_failures_and_the_output_folder(tmp_p
     assert "images read" not in result.stderr  # the human summary is replaced
 
     stats = tmp_path / "s.json"
-    fit = invoke(tmp_path / "in", "-m", "featurewise", "--fit-only", "--stats", stats, "-w", 1,
-                 "--json")
+    fit = normalize_cli(tmp_path / "in", "-m", "featurewise", "--fit-only", "--stats", stats, "-w",
+                        1, "--json")
     fitted = json.loads(fit.stdout)
     assert fitted["output"] is None and fitted["stats_file"] == str(stats)
-    assert invoke(tmp_path / "in", "-o", tmp_path / "x", "-m", "tf", "--json",
-                  "--dry-run").exit_code == 2
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "x", "-m", "tf", "--json",
+                         "--dry-run").exit_code == 2
 
 
 def test_overwrite_never_deletes_what_a_tampered_manifest_names_outside_the_folder(tmp_path):
@@ -831,7 +823,7 @@ def test_overwrite_never_deletes_what_a_tampered_manifest_names_outside_the_fold
     (tmp_path / "out" / normalize.MANIFEST_NAME).write_text(
         '{"output": "img_000_a_1.png", "source": "img_000.png", "recipe": "abc"}\n'
         '{"output": "../outside.npy", "source": "x.png", "method": "tf", "settings": "1"}\n')
-    result = invoke(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--overwrite")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf", "--overwrite")
     # refused as run refuses it: a manifest naming a path outside its folder is not augcli's
     assert result.exit_code == 2
     assert "names '../outside.npy', which is not inside the output folder" in result.output
@@ -848,7 +840,7 @@ def test_an_output_folder_that_links_out_of_the_output_folder_is_refused(tmp_pat
     out = tmp_path / "out"
     out.mkdir()
     (out / "sub").symlink_to(elsewhere, target_is_directory=True)
-    result = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
+    result = normalize_cli(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
     assert result.exit_code == 2
     assert "Error:" in result.output and "leads out of the output folder" in result.output
     assert list(elsewhere.iterdir()) == []
@@ -857,13 +849,14 @@ def test_an_output_folder_that_links_out_of_the_output_folder_is_refused(tmp_pat
 def test_overwrite_removes_a_linked_stale_output_not_what_it_points_to(tmp_path):
     make_folder(tmp_path / "in", correlated_images(1))
     out = tmp_path / "out"
-    assert invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", out, "--method", "tf", "--workers",
+                         1).exit_code == 0
     outside = tmp_path / "keep.npy"
     outside.write_bytes(b"not ours")
     (out / "img_000.npy").unlink()
     (out / "img_000.npy").symlink_to(outside)
-    result = invoke(tmp_path / "in", "-o", out, "--method", "minmax", "--overwrite",
-                    "--workers", 1)
+    result = normalize_cli(tmp_path / "in", "-o", out, "--method", "minmax", "--overwrite",
+                           "--workers", 1)
     assert result.exit_code == 0, result.output
     assert outside.read_bytes() == b"not ours"
     assert not (out / "img_000.npy").exists() and not (out / "img_000.npy").is_symlink()
@@ -874,7 +867,7 @@ def test_a_file_name_that_is_not_utf8_is_written_and_resumed(tmp_path):
     source = tmp_path / "in" / os.fsdecode(b"caf\xe9.png")
     save(source, correlated_images(1)[0])
     out = tmp_path / "out"
-    result = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
+    result = normalize_cli(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
     assert result.exit_code == 0, result.output
     written = out / os.fsdecode(b"caf\xe9.npy")
     assert written.is_file()
@@ -882,7 +875,7 @@ def test_a_file_name_that_is_not_utf8_is_written_and_resumed(tmp_path):
     data.decode("utf-8")  # the manifest stays UTF-8
     records = [json.loads(line) for line in data.splitlines()]
     assert [r["source"] for r in records[1:]] == [os.fsdecode(b"caf\xe9.png")]
-    again = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1, "--json")
+    again = normalize_cli(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1, "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["skipped"] == 1
 
@@ -894,14 +887,16 @@ def test_a_second_run_into_a_locked_output_folder_is_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with FolderStore(out).lock():
-        result = invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
+        result = normalize_cli(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1)
     assert result.exit_code == 2
     assert "another augcli run" in result.output
     assert list(out.iterdir()) == []
-    assert invoke(tmp_path / "in", "-o", out, "--method", "tf", "--workers", 1).exit_code == 0
+    assert normalize_cli(tmp_path / "in", "-o", out, "--method", "tf", "--workers",
+                         1).exit_code == 0
     assert not (out / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["tf", "zca"])
 def test_a_full_disk_stops_the_run_with_one_error_and_no_traceback(tmp_path, method):
     from .test_manifest import augcli

@@ -1,19 +1,19 @@
 """augcli ops: the combinators' help against what the recipe parser really accepts."""
 
+from functools import partial
+
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from augcli import recipe
-from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.ops.combinators import COMBINATORS
 from augcli.ops.help import combinator_help
 from augcli.recipe import parse_recipe
 
+from .conftest import invoke
 
-def invoke(*args):
-    return CliRunner().invoke(main, ["ops", *args], catch_exceptions=False)
+ops_cli = partial(invoke, "ops")  # augcli ops ARGS...
 
 
 def variant_ops(ops_yaml: str) -> dict:
@@ -51,7 +51,7 @@ def test_the_documented_keys_are_exactly_the_ones_the_parser_accepts(name):
 
 
 def test_ops_lists_the_combinators_with_their_parameters_and_examples():
-    listing = invoke().output
+    listing = ops_cli().output
     for name, combinator in COMBINATORS.items():
         assert f"\n{name}: {combinator.summary}\n" in listing
         assert f"    example: {combinator.example}" in listing
@@ -61,7 +61,7 @@ def test_ops_lists_the_combinators_with_their_parameters_and_examples():
 
 @pytest.mark.parametrize("name", sorted(COMBINATORS))
 def test_ops_name_shows_one_combinator(name):
-    shown = invoke(name)
+    shown = ops_cli(name)
     assert shown.exit_code == 0
     assert shown.output == combinator_help(name) + "\n"
     assert shown.output.startswith(f"{name}: ")
@@ -69,12 +69,12 @@ def test_ops_name_shows_one_combinator(name):
 
 
 def test_one_of_in_full():
-    text = invoke("one_of").output
+    text = ops_cli("one_of").output
     assert "kind: combinator" in text
     assert "  ops (required)\n      The candidates." in text
     assert "one_of: [a, b, c]" in text
 
 
 def test_a_misspelt_combinator_is_suggested():
-    result = invoke("some_off")
+    result = ops_cli("some_off")
     assert result.exit_code == 2 and "did you mean 'some_of'?" in result.output

@@ -11,10 +11,8 @@ import warnings
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from augcli import engine
-from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.ops import CATALOG
 from augcli.ops import imgaug as dialect
@@ -22,7 +20,7 @@ from augcli.pipeline import apply_steps, sample_steps
 from augcli.recipe import parse_recipe
 from augcli.runner import MANIFEST_NAME
 
-from .conftest import ops_of, photo_like, random_image, write_recipe
+from .conftest import invoke, ops_of, photo_like, random_image, write_recipe
 
 
 def by_hand(iaa, augmenters, seed):
@@ -162,17 +160,17 @@ def test_without_imgaug_a_recipe_using_it_names_the_extra(tmp_path, dataset, mon
         variants:
           drop: {ops: [{imgaug: {Dropout: {p: 0.3}}}]}
     """)
-    result = CliRunner().invoke(main, ["run", str(recipe)])
+    result = invoke("run", str(recipe))
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "variants.drop.ops[0].imgaug: imgaug steps need imgaug, an optional extra: " \
            "pip install 'augcli[imgaug]'" in result.output
     assert not (tmp_path / "out").exists()
-    listing = CliRunner().invoke(main, ["ops", "imgaug"])
+    listing = invoke("ops", "imgaug")
     assert listing.exit_code == 0 and "imgaug is not installed here" in listing.output
 
 
 def test_ops_imgaug_lists_each_working_augmenter_and_each_refusal(iaa):
-    listing = CliRunner().invoke(main, ["ops", "imgaug"]).output
+    listing = invoke("ops", "imgaug").output
     assert listing.startswith("imgaug:")
     for name, example in dialect.WORKING.items():
         line = f"  {name}: " + yaml.safe_dump(example, default_flow_style=True).strip()
@@ -180,6 +178,7 @@ def test_ops_imgaug_lists_each_working_augmenter_and_each_refusal(iaa):
     assert "  Fog: fails on NumPy 2" in listing and "not installed" not in listing
 
 
+@pytest.mark.slow
 def test_a_run_records_augmenters_and_seed_and_does_not_depend_on_workers(tmp_path, dataset,
                                                                            iaa):
     recipe = write_recipe(tmp_path, """\
@@ -195,8 +194,8 @@ def test_a_run_records_augmenters_and_seed_and_does_not_depend_on_workers(tmp_pa
     results = {}
     for workers in ("1", "2"):
         out = tmp_path / f"out{workers}"
-        result = CliRunner().invoke(main, ["run", str(recipe), "-o", str(out), "-w", workers,
-                                           "-q"])
+        result = invoke("run", str(recipe), "-o", str(out), "-w", workers,
+                        "-q")
         assert result.exit_code == 0, result.output
         results[workers] = {p.name: p.read_bytes() for p in out.rglob("*_ia_*")}
         records = [json.loads(line) for line in

@@ -9,7 +9,7 @@ import pytest
 from augcli.ops import keras as keras_dialect
 from augcli.params import Const
 
-from .conftest import photo_like
+from .conftest import photo_like, smooth
 
 NEUTRAL = {"theta": 0.0, "tx": 0.0, "ty": 0.0, "shear": 0.0, "zx": 1.0, "zy": 1.0,
            "flip_horizontal": False, "flip_vertical": False, "channel_shift_intensity": None,
@@ -36,9 +36,8 @@ def keras_apply(keras_image, image, params):
 
 
 def images():
-    smooth = cv2.GaussianBlur(photo_like(60, 80, seed=12), (0, 0), 2)
     photo = cv2.cvtColor(cv2.imread(str(PHOTO)), cv2.COLOR_BGR2RGB)
-    return {"smooth": smooth, "noisy": photo_like(47, 64, seed=3), "photo": photo}
+    return {"smooth": smooth(seed=12), "noisy": photo_like(47, 64, seed=3), "photo": photo}
 
 
 TRANSFORMS = [

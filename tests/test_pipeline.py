@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from augcli.cli import main
 from augcli.render import derive_seed
+
+from .conftest import invoke
 
 SAMPLE_RECIPE = Path(__file__).resolve().parents[1] / "recipe.yaml"
 
@@ -47,8 +47,8 @@ GOLDEN_RECORDS = {
 
 
 def test_sample_recipe_samples_the_pinned_parameters(tmp_path):
-    result = CliRunner().invoke(main, ["run", str(SAMPLE_RECIPE), "-o", str(tmp_path / "out"),
-                                       "-w", "1", "-q"])
+    result = invoke("run", str(SAMPLE_RECIPE), "-o", str(tmp_path / "out"),
+                    "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "out" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
     records = {record["output"]: record for record in map(json.loads, lines)

@@ -1,16 +1,14 @@
 """Preview shows exactly what run writes."""
 
 import numpy as np
-from click.testing import CliRunner
 from PIL import Image
 
-from augcli.cli import main
 from augcli.imagefiles import read_image
 from augcli.preview import TILE_WIDTH, make_preview, pick_outputs
 from augcli.recipe import load_recipe
 from augcli.runner import run_recipe
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import invoke, photo_like, save, write_recipe
 
 RECIPE = """\
     input: in
@@ -47,16 +45,16 @@ def test_without_variant_all_variants_take_turns(tmp_path):
 def test_preview_command(tmp_path):
     save(tmp_path / "in" / "a.jpg", photo_like(seed=2))
     recipe = write_recipe(tmp_path, RECIPE)
-    result = CliRunner().invoke(main, ["preview", str(recipe), str(tmp_path / "in" / "a.jpg"),
-                                       "-n", "5", "-o", str(tmp_path / "p.png")])
+    result = invoke("preview", str(recipe), str(tmp_path / "in" / "a.jpg"),
+                    "-n", "5", "-o", str(tmp_path / "p.png"))
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "p.png") as sheet:
         assert sheet.size[0] == 4 * TILE_WIDTH  # six tiles: two rows of four
-    bad = CliRunner().invoke(main, ["preview", str(recipe), str(tmp_path / "in" / "a.jpg"),
-                                    "--variant", "spun"])
+    bad = invoke("preview", str(recipe), str(tmp_path / "in" / "a.jpg"),
+                 "--variant", "spun")
     assert bad.exit_code == 2 and "no variant 'spun'" in bad.output
     (tmp_path / "junk.png").write_text("no", encoding="utf-8")
-    junk = CliRunner().invoke(main, ["preview", str(recipe), str(tmp_path / "junk.png")])
+    junk = invoke("preview", str(recipe), str(tmp_path / "junk.png"))
     assert junk.exit_code == 2 and "junk.png" in junk.output
 
 
@@ -68,8 +66,8 @@ def test_preview_never_replaces_the_image_nor_writes_into_the_input(tmp_path):
                             (tmp_path / "in" / "cats" / ".." / "cats" / "tom.png",
                              "is the image itself"),
                             (tmp_path / "in" / "sheet.png", "is inside the input folder")]:
-        result = CliRunner().invoke(main, ["preview", str(recipe), str(source), "-o",
-                                           str(output)])
+        result = invoke("preview", str(recipe), str(source), "-o",
+                        str(output))
         assert result.exit_code == 2 and message in result.output, result.output
     assert source.read_bytes() == original
     assert sorted(p.name for p in (tmp_path / "in").rglob("*")) == ["cats", "tom.png"]
@@ -80,8 +78,8 @@ def test_preview_of_an_image_whose_name_is_not_utf8(tmp_path):
 
     name = os.fsdecode(b"t\xf6m.png")  # Latin-1: not valid UTF-8
     source = save(tmp_path / "in" / name, photo_like())
-    result = CliRunner().invoke(main, ["preview", str(write_recipe(tmp_path, RECIPE)),
-                                       str(source), "-o", str(tmp_path / "sheet.png")])
+    result = invoke("preview", str(write_recipe(tmp_path, RECIPE)),
+                    str(source), "-o", str(tmp_path / "sheet.png"))
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.width == 4 * TILE_WIDTH

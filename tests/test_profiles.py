@@ -2,15 +2,13 @@
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.profiles import CUSTOM_VISION
 from augcli.runner import read_manifest, run_recipe
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import invoke, photo_like, save, write_recipe
 
 FLIP = """\
     input: in
@@ -38,6 +36,7 @@ def test_formats_the_target_refuses_are_converted(tmp_path):
     assert (tmp_path / "out" / "c.bmp").read_bytes() == (tmp_path / "in" / "c.bmp").read_bytes()
 
 
+@pytest.mark.slow
 def test_outputs_stay_under_the_byte_limit_and_say_how(tmp_path):
     # Noise does not compress: a 2000 x 1600 PNG is about 9.6 MB, a q95 JPEG about 4 MB.
     save(tmp_path / "in" / "big.png", noise(1600, 2000))
@@ -67,9 +66,9 @@ def test_format_the_profile_refuses_is_a_recipe_error(tmp_path):
     save(tmp_path / "in" / "a.png", photo_like())
     recipe = write_recipe(tmp_path, "input: in\noutput: out\nformat: tif\n"
                                     "variants: {a: {ops: [fliplr]}}\n", name="tif.yaml")
-    result = CliRunner().invoke(main, ["run", str(recipe), "--profile", "custom-vision"])
+    result = invoke("run", str(recipe), "--profile", "custom-vision")
     assert result.exit_code == 2 and "format tif is not accepted" in result.output
-    typo = CliRunner().invoke(main, ["run", str(recipe), "--profile", "custom-visio"])
+    typo = invoke("run", str(recipe), "--profile", "custom-visio")
     assert typo.exit_code == 2 and "did you mean 'custom-vision'" in typo.output
 
 
@@ -81,6 +80,7 @@ def panorama(height, width, seed=0):
     return np.clip(base + rng.integers(-8, 9, base.shape), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile, conform", [
     ("custom-vision", ""), ("custom-vision", "conform: {aspect: crop}\n"),
     ("custom-vision", "conform: {aspect: pad, fill: edge}\n"), ("generic", "")])
@@ -94,8 +94,8 @@ def test_every_output_of_a_profile_run_passes_check_with_that_profile(tmp_path, 
                                     "include_original: true\nvariants:\n  turn:\n    copies: 4\n"
                                     "    ops: [{rotate: {degrees: [-10, 10]}}]\n")
     assert run_recipe(recipe, workers=2).exit_code == 0
-    result = CliRunner().invoke(main, ["check", str(tmp_path / "out"), "--profile", profile,
-                                       "--json"])
+    result = invoke("check", str(tmp_path / "out"), "--profile", profile,
+                    "--json")
     assert result.exit_code == 0, result.output
     assert '"errors": 0' in result.output and '"images": 20' in result.output
 

@@ -5,15 +5,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from augcli.cli import main
 from augcli.errors import RecipeError
 from augcli.ops.combinators import OneOf, Sometimes
 from augcli.params import Choice, Const, Uniform
 from augcli.recipe import load_recipe, parse_recipe
 
-from .conftest import write_recipe
+from .conftest import invoke, write_recipe
 
 
 def parse(text: str):
@@ -279,7 +277,7 @@ def test_null_parameter_values_are_recipe_errors_not_crashes(tmp_path):
           a: {ops: [{color_jitter: {brightness: null}}]}
           b: {ops: [{color_jitter: {brightness: [0.1, null]}}]}
     """)
-    result = CliRunner().invoke(main, ["validate", str(recipe)])
+    result = invoke("validate", str(recipe))
     assert result.exit_code == 2 and "Traceback" not in result.output
     for variant in ("a", "b"):
         assert (f"variants.{variant}.ops[0].color_jitter.brightness: expected a number or a "

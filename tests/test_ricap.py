@@ -14,26 +14,24 @@ import json
 import math
 import os
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from augcli import imagefiles, ricap
-from augcli.cli import main
 
-from .conftest import photo_like, save
+from .conftest import folder_files, invoke, kill_when, photo_like, run_cli, save, start_cli
 
 WIDTH, HEIGHT = 40, 30
 
 
 # --- helpers -------------------------------------------------------------------------------
 
-def invoke(*args):
-    return CliRunner().invoke(main, ["ricap", *map(str, args)], catch_exceptions=False)
+ricap_cli = partial(invoke, "ricap")  # augcli ricap ARGS...
 
 
 def coded(number: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
@@ -341,8 +339,8 @@ def test_unreadable_source_fails_only_the_montages_that_need_it(tmp_path, classe
 
 def test_cli_writes_montages_and_a_summary(tmp_path, classes):
     folder, _ = classes
-    result = invoke(folder, "-o", tmp_path / "out", "--count", 7, "--size", "40x30",
-                    "--format", "jpg", "--workers", 1)
+    result = ricap_cli(folder, "-o", tmp_path / "out", "--count", 7, "--size", "40x30", "--format",
+                       "jpg", "--workers", 1)
     assert result.exit_code == 0, result.output
     assert "7 montages written, 0 failed" in result.output
     names = sorted(p.name for p in (tmp_path / "out").glob("ricap_*"))
@@ -355,8 +353,8 @@ def test_same_seed_gives_identical_files_with_1_or_2_workers(tmp_path, classes):
     outputs = {}
     for workers in (1, 2):
         output = tmp_path / f"out{workers}"
-        result = invoke(folder, "-o", output, "-n", 24, "--size", "40x30", "--seed", 11,
-                        "--batch-size", 5, "--hard-label", "majority", "-w", workers, "-q")
+        result = ricap_cli(folder, "-o", output, "-n", 24, "--size", "40x30", "--seed", 11,
+                           "--batch-size", 5, "--hard-label", "majority", "-w", workers, "-q")
         assert result.exit_code == 0, result.output
         outputs[workers] = {p.relative_to(output).as_posix(): p.read_bytes()
                             for p in sorted(output.rglob("*")) if p.is_file()}
@@ -367,7 +365,7 @@ def test_same_seed_gives_identical_files_with_1_or_2_workers(tmp_path, classes):
 def test_images_directly_in_the_input_folder_exit_2_and_are_named(tmp_path, classes):
     folder, _ = classes
     save(folder / "stray.png", coded(1))
-    result = invoke(folder, "-o", tmp_path / "out", "-n", 3, "--size", "40x30")
+    result = ricap_cli(folder, "-o", tmp_path / "out", "-n", 3, "--size", "40x30")
     assert result.exit_code == 2
     assert "stray.png" in result.output and "belong to no class" in result.output
     assert not (tmp_path / "out").exists()
@@ -381,7 +379,7 @@ def test_images_directly_in_the_input_folder_exit_2_and_are_named(tmp_path, clas
 ])
 def test_bad_flags_exit_2(tmp_path, classes, args, message):
     folder, _ = classes
-    result = invoke(folder, "-o", tmp_path / "out", "-n", 3, *args)
+    result = ricap_cli(folder, "-o", tmp_path / "out", "-n", 3, *args)
     assert result.exit_code == 2 and message in result.output
 
 
@@ -415,11 +413,11 @@ def test_ricap_json_records_what_decides_the_montages_not_where_they_go(tmp_path
 
 def test_folders_without_class_subfolders_and_output_inside_input_exit_2(tmp_path, classes):
     folder, _ = classes
-    result = invoke(folder, "-o", folder / "out", "-n", 3, "--size", "40x30")
+    result = ricap_cli(folder, "-o", folder / "out", "-n", 3, "--size", "40x30")
     assert result.exit_code == 2 and "inside the input folder" in result.output
     empty = tmp_path / "empty"
     (empty / "cats").mkdir(parents=True)
-    result = invoke(empty, "-o", tmp_path / "out", "-n", 3, "--size", "40x30")
+    result = ricap_cli(empty, "-o", tmp_path / "out", "-n", 3, "--size", "40x30")
     assert result.exit_code == 2 and "no images found in class subfolders" in result.output
 
 
@@ -427,11 +425,11 @@ def test_earlier_outputs_need_overwrite_which_removes_them(tmp_path, classes):
     folder, _ = classes
     output = tmp_path / "out"
     base = [folder, "-o", output, "--size", "40x30", "-w", 1, "-q", "--hard-label", "majority"]
-    assert invoke(*base, "-n", 6).exit_code == 0
+    assert ricap_cli(*base, "-n", 6).exit_code == 0
     (output / "notes.txt").write_text("mine")
-    refused = invoke(*base, "-n", 3)
+    refused = ricap_cli(*base, "-n", 3)
     assert refused.exit_code == 2 and "--overwrite" in refused.output
-    assert invoke(*base, "-n", 3, "--overwrite").exit_code == 0
+    assert ricap_cli(*base, "-n", 3, "--overwrite").exit_code == 0
     assert sorted(p.name for p in output.glob("ricap_*")) == \
         ["ricap_00001.png", "ricap_00002.png", "ricap_00003.png"]
     assert len(list((output / "majority").rglob("*.png"))) == 3
@@ -439,7 +437,7 @@ def test_earlier_outputs_need_overwrite_which_removes_them(tmp_path, classes):
 
 
 def test_help_explains_the_outputs_and_has_an_example():
-    result = CliRunner().invoke(main, ["ricap", "--help"])
+    result = invoke("ricap", "--help")
     assert result.exit_code == 0
     for text in ("labels.csv", "montages.jsonl", "majority", "Example", "--per-sample"):
         assert text in result.output
@@ -523,9 +521,9 @@ def test_ricap_batch_is_the_file_command_for_the_same_draws(tmp_path):
     for per_sample, seed in ((False, 5), (True, 6)):
         output = tmp_path / f"out{per_sample}"
         flags = ["--per-sample"] if per_sample else []
-        result = invoke(tmp_path / "in", "-o", output, "-n", len(names), "--size", "40x30",
-                        "--batch-size", len(names), "--seed", seed, "--beta", 0.5, "-w", 1, "-q",
-                        *flags)
+        result = ricap_cli(tmp_path / "in", "-o", output, "-n", len(names), "--size", "40x30",
+                           "--batch-size", len(names), "--seed", seed, "--beta", 0.5, "-w", 1, "-q",
+                           *flags)
         assert result.exit_code == 0, result.output
         patched, mixed = ricap.ricap_batch(batch, labels, beta=0.5, per_sample=per_sample,
                                            rng=np.random.default_rng(seed))
@@ -577,8 +575,8 @@ def test_beta_schedule_is_linear_between_its_epochs():
 def test_epochs_write_a_folder_each_with_the_scheduled_beta(tmp_path, classes):
     folder, sources = classes
     output = tmp_path / "out"
-    result = invoke(folder, "-o", output, "-n", 6, "--size", "40x30", "--epochs", 5,
-                    "--beta-schedule", "0.1:2.0:1:3", "-w", 1, "--json")
+    result = ricap_cli(folder, "-o", output, "-n", 6, "--size", "40x30", "--epochs", 5,
+                       "--beta-schedule", "0.1:2.0:1:3", "-w", 1, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     expected = [0.1, 0.1, 0.1 + 1.9 / 2, 2.0, 2.0]
@@ -605,7 +603,7 @@ def test_epochs_write_a_folder_each_with_the_scheduled_beta(tmp_path, classes):
 ])
 def test_schedule_misuse_exits_2_naming_the_flag(tmp_path, classes, args, message):
     folder, _ = classes
-    result = invoke(folder, "-o", tmp_path / "out", "-n", 3, "--size", "40x30", *args)
+    result = ricap_cli(folder, "-o", tmp_path / "out", "-n", 3, "--size", "40x30", *args)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists()
 
@@ -614,13 +612,13 @@ def test_dry_run_counts_and_writes_nothing(tmp_path, classes):
     folder, _ = classes
     output = tmp_path / "out"
     base = [folder, "-o", output, "-n", 12, "--size", "40x30", "-w", 1]
-    result = invoke(*base, "--dry-run")
+    result = ricap_cli(*base, "--dry-run")
     assert result.exit_code == 0 and "12 montages planned, 12 to make, 0 already done" in \
         result.output
     assert not output.exists()
-    assert invoke(*base, "-q").exit_code == 0
+    assert ricap_cli(*base, "-q").exit_code == 0
     (output / "ricap_00004.png").unlink()
-    summary = json.loads(invoke(*base, "--dry-run", "--json").stdout)
+    summary = json.loads(ricap_cli(*base, "--dry-run", "--json").stdout)
     assert (summary["dry_run"], summary["planned"], summary["skipped"], summary["written"]) == \
         (True, 12, 11, 0)
     assert not (output / "ricap_00004.png").exists()
@@ -630,8 +628,8 @@ def test_json_summary_has_counts_failures_seconds_and_the_output_folder(tmp_path
     folder, _ = classes
     (folder / "bee" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     output = tmp_path / "out"
-    result = invoke(folder, "-o", output, "-n", 30, "--size", "40x30", "--beta", 1.0,
-                    "--seed", 1, "-w", 1, "--json")
+    result = ricap_cli(folder, "-o", output, "-n", 30, "--size", "40x30", "--beta", 1.0, "--seed",
+                       1, "-w", 1, "--json")
     assert result.exit_code == 1
     summary = json.loads(result.stdout)  # stdout holds the JSON object alone
     assert summary["output"] == str(output) and summary["command"] == "ricap"
@@ -649,22 +647,22 @@ def test_rerun_of_the_same_settings_resumes_and_other_settings_are_refused(tmp_p
     folder, _ = classes
     output = tmp_path / "out"
     base = [folder, "-o", output, "--size", "40x30", "-w", 1, "--hard-label", "majority"]
-    assert invoke(*base, "-n", 20, "-q").exit_code == 0
+    assert ricap_cli(*base, "-n", 20, "-q").exit_code == 0
     clean = {p.relative_to(output).as_posix(): p.read_bytes() for p in output.rglob("*")
              if p.is_file()}
     for name in ("ricap_00003.png", "ricap_00017.png", "labels.csv", "montages.jsonl"):
         (output / name).unlink()
     majority = next((output / "majority").rglob("ricap_00009.png"))
     majority.unlink()  # the copy is missing: the montage is made again
-    result = invoke(*base, "-n", 20, "--json")
+    result = ricap_cli(*base, "-n", 20, "--json")
     summary = json.loads(result.stdout)
     assert (summary["written"], summary["skipped"]) == (3, 17)
     assert {p.relative_to(output).as_posix(): p.read_bytes() for p in output.rglob("*")
             if p.is_file()} == clean
-    refused = invoke(*base, "-n", 20, "--seed", 2)
+    refused = ricap_cli(*base, "-n", 20, "--seed", 2)
     assert refused.exit_code == 2 and "--seed differ" in refused.output
     save(folder / "ant" / "new.png", coded(12))
-    refused = invoke(*base, "-n", 20)
+    refused = ricap_cli(*base, "-n", 20)
     assert refused.exit_code == 2 and "input images differ" in refused.output
 
 
@@ -672,53 +670,36 @@ def test_rerun_of_the_same_settings_resumes_and_other_settings_are_refused(tmp_p
 def test_killed_ricap_resumes_to_the_files_of_an_uninterrupted_run(tmp_path):
     """SIGKILL mid-run through a real process, then the same command again: every file,
     labels.csv and montages.jsonl are byte-identical to a run that was never interrupted."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     for label in ("cat", "dog"):
         for i in range(3):
             save(tmp_path / "in" / label / f"{i}.png", photo_like(160, 200, seed=i))
-    executable = Path(sys.executable).with_name("augcli")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
-    args = ["ricap", str(tmp_path / "in"), "-n", "800", "--size", "128x96", "--seed", "4",
-            "--hard-label", "majority", "-w", "1", "-q"]
+    args = ["ricap", tmp_path / "in", "-n", 800, "--size", "128x96", "--seed", 4,
+            "--hard-label", "majority", "-w", 1, "-q"]
     out = tmp_path / "out"
-    process = subprocess.Popen([*command, *args, "-o", str(out)])
-    deadline = time.monotonic() + 180  # a loaded machine can be slow to start the run
-    while len(list(out.glob("ricap_*.png"))) < 10 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(start_cli(*args, "-o", out), lambda: len(list(out.glob("ricap_*.png"))) >= 10,
+              timeout=180)  # a loaded machine can be slow to start the run
     assert 10 <= len(list(out.glob("ricap_*.png"))) < 800, "the run was not interrupted"
     assert not (out / "labels.csv").exists()
-    resumed = subprocess.run([*command, *args, "-o", str(out), "--json"], capture_output=True,
-                             text=True, timeout=300, check=False)
+    resumed = run_cli(*args, "-o", out, "--json")
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["skipped"] >= 10 and summary["skipped"] + summary["written"] == 800
-    clean = subprocess.run([*command, *args, "-o", str(tmp_path / "clean")], timeout=300,
-                           check=False)
-    assert clean.returncode == 0
+    clean = run_cli(*args, "-o", tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
 
-    def tree(root):
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
-                if p.is_file()}
-
-    assert tree(out) == tree(tmp_path / "clean")
+    assert folder_files(out) == folder_files(tmp_path / "clean")
 
 
 def test_absurd_counts_are_refused_with_the_limit(tmp_path):
     for label in ("cat", "dog"):
         save(tmp_path / "in" / label / "a.png", photo_like(20, 30, seed=1))
-    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
-                                       "-n", "1000000000", "--size", "16x16"])
+    result = invoke("ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                    "-n", "1000000000", "--size", "16x16")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--count x --epochs is 1,000,000,000, over the limit of 1,000,000 montages" in \
         result.output
-    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
-                                       "-n", "1000", "--epochs", "1001", "--size", "16x16"])
+    result = invoke("ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                    "-n", "1000", "--epochs", "1001", "--size", "16x16")
     assert result.exit_code == 2 and "1,001,000, over the limit" in result.output
 
 
@@ -731,8 +712,8 @@ def test_class_and_file_names_that_are_not_utf8_round_trip(tmp_path):
     with open(os.path.join(root, b"c\xe9t", b"\xff.png"), "wb") as handle:
         Image.fromarray(photo_like(20, 30, seed=2)).save(handle, format="PNG")
     save(tmp_path / "in" / "dog" / "a.png", photo_like(20, 30, seed=3))
-    result = CliRunner().invoke(main, ["ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
-                                       "-n", "6", "--size", "16x16", "-w", "1", "-q"])
+    result = invoke("ricap", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+                    "-n", "6", "--size", "16x16", "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "labels.csv").read_bytes().startswith(b"filename,c\xe9t,dog\n")
     sources = {quadrant["source"]
@@ -749,8 +730,8 @@ def test_overwrite_never_deletes_through_a_link_in_the_output_folder(classes, tm
     out = tmp_path / "out"
     out.mkdir()
     (out / "epoch_777").symlink_to(elsewhere, target_is_directory=True)
-    result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--overwrite",
-                    "--workers", 1)
+    result = ricap_cli(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--overwrite",
+                       "--workers", 1)
     assert result.exit_code == 0, result.output
     assert (elsewhere / "ricap_00001.png").is_file()
     assert (out / "epoch_777").is_symlink()
@@ -765,8 +746,8 @@ def test_a_planned_folder_that_links_out_of_the_output_folder_is_refused(classes
     out = tmp_path / "out"
     (out / link).parent.mkdir(parents=True)
     (out / link).symlink_to(elsewhere, target_is_directory=True)
-    result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--epochs", 1,
-                    "--hard-label", "majority", "--workers", 1)
+    result = ricap_cli(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--epochs", 1,
+                       "--hard-label", "majority", "--workers", 1)
     assert result.exit_code == 2
     assert "Error:" in result.output and "leads out of the output folder" in result.output
     assert list(elsewhere.iterdir()) == []
@@ -779,11 +760,11 @@ def test_a_second_run_into_a_locked_output_folder_is_refused(classes, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with FolderStore(out).lock():
-        result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--workers", 1)
+        result = ricap_cli(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--workers", 1)
     assert result.exit_code == 2
     assert "another augcli run" in result.output
     assert sorted(p.name for p in out.iterdir()) == []
-    result = invoke(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--workers", 1)
+    result = ricap_cli(classes[0], "-o", out, "--count", 2, "--size", "20x20", "--workers", 1)
     assert result.exit_code == 0, result.output
     assert not (out / LOCK_NAME).exists()
 

@@ -22,17 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import augcli
-from augcli.cli import main
 from augcli.errors import UsageError
 from augcli.targets.boxes import Box
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import REPO, invoke, photo_like, run_cli, save, write_recipe
 
-REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 RECIPE = """\
@@ -81,10 +78,7 @@ def sources(tmp_path):
 
 def test_seeded_calls_return_exactly_the_pixels_and_params_run_writes(tmp_path, sources):
     recipe_path = write_recipe(tmp_path, RECIPE)
-    executable = Path(sys.executable).with_name("augcli")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "augcli.cli"]
-    done = subprocess.run([*command, "run", str(recipe_path), "-w", "1", "-q"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = run_cli("run", recipe_path, "-w", 1, "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in
                (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
@@ -133,7 +127,7 @@ def test_boxes_follow_as_run_writes_them(tmp_path):
               - fliplr: {p: 0.5}
               - affine: {rotate: [-30, 30], translate: [-0.3, 0.3], scale: [0.8, 1.3]}
     """)
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1", "-q"])
+    result = invoke("run", str(recipe), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     transform = augcli.load_transform(recipe, variant="geo")
     assert transform.min_visibility == 0.4

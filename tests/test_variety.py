@@ -6,15 +6,13 @@ from itertools import combinations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from augcli.cli import main
 from augcli.imagefiles import read_image
 from augcli.pipeline import Step, apply_steps
 from augcli.render import MAX_DRAWS, derive_seed, redraw_seed
 from augcli.runner import MANIFEST_NAME, read_manifest, run_recipe
 
-from .conftest import photo_like, save, write_recipe
+from .conftest import invoke, photo_like, save, write_recipe
 
 FLIPS = """\
     input: in
@@ -94,7 +92,7 @@ def test_a_variant_that_cannot_make_enough_different_images_reports_the_rest(tmp
     save(tmp_path / "in" / "a.png", photo_like(seed=1))
     recipe = write_recipe(tmp_path, "input: in\noutput: out\n"
                                     "variants: {flip: {copies: 3, ops: [{fliplr: {p: 1}}]}}\n")
-    result = CliRunner().invoke(main, ["run", str(recipe), "-w", "1"])
+    result = invoke("run", str(recipe), "-w", "1")
     assert result.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_flip_1.png",
                                                                     MANIFEST_NAME]
@@ -118,7 +116,7 @@ def test_validate_and_dry_run_warn_about_a_variant_that_cannot_vary(tmp_path, op
     recipe = write_recipe(tmp_path, f"input: in\noutput: out\n"
                                     f"variants: {{v: {{copies: {copies}, ops: {ops}}}}}\n")
     for command in (["validate", str(recipe)], ["run", str(recipe), "--dry-run"]):
-        result = CliRunner().invoke(main, command)
+        result = invoke(*command)
         assert result.exit_code == 0, result.output
         if warning is None:
             assert "warning" not in result.output
@@ -131,7 +129,7 @@ def test_dry_run_counts_what_balancing_asks_of_a_variant(tmp_path):
     save(tmp_path / "in" / "cat" / "a.png", photo_like(seed=1))
     recipe = write_recipe(tmp_path, "input: in\noutput: out\ntarget_per_class: 5\n"
                                     "variants: {flip: {ops: [{fliplr: {p: 1}}]}}\n")
-    assert "warning" not in CliRunner().invoke(main, ["validate", str(recipe)]).output
-    result = CliRunner().invoke(main, ["run", str(recipe), "--dry-run"])
+    assert "warning" not in invoke("validate", str(recipe)).output
+    result = invoke("run", str(recipe), "--dry-run")
     assert "warning: variants.flip: makes only 1 different image(s) from a source (in 64 " \
            "tries) but 4 are asked of it" in result.output
