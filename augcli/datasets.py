@@ -439,8 +439,8 @@ def _split_folder(path, root, folders: frozenset, key: str, value,
     if optional:
         return None
     if relative is None:
-        raise UsageError(f"{path}: {key}: {value} is not a folder inside the dataset folder {root}; "
-                         "the output mirrors the dataset, so every split must be under it")
+        raise UsageError(f"{path}: {key}: {value} is not a folder inside the dataset folder "
+                         f"{root}; the output mirrors the dataset, so every split must be under it")
     raise UsageError(f"{path}: {key}: {value} is not a folder (looked for "
                      f"{join(root, looked)})")
 

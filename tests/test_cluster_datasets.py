@@ -106,7 +106,8 @@ def test_roboflow_coco_splits_and_a_coco_file_on_s3_give_the_folder_bytes(server
         else:
             run(with_path, f"s3://{bucket}/flat", f"s3://{out}/flat", "-w", "1")
     assert "coco.json" in folder_files(tmp_path / "flat-out")
-    assert len(json.loads(folder_files(tmp_path / "flat-out")["coco.json"])["images"]) == 4  # two turns each
+    document = json.loads(folder_files(tmp_path / "flat-out")["coco.json"])
+    assert len(document["images"]) == 4  # two turns of each image
     assert_same_run(s3, f"{out}/flat", tmp_path / "flat-out")
 
 
