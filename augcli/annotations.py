@@ -19,12 +19,13 @@ manifest records.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
-from . import formats, imagefiles
+from . import formats, imagefiles, locations
 from .errors import UsageError
 from .formats.base import AnnotationError, AnnotationSpec, parse_classes
-from .stores import StoreSpec
+from .stores import StoreSpec, open_store
 from .targets.boxes import DEFAULT_MIN_VISIBILITY, ImageBoxes
 
 
@@ -88,14 +89,17 @@ class AnnotationSource:
     Per-image formats read each file when asked; a per-folder format (coco)
     reads its file (or, in a dataset with splits, one file per split) here, so
     a broken file stops the run before any work (``UsageError``). Files are
-    read through the store of the annotation folder, and the output's are
-    published through the output's store.
+    read through the store of the annotation folder (a folder or a URL prefix),
+    image headers through the input's, and the output's files are published
+    through the output's store. ``options``: the recipe's storage options.
     """
 
-    def __init__(self, spec: AnnotationSpec, input_dir: Path, layout: Layout | None = None):
+    def __init__(self, spec: AnnotationSpec, input_dir: Path | str, layout: Layout | None = None,
+                 options: dict | None = None):
         self.spec = spec
         self.layout = layout = layout or Layout()
-        self.root = Path(spec.path) if spec.path is not None else Path(input_dir)
+        self.root = locations.location(spec.path if spec.path is not None else input_dir)
+        self.images = open_store(input_dir, options)
         self.record = record = formats.lookup(spec.format)
         if not record.per_image and spec.path is None and not layout.folder_files:
             raise UsageError(f"annotations.path: required for {record.name}: "
@@ -103,8 +107,9 @@ class AnnotationSource:
                              f"one {record.title} file in each)")
         # the folder the annotation files are in (the one file's folder when path names it)
         single = not record.per_image and not layout.folder_files
-        self.folder = self.root.parent if single else self.root
-        self.store = StoreSpec.of(self.folder).open()
+        self.folder, name = locations.split(self.root) if single else (self.root, "")
+        self.folder_spec = StoreSpec.of(self.folder, options)
+        self.store = self.folder_spec.open()
         classes, classes_from = layout.classes, layout.classes_from or record.classes_file
         if classes is None:
             classes = self._classes(record.classes_file) if record.classes_file else ()
@@ -114,7 +119,7 @@ class AnnotationSource:
         self.folder_files: dict = {}  # split folder -> its loaded file
         if not record.per_image:
             self.folder_keys = {folder: f"{folder}/{name}" for folder, name in layout.folder_files}
-            self.folder_keys = self.folder_keys or {"": self.root.name}
+            self.folder_keys = self.folder_keys or {"": name}
             self.folder_files = {folder: self._load(key) for folder, key in
                                  self.folder_keys.items()}
         self.found = 0  # images read so far that had an annotation file (or COCO entry)
@@ -148,7 +153,7 @@ class AnnotationSource:
 
     def _classes(self, key: str) -> tuple:
         """Class names by index from the format's classes file (empty when there is none)."""
-        path = self.folder / key
+        path = self.store.name(key)
         try:
             text = self._text(key)
         except (OSError, UnicodeDecodeError) as exc:
@@ -157,7 +162,7 @@ class AnnotationSource:
 
     def _load(self, key: str):
         """A per-folder format's file, loaded (``UsageError`` when it cannot be)."""
-        path = self.folder / key
+        path = self.store.name(key)
         try:
             text = self._text(key)
         except (OSError, UnicodeDecodeError) as exc:
@@ -167,9 +172,10 @@ class AnnotationSource:
             raise UsageError(f"{path}: cannot read the {self.record.title} file (no such file)")
         return self.record.read(text, path)
 
-    def file_for(self, relative: str) -> Path:
-        """The annotation file of an image (input folder ``relative``)."""
-        return self.folder / self._key_for(relative)
+    def file_for(self, relative: str) -> tuple:
+        """The annotation file of an image (input folder ``relative``): (the spec of the
+        store that holds it, its key there), for a worker to read."""
+        return self.folder_spec, self._key_for(relative)
 
     def _key_for(self, relative: str) -> str:
         """The annotation file of an image, relative to the annotation folder."""
@@ -180,13 +186,19 @@ class AnnotationSource:
         assert per_image is not None  # only per-folder formats have none, handled above
         return per_image
 
-    def read(self, relative: str, image_path: Path) -> ImageBoxes:
-        """Boxes of one image (no file or an empty file: no boxes).
+    def read(self, relative: str, image_path: Path | None = None) -> ImageBoxes:
+        """Boxes of one image (no file or an empty file: no boxes); its size from the
+        header of ``image_path``, or of ``relative`` in the input's store.
 
         Raises ``AnnotationError`` naming the file and line (or key path), or
         ``ImageReadError`` when the image header cannot be read.
         """
-        width, height = imagefiles.image_size(image_path)
+        if image_path is None:
+            width, height = imagefiles.read_source(
+                partial(self.images.header, relative, imagefiles.image_size),
+                self.images.name(relative))
+        else:
+            width, height = imagefiles.image_size(image_path)
         if self.folder_files:
             _, loaded, name = self._folder_file_for(relative)
             if loaded is None:
@@ -208,7 +220,7 @@ class AnnotationSource:
                              "file_name is the path relative to the input folder)")
 
     def _read_file(self, key: str, size) -> tuple:
-        path = self.folder / key
+        path = self.store.name(key)
         self.looked_for = self.looked_for or str(path)
         try:
             text = self._text(key)

@@ -34,16 +34,19 @@ validation image must never end up in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import posixpath
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import yaml
 
-from . import formats, imagefiles
+from . import formats, imagefiles, locations
 from .annotations import Layout
 from .errors import UsageError, excerpt
 from .formats import yolo
 from .formats.base import AnnotationSpec, check_class_names
+from .locations import is_url, join, location
+from .stores import open_store
 
 DATA_YAML = "data.yaml"
 YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written
@@ -69,18 +72,32 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset with splits, found from a recipe's ``input``."""
+    """A dataset with splits, found from a recipe's ``input``: in a folder or under an
+    object-store prefix, its layout read from one listing of its store."""
 
-    root: Path
+    root: Path | str  # a folder, or a URL prefix
     splits: tuple
-    yaml_file: Path | None = None  # the data.yaml (None: splits are top-level folders)
+    yaml_file: Path | str | None = None  # the data.yaml, as the user named it (None: splits
+    # are top-level folders)
     document: dict = field(default_factory=dict, compare=False)  # the data.yaml as read
     classes: tuple = ()  # names by class id, from the data.yaml
     notes: tuple = ()  # what the user should know: a test folder that does not exist
+    keys: frozenset = field(default_factory=frozenset, compare=False)  # files under the root
+    options: dict = field(default_factory=dict, compare=False)  # the recipe's storage options
 
     @property
     def where(self) -> str:
         return str(self.yaml_file or self.root)
+
+    @property
+    def yaml_name(self) -> str:
+        """The data.yaml's file name, which the output's own data.yaml takes."""
+        return locations.split(self.yaml_file)[1] if self.yaml_file is not None else ""
+
+    @property
+    def store(self):
+        """The store of the dataset's root, opened in this process."""
+        return open_store(self.root, self.options)
 
     @property
     def held_out(self) -> tuple:
@@ -99,23 +116,17 @@ class Dataset:
         split = self.split_of(relative)
         return split is not None and split.augment
 
-    def scan(self, unreadable: list | None = None) -> tuple[list, list]:
-        """(images, other files) of every split, relative to the root, sorted. A folder
-        that cannot be read goes to ``unreadable`` as in ``imagefiles.scan``."""
-        images, others = [], []
-        for split in self.splits:
-            for folder in split.folders:
-                skipped: list | None = None if unreadable is None else []
-                found, rest = imagefiles.scan(self.root / folder, skipped)
-                for path, reason in skipped or ():
-                    inner = "" if path == "./" else path
-                    assert unreadable is not None  # skipped is a list only then
-                    unreadable.append((f"{folder}/{inner}", reason))
-                images += [PurePosixPath(folder) / path.as_posix() for path in found]
-                others += [PurePosixPath(folder) / path.as_posix() for path in rest]
-        images = [Path(p) for p in sorted(set(images), key=PurePosixPath.as_posix)]
+    def select(self, images: list, others: list,
+               unreadable: list | None = None) -> tuple[list, list]:
+        """Those of the root's (images, other files) that are in a split, from one listing
+        of its store; only the split folders' entries stay in ``unreadable`` (folders that
+        could not be read, as ``imagefiles.scan`` lists them)."""
+        if unreadable is not None:
+            unreadable[:] = [(path, reason) for path, reason in unreadable
+                             if self.split_of(path) is not None]
+        images = [path for path in images if self.split_of(path.as_posix()) is not None]
         imagefiles.require_images(images, f"the splits of {self.where}")
-        return images, [Path(p) for p in sorted(set(others), key=PurePosixPath.as_posix)]
+        return images, [path for path in others if self.split_of(path.as_posix()) is not None]
 
     def annotations(self, spec: AnnotationSpec | None) -> tuple:
         """(AnnotationSpec, Layout) for this dataset given the recipe's ``annotations``;
@@ -129,7 +140,7 @@ class Dataset:
                 raise UsageError(f"annotations.path: the labels of {self.yaml_file} are found "
                                  "by the images -> labels rule; remove annotations.path")
             spec = spec or AnnotationSpec(yolo.NAME)
-            return spec, Layout(classes=self.classes, classes_from=self.yaml_file.name,
+            return spec, Layout(classes=self.classes, classes_from=self.yaml_name,
                                 labels_folder=True, held_out=self.held_out)
         if spec is None:
             implied = self.implied_format()
@@ -155,15 +166,14 @@ class Dataset:
         found: dict = {}  # format -> the first label file or folder that shows it
         for split in self.splits:
             for folder in split.folders:
-                here = self.root / folder
                 for record in formats.FORMATS.values():  # a per-folder file by its usual name
-                    if record.split_file and (here / record.split_file).is_file():
+                    if record.split_file and f"{folder}/{record.split_file}" in self.keys:
                         found.setdefault(record.name, f"{folder}/{record.split_file}")
-                if (here / "images").is_dir() and (here / "labels").is_dir():
+                if self._has_labels_folder(folder):
                     found.setdefault(yolo.NAME, f"{folder}/labels")
-                xml = next((p for p in sorted(here.glob("*.xml")) if p.is_file()), None)
-                if xml is not None:
-                    found.setdefault("voc", f"{folder}/{xml.name}")
+                xml = self._files_in(folder, ".xml")
+                if xml:
+                    found.setdefault("voc", f"{folder}/{xml[0]}")
         if len(found) > 1:
             seen = "; ".join(f"{fmt} ({where})" for fmt, where in found.items())
             raise UsageError(f"the splits of {self.root} hold labels of more than one format: "
@@ -175,9 +185,19 @@ class Dataset:
         """yolo labels by Ultralytics' images -> labels rule: a split folder has ``images``
         and ``labels`` (``train/images/a.jpg`` -> ``train/labels/a.txt``; a path without an
         ``images`` folder keeps its labels beside its images)."""
-        return any((self.root / folder / "images").is_dir() and
-                   (self.root / folder / "labels").is_dir()
+        return any(self._has_labels_folder(folder)
                    for split in self.splits for folder in split.folders)
+
+    def _has_labels_folder(self, folder: str) -> bool:
+        """Whether a split folder holds both an ``images`` and a ``labels`` folder."""
+        folders = _folders(self.keys)
+        return f"{folder}/images" in folders and f"{folder}/labels" in folders
+
+    def _files_in(self, folder: str, extension: str) -> list:
+        """Names of the files directly in a split folder that end with ``extension``."""
+        return sorted(key[len(folder) + 1:] for key in self.keys
+                      if key.startswith(folder + "/") and "/" not in key[len(folder) + 1:]
+                      and key.endswith(extension))
 
     def labels_reason(self, spec: AnnotationSpec) -> str:
         """Why a recipe without ``annotations:`` carries labels here, for its refusals."""
@@ -190,33 +210,33 @@ class Dataset:
         """A per-folder format's file in a split folder (COCO's): its usual name there
         (Roboflow's), else the one file with its extension."""
         usual = record.split_file
-        if usual and (self.root / folder / usual).is_file():
+        if usual and f"{folder}/{usual}" in self.keys:
             return usual
-        found = sorted(p.name for p in (self.root / folder).glob(f"*{record.extension}")
-                       if p.is_file())
+        found = self._files_in(folder, record.extension)
         if len(found) != 1:
             what = f"no {record.extension} file" if not found else \
                 f"{len(found)} {record.extension} files"
-            raise UsageError(f"split folder {self.root / folder} holds {what}; with "
+            raise UsageError(f"split folder {join(self.root, folder)} holds {what}; with "
                              f"annotations: {{format: {record.name}}} each split needs its one "
                              f"{record.title} file ({usual}), or set annotations.path")
         return found[0]
 
     def output_files(self) -> list:
         """Files the dataset itself adds to the output folder (relative names)."""
-        return [self.yaml_file.name] if self.yaml_file is not None else []
+        return [self.yaml_name] if self.yaml_file is not None else []
 
-    def prepare_output(self, output_dir: Path) -> None:
-        """The output's own data.yaml: the same keys without ``path``. Ultralytics takes a
-        data.yaml's folder as the root when it has no ``path`` (``path: .`` would be the
-        working folder), so the output dataset loads wherever it is moved or unzipped."""
+    def prepare_output(self, output) -> None:
+        """The output's own data.yaml, published to ``output`` (a store): the same keys
+        without ``path``. Ultralytics takes a data.yaml's folder as the root when it has no
+        ``path`` (``path: .`` would be the working folder), so the output dataset loads
+        wherever it is moved or unzipped."""
         if self.yaml_file is None:
             return
         document = {key: value for key, value in self.document.items() if key != "path"}
         for split in self.splits:
             document[split.name] = list(split.folders) if split.listed else split.folders[0]
         text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-        imagefiles.write_atomic(Path(output_dir) / self.yaml_file.name, text.encode("utf-8"))
+        output.publish(self.yaml_name, text.encode("utf-8"))
 
     def summary(self) -> str:
         """``train (augmented), valid, test (copied)``: for --dry-run."""
@@ -232,28 +252,68 @@ def annotations_line(fmt: str) -> str:
     return f"annotations: {{format: {fmt}}}"
 
 
-def open_dataset(input_path: Path | None, splits=None) -> Dataset | None:
-    """The dataset ``input_path`` names, or None for a plain folder of images.
+def open_dataset(where, splits=None, options: dict | None = None,
+                 listing=None) -> Dataset | None:
+    """The dataset ``where`` names, or None for a plain folder (or prefix) of images.
 
-    ``splits``: the recipe's ``splits`` (names of the splits to augment;
-    default ``train``).
+    ``where``: a folder or a URL prefix (holding a data.yaml, or split folders), or
+    a data.yaml itself (a path or a URL). ``splits``: the recipe's ``splits`` (names
+    of the splits to augment; default ``train``). ``options``: the recipe's storage
+    options. ``listing``: the files under ``where`` (relative paths), when the caller
+    has listed its store already: one listing serves both.
     """
-    if input_path is None:
+    if where is None:
         return None
-    input_path = Path(input_path)
     dataset = None
-    if input_path.is_file() and input_path.suffix.lower() in (".yaml", ".yml"):
-        dataset = _from_yaml(input_path)
-    elif (input_path / DATA_YAML).is_file():
-        dataset = _from_yaml(input_path / DATA_YAML)
-    elif input_path.is_dir():
-        dataset = _from_folders(input_path)
+    if str(where).lower().endswith((".yaml", ".yml")):
+        parent, name = locations.split(where)
+        text = _read_yaml(open_store(parent, options), name, where)
+        if text is not None:
+            dataset = _from_yaml(where, text, options)
+    if dataset is None and (is_url(where) or Path(where).is_dir()):
+        store = open_store(where, options)
+        keys = _keys(store) if listing is None else frozenset(map(_posix, listing))
+        if DATA_YAML in keys:
+            path = join(where, DATA_YAML)
+            dataset = _from_yaml(path, _read_yaml(store, DATA_YAML, path), options, keys)
+        else:
+            dataset = _from_folders(where, keys, options)
     if dataset is None:
         if splits is not None:
-            raise UsageError(f"splits: {input_path} has no splits (no {DATA_YAML}, and no "
+            raise UsageError(f"splits: {where} has no splits (no {DATA_YAML}, and no "
                              "top-level train folder beside a val/valid/test folder)")
         return None
     return _choose(dataset, splits)
+
+
+def _posix(path) -> str:
+    return PurePosixPath(path).as_posix()
+
+
+def _keys(store) -> frozenset:
+    """Every file under a store's root (as its scan sees them: hidden ones left out)."""
+    images, others = store.scan([])
+    return frozenset(map(_posix, images + others))
+
+
+def _folders(keys) -> frozenset:
+    """Every folder that holds one of ``keys``, at any depth."""
+    return frozenset(parent.as_posix() for key in keys for parent in PurePosixPath(key).parents
+                     if parent != PurePosixPath())
+
+
+def _read_yaml(store, key: str, path) -> str | None:
+    """A data.yaml's text (None when there is no such file)."""
+    try:
+        data = store.read(key)
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the dataset file ({exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: cannot read the dataset file ({exc})") from None
 
 
 def _choose(dataset: Dataset, wanted) -> Dataset:
@@ -268,53 +328,48 @@ def _choose(dataset: Dataset, wanted) -> Dataset:
                              f"{', '.join(split.name for split in dataset.splits)}")
         chosen.add(kind)
     splits = tuple(Split(s.name, s.folders, s.kind in chosen, s.listed) for s in dataset.splits)
-    return Dataset(dataset.root, splits, dataset.yaml_file, dataset.document, dataset.classes,
-                   dataset.notes)
+    return replace(dataset, splits=splits)
 
 
-def refuse_remote_splits(where: str, keys) -> None:
-    """Refuse an object-store prefix laid out as a dataset (a top-level data.yaml, or a
-    ``train`` folder beside a ``val``/``test`` one): read as a plain folder, its
-    held-out splits would be augmented. Datasets are read from local folders."""
-    top = {PurePosixPath(key).parts[0] for key in map(str, keys)
-           if len(PurePosixPath(key).parts) > 1}
-    kinds = {SPLIT_NAMES.get(name.lower()) for name in top} - {None}
-    names = {PurePosixPath(key).as_posix() for key in map(str, keys)}
-    if DATA_YAML in names or ("train" in kinds and len(kinds) > 1):
-        raise UsageError(f"{where} holds a dataset with splits ({DATA_YAML} or train/ beside "
-                         "val/ or test/); datasets with splits need a local input folder and "
-                         "output folder: copy it to a folder first")
-
-
-def _from_folders(folder: Path) -> Dataset | None:
+def _from_folders(where, keys: frozenset, options: dict | None) -> Dataset | None:
     """Top-level split folders: ``train`` beside ``val``/``valid``/``test``."""
     found: dict = {}
-    for child in sorted(folder.iterdir()):
-        kind = SPLIT_NAMES.get(child.name.lower())
-        if kind and child.is_dir() and not child.name.startswith("."):
+    for name in sorted({key.split("/")[0] for key in keys if "/" in key}):
+        kind = SPLIT_NAMES.get(name.lower())
+        if kind:
             if kind in found:
-                raise UsageError(f"{folder} has two {kind} folders ({found[kind].name} and "
-                                 f"{child.name}); keep one")
-            found[kind] = child
+                raise UsageError(f"{where} has two {kind} folders ({found[kind]} and "
+                                 f"{name}); keep one")
+            found[kind] = name
     if "train" not in found or len(found) < 2:
         return None
-    splits = tuple(Split(found[kind].name, (found[kind].name,), False)
+    splits = tuple(Split(found[kind], (found[kind],), False)
                    for kind in YAML_SPLITS if kind in found)
-    return Dataset(folder, splits)
+    return Dataset(where, splits, keys=keys, options=options or {})
 
 
-def _from_yaml(path: Path) -> Dataset:
+def _from_yaml(path, text: str | None, options: dict | None,
+               keys: frozenset | None = None) -> Dataset:
+    """The dataset a data.yaml describes; ``keys``: the files under the data.yaml's folder,
+    when listed already."""
+    if text is None:
+        raise UsageError(f"{path}: cannot read the dataset file (no such file)")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the dataset file ({exc})") from None
+        document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise UsageError(f"{path}: not valid YAML ({first})") from None
     if not isinstance(document, dict):
         raise UsageError(f"{path}: expected a mapping with train, val and names (an "
                          "Ultralytics/Roboflow data.yaml)")
-    root = _root(path, document.get("path"))
+    parent = locations.split(path)[0]
+    root = _root(path, parent, document.get("path"))
+    if keys is None or root != parent:
+        keys = _keys(open_store(root, options))
+    if not keys and root != parent:
+        raise UsageError(f"{path}: path: {document.get('path')} is not a folder (looked for "
+                         f"{root})")
+    folders = _folders(keys)
     classes = _names(path, document.get("names"), document.get("nc"))
     splits, notes = [], []
     for key in YAML_SPLITS:
@@ -322,34 +377,53 @@ def _from_yaml(path: Path) -> Dataset:
         if value is None or value == "" or value == []:
             continue
         values = value if isinstance(value, list) else [value]
-        found = [_split_folder(path, root, key, item, optional=key == "test")
+        found = [_split_folder(path, root, folders, key, item, optional=key == "test")
                  for item in values]
         missing = [str(item) for item, folder in zip(values, found, strict=True) if folder is None]
         if missing:  # Ultralytics trains without a test split; so does the output
             notes.append(f"{path}: test: {', '.join(missing)} does not exist (looked in "
                          f"{root}); it is left out, only the splits that exist are written")
-        folders = tuple(dict.fromkeys(folder for folder in found if folder is not None))
-        if folders:
-            splits.append(Split(key, folders, False, isinstance(value, list)))
+        folders_ = tuple(dict.fromkeys(folder for folder in found if folder is not None))
+        if folders_:
+            splits.append(Split(key, folders_, False, isinstance(value, list)))
     if not any(split.name == "train" for split in splits):
         raise UsageError(f"{path}: train: missing; name the folder of training images")
     _refuse_shared_folders(path, splits)
-    return Dataset(root, tuple(splits), path, document, classes, tuple(notes))
+    return Dataset(root, tuple(splits), path, document, classes, tuple(notes), keys,
+                   options or {})
 
 
-def _root(path: Path, value) -> Path:
+def _root(path, parent, value):
+    """The dataset root a data.yaml's ``path`` names: its own folder without one; a
+    relative one against that folder."""
     if value is None or value == "":
-        return path.parent
+        return parent
     if not isinstance(value, str):
         raise UsageError(f"{path}: path: expected the dataset folder, got {excerpt(value)}")
-    root = Path(value).expanduser()
-    root = root if root.is_absolute() else path.parent / root
-    if not root.is_dir():
-        raise UsageError(f"{path}: path: {value} is not a folder (looked for {root})")
-    return root
+    if is_url(value):
+        return location(value)
+    if isinstance(parent, Path):
+        root = Path(value).expanduser()
+        return root if root.is_absolute() else parent / root
+    if value.startswith(("/", "~")):
+        raise UsageError(f"{path}: path: {value} is a local folder; a data.yaml in an object "
+                         "store names its root relative to itself, or as a URL")
+    scheme, _, rest = parent.partition("://")
+    return f"{scheme}://{posixpath.normpath(posixpath.join('/' + rest, value)).strip('/')}"
 
 
-def _split_folder(path: Path, root: Path, key: str, value, optional: bool = False) -> str | None:
+def _relative(root, value: str) -> str | None:
+    """``value`` (a split folder) relative to the root, POSIX; None when it leads out of
+    it (a folder's symbolic links are followed)."""
+    if isinstance(root, Path):
+        resolved, base = (root / value).resolve(), root.resolve()
+        return resolved.relative_to(base).as_posix() if base in resolved.parents else None
+    key = posixpath.normpath(value)
+    return None if key.startswith(("../", "/")) or key in ("..", ".") else key
+
+
+def _split_folder(path, root, folders: frozenset, key: str, value,
+                  optional: bool = False) -> str | None:
     """A split's folder relative to the root (POSIX); refused when outside it. One that
     does not exist is refused too, unless ``optional`` (then None)."""
     if not isinstance(value, str) or not value:
@@ -357,21 +431,21 @@ def _split_folder(path: Path, root: Path, key: str, value, optional: bool = Fals
     if value.lower().endswith(".txt"):
         raise UsageError(f"{path}: {key}: lists of image files ({value}) are not supported; "
                          "point it at a folder of images")
-    folder = root / value
-    if not folder.exists() and value.startswith("../"):  # Roboflow's exports say ../train/images
-        folder = root / value[3:]
-    if optional and not folder.exists():
+    relative, looked = _relative(root, value), value
+    if relative not in folders and value.startswith("../"):  # Roboflow's exports say
+        relative, looked = _relative(root, value[3:]), value[3:]  # ../train/images
+    if relative is not None and relative in folders:
+        return relative
+    if optional:
         return None
-    if not folder.is_dir():
-        raise UsageError(f"{path}: {key}: {value} is not a folder (looked for {folder})")
-    resolved, base = folder.resolve(), root.resolve()
-    if base not in resolved.parents:
-        raise UsageError(f"{path}: {key}: {value} is not inside the dataset folder {root}; "
-                         "the output mirrors the dataset, so every split must be under it")
-    return resolved.relative_to(base).as_posix()
+    if relative is None:
+        raise UsageError(f"{path}: {key}: {value} is not a folder inside the dataset folder "
+                         f"{root}; the output mirrors the dataset, so every split must be under it")
+    raise UsageError(f"{path}: {key}: {value} is not a folder (looked for "
+                     f"{join(root, looked)})")
 
 
-def _refuse_shared_folders(path: Path, splits) -> None:
+def _refuse_shared_folders(path, splits) -> None:
     """Two splits whose folders are the same or nested would leak images between them."""
     for i, first in enumerate(splits):
         for second in splits[i + 1:]:
@@ -384,7 +458,7 @@ def _refuse_shared_folders(path: Path, splits) -> None:
                             "split. Give each split its own folder")
 
 
-def _names(path: Path, names, nc) -> tuple:
+def _names(path, names, nc) -> tuple:
     """Class names by id from ``names`` (a list or an id -> name map) and ``nc``."""
     if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 0):
         raise UsageError(f"{path}: nc: expected the number of classes, got {excerpt(nc)}")

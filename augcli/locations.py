@@ -46,6 +46,19 @@ def location(value, base_dir: Path | None = None):
     return folder if folder.is_absolute() or base_dir is None else base_dir / folder
 
 
+def join(where, relative: str):
+    """``relative`` (a POSIX path) under a folder (a ``Path``) or a URL prefix (a ``str``)."""
+    return where / relative if isinstance(where, Path) else f"{where}/{relative}"
+
+
+def split(where) -> tuple:
+    """(parent, name) of a file given as a path or a URL."""
+    if isinstance(where, Path):
+        return where.parent, where.name
+    parent, _, name = where.rpartition("/")
+    return parent, name
+
+
 # --- recipe options --------------------------------------------------------------
 
 def read_options(value, problems) -> dict:

@@ -432,7 +432,9 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
                                            f"{_suggest(str(fmt), names) if fmt else ''}")
         fmt = None
     path = value.get("path")
-    if path is not None:
+    if locations.is_url(path):  # on an object store
+        path = locations.location(path)
+    elif path is not None:
         path = read_path(path, "annotations.path", problems)
         path = path if path is None or path.is_absolute() or base_dir is None \
             else base_dir / path

@@ -78,7 +78,8 @@ class SourceTask:
     boxes: ImageBoxes | None = None  # the source's boxes, when the recipe has annotations
     annotation_format: AnnotationFormat | None = None
     conform: Conform = Conform()  # how outputs meet the profile's aspect-ratio limit
-    copy_annotation: Path | None = None  # held-out split: annotation file copied as it is
+    copy_annotation: tuple | None = None  # held-out split: (store spec, key) of the annotation
+    # file copied as it is
     done: frozenset = frozenset()  # outputs an earlier run finished: not written again
     stamp: dict | None = None  # the source's stamp from the plan's listing (object stores)
     publish_threads: int = 0  # threads that encode and publish while the next output renders
@@ -268,28 +269,22 @@ def plan_run(recipe: Recipe) -> Plan:
     Sources that cannot be planned (unreadable folders and headers, bad
     annotations) are in ``Plan.failures``; the rest go on.
     """
-    dataset, spec, layout = dataset_annotations(recipe)
+    unreadable: list = []
+    dataset, input_spec, output_spec, listing = _open_input(recipe, unreadable)
+    spec, layout = _annotations_of(recipe, dataset)
     if dataset is not None and "include_original" not in recipe.raw:
         recipe = replace(recipe, include_original=True)  # a dataset keeps its training images
-    needs_folders = "annotations" if recipe.annotations is not None else \
-        "datasets with splits" if dataset is not None else None
-    input_dir, output_dir = dataset.root if dataset else recipe.input, recipe.output
-    input_spec, output_spec = stores.open_pair(input_dir, output_dir, recipe.storage,
-                                                needs_folders)
-    assert input_dir is not None and output_dir is not None  # open_pair refuses a missing one
+    input_dir = dataset.root if dataset else recipe.input
+    assert input_dir is not None  # open_pair refuses a missing one
     input_store = input_spec.open()
-    unreadable: list = []
-    stamps: dict = {}
+    images, others, stamps = listing
     if dataset is not None:
-        images, others = dataset.scan(unreadable)
+        images, others = dataset.select(images, others, unreadable)
     else:
-        images, others, stamps = _scan_input(input_store, unreadable)
         imagefiles.require_images(images, input_dir)
-        if input_store.local_root is None:  # datasets are read from folders
-            datasets.refuse_remote_splits(str(input_dir), images + others)
     failures = {path: (path, reason) for path, reason in unreadable}
-    source = AnnotationSource(spec, _folder(input_dir), layout) if spec else None
-    boxes = _read_boxes(source, input_dir, images, failures)
+    source = AnnotationSource(spec, input_dir, layout, recipe.storage) if spec else None
+    boxes = _read_boxes(source, images, failures)
     formats = _output_formats(recipe, input_store, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
     sources, classes = _plan_sources(recipe, images, formats, boxes, dataset, stamps)
@@ -306,47 +301,49 @@ def _scan_input(store, unreadable: list) -> tuple[list, list, dict]:
     return store.scan_with_stamps(unreadable)
 
 
-def _open_dataset(recipe: Recipe) -> datasets.Dataset | None:
-    """The dataset with splits the recipe's input names, if any. Datasets are read from
-    folders: on an object store, a data.yaml or ``splits:`` is refused."""
-    if isinstance(recipe.input, str):  # a URL
-        if recipe.splits is not None or recipe.input.lower().endswith((".yaml", ".yml")):
-            raise UsageError(f"{recipe.input}: datasets with splits (a data.yaml, split "
-                             "folders) need a local input folder and output folder")
-        return None
-    return datasets.open_dataset(recipe.input, recipe.splits)
+def _open_input(recipe: Recipe, unreadable: list) -> tuple:
+    """(dataset or None, input spec, output spec, (images, other files, stamps) under the
+    input root): the input's store listed once, and its layout (a data.yaml, split folders:
+    ``datasets.open_dataset``) read from that listing, on a folder or an object store."""
+    where = recipe.input
+    dataset = None
+    if str(where).lower().endswith((".yaml", ".yml")):  # a data.yaml: its root is listed
+        dataset = datasets.open_dataset(where, recipe.splits, recipe.storage)
+    if dataset is None:
+        specs = stores.open_pair(where, recipe.output, recipe.storage)
+        listing = _scan_input(specs[0].open(), unreadable)
+        dataset = datasets.open_dataset(where, recipe.splits, recipe.storage,
+                                        listing[0] + listing[1])
+        if dataset is None or dataset.root == where:
+            return (dataset, *specs, listing)
+    specs = stores.open_pair(dataset.root, recipe.output, recipe.storage)
+    unreadable.clear()
+    return (dataset, *specs, _scan_input(specs[0].open(), unreadable))
 
 
 def dataset_annotations(recipe: Recipe) -> tuple:
     """(dataset or None, AnnotationSpec or None, Layout or None) as a run reads the
-    recipe's input. A dataset's labels travel without ``annotations:`` in the recipe,
-    so ops they cannot follow are refused just as with it."""
-    dataset = _open_dataset(recipe)
+    recipe's input (a folder, or an object-store prefix)."""
+    dataset = datasets.open_dataset(recipe.input, recipe.splits, recipe.storage)
+    return (dataset, *_annotations_of(recipe, dataset))
+
+
+def _annotations_of(recipe: Recipe, dataset: datasets.Dataset | None) -> tuple:
+    """(AnnotationSpec or None, Layout or None) of the recipe's input. A dataset's labels
+    travel without ``annotations:`` in the recipe, so ops they cannot follow are refused
+    just as with it."""
     if dataset is None:
-        return None, recipe.annotations, None
+        return recipe.annotations, None
     spec, layout = dataset.annotations(recipe.annotations)
     if recipe.annotations is None and spec is not None:
         refuse_ops_boxes_cannot_follow(recipe, dataset.labels_reason(spec))
-    return dataset, spec, layout
-
-
-def _folder(where: Path | str) -> Path:
-    """A location that must be a folder (annotations, datasets): ``open_pair`` already
-    refused a URL for them, this says so to the reader and the type checker."""
-    if not isinstance(where, Path):
-        raise UsageError(f"{where}: annotations and datasets with splits need a local folder")
-    return where
-
-
-def _output_folder(plan: Plan) -> Path:
-    """The output as a folder, for datasets with splits."""
-    return _folder(plan.output().local_root or str(plan.output_store))
+    return spec, layout
 
 
 def _held_out_annotation(dataset, source: AnnotationSource | None,
-                         relative: str) -> Path | None:
+                         relative: str) -> tuple | None:
     """The annotation file of an image in a split that is copied unchanged (per-image
-    formats), to copy byte for byte beside the copied image."""
+    formats), to copy byte for byte beside the copied image: (its store's spec, its key)."""
     if dataset is None or source is None or dataset.augments(relative) or \
             source.format.file_for(relative) is None:
         return None
@@ -370,8 +367,7 @@ def _output_formats(recipe: Recipe, store, images: list, failures: dict) -> dict
     return formats
 
 
-def _read_boxes(source: AnnotationSource | None, input_dir: Path | str, images: list,
-                failures: dict) -> dict:
+def _read_boxes(source: AnnotationSource | None, images: list, failures: dict) -> dict:
     """Boxes per source (relative path -> ImageBoxes); a source whose annotations cannot
     be read goes to ``failures`` (relative path -> (path, reason)): skipped, the rest go on.
 
@@ -384,7 +380,7 @@ def _read_boxes(source: AnnotationSource | None, input_dir: Path | str, images: 
     for relative in images:
         rel = relative.as_posix()
         try:
-            boxes[rel] = source.read(rel, _folder(input_dir) / relative)
+            boxes[rel] = source.read(rel)
         except AnnotationError as exc:
             failures[rel] = (exc.location, f"{exc.reason} ({rel} skipped)")
         except ImageReadError:
@@ -737,7 +733,7 @@ def _publish_rendered(task: SourceTask, output: OutputPlan, pixels: np.ndarray, 
 
 def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
                  adjustments: dict, record: dict, fitted: np.ndarray | None = None,
-                 copy_from: Path | None = None) -> None:
+                 copy_from: tuple | None = None) -> None:
     """Carry the source's boxes to one output, write its annotation file, note it in the record.
 
     The boxes go through the same sampled steps as the pixels, then through the
@@ -763,9 +759,13 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     record["dropped_boxes"] = [item.to_record() for item in dropped]
     name = fmt.file_for(output.relative)
     if name is not None and copy_from is not None:
-        if copy_from.is_file():
-            task.output.open().publish(name, copy_from.read_bytes())
-            record["annotation"] = name
+        held, key = copy_from
+        try:
+            data = held.open().read(key)
+        except FileNotFoundError:
+            return
+        task.output.open().publish(name, data)
+        record["annotation"] = name
     elif name is not None:
         depth = 1 if pixels.ndim == 2 or pixels.shape[2] <= 2 else 3
         text = encode_boxes(fmt, ImageBoxes(size[1], size[0], kept), Path(output.relative).name,
@@ -1034,7 +1034,7 @@ class _Run:
             if self.plan.annotations is not None:
                 self.plan.annotations.prepare_output(self.plan.output())
             if self.plan.dataset is not None:
-                self.plan.dataset.prepare_output(_output_folder(self.plan))
+                self.plan.dataset.prepare_output(self.plan.output())
         except OSError as exc:
             raise output_error(self.plan.output_store, exc) from None
 

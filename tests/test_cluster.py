@@ -515,13 +515,9 @@ def test_a_missing_extra_is_one_line_naming_the_install(tmp_path, recipe, datase
 
 # --- what stays on folders; what object stores share with them ----------------------------
 
-def test_datasets_with_splits_need_folders_and_a_stray_object_is_refused(servers, dataset,
-                                                                          recipe, tmp_path):
+def test_a_stray_object_in_the_output_prefix_is_refused(servers, dataset, recipe):
     s3 = servers.s3()
     bucket = new_bucket(s3)
-    splits = tmp_path / "splits"
-    for split in ("train", "valid"):
-        save(splits / split / "cats" / "a.png", photo_like(40, 50, seed=3))
 
     def refused(*args, recipe_file=recipe) -> str:
         result = invoke("run", str(recipe_file), *args)
@@ -529,20 +525,6 @@ def test_datasets_with_splits_need_folders_and_a_stray_object_is_refused(servers
         (line,) = result.output.strip().splitlines()
         assert line.startswith("Error: ")
         return line
-
-    # A local dataset with splits into S3: its data.yaml and held-out splits need folders.
-    line = refused("-i", str(splits), "-o", f"s3://{bucket}/out")
-    assert "datasets with splits need local folders" in line
-    # A prefix laid out as a dataset is not read as one folder (val would be augmented).
-    s3.put(f"{splits}/", f"{bucket}/splits/", recursive=True)
-    line = refused("-i", f"s3://{bucket}/splits", "-o", str(tmp_path / "out"))
-    assert f"s3://{bucket}/splits holds a dataset with splits" in line
-    # splits: (or a data.yaml URL) on an object store.
-    with_splits = write_recipe(tmp_path, RECIPE + "    splits: [train]\n")
-    line = refused("-i", f"s3://{bucket}/splits", "-o", str(tmp_path / "out"),
-                   recipe_file=with_splits)
-    assert "need a local input folder" in line
-    assert not (tmp_path / "out").exists()
 
     # An object no manifest accounts for, in the output prefix: refused as in a folder.
     s3.pipe_file(f"{bucket}/mixed/notes/readme.txt", b"mine")

@@ -36,7 +36,7 @@ class AnnotationSpec:
     """
 
     format: str
-    path: Path | None = None
+    path: Path | str | None = None  # a path, or a URL
     min_visibility: float = DEFAULT_MIN_VISIBILITY
 
 

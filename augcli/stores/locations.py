@@ -43,22 +43,17 @@ def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path
     return input_dir, output_dir
 
 
-def open_pair(input, output, options: dict | None = None,
-              local_only: str | None = None) -> tuple[StoreSpec, StoreSpec]:
+def open_pair(input, output, options: dict | None = None) -> tuple[StoreSpec, StoreSpec]:
     """Check an input and an output location (folders or URLs) and return their specs.
 
     Refuses what cannot work: a missing location, an input folder that is not
-    there, an output inside the input, a URL without its extra; with
-    ``local_only`` (what needs folders, e.g. "annotations"), any URL.
+    there, an output inside the input, a URL without its extra.
     """
     if not is_url(input) and not is_url(output):
         input, output = check_folders(input, output)
         return StoreSpec.of(input), StoreSpec.of(output)
     if input is None or output is None:
         check_folders(input, output)  # says which one is missing
-    if local_only:
-        raise UsageError(f"{local_only} need local folders for the input and output, not "
-                         f"{input if is_url(input) else output}")
     for where in (input, output):
         if is_url(where):
             require_extra(where)
