@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from augcli.cli import main
 from augcli.runner import read_manifest
 
-from .conftest import photo_like, save, write_recipe
-from .test_cluster import comparable, folder_files, new_bucket, store_files
+from .conftest import folder_files, output_files, photo_like, save, write_recipe
+from .test_cluster import comparable, new_bucket, store_files
 from .test_datasets import TRAIN_AND_VAL, coco_split, make_yolo_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
@@ -41,7 +41,7 @@ def run(recipe: Path, source, output, *options: str) -> None:
 def assert_same_run(s3, bucket_output: str, folder: Path) -> None:
     """The objects under ``bucket_output`` (``bucket/prefix``) and their records are the
     folder's, byte for byte."""
-    expected = folder_files(folder)
+    expected = output_files(folder)
     got = store_files(s3, bucket_output)
     assert sorted(got) == sorted(expected)
     assert got == expected

@@ -133,32 +133,23 @@ def export(source, output=None, *, task: str, image_url: str | None,
 
 def _open(source, task: str, spec: AnnotationSpec | None) -> tuple[dict, _Labels]:
     """(split folder -> [(image relative to the root, its class folder)], the labeller)."""
-    if is_url(source):
-        require_extra(source)
-        if spec is not None:
-            raise UsageError(f"annotations are read from local folders, not {source}: copy "
-                             "it to a folder first")
-        store = StoreSpec.of(source).open()
-        datasets.refuse_remote_splits(source, store.keys())
-        images, _ = store.scan()
-        imagefiles.require_images(images, source)
-        found = {"train": [(p.as_posix(), p.parent.as_posix()) for p in images]}
-        return found, _Labels(task, StoreSpec.of(source), None)
-    path = Path(source)
-    if not path.exists():
-        raise UsageError(f"no folder {path}")
-    dataset = datasets.open_dataset(path)
+    where = location(source)
+    if is_url(where):
+        require_extra(where)
+    elif not where.exists():
+        raise UsageError(f"no folder {where}")
+    dataset = datasets.open_dataset(where)
     if dataset is None:
-        if not path.is_dir():
-            raise UsageError(f"{path} is a file; give the folder of images (or a data.yaml)")
-        images, _ = imagefiles.scan(path)
-        imagefiles.require_images(images, path)
+        if not is_url(where) and not where.is_dir():
+            raise UsageError(f"{where} is a file; give the folder of images (or a data.yaml)")
+        images, _ = StoreSpec.of(where).open().scan()
+        imagefiles.require_images(images, where)
         found = {"train": [(p.as_posix(), p.parent.as_posix()) for p in images]}
-        annotations = AnnotationSource(spec, path) if spec is not None else None
-        return found, _Labels(task, StoreSpec.of(path), annotations)
+        annotations = AnnotationSource(spec, where) if spec is not None else None
+        return found, _Labels(task, StoreSpec.of(where), annotations)
     spec, layout = dataset.annotations(spec)
     annotations = AnnotationSource(spec, dataset.root, layout) if spec is not None else None
-    images, _ = dataset.scan()
+    images, _ = dataset.select(*dataset.store.scan())
     found = {}
     for relative in images:
         split = dataset.split_of(relative.as_posix())
@@ -213,7 +204,7 @@ class _Labels:
         """((width, height) as decoded, boxes or None without annotations)."""
         if self.annotations is None:
             return store.header(relative, imagefiles.image_size), None
-        found = self.annotations.read(relative, Path(store.name(relative)))
+        found = self.annotations.read(relative)
         return (found.width, found.height), found.boxes
 
     def _label(self, relative: str, tag: str, size, boxes, failures: list):
