@@ -34,7 +34,7 @@ validation image must never end up in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import yaml
@@ -129,6 +129,8 @@ class Dataset:
                 raise UsageError(f"annotations.path: the labels of {self.yaml_file} are found "
                                  "by the images -> labels rule; remove annotations.path")
             spec = spec or AnnotationSpec(yolo.NAME)
+            if self.document.get("task") == "obb":  # Ultralytics' data.yaml says so
+                spec = replace(spec, task="obb")
             return spec, Layout(classes=self.classes, classes_from=self.yaml_file.name,
                                 labels_folder=True, held_out=self.held_out)
         if spec is None:

@@ -33,12 +33,14 @@ class AnnotationSpec:
     """The recipe's ``annotations`` key: where and how boxes are stored.
 
     ``path``: the folder holding the per-image files (default: beside the
-    images) or, for a per-folder format (coco), its file (required).
+    images) or, for a per-folder format (coco), its file (required). ``task``:
+    what a format's lines mean where they alone cannot say (YOLO's ``obb``).
     """
 
     format: str
     path: Path | None = None
     min_visibility: float = DEFAULT_MIN_VISIBILITY
+    task: str = ""  # yolo: 'obb' reads 9-value lines as oriented boxes (Ultralytics' task)
 
 
 @dataclass(frozen=True)
