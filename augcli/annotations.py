@@ -56,6 +56,7 @@ class AnnotationFormat:
     classes: tuple = ()  # yolo: names by class index (classes.txt); empty: labels are indices
     labels_folder: bool = False  # yolo: labels in the 'labels' folder beside 'images'
     classes_from: str = ""
+    task: str = ""  # yolo: 'obb'
 
     def file_for(self, image_relative: str) -> str | None:
         """``cats/tom_rotate_1.jpg`` -> ``cats/tom_rotate_1.txt``; None for a per-folder format.
@@ -114,7 +115,7 @@ class AnnotationSource:
         if classes is None:
             classes = self._classes(record.classes_file) if record.classes_file else ()
         self.format = AnnotationFormat(spec.format, spec.min_visibility, classes,
-                                       layout.labels_folder, classes_from or "")
+                                       layout.labels_folder, classes_from or "", spec.task)
         self.folder_keys: dict = {}  # split folder ('' for the one file) -> its file's key
         self.folder_files: dict = {}  # split folder -> its loaded file
         if not record.per_image:
@@ -233,7 +234,9 @@ class AnnotationSource:
         self.found += 1
         if not text.strip():
             return ()
-        return self.record.read(text, path, size, self.format.classes, self.format.classes_from)
+        task = {"task": self.format.task} if self.format.task else {}
+        return self.record.read(text, path, size, self.format.classes, self.format.classes_from,
+                                **task)
 
     def output_files(self) -> list:
         """The files ``prepare_output`` and ``finish_output`` write, relative to the output."""

@@ -140,6 +140,8 @@ class Dataset:
                 raise UsageError(f"annotations.path: the labels of {self.yaml_file} are found "
                                  "by the images -> labels rule; remove annotations.path")
             spec = spec or AnnotationSpec(yolo.NAME)
+            if self.document.get("task") == "obb":  # Ultralytics' data.yaml says so
+                spec = replace(spec, task="obb")
             return spec, Layout(classes=self.classes, classes_from=self.yaml_name,
                                 labels_folder=True, held_out=self.held_out)
         if spec is None:

@@ -412,11 +412,13 @@ def _read_conform(value, problems: Problems):
     return Conform(aspect, fill, float(cval))
 
 
-_ANNOTATION_KEYS = ("format", "path", "min_visibility")
+_ANNOTATION_KEYS = ("format", "path", "min_visibility", "task")
+_TASKS = {"yolo": ("detect", "segment", "obb")}  # Ultralytics' tasks a format's lines can be
 
 
 def _read_annotations(value, base_dir: Path | None, problems: Problems):
-    """``annotations: {format, path, min_visibility}`` -> AnnotationSpec (None when absent)."""
+    """``annotations: {format, path, min_visibility, task}`` -> AnnotationSpec (None when
+    absent)."""
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -445,7 +447,15 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
                                                    f"a box that must stay visible), got "
                                                    f"{excerpt(visibility)}")
         visibility = DEFAULT_MIN_VISIBILITY
-    return AnnotationSpec(fmt, path, float(visibility)) if fmt else None
+    task = value.get("task", "")
+    if task != "" and task not in _TASKS.get(str(fmt), ()):
+        known = _TASKS.get(str(fmt), ())
+        problems.add("annotations.task", f"expected one of {', '.join(known)}, got "
+                                         f"{excerpt(task)}" if known else
+                     f"only yolo annotations have a task, not {excerpt(fmt)}")
+        task = ""
+    task = "" if task in ("detect", "segment") else task  # their lines say what they are
+    return AnnotationSpec(fmt, path, float(visibility), task) if fmt else None
 
 
 def _refuse_ops_boxes_cannot_follow(variants, problems: Problems, because: str = "") -> None:

@@ -253,12 +253,14 @@ def test_coco_round_trip_is_lossless(tmp_path):
 # --- malformed annotations ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, where, reason", [
-    ("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2\n", 2, "expected 5 values (class cx cy w h), got 4"),
+    ("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2\n", 2,
+     "expected 5 values (class cx cy w h) or an odd number >= 7"),
     ("cat 0.5 0.5 0.2 0.2\n", 1, "class must be a whole number"),
     ("0 0.5 nan 0.2 0.2\n", 1, "expected a finite number"),
     ("0 0.5 0.5 0 0.2\n", 1, "box has no area"),
     ("\n\n0 1.5 1.5 0.2 0.2\n", 3, "box lies outside the 80 x 60 image"),
-    ("0 0.5 0.5 0.2 0.2 0.1 0.1\n", 1, "polygons are not supported"),
+    ("0 0.5 0.5 0.2 0.2 0.1\n", 1, "(a polygon: class x1 y1 x2 y2 x3 y3 ...), got 6"),
+    ("0 0.1 0.1 0.2 0.1 0.3 0.1\n", 1, "polygon has no area"),
 ])
 def test_malformed_yolo_lines_name_file_and_line(text, where, reason):
     with pytest.raises(AnnotationError) as caught:
@@ -463,8 +465,8 @@ def test_a_malformed_line_skips_that_image_and_the_run_goes_on(tmp_path):
     result = invoke("run", str(recipe), "-w", "1")
     assert result.exit_code == 1
     location = tmp_path / "in" / "cups" / "cup.txt"
-    assert (f"{location}:2: expected 5 values (class cx cy w h), got 3 (cups/cup.png skipped)"
-            in result.output)
+    assert (f"{location}:2: expected 5 values (class cx cy w h) or an odd number >= 7 (a polygon: "
+            "class x1 y1 x2 y2 x3 y3 ...), got 3 (cups/cup.png skipped)" in result.output)
     assert "1 failed" in result.output
     written = sorted(p.relative_to(tmp_path / "out").as_posix()
                      for p in (tmp_path / "out").rglob("*.png"))

@@ -240,18 +240,40 @@ def test_coco_without_a_path_is_judged_by_the_input_the_run_reads(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_coco_segmentation_polygons_are_refused_not_dropped(tmp_path):
+@pytest.mark.parametrize("key, value", [
+    ("segmentation", {"size": [48, 64], "counts": "PPYo0"}),  # an RLE mask
+    ("keypoints", [12, 8, 2, 20, 9, 2]),
+])
+def test_coco_rle_masks_and_keypoints_are_refused_not_dropped(tmp_path, key, value):
     ds = tmp_path / "ds"
     coco_split(ds / "train", ["a.jpg"], [
         {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600,
-         "segmentation": [[10, 5, 30, 5, 30, 35]], "iscrowd": 0}])
+         key: value, "iscrowd": 0}])
     coco_split(ds / "test", ["c.jpg"], [])
     recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: coco}\n"
                           + FLIP)
     result = invoke("run", str(recipe))
     assert result.exit_code == 2
-    assert "train/_annotations.coco.json: annotations[0].segmentation" in result.output
+    assert f"train/_annotations.coco.json: annotations[0].{key}" in result.output
     assert "would drop" in result.output and not (tmp_path / "out").exists()
+
+
+def test_coco_segmentation_polygons_travel_in_a_split_dataset(tmp_path):
+    ds = tmp_path / "ds"
+    coco_split(ds / "train", ["a.jpg"], [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 300,
+         "segmentation": [[10, 5, 30, 5, 30, 35]], "iscrowd": 0}])
+    coco_split(ds / "test", ["c.jpg"], [])
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: coco}\n"
+                          + FLIP)
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    document = json.loads((tmp_path / "out/train/_annotations.coco.json").read_text())
+    by_name = {image["file_name"]: image["id"] for image in document["images"]}
+    (flipped,) = [a for a in document["annotations"]
+                  if a["image_id"] == by_name[next(n for n in by_name if n != "a.jpg")]]
+    # 64 px wide: x -> 64 - x
+    assert flipped["segmentation"] == [[54, 5, 34, 5, 34, 35]]
+    assert flipped["bbox"] == [34, 5, 20, 30] and flipped["area"] == 300
 
 
 def voc(name: str, objects: str) -> str:

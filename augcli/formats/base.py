@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import AugcliError, UsageError, excerpt
 from ..targets.boxes import DEFAULT_MIN_VISIBILITY, Box, ImageBoxes
+from ..targets.polygons import Polygon
 
 NORMALIZED_DECIMALS = 10  # yolo, regions: 1e-10 of a side, far below a pixel
 MAX_DIGITS = 18  # a class index or VOC flag longer than this is not one
@@ -32,12 +33,14 @@ class AnnotationSpec:
     """The recipe's ``annotations`` key: where and how boxes are stored.
 
     ``path``: the folder holding the per-image files (default: beside the
-    images) or, for a per-folder format (coco), its file (required).
+    images) or, for a per-folder format (coco), its file (required). ``task``:
+    what a format's lines mean where they alone cannot say (YOLO's ``obb``).
     """
 
     format: str
     path: Path | str | None = None  # a path, or a URL
     min_visibility: float = DEFAULT_MIN_VISIBILITY
+    task: str = ""  # yolo: 'obb' reads 9-value lines as oriented boxes (Ultralytics' task)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,28 @@ def checked(box: Box, size, path, where) -> Box:
     if inside.area <= 0:
         raise AnnotationError(path, where, f"box lies outside the {size[0]} x {size[1]} image")
     return inside
+
+
+def checked_polygon(polygon: Polygon, size, path, where) -> Polygon:
+    """A polygon read from a file, clipped to the image; one with no area inside is
+    malformed."""
+    if polygon.area <= 0:
+        raise AnnotationError(path, where, "polygon has no area")
+    inside = polygon.clipped(*size)
+    if not inside.rings:
+        raise AnnotationError(path, where, f"polygon lies outside the {size[0]} x {size[1]} "
+                                           "image")
+    return inside
+
+
+def read_ring(values, path, where, scale=(1.0, 1.0)) -> tuple:
+    """A polygon ring ``x1 y1 x2 y2 ...`` (at least 3 points) as a flat tuple in pixels;
+    ``scale``: the image size for normalized coordinates."""
+    if len(values) < 6 or len(values) % 2:
+        raise AnnotationError(path, where, f"a polygon needs x y pairs of at least 3 points, "
+                                           f"got {len(values)} values")
+    numbers = [read_number(value, path, where) for value in values]
+    return tuple(value * scale[index % 2] for index, value in enumerate(numbers))
 
 
 def read_number(text, path, where) -> float:

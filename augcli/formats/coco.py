@@ -2,8 +2,10 @@
 
 ``file_name`` is the image's path relative to the input folder (or its
 split folder); ``bbox`` is ``[x, y, width, height]`` in pixels. Boxes are
-carried with their other keys (``iscrowd``, ``attributes``); a file with
-segmentation polygons or keypoints is refused rather than have them dropped.
+carried with their other keys (``iscrowd``, ``attributes``); an annotation with
+``segmentation`` polygons is a polygon (``augcli.targets.polygons``), whose
+``bbox`` and ``area`` are remade from the moved polygon. A file with RLE masks
+or keypoints is refused rather than have them dropped.
 The output's file is made at the end from every output's manifest record.
 """
 
@@ -14,8 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import UsageError, excerpt
+from ..targets import from_record
 from ..targets.boxes import PIXEL_DECIMALS, Box, json_number
-from .base import AnnotationError, Format, checked, label_problem, parse_json, read_number, register
+from ..targets.polygons import Polygon
+from .base import (
+    AnnotationError,
+    Format,
+    checked,
+    checked_polygon,
+    label_problem,
+    parse_json,
+    read_number,
+    read_ring,
+    register,
+)
 
 COCO_BOX_KEYS = ("id", "image_id", "category_id", "bbox", "area")  # remade for each output
 SPLIT_FILE = "_annotations.coco.json"  # Roboflow's name for a split's COCO file
@@ -58,12 +72,17 @@ class Coco:
             if not isinstance(image_id, (int, str)) or image_id not in coco.by_image:
                 raise UsageError(f"{path}: annotations[{index}]: image_id "
                                  f"{excerpt(image_id)} is not in 'images'")
-            for key in ("segmentation", "keypoints"):
-                if annotation.get(key):
-                    raise UsageError(
-                        f"{path}: annotations[{index}].{key}: augcli carries boxes only and "
-                        f"would drop the {key}; remove '{key}' from the file (or make it "
-                        "empty) to augment the boxes")
+            segmentation = annotation.get("segmentation")
+            if segmentation and not isinstance(segmentation, list):
+                raise UsageError(
+                    f"{path}: annotations[{index}].segmentation: augcli carries boxes and "
+                    "polygons, not RLE masks, and would drop the mask; remove "
+                    "'segmentation' from the file (or make it empty) to augment the boxes")
+            if annotation.get("keypoints"):
+                raise UsageError(
+                    f"{path}: annotations[{index}].keypoints: augcli carries boxes and "
+                    "polygons only and would drop the keypoints; remove 'keypoints' from "
+                    "the file (or make it empty) to augment the boxes")
             coco.by_image[image_id].append((index, annotation))
         return coco
 
@@ -80,13 +99,26 @@ class Coco:
         return tuple(self._box(index, annotation, size)
                      for index, annotation in self.by_image[image["id"]])
 
-    def _box(self, index: int, annotation: dict, size) -> Box:
+    def _box(self, index: int, annotation: dict, size) -> Box | Polygon:
         where = f"annotations[{index}]"
         category = annotation.get("category_id")
         label = self.names.get(category) if isinstance(category, (int, float, str)) else None
         if label is None:
             raise AnnotationError(self.path, f"{where}.category_id",
                                   f"{excerpt(category)} is not in 'categories'")
+        segmentation = annotation.get("segmentation")
+        if segmentation:  # polygons (load refused RLE): the bbox follows them
+            extra = tuple((key, value) for key, value in annotation.items()
+                          if key not in COCO_BOX_KEYS and key != "segmentation")
+            rings = []
+            for number, ring in enumerate(segmentation):
+                place = f"{where}.segmentation[{number}]"
+                if not isinstance(ring, list):
+                    raise AnnotationError(self.path, place, f"expected a polygon [x1, y1, "
+                                                            f"...], got {excerpt(ring)}")
+                rings.append(read_ring(ring, self.path, place))
+            return checked_polygon(Polygon(label, tuple(rings), extra), size, self.path,
+                                   f"{where}.segmentation")
         bbox = annotation.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise AnnotationError(self.path, f"{where}.bbox", f"expected [x, y, width, height], "
@@ -100,7 +132,8 @@ class Coco:
         """A COCO file for the outputs: new image and annotation ids in output-name order.
 
         Each annotation keeps its other keys (``iscrowd``, ``attributes``, an empty
-        ``segmentation``, ...); ``area`` is the output box's."""
+        ``segmentation``, ...); ``area`` is the output box's, or its polygon's, whose
+        ``bbox`` is the polygon's tight bounds."""
         ids = {name: category for category, name in self.names.items()}
         images: list[dict] = []
         annotations: list[dict] = []
@@ -110,12 +143,13 @@ class Coco:
             images.append({"id": image_id, "file_name": record["output"], "width": width,
                            "height": height})
             for item in record["boxes"]:
-                box = Box.from_record(item)
+                box = from_record(item)
                 bbox = [json_number(v, PIXEL_DECIMALS)
                         for v in (box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0)]
                 extra = dict(box.extra)
+                shape = {"segmentation": item["polygon"]} if isinstance(box, Polygon) else {}
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                    "category_id": ids[box.label], "bbox": bbox,
+                                    "category_id": ids[box.label], **shape, "bbox": bbox,
                                     "area": json_number(box.area, PIXEL_DECIMALS),
                                     "iscrowd": extra.pop("iscrowd", 0), **extra})
         kept = {key: self.document[key] for key in ("info", "licenses") if key in self.document}

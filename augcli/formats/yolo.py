@@ -1,5 +1,7 @@
 """YOLO: one ``.txt`` per image, a line ``class cx cy w h`` per box, normalized to the
-image size.
+image size; a segment line ``class x1 y1 x2 y2 ...`` (YOLO-seg) is a polygon, and
+with ``task: obb`` (in the recipe's annotations or the data.yaml) a line
+``class x1 y1 ... x4 y4`` is an oriented box (YOLO-OBB).
 
 ``classes.txt`` (one name per line, at the annotation root) names the class
 indices; without it the label is the index. In a data.yaml dataset
@@ -11,39 +13,69 @@ from __future__ import annotations
 
 from ..errors import excerpt
 from ..targets.boxes import ImageBoxes
+from ..targets.oriented import OrientedBox
+from ..targets.polygons import Polygon
 from .base import (
     MAX_DIGITS,
     NORMALIZED_DECIMALS,
     AnnotationError,
     Format,
     checked,
+    checked_polygon,
     from_normalized,
     normalized,
     read_number,
+    read_ring,
     register,
     text_number,
 )
 
 NAME = "yolo"
+OBB = "obb"  # annotations.task (or data.yaml's task) for oriented boxes
 CLASSES_FILE = "classes.txt"
 
 
-def parse_yolo(text: str, path, size, classes=(), classes_from=CLASSES_FILE) -> tuple:
-    """``class cx cy w h`` per line, normalized; blank lines are skipped."""
-    boxes = []
+def parse_yolo(text: str, path, size, classes=(), classes_from=CLASSES_FILE,
+               task: str = "") -> tuple:
+    """``class cx cy w h`` per line, normalized, or a segment line ``class x1 y1 x2 y2 ...``
+    (a polygon of 3 or more points, as Ultralytics reads YOLO-seg); blank lines are
+    skipped. With ``task='obb'`` each line is ``class x1 y1 x2 y2 x3 y3 x4 y4``, an
+    oriented box's corners (YOLO-OBB)."""
+    boxes: list = []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 5:
-            more = "; polygons are not supported" if len(fields) > 5 else ""
-            raise AnnotationError(path, number, f"expected 5 values (class cx cy w h), got "
-                                                f"{len(fields)}{more}")
+        if task == OBB:
+            boxes.append(_oriented(fields, path, number, size, classes, classes_from))
+            continue
+        if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
+            raise AnnotationError(path, number, f"expected 5 values (class cx cy w h) or an "
+                                                f"odd number >= 7 (a polygon: class x1 y1 x2 "
+                                                f"y2 x3 y3 ...), got {len(fields)}")
         label = _yolo_label(fields[0], classes, path, number, classes_from)
+        if len(fields) > 5:  # a segment line: the polygon, its box the polygon's bounds
+            ring = read_ring(fields[1:], path, number, size)
+            boxes.append(checked_polygon(Polygon(label, (ring,)), size, path, number))
+            continue
         cx, cy, w, h = (read_number(value, path, number) for value in fields[1:])
         boxes.append(checked(from_normalized(label, cx - w / 2, cy - h / 2, w, h, size),
                               size, path, number))
     return tuple(boxes)
+
+
+def _oriented(fields, path, number, size, classes, classes_from) -> OrientedBox:
+    if len(fields) != 9:
+        raise AnnotationError(path, number, f"expected 9 values (class x1 y1 x2 y2 x3 y3 x4 "
+                                            f"y4, the task is obb), got {len(fields)}")
+    label = _yolo_label(fields[0], classes, path, number, classes_from)
+    box = OrientedBox(label, read_ring(fields[1:], path, number, size))
+    if box.area <= 0:
+        raise AnnotationError(path, number, "oriented box has no area")
+    if box.x1 <= 0 or box.y1 <= 0 or box.x0 >= size[0] or box.y0 >= size[1]:
+        raise AnnotationError(path, number, f"box lies outside the {size[0]} x {size[1]} "
+                                            "image")
+    return box.clipped(*size)
 
 
 def _yolo_label(text: str, classes, path, number, classes_from=CLASSES_FILE) -> str:
@@ -62,17 +94,35 @@ def _yolo_label(text: str, classes, path, number, classes_from=CLASSES_FILE) -> 
 
 
 def write_yolo(image: ImageBoxes, filename: str, depth: int, classes: tuple = ()) -> str:
-    """A line ``class cx cy w h`` per box; the class is the label's index in ``classes``
-    (the label itself, an index, without them)."""
+    """A line ``class cx cy w h`` per box, ``class x1 y1 x2 y2 ...`` per polygon or
+    oriented box; the class
+    is the label's index in ``classes`` (the label itself, an index, without them)."""
     index = {name: i for i, name in enumerate(classes)}
     lines = []
     for box in image.boxes:
+        class_id = index[box.label] if classes else int(box.label)
+        if isinstance(box, (Polygon, OrientedBox)):
+            points = segment(box) if isinstance(box, Polygon) else box.corners
+            lines.append(" ".join([str(class_id)] + [
+                text_number(v / (image.width, image.height)[i % 2], NORMALIZED_DECIMALS)
+                for i, v in enumerate(points)]))
+            continue
         left, top, width, height = normalized(box, image)
         values = (left + width / 2, top + height / 2, width, height)
-        class_id = index[box.label] if classes else int(box.label)
         lines.append(" ".join([str(class_id)] + [text_number(v, NORMALIZED_DECIMALS)
                                                   for v in values]))
     return "".join(line + "\n" for line in lines)
+
+
+def segment(polygon: Polygon) -> tuple:
+    """A polygon's rings as one YOLO-seg line's points: a ring the border cut in parts is
+    one object, so each further part is joined there and back from the first part's first
+    point (as Ultralytics joins COCO's multi-part segmentations), enclosing no more area."""
+    first = polygon.rings[0]
+    points = list(first)
+    for ring in polygon.rings[1:]:
+        points.extend(first[:2] + ring + ring[:2])
+    return tuple(points)
 
 
 register(Format(NAME, "YOLO", ".txt", parse_yolo, write_yolo, classes_file=CLASSES_FILE))

@@ -50,6 +50,15 @@ class Box:
         y0, y1 = (min(max(v, 0.0), height) for v in (self.y0, self.y1))
         return Box(self.label, x0, y0, x1, y1, self.extra)
 
+    def moved(self, edges: np.ndarray, width: int, height: int) -> tuple:
+        """(the part inside the image of the hull of the corners mapped by the pixel-edge
+        map ``edges``, or None; the share of the hull's area inside)."""
+        hull = _hull(self, edges)
+        if hull is None or hull.area <= 0:
+            return None, 0.0
+        visible = hull.clipped(width, height)
+        return visible, visible.area / hull.area
+
     def to_record(self) -> dict:
         """JSON for the manifest: the label and the four edges, to a millionth of a pixel."""
         record: dict = {"label": self.label,
@@ -86,7 +95,8 @@ class Dropped:
 
 
 def transform_boxes(boxes, matrix: np.ndarray, size, min_visibility: float) -> tuple[tuple, tuple]:
-    """Carry boxes through a forward 3x3 map of pixel centres into an image of ``size`` (h, w).
+    """Carry boxes (and the other target kinds: each says how it ``moved``) through a forward
+    3x3 map of pixel centres into an image of ``size`` (h, w).
 
     A box becomes the axis-aligned hull of its four mapped corners (with the
     projective divide, so homographies work too), clipped to the image. It is
@@ -99,12 +109,8 @@ def transform_boxes(boxes, matrix: np.ndarray, size, min_visibility: float) -> t
     edges = geometry.edge_matrix(matrix)
     kept, dropped = [], []
     for box in boxes:
-        hull = _hull(box, edges)
-        visibility = 0.0
-        if hull is not None and hull.area > 0:
-            visible = hull.clipped(width, height)
-            visibility = visible.area / hull.area
-        if visibility <= 0 or visibility < min_visibility:
+        visible, visibility = box.moved(edges, width, height)
+        if visible is None or visibility <= 0 or visibility < min_visibility:
             dropped.append(Dropped(box, visibility))
         else:
             kept.append(visible)
