@@ -41,6 +41,7 @@ from pathlib import Path
 
 from .budget import Budget
 from .errors import UsageError
+from .processes import running
 
 LOCAL_CLUSTER = "local"
 SOURCES_PER_TASK = 4  # tasks of a cluster carry a few sources each: less scheduler overhead
@@ -423,23 +424,10 @@ def _exit_when_ended(run: int) -> None:
     if handle is not None:
         select.select([handle], [], [])
     else:
-        while _running(run):
+        while running(run):
             time.sleep(1)
     os._exit(1)
 
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - another user's process of the same pid
-        return True
-    return True
-
-
-
-# --- Dask workers --------------------------------------------------------------------
 
 def signature() -> dict:
     """What decides output bytes besides the recipe: versions and CPU dispatch level.

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import imagefiles
 from ..errors import UsageError, output_error
+from ..processes import running
 from . import locks
 from .base import LOCK_NAME, Store
 
@@ -218,7 +219,7 @@ class FolderLock:
             holder = _read_pid(fd)
         finally:
             os.close(fd)  # drops the shared lock too
-        if locked is False or (locked is None and holder is not None and locks.alive(holder)):
+        if locked is False or (locked is None and holder is not None and running(holder)):
             raise UsageError(locks.refusal(locks.who(holder or None), self.path.parent,
                                            "folder", self.path))
 
@@ -236,7 +237,7 @@ class FolderLock:
             raise output_error(self.path, exc) from None
         locked = _flock(fd)
         holder = None if created else _read_pid(fd)
-        if locked is False or (locked is None and holder is not None and locks.alive(holder)):
+        if locked is False or (locked is None and holder is not None and running(holder)):
             os.close(fd)
             raise UsageError(locks.refusal(locks.who(holder or None), self.path.parent,
                                            "folder", self.path))

@@ -1,9 +1,8 @@
-"""What both kinds of lock share: whether a pid still runs, the locks this process holds,
-and how a lock's holder is described to the user."""
+"""What both kinds of lock share: the locks this process holds, and how a lock's holder is
+described to the user."""
 
 from __future__ import annotations
 
-import os
 import time
 
 _HELD: set = set()  # tokens of the locks this process holds now (a folder's or a prefix's)
@@ -20,19 +19,6 @@ def release(token: str) -> None:
 def holds(token) -> bool:
     """Whether this process holds the lock ``token`` names (a lock it took and still has)."""
     return token in _HELD
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host (this process always does)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def who(pid, host=None, started=None, nobody: str = "another process") -> str:

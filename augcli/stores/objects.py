@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import PurePosixPath
 
 from ..errors import UsageError
+from ..processes import running
 from . import locks
 from .base import LOCK_NAME, SCHEMES, StorageError, Store, is_hidden, require_extra, scheme
 
@@ -310,7 +311,7 @@ class ObjectLock:
             return False
         if pid == os.getpid():  # a run of this process: stale once it has ended
             return not locks.holds(holder.get("token"))
-        return not locks.alive(pid)
+        return not running(pid)
 
     def _refuse(self, holder: dict):
         raise UsageError(locks.refusal(_who(holder), self.store.url, "prefix", self.path))
