@@ -84,7 +84,7 @@ def open_pair(input, output, options: dict | None = None,
         raise UsageError(f"input folder {input} does not exist or is not a folder")
     if not is_url(output) and output.exists() and not output.is_dir():
         raise UsageError(f"output path {output} exists and is not a folder")
-    if is_url(input) and is_url(output) and (output == input or output.startswith(input + "/")):
+    if is_url(input) and is_url(output) and locations.within(output, input):
         raise UsageError(f"output {output} is inside the input {input}; choose a prefix outside "
                          "it so outputs never mix with sources")
     return StoreSpec.of(input, options), StoreSpec.of(output, options)
