@@ -92,9 +92,9 @@ def has_user_info(url: str) -> bool:
     return bool(at) and (":" in info or _store_scheme(match.group(1)) != "az")
 
 
-def redact(url: str) -> str:
-    """The URL to print: its user-info, if any, as ``***``."""
-    match = _URL.match(url)
+def redact(url):
+    """The URL to print: its user-info, if any, as ``***``; anything else as it is."""
+    match = _URL.match(url) if isinstance(url, str) else None
     if not match or not has_user_info(url):
         return url
     authority, rest = _authority(match.group(2))
@@ -138,7 +138,8 @@ def _refuse_secrets(item, path: str, problems) -> None:
     if isinstance(item, dict):
         for key, value in item.items():
             where = f"{path}.{key}"
-            is_method = str(key).lower() == "token" and value in _TOKEN_METHODS
+            is_method = str(key).lower() == "token" and isinstance(value, str) and \
+                value in _TOKEN_METHODS
             if _is_secret_name(str(key)) and not is_method:
                 problems.add(where, _SECRET_MESSAGE)
             else:

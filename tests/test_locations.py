@@ -119,6 +119,8 @@ def test_an_alias_outside_the_input_is_the_same_store_and_writes(servers, source
     ["run", "{recipe}", "-i", "gs://augcli:{leak}@bucket/x", "-o", "{out}"],
     ["normalize", "s3://augcli:{leak}@bucket/x", "-o", "{out}", "-m", "minmax"],
     ["ricap", "s3://augcli:{leak}@bucket/x", "-o", "{out}", "-n", "1", "--size", "8x8"],
+    ["normalize", "{src}", "-o", "{out}", "-m", "featurewise", "--stats",
+     "s3://augcli:{leak}@bucket/stats.npz"],
     ["run", "{recipe}", "-i", "{src}", "-o", "{out}", "--cluster",
      "tcp://augcli:{leak}@127.0.0.1:8786"],
 ])
@@ -131,8 +133,7 @@ def test_a_url_with_credentials_is_one_line_that_does_not_repeat_them(sources, t
     assert LEAK not in done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ")
-    assert "***@" in lines[0] and ("credentials" in lines[0] or "no user or password"
-                                   in lines[0])
+    assert "://***@" in lines[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -181,6 +182,7 @@ def test_secret_names_are_refused_at_any_depth_in_mappings_and_lists(tmp_path):
             - {region_name: eu-west-1}
             - {aws_secret_access_key: abc}
         client_kwargs: {headers: [[x, y], {Authorization: Bearer abc}]}
+        gcs: {token: {type: service_account, private_key: abc}}
         """), "      ")
     done = augcli("validate", str(write_recipe(tmp_path, body)))
     assert done.returncode == 2, done.stderr
@@ -189,6 +191,7 @@ def test_secret_names_are_refused_at_any_depth_in_mappings_and_lists(tmp_path):
         assert f"storage.{name}: looks like a secret" in output
     assert "storage.config_kwargs.extras[1].aws_secret_access_key: looks like a secret" in output
     assert "storage.client_kwargs.headers[1].Authorization: looks like a secret" in output
+    assert "storage.gcs.token: looks like a secret" in output
     assert "region_name" not in output and "Traceback" not in output
 
 
