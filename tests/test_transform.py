@@ -150,6 +150,9 @@ def test_an_image_without_pixels_is_a_value_error(shape):
     transform = augcli.load_transform(REPO / "recipe.yaml")
     with pytest.raises(ValueError, match=r"at least 1 x 1 pixels, got shape \(" + str(shape[0])):
         transform(np.zeros(shape, np.uint8))
+    if len(shape) == 3:  # a PIL image of that size says the same
+        with pytest.raises(ValueError, match="at least 1 x 1 pixels"):
+            transform(Image.new("RGB", shape[1::-1]))
 
 
 @pytest.mark.parametrize("edges", [[[1, 1, float("nan"), 4]],
