@@ -72,22 +72,36 @@ def parse_size(text: str) -> int | None:
 def available_memory() -> int | None:
     """Bytes this process may still use: the lower of the kernel's ``MemAvailable`` and
     what its cgroup's limit leaves (None when neither can be read)."""
-    figures = []
+    cgroup = _cgroup_memory()
+    figures = [_meminfo("MemAvailable"), None if cgroup is None else max(0, cgroup[0] - cgroup[1])]
+    known = [figure for figure in figures if figure is not None]
+    return min(known) if known else None
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory this process could ever have: the lower of the kernel's
+    ``MemTotal`` and its cgroup's limit (None when neither can be read)."""
+    cgroup = _cgroup_memory()
+    known = [figure for figure in (_meminfo("MemTotal"), None if cgroup is None else cgroup[0])
+             if figure is not None]
+    return min(known) if known else None
+
+
+def _meminfo(field: str) -> int | None:
+    """A ``/proc/meminfo`` figure in bytes (None where it cannot be read)."""
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    figures.append(int(line.split()[1]) * 1024)
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    left = _cgroup_left()
-    if left is not None:
-        figures.append(left)
-    return min(figures) if figures else None
+    return None
 
 
-def _cgroup_left() -> int | None:
-    """memory.max - memory.current of this process's cgroup (v2, or v1's names)."""
+def _cgroup_memory() -> tuple[int, int] | None:
+    """(memory.max, memory.current) of this process's cgroup (v2, or v1's names); None
+    without a limit."""
     root = Path("/sys/fs/cgroup")
     folders = [root, root / "memory"]
     try:
@@ -108,7 +122,7 @@ def _cgroup_left() -> int | None:
                 continue
             if limit == "max" or int(limit) >= 2**60:  # no limit (v1 writes a huge number)
                 return None
-            return max(0, int(limit) - usage)
+            return int(limit), usage
     return None
 
 
@@ -118,6 +132,9 @@ def run_budget() -> int | None:
     setting = os.environ.get(ENVIRONMENT)
     if setting is not None and setting.strip():
         limit = parse_size(setting)
+        machine = machine_memory()
+        if limit is not None and machine is not None:
+            limit = min(limit, machine)  # more than the machine has: the machine's
     else:
         available = available_memory()
         limit = None if available is None else int(available * SHARE)
@@ -135,6 +152,7 @@ def source_cost(pixels: int, outputs) -> int:
 
 _STATE = struct.Struct("6q")  # free, next ticket, ticket served, holders, peak, most at once
 _FREE, _NEXT, _SERVING, _HOLDERS, _PEAK, _MOST = range(6)
+_MOST_BYTES = 2**62  # a budget the state's 64-bit integers hold with room to add to it
 _POLL = 0.005  # seconds between looks while waiting: sources take far longer
 
 
@@ -151,7 +169,7 @@ class Budget:
     """
 
     def __init__(self, limit: int):
-        self.limit = max(1, int(limit))
+        self.limit = min(max(1, int(limit)), _MOST_BYTES)
         handle, self.path = tempfile.mkstemp(prefix="augcli-budget-")
         with os.fdopen(handle, "wb") as file:
             file.write(_STATE.pack(self.limit, 0, 0, 0, 0, 0))

@@ -24,9 +24,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import difflib
 import functools
 import itertools
 import os
+import re
 import select
 import signal
 import sys
@@ -39,11 +41,14 @@ from functools import partial
 from multiprocessing import forkserver, get_all_start_methods, get_context
 from pathlib import Path
 
+from . import locations
 from .budget import Budget
 from .errors import UsageError
 from .processes import running
 
 LOCAL_CLUSTER = "local"
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")  # what a Client connects through
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}")
 SOURCES_PER_TASK = 4  # tasks of a cluster carry a few sources each: less scheduler overhead
 _TASKS_PER_WORKER = 4  # queued per worker: enough to keep it busy, few enough to bound memory
 
@@ -261,12 +266,13 @@ def _cluster_client(cluster: str, workers: int):
                     # its health routes on a free port: no warning when 8787 is taken
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             client = distributed.Client(local)
-        elif "://" in cluster:
-            client = distributed.Client(cluster, timeout="10s")
+        elif (address := scheduler_address(cluster)) is not None:
+            try:
+                client = distributed.Client(address, timeout="10s")
+            except ValueError as exc:  # distributed could not parse the address
+                raise UsageError(f"--cluster {cluster}: not a Dask scheduler address ({exc})") \
+                    from None
         else:
-            if not Path(cluster).is_file():
-                raise UsageError(f"--cluster {cluster}: expected 'local', a scheduler address "
-                                 "(tcp://host:8786) or a scheduler file")
             client = distributed.Client(scheduler_file=cluster, timeout="10s")
     except (OSError, TimeoutError) as exc:
         if local is not None:
@@ -278,6 +284,32 @@ def _cluster_client(cluster: str, workers: int):
         client.close()
         if local is not None:
             local.close()
+
+
+def scheduler_address(cluster: str) -> str | None:
+    """``--cluster``'s scheduler address (``host:port`` made ``tcp://host:port``, as Dask
+    does), or None for an existing scheduler file; anything else is one line saying what
+    was expected, never repeating credentials."""
+    if locations.has_user_info(cluster):
+        raise UsageError(f"--cluster {locations.redact(cluster)}: a scheduler address "
+                         "carries no user or password (TLS certificates go in Dask's "
+                         "configuration)")
+    if "://" in cluster:
+        scheme = locations.scheme(cluster)
+        if scheme not in DASK_SCHEMES:
+            hint = "; is that the dashboard? the scheduler listens on tcp://HOST:8786" \
+                if scheme in ("http", "https") else ""
+            raise UsageError(f"--cluster {cluster}: a Dask scheduler address starts with "
+                             f"tcp:// or tls://, not {scheme}://{hint}")
+        return cluster
+    if _HOST_PORT.fullmatch(cluster):
+        return f"tcp://{cluster}"
+    if Path(cluster).is_file():
+        return None
+    close = difflib.get_close_matches(cluster.lower(), [LOCAL_CLUSTER], n=1, cutoff=0.6)
+    hint = f" (did you mean '{LOCAL_CLUSTER}'?)" if close else ""
+    raise UsageError(f"--cluster {cluster}: expected 'local', a scheduler address "
+                     f"(tcp://host:8786 or host:8786) or a scheduler file{hint}")
 
 
 # --- the bounded window --------------------------------------------------------------

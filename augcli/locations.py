@@ -11,12 +11,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import excerpt
+from .errors import UsageError, excerpt
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
+# Aliases the storage libraries take for one store: s3fs's s3a (and Hadoop's s3n), adlfs's
+# abfs and abfss, gcsfs's gcs. Two spellings of a location name the same objects.
+_CANONICAL_SCHEMES = {"s3a": "s3", "s3n": "s3", "abfs": "az", "abfss": "az", "gcs": "gs"}
 # Option names that hold secrets: those come from the environment, never from a recipe.
-_SECRET_WORDS = {"key", "secret", "password", "passwd", "token", "credential", "credentials",
-                 "sas", "signature", "private", "connection", "auth", "authorization"}
+# A word of the name (camelCase and snake_case split) that is one of these or its plural, or
+# ends with one ("apikey", "authtokens"), makes it a secret...
+_SECRET_WORDS = ("key", "secret", "password", "passwd", "passphrase", "pwd", "pass", "token",
+                 "credential", "cred", "sas", "private", "auth", "authorization", "bearer")
+# ...and so does one of these anywhere in the name's words run together; "signature" only
+# as its last word (botocore's ``signature_version`` is a setting).
+_SECRET_RUNS = ("secret", "password", "passphrase", "credential", "bearer",
+                "connectionstring", "sastoken")
+# Names those catch that are settings, not secrets: S3's KMS key id names a key.
+_NOT_SECRETS = {"ssekmskeyid"}
 _SECRET_TEXT = re.compile(r"AccountKey=|SharedAccessSignature=|[?&]sig=|PRIVATE KEY",
                           re.IGNORECASE)
 # gcsfs names its ways to authenticate with ``token``: these words are not secrets.
@@ -35,11 +46,14 @@ def scheme(url: str) -> str:
 
 def location(value, base_dir: Path | None = None):
     """A folder (``Path``, relative ones against ``base_dir``) or a URL (``str``, no
-    trailing slash); None stays None."""
+    trailing slash); None stays None. A URL with user-info (``s3://user:pw@bucket``) is
+    refused without repeating it: credentials come from the environment."""
     if value is None:
         return None
     match = _URL.match(value) if isinstance(value, str) else None
     if match:
+        if has_user_info(value):
+            raise UsageError(f"{redact(value)}: {_NO_USER_INFO}")
         name, rest = match.groups()
         return f"{name.lower()}://{rest.rstrip('/')}"
     folder = Path(value).expanduser()
@@ -57,6 +71,61 @@ def split(where) -> tuple:
         return where.parent, where.name
     parent, _, name = where.rpartition("/")
     return parent, name
+def canonical(where):
+    """One spelling per place, to compare locations (never to open one): a URL's scheme
+    alias made its store's (``s3a://b/x`` -> ``s3://b/x``, ``abfss://c/x`` -> ``az://c/x``,
+    ``gcs://b/x`` -> ``gs://b/x``) and an Azure account (``c@acct.dfs.core.windows.net/x``,
+    ``acct.dfs.core.windows.net/c/x``) dropped: one container name is taken for the same
+    container, erring towards refusing an output inside an input. A folder stays as it is."""
+    match = _URL.match(where) if isinstance(where, str) else None
+    if not match:
+        return where
+    name = _store_scheme(match.group(1))
+    authority, rest = _authority(match.group(2).rstrip("/"))
+    if name == "az" and _AZURE_HOST.search(authority):
+        container = authority.rpartition("@")[0]
+        authority, rest = (container, rest) if container else ("", rest.lstrip("/"))
+    return f"{name}://{authority}{rest}"
+
+
+def within(inner: str, outer: str) -> bool:
+    """Whether the URL ``inner`` is ``outer`` or under it, however each is spelled."""
+    return f"{canonical(inner)}/".startswith(f"{canonical(outer)}/")
+
+
+def has_user_info(url: str) -> bool:
+    """Whether a URL carries ``user[:password]@`` before its host. Azure's
+    ``container@account...`` is an address: there, only ``user:password@`` is credentials."""
+    match = _URL.match(url)
+    if not match:
+        return False
+    info, at, _ = _authority(match.group(2))[0].rpartition("@")
+    return bool(at) and (":" in info or _store_scheme(match.group(1)) != "az")
+
+
+def redact(url):
+    """The URL to print: its user-info, if any, as ``***``; anything else as it is."""
+    match = _URL.match(url) if isinstance(url, str) else None
+    if not match or not has_user_info(url):
+        return url
+    authority, rest = _authority(match.group(2))
+    return f"{match.group(1)}://***@{authority.rpartition('@')[2]}{rest}"
+
+
+def _store_scheme(name: str) -> str:
+    return _CANONICAL_SCHEMES.get(name.lower(), name.lower())
+
+
+def _authority(rest: str) -> tuple[str, str]:
+    """A URL's part after ``scheme://`` as (its authority, the rest from the first / ? #)."""
+    end = min([at for at in map(rest.find, "/?#") if at >= 0], default=len(rest))
+    return rest[:end], rest[end:]
+
+
+_NO_USER_INFO = ("a URL must not carry credentials (user:password@); set them in the "
+                 "environment (AWS_*, AZURE_STORAGE_*, GOOGLE_APPLICATION_CREDENTIALS) or the "
+                 "storage library's config; see the README, 'Beyond one machine'")
+_AZURE_HOST = re.compile(r"\.(dfs|blob)\.core\.windows\.net$", re.IGNORECASE)
 
 
 # --- recipe options --------------------------------------------------------------
@@ -74,17 +143,40 @@ def read_options(value, problems) -> dict:
     return value
 
 
-def _refuse_secrets(mapping: dict, path: str, problems) -> None:
-    for key, item in mapping.items():
-        where = f"{path}.{key}"
-        words = set(re.split(r"[_\-.\s]+|(?<=[a-z])(?=[A-Z])", str(key).strip()))
-        words = {word.lower() for word in words if word}
-        is_method = str(key).lower() == "token" and item in _TOKEN_METHODS
-        if (words & _SECRET_WORDS and not is_method) or \
-                (isinstance(item, str) and _SECRET_TEXT.search(item)):
-            problems.add(where, "looks like a secret; credentials never go in a recipe. "
-                                "Set them in the environment (AWS_*, AZURE_STORAGE_*, "
-                                "GOOGLE_APPLICATION_CREDENTIALS) or the storage library's "
-                                "config; see the README, 'Beyond one machine'")
-        elif isinstance(item, dict):
-            _refuse_secrets(item, where, problems)
+def _refuse_secrets(item, path: str, problems) -> None:
+    """Every secret-looking option name, and every text that holds a secret or a URL with
+    credentials, in mappings and lists at any depth."""
+    if isinstance(item, dict):
+        for key, value in item.items():
+            where = f"{path}.{key}"
+            is_method = str(key).lower() == "token" and isinstance(value, str) and \
+                value in _TOKEN_METHODS
+            if _is_secret_name(str(key)) and not is_method:
+                problems.add(where, _SECRET_MESSAGE)
+            else:
+                _refuse_secrets(value, where, problems)
+    elif isinstance(item, list):
+        for index, value in enumerate(item):
+            _refuse_secrets(value, f"{path}[{index}]", problems)
+    elif isinstance(item, str) and _SECRET_TEXT.search(item):
+        problems.add(path, _SECRET_MESSAGE)
+    elif isinstance(item, str) and has_user_info(item):
+        problems.add(path, _NO_USER_INFO)
+
+
+def _is_secret_name(key: str) -> bool:
+    """``api_keys``, ``apiKey``, ``aws_secret_access_key``, ``passphrase``, ``creds``...:
+    see ``_SECRET_WORDS`` and ``_SECRET_RUNS``."""
+    words = [word.lower() for word in _WORD_EDGE.split(key.strip()) if word]
+    run = "".join(words)
+    if run in _NOT_SECRETS:
+        return False
+    return (any(word.endswith(_SECRET_ENDINGS) for word in words)
+            or any(part in run for part in _SECRET_RUNS) or words[-1:] == ["signature"])
+
+
+_SECRET_ENDINGS = tuple(f"{word}{plural}" for word in _SECRET_WORDS for plural in ("", "s"))
+_WORD_EDGE = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SECRET_MESSAGE = ("looks like a secret; credentials never go in a recipe. Set them in the "
+                   "environment (AWS_*, AZURE_STORAGE_*, GOOGLE_APPLICATION_CREDENTIALS) or "
+                   "the storage library's config; see the README, 'Beyond one machine'")

@@ -947,8 +947,8 @@ class NormalizeSettings:
             (fit_only and stats is None,
              "--fit-only needs --stats FILE to save the statistics to"),
             (locations.is_url(stats),
-             f"--stats needs a local file, not {stats}: the statistics are read and saved on "
-             "this machine (input and output may be URLs)"),
+             f"--stats needs a local file, not {locations.redact(stats)}: the statistics are "
+             "read and saved on this machine (input and output may be URLs)"),
             (fit_only and output is not None,
              "--fit-only writes only the statistics file; drop -o/--output"),
             (not fit_only and output is None, "no output folder: pass -o/--output"),

@@ -18,7 +18,7 @@ import yaml
 
 from . import formats, locations
 from . import ops as catalog
-from .errors import RecipeError, excerpt
+from .errors import RecipeError, UsageError, excerpt
 from .formats import AnnotationSpec
 from .geometry import FILL_MODES
 from .ops.combinators import (
@@ -242,7 +242,11 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         if value is None:
             return None
         if locations.is_url(value):
-            return locations.location(value)
+            try:
+                return locations.location(value)
+            except UsageError as exc:  # credentials in the URL
+                problems.add(key, str(exc))
+                return None
         folder = read_path(value, key, problems, "a folder path")
         return folder if folder is None or folder.is_absolute() or base_dir is None \
             else base_dir / folder

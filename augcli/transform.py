@@ -45,9 +45,13 @@ def output_seed(recipe_seed: int, relative_path, variant: str, index: int) -> in
     ``transform(image, seed=output_seed(...))`` on a transform of that variant
     returns the pixels ``run`` writes for that output (before encoding).
     """
+    if not isinstance(relative_path, (str, PurePath)) or not isinstance(variant, str):
+        raise TypeError(f"expected a relative path (str or Path) and a variant name (str), got "
+                        f"{relative_path!r} and {variant!r}")
     relative = relative_path.as_posix() if isinstance(relative_path, PurePath) \
-        else str(relative_path)
-    return derive_seed(int(recipe_seed), relative, str(variant), int(index))
+        else relative_path
+    return derive_seed(_whole(recipe_seed, "recipe_seed", 0), relative, variant,
+                       _whole(index, "index", 1, " (run's output index)"))
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,8 @@ class Transform:
         A copy used in another process without it draws a stream of its own
         (mixed with its process id), never a repeat of its parent's.
         """
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                                 or seed < 0):
-            raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        if seed is not None:
+            seed = _whole(seed, "seed", 0, " or None")
         with self._lock:
             self._entropy = np.random.SeedSequence(seed).entropy
             self._rng = np.random.default_rng(np.random.SeedSequence(self._entropy))
@@ -156,14 +159,13 @@ class Transform:
         does; None draws one.
         """
         pixels, restore = _as_array(image)
-        if seed is None:
-            seed = self._next_seed()
-        elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        if index is not None and (isinstance(index, bool) or
-                                  not isinstance(index, (int, np.integer)) or index < 1):
-            raise ValueError(f"index must be an integer >= 1 (run's output index), got {index!r}")
-        name, index, tree = self._pick(int(seed), index)
+        if 0 in pixels.shape[:2]:
+            raise ValueError(f"expected an image of at least 1 x 1 pixels, got shape "
+                             f"{pixels.shape}")
+        seed = self._next_seed() if seed is None else _whole(seed, "seed", 0)
+        if index is not None:
+            index = _whole(index, "index", 1, " (run's output index)")
+        name, index, tree = self._pick(seed, index)
         if boxes is not None and self._refuses_boxes[name]:
             op, reason = self._refuses_boxes[name]
             raise ValueError(f"variant '{name}' uses {op}, which boxes cannot follow: {reason}")
@@ -201,6 +203,14 @@ def load_transform(recipe, variant: str | None = None, *, seed: int | None = Non
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+def _whole(value, name: str, low: int, alternative: str = "") -> int:
+    """``value`` as an int when it is a whole number (Python's or NumPy's, never a bool, a
+    float or a string) of at least ``low``; else a ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}{alternative}, got {value!r}")
+    return int(value)
+
 
 def _refuses_boxes(nodes):
     """(op name, reason) of the first op in the tree that boxes cannot follow, or None."""
@@ -242,6 +252,8 @@ def _carry_boxes(boxes, steps, shape, output_shape, min_visibility):
         return None, None
     matrix = steps_matrix(steps, shape)
     if all(isinstance(box, Box) for box in boxes) and len(boxes):
+        _require_finite(np.array([[box.x0, box.y0, box.x1, box.y1] for box in boxes],
+                                 np.float64))
         kept, _ = transform_boxes(tuple(boxes), matrix, output_shape[:2], min_visibility)
         return kept, None
     array = np.asarray(boxes, dtype=np.float64)
@@ -250,7 +262,16 @@ def _carry_boxes(boxes, steps, shape, output_shape, min_visibility):
     if array.ndim != 2 or array.shape[1] != 4:
         raise ValueError(f"boxes must be an (N, 4) array of x0, y0, x1, y1, got shape "
                          f"{array.shape}")
+    _require_finite(array)
     indexed = tuple(Box(i, *row) for i, row in enumerate(array.tolist()))
     kept, _ = transform_boxes(indexed, matrix, output_shape[:2], min_visibility)
     coordinates = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], np.float64).reshape(-1, 4)
     return coordinates, np.array([b.label for b in kept], np.intp)
+
+
+def _require_finite(edges: np.ndarray) -> None:
+    """Refuse a box with a NaN or infinite edge: it has no place to move to."""
+    bad = np.flatnonzero(~np.isfinite(edges).all(axis=1))
+    if bad.size:
+        raise ValueError(f"box {bad[0]} has an edge that is not a finite number: "
+                         f"{edges[bad[0]].tolist()}")

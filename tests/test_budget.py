@@ -181,6 +181,25 @@ def test_a_bad_budget_is_a_usage_error(tmp_path, monkeypatch):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("setting", [str(2**63 - 1), str(2**63), str(2**64),
+                                     "99999999999999999999999999G"])
+def test_a_budget_beyond_the_machine_is_the_machine_and_two_workers_finish(tmp_path, setting,
+                                                                          monkeypatch):
+    """Sizes past what the shared counter's 64-bit integers hold: the budget is clamped to
+    the machine's memory, and a real run with two workers writes everything."""
+    monkeypatch.setenv("AUGCLI_MEMORY", setting)
+    with open("/proc/meminfo") as meminfo:
+        total = next(int(line.split()[1]) * 1024 for line in meminfo
+                     if line.startswith("MemTotal"))
+    assert 0 < memory.run_budget() <= total
+    recipe = _folder_of(tmp_path, 4, size=(30, 40))
+    done = subprocess.run([sys.executable, "-m", "augcli", "run", str(recipe), "-w", "2", "-q"],
+                          env=dict(_env(), AUGCLI_MEMORY=setting), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 8
+
+
 def _address_space_at_start() -> int:
     """Bytes of address space a worker has mapped once augcli's stack is imported."""
     probe = ("import augcli.runner, numpy.random, cv2, PIL.PngImagePlugin\n"

@@ -176,3 +176,74 @@ def test_the_module_workers_are_forked_with_leaves_out_the_progress_bar(module):
                             timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+# --- --cluster: what it takes, and one line for what it does not ------------------------------
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """augcli itself, in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "augcli", *args], capture_output=True,
+                          text=True, timeout=180, env=dict(os.environ, **(env or {})))
+
+
+def _two_sources(tmp_path) -> Path:
+    for index in range(2):
+        save(tmp_path / "in" / f"p{index}.png", photo_like(24, 32, seed=index))
+    return write_recipe(tmp_path, """\
+        input: in
+        seed: 5
+        variants:
+          turn: {copies: 2, ops: [{rotate: {degrees: [-20, 20]}}]}
+        """)
+
+
+@pytest.mark.parametrize("cluster, says", [
+    ("http://127.0.0.1:5555", "--cluster http://127.0.0.1:5555: a Dask scheduler address "
+                              "starts with tcp:// or tls://, not http://; is that the dashboard?"),
+    ("loacl", "--cluster loacl: expected 'local', a scheduler address (tcp://host:8786 or "
+              "host:8786) or a scheduler file (did you mean 'local'?)"),
+    ("LOCAL ", "(did you mean 'local'?)"),
+    ("no-such-scheduler-file.json", "--cluster no-such-scheduler-file.json: expected 'local'"),
+    ("tcp://127.0.0.1:notaport", "--cluster tcp://127.0.0.1:notaport: not a Dask scheduler "
+                                 "address"),
+    ("tcp://augcli:hunter2@127.0.0.1:8786", "--cluster tcp://***@127.0.0.1:8786: a scheduler "
+                                            "address carries no user or password"),
+])
+def test_a_cluster_it_cannot_use_is_one_line_and_exit_2(tmp_path, cluster, says):
+    pytest.importorskip("distributed")
+    recipe = _two_sources(tmp_path)
+    done = _cli("run", str(recipe), "-o", str(tmp_path / "out"), "--cluster", cluster, "-q")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+    assert done.stderr.startswith("Error: ") and says in done.stderr
+    assert "hunter2" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_scheduler_address_without_a_scheme_is_taken_as_dask_takes_it(tmp_path):
+    """``--cluster 127.0.0.1:PORT`` reaches a real ``dask scheduler`` as tcp:// does, and
+    its worker makes the bytes one local worker makes."""
+    pytest.importorskip("distributed")
+    from .servers import dask_process, free_port, stop_process, wait_for_port
+
+    recipe = _two_sources(tmp_path)
+    done = _cli("run", str(recipe), "-o", str(tmp_path / "here"), "-w", "1", "-q")
+    assert done.returncode == 0, done.stderr
+    port = free_port()
+    scheduler = dask_process("dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                             "--no-dashboard")
+    worker = None
+    try:
+        wait_for_port(port, scheduler)
+        worker = dask_process("dask_worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+                              "--no-dashboard")
+        done = _cli("run", str(recipe), "-o", str(tmp_path / "there"), "-q",
+                    "--cluster", f"127.0.0.1:{port}")
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                stop_process(process)
+    assert done.returncode == 0, done.stderr
+    made = sorted(path.name for path in (tmp_path / "here").glob("*.png"))
+    assert len(made) == 4
+    for name in made:
+        assert (tmp_path / "there" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()

@@ -110,6 +110,57 @@ def test_output_seed_is_blake2b_of_the_documented_key_and_pinned():
     assert augcli.output_seed(1, "cats/tom.jpg", "noise", 1) != independent
 
 
+@pytest.mark.parametrize("args, error, text", [
+    ((float("nan"), "a.jpg", "noise", 1), ValueError, "recipe_seed must be an integer >= 0"),
+    ((1.7, "a.jpg", "noise", 1), ValueError, "recipe_seed must be an integer >= 0, got 1.7"),
+    ((True, "a.jpg", "noise", 1), ValueError, "recipe_seed must be an integer >= 0, got True"),
+    ((-1, "a.jpg", "noise", 1), ValueError, "recipe_seed must be an integer >= 0, got -1"),
+    (("1", "a.jpg", "noise", 1), ValueError, "recipe_seed must be an integer >= 0, got '1'"),
+    ((0, "a.jpg", "noise", 0), ValueError, "index must be an integer >= 1"),
+    ((0, "a.jpg", "noise", -3), ValueError, "index must be an integer >= 1"),
+    ((0, "a.jpg", "noise", 1.0), ValueError, "index must be an integer >= 1"),
+    ((0, "a.jpg", 3, 1), TypeError, "a variant name (str)"),
+    ((0, b"a.jpg", "noise", 1), TypeError, "a relative path (str or Path)"),
+])
+def test_output_seed_refuses_what_the_transform_refuses(args, error, text):
+    with pytest.raises(error) as caught:
+        augcli.output_seed(*args)
+    assert text in str(caught.value)
+    if error is ValueError:  # the transform says the same of the same seed or index
+        transform = augcli.load_transform(REPO / "recipe.yaml")
+        seed, index = (args[0], 1) if "recipe_seed" in text else (1, args[3])
+        with pytest.raises(ValueError) as same:
+            transform(photo_like(8, 8), seed=seed, index=index)
+        assert str(same.value) == str(caught.value).replace("recipe_seed", "seed")
+
+
+def test_output_seed_takes_numpy_integers_as_the_same_numbers():
+    assert augcli.output_seed(np.int64(0), "cats/tom.jpg", "noise", np.int32(1)) == \
+        4514289749284647794
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (10, 0), (0, 10, 3), (0, 0)])
+def test_an_image_without_pixels_is_a_value_error(shape):
+    transform = augcli.load_transform(REPO / "recipe.yaml")
+    with pytest.raises(ValueError, match=r"at least 1 x 1 pixels, got shape \(" + str(shape[0])):
+        transform(np.zeros(shape, np.uint8))
+    if len(shape) == 3:  # a PIL image of that size says the same
+        with pytest.raises(ValueError, match="at least 1 x 1 pixels"):
+            transform(Image.new("RGB", shape[1::-1]))
+
+
+@pytest.mark.parametrize("edges", [[[1, 1, float("nan"), 4]],
+                                   [[1, 1, 4, 4], [1, float("inf"), 4, 4]],
+                                   [[float("-inf"), 1, 4, 4]]])
+def test_a_box_with_a_nan_or_infinite_edge_is_a_value_error(edges):
+    transform = augcli.load_transform(REPO / "recipe.yaml")
+    bad = len(edges) - 1
+    with pytest.raises(ValueError, match=f"box {bad} has an edge that is not a finite number"):
+        transform(photo_like(8, 8), np.array(edges), seed=1)
+    with pytest.raises(ValueError, match=f"box {bad} has an edge that is not a finite number"):
+        transform(photo_like(8, 8), [Box("c", *row) for row in edges], seed=1)
+
+
 def test_boxes_follow_as_run_writes_them(tmp_path):
     folder = tmp_path / "in"
     save(folder / "a.png", photo_like(60, 80, seed=4))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from ..locations import is_url, location
+from ..locations import is_url, location, within
 from .base import Store, StoreSpec, require_extra
 
 __all__ = ["check_folders", "open_pair", "open_store"]
@@ -61,7 +61,7 @@ def open_pair(input, output, options: dict | None = None) -> tuple[StoreSpec, St
         raise UsageError(f"input folder {input} does not exist or is not a folder")
     if not is_url(output) and output.exists() and not output.is_dir():
         raise UsageError(f"output path {output} exists and is not a folder")
-    if is_url(input) and is_url(output) and (output == input or output.startswith(input + "/")):
+    if is_url(input) and is_url(output) and within(output, input):
         raise UsageError(f"output {output} is inside the input {input}; choose a prefix outside "
                          "it so outputs never mix with sources")
     return StoreSpec.of(input, options), StoreSpec.of(output, options)
