@@ -84,6 +84,7 @@ ALIASES = [
 ]
 
 
+@pytest.mark.slow  # real CLI subprocesses against the storage servers
 @pytest.mark.parametrize("kind, input, output", ALIASES)
 def test_an_output_inside_the_input_is_refused_under_every_alias(servers, sources, tmp_path,
                                                                  kind, input, output):
@@ -99,6 +100,7 @@ def test_an_output_inside_the_input_is_refused_under_every_alias(servers, source
     assert sorted(fs.find(bucket)) == before  # nothing written among the sources
 
 
+@pytest.mark.slow  # real CLI subprocesses against the storage servers
 def test_an_alias_outside_the_input_is_the_same_store_and_writes(servers, sources, tmp_path):
     fs, bucket, _ = _store(servers, "s3")
     fs.put(f"{sources}/", f"{bucket}/small/", recursive=True)
@@ -112,6 +114,7 @@ def test_an_alias_outside_the_input_is_the_same_store_and_writes(servers, source
 
 # --- credentials in a URL: refused, never repeated ------------------------------------------
 
+@pytest.mark.slow  # real CLI subprocesses against the storage servers
 @pytest.mark.parametrize("command", [
     ["run", "{recipe}", "-i", "s3://augcli:{leak}@bucket/x", "-o", "{out}"],
     ["run", "{recipe}", "-i", "{src}", "-o", "s3://augcli:{leak}@bucket/out"],
@@ -137,6 +140,7 @@ def test_a_url_with_credentials_is_one_line_that_does_not_repeat_them(sources, t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # real CLI subprocesses against the storage servers
 def test_credentials_in_the_recipe_input_or_an_endpoint_url_are_recipe_errors(servers, sources,
                                                                               tmp_path):
     """Found by ``validate`` and by ``run`` before anything is read or sent to a worker:
@@ -195,6 +199,7 @@ def test_secret_names_are_refused_at_any_depth_in_mappings_and_lists(tmp_path):
     assert "region_name" not in output and "Traceback" not in output
 
 
+@pytest.mark.slow  # real CLI subprocesses against the storage servers
 def test_settings_that_only_sound_like_secrets_reach_the_store(servers, sources, tmp_path):
     """botocore's ``signature_version`` and ``max_pool_connections``, adlfs's
     ``connection_timeout``, gcsfs's ``check_connection`` and ``access``: settings, not
