@@ -240,23 +240,6 @@ def test_coco_without_a_path_is_judged_by_the_input_the_run_reads(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("key, value", [
-    ("segmentation", {"size": [48, 64], "counts": "PPYo0"}),  # an RLE mask
-])
-def test_coco_rle_masks_are_refused_not_dropped(tmp_path, key, value):
-    ds = tmp_path / "ds"
-    coco_split(ds / "train", ["a.jpg"], [
-        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600,
-         key: value, "iscrowd": 0}])
-    coco_split(ds / "test", ["c.jpg"], [])
-    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: coco}\n"
-                          + FLIP)
-    result = invoke("run", str(recipe))
-    assert result.exit_code == 2
-    assert f"train/_annotations.coco.json: annotations[0].{key}" in result.output
-    assert "would drop" in result.output and not (tmp_path / "out").exists()
-
-
 def test_coco_keypoints_travel_in_a_split_dataset(tmp_path):
     ds = tmp_path / "ds"
     coco_split(ds / "train", ["a.jpg"], [

@@ -8,15 +8,16 @@ carried with their other keys (``iscrowd``, ``attributes``); an annotation with
 (``[x, y, v] * K``) is a ``Keypoints`` target around its box or polygon, whose
 ``num_keypoints`` is recounted. A mirroring op swaps left and right keypoints:
 the pairs come from the category's ``keypoints`` names (``left_eye`` and
-``right_eye``) or from ``annotations.flip_idx``. A file with RLE masks is
-refused rather than have them dropped.
+``right_eye``) or from ``annotations.flip_idx``. An RLE ``segmentation``
+(``{"size", "counts"}``, compressed or not) is an ``RleMask``: it stays RLE of
+the same encoding, its ``bbox`` and ``area`` those of the moved mask.
 The output's file is made at the end from every output's manifest record.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from ..errors import UsageError, excerpt
@@ -24,6 +25,7 @@ from ..targets import from_record
 from ..targets.boxes import PIXEL_DECIMALS, Box, json_number
 from ..targets.keypoints import Keypoints, flip_pairs
 from ..targets.polygons import Polygon
+from ..targets.rle import RleMask, from_string
 from .base import (
     AnnotationError,
     Format,
@@ -89,12 +91,6 @@ class Coco:
             if not isinstance(image_id, (int, str)) or image_id not in coco.by_image:
                 raise UsageError(f"{path}: annotations[{index}]: image_id "
                                  f"{excerpt(image_id)} is not in 'images'")
-            segmentation = annotation.get("segmentation")
-            if segmentation and not isinstance(segmentation, list):
-                raise UsageError(
-                    f"{path}: annotations[{index}].segmentation: augcli carries boxes and "
-                    "polygons, not RLE masks, and would drop the mask; remove "
-                    "'segmentation' from the file (or make it empty) to augment the boxes")
             coco.by_image[image_id].append((index, annotation))
         return coco
 
@@ -111,7 +107,7 @@ class Coco:
         return tuple(self._box(index, annotation, size)
                      for index, annotation in self.by_image[image["id"]])
 
-    def _box(self, index: int, annotation: dict, size) -> Box | Polygon | Keypoints:
+    def _box(self, index: int, annotation: dict, size) -> Box | Polygon | RleMask | Keypoints:
         where = f"annotations[{index}]"
         category = annotation.get("category_id")
         label = self.names.get(category) if isinstance(category, (int, float, str)) else None
@@ -123,11 +119,15 @@ class Coco:
             shape = self._box(index, rest, size)
             assert not isinstance(shape, Keypoints)  # rest has none
             bare = Box(label, shape.x0, shape.y0, shape.x1, shape.y1) \
-                if isinstance(shape, Box) else Polygon(label, shape.rings)
+                if isinstance(shape, Box) else replace(shape, extra=())
             return Keypoints(label, self._keypoints(where, annotation, category), bare,
                              self.flips.get(category, (0, ()))[1], extra=shape.extra)
         segmentation = annotation.get("segmentation")
-        if segmentation:  # polygons (load refused RLE): the bbox follows them
+        if isinstance(segmentation, dict):  # RLE: the bbox follows the mask
+            extra = tuple((key, value) for key, value in annotation.items()
+                          if key not in COCO_BOX_KEYS and key != "segmentation")
+            return self._rle(f"{where}.segmentation", label, segmentation, size, extra)
+        if segmentation:  # polygons: the bbox follows them
             extra = tuple((key, value) for key, value in annotation.items()
                           if key not in COCO_BOX_KEYS and key != "segmentation")
             rings = []
@@ -147,6 +147,30 @@ class Coco:
         extra = tuple((key, value) for key, value in annotation.items()
                       if key not in COCO_BOX_KEYS)
         return checked(Box(label, x, y, x + w, y + h, extra), size, self.path, where)
+
+    def _rle(self, where: str, label: str, rle: dict, size, extra: tuple) -> RleMask:
+        """An RLE segmentation, checked: its size is the image's, its runs cover it."""
+        counts = rle.get("counts")
+        if list(rle.get("size", ())) != [size[1], size[0]]:
+            raise AnnotationError(self.path, f"{where}.size", f"expected [{size[1]}, {size[0]}] "
+                                  f"(height, width of the image), got {excerpt(rle.get('size'))}")
+        try:
+            if isinstance(counts, str):
+                runs = from_string(counts)
+            elif isinstance(counts, list) and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in counts):
+                runs = tuple(counts)
+            else:
+                raise ValueError("expected a compressed string or a list of run lengths")
+            if any(v < 0 for v in runs):
+                raise ValueError("a run length is negative")
+            mask = RleMask(label, size[1], size[0], runs, isinstance(counts, str), extra)
+            mask.mask()
+        except ValueError as exc:
+            raise AnnotationError(self.path, f"{where}.counts", str(exc)) from None
+        if mask.area <= 0:
+            raise AnnotationError(self.path, where, "mask has no pixels")
+        return mask
 
     def _keypoints(self, where: str, annotation: dict, category) -> tuple:
         """An annotation's ``[x, y, v] * K`` (K as its category names them, if it does)."""
@@ -178,7 +202,8 @@ class Coco:
                 bbox = [json_number(v, PIXEL_DECIMALS)
                         for v in (box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0)]
                 extra = dict(box.extra)
-                shape = {"segmentation": item["polygon"]} if "polygon" in item else {}
+                shape = {"segmentation": item["polygon"]} if "polygon" in item else \
+                    {"segmentation": item["rle"]} if "rle" in item else {}
                 if isinstance(box, Keypoints):
                     shape.update(keypoints=item["keypoints"], num_keypoints=box.labelled)
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id,

@@ -2,8 +2,8 @@
 them.
 
 A ``Keypoints(label, points, shape, flip, dims, extra)`` is one object: its
-``shape`` (a ``Box``, or a ``Polygon`` when a COCO annotation has a
-segmentation too) and K points ``(x1, y1, v1, ..., xK, yK, vK)`` in the
+``shape`` (a ``Box``, or a ``Polygon`` or ``RleMask`` when a COCO annotation
+has a segmentation too) and K points ``(x1, y1, v1, ..., xK, yK, vK)`` in the
 pixel-edge coordinates boxes use (``augcli.targets.boxes``); ``v`` is COCO's
 visibility (0: not labelled, 1: labelled but hidden, 2: visible). The shape
 moves as its kind does and decides the box, the area and ``min_visibility``;
@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import excerpt
 from .boxes import PIXEL_DECIMALS, Box, json_number
 from .polygons import Polygon
+from .rle import RleMask
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Keypoints:
 
     label: str
     points: tuple
-    shape: Box | Polygon
+    shape: Box | Polygon | RleMask
     flip: tuple = ()  # the permutation a mirroring map applies; empty: nothing to swap
     dims: int = 3
     extra: tuple = ()
@@ -75,7 +76,8 @@ class Keypoints:
     @classmethod
     def from_record(cls, record: dict) -> Keypoints:
         bare = {key: value for key, value in record.items() if key not in ("keypoints", "extra")}
-        shape = Polygon.from_record(bare) if "polygon" in bare else Box.from_record(bare)
+        shape = Polygon.from_record(bare) if "polygon" in bare else \
+            RleMask.from_record(bare) if "rle" in bare else Box.from_record(bare)
         return cls(record["label"], tuple(map(float, record["keypoints"])), shape,
                    extra=tuple(record.get("extra", {}).items()))
 
