@@ -74,6 +74,17 @@ class AnnotationFormat:
         return path.with_suffix(record.extension).as_posix()
 
 
+def read_options(spec: AnnotationSpec) -> dict:
+    """What a format's reader is told beyond the file, only what the recipe or dataset says:
+    YOLO's ``task`` and ``kpt_shape``, the keypoints' ``flip_idx``."""
+    options: dict = {"task": spec.task} if spec.task else {}
+    if spec.kpt_shape:
+        options["kpt_shape"] = spec.kpt_shape
+    if spec.flip_idx is not None:
+        options["flip_idx"] = spec.flip_idx
+    return options
+
+
 def labels_path(image: PurePosixPath) -> PurePosixPath:
     """Ultralytics' images -> labels rule on a relative path (unchanged without an
     ``images`` folder in it)."""
@@ -102,6 +113,9 @@ class AnnotationSource:
         self.root = locations.location(spec.path if spec.path is not None else input_dir)
         self.images = open_store(input_dir, options)
         self.record = record = formats.lookup(spec.format)
+        if spec.task == "pose" and not spec.kpt_shape:
+            raise UsageError("annotations.kpt_shape: required with task: pose (keypoints per "
+                             "line, 2 or 3 values each), as a pose data.yaml gives it")
         if not record.per_image and spec.path is None and not layout.folder_files:
             raise UsageError(f"annotations.path: required for {record.name}: "
                              f"{record.path_help} (or, in a dataset with split folders, "
@@ -116,6 +130,7 @@ class AnnotationSource:
             classes = self._classes(record.classes_file) if record.classes_file else ()
         self.format = AnnotationFormat(spec.format, spec.min_visibility, classes,
                                        layout.labels_folder, classes_from or "", spec.task)
+        self.options = read_options(spec)
         self.folder_keys: dict = {}  # split folder ('' for the one file) -> its file's key
         self.folder_files: dict = {}  # split folder -> its loaded file
         if not record.per_image:
@@ -171,7 +186,7 @@ class AnnotationSource:
                 from None
         if text is None:
             raise UsageError(f"{path}: cannot read the {self.record.title} file (no such file)")
-        return self.record.read(text, path)
+        return self.record.read(text, path, **self.options)
 
     def file_for(self, relative: str) -> tuple:
         """The annotation file of an image (input folder ``relative``): (the spec of the
@@ -234,9 +249,8 @@ class AnnotationSource:
         self.found += 1
         if not text.strip():
             return ()
-        task = {"task": self.format.task} if self.format.task else {}
         return self.record.read(text, path, size, self.format.classes, self.format.classes_from,
-                                **task)
+                                **self.options)
 
     def output_files(self) -> list:
         """The files ``prepare_output`` and ``finish_output`` write, relative to the output."""

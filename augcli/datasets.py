@@ -47,6 +47,7 @@ from .formats import yolo
 from .formats.base import AnnotationSpec, check_class_names
 from .locations import is_url, join, location
 from .stores import open_store
+from .targets.keypoints import flip_problem, kpt_shape_problem
 
 DATA_YAML = "data.yaml"
 YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written
@@ -142,6 +143,10 @@ class Dataset:
             spec = spec or AnnotationSpec(yolo.NAME)
             if self.document.get("task") == "obb":  # Ultralytics' data.yaml says so
                 spec = replace(spec, task="obb")
+            if "kpt_shape" in self.document:  # a pose dataset (Ultralytics' data.yaml keys)
+                spec = replace(spec, task=yolo.POSE, kpt_shape=self._kpt_shape(),
+                               flip_idx=spec.flip_idx if spec.flip_idx is not None
+                               else self._flip_idx())
             return spec, Layout(classes=self.classes, classes_from=self.yaml_name,
                                 labels_folder=True, held_out=self.held_out)
         if spec is None:
@@ -157,6 +162,22 @@ class Dataset:
         labels_folder = spec.format == yolo.NAME and spec.path is None and self._labels_folders()
         return spec, Layout(folder_files=folder_files, labels_folder=labels_folder,
                             held_out=self.held_out)
+
+    def _kpt_shape(self) -> tuple:
+        problem = kpt_shape_problem(self.document["kpt_shape"])
+        if problem:
+            raise UsageError(f"{self.yaml_file}: kpt_shape: {problem}")
+        return tuple(self.document["kpt_shape"])
+
+    def _flip_idx(self) -> tuple | None:
+        """The data.yaml's ``flip_idx`` (None without one: mirroring ops are refused)."""
+        flip = self.document.get("flip_idx")
+        if flip is None:
+            return None
+        problem = flip_problem(flip, self.document["kpt_shape"][0])
+        if problem:
+            raise UsageError(f"{self.yaml_file}: flip_idx: {problem}")
+        return tuple(flip)
 
     def implied_format(self) -> str | None:
         """The annotation format the layout shows, without ``annotations:`` in the recipe:

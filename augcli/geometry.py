@@ -370,3 +370,15 @@ def parse_size(text: str) -> tuple[int, int]:
     if not match or min(int(match[1]), int(match[2])) < 1:
         raise UsageError(f"--size expects WIDTHxHEIGHT with both >= 1, like 64x48 (got {text!r})")
     return int(match[1]), int(match[2])
+
+
+def warp_nearest(image: np.ndarray, matrix: np.ndarray, size, cval=0) -> np.ndarray:
+    """Resample labels (a mask, class ids) through a forward 3x3 map of pixel centres into
+    ``size`` (h, w) with nearest neighbour, so no two ids blend; outside: ``cval``."""
+    height, width = size
+    code = _as_exact_flip(matrix, image.shape) if (height, width) == image.shape[:2] else None
+    if code is not None:
+        return image if code == "identity" else cv2.flip(image, code)
+    return cv2.warpPerspective(np.ascontiguousarray(image), matrix, (int(width), int(height)),
+                               flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=cval)

@@ -33,6 +33,7 @@ from .ops.combinators import (
 from .params import COMBINATOR_N, COMBINATOR_P, Problems, parse_value
 from .profiles import ASPECT_FITS, Conform
 from .targets.boxes import DEFAULT_MIN_VISIBILITY
+from .targets.keypoints import flip_problem, kpt_shape_problem
 
 OUTPUT_FORMATS = ("jpg", "png", "bmp", "tif", "webp", "gif")
 _FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
@@ -416,8 +417,8 @@ def _read_conform(value, problems: Problems):
     return Conform(aspect, fill, float(cval))
 
 
-_ANNOTATION_KEYS = ("format", "path", "min_visibility", "task")
-_TASKS = {"yolo": ("detect", "segment", "obb")}  # Ultralytics' tasks a format's lines can be
+_ANNOTATION_KEYS = ("format", "path", "min_visibility", "task", "kpt_shape", "flip_idx")
+_TASKS = {"yolo": ("detect", "segment", "obb", "pose")}  # Ultralytics' tasks of its lines
 
 
 def _read_annotations(value, base_dir: Path | None, problems: Problems):
@@ -459,7 +460,33 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
                      f"only yolo annotations have a task, not {excerpt(fmt)}")
         task = ""
     task = "" if task in ("detect", "segment") else task  # their lines say what they are
-    return AnnotationSpec(fmt, path, float(visibility), task) if fmt else None
+    kpt_shape = value.get("kpt_shape", ())
+    problem = kpt_shape_problem(kpt_shape) if "kpt_shape" in value else None
+    if problem or (kpt_shape and task != "pose"):
+        problems.add("annotations.kpt_shape", problem or "only with task: pose")
+        kpt_shape = ()
+    flip_idx = value.get("flip_idx")
+    count = kpt_shape[0] if kpt_shape else len(flip_idx) if isinstance(flip_idx, list) else 0
+    problem = flip_problem(flip_idx, count) if flip_idx is not None else None
+    if problem:
+        problems.add("annotations.flip_idx", problem)
+        flip_idx = None
+    return AnnotationSpec(fmt, path, float(visibility), task, tuple(kpt_shape),
+                          None if flip_idx is None else tuple(flip_idx)) if fmt else None
+
+
+def refuse_mirrors(recipe: Recipe, because: str) -> None:
+    """Keypoints that cannot say which is left and which right (no ``flip_idx``) refuse the
+    ops that mirror the image, as Ultralytics switches its flips off for them."""
+    problems = Problems()
+    for variant in recipe.variants:
+        for path, node in _op_nodes(variant.ops, f"variants.{variant.name}.ops"):
+            if catalog.CATALOG[node.op].mirrors(node.args):
+                problems.add(f"{path}.{node.op}", f"mirrors the image, but {because}; give "
+                                                  "flip_idx (which keypoint is the mirror of "
+                                                  "which) or leave the flip out")
+    if problems.messages:
+        raise RecipeError(problems.messages)
 
 
 def _refuse_ops_boxes_cannot_follow(variants, problems: Problems, because: str = "") -> None:

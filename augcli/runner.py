@@ -34,7 +34,7 @@ from .errors import (
     output_error,
 )
 from .executors import Executor, default_workers, open_executor
-from .formats import AnnotationError
+from .formats import AnnotationError, yolo
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .pipeline import OutputTooLarge, steps_matrix
 from .profiles import Conform, Profile, get_profile
@@ -43,6 +43,7 @@ from .recipe import (
     Recipe,
     load_recipe,
     profile_format_conflict,
+    refuse_mirrors,
     refuse_ops_boxes_cannot_follow,
 )
 from .render import (
@@ -333,10 +334,13 @@ def _annotations_of(recipe: Recipe, dataset: datasets.Dataset | None) -> tuple:
     travel without ``annotations:`` in the recipe, so ops they cannot follow are refused
     just as with it."""
     if dataset is None:
-        return recipe.annotations, None
-    spec, layout = dataset.annotations(recipe.annotations)
-    if recipe.annotations is None and spec is not None:
-        refuse_ops_boxes_cannot_follow(recipe, dataset.labels_reason(spec))
+        spec, layout = recipe.annotations, None
+    else:
+        spec, layout = dataset.annotations(recipe.annotations)
+        if recipe.annotations is None and spec is not None:
+            refuse_ops_boxes_cannot_follow(recipe, dataset.labels_reason(spec))
+    if spec is not None and spec.task == yolo.POSE and spec.flip_idx is None:
+        refuse_mirrors(recipe, "the keypoints have no flip_idx to swap left and right")
     return spec, layout
 
 

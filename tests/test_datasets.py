@@ -240,22 +240,20 @@ def test_coco_without_a_path_is_judged_by_the_input_the_run_reads(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("key, value", [
-    ("segmentation", {"size": [48, 64], "counts": "PPYo0"}),  # an RLE mask
-    ("keypoints", [12, 8, 2, 20, 9, 2]),
-])
-def test_coco_rle_masks_and_keypoints_are_refused_not_dropped(tmp_path, key, value):
+def test_coco_keypoints_travel_in_a_split_dataset(tmp_path):
     ds = tmp_path / "ds"
     coco_split(ds / "train", ["a.jpg"], [
         {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 30], "area": 600,
-         key: value, "iscrowd": 0}])
+         "keypoints": [12, 8, 2, 20, 9, 1, 0, 0, 0], "num_keypoints": 2, "iscrowd": 0}])
     coco_split(ds / "test", ["c.jpg"], [])
-    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: {format: coco}\n"
-                          + FLIP)
-    result = invoke("run", str(recipe))
-    assert result.exit_code == 2
-    assert f"train/_annotations.coco.json: annotations[0].{key}" in result.output
-    assert "would drop" in result.output and not (tmp_path / "out").exists()
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + FLIP)
+    assert invoke("run", str(recipe)).exit_code == 0
+    written = json.loads((tmp_path / "out" / "train" / "_annotations.coco.json").read_text())
+    flipped = next(a for a in written["annotations"] if a["image_id"] == next(
+        i["id"] for i in written["images"] if "_flip" in i["file_name"]))
+    # 64 wide: x -> 64 - x; no left/right names, so no swap; the unlabelled point stays 0 0 0
+    assert flipped["keypoints"] == [52, 8, 2, 44, 9, 1, 0, 0, 0]
+    assert flipped["num_keypoints"] == 2 and flipped["bbox"] == [34, 5, 20, 30]
 
 
 def test_coco_segmentation_polygons_travel_in_a_split_dataset(tmp_path):

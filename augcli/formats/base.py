@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import AugcliError, UsageError, excerpt
 from ..targets.boxes import DEFAULT_MIN_VISIBILITY, Box, ImageBoxes
+from ..targets.keypoints import Keypoints
 from ..targets.polygons import Polygon
 
 NORMALIZED_DECIMALS = 10  # yolo, regions: 1e-10 of a side, far below a pixel
@@ -34,13 +35,18 @@ class AnnotationSpec:
 
     ``path``: the folder holding the per-image files (default: beside the
     images) or, for a per-folder format (coco), its file (required). ``task``:
-    what a format's lines mean where they alone cannot say (YOLO's ``obb``).
+    what a format's lines mean where they alone cannot say (YOLO's ``obb``, ``pose``).
+    ``kpt_shape``: YOLO-pose's (K, 2 or 3), from the data.yaml or the recipe;
+    ``flip_idx``: which keypoint takes each one's place when the image is mirrored
+    (None: the format's own, COCO's from ``left_``/``right_`` names).
     """
 
     format: str
     path: Path | str | None = None  # a path, or a URL
     min_visibility: float = DEFAULT_MIN_VISIBILITY
     task: str = ""  # yolo: 'obb' reads 9-value lines as oriented boxes (Ultralytics' task)
+    kpt_shape: tuple = ()  # yolo 'pose': (keypoints per line, 2 or 3 values each)
+    flip_idx: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +202,7 @@ def from_normalized(label, left, top, width, height, size) -> Box:
                (top + height) * image_height)
 
 
-def normalized(box: Box, image: ImageBoxes) -> tuple:
+def normalized(box: Box | Keypoints, image: ImageBoxes) -> tuple:
     """(left, top, width, height) as fractions of the image size."""
     return (box.x0 / image.width, box.y0 / image.height, (box.x1 - box.x0) / image.width,
             (box.y1 - box.y0) / image.height)

@@ -63,6 +63,8 @@ class Op:
     # Moves pixels in a way no 3x3 matrix describes: why boxes cannot follow it. A recipe
     # with annotations refuses such an op rather than write boxes that are off.
     refuses_boxes: str = ""
+    # (args) -> whether the op may mirror the image, turning left keypoints into right ones
+    mirrors: Callable = lambda args: False
     # An op with its own recipe syntax (the imgaug dialect): (body, key path, problems) ->
     # args (name -> distribution) or None; ``params`` are then not used to read it.
     parse: Callable | None = None

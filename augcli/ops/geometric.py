@@ -32,6 +32,7 @@ register(Op(
     example="- fliplr: {p: 0.5}",
     sample=lambda draw, rng, shape: with_probability(draw, rng),
     matrix=lambda params, shape: geometry.flip_matrix(shape, horizontal=True),
+    mirrors=lambda args: True,
     aliases=("hflip", "horizontal_flip"),
 ))
 
@@ -42,6 +43,7 @@ register(Op(
     example="- flipud: {p: 0.5}",
     sample=lambda draw, rng, shape: with_probability(draw, rng),
     matrix=lambda params, shape: geometry.flip_matrix(shape, horizontal=False),
+    mirrors=lambda args: True,
     aliases=("vflip", "vertical_flip"),
 ))
 

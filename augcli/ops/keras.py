@@ -206,6 +206,13 @@ def _brightness(image: np.ndarray, factor: float) -> np.ndarray:
         (brightened.astype(np.uint32) * round(unit_step(image))).astype(image.dtype)
 
 
+def _values(distribution) -> tuple:
+    """Every value a recipe's setting can take (a constant, a choice or a sweep)."""
+    if distribution is None:
+        return ()
+    return getattr(distribution, "values", None) or (getattr(distribution, "value", None),)
+
+
 register(Op(
     name="keras",
     summary="Keras ImageDataGenerator augmentation kwargs, verbatim, with Keras' meaning.",
@@ -215,6 +222,8 @@ register(Op(
     sample=sample,
     apply=apply,
     matrix=matrix,
+    mirrors=lambda args: any(value is True for key in ("horizontal_flip", "vertical_flip")
+                             for value in _values(args.get(key))),
     aliases=("image_data_generator",),
     refused=NOT_AUGMENTATIONS,
 ))
