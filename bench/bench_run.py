@@ -344,6 +344,7 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
     """
     from augcli import imagefiles
     from augcli.executors import keep_freed_memory
+    from augcli.geometry import with_spare_channel
     from augcli.ops import CATALOG
     from augcli.pipeline import apply_steps, sample_steps
     from augcli.recipe import load_recipe
@@ -365,13 +366,14 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
             costs["decode"] += time.process_time() - clock
             clock = time.process_time()
             digest(image)
+            padded = with_spare_channel(image)  # once per source, as run does
             costs["digest"] += time.process_time() - clock
             for output in task.outputs:
                 clock = time.process_time()
                 steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
                 costs["sample"] += time.process_time() - clock
                 clock = time.process_time()
-                warped = apply_steps(image, [s for s in steps if CATALOG[s.op].geometric])
+                warped = apply_steps(image, [s for s in steps if CATALOG[s.op].geometric], padded)
                 costs["warp"] += time.process_time() - clock
                 clock = time.process_time()
                 pixels = apply_steps(warped, [s for s in steps if not CATALOG[s.op].geometric])
