@@ -117,9 +117,17 @@ def _border_value(cval, channels: int):
     return tuple(float(v) for v in (values + [0.0] * 4)[:4])
 
 
+def with_spare_channel(image: np.ndarray) -> np.ndarray | None:
+    """A 3-channel image with a fourth channel, as ``warp`` resamples it; None for other
+    layouts. Made once per source, it spares each output's warp the copy."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2RGBA) if _channels(image) == 3 else None
+
+
 def warp(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0,
-         size=None) -> np.ndarray:
-    """Resample ``image`` through a forward matrix into ``size`` (h, w; default: its own)."""
+         size=None, padded: np.ndarray | None = None) -> np.ndarray:
+    """Resample ``image`` through a forward matrix into ``size`` (h, w; default: its own).
+
+    ``padded``: ``with_spare_channel(image)``, when the caller keeps it."""
     height, width = size if size is not None else image.shape[:2]
     if (height, width) == image.shape[:2]:
         code = _as_exact_flip(matrix, image.shape)
@@ -131,7 +139,8 @@ def warp(image: np.ndarray, matrix: np.ndarray, fill: str = "constant", cval=0,
     if channels == 3:
         # OpenCV's 4-channel warp is about twice as fast as its 3-channel one and gives
         # the same values per channel: warp with a spare channel, then drop it.
-        padded = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+        if padded is None:
+            padded = with_spare_channel(image)
         return cv2.cvtColor(_warp_affine(padded, matrix, (width, height), fill, cval, 3),
                             cv2.COLOR_RGBA2RGB)
     return _warp_affine(image, matrix, (width, height), fill, cval, channels)

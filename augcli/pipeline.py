@@ -90,19 +90,22 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def apply_steps(image: np.ndarray, steps) -> np.ndarray:
+def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None) -> np.ndarray:
     """Apply sampled steps in order; runs of fusable geometric steps become one warp.
 
     Steps without a fill (flips: exact mirrors) join any run; a step whose
-    fill differs from the run's starts a new run.
+    fill differs from the run's starts a new run. ``padded``: the image with a
+    spare channel (``geometry.with_spare_channel``), kept by a caller that warps
+    one image many times.
     """
+    source = image
     run = None  # (matrix, fill, size) of the geometric run not yet resampled
     size = image.shape[:2]
     for step in steps:
         op = catalog.CATALOG[step.op]
         step_fill = (step.params["fill"], step.params["cval"]) if "fill" in step.params else None
         if run is not None and (not op.fusable or (run[1] and step_fill and run[1] != step_fill)):
-            image = _resample(image, run)
+            image = _resample(image, run, padded if image is source else None)
             run = None
         if op.fusable:
             assert op.matrix is not None  # fusable: a matrix and no apply of its own
@@ -116,7 +119,7 @@ def apply_steps(image: np.ndarray, steps) -> np.ndarray:
             assert op.apply is not None  # not fusable, so it makes its own pixels
             image = op.apply(image, step.params)
             size = image.shape[:2]
-    return image if run is None else _resample(image, run)
+    return image if run is None else _resample(image, run, padded if image is source else None)
 
 
 def steps_matrix(steps, shape) -> np.ndarray:
@@ -135,6 +138,6 @@ def steps_matrix(steps, shape) -> np.ndarray:
     return matrix
 
 
-def _resample(image, run):
+def _resample(image, run, padded=None):
     matrix, fill, size = run
-    return geometry.warp(image, matrix, *(fill or ("constant", 0)), size=size)
+    return geometry.warp(image, matrix, *(fill or ("constant", 0)), size=size, padded=padded)

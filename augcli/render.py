@@ -8,8 +8,9 @@ same on every machine, run and worker. ``render`` samples the tree from that
 seed and applies the steps.
 
 ``Distinct`` keeps a source's outputs apart: it renders them in plan order and
-remembers a digest of every image seen (the source, then each output). An
-output whose pixels match one of them is drawn again from a seed derived from
+remembers a key of every image seen (the source, then each output) and how to
+render it again; an image whose key is seen is compared in full with the image
+that has it. An output whose pixels match one of them is drawn again from a seed derived from
 its own (``redraw_seed``), up to ``MAX_DRAWS`` draws in all, so reruns and
 worker counts still give the same bytes; after that the output is reported,
 not written. Only outputs that were duplicates change.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import geometry
 from .pipeline import apply_steps, sample_steps
 from .recipe import Recipe
 
@@ -83,10 +85,12 @@ def source_outputs(recipe: Recipe, relative: Path, fmt: str | None = None) -> li
     return outputs
 
 
-def render(image: np.ndarray, output: OutputPlan):
-    """Pixels and sampled steps of one augmented output: what run writes, preview shows."""
+def render(image: np.ndarray, output: OutputPlan, padded: np.ndarray | None = None):
+    """Pixels and sampled steps of one augmented output: what run writes, preview shows.
+
+    ``padded``: ``geometry.with_spare_channel(image)``, kept across a source's outputs."""
     steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
-    return apply_steps(image, steps), steps
+    return apply_steps(image, steps, padded), steps
 
 
 # --- outputs that differ -------------------------------------------------------
@@ -101,24 +105,49 @@ def redraw_seed(seed: int, attempt: int) -> int:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
 
 
+DIGEST_SAMPLES = 4096  # values a key hashes: enough to tell augmented images apart
+
+
 def digest(pixels: np.ndarray) -> tuple:
     """A key of an image's pixels: equal images always get equal keys.
 
-    Shape, type and a CRC-32 of each half of the bytes (64 bits in all): about
-    a sixteenth of the time of a JPEG encode, where a cryptographic hash costs a
-    third. Two different images sharing a key (about 1 in 2**64) only cost one
-    needless redraw, the same one on every run."""
-    data = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
-    half = data.size // 2
-    return (pixels.shape, pixels.dtype.str, zlib.crc32(data[:half].data),
-            zlib.crc32(data[half:].data))
+    Shape, type and a CRC-32 of about ``DIGEST_SAMPLES`` values spread over the
+    whole image, with a stride that is no multiple of 2 or 3 so that it walks
+    every channel: hashing every value cost a tenth of a JPEG encode per output.
+    Different images can share a key (a change no sample falls on), so a key
+    only finds candidates: ``Distinct`` compares them in full."""
+    flat = pixels.reshape(-1)
+    stride = max(1, flat.size // DIGEST_SAMPLES) | 1
+    if stride % 3 == 0:
+        stride += 2
+    sample = np.ascontiguousarray(flat[stride // 2::stride]).view(np.uint8)
+    return pixels.shape, pixels.dtype.str, zlib.crc32(sample.data)
 
 
 class Distinct:
-    """The images one source has given so far, to keep its outputs apart."""
+    """The images one source has given so far, to keep its outputs apart.
+
+    Only keys and plans are kept, not pixels: an image whose key was seen is
+    told apart by rendering the earlier image with that key again, which only
+    duplicates (and the rare shared key) pay for."""
 
     def __init__(self, source: np.ndarray, name: str):
-        self.seen = {digest(source): name}
+        self.source = source
+        self.padded = geometry.with_spare_channel(source)  # once, not per output's warp
+        self.seen: dict = {digest(source): [(name, None)]}  # key -> [(name, its plan)]
+
+    def add(self, image: np.ndarray, pixels: np.ndarray, name: str,
+            output: OutputPlan) -> str | None:
+        """Keep ``pixels`` (``output`` rendered from ``image``) if they are new; else return
+        the name of the earlier image that equals them."""
+        key = digest(pixels)
+        earlier = self.seen.setdefault(key, [])
+        for twin, plan in earlier:
+            twin_pixels = self.source if plan is None else render(image, plan)[0]
+            if np.array_equal(twin_pixels, pixels):
+                return twin
+        earlier.append((name, output))
+        return None
 
     def draw(self, image: np.ndarray, output: OutputPlan) -> tuple:
         """(pixels, steps, seed, redraws) of ``output``, different from every image seen.
@@ -129,12 +158,11 @@ class Distinct:
         for attempt in range(MAX_DRAWS):
             if attempt:
                 seed = redraw_seed(output.seed, attempt)
-            pixels, steps = render(image, replace(output, seed=seed) if attempt else output)
-            key = digest(pixels)
-            if key not in self.seen:
-                self.seen[key] = output.relative
+            plan = replace(output, seed=seed) if attempt else output
+            pixels, steps = render(image, plan, self.padded if image is self.source else None)
+            twin = self.add(image, pixels, output.relative, plan)
+            if twin is None:
                 return pixels, steps, seed, attempt
-            twin = self.seen[key]
         raise DuplicateOutput(
             f"identical to {twin} in all {MAX_DRAWS} draws: variant '{output.variant}' cannot "
             "make this many different images from one source (see augcli validate)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .render import Distinct, OutputPlan, derive_seed, digest, render
+from .render import Distinct, OutputPlan, derive_seed, render
 
 SAMPLE_SHAPE = (48, 64, 3)  # the synthetic image variants are tried on
 MIN_SAMPLES = 64  # draws tried per variant before saying it cannot vary
@@ -40,9 +40,7 @@ def variant_warnings(recipe, needed: dict | None = None) -> list:
                 output = OutputPlan("", variant.name, draw, derive_seed(0, "", variant.name,
                                                                       draw), tree)
                 pixels, _ = render(image, output)
-                key = digest(pixels)
-                made += key not in distinct.seen
-                distinct.seen.setdefault(key, "")
+                made += distinct.add(image, pixels, "", output) is None
                 if made >= want:
                     break
             if made >= want:

@@ -2,7 +2,8 @@
 
 Run it from the project root with the project's virtualenv:
 
-    python bench/bench_run.py                      # 200 images, 5 copies, 1 and 2 workers
+    python bench/bench_run.py                      # 200 images, 5 copies, workers 1,2, 3 repeats
+    python bench/bench_run.py --quick              # 60 images, no imgaug: a few minutes
     python bench/bench_run.py --images 400 --workers 1,2,4,8,16 --sizes 640x480,1920x1080
 
 For each size it generates N photo-like JPEGs (fixed seed) in a temporary folder
@@ -16,11 +17,25 @@ N * copies JPEG outputs from the same files:
                ``copies`` times by an ``iaa.Sequential`` and written with OpenCV
                (skipped when imgaug is not installed).
 * floor        decode once + encode ``copies`` times with OpenCV, no
-               augmentation: roughly the best any augmenter could do.
+               augmentation: a clean image encodes about twice as fast as
+               augcli's resampled, speckled one, so no augmenter reaches it.
+* limit        the same-bytes limit: per source, read and decode once and pad
+               to 4 channels once; per output, one ``warpAffine`` through
+               OpenCV's 4-channel path (the output's own matrix), the JPEG
+               encode of the exact pixels augcli wrote, and the write. The
+               pixels are rendered beforehand with ``augcli.load_transform``
+               and the seeds of augcli's manifest, and the encoded bytes are
+               checked equal to augcli's files; that rendering (and the check)
+               is timed apart and taken out: wall - untimed / W. Nothing that
+               writes these bytes can do less.
 
 Timing is wall clock (``time.perf_counter``) around the whole call, so it
-includes process-pool start-up for all three. With W == 1 all three run in
-this process, and module imports are done before timing.
+includes process-pool start-up for all of them. With W == 1 they run in this
+process, and module imports are done before timing. Each contender runs
+``--repeats`` times (default 3), interleaved (augcli, limit, floor, imgaug, at
+each worker count, then again), and the table shows medians; the ratios
+augcli/limit and augcli/floor are medians of the per-repeat ratios, with
+their spread (lowest-highest) beside them.
 
 Then it prints where augcli's time goes: CPU milliseconds per output for each
 stage (decode, sample, warp, pixel ops, digest, encode, write), measured in-process on
@@ -32,9 +47,11 @@ to tell them apart), what the 1-worker run spent per output beyond those stages
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -165,17 +182,72 @@ def floor_one(job: tuple[str, str, int]) -> None:
         (Path(output_dir) / f"{stem}_std_{index}.jpg").write_bytes(encoded.tobytes())
 
 
-def run_jobs(worker, jobs: list, workers: int, initializer=None) -> None:
+_transform = None  # augcli's in-memory transform of the recipe, for the limit's pixels
+_untimed = 0.0  # seconds this worker spent on the limit's set-up, not charged to it
+
+
+def init_limit_worker(recipe: str) -> None:
+    global _transform, _untimed
+    started = time.perf_counter()
+    import augcli
+
+    _transform = augcli.load_transform(recipe, "std")
+    _untimed += time.perf_counter() - started
+
+
+def limit_one(job: tuple) -> float:
+    """The same-bytes limit for one source; returns the seconds that are not the limit's.
+
+    Untimed: augcli's pixels of each output (``load_transform`` with the manifest's
+    seed), as BGR, and each output's matrix. Timed: read, decode, one 3 -> 4 channel
+    pad, then per output one 4-channel ``warpAffine``, the encode of augcli's pixels and
+    the write. Untimed again: the encoded bytes must be augcli's file's."""
+    global _untimed
+    from augcli import imagefiles
+    from augcli.pipeline import Step, steps_matrix
+
+    source, output_dir, reference_dir, outputs = job
+    started = time.perf_counter()
+    image = imagefiles.read_image(Path(source))
+    rendered = []
+    for relative, seed, index in outputs:
+        result = _transform(image, seed=seed, index=index)
+        steps = [Step(op, params) for record in result.params for op, params in record.items()]
+        rendered.append((relative, cv2.cvtColor(result.image, cv2.COLOR_RGB2BGR),
+                         steps_matrix(steps, image.shape)[:2]))
+    untimed = time.perf_counter() - started + _untimed
+    _untimed = 0.0
+
+    bgr = cv2.imdecode(np.frombuffer(Path(source).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    height, width = bgr.shape[:2]
+    padded = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    written = []
+    for relative, pixels, matrix in rendered:
+        cv2.warpAffine(padded, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError(f"cannot encode {relative}")
+        data = encoded.tobytes()
+        (Path(output_dir) / relative).write_bytes(data)
+        written.append((relative, data))
+
+    started = time.perf_counter()
+    for relative, data in written:
+        if data != (Path(reference_dir) / relative).read_bytes():
+            raise RuntimeError(f"the limit's {relative} is not augcli's bytes")
+    return untimed + time.perf_counter() - started
+
+
+def run_jobs(worker, jobs: list, workers: int, initializer=None, initargs=()) -> list:
     """In-process for one worker (like augcli --workers 1), else a spawn Pool."""
     if workers == 1:
         if initializer is not None:
-            initializer()
-        for job in jobs:
-            worker(job)
-        return
+            initializer(*initargs)
+        return [worker(job) for job in jobs]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=initializer) as pool:
-        pool.map(worker, jobs)
+    with context.Pool(workers, initializer=initializer, initargs=initargs) as pool:
+        return pool.map(worker, jobs)
 
 
 # --- measurements --------------------------------------------------------------
@@ -203,20 +275,46 @@ def time_script(worker, sources: list[Path], output_dir: Path, copies: int, work
     started = time.perf_counter()
     run_jobs(worker, jobs, workers, initializer)
     seconds = time.perf_counter() - started
-    written = len(list(output_dir.glob("*.jpg")))
-    if written != len(sources) * copies:
-        raise RuntimeError(f"{output_dir} holds {written} outputs, expected "
-                           f"{len(sources) * copies}")
+    _check_written(output_dir, len(sources) * copies)
     return seconds
+
+
+def time_limit(recipe: Path, reference_dir: Path, output_dir: Path, workers: int) -> float:
+    """Seconds of the same-bytes limit for the outputs augcli wrote to ``reference_dir``."""
+    by_source: dict = {}
+    with (reference_dir / "manifest.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            if record.get("variant") is not None:
+                by_source.setdefault(record["source"], []).append(
+                    (record["output"], record["seed"], record["index"]))
+    input_dir = recipe.parent / "input"
+    output_dir.mkdir(parents=True)
+    jobs = [(str(input_dir / source), str(output_dir), str(reference_dir), outputs)
+            for source, outputs in sorted(by_source.items())]
+    started = time.perf_counter()
+    untimed = run_jobs(limit_one, jobs, workers, init_limit_worker, (str(recipe),))
+    seconds = time.perf_counter() - started - sum(untimed) / workers
+    _check_written(output_dir, sum(len(outputs) for outputs in by_source.values()))
+    return seconds
+
+
+def _check_written(output_dir: Path, expected: int) -> None:
+    written = len(list(output_dir.glob("*.jpg")))
+    if written != expected:
+        raise RuntimeError(f"{output_dir} holds {written} outputs, expected {expected}")
 
 
 def measure(workers: int, sources: list[Path], recipe: Path, out_root: Path, copies: int,
             with_imgaug: bool) -> dict:
     """Outputs per second of each contender at one worker count (and augcli's parent CPU)."""
     total = len(sources) * copies
-    augcli_seconds, parent_cpu = time_augcli(recipe, out_root / f"augcli-w{workers}", workers,
-                                             total)
+    shutil.rmtree(out_root, ignore_errors=True)  # the repeat before this one's outputs
+    augcli_dir = out_root / f"augcli-w{workers}"
+    augcli_seconds, parent_cpu = time_augcli(recipe, augcli_dir, workers, total)
     rates = {"augcli": total / augcli_seconds,
+             "limit": total / time_limit(recipe, augcli_dir, out_root / f"limit-w{workers}",
+                                         workers),
              "floor": total / time_script(floor_one, sources, out_root / f"floor-w{workers}",
                                           copies, workers)}
     if with_imgaug:
@@ -227,6 +325,17 @@ def measure(workers: int, sources: list[Path], recipe: Path, out_root: Path, cop
     return rates
 
 
+def measure_repeats(args, sources: list[Path], recipe: Path, out_root: Path,
+                    with_imgaug: bool) -> dict:
+    """{workers: [rates of each repeat]}, the worker counts interleaved within each repeat."""
+    runs: dict = {workers: [] for workers in args.worker_counts}
+    for _ in range(args.repeats):
+        for workers in args.worker_counts:
+            runs[workers].append(measure(workers, sources, recipe, out_root, args.copies,
+                                         with_imgaug))
+    return runs
+
+
 def stage_costs(recipe: Path, limit: int = 40) -> dict:
     """CPU milliseconds per output of each stage, in this process, on up to ``limit`` sources.
 
@@ -235,6 +344,7 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
     """
     from augcli import imagefiles
     from augcli.executors import keep_freed_memory
+    from augcli.geometry import with_spare_channel
     from augcli.ops import CATALOG
     from augcli.pipeline import apply_steps, sample_steps
     from augcli.recipe import load_recipe
@@ -256,13 +366,14 @@ def stage_costs(recipe: Path, limit: int = 40) -> dict:
             costs["decode"] += time.process_time() - clock
             clock = time.process_time()
             digest(image)
+            padded = with_spare_channel(image)  # once per source, as run does
             costs["digest"] += time.process_time() - clock
             for output in task.outputs:
                 clock = time.process_time()
                 steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
                 costs["sample"] += time.process_time() - clock
                 clock = time.process_time()
-                warped = apply_steps(image, [s for s in steps if CATALOG[s.op].geometric])
+                warped = apply_steps(image, [s for s in steps if CATALOG[s.op].geometric], padded)
                 costs["warp"] += time.process_time() - clock
                 clock = time.process_time()
                 pixels = apply_steps(warped, [s for s in steps if not CATALOG[s.op].geometric])
@@ -327,28 +438,37 @@ def print_header(args, with_imgaug: bool) -> None:
     print("timing: wall clock of the whole call, including process-pool start-up")
 
 
-def print_table(size: tuple, results: dict[int, dict]) -> None:
-    """Outputs per second by worker count, as rows; the last column is the speed-up."""
-    counts = list(results)
+def print_table(size: tuple, runs: dict[int, list]) -> None:
+    """Median outputs per second by worker count, as rows; the last column is the speed-up.
+    Then augcli/limit and augcli/floor: the median of the per-repeat ratios (lowest-highest)."""
+    counts = list(runs)
     first, last = counts[0], counts[-1]
-    names = [name for name in ("floor", "augcli", "imgaug") if name in results[first]]
-    print(f"\n{size[0]}x{size[1]}: outputs per second")
-    print(f"{'workers':>14}" + "".join(f"{w:>8}" for w in counts) + f"{f'{last}/{first}':>9}")
+    results = {w: {name: statistics.median(run[name] for run in runs[w]) for name in runs[w][0]}
+               for w in counts}
+    names = [name for name in ("floor", "limit", "augcli", "imgaug") if name in results[first]]
+    repeats = len(runs[first])
+    print(f"\n{size[0]}x{size[1]}: outputs per second (median of {repeats} repeat"
+          f"{'s' if repeats > 1 else ''})")
+    print(f"{'workers':>14}" + "".join(f"{w:>15}" for w in counts) + f"{f'{last}/{first}':>9}")
     for name in names:
         rates = [results[w][name] for w in counts]
-        print(f"{name:>14}" + "".join(f"{r:>8.0f}" for r in rates)
+        print(f"{name:>14}" + "".join(f"{r:>15.0f}" for r in rates)
               + f"{rates[-1] / rates[0]:>8.1f}x")
-    ratios = [results[w]["augcli"] / results[w]["floor"] for w in counts]
-    print(f"{'augcli/floor':>14}" + "".join(f"{r:>8.2f}" for r in ratios))
+    for bound in ("limit", "floor"):
+        cells = []
+        for w in counts:
+            ratios = [run["augcli"] / run[bound] for run in runs[w]]
+            cells.append(f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
+        print(f"{'augcli/' + bound:>14}" + "".join(f"{cell:>15}" for cell in cells))
     print(f"{'augcli vs ' + str(first):>14}" + "".join(
-        f"{results[w]['augcli'] / results[first]['augcli']:>7.2f}x" for w in counts)
+        f"{results[w]['augcli'] / results[first]['augcli']:>14.2f}x" for w in counts)
         + f"   (speed-up over {first} worker{'s' if first > 1 else ''}; "
         f"{os.cpu_count()} cores here)")
     if len(counts) > 1:
         scaling = (results[last]["augcli"] / results[first]["augcli"]) / \
             (results[last]["floor"] / results[first]["floor"])
         print(f"augcli's speed-up {first}->{last} workers is {scaling:.2f}x the floor's own")
-    print(f"{'parent ms/out':>14}" + "".join(f"{results[w]['parent_ms']:>8.3f}" for w in counts))
+    print(f"{'parent ms/out':>14}" + "".join(f"{results[w]['parent_ms']:>15.3f}" for w in counts))
 
 
 def print_stages(costs: dict, one_worker_rate: float | None = None) -> None:
@@ -378,11 +498,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--sizes", default="640x480",
                         help="comma-separated WxH source sizes (default 640x480)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved repeats; the table shows medians (default 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a run of a few minutes: 60 images, no imgaug, stages on 20 sources")
     parser.add_argument("--no-imgaug", action="store_true", help="skip the imgaug script")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
-    if args.images < 1 or args.copies < 1:
-        parser.error("--images and --copies must be >= 1")
+    if args.quick:
+        args.images = min(args.images, 60)
+        args.no_imgaug = True
+    if args.images < 1 or args.copies < 1 or args.repeats < 1:
+        parser.error("--images, --copies and --repeats must be >= 1")
     try:
         args.worker_counts = [int(part) for part in args.workers.split(",")]
         args.size_list = [parse_size(part) for part in args.sizes.split(",")]
@@ -405,11 +532,10 @@ def main(argv=None) -> None:
             sources = generate_inputs(folder / "input", args.images, size)
             recipe = folder / "recipe.yaml"
             write_recipe(recipe, folder / "input", folder / "output", args.copies)
-            results = {workers: measure(workers, sources, recipe, folder / "output",
-                                        args.copies, with_imgaug)
-                       for workers in args.worker_counts}
-            print_table(size, results)
-            print_stages(stage_costs(recipe), results.get(1, {}).get("augcli"))
+            runs = measure_repeats(args, sources, recipe, folder / "output", with_imgaug)
+            print_table(size, runs)
+            one_worker = statistics.median(run["augcli"] for run in runs[1]) if 1 in runs else None
+            print_stages(stage_costs(recipe, 20 if args.quick else 40), one_worker)
     finally:
         if args.keep:
             print(f"kept {root}")

@@ -9,7 +9,8 @@ import pytest
 
 from augcli.imagefiles import read_image
 from augcli.pipeline import Step, apply_steps
-from augcli.render import MAX_DRAWS, derive_seed, redraw_seed
+from augcli.recipe import parse_recipe
+from augcli.render import MAX_DRAWS, Distinct, OutputPlan, derive_seed, redraw_seed
 from augcli.runner import MANIFEST_NAME, read_manifest, run_recipe
 
 from .conftest import invoke, photo_like, save, write_recipe
@@ -133,3 +134,21 @@ def test_dry_run_counts_what_balancing_asks_of_a_variant(tmp_path):
     result = invoke("run", str(recipe), "--dry-run")
     assert "warning: variants.flip: makes only 1 different image(s) from a source (in 64 " \
            "tries) but 4 are asked of it" in result.output
+
+
+def test_images_sharing_a_key_are_compared_in_full():
+    """The key samples the pixels; one changed value that no sample falls on is still
+    a different image, and a flipped output equal to an earlier one is still caught."""
+    source = photo_like(seed=3)
+    distinct = Distinct(source, "source.jpg")
+    changed = source.copy()
+    changed[0, 0, 0] ^= 1  # the first value: before the first sample
+    plan = OutputPlan("out_1.jpg", "v", 1, 0)
+    assert distinct.add(source, changed, "out_1.jpg", plan) is None
+    assert distinct.add(source, source.copy(), "out_2.jpg", plan) == "source.jpg"
+    recipe = parse_recipe({"input": ".", "output": "out", "variants": {
+        "v": {"copies": 1, "ops": [{"fliplr": {"p": 1.0}}]}}})
+    flip = OutputPlan("out_3.jpg", "v", 3, 0, next(iter(recipe.variants[0].expand())))
+    flipped = source[:, ::-1]
+    assert distinct.add(source, flipped, "out_3.jpg", flip) is None
+    assert distinct.add(source, flipped.copy(), "out_4.jpg", plan) == "out_3.jpg"
