@@ -532,3 +532,66 @@ def test_a_stray_object_in_the_output_prefix_is_refused(servers, dataset, recipe
     assert "holds 1 file(s) that no manifest says where they came from" in line
     assert "notes/readme.txt" in line
     assert sorted(store_files(s3, f"{bucket}/mixed")) == ["notes/readme.txt"]
+
+
+@pytest.mark.slow
+def test_a_worker_whose_opencv_makes_other_bytes_is_refused_by_the_probe(
+        dataset, recipe, tmp_path):
+    """Versions and CPU features agree, but IPP is off on one worker: its warps differ.
+    The probe (the recipe's ops on a fixed image, fixed seeds) proves it, when the run
+    starts and when such a worker takes its first task; nothing is written. With IPP
+    off, CPU dispatch turned down changes the bytes again: the probe tells them apart."""
+    import cv2
+    import distributed
+
+    from augcli.errors import UsageError
+    from augcli.executors import _run_batch, signature
+    from augcli.probe import recipe_probe
+
+    probe = recipe_probe(resolve_recipe(recipe))
+    ours = probe()
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = dask_process("dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                             "--no-dashboard")
+    workers = []
+    try:
+        wait_for_port(port, scheduler)
+        workers.append(dask_process("dask_worker", address, "--nthreads", "1",
+                                    "--no-dashboard", env={"OPENCV_IPP": "disabled"}))
+        with distributed.Client(address) as dask_client:
+            dask_client.wait_for_workers(1, timeout=60)
+            (ipp_off,) = dask_client.scheduler_info()["workers"]
+            # the check a worker makes before its first task, for one that joins later
+            joined = dask_client.submit(_run_batch, str, (signature(), probe, ours), (),
+                                        workers=[ipp_off], pure=False)
+            with pytest.raises(UsageError, match="the probe image through variants.turn"):
+                joined.result(timeout=60)
+        result = invoke("run", str(recipe), "-i", str(dataset), "-o", str(tmp_path / "out"),
+                        "--cluster", address, "-q")
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith(f"Error: worker {ipp_off} would make other bytes than this "
+                               "machine: the probe image through variants.turn")
+        assert "(affine)" in line and "variants.noise" not in line  # dropout: no warp
+        assert not (tmp_path / "out").exists()
+
+        # With IPP off, OpenCV's own kernels run, and they follow its CPU dispatch: a worker
+        # with AVX2 turned off as well makes other bytes again, and the probe tells them apart
+        # (with IPP on, IPP dispatches by itself; the signature refuses such a worker anyway).
+        if "*AVX2" not in cv2.getCPUFeaturesLine():
+            pytest.skip("this CPU has no AVX2 for OpenCV to turn off")
+        workers.append(dask_process("dask_worker", address, "--nthreads", "1",
+                                    "--no-dashboard", env={"OPENCV_IPP": "disabled",
+                                                           "OPENCV_CPU_DISABLE": "AVX2,AVX"}))
+        with distributed.Client(address) as dask_client:
+            dask_client.wait_for_workers(2, timeout=60)
+            proofs = dask_client.run(probe)
+        assert len(proofs) == 2
+        first, second = proofs.values()
+        assert first.keys() == second.keys() == ours.keys()
+        assert {name for name in ours if first[name] != second[name]} == {
+            "variants.turn", "variants.turn.ops[1] (affine)"}
+    finally:
+        for process in (*workers, scheduler):
+            stop_process(process)
