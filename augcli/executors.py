@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from functools import partial
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from . import locations
 from .budget import Budget
-from .errors import UsageError
+from .errors import ClusterLost, UsageError
 from .processes import running
 
 LOCAL_CLUSTER = "local"
@@ -211,6 +211,11 @@ class Dask(Executor):
         for batch, future in _in_window(submit, batches, self.slots * _TASKS_PER_WORKER):
             try:
                 results = future.result()
+            except CancelledError:
+                raise ClusterLost(f"the Dask cluster at {self.name} went away mid-run (its "
+                                  "scheduler stopped or cannot be reached); what finished "
+                                  "is kept: rerun on a running cluster to make the rest") \
+                    from None
             except distributed.KilledWorker as exc:
                 if len(batch) > 1:
                     batches.retries.extend((task,) for task in batch)
@@ -290,12 +295,28 @@ def _cluster_client(cluster: str, workers: int):
         if local is not None:
             local.close()
         raise UsageError(f"cannot reach the Dask scheduler at {cluster} ({exc})") from None
+    with _quiet_client():
+        try:
+            yield client
+        finally:
+            client.close()
+            if local is not None:
+                local.close()
+
+
+@contextmanager
+def _quiet_client():
+    """No log line from the client when it loses its scheduler: the run says so itself,
+    in one line (``ClusterLost``), from the tasks it was waiting for."""
+    import logging
+
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
-        yield client
+        yield
     finally:
-        client.close()
-        if local is not None:
-            local.close()
+        logger.setLevel(level)
 
 
 def scheduler_address(cluster: str) -> str | None:

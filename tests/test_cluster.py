@@ -595,3 +595,55 @@ def test_a_worker_whose_opencv_makes_other_bytes_is_refused_by_the_probe(
     finally:
         for process in (*workers, scheduler):
             stop_process(process)
+
+
+@pytest.mark.slow
+def test_the_scheduler_killed_mid_run_is_one_error_line_and_a_new_one_resumes(
+        recipe, tmp_path):
+    """The scheduler dies mid-run: one ``Error:`` line, exit 2, what finished is kept. A new
+    scheduler (same address) with new workers resumes to the bytes of an uninterrupted run,
+    and the runs after it on that scheduler read every source (none "not found")."""
+    folder = tmp_path / "in"
+    for index in range(24):
+        save(folder / f"big{index:02d}.png", photo_like(240, 320, seed=index))
+    expected = run_recipe(recipe, input=folder, output=tmp_path / "reference", workers=1)
+    assert expected.written == 72
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    out = tmp_path / "out"
+
+    def cluster() -> list:
+        scheduler = dask_process("dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                 "--no-dashboard")
+        wait_for_port(port, scheduler)
+        return [scheduler, dask_process("dask_worker", address, "--nthreads", "1",
+                                        "--no-dashboard")]
+
+    processes = cluster()
+    try:
+        run = start_cli("run", recipe, "-i", folder, "-o", out, "--cluster", address, "-q",
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while run.poll() is None and len(list(out.glob("*.png"))) < 6 \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        processes[0].kill()  # the scheduler
+        output, _ = run.communicate(timeout=120)
+        assert run.returncode == 2, output
+        assert len(output.strip().splitlines()) == 1, output
+        (line,) = output.strip().splitlines()
+        assert line.startswith(f"Error: the Dask cluster at {address} went away mid-run")
+        kept = {path.name for path in out.glob("*.png")}
+        assert 0 < len(kept) < 72
+        for process in processes:
+            stop_process(process)
+
+        processes = cluster()
+        for _ in range(2):
+            result = invoke("run", str(recipe), "-i", str(folder), "-o", str(out),
+                            "--cluster", address, "-q")
+            assert result.exit_code == 0, result.output
+        assert output_files(out) == output_files(tmp_path / "reference")
+    finally:
+        for process in processes:
+            stop_process(process)
