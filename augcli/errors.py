@@ -46,6 +46,11 @@ class OutputError(AugcliError):
     """
 
 
+class ClusterLost(AugcliError):
+    """The Dask cluster went away mid-run: the run stops; what finished is kept and a
+    rerun on a cluster that is up makes the rest."""
+
+
 def output_error(path, exc: OSError) -> OutputError:
     """``cannot write out/x.jpg: No space left on device; ...`` from an ``OSError``."""
     reason = exc.strerror or str(exc)

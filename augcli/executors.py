@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from functools import partial
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from . import locations
 from .budget import Budget
-from .errors import UsageError
+from .errors import ClusterLost, UsageError
 from .processes import running
 
 LOCAL_CLUSTER = "local"
@@ -167,13 +167,18 @@ class Pool(Executor):
 
 class Dask(Executor):
     """A Dask client, checked to be a cluster whose workers all make the same bytes as
-    this machine (see ``signature``). Tasks go in batches of ``SOURCES_PER_TASK``."""
+    this machine: the same versions and CPU features (``signature``), and, given a
+    ``probe`` (a callable of no arguments returning digests, ``augcli.probe``), the
+    same digests of it, computed on each worker when it runs its first task (a worker
+    that joins later is checked too). Tasks go in batches of ``SOURCES_PER_TASK``."""
 
-    def __init__(self, client, name: str):
+    def __init__(self, client, name: str, probe=None):
         super().__init__(1)
         self.client = client
         self.name = name
         self.signature = ours = signature()
+        self.probe = probe
+        self.proof: dict = probe() if probe is not None else {}
         self._check_workers(ours)
 
     @property
@@ -190,6 +195,9 @@ class Dask(Executor):
                              "with: dask worker " + self.name) from None
         for address, theirs in sorted(self.client.run(signature).items()):
             _refuse_mismatch(ours, theirs, f"worker {address}")
+        if self.probe is not None:
+            for address, proof in sorted(self.client.run(_proof, self.probe).items()):
+                _refuse_other_bytes(self.proof, proof, f"worker {address}")
 
     def map(self, function, tasks, crashed=None, count: int | None = None):
         """Dask reruns a task whose worker died; a batch that killed
@@ -198,10 +206,16 @@ class Dask(Executor):
         distributed = _require_distributed()
         executor = self.client.get_executor(pure=False)
         batches = _RetriesFirst(_batched(tasks, SOURCES_PER_TASK))
-        submit = partial(executor.submit, _run_batch, function, self.signature)
+        submit = partial(executor.submit, _run_batch, function,
+                         (self.signature, self.probe, self.proof))
         for batch, future in _in_window(submit, batches, self.slots * _TASKS_PER_WORKER):
             try:
                 results = future.result()
+            except CancelledError:
+                raise ClusterLost(f"the Dask cluster at {self.name} went away mid-run (its "
+                                  "scheduler stopped or cannot be reached); what finished "
+                                  "is kept: rerun on a running cluster to make the rest") \
+                    from None
             except distributed.KilledWorker as exc:
                 if len(batch) > 1:
                     batches.retries.extend((task,) for task in batch)
@@ -213,7 +227,8 @@ class Dask(Executor):
 
 
 @contextmanager
-def open_executor(workers: int, cluster=None, client=None, memory: int | None = None):
+def open_executor(workers: int, cluster=None, client=None, memory: int | None = None,
+                  probe=None):
     """The executor a command uses, decided here once.
 
     ``client``: any ``distributed.Client`` (Kubernetes, gateway, Coiled), used as it is
@@ -221,13 +236,15 @@ def open_executor(workers: int, cluster=None, client=None, memory: int | None = 
     this machine), a scheduler address (``tcp://host:8786``, ``tls://...``) or a
     scheduler file; opened here and closed afterwards. Neither: ``workers`` processes
     here (one: in-process), sharing a budget of ``memory`` bytes when given.
+    ``probe``: what a cluster's workers render to prove their bytes (see ``Dask``).
     """
     if client is not None:
         yield Dask(client, str(getattr(client, "scheduler", None) and
-                               client.scheduler.address))
+                               client.scheduler.address), probe)
     elif cluster is not None:
         with _cluster_client(cluster, workers) as client:
-            yield Dask(client, cluster if cluster != LOCAL_CLUSTER else "a local cluster")
+            yield Dask(client, cluster if cluster != LOCAL_CLUSTER else "a local cluster",
+                       probe)
     elif workers == 1:
         yield InProcess()
     elif memory is None:
@@ -278,12 +295,28 @@ def _cluster_client(cluster: str, workers: int):
         if local is not None:
             local.close()
         raise UsageError(f"cannot reach the Dask scheduler at {cluster} ({exc})") from None
+    with _quiet_client():
+        try:
+            yield client
+        finally:
+            client.close()
+            if local is not None:
+                local.close()
+
+
+@contextmanager
+def _quiet_client():
+    """No log line from the client when it loses its scheduler: the run says so itself,
+    in one line (``ClusterLost``), from the tasks it was waiting for."""
+    import logging
+
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
-        yield client
+        yield
     finally:
-        client.close()
-        if local is not None:
-            local.close()
+        logger.setLevel(level)
 
 
 def scheduler_address(cluster: str) -> str | None:
@@ -516,13 +549,19 @@ class _RetriesFirst:
         return next(self.items)
 
 
-def _run_batch(function, expected: dict, tasks) -> list:
-    """On a worker: refuse to make bytes that differ from the client's; run each task."""
+def _run_batch(function, expected: tuple, tasks) -> list:
+    """On a worker: refuse to make bytes that differ from the client's (``expected``:
+    its signature, probe and the probe's digests); run each task."""
+    ours, probe, proof = expected
     theirs = _own_signature()
-    if theirs != expected:
+    if theirs != ours:
         import socket
 
-        _refuse_mismatch(expected, theirs, f"a worker on {socket.gethostname()}")
+        _refuse_mismatch(ours, theirs, f"a worker on {socket.gethostname()}")
+    if probe is not None and (mine := _proof(probe)) != proof:
+        import socket
+
+        _refuse_other_bytes(proof, mine, f"a worker on {socket.gethostname()}")
     _init_cluster_worker()
     return [function(task) for task in tasks]
 
@@ -535,6 +574,28 @@ def _refuse_mismatch(ours: dict, theirs: dict, who: str) -> None:
                          f"{'; '.join(differ)}. Every worker needs the same augcli, NumPy, "
                          "OpenCV and Pillow versions and the same CPU family (see the "
                          "README, 'Beyond one machine')")
+
+
+_proofs: dict = {}  # a worker's digests of each probe it was given, by the probe's key
+
+
+def _proof(probe) -> dict:
+    """This worker's digests of ``probe``, rendered once per worker process."""
+    if probe.key not in _proofs:
+        _proofs[probe.key] = probe()
+    return _proofs[probe.key]
+
+
+def _refuse_other_bytes(ours: dict, theirs: dict, who: str) -> None:
+    differ = sorted(name for name in ours.keys() | theirs.keys()
+                    if ours.get(name) != theirs.get(name))
+    if differ:
+        shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6
+                                         else "")
+        raise UsageError(f"{who} would make other bytes than this machine: the probe "
+                         f"image through {shown} differs. Its OpenCV is built or set up "
+                         "otherwise (IPP, OPENCV_CPU_DISABLE, another build of the same "
+                         "version); see the README, 'Beyond one machine'")
 
 
 @functools.cache

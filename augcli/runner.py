@@ -37,6 +37,7 @@ from .executors import Executor, default_workers, open_executor
 from .formats import AnnotationError, yolo
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .pipeline import OutputTooLarge, steps_matrix
+from .probe import recipe_probe
 from .profiles import Conform, Profile, get_profile
 from .recipe import (
     MAX_TARGET_PER_CLASS,
@@ -968,7 +969,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
     # the cluster is checked before any write; the lock is a folder's or a prefix's
-    with open_executor(workers, cluster, client, memory) as executor, \
+    with open_executor(workers, cluster, client, memory, recipe_probe(recipe)) as executor, \
             manifest.guard(store, dry_run=False, note=report.notes.append):
         resume = _resume(plan, recipe.fingerprint, overwrite)
         finished, started_lines = resume.finished, resume.started

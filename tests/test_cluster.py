@@ -532,3 +532,118 @@ def test_a_stray_object_in_the_output_prefix_is_refused(servers, dataset, recipe
     assert "holds 1 file(s) that no manifest says where they came from" in line
     assert "notes/readme.txt" in line
     assert sorted(store_files(s3, f"{bucket}/mixed")) == ["notes/readme.txt"]
+
+
+@pytest.mark.slow
+def test_a_worker_whose_opencv_makes_other_bytes_is_refused_by_the_probe(
+        dataset, recipe, tmp_path):
+    """Versions and CPU features agree, but IPP is off on one worker: its warps differ.
+    The probe (the recipe's ops on a fixed image, fixed seeds) proves it, when the run
+    starts and when such a worker takes its first task; nothing is written. With IPP
+    off, CPU dispatch turned down changes the bytes again: the probe tells them apart."""
+    import cv2
+    import distributed
+
+    from augcli.errors import UsageError
+    from augcli.executors import _run_batch, signature
+    from augcli.probe import recipe_probe
+
+    probe = recipe_probe(resolve_recipe(recipe))
+    ours = probe()
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = dask_process("dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                             "--no-dashboard")
+    workers = []
+    try:
+        wait_for_port(port, scheduler)
+        workers.append(dask_process("dask_worker", address, "--nthreads", "1",
+                                    "--no-dashboard", env={"OPENCV_IPP": "disabled"}))
+        with distributed.Client(address) as dask_client:
+            dask_client.wait_for_workers(1, timeout=60)
+            (ipp_off,) = dask_client.scheduler_info()["workers"]
+            # the check a worker makes before its first task, for one that joins later
+            joined = dask_client.submit(_run_batch, str, (signature(), probe, ours), (),
+                                        workers=[ipp_off], pure=False)
+            with pytest.raises(UsageError, match="the probe image through variants.turn"):
+                joined.result(timeout=60)
+        result = invoke("run", str(recipe), "-i", str(dataset), "-o", str(tmp_path / "out"),
+                        "--cluster", address, "-q")
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith(f"Error: worker {ipp_off} would make other bytes than this "
+                               "machine: the probe image through variants.turn")
+        assert "(affine)" in line and "variants.noise" not in line  # dropout: no warp
+        assert not (tmp_path / "out").exists()
+
+        # With IPP off, OpenCV's own kernels run, and they follow its CPU dispatch: a worker
+        # with AVX2 turned off as well makes other bytes again, and the probe tells them apart
+        # (with IPP on, IPP dispatches by itself; the signature refuses such a worker anyway).
+        if "*AVX2" not in cv2.getCPUFeaturesLine():
+            pytest.skip("this CPU has no AVX2 for OpenCV to turn off")
+        workers.append(dask_process("dask_worker", address, "--nthreads", "1",
+                                    "--no-dashboard", env={"OPENCV_IPP": "disabled",
+                                                           "OPENCV_CPU_DISABLE": "AVX2,AVX"}))
+        with distributed.Client(address) as dask_client:
+            dask_client.wait_for_workers(2, timeout=60)
+            proofs = dask_client.run(probe)
+        assert len(proofs) == 2
+        first, second = proofs.values()
+        assert first.keys() == second.keys() == ours.keys()
+        assert {name for name in ours if first[name] != second[name]} == {
+            "variants.turn", "variants.turn.ops[1] (affine)"}
+    finally:
+        for process in (*workers, scheduler):
+            stop_process(process)
+
+
+@pytest.mark.slow
+def test_the_scheduler_killed_mid_run_is_one_error_line_and_a_new_one_resumes(
+        recipe, tmp_path):
+    """The scheduler dies mid-run: one ``Error:`` line, exit 2, what finished is kept. A new
+    scheduler (same address) with new workers resumes to the bytes of an uninterrupted run,
+    and the runs after it on that scheduler read every source (none "not found")."""
+    folder = tmp_path / "in"
+    for index in range(24):
+        save(folder / f"big{index:02d}.png", photo_like(240, 320, seed=index))
+    expected = run_recipe(recipe, input=folder, output=tmp_path / "reference", workers=1)
+    assert expected.written == 72
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    out = tmp_path / "out"
+
+    def cluster() -> list:
+        scheduler = dask_process("dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                 "--no-dashboard")
+        wait_for_port(port, scheduler)
+        return [scheduler, dask_process("dask_worker", address, "--nthreads", "1",
+                                        "--no-dashboard")]
+
+    processes = cluster()
+    try:
+        run = start_cli("run", recipe, "-i", folder, "-o", out, "--cluster", address, "-q",
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while run.poll() is None and len(list(out.glob("*.png"))) < 6 \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        processes[0].kill()  # the scheduler
+        output, _ = run.communicate(timeout=120)
+        assert run.returncode == 2, output
+        assert len(output.strip().splitlines()) == 1, output
+        (line,) = output.strip().splitlines()
+        assert line.startswith(f"Error: the Dask cluster at {address} went away mid-run")
+        kept = {path.name for path in out.glob("*.png")}
+        assert 0 < len(kept) < 72
+        for process in processes:
+            stop_process(process)
+
+        processes = cluster()
+        for _ in range(2):
+            result = invoke("run", str(recipe), "-i", str(folder), "-o", str(out),
+                            "--cluster", address, "-q")
+            assert result.exit_code == 0, result.output
+        assert output_files(out) == output_files(tmp_path / "reference")
+    finally:
+        for process in processes:
+            stop_process(process)

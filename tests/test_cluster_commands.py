@@ -232,7 +232,8 @@ def test_the_exclusive_create_refuses_a_second_lock_even_without_the_first_look(
 
 @pytest.mark.slow
 def test_a_stale_lock_is_taken_over_with_a_note(servers, classes, tmp_path):
-    """A lock not rewritten for hours, or left on this host by a pid that has ended."""
+    """A lock not rewritten for over an hour (stale by its age: whether a pid on another
+    host runs cannot be known), or left on this host by a pid that has ended."""
     recipe = write_recipe(tmp_path, RECIPE)
     s3 = servers.s3()
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -242,7 +243,8 @@ def test_a_stale_lock_is_taken_over_with_a_note(servers, classes, tmp_path):
            "time": time.time() - LOCK_STALE_SECONDS - 60}
     dead = {"pid": dead_pid, "host": socket.gethostname(), "started": time.time(),
             "time": time.time(), "token": "y"}
-    for holder, who in ((old, "pid 1 on elsewhere"), (dead, f"pid {dead_pid} on ")):
+    for holder, who, why in ((old, "pid 1 on elsewhere", "stale: not rewritten for 61 minutes"),
+                             (dead, f"pid {dead_pid} on ", "which is no longer running")):
         bucket = new_bucket(s3)
         s3.pipe_file(f"{bucket}/out/{LOCK}", json.dumps(holder).encode())
         result = invoke("run", str(recipe), "-i", str(classes), "-o",
@@ -250,7 +252,7 @@ def test_a_stale_lock_is_taken_over_with_a_note(servers, classes, tmp_path):
         assert result.exit_code == 0, result.output
         (line,) = result.output.strip().splitlines()
         assert line.startswith(f"note: took over the lock s3://{bucket}/out/{LOCK} left by "
-                               f"{who}") and line.endswith("which is no longer running")
+                               f"{who}") and line.endswith(why), line
         s3.invalidate_cache()
         assert not s3.exists(f"{bucket}/out/{LOCK}")
     # A fresh lock from another host is not stale: refused.

@@ -39,5 +39,14 @@ def refusal(holder: str, where, kind: str, lock_name) -> str:
             f"choose another output {kind} (if no run is going on, delete {lock_name})")
 
 
-def took_over(lock_name, holder: str) -> str:
-    return f"took over the lock {lock_name} left by {holder}, which is no longer running"
+ENDED = "which is no longer running"  # known only for a pid on this host
+
+
+def stale_by_age(seconds: float) -> str:
+    """Why a lock not rewritten for ``seconds`` is taken over: its holder may run on
+    another host, where augcli cannot see whether it still runs."""
+    return f"stale: not rewritten for {seconds / 60:.0f} minutes"
+
+
+def took_over(lock_name, holder: str, why: str = ENDED) -> str:
+    return f"took over the lock {lock_name} left by {holder}, {why}"

@@ -262,11 +262,11 @@ class ObjectLock:
         for _ in range(5):
             holder = self._holder()  # asked first: some emulators ignore an exclusive create
             if holder:
-                if not self._stale(holder):
+                if not (why := self._stale(holder)):
                     self._refuse(holder)
                 self.store.delete(self.key)
                 if self.note is not None:
-                    self.note(locks.took_over(self.path, _who(holder)))
+                    self.note(locks.took_over(self.path, _who(holder), why))
             if not self.store.create(self.key, self._body(started)):
                 continue  # another run made it since we looked: look again
             holder = self._holder()
@@ -297,21 +297,22 @@ class ObjectLock:
             holder = None
         return holder if isinstance(holder, dict) else {"token": None}  # not augcli's text
 
-    def _stale(self, holder: dict) -> bool:
-        """Not rewritten for ``LOCK_STALE_SECONDS`` (by the holder's clock: it rewrites
-        the lock far more often than that, so clocks a little apart do not matter), or
-        left on this host by a pid that no longer runs."""
+    def _stale(self, holder: dict) -> str | None:
+        """Why the lock is stale, or None: not rewritten for ``LOCK_STALE_SECONDS`` (by
+        the holder's clock: it rewrites the lock far more often than that, so clocks a
+        little apart do not matter), or left on this host by a pid that no longer runs.
+        (Whether a pid on another host runs cannot be known here: only the age says.)"""
         import socket
 
         written = holder.get("time")
         if isinstance(written, (int, float)) and time.time() - written > LOCK_STALE_SECONDS:
-            return True
+            return locks.stale_by_age(time.time() - written)
         pid = holder.get("pid")
         if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
-            return False
+            return None
         if pid == os.getpid():  # a run of this process: stale once it has ended
-            return not locks.holds(holder.get("token"))
-        return not running(pid)
+            return None if locks.holds(holder.get("token")) else locks.ENDED
+        return None if running(pid) else locks.ENDED
 
     def _refuse(self, holder: dict):
         raise UsageError(locks.refusal(_who(holder), self.store.url, "prefix", self.path))

@@ -1,0 +1,77 @@
+"""The proof that a worker makes this machine's bytes: a fixed probe image rendered
+through every op of the recipe (alone, and each variant whole), with fixed seeds.
+
+Versions and the CPU features line (``executors.signature``) name what is known to
+change bytes; the probe proves the rest — OpenCV's IPP switched off, another build
+of the same version, a CPU dispatch switch nobody listed. A worker whose digests
+differ from the client's is refused, naming the ops that differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .pipeline import apply_steps, sample_steps
+from .recipe import Recipe, _op_nodes
+
+SEEDS = (1, 2, 3, 4)  # each op and variant drawn four times
+MAX_TREES = 8  # sweep combinations probed per variant
+
+
+def probe_image() -> np.ndarray:
+    """A 45x67 colour image with edges and gradients, made by integer arithmetic alone
+    (no random generator): the same array everywhere. Odd sizes leave SIMD tails."""
+    y, x = np.mgrid[0:45, 0:67].astype(np.int64)
+    blue = (x * 7 + y * 3) % 256
+    green = ((x // 8 + y // 8) % 2) * 200 + (y * 5) % 56
+    red = (x * y) % 251
+    return np.stack([blue, green, red], axis=-1).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a worker renders to prove its bytes: ``trees`` is (name, op tree) pairs.
+    ``key`` names it, for a worker to render each probe once."""
+
+    key: str
+    trees: tuple
+
+    def __call__(self) -> dict:
+        """Name -> SHA-256 of the probe image through that tree, at every seed."""
+        image = probe_image()
+        digests = {}
+        for name, tree in self.trees:
+            hashed = hashlib.sha256()
+            for seed in SEEDS:
+                steps = sample_steps(tree, np.random.default_rng(seed), image.shape)
+                pixels = np.ascontiguousarray(apply_steps(image, steps))
+                hashed.update(repr((pixels.shape, pixels.dtype.str)).encode())
+                hashed.update(pixels.data)
+            digests[name] = hashed.hexdigest()
+        return digests
+
+
+def recipe_probe(recipe: Recipe) -> Probe:
+    """Every op of ``recipe`` alone (as ``variants.NAME.ops[i] (op)``), and each variant
+    whole (its warps composed as the run composes them)."""
+    trees: list = []
+    for variant in recipe.variants:
+        for number, tree in enumerate(_distinct(variant.expand())):
+            if number == MAX_TREES:
+                break
+            sweep = f" (sweep {number + 1})" if number else ""
+            trees.append((f"variants.{variant.name}{sweep}", tree))
+            trees.extend((f"{path} ({node.op}){sweep}", (node,))
+                         for path, node in _op_nodes(tree, f"variants.{variant.name}.ops"))
+    return Probe(recipe.fingerprint, tuple(trees))
+
+
+def _distinct(trees):
+    seen: list = []
+    for tree in trees:
+        if tree not in seen:
+            seen.append(tree)
+            yield tree
