@@ -41,6 +41,7 @@ class OutputPlan:
     index: int
     seed: int
     ops: tuple = ()
+    donors: tuple = ()  # names of other sources of its split its donor ops take, in order
 
 
 def derive_seed(recipe_seed: int, relative: str, variant: str, index: int) -> int:
@@ -83,10 +84,12 @@ def source_outputs(recipe: Recipe, relative: Path, fmt: str | None = None) -> li
     return outputs
 
 
-def render(image: np.ndarray, output: OutputPlan):
-    """Pixels and sampled steps of one augmented output: what run writes, preview shows."""
-    steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
-    return apply_steps(image, steps), steps
+def render(image: np.ndarray, output: OutputPlan, donor=None):
+    """Pixels and sampled steps of one augmented output: what run writes, preview shows.
+    ``donor``: name -> image, for ops that take the output's ``donors``."""
+    steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape,
+                         donors=output.donors)
+    return apply_steps(image, steps, donor), steps
 
 
 # --- outputs that differ -------------------------------------------------------
@@ -120,16 +123,18 @@ class Distinct:
     def __init__(self, source: np.ndarray, name: str):
         self.seen = {digest(source): name}
 
-    def draw(self, image: np.ndarray, output: OutputPlan) -> tuple:
+    def draw(self, image: np.ndarray, output: OutputPlan, donor=None) -> tuple:
         """(pixels, steps, seed, redraws) of ``output``, different from every image seen.
 
-        Raises ``DuplicateOutput`` when all ``MAX_DRAWS`` draws repeat an image.
+        Raises ``DuplicateOutput`` when all ``MAX_DRAWS`` draws repeat an image. A redraw
+        keeps the output's donors (``donor``: name -> image).
         """
         seed = output.seed
         for attempt in range(MAX_DRAWS):
             if attempt:
                 seed = redraw_seed(output.seed, attempt)
-            pixels, steps = render(image, replace(output, seed=seed) if attempt else output)
+            pixels, steps = render(image, replace(output, seed=seed) if attempt else output,
+                                   donor)
             key = digest(pixels)
             if key not in self.seen:
                 self.seen[key] = output.relative
