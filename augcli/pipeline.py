@@ -15,12 +15,13 @@ import numpy as np
 
 from . import geometry
 from . import ops as catalog
+from .errors import UsageError
 from .imagefiles import DEFAULT_MAX_PIXELS
 from .ops.combinators import OpNode
 from .targets.boxes import transform_boxes
 
 
-class MissingDonors(ValueError):
+class MissingDonors(UsageError):
     """An op that takes donor images (mosaic, cutmix, mixup) with none to take: only a run
     over a folder or dataset draws them, from the source's split."""
 

@@ -632,12 +632,13 @@ def _process_source(task: SourceTask, reservation: budget.Reservation) -> Source
         return result
     source_format = imagefiles.format_of(Path(task.relative))
     distinct = Distinct(image, task.relative)
-    donors = _Donors(source)
+    donors = _Donors(source, task.outputs)
     todo = sum(output.relative not in task.done for output in task.outputs)
     with _Publisher(task.publish_threads) as publisher:
         for output in task.outputs:
             if not todo or result.stop is not None:
                 break
+            donors.release_before(output)
             if output.relative in task.done:  # finished earlier: drawn again only to be told apart
                 if output.variant is not None:
                     with contextlib.suppress(DuplicateOutput, DonorUnreadable):
@@ -665,11 +666,20 @@ class DonorUnreadable(ValueError):
 
 class _Donors:
     """The donor images of one task, each read through the input store and decoded once,
-    however many of the task's outputs take it."""
+    however many of the task's outputs take it, and let go after the last of them."""
 
-    def __init__(self, store):
+    def __init__(self, store, outputs):
         self.store = store
         self.images: dict = {}
+        self.position = {output.relative: index for index, output in enumerate(outputs)}
+        self.last = {name: index for index, output in enumerate(outputs)
+                     for name in output.donors}  # the last output that takes each donor
+
+    def release_before(self, output: OutputPlan) -> None:
+        """Drop the donors no output from ``output`` on takes."""
+        here = self.position[output.relative]
+        for name in [name for name in self.images if self.last[name] < here]:
+            del self.images[name]
 
     def image(self, name: str) -> np.ndarray:
         if name not in self.images:

@@ -235,3 +235,33 @@ def test_class_folders_without_annotations_are_refused_not_mislabelled(tmp_path)
     with pytest.raises(UsageError, match="class folder.*mislabelled.*ricap"):
         run_recipe(recipe)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_donor_fails_only_the_outputs_that_take_it(tmp_path):
+    for number in range(4):
+        save(tmp_path / "in" / f"p{number}.png", np.full((24, 32, 3), 40 * number, np.uint8))
+    (tmp_path / "in" / "p4.png").write_bytes(b"not a png")
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        variants:
+          m: {copies: 3, ops: [{mixup: {ratio: [0.3, 0.7]}}]}
+    """)
+    report = run_recipe(recipe, workers=1)
+    assert report.exit_code == 1
+    reasons = dict(report.failures)
+    assert "p4.png" in reasons  # the source itself
+    takers = [path for path, reason in reasons.items()
+              if "its donor p4.png cannot be read" in reason]
+    written = [r for r in read_manifest(tmp_path / "out") if r.get("variant")]
+    assert takers and written and len(takers) + len(written) == 4 * 3
+    assert all(r["donors"][0]["source"] != "p4.png" for r in written)
+
+
+def test_without_a_run_to_draw_them_there_are_no_donors(image):
+    from augcli.render import OutputPlan, render
+
+    from .conftest import ops_of
+
+    with pytest.raises(UsageError, match="mosaic takes 3 donor.*only augcli run"):
+        render(image, OutputPlan("x.png", "v", 1, 5, ops_of("[{mosaic: {}}]")))
