@@ -348,9 +348,10 @@ def plan_run(recipe: Recipe) -> Plan:
 
 
 def _refuse_unlabelled_donors(plan: Plan) -> None:
-    """Ops that take donors mix images of several classes: refused on class folders without
-    annotations, where each output would land in its source's class folder mislabelled."""
-    if plan.annotations is None and plan.dataset is None and plan.takes_donors:
+    """Ops that take donors mix images of several classes: refused on class folders (a
+    classification dataset's too) without annotations, where each output would land in
+    its source's class folder mislabelled."""
+    if plan.annotations is None and plan.takes_donors:
         nested = next((s.relative for s in plan.sources if "/" in s.relative), None)
         if nested is not None:
             raise UsageError(

@@ -223,8 +223,10 @@ def test_a_dask_cluster_writes_the_same_bytes(tmp_path, painted):
     assert files_under(tmp_path / "out") == files_under(tmp_path / "dask")
 
 
-def test_class_folders_without_annotations_are_refused_not_mislabelled(tmp_path):
-    for name in ("cats/a.png", "dogs/b.png"):
+@pytest.mark.parametrize("names", [("cats/a.png", "dogs/b.png"),
+                                   ("train/cats/a.png", "train/dogs/b.png", "val/cats/c.png")])
+def test_class_folders_without_annotations_are_refused_not_mislabelled(tmp_path, names):
+    for name in names:
         save(tmp_path / "in" / name, np.zeros((20, 20, 3), np.uint8))
     recipe = write_recipe(tmp_path, """\
         input: in

@@ -231,10 +231,16 @@ def _uncovered(box: Box, patch: tuple) -> tuple:
     tall = max(0.0, min(box.y1, py1) - max(box.y0, py0))
     visible = 1 - wide * tall / box.area if box.area else 0.0
     x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
-    if py0 <= y0 and py1 >= y1:  # the patch spans the box's height
-        x0, x1 = (max(x0, px1), x1) if px0 <= x0 else (x0, min(x1, px0)) if px1 >= x1 else (x0, x1)
-    if px0 <= box.x0 and px1 >= box.x1:  # and its width
-        y0, y1 = (max(y0, py1), y1) if py0 <= y0 else (y0, min(y1, py0)) if py1 >= y1 else (y0, y1)
+    if py0 <= y0 and py1 >= y1:  # the patch spans the box's height: its left or right goes
+        if px0 <= x0 < px1:
+            x0 = px1
+        elif px0 < x1 <= px1:
+            x1 = px0
+    if px0 <= box.x0 and px1 >= box.x1:  # its width: its top or bottom goes
+        if py0 <= y0 < py1:
+            y0 = py1
+        elif py0 < y1 <= py1:
+            y1 = py0
     return visible, Box(box.label, x0, y0, x1, y1, box.extra)
 
 
