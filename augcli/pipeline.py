@@ -15,8 +15,15 @@ import numpy as np
 
 from . import geometry
 from . import ops as catalog
+from .errors import UsageError
 from .imagefiles import DEFAULT_MAX_PIXELS
 from .ops.combinators import OpNode
+from .targets.boxes import transform_boxes
+
+
+class MissingDonors(UsageError):
+    """An op that takes donor images (mosaic, cutmix, mixup) with none to take: only a run
+    over a folder or dataset draws them, from the source's split."""
 
 
 class OutputTooLarge(ValueError):
@@ -36,21 +43,23 @@ class Step:
 
 
 def sample_steps(nodes, rng: np.random.Generator, shape,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, donors: tuple = ()) -> list:
     """Walk the op tree, draw every random choice, and return the steps that fire.
 
     ``shape`` is the source image's; ops that change the size (crops, resizes)
     hand the new size to the ops after them. A step that would make an image of
-    more than ``max_pixels`` raises OutputTooLarge.
+    more than ``max_pixels`` raises OutputTooLarge. ``donors``: the output's donor
+    names, handed in order to the steps that take donors (``params["donors"]``).
     """
-    sampler = _Sampler(rng, tuple(shape[:2]), max_pixels)
+    sampler = _Sampler(rng, tuple(shape[:2]), max_pixels, donors)
     sampler.visit(nodes)
     return sampler.steps
 
 
 class _Sampler:
-    def __init__(self, rng, size, max_pixels):
+    def __init__(self, rng, size, max_pixels, donors=()):
         self.rng = rng
+        self.donors = list(donors)  # not yet handed to a step
         self.size = size  # (height, width) at this point of the pipeline
         self.max_pixels = max_pixels
         self.steps = []
@@ -61,6 +70,8 @@ class _Sampler:
             if isinstance(node, OpNode):
                 op = catalog.CATALOG[node.op]
                 params = op.sample_params(_drawer(node.args, rng), rng, self.size)
+                if params is not None and op.donor is not None:
+                    params["donors"] = self._take(node.op, op.donor.count(params))
                 if params is not None:
                     self.steps.append(Step(node.op, params))
                     self.size = op.size_after(params, self.size)
@@ -68,6 +79,13 @@ class _Sampler:
             else:
                 self.visit(node.choose(rng))
 
+
+    def _take(self, op_name: str, count: int) -> list:
+        if count > len(self.donors):
+            raise MissingDonors(f"{op_name} takes {count} donor image(s) from the source's "
+                                "split: only augcli run draws them")
+        taken, self.donors = self.donors[:count], self.donors[count:]
+        return taken
 
     def _check_size(self, op_name: str) -> None:
         height, width = self.size
@@ -90,13 +108,14 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None) -> np.ndarray:
+def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
+                donor=None) -> np.ndarray:
     """Apply sampled steps in order; runs of fusable geometric steps become one warp.
 
     Steps without a fill (flips: exact mirrors) join any run; a step whose
     fill differs from the run's starts a new run. ``padded``: the image with a
     spare channel (``geometry.with_spare_channel``), kept by a caller that warps
-    one image many times.
+    one image many times; ``donor``: name -> image, for the steps that take donors.
     """
     source = image
     run = None  # (matrix, fill, size) of the geometric run not yet resampled
@@ -115,6 +134,11 @@ def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None) -> n
                 run = (step_matrix, step_fill, size)
             else:
                 run = (step_matrix @ run[0], run[1] or step_fill, size)
+        elif op.donor is not None:
+            if donor is None:
+                raise MissingDonors(f"{step.op} needs its donor images")
+            image = op.donor.compose(image, step.params, [donor(n) for n in step.params["donors"]])
+            size = image.shape[:2]
         else:
             assert op.apply is not None  # not fusable, so it makes its own pixels
             image = op.apply(image, step.params)
@@ -136,6 +160,54 @@ def steps_matrix(steps, shape) -> np.ndarray:
             matrix = op.matrix(step.params, size) @ matrix
         size = op.size_after(step.params, size)
     return matrix
+
+
+def takes_donors(steps) -> bool:
+    return any(catalog.CATALOG[step.op].donor is not None for step in steps)
+
+
+def carry_boxes(boxes, steps, shape, donor_boxes, min_visibility: float) -> tuple:
+    """Boxes through the steps up to the last that takes donors, whose tiles and patches no
+    one matrix describes: (boxes, Dropped boxes, the steps left, the size after).
+
+    The steps before each donor step move the boxes by their matrix (clipped to the
+    image there); the donor step places them with its pieces, beside the boxes of its
+    donors (``donor_boxes``: name -> ImageBoxes). The steps left move them as usual."""
+    dropped: list = []
+    start, size = 0, tuple(shape[:2])
+    for index, step in enumerate(steps):
+        op = catalog.CATALOG[step.op]
+        if op.donor is None:
+            continue
+        before = steps[start:index]
+        here = _size_after(before, size)
+        boxes, gone = transform_boxes(boxes, steps_matrix(before, size), here, min_visibility)
+        dropped += gone
+        boxes, gone = op.donor.boxes(step.params, here, boxes,
+                                     [donor_boxes(name) for name in step.params["donors"]],
+                                     min_visibility)
+        dropped += gone
+        start, size = index + 1, op.size_after(step.params, here)
+    return boxes, tuple(dropped), steps[start:], size
+
+
+def donor_records(steps, shape, donor_shape) -> list:
+    """The manifest's ``donors`` of an output: each donor's crop and place (or weight), step
+    by step (``donor_shape``: name -> (h, w))."""
+    records, size = [], tuple(shape[:2])
+    for step in steps:
+        op = catalog.CATALOG[step.op]
+        if op.donor is not None:
+            records += op.donor.record(step.params, size,
+                                       [donor_shape(name) for name in step.params["donors"]])
+        size = op.size_after(step.params, size)
+    return records
+
+
+def _size_after(steps, size) -> tuple:
+    for step in steps:
+        size = catalog.CATALOG[step.op].size_after(step.params, size)
+    return size
 
 
 def _resample(image, run, padded=None):

@@ -43,6 +43,7 @@ class OutputPlan:
     index: int
     seed: int
     ops: tuple = ()
+    donors: tuple = ()  # names of other sources of its split its donor ops take, in order
 
 
 def derive_seed(recipe_seed: int, relative: str, variant: str, index: int) -> int:
@@ -85,12 +86,15 @@ def source_outputs(recipe: Recipe, relative: Path, fmt: str | None = None) -> li
     return outputs
 
 
-def render(image: np.ndarray, output: OutputPlan, padded: np.ndarray | None = None):
+def render(image: np.ndarray, output: OutputPlan, padded: np.ndarray | None = None,
+           donor=None):
     """Pixels and sampled steps of one augmented output: what run writes, preview shows.
 
-    ``padded``: ``geometry.with_spare_channel(image)``, kept across a source's outputs."""
-    steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape)
-    return apply_steps(image, steps, padded), steps
+    ``padded``: ``geometry.with_spare_channel(image)``, kept across a source's outputs;
+    ``donor``: name -> image, for ops that take the output's ``donors``."""
+    steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape,
+                         donors=output.donors)
+    return apply_steps(image, steps, padded=padded, donor=donor), steps
 
 
 # --- outputs that differ -------------------------------------------------------
@@ -137,30 +141,32 @@ class Distinct:
         self.seen: dict = {digest(source): [(name, None)]}  # key -> [(name, its plan)]
 
     def add(self, image: np.ndarray, pixels: np.ndarray, name: str,
-            output: OutputPlan) -> str | None:
-        """Keep ``pixels`` (``output`` rendered from ``image``) if they are new; else return
-        the name of the earlier image that equals them."""
+            output: OutputPlan, donor=None) -> str | None:
+        """Keep ``pixels`` (``output`` rendered from ``image``, with ``donor`` images) if they
+        are new; else return the name of the earlier image that equals them."""
         key = digest(pixels)
         earlier = self.seen.setdefault(key, [])
         for twin, plan in earlier:
-            twin_pixels = self.source if plan is None else render(image, plan)[0]
+            twin_pixels = self.source if plan is None else render(image, plan, donor=donor)[0]
             if np.array_equal(twin_pixels, pixels):
                 return twin
         earlier.append((name, output))
         return None
 
-    def draw(self, image: np.ndarray, output: OutputPlan) -> tuple:
+    def draw(self, image: np.ndarray, output: OutputPlan, donor=None) -> tuple:
         """(pixels, steps, seed, redraws) of ``output``, different from every image seen.
 
-        Raises ``DuplicateOutput`` when all ``MAX_DRAWS`` draws repeat an image.
+        Raises ``DuplicateOutput`` when all ``MAX_DRAWS`` draws repeat an image. A redraw
+        keeps the output's donors (``donor``: name -> image).
         """
         seed = output.seed
         for attempt in range(MAX_DRAWS):
             if attempt:
                 seed = redraw_seed(output.seed, attempt)
             plan = replace(output, seed=seed) if attempt else output
-            pixels, steps = render(image, plan, self.padded if image is self.source else None)
-            twin = self.add(image, pixels, output.relative, plan)
+            pixels, steps = render(image, plan, self.padded if image is self.source else None,
+                                   donor)
+            twin = self.add(image, pixels, output.relative, plan, donor)
             if twin is None:
                 return pixels, steps, seed, attempt
         raise DuplicateOutput(

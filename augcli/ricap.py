@@ -50,6 +50,7 @@ from .executors import Executor, default_workers, open_executor
 from .geometry import parse_size
 from .report import JobReport, progress_bar
 from .stores import StoreSpec
+from .tiles import WEIGHT_GRID, area_weights, compose  # noqa: F401 - part of this API
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
            "RicapReport", "RicapSettings", "area_weights", "compose", "draw_montages",
@@ -72,7 +73,6 @@ NAME_PREFIX = "ricap_"
 EPOCH_PREFIX = "epoch_"
 CHUNK_BYTES = 256 * 2**20  # bound on the resized sources one task holds at once
 MAX_CHUNK = 64
-WEIGHT_GRID = 2**52  # label weights are multiples of 1 / 2**52 (see area_weights)
 
 
 # --- the geometry and the labels (pure functions) ----------------------------------------
@@ -104,42 +104,10 @@ def label_weights(quadrants, classes, width: int, height: int) -> dict:
     return weights
 
 
-def area_weights(areas, total: int) -> tuple:
-    """Float weights of ``areas`` (summing to ``total``) that add up to exactly 1.0.
-
-    Each weight is area / total rounded to a multiple of 2**-52, and the
-    rounding remainder (a few units) goes to the largest area. Any sum of
-    such multiples that stays at or below 1 is exact in float64, so a label
-    row sums to exactly 1.0 in any order (Python's ``sum``, NumPy, pandas), and
-    each weight is within 3 * 2**-52 (7e-16) of the exact share.
-    """
-    units = [(2 * area * WEIGHT_GRID + total) // (2 * total) for area in areas]
-    largest = max(range(len(units)), key=lambda i: (areas[i], -i))
-    units[largest] += WEIGHT_GRID - sum(units)
-    return tuple(unit / WEIGHT_GRID for unit in units)
-
-
 def majority_class(weights: dict) -> str:
     """The class with the largest weight; ties go to the first in sorted order."""
     best = max(weights.values())
     return min(name for name, weight in weights.items() if weight == best)
-
-
-def compose(size: tuple, pieces, channels: int = 3, out: np.ndarray | None = None) -> np.ndarray:
-    """Paste each (source image, (crop x, crop y), output box) into a W x H canvas.
-
-    The crop is the output box's size, taken at (crop x, crop y) of the source.
-    Empty boxes are skipped (their source may be None). The canvas is ``out``
-    when given (any dtype), else a new uint8 array.
-    """
-    width, height = size
-    canvas = np.zeros((height, width, channels), np.uint8) if out is None else out
-    for image, crop, (x, y, w, h) in pieces:
-        if w == 0 or h == 0:
-            continue
-        cx, cy = crop
-        canvas[y:y + h, x:x + w] = image[cy:cy + h, cx:cx + w]
-    return canvas
 
 
 def prepare_source(store, key: str, size: tuple) -> np.ndarray:

@@ -36,7 +36,8 @@ from .errors import (
 from .executors import Executor, default_workers, open_executor
 from .formats import AnnotationError, yolo
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
-from .pipeline import OutputTooLarge, steps_matrix
+from .ops.multi import donor_names, most_donors
+from .pipeline import OutputTooLarge, carry_boxes, donor_records, steps_matrix, takes_donors
 from .probe import recipe_probe
 from .profiles import Conform, Profile, get_profile
 from .recipe import (
@@ -85,6 +86,7 @@ class SourceTask:
     done: frozenset = frozenset()  # outputs an earlier run finished: not written again
     stamp: dict | None = None  # the source's stamp from the plan's listing (object stores)
     publish_threads: int = 0  # threads that encode and publish while the next output renders
+    donor_boxes: tuple = ()  # (name, ImageBoxes) of each donor its outputs take (annotations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,17 +138,23 @@ class Plan:
         """The task of one source, with all of its outputs."""
         annotations = self.annotations
         assert self.input_store is not None  # plan_run's
+        outputs = tuple(self.outputs_of(source))
         return SourceTask(self.input_store, source.relative, self.output_store,
-                          tuple(self.outputs_of(source)), source.format, self.recipe.quality,
+                          outputs, source.format, self.recipe.quality,
                           profile=self._profile, boxes=source.boxes,
                           annotation_format=annotations.format if annotations else None,
                           conform=self.recipe.conform or Conform(),
                           copy_annotation=_held_out_annotation(self.dataset, annotations,
                                                                source.relative),
-                          stamp=source.stamp)
+                          stamp=source.stamp, donor_boxes=self._donor_boxes(outputs))
 
     def outputs_of(self, source: PlannedSource) -> list:
-        """A source's ``OutputPlan``\\ s, in order (the only place they are decided)."""
+        """A source's ``OutputPlan``\\ s, in order (the only place they are decided), each
+        with its donors when its ops take some."""
+        outputs = self._outputs_of(source)
+        return self._with_donors(source, outputs) if self.takes_donors else outputs
+
+    def _outputs_of(self, source: PlannedSource) -> list:
         relative = Path(source.relative)
         if not source.augment:
             return [original_output(relative, source.format)]
@@ -185,6 +193,45 @@ class Plan:
     @functools.cached_property
     def _profile(self) -> Profile | None:
         return get_profile(self.recipe.profile) if self.recipe.profile else None
+
+    @functools.cached_property
+    def takes_donors(self) -> bool:
+        """Whether any op of the recipe takes donor images (mosaic, cutmix, mixup)."""
+        return any(most_donors(tree) for trees in self._trees.values() for tree in trees)
+
+    def _with_donors(self, source: PlannedSource, outputs: list) -> list:
+        """The outputs with the donors their ops may take, drawn from each output's seed
+        among the other sources of its split: only names travel in a task, never the
+        split's listing, and a worker reads each donor of its task once."""
+        pool, own = self._donor_pools.get(source.relative, ((source.relative,), 0))
+        return [replace(output, donors=donor_names(output.seed, count, pool, own))
+                if output.variant is not None and (count := most_donors(output.ops)) else output
+                for output in outputs]
+
+    @functools.cached_property
+    def _donor_pools(self) -> dict:
+        """source -> (the names of its split's augmented sources, its index there)."""
+        splits: dict = {}
+        for source in self.sources:
+            if source.augment and (self.annotations is None or source.boxes is not None):
+                split = self.dataset.split_of(source.relative) if self.dataset else None
+                splits.setdefault(split.name if split else "", []).append(source.relative)
+        pools: dict = {}
+        for names in splits.values():
+            pool = tuple(names)
+            pools.update((name, (pool, index)) for index, name in enumerate(pool))
+        return pools
+
+    def _donor_boxes(self, outputs) -> tuple:
+        """(name, ImageBoxes) of every donor the outputs take, with annotations."""
+        if self.annotations is None:
+            return ()
+        names = sorted({name for output in outputs for name in output.donors})
+        return tuple((name, self._by_name[name].boxes) for name in names)
+
+    @functools.cached_property
+    def _by_name(self) -> dict:
+        return {source.relative: source for source in self.sources}
 
     @functools.cached_property
     def _trees(self) -> dict:
@@ -292,8 +339,22 @@ def plan_run(recipe: Recipe) -> Plan:
     sources, classes = _plan_sources(recipe, images, formats, boxes, dataset, stamps)
     plan = Plan(recipe, input_dir, output_spec, sources, others, classes,
                 list(failures.values()), source, dataset, input_spec)
+    _refuse_unlabelled_donors(plan)
     _refuse_clashes(plan)
     return plan
+
+
+def _refuse_unlabelled_donors(plan: Plan) -> None:
+    """Ops that take donors mix images of several classes: refused on class folders (a
+    classification dataset's too) without annotations, where each output would land in
+    its source's class folder mislabelled."""
+    if plan.annotations is None and plan.takes_donors:
+        nested = next((s.relative for s in plan.sources if "/" in s.relative), None)
+        if nested is not None:
+            raise UsageError(
+                f"mosaic, cutmix and mixup mix images of several classes, and {nested} is in a "
+                "class folder: its outputs would be mislabelled there; give the recipe "
+                "'annotations:' (boxes), or use augcli ricap for soft labels (labels.csv)")
 
 
 def _scan_input(store, unreadable: list) -> tuple[list, list, dict]:
@@ -573,22 +634,24 @@ def _process_source(task: SourceTask, reservation: budget.Reservation) -> Source
         return result
     source_format = imagefiles.format_of(Path(task.relative))
     distinct = Distinct(image, task.relative)
+    donors = _Donors(source, task.outputs)
     todo = sum(output.relative not in task.done for output in task.outputs)
     with _Publisher(task.publish_threads) as publisher:
         for output in task.outputs:
             if not todo or result.stop is not None:
                 break
+            donors.release_before(output)
             if output.relative in task.done:  # finished earlier: drawn again only to be told apart
                 if output.variant is not None:
-                    with contextlib.suppress(DuplicateOutput):
-                        distinct.draw(image, output)
+                    with contextlib.suppress(DuplicateOutput, DonorUnreadable):
+                        distinct.draw(image, output, donors.image)
                 continue
             todo -= 1
             record = {"output": output.relative, "source": task.relative,
                       "variant": output.variant, "index": output.index, **stamp}
             try:
                 publish = _render_output(task, output, data, image, source_format, record,
-                                         distinct)
+                                         distinct, donors)
             except _OUTPUT_ERRORS as exc:
                 _output_failed(result, task, output, exc, size)
                 continue
@@ -599,10 +662,45 @@ def _process_source(task: SourceTask, reservation: budget.Reservation) -> Source
     return result
 
 
+class DonorUnreadable(ValueError):
+    """A donor an output takes cannot be read: that output fails, the rest go on."""
+
+
+class _Donors:
+    """The donor images of one task, each read through the input store and decoded once,
+    however many of the task's outputs take it, and let go after the last of them."""
+
+    def __init__(self, store, outputs):
+        self.store = store
+        self.images: dict = {}
+        self.position = {output.relative: index for index, output in enumerate(outputs)}
+        self.last = {name: index for index, output in enumerate(outputs)
+                     for name in output.donors}  # the last output that takes each donor
+
+    def release_before(self, output: OutputPlan) -> None:
+        """Drop the donors no output from ``output`` on takes."""
+        here = self.position[output.relative]
+        for name in [name for name in self.images if self.last[name] < here]:
+            del self.images[name]
+
+    def image(self, name: str) -> np.ndarray:
+        if name not in self.images:
+            try:
+                self.images[name] = self.store.read_image(name)
+            except ImageReadError as exc:
+                raise DonorUnreadable(f"its donor {name} cannot be read: {exc.reason}") from None
+        return self.images[name]
+
+    def shape(self, name: str) -> tuple:
+        return self.image(name).shape[:2]
+
+
 # What fails one output, and the rest go on (unless its output cannot be written at all): a
 # write (OSError, StorageError), an output drawn the same as another or over the pixel
-# limit, and memory (OpenCV says so with a cv2.error). Anything else is a bug: it surfaces.
-_OUTPUT_ERRORS = (OSError, DuplicateOutput, OutputTooLarge, MemoryError, cv2.error)
+# limit, a donor that cannot be read, and memory (OpenCV says so with a cv2.error). Anything
+# else is a bug: it surfaces.
+_OUTPUT_ERRORS = (OSError, DuplicateOutput, OutputTooLarge, DonorUnreadable, MemoryError,
+                  cv2.error)
 
 
 def _published(result: SourceResult, task: SourceTask, size, output: OutputPlan, record: dict,
@@ -618,7 +716,7 @@ def _output_failed(result: SourceResult, task: SourceTask, output: OutputPlan,
                    error: BaseException, size) -> None:
     """Note why one output failed; an output folder that cannot be written (disk full, read
     only) stops the run (``result.stop``). An error no output should raise is raised."""
-    if isinstance(error, (DuplicateOutput, OutputTooLarge)):
+    if isinstance(error, (DuplicateOutput, OutputTooLarge, DonorUnreadable)):
         result.failures.append((output.relative, str(error)))
     elif isinstance(error, OSError) and error.errno in STOPS_RUN:
         if result.stop is None:
@@ -687,7 +785,7 @@ def _write_failure(exc: OSError) -> str:
 
 
 def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
-                   source_format: str, record: dict, distinct: Distinct):
+                   source_format: str, record: dict, distinct: Distinct, donors: _Donors):
     """Render one output, fill in its record so far, and return what publishes it.
 
     An augmented output is drawn apart from the source and the outputs before it
@@ -702,11 +800,13 @@ def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: n
             return functools.partial(_publish_copy, task, output, source, image, record)
         pixels, steps = image, ()
     else:
-        pixels, steps, seed, redraws = distinct.draw(image, output)
+        pixels, steps, seed, redraws = distinct.draw(image, output, donors.image)
         record["seed"] = seed
         if redraws:
             record["redraws"] = redraws
         record["ops"] = [step.as_record() for step in steps]
+        if output.donors and takes_donors(steps):
+            record["donors"] = donor_records(steps, image.shape, donors.shape)
     return functools.partial(_publish_rendered, task, output, pixels, steps, fmt, record)
 
 
@@ -750,7 +850,12 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     fmt = task.annotation_format
     if task.boxes is None or fmt is None:
         return
-    matrix = steps_matrix(steps, (task.boxes.height, task.boxes.width))
+    boxes, shape, carried = task.boxes.boxes, (task.boxes.height, task.boxes.width), ()
+    if takes_donors(steps):  # tiles and patches: no one matrix moves the boxes
+        boxes, carried, steps, shape = carry_boxes(boxes, steps, shape,
+                                                   dict(task.donor_boxes).__getitem__,
+                                                   fmt.min_visibility)
+    matrix = steps_matrix(steps, shape)
     if fitted is not None:
         matrix = fitted @ matrix
     size = pixels.shape[:2]
@@ -758,10 +863,10 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
         width, height = adjustments["size"]
         matrix = geometry.resize_matrix(size, (height, width)) @ matrix
         size = (height, width)
-    kept, dropped = transform_boxes(task.boxes.boxes, matrix, size, fmt.min_visibility)
+    kept, dropped = transform_boxes(boxes, matrix, size, fmt.min_visibility)
     record["size"] = [size[1], size[0]]
     record["boxes"] = [box.to_record() for box in kept]
-    record["dropped_boxes"] = [item.to_record() for item in dropped]
+    record["dropped_boxes"] = [item.to_record() for item in (*carried, *dropped)]
     name = fmt.file_for(output.relative)
     if name is not None and copy_from is not None:
         held, key = copy_from

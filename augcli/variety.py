@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ops.multi import most_donors
 from .render import Distinct, OutputPlan, derive_seed, render
 
 SAMPLE_SHAPE = (48, 64, 3)  # the synthetic image variants are tried on
@@ -34,6 +35,8 @@ def variant_warnings(recipe, needed: dict | None = None) -> list:
         want = max(1, (needed or {}).get(variant.name, variant.copies))
         trees = list(_unique(variant.expand()))
         for tree_index, tree in enumerate(trees):
+            if most_donors(tree):  # pastes other images of the split: varies with them
+                continue
             distinct = Distinct(image, "the source")
             made = 0
             for draw in range(max(MIN_SAMPLES, 8 * want)):

@@ -70,25 +70,29 @@ def test_op_help_says_which_ops_change_the_size():
 # The imgaug dialect has its own syntax (no defaults): test_ops_imgaug runs every augmenter.
 @pytest.mark.parametrize("name", sorted(name for name, op in CATALOG.items() if op.parse is None))
 def test_every_op_is_documented_and_runs_on_every_layout(name):
-    """Docs; shape (as size_after says), dtype, and the same pixels for the same seed."""
+    """Docs; shape (as size_after says), dtype, and the same pixels for the same seed. Ops
+    that take donors get donors of every layout."""
     op = CATALOG[name]
     assert op.summary and op.example.startswith(f"- {name}")
     assert all(param.doc for param in op.params)
+    names = tuple(f"donor{i}" for i in range(op.donor.most if op.donor else 0))
+    donors = {name: random_image(*LAYOUTS[i % len(LAYOUTS)], seed=i)
+              for i, name in enumerate(names)}
     for layout, dtype in LAYOUTS:
         image = random_image(layout, dtype)
         for seed in range(3):
             steps = sample_steps(ops_of(f"[{{{name}: {{}}}}]"), np.random.default_rng(seed),
-                                 image.shape)
-            out = apply_steps(image, steps)
+                                 image.shape, donors=names)
+            out = apply_steps(image, steps, donor=donors.get)
             size = image.shape[:2]
             for step in steps:
                 size = CATALOG[step.op].size_after(step.params, size)
             assert out.shape == tuple(size) + image.shape[2:], (layout, dtype)
             assert out.dtype == image.dtype
             again = sample_steps(ops_of(f"[{{{name}: {{}}}}]"), np.random.default_rng(seed),
-                                 image.shape)
+                                 image.shape, donors=names)
             assert again == steps
-            assert np.array_equal(apply_steps(image, again), out)
+            assert np.array_equal(apply_steps(image, again, donor=donors.get), out)
 
 
 @pytest.mark.parametrize("name", sorted(NEW_OPS))

@@ -7,7 +7,8 @@ helpers the families share; each family module registers its ops there:
 * ``colour``: brightness, contrast, hue, colour jitter, gamma, equalization;
 * ``pixel``: dropout, erasing, noise, blur, JPEG;
 * ``keras``: Keras' ImageDataGenerator kwargs, verbatim;
-* ``imgaug``: imgaug augmenters by name (the optional imgaug extra runs them).
+* ``imgaug``: imgaug augmenters by name (the optional imgaug extra runs them);
+* ``multi``: ops that take donor images of the split (mosaic, cutmix, mixup).
 
 ``combinators`` defines the nodes that hold other ops (``sometimes``,
 ``one_of``, ``some_of``, ``sequence``) and their help; ``help`` renders
@@ -28,7 +29,7 @@ __all__ = ["ALIASES", "CATALOG", "FAMILIES", "Op", "all_names", "catalog_listing
            "closest_names", "lookup", "op_help", "register"]
 
 # Each family module registers its ops when imported; this order is the registry's.
-FAMILIES = ("geometric", "colour", "pixel", "keras", "imgaug")
+FAMILIES = ("geometric", "colour", "pixel", "keras", "imgaug", "multi")
 
 
 def _load_families() -> None:

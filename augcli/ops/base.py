@@ -69,6 +69,7 @@ class Op:
     # args (name -> distribution) or None; ``params`` are then not used to read it.
     parse: Callable | None = None
     details: Callable | None = None  # () -> more text for ``augcli ops NAME``
+    donor: DonorKernels | None = None  # takes other images of the split (mosaic, cutmix)
 
     @property
     def geometric(self) -> bool:
@@ -90,6 +91,21 @@ class Op:
         if self.sample is not None:
             return self.sample(draw, rng, shape)
         return {p.name: draw(p.name) for p in self.params}
+
+
+@dataclass(frozen=True)
+class DonorKernels:
+    """What an op that takes donor images does, beside ``sample`` (which draws its layout as
+    fractions and never looks at a donor). The sampler gives each step the next ``count``
+    of the output's donors (names, in ``params["donors"]``); one placement of the pieces
+    serves the pixels, the boxes and the manifest's ``donors``."""
+
+    most: int  # the most donors one step can take: how many the plan draws per step
+    count: Callable  # (params) -> donors the step takes
+    compose: Callable  # (image, params, donor images) -> image
+    boxes: Callable  # (params, (h, w), boxes, donor ImageBoxes list, min_visibility)
+    #                  -> (kept boxes, Dropped boxes)
+    record: Callable  # (params, (h, w), donor (h, w) list) -> the manifest's donors
 
 
 CATALOG: dict[str, Op] = {}

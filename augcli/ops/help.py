@@ -68,6 +68,10 @@ def op_help(name: str) -> str | None:
         kind = "geometric (moves pixels; resamples on its own, boxes follow its matrix)"
     elif op.refuses_boxes:
         kind = "geometric (moves pixels with no matrix: refused in recipes with annotations)"
+    elif op.donor is not None:
+        most = op.donor.most
+        kind = (f"takes donors (up to {most} other image{'s' if most > 1 else ''} of the "
+                "source's split; boxes come from every image, clipped to its piece)")
     else:
         kind = "pixel (boxes stay where they are)"
     if op.output_shape is not None:

@@ -1,0 +1,316 @@
+"""Ops that take donors: other images of the same split pasted into or blended with the
+source (Ultralytics' mosaic, CutMix, MixUp), as recipe steps any op may follow.
+
+A donor op's ``sample`` draws its layout as fractions (the mosaic's centre, where each
+tile is cut from its image) and never looks at a donor, so sampling stays a function of
+the output's seed and the current size. The plan draws each output's donor names from
+that same seed (``donor_names``); the sampler hands each step the next ones. Every
+piece is placed by one function per op (``_mosaic_pieces``, ``_cutmix_pieces``) from
+the params and the images' sizes: the pixels, the boxes and the manifest's ``donors``
+all come from it.
+
+Donors are brought to the source's layout (its dtype and channels) before they are
+pasted. Copy-paste waits for instance polygons or masks among the targets.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .. import geometry, pixels
+from ..params import NUMBER, NUMBER_OR_LIST, Param
+from ..targets.boxes import Box, Dropped, transform_boxes
+from ..tiles import compose
+from .base import CATALOG, DonorKernels, Op, register
+from .combinators import OpNode, children
+
+DONOR_STREAM = 0x646F6E6F72  # "donor": the output's donors come from (seed, DONOR_STREAM)
+MOSAIC_FILL = 114  # Ultralytics' grey where no tile reaches
+
+
+def donor_names(seed: int, count: int, pool, own: int | None) -> tuple:
+    """``count`` donors of the output seeded ``seed``: drawn uniformly, with replacement,
+    from ``pool`` (the names of the split's sources, in plan order) less the source
+    itself at index ``own``; a source alone in its split is its own donor."""
+    if not count:
+        return ()
+    others = len(pool) - (own is not None)
+    if others <= 0:
+        return (pool[own],) * count
+    picks = np.random.default_rng([seed, DONOR_STREAM]).integers(others, size=count)
+    return tuple(pool[int(i) + int(own is not None and i >= own)] for i in picks)
+
+
+def most_donors(nodes) -> int:
+    """The most donors an op tree can take for one output (every donor op firing)."""
+    total = 0
+    for node in nodes:
+        if isinstance(node, OpNode):
+            donor = CATALOG[node.op].donor
+            total += donor.most if donor is not None else 0
+        else:
+            total += most_donors(children(node))
+    return total
+
+
+def match_layout(donor: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``donor`` in the dtype and channels of ``like``: 16-bit <-> 8-bit by the top byte
+    (x 257 up), grey <-> RGB, an alpha channel dropped or made opaque."""
+    if donor.dtype != like.dtype:
+        donor = pixels.to_uint8(donor) if like.dtype == np.uint8 else \
+            donor.astype(np.uint16) * np.uint16(257)
+    have, want = pixels.colour_channels(donor), pixels.colour_channels(like)
+    alpha_have = donor.ndim == 3 and donor.shape[2] in (2, 4)
+    alpha_want = like.ndim == 3 and like.shape[2] in (2, 4)
+    if (have, alpha_have) == (want, alpha_want):
+        return donor
+    colour = donor[..., :have] if donor.ndim == 3 else donor
+    if colour.ndim == 3 and have == 1:
+        colour = colour[..., 0]
+    if have != want:
+        colour = cv2.cvtColor(np.ascontiguousarray(colour),
+                              cv2.COLOR_RGB2GRAY if want == 1 else cv2.COLOR_GRAY2RGB)
+    if alpha_want:
+        colour = colour if colour.ndim == 3 else colour[..., None]
+        opaque = np.full(colour.shape[:2] + (1,), pixels.max_value(like.dtype), like.dtype)
+        return np.concatenate([colour, opaque], axis=2)
+    return colour
+
+
+def _span(cell: int, image: int, fraction: float) -> tuple:
+    """(offset in the image, offset in the cell, length) of one side of a tile: a crop
+    at ``fraction`` of the room when the image is the longer, else the whole image
+    placed at ``fraction`` of the room in the cell."""
+    if image >= cell:
+        return round(fraction * (image - cell)), 0, cell
+    return 0, round(fraction * (cell - image)), image
+
+
+def _tile(cell: tuple, shape: tuple, fraction) -> tuple:
+    """(crop (x, y, w, h) in the image of ``shape`` (h, w), where it goes (x, y, w, h))."""
+    x, y, width, height = cell
+    cx, ox, w = _span(width, shape[1], fraction[0])
+    cy, oy, h = _span(height, shape[0], fraction[1])
+    return (cx, cy, w, h), (x + ox, y + oy, w, h)
+
+
+def _clip_to(boxes, crop: tuple, out: tuple, min_visibility: float) -> tuple:
+    """Boxes of an image whose ``crop`` lands at ``out``: moved there, clipped to it."""
+    x, y, width, height = out
+    shift = geometry.translation(-crop[0], -crop[1])
+    kept, dropped = transform_boxes(boxes, shift, (height, width), min_visibility)
+    return tuple(Box(b.label, b.x0 + x, b.y0 + y, b.x1 + x, b.y1 + y, b.extra)
+                 for b in kept), dropped
+
+
+def _donor_records(params, pieces) -> list:
+    names = params["donors"]
+    return [{"source": names[image - 1], "crop": list(crop), "output": list(out)}
+            for image, crop, out in pieces if image]
+
+
+# --- mosaic ------------------------------------------------------------------------------
+
+def _grid(value) -> tuple:
+    cols, rows = value if isinstance(value, tuple) else (value, value)
+    return int(round(cols)), int(round(rows))
+
+
+def _sample_mosaic(draw, rng, shape):
+    cols, rows = _grid(draw("grid"))
+    size = draw("size")
+    width, height = size if isinstance(size, tuple) else (size, size)
+    centre = [draw("center"), draw("center")]
+    crops = [[float(rng.random()), float(rng.random())] for _ in range(cols * rows)]
+    return {"grid": [cols, rows], "width": int(width) or shape[1],
+            "height": int(height) or shape[0], "center": centre, "crops": crops}
+
+
+def _cuts(count: int, centre: float, length: int) -> list:
+    """Cell edges along one side: a cut at the centre (2 cells), or a middle cell a third
+    of the side wide around it (3 cells)."""
+    inner = [centre] if count == 2 else [centre - 1 / 6, centre + 1 / 6]
+    return [0, *(min(max(round(c * length), 0), length) for c in inner), length]
+
+
+def _mosaic_pieces(params, shapes) -> list:
+    """(image index, crop, output box) per non-empty tile; image 0 is the source (the
+    top-left cell of 2 x 2, the middle one of 3 x 3), donors fill the others in order.
+    ``shapes``: (h, w) of the source and of each donor."""
+    cols, rows = params["grid"]
+    xs = _cuts(cols, params["center"][0], params["width"])
+    ys = _cuts(rows, params["center"][1], params["height"])
+    own = (rows - 1) // 2 * cols + (cols - 1) // 2
+    pieces, donor = [], 0
+    for cell in range(cols * rows):
+        row, col = divmod(cell, cols)
+        image = 0 if cell == own else (donor := donor + 1)
+        box = (xs[col], ys[row], xs[col + 1] - xs[col], ys[row + 1] - ys[row])
+        if box[2] and box[3]:
+            pieces.append((image, *_tile(box, shapes[image], params["crops"][cell])))
+    return pieces
+
+
+def _compose_mosaic(image, params, donors):
+    images = [image, *(match_layout(donor, image) for donor in donors)]
+    canvas = np.full((params["height"], params["width"]) + image.shape[2:],
+                     round(MOSAIC_FILL * pixels.unit_step(image)), image.dtype)
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        canvas[..., -1] = pixels.max_value(image.dtype)
+    pieces = _mosaic_pieces(params, [im.shape[:2] for im in images])
+    return compose((params["width"], params["height"]),
+                   [(images[i], crop[:2], out) for i, crop, out in pieces], out=canvas)
+
+
+def _mosaic_boxes(params, size, boxes, donors, min_visibility):
+    pieces = _mosaic_pieces(params, [size, *((d.height, d.width) for d in donors)])
+    kept: list = []
+    dropped: list = []
+    for image, crop, out in pieces:
+        own = boxes if image == 0 else donors[image - 1].boxes
+        moved, gone = _clip_to(own, crop, out, min_visibility)
+        kept += moved
+        dropped += gone
+    return tuple(kept), tuple(dropped)
+
+
+register(Op(
+    name="mosaic",
+    summary="Ultralytics' mosaic: the source and 3 (2 x 2) or 8 (3 x 3) donors of its split "
+            "tiled around a random centre; boxes clipped to their tiles.",
+    params=(
+        Param("grid", NUMBER_OR_LIST, [2, 2], "Tiles [columns, rows]: 2 or 3 each (one number: "
+              "a square grid).", low=2, high=3, lengths=(2,)),
+        Param("size", NUMBER_OR_LIST, 0, "Output [width, height] in pixels (one number: a "
+              "square); 0: the image's size at this step.", low=0, high=65535, lengths=(2,)),
+        Param("center", NUMBER, [0.25, 0.75], "Where the tiles meet, as a fraction of the "
+              "width and of the height (each drawn on its own); with 3 cells a side, the "
+              "middle cell (a third of the side) is centred there.", low=0, high=1),
+    ),
+    example="- mosaic: {grid: [2, 2], size: [640, 640], center: [0.25, 0.75]}",
+    sample=_sample_mosaic,
+    output_shape=lambda params, shape: (params["height"], params["width"]),
+    donor=DonorKernels(
+        most=8, count=lambda params: params["grid"][0] * params["grid"][1] - 1,
+        compose=_compose_mosaic, boxes=_mosaic_boxes,
+        record=lambda params, size, shapes: _donor_records(
+            params, _mosaic_pieces(params, [size, *shapes]))),
+))
+
+
+# --- cutmix ------------------------------------------------------------------------------
+
+def _sample_cutmix(draw, rng, shape):
+    height, width = shape[:2]
+    area = draw("area")
+    w = min(width, max(1, round(width * area ** 0.5)))
+    h = min(height, max(1, round(height * area ** 0.5)))
+    x, y = round(float(rng.random()) * (width - w)), round(float(rng.random()) * (height - h))
+    return {"area": area, "patch": [x, y, w, h],
+            "crop": [float(rng.random()), float(rng.random())]}
+
+
+def _cutmix_pieces(params, shape) -> list:
+    """The one piece: the donor of ``shape`` (h, w) cut where the patch goes."""
+    return [(1, *_tile(tuple(params["patch"]), shape, params["crop"]))]
+
+
+def _compose_cutmix(image, params, donors):
+    donor = match_layout(donors[0], image)
+    (_, crop, out), = _cutmix_pieces(params, donor.shape[:2])
+    return compose((image.shape[1], image.shape[0]), [(donor, crop[:2], out)],
+                   out=image.copy())
+
+
+def _uncovered(box: Box, patch: tuple) -> tuple:
+    """(visible share of ``box`` around the patch (x, y, w, h), the box tightened to what
+    shows when the patch hides a whole side of it)."""
+    px0, py0, px1, py1 = patch[0], patch[1], patch[0] + patch[2], patch[1] + patch[3]
+    wide = max(0.0, min(box.x1, px1) - max(box.x0, px0))
+    tall = max(0.0, min(box.y1, py1) - max(box.y0, py0))
+    visible = 1 - wide * tall / box.area if box.area else 0.0
+    x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
+    if py0 <= y0 and py1 >= y1:  # the patch spans the box's height: its left or right goes
+        if px0 <= x0 < px1:
+            x0 = px1
+        elif px0 < x1 <= px1:
+            x1 = px0
+    if px0 <= box.x0 and px1 >= box.x1:  # its width: its top or bottom goes
+        if py0 <= y0 < py1:
+            y0 = py1
+        elif py0 < y1 <= py1:
+            y1 = py0
+    return visible, Box(box.label, x0, y0, x1, y1, box.extra)
+
+
+def _cutmix_boxes(params, size, boxes, donors, min_visibility):
+    (_, crop, out), = _cutmix_pieces(params, (donors[0].height, donors[0].width))
+    kept: list = []
+    dropped: list = []
+    for box in boxes:
+        visible, shown = _uncovered(box, out)
+        if visible <= 0 or visible < min_visibility:
+            dropped.append(Dropped(box, visible))
+        else:
+            kept.append(shown)
+    pasted, gone = _clip_to(donors[0].boxes, crop, out, min_visibility)
+    return (*kept, *pasted), (*dropped, *gone)
+
+
+register(Op(
+    name="cutmix",
+    summary="CutMix: a rectangle of one donor of the split pasted into the image; the donor's "
+            "boxes inside it come along, the image's keep or drop by their visible area.",
+    params=(
+        Param("area", NUMBER, [0.1, 0.5], "Area of the rectangle as a fraction of the image's "
+              "(its aspect ratio is the image's).", low=0, high=1),
+    ),
+    example="- cutmix: {area: [0.1, 0.5]}",
+    sample=_sample_cutmix,
+    donor=DonorKernels(
+        most=1, count=lambda params: 1, compose=_compose_cutmix, boxes=_cutmix_boxes,
+        record=lambda params, size, shapes: _donor_records(
+            params, _cutmix_pieces(params, shapes[0]))),
+))
+
+
+# --- mixup -------------------------------------------------------------------------------
+
+def _sample_mixup(draw, rng, shape):
+    alpha = draw("alpha")
+    ratio = float(rng.beta(alpha, alpha)) if alpha > 0 else draw("ratio")
+    return {"ratio": ratio}
+
+
+def _compose_mixup(image, params, donors):
+    donor = geometry.resize(match_layout(donors[0], image), image.shape[1], image.shape[0])
+    ratio = params["ratio"]
+    return pixels.to_dtype(image.astype(np.float32) * ratio +
+                           donor.astype(np.float32) * (1 - ratio), image.dtype)
+
+
+def _mixup_boxes(params, size, boxes, donors, min_visibility):
+    donor = donors[0]
+    stretch = geometry.resize_matrix((donor.height, donor.width), size)
+    moved, dropped = transform_boxes(donor.boxes, stretch, size, min_visibility)
+    return (*boxes, *moved), dropped
+
+
+register(Op(
+    name="mixup",
+    summary="MixUp: the image blended with one donor of the split (stretched to its size); "
+            "the boxes of both.",
+    params=(
+        Param("ratio", NUMBER, [0.3, 0.7], "The image's weight in the blend (the donor's is "
+              "1 - ratio).", low=0, high=1),
+        Param("alpha", NUMBER, 0, "When > 0, the ratio is drawn from Beta(alpha, alpha) "
+              "instead (Ultralytics uses 32).", low=0, high=1000),
+    ),
+    example="- mixup: {ratio: [0.3, 0.7]}",
+    sample=_sample_mixup,
+    donor=DonorKernels(
+        most=1, count=lambda params: 1, compose=_compose_mixup, boxes=_mixup_boxes,
+        record=lambda params, size, shapes: [{"source": params["donors"][0],
+                                              "weight": 1 - params["ratio"]}]),
+))

@@ -1,0 +1,269 @@
+"""Ops that take donors (mosaic, cutmix, mixup): real files with objects painted in pure
+class colours exactly where their YOLO labels say, run through ``run_recipe``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augcli.errors import UsageError
+from augcli.runner import read_manifest, run_recipe
+
+from .conftest import save, write_recipe
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+BACKGROUND = (128, 128, 128)
+SIZES = [(80, 64), (96, 72), (64, 80), (120, 90), (72, 72), (100, 60), (88, 66), (64, 64),
+         (110, 84), (76, 92)]
+
+
+def paint_sources(folder: Path, count: int = len(SIZES), seed: int = 3) -> dict:
+    """``count`` PNGs of a grey background with 1-3 non-touching rectangles each, in pure
+    class colours, and their YOLO labels. Returns name -> [(label, x0, y0, x1, y1)]."""
+    rng = np.random.default_rng(seed)
+    names = list(COLOURS)
+    (folder / "classes.txt").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "classes.txt").write_text("\n".join(names) + "\n")
+    painted = {}
+    for number, (width, height) in enumerate(SIZES[:count]):
+        image = np.empty((height, width, 3), np.uint8)
+        image[:] = BACKGROUND
+        objects: list = []
+        while len(objects) < 1 + number % 3:
+            w, h = int(rng.integers(8, width // 2)), int(rng.integers(8, height // 2))
+            x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            if any(x < b[3] + 2 and b[1] < x + w + 2 and y < b[4] + 2 and b[2] < y + h + 2
+                   for b in objects):
+                continue  # keep a gap: two objects never touch
+            label = names[int(rng.integers(len(names)))]
+            image[y:y + h, x:x + w] = COLOURS[label]
+            objects.append((label, x, y, x + w, y + h))
+        name = f"img{number:02d}"
+        save(folder / f"{name}.png", image)
+        (folder / f"{name}.txt").write_text("".join(
+            f"{names.index(label)} {(x0 + x1) / 2 / width!r} {(y0 + y1) / 2 / height!r} "
+            f"{(x1 - x0) / width!r} {(y1 - y0) / height!r}\n"
+            for label, x0, y0, x1, y1 in objects))
+        painted[f"{name}.png"] = objects
+    return painted
+
+
+RECIPE = """\
+    input: in
+    output: out
+    seed: 11
+    format: png
+    annotations: {format: yolo, min_visibility: 0}
+    variants:
+      mosaic:
+        copies: 2
+        ops:
+          - mosaic: {grid: [2, 2], size: [128, 112]}
+      mosaic9:
+        ops:
+          - mosaic: {grid: [3, 3], size: [150, 150]}
+          - fliplr: {p: 1}
+      cutmix:
+        copies: 2
+        ops:
+          - cutmix: {area: [0.2, 0.5]}
+      mixup:
+        ops:
+          - mixup: {ratio: [0.3, 0.7]}
+"""
+
+
+@pytest.fixture
+def painted(tmp_path):
+    return paint_sources(tmp_path / "in")
+
+
+def files_under(folder: Path) -> dict:
+    return {path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()
+            and path.name != "manifest.jsonl"}
+
+
+def paint_masks(pixels: np.ndarray) -> dict:
+    return {label: np.all(pixels == colour, axis=2) for label, colour in COLOURS.items()}
+
+
+def box_mask(boxes, label: str, shape) -> np.ndarray:
+    mask = np.zeros(shape[:2], bool)
+    for item in boxes:
+        if item["label"] == label:
+            x0, y0, x1, y1 = (round(v) for v in item["box"])
+            mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def outputs_of(folder: Path, variant: str) -> list:
+    return [record for record in read_manifest(folder)
+            if record.get("variant") == variant]
+
+
+def test_mosaic_boxes_sit_on_their_paint_and_every_painted_object_has_a_box(tmp_path,
+                                                                           painted):
+    report = run_recipe(write_recipe(tmp_path, RECIPE), workers=1)
+    assert report.exit_code == 0, report.failures
+    out = tmp_path / "out"
+    records = outputs_of(out, "mosaic") + outputs_of(out, "mosaic9")
+    assert len(records) == 3 * len(painted)
+    for record in records:
+        pixels = np.asarray(Image.open(out / record["output"]).convert("RGB"))
+        assert pixels.shape[:2] == ((112, 128) if record["variant"] == "mosaic" else (150, 150))
+        for item in record["boxes"]:
+            x0, y0, x1, y1 = item["box"]
+            assert all(float(v).is_integer() for v in item["box"])  # tiles move by whole pixels
+            region = pixels[int(y0):int(y1), int(x0):int(x1)]
+            assert region.size and np.all(region == COLOURS[item["label"]]), (record, item)
+        for label, paint in paint_masks(pixels).items():
+            assert not np.any(paint & ~box_mask(record["boxes"], label, pixels.shape)), \
+                (record["output"], label)  # no painted pixel without its box
+
+
+def test_cutmix_keeps_a_box_for_every_visible_painted_object(tmp_path, painted):
+    report = run_recipe(write_recipe(tmp_path, RECIPE), workers=1)
+    assert report.exit_code == 0
+    out = tmp_path / "out"
+    records = outputs_of(out, "cutmix")
+    assert len(records) == 2 * len(painted)
+    pasted = 0
+    for record in records:
+        pixels = np.asarray(Image.open(out / record["output"]).convert("RGB"))
+        (donor,) = record["donors"]
+        x, y, w, h = donor["output"]
+        assert w * h > 0 and x + w <= pixels.shape[1] and y + h <= pixels.shape[0]
+        for label, paint in paint_masks(pixels).items():
+            assert not np.any(paint & ~box_mask(record["boxes"], label, pixels.shape)), \
+                (record["output"], label)
+        pasted += sum(item["box"][0] >= x and item["box"][2] <= x + w
+                      and item["box"][1] >= y and item["box"][3] <= y + h
+                      for item in record["boxes"])
+    assert pasted  # some donor objects came along with their patches
+
+
+def test_mixup_blends_one_donor_and_carries_the_boxes_of_both(tmp_path, painted):
+    assert run_recipe(write_recipe(tmp_path, RECIPE), workers=1).exit_code == 0
+    for record in outputs_of(tmp_path / "out", "mixup"):
+        (donor,) = record["donors"]
+        ratio = record["ops"][0]["mixup"]["ratio"]
+        assert 0.3 <= ratio <= 0.7 and donor["weight"] == pytest.approx(1 - ratio)
+        assert len(record["boxes"]) == len(painted[record["source"]]) + \
+            len(painted[donor["source"]])
+
+
+def test_donors_are_other_sources_of_the_split_and_a_3x3_mosaic_names_eight(tmp_path,
+                                                                              painted):
+    assert run_recipe(write_recipe(tmp_path, RECIPE), workers=1).exit_code == 0
+    records = [r for r in read_manifest(tmp_path / "out") if r.get("variant")]
+    for record in records:
+        assert record["donors"], record
+        for donor in record["donors"]:
+            assert donor["source"] in painted and donor["source"] != record["source"]
+    for record in outputs_of(tmp_path / "out", "mosaic9"):
+        assert len(record["donors"]) == 8
+        assert record["ops"][0]["mosaic"]["donors"] == [d["source"] for d in record["donors"]]
+    assert len({d["source"] for r in records for d in r["donors"]}) == len(painted)
+
+
+def test_donors_come_from_the_same_split_of_a_dataset(tmp_path):
+    train = paint_sources(tmp_path / "data" / "train" / "images", 6, seed=1)
+    valid = paint_sources(tmp_path / "data" / "valid" / "images", 4, seed=2)
+    for split in ("train", "valid"):
+        labels = tmp_path / "data" / split / "labels"
+        labels.mkdir()
+        for text in (tmp_path / "data" / split / "images").glob("*.txt"):
+            text.rename(labels / text.name)
+    (tmp_path / "data" / "data.yaml").write_text(
+        "train: train/images\nval: valid/images\nnames: [red, green, blue]\n")
+    recipe = write_recipe(tmp_path, """\
+        input: data/data.yaml
+        output: out
+        splits: [train, val]
+        variants:
+          mosaic:
+            ops: [{mosaic: {grid: [3, 3]}}]
+    """)
+    report = run_recipe(recipe, workers=1)
+    assert report.exit_code == 0, report.failures
+    records = [r for r in read_manifest(tmp_path / "out") if r.get("variant")]
+    assert len(records) == len(train) + len(valid)
+    for record in records:
+        split = record["source"].split("/")[0]
+        names = {f"{split}/images/{name}" for name in (train if split == "train" else valid)}
+        assert {d["source"] for d in record["donors"]} <= names - {record["source"]}
+
+
+def test_same_bytes_at_one_and_two_workers_and_a_rerun_writes_nothing(tmp_path, painted):
+    recipe = write_recipe(tmp_path, RECIPE)
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    assert run_recipe(recipe, output=tmp_path / "two", workers=2).exit_code == 0
+    one = files_under(tmp_path / "out")
+    assert one == files_under(tmp_path / "two")
+    assert read_manifest(tmp_path / "out") == read_manifest(tmp_path / "two")
+    made = [path for path in one if path != "classes.txt"]  # the run's own, rewritten
+    stamps = {path: os.stat(tmp_path / "out" / path).st_mtime_ns for path in made}
+    again = run_recipe(recipe, workers=2)
+    assert again.exit_code == 0 and again.written == 0 and again.skipped == 6 * len(painted)
+    assert {path: os.stat(tmp_path / "out" / path).st_mtime_ns for path in made} == stamps
+
+
+@pytest.mark.slow
+def test_a_dask_cluster_writes_the_same_bytes(tmp_path, painted):
+    pytest.importorskip("distributed")
+    recipe = write_recipe(tmp_path, RECIPE)
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    assert run_recipe(recipe, output=tmp_path / "dask", workers=2,
+                      cluster="local").exit_code == 0
+    assert files_under(tmp_path / "out") == files_under(tmp_path / "dask")
+
+
+@pytest.mark.parametrize("names", [("cats/a.png", "dogs/b.png"),
+                                   ("train/cats/a.png", "train/dogs/b.png", "val/cats/c.png")])
+def test_class_folders_without_annotations_are_refused_not_mislabelled(tmp_path, names):
+    for name in names:
+        save(tmp_path / "in" / name, np.zeros((20, 20, 3), np.uint8))
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        variants:
+          mixed: {ops: [{cutmix: {area: 0.3}}]}
+    """)
+    with pytest.raises(UsageError, match="class folder.*mislabelled.*ricap"):
+        run_recipe(recipe)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_donor_fails_only_the_outputs_that_take_it(tmp_path):
+    for number in range(4):
+        save(tmp_path / "in" / f"p{number}.png", np.full((24, 32, 3), 40 * number, np.uint8))
+    (tmp_path / "in" / "p4.png").write_bytes(b"not a png")
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        variants:
+          m: {copies: 3, ops: [{mixup: {ratio: [0.3, 0.7]}}]}
+    """)
+    report = run_recipe(recipe, workers=1)
+    assert report.exit_code == 1
+    reasons = dict(report.failures)
+    assert "p4.png" in reasons  # the source itself
+    takers = [path for path, reason in reasons.items()
+              if "its donor p4.png cannot be read" in reason]
+    written = [r for r in read_manifest(tmp_path / "out") if r.get("variant")]
+    assert takers and written and len(takers) + len(written) == 4 * 3
+    assert all(r["donors"][0]["source"] != "p4.png" for r in written)
+
+
+def test_without_a_run_to_draw_them_there_are_no_donors(image):
+    from augcli.render import OutputPlan, render
+
+    from .conftest import ops_of
+
+    with pytest.raises(UsageError, match="mosaic takes 3 donor.*only augcli run"):
+        render(image, OutputPlan("x.png", "v", 1, 5, ops_of("[{mosaic: {}}]")))
