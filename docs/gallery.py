@@ -115,7 +115,7 @@ NAMES = ("weak", "medium", "strong")
 def recipe(op: str) -> dict:
     """The recipe that makes ``op``'s picture: one variant per strength."""
     settings = STRENGTHS[op]
-    names = NAMES if len(settings) == len(NAMES) else ("on",)
+    names = NAMES if len(settings) == len(NAMES) else ("always",)
     return {"seed": SEED, "variants": {name: {"ops": [{op: setting}]}
                                        for name, setting in zip(names, settings)}}
 
