@@ -174,3 +174,10 @@ def test_console_example_prints_what_it_shows(tmp_path, page, block):
         assert len(produced) == len(shown), (page, command, produced)
         for want, got in zip(shown, produced):
             assert _matches(want, got), (page, command, want, got)
+
+
+def test_the_readme_shows_the_sample_recipe():
+    """The recipe the README shows is recipe.yaml, the one its first command runs."""
+    shown = next(yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", README,
+                                                               re.DOTALL) if "variants:" in block)
+    assert shown == yaml.safe_load((REPO / "recipe.yaml").read_text(encoding="utf-8"))
