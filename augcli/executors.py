@@ -595,7 +595,7 @@ def _refuse_other_bytes(ours: dict, theirs: dict, who: str) -> None:
         raise UsageError(f"{who} would make other bytes than this machine: the probe "
                          f"image through {shown} differs. Its OpenCV is built or set up "
                          "otherwise (IPP, OPENCV_CPU_DISABLE, another build of the same "
-                         "version); see the README, 'Beyond one machine'")
+                         "version); see 'Beyond one machine' in the docs (docs/cluster.md)")
 
 
 @functools.cache

@@ -124,7 +124,7 @@ def _authority(rest: str) -> tuple[str, str]:
 
 _NO_USER_INFO = ("a URL must not carry credentials (user:password@); set them in the "
                  "environment (AWS_*, AZURE_STORAGE_*, GOOGLE_APPLICATION_CREDENTIALS) or the "
-                 "storage library's config; see the README, 'Beyond one machine'")
+                 "storage library's config; see 'Beyond one machine' in the docs (docs/cluster.md)")
 _AZURE_HOST = re.compile(r"\.(dfs|blob)\.core\.windows\.net$", re.IGNORECASE)
 
 
@@ -179,4 +179,5 @@ _SECRET_ENDINGS = tuple(f"{word}{plural}" for word in _SECRET_WORDS for plural i
 _WORD_EDGE = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SECRET_MESSAGE = ("looks like a secret; credentials never go in a recipe. Set them in the "
                    "environment (AWS_*, AZURE_STORAGE_*, GOOGLE_APPLICATION_CREDENTIALS) or "
-                   "the storage library's config; see the README, 'Beyond one machine'")
+                   "the storage library's config; see 'Beyond one machine' in the docs "
+                   "(docs/cluster.md)")

@@ -212,7 +212,7 @@ def _read_run(file):
 
 class Journal:
     """The manifest opened for appending (``Store.journal``): each ``append`` is in the
-    store before it returns (flushed, not fsynced; see the README on power loss)."""
+    store before it returns (flushed, not fsynced; see 'Guarantees' in the docs on power loss)."""
 
     def __init__(self, store: Store):
         self.path = store.name(MANIFEST_NAME)

@@ -113,7 +113,7 @@ CUSTOM_VISION = Profile(
     ),
     notice=("Custom Vision retires: full support ends on 25 Sep 2028. Its successor, Azure "
             "Machine Learning AutoML for images, reads the same folder after 'augcli export "
-            "DIR --to azureml' (see the README's 'Leaving Custom Vision')."),
+            "DIR --to azureml' (see 'Leaving Custom Vision' in the docs, docs/checking.md)."),
 )
 
 AZUREML_AUTOML = Profile(

@@ -351,14 +351,14 @@ def test_three_files_of_one_kind_are_still_listed_by_file(tmp_path):
 
 @pytest.mark.slow
 def test_the_readme_upload_flow_warns_once_about_small_sides(tmp_path):
-    """README: run upload.yaml, then check: 30 small photos, one grouped warning."""
+    """docs/checking.md: run upload.yaml, then check: 30 small photos, one grouped warning."""
     import re
     from pathlib import Path
 
     from .conftest import write_recipe
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
-    recipe = re.search(r"```yaml\n(# upload.yaml\n.*?)```", readme, re.S).group(1)
+    page = (Path(__file__).resolve().parent.parent / "docs" / "checking.md").read_text("utf-8")
+    recipe = re.search(r"```yaml\n(# upload.yaml\n.*?)```", page, re.S).group(1)
     shutil.copytree(Path(__file__).resolve().parent.parent / "sample_images",
                     tmp_path / "sample_images")
     path = write_recipe(tmp_path, recipe, name="upload.yaml")

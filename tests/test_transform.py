@@ -30,7 +30,9 @@ from augcli.targets.boxes import Box
 
 from .conftest import REPO, invoke, photo_like, run_cli, save, write_recipe
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
+# The site pages whose Python examples these tests run.
+DOCS = "\n".join((REPO / "docs" / page).read_text(encoding="utf-8")
+                 for page in ("training.md", "ricap.md"))
 
 RECIPE = """\
     input: in
@@ -388,9 +390,9 @@ def test_loading_and_calling_a_transform_imports_no_pool_cluster_or_store(tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
-# --- the README's training-loop code runs ---------------------------------------------------
+# --- the docs' training-loop code runs ---------------------------------------------------
 # The frameworks are not installed here (torch and tensorflow weigh gigabytes). Each is
-# stood in for by the few names the README uses, behaving as documented: a DataLoader
+# stood in for by the few names the docs use, behaving as documented: a DataLoader
 # worker gets a pickled copy of the dataset and its worker_init_fn, tf.data maps on a
 # thread pool and numpy_function hands strings over as bytes.
 
@@ -474,7 +476,7 @@ def stand_in_tensorflow():
 
 
 def readme_python(heading: str) -> list:
-    section = README.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    section = DOCS.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
@@ -482,13 +484,13 @@ def test_readme_training_code_runs(monkeypatch, capsys):
     for name, module in {**stand_in_torch(), **stand_in_keras(), **stand_in_tensorflow()}.items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.chdir(REPO)
-    blocks = readme_python("## Augmenting while training")
+    blocks = readme_python("# Augmenting while training")
     assert len(blocks) == 4
-    module = types.ModuleType("readme")  # so that pickle finds the README's classes
+    module = types.ModuleType("readme")  # so that pickle finds the docs' classes
     monkeypatch.setitem(sys.modules, "readme", module)
     namespace = module.__dict__
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+        exec(compile(block, "docs", "exec"), namespace)  # noqa: S102 - the docs' own code
     assert namespace["result"].image.shape == namespace["image"].shape
     assert namespace["images"].shape == (2, 3, 224, 224)
     assert namespace["images"].dtype == np.float32
@@ -504,5 +506,5 @@ def test_readme_ricap_batch_code_runs():
     blocks = readme_python("### RICAP in memory, while training")
     assert len(blocks) == 1
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    exec(compile(blocks[0], "docs", "exec"), namespace)  # noqa: S102 - the docs' own code
     assert namespace["mixed"].shape == (32, 10)

@@ -25,16 +25,20 @@ import importlib
 from .base import ALIASES, CATALOG, Op, all_names, closest_names, lookup, register
 from .help import catalog_listing, op_help
 
-__all__ = ["ALIASES", "CATALOG", "FAMILIES", "Op", "all_names", "catalog_listing",
+__all__ = ["ALIASES", "CATALOG", "FAMILIES", "OPS_BY_FAMILY", "Op", "all_names", "catalog_listing",
            "closest_names", "lookup", "op_help", "register"]
 
 # Each family module registers its ops when imported; this order is the registry's.
 FAMILIES = ("geometric", "colour", "pixel", "keras", "imgaug", "multi")
+# Family -> the names it registered, in registry order: the reference site's pages.
+OPS_BY_FAMILY: dict[str, tuple] = {}
 
 
 def _load_families() -> None:
     for family in FAMILIES:
+        before = set(CATALOG)
         importlib.import_module(f"{__name__}.{family}")
+        OPS_BY_FAMILY[family] = tuple(name for name in CATALOG if name not in before)
 
 
 _load_families()

@@ -57,11 +57,8 @@ def combinator_help(name: str) -> str | None:
     return "\n".join(lines)
 
 
-def op_help(name: str) -> str | None:
-    """Full help for one op (by name or alias) or combinator, or None if there is no such."""
-    op = lookup(name)
-    if op is None:
-        return combinator_help(name)
+def op_kind(op) -> str:
+    """What the op does to pixels and to the targets that travel with them."""
     if op.fusable:
         kind = "geometric (moves pixels; composed with neighbouring geometric ops)"
     elif op.geometric:
@@ -76,7 +73,15 @@ def op_help(name: str) -> str | None:
         kind = "pixel (boxes stay where they are)"
     if op.output_shape is not None:
         kind += "; changes the image size"
-    lines = [f"{op.name}: {op.summary}", f"kind: {kind}"]
+    return kind
+
+
+def op_help(name: str) -> str | None:
+    """Full help for one op (by name or alias) or combinator, or None if there is no such."""
+    op = lookup(name)
+    if op is None:
+        return combinator_help(name)
+    lines = [f"{op.name}: {op.summary}", f"kind: {op_kind(op)}"]
     if op.aliases:
         lines.append(f"aliases: {', '.join(op.aliases)}")
     if op.params:

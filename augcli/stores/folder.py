@@ -138,7 +138,7 @@ class FolderStore(Store, kind="folder"):
 
 class FolderJournal:
     """A file opened for appending; what is flushed has reached the file (not fsynced:
-    see the README on power loss). A torn last line is cut first."""
+    see 'Guarantees' in the docs on power loss). A torn last line is cut first."""
 
     def __init__(self, path: Path):
         self.path = path
