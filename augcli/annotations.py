@@ -166,6 +166,20 @@ class AnnotationSource:
                                        for name in loaded.names.values()))
         return self.format.classes
 
+    def skeletons(self) -> dict:
+        """label -> the keypoints' skeleton as 0-based index pairs, where the file names one
+        (COCO categories' ``skeleton``, 1-based there), for drawing."""
+        found: dict = {}
+        for loaded in self.folder_files.values():
+            for category in getattr(loaded, "document", {}).get("categories", ()):
+                pairs = category.get("skeleton")
+                label = loaded.names.get(category.get("id"))
+                if label is not None and isinstance(pairs, list):
+                    found[label] = tuple((a - 1, b - 1) for a, b in (
+                        pair for pair in pairs if isinstance(pair, list) and len(pair) == 2
+                        and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)))
+        return found
+
     def _folder_file_for(self, relative: str) -> tuple:
         """(split folder, the per-folder file holding ``relative``, its name there)."""
         for folder, loaded in self.folder_files.items():
