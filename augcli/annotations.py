@@ -57,6 +57,8 @@ class AnnotationFormat:
     labels_folder: bool = False  # yolo: labels in the 'labels' folder beside 'images'
     classes_from: str = ""
     task: str = ""  # yolo: 'obb'
+    suffix: str = ""  # masks: how a label map's name ends (default: the format's)
+    mask_fill: int = 0  # masks: the id where the image is filled
 
     def file_for(self, image_relative: str) -> str | None:
         """``cats/tom_rotate_1.jpg`` -> ``cats/tom_rotate_1.txt``; None for a per-folder format.
@@ -71,7 +73,21 @@ class AnnotationFormat:
         path = PurePosixPath(image_relative)
         if self.labels_folder:
             path = labels_path(path)
+        if record.label_image:  # cats/tom.jpg -> cats/tom_mask.png
+            return path.with_name(path.stem + (self.suffix or record.extension)).as_posix()
         return path.with_suffix(record.extension).as_posix()
+
+    def output_file(self, output_relative: str, image: ImageBoxes | None) -> str | None:
+        """The annotation file an output of a source with annotations ``image`` gets: the
+        format's, except that a source without a label map gives its outputs none."""
+        if formats.lookup(self.name).label_image and (image is None or image.mask is None):
+            return None
+        return self.file_for(output_relative)
+
+    def is_label_image(self, relative: str) -> bool:
+        """Whether an input file is a label map of this format (never a source)."""
+        record = formats.lookup(self.name)
+        return record.label_image and relative.endswith(self.suffix or record.extension)
 
 
 def read_options(spec: AnnotationSpec) -> dict:
@@ -129,7 +145,8 @@ class AnnotationSource:
         if classes is None:
             classes = self._classes(record.classes_file) if record.classes_file else ()
         self.format = AnnotationFormat(spec.format, spec.min_visibility, classes,
-                                       layout.labels_folder, classes_from or "", spec.task)
+                                       layout.labels_folder, classes_from or "", spec.task,
+                                       spec.suffix, spec.mask_fill)
         self.options = read_options(spec)
         self.folder_keys: dict = {}  # split folder ('' for the one file) -> its file's key
         self.folder_files: dict = {}  # split folder -> its loaded file
@@ -148,6 +165,20 @@ class AnnotationSource:
             return tuple(dict.fromkeys(name for loaded in self.folder_files.values()
                                        for name in loaded.names.values()))
         return self.format.classes
+
+    def skeletons(self) -> dict:
+        """label -> the keypoints' skeleton as 0-based index pairs, where the file names one
+        (COCO categories' ``skeleton``, 1-based there), for drawing."""
+        found: dict = {}
+        for loaded in self.folder_files.values():
+            for category in getattr(loaded, "document", {}).get("categories", ()):
+                pairs = category.get("skeleton")
+                label = loaded.names.get(category.get("id"))
+                if label is not None and isinstance(pairs, list):
+                    found[label] = tuple((a - 1, b - 1) for a, b in (
+                        pair for pair in pairs if isinstance(pair, list) and len(pair) == 2
+                        and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)))
+        return found
 
     def _folder_file_for(self, relative: str) -> tuple:
         """(split folder, the per-folder file holding ``relative``, its name there)."""
@@ -222,6 +253,8 @@ class AnnotationSource:
             self.found += name in loaded.by_file
             self.looked_for = self.looked_for or f"'{name}' in {loaded.path}"
             boxes = loaded.boxes(name, (width, height))
+        elif self.record.label_image:
+            return ImageBoxes(width, height, (), self._label_image(self._key_for(relative)))
         else:
             boxes = self._read_file(self._key_for(relative), (width, height))
         return ImageBoxes(width, height, boxes)
@@ -234,6 +267,15 @@ class AnnotationSource:
             raise UsageError(f"no annotations found for any of the {images} images (looked "
                              f"for {self.looked_for}, ...); check annotations.path (COCO: "
                              "file_name is the path relative to the input folder)")
+
+    def _label_image(self, key: str) -> tuple | None:
+        """(the spec of the store holding an image's label map, its key), or None when the
+        image has none; the worker reads it."""
+        self.looked_for = self.looked_for or str(self.store.name(key))
+        if not self.store.exists(key):
+            return None
+        self.found += 1
+        return self.folder_spec, key
 
     def _read_file(self, key: str, size) -> tuple:
         path = self.store.name(key)

@@ -122,8 +122,8 @@ def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
     size = image.shape[:2]
     for step in steps:
         op = catalog.CATALOG[step.op]
-        step_fill = (step.params["fill"], step.params["cval"]) if "fill" in step.params else None
-        if run is not None and (not op.fusable or (run[1] and step_fill and run[1] != step_fill)):
+        step_fill = _fill_of(step)
+        if run is not None and _ends_run(op, run[1], step_fill):
             image = _resample(image, run, padded if image is source else None)
             run = None
         if op.fusable:
@@ -144,6 +144,42 @@ def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
             image = op.apply(image, step.params)
             size = image.shape[:2]
     return image if run is None else _resample(image, run, padded if image is source else None)
+
+
+def apply_steps_to_labels(labels: np.ndarray, steps, cval: int = 0) -> np.ndarray:
+    """Move a label map (class ids, ``augcli.targets.masks``) through sampled steps as
+    ``apply_steps`` moves the pixels: in the same runs of fused geometric steps, each
+    resampled once, but with nearest neighbour (no blended ids) and ``cval`` wherever the
+    pixels are filled. Steps without a matrix (pixel ops) leave the map as it is."""
+    run = None  # (matrix, fill, size) of the geometric run not yet resampled
+    size = labels.shape[:2]
+    for step in steps:
+        op = catalog.CATALOG[step.op]
+        step_fill = _fill_of(step)
+        if run is not None and _ends_run(op, run[1], step_fill):
+            labels = geometry.warp_nearest(labels, run[0], run[2], cval)
+            run = None
+        if op.matrix is None:
+            continue
+        step_matrix = op.matrix(step.params, size)
+        size = op.size_after(step.params, size)
+        run = (step_matrix, step_fill, size) if run is None else \
+            (step_matrix @ run[0], run[1] or step_fill, size)
+        if not op.fusable:  # it makes its own pixels: a run of its own
+            labels = geometry.warp_nearest(labels, run[0], run[2], cval)
+            run = None
+    return labels if run is None else geometry.warp_nearest(labels, run[0], run[2], cval)
+
+
+def _fill_of(step: Step):
+    """(fill, cval) of a step that fills, else None (a flip, a crop: any run may take it)."""
+    return (step.params["fill"], step.params["cval"]) if "fill" in step.params else None
+
+
+def _ends_run(op, run_fill, step_fill) -> bool:
+    """Whether a step cannot join the geometric run before it: it makes its own pixels, or
+    it fills in another way than the run does."""
+    return not op.fusable or bool(run_fill and step_fill and run_fill != step_fill)
 
 
 def steps_matrix(steps, shape) -> np.ndarray:

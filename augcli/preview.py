@@ -2,9 +2,12 @@
 
 The samples are the very outputs ``augcli run`` would write for that image
 (same planning, same seeds, same rendering), so what you see is what you get.
-With annotations in the recipe, each tile also shows the boxes ``run`` would
-write (thin rectangles in a colour per label, with the label), so a person
-sees that they follow the pixels.
+With annotations in the recipe, each tile also shows what ``run`` would
+write, in a colour per label (or class id): boxes as thin rectangles with the
+label, polygons and oriented boxes as their outlines, RLE masks and mask
+images as the outlines of their pixels, keypoints as dots joined by their
+skeleton (COCO's) over their object's outline, so a person sees that they
+follow the pixels.
 """
 
 from __future__ import annotations
@@ -18,11 +21,16 @@ from . import datasets, imagefiles
 from .annotations import AnnotationSource
 from .errors import ImageReadError, UsageError
 from .formats import AnnotationError
-from .pipeline import steps_matrix
+from .pipeline import apply_steps_to_labels, steps_matrix
 from .pixels import to_uint8
 from .recipe import Recipe
 from .render import Distinct, DuplicateOutput, render, source_outputs
-from .targets.boxes import transform_boxes
+from .targets.boxes import ImageBoxes, transform_boxes
+from .targets.keypoints import Keypoints
+from .targets.masks import decode_labels, fill_for
+from .targets.oriented import OrientedBox
+from .targets.polygons import Polygon
+from .targets.rle import RleMask
 
 TILE_WIDTH = 256
 LABEL_HEIGHT = 22
@@ -82,22 +90,48 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
     except ImageReadError as exc:
         raise UsageError(str(exc)) from None
     relative = relative_to_input(recipe, image_path)
-    boxes = _source_boxes(recipe, relative, image_path)
+    source, skeletons = _source_boxes(recipe, relative, image_path)
+    boxes, labels = source.boxes, _label_map(source)
+    ids = sorted(int(v) for v in np.unique(labels) if v) if labels is not None else []
     colours = {label: BOX_COLOURS[i % len(BOX_COLOURS)]
-               for i, label in enumerate(sorted({box.label for box in boxes}))}
-    tiles = [(_as_rgb(image), "original", boxes)]
+               for i, label in enumerate([*sorted({box.label for box in boxes}), *ids])}
+    tiles = [(_as_rgb(image), "original", _Drawn(boxes, labels, skeletons))]
     picked = pick_outputs(recipe, relative, variant, count)
     drawn = _drawn(recipe, image, relative, picked)
-    spec = _annotations(recipe)[0] if boxes else None  # boxes come from its annotations
+    spec = _annotations(recipe)[0] if boxes or labels is not None else None
     for plan in picked:
         augmented, steps, name = drawn[plan.relative]
-        kept = ()
+        kept, moved = (), None
         if spec is not None:
             kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
                                       spec.min_visibility)
-        tiles.append((_as_rgb(augmented), _printable(name), kept))
+        if spec is not None and labels is not None:
+            moved = apply_steps_to_labels(labels, steps, fill_for(labels, spec.mask_fill))
+        tiles.append((_as_rgb(augmented), _printable(name), _Drawn(kept, moved, skeletons)))
     imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
+
+
+class _Drawn:
+    """What a tile shows over its pixels: targets, a label map (or None), and skeletons
+    (label -> index pairs)."""
+
+    def __init__(self, targets, labels, skeletons):
+        self.targets, self.labels, self.skeletons = targets, labels, skeletons
+
+    def __bool__(self) -> bool:
+        return bool(self.targets) or self.labels is not None
+
+
+def _label_map(source: ImageBoxes) -> np.ndarray | None:
+    """The image's label map (mask images), or None without one."""
+    if source.mask is None:
+        return None
+    spec, key = source.mask
+    try:
+        return decode_labels(spec.open().read(key), (source.width, source.height))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{key}: {exc}") from None
 
 
 def _drawn(recipe: Recipe, image: np.ndarray, relative: Path, picked) -> dict:
@@ -142,16 +176,17 @@ def _refuse_writing_into_sources(recipe: Recipe, image_path: Path, output: Path)
 
 
 def _source_boxes(recipe: Recipe, relative: Path, image_path: Path) -> tuple:
-    """The image's boxes as ``run`` reads them (none without annotations in the recipe)."""
+    """(the image's ``ImageBoxes`` as ``run`` reads them, empty without annotations in the
+    recipe; the keypoints' skeletons by label)."""
     spec, layout, root = _annotations(recipe)
     if spec is None:
-        return ()
+        return ImageBoxes(0, 0), {}
     # an image outside the input folder is known by its name: its labels are beside it
     inside = root is not None and root.resolve() in image_path.resolve().parents
     input_dir = root if inside else image_path.parent
     try:
         source = AnnotationSource(spec, input_dir, layout)
-        return source.read(relative.as_posix(), image_path).boxes
+        return source.read(relative.as_posix(), image_path), source.skeletons()
     except (AnnotationError, ImageReadError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -177,18 +212,60 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _draw_boxes(tile: np.ndarray, boxes, scale: tuple, colours: dict) -> None:
-    """Thin rectangles with their labels, in place; ``scale``: (x, y) image -> tile."""
+def _draw_boxes(tile: np.ndarray, drawn: _Drawn, scale: tuple, colours: dict) -> None:
+    """Each target's outline with its label, and the label map's outlines, in place;
+    ``scale``: (x, y) image -> tile."""
     height, width = tile.shape[:2]
-    for box in boxes:
+    if drawn.labels is not None:
+        for class_id in np.unique(drawn.labels).tolist():
+            if class_id == 0:  # the background, as Roboflow's maps have it: its outline
+                continue  # is every object's
+            _draw_pixels(tile, drawn.labels == class_id, colours.get(class_id, BOX_COLOURS[0]))
+    for box in drawn.targets:
         colour = colours.get(box.label, BOX_COLOURS[0])
         left = min(width - 1, int(np.floor(box.x0 * scale[0])))
         top = min(height - 1, int(np.floor(box.y0 * scale[1])))
-        right = max(left, min(width, int(np.ceil(box.x1 * scale[0]))) - 1)
-        bottom = max(top, min(height, int(np.ceil(box.y1 * scale[1]))) - 1)
-        cv2.rectangle(tile, (left, top), (right, bottom), colour, 1)
+        _draw_target(tile, box, scale, colour, drawn.skeletons.get(box.label, ()))
         cv2.putText(tile, box.label[:20], (left + 2, min(height - 2, top + 10)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.33, colour, 1, cv2.LINE_AA)
+
+
+def _draw_target(tile: np.ndarray, target, scale: tuple, colour, skeleton=()) -> None:
+    """One target's outline, in place: a polygon's rings, an oriented box's corners, an RLE
+    mask's pixels, keypoints over their object's outline, else the box."""
+    height, width = tile.shape[:2]
+    if isinstance(target, Keypoints):
+        _draw_target(tile, target.shape, scale, colour)
+        points = np.asarray(target.points, np.float64).reshape(-1, 3)
+        at = [(round(x * scale[0]), round(y * scale[1])) if v > 0 else None
+              for x, y, v in points.tolist()]
+        for a, b in skeleton:
+            if 0 <= a < len(at) and 0 <= b < len(at) and at[a] and at[b]:
+                cv2.line(tile, at[a], at[b], colour, 1, cv2.LINE_AA)
+        for point in filter(None, at):
+            cv2.circle(tile, point, 2, colour, -1, cv2.LINE_AA)
+    elif isinstance(target, (Polygon, OrientedBox)):
+        rings = target.rings if isinstance(target, Polygon) else (target.corners,)
+        for ring in rings:
+            points = np.asarray(ring, np.float64).reshape(-1, 2) * scale
+            cv2.polylines(tile, [np.round(points).astype(np.int32)], True, colour, 1,
+                          cv2.LINE_AA)
+    elif isinstance(target, RleMask):
+        _draw_pixels(tile, target.mask(), colour)
+    else:
+        left = min(width - 1, int(np.floor(target.x0 * scale[0])))
+        top = min(height - 1, int(np.floor(target.y0 * scale[1])))
+        right = max(left, min(width, int(np.ceil(target.x1 * scale[0]))) - 1)
+        bottom = max(top, min(height, int(np.ceil(target.y1 * scale[1]))) - 1)
+        cv2.rectangle(tile, (left, top), (right, bottom), colour, 1)
+
+
+def _draw_pixels(tile: np.ndarray, mask: np.ndarray, colour) -> None:
+    """The outline of a mask's pixels (scaled to the tile), in place."""
+    scaled = cv2.resize(mask.astype(np.uint8), tile.shape[1::-1],
+                        interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(scaled, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(tile, contours, -1, colour, 1, cv2.LINE_AA)
 
 
 def _sheet(tiles, colours=None) -> np.ndarray:

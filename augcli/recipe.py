@@ -34,6 +34,7 @@ from .params import COMBINATOR_N, COMBINATOR_P, Problems, parse_value
 from .profiles import ASPECT_FITS, Conform
 from .targets.boxes import DEFAULT_MIN_VISIBILITY
 from .targets.keypoints import flip_problem, kpt_shape_problem
+from .targets.masks import MAX_FILL
 
 OUTPUT_FORMATS = ("jpg", "png", "bmp", "tif", "webp", "gif")
 _FORMAT_ALIASES = {"jpeg": "jpg", "tiff": "tif"}
@@ -417,7 +418,8 @@ def _read_conform(value, problems: Problems):
     return Conform(aspect, fill, float(cval))
 
 
-_ANNOTATION_KEYS = ("format", "path", "min_visibility", "task", "kpt_shape", "flip_idx")
+_ANNOTATION_KEYS = ("format", "path", "min_visibility", "task", "kpt_shape", "flip_idx",
+                    "suffix", "mask_fill")
 _TASKS = {"yolo": ("detect", "segment", "obb", "pose")}  # Ultralytics' tasks of its lines
 
 
@@ -471,8 +473,31 @@ def _read_annotations(value, base_dir: Path | None, problems: Problems):
     if problem:
         problems.add("annotations.flip_idx", problem)
         flip_idx = None
+    suffix, mask_fill = _read_mask_keys(value, fmt, problems)
     return AnnotationSpec(fmt, path, float(visibility), task, tuple(kpt_shape),
-                          None if flip_idx is None else tuple(flip_idx)) if fmt else None
+                          None if flip_idx is None else tuple(flip_idx), suffix,
+                          mask_fill) if fmt else None
+
+
+def _read_mask_keys(value: dict, fmt, problems: Problems) -> tuple:
+    """(suffix, mask_fill) of mask images: how a label map's name ends (a PNG, lossless)
+    and the id where the image is filled; only ``format: masks`` has them."""
+    suffix, mask_fill = value.get("suffix", ""), value.get("mask_fill", 0)
+    for key in ("suffix", "mask_fill"):
+        if key in value and fmt != "masks":
+            problems.add(f"annotations.{key}", f"only mask images (format: masks) have a "
+                                               f"{key}, not {excerpt(fmt)}")
+    if not isinstance(suffix, str) or (suffix and (not suffix.lower().endswith(".png")
+                                                   or "/" in suffix)):
+        problems.add("annotations.suffix", f"expected the end of a mask's name, a PNG like "
+                                           f"_mask.png, got {excerpt(suffix)}")
+        suffix = ""
+    if isinstance(mask_fill, bool) or not isinstance(mask_fill, int) \
+            or not 0 <= mask_fill <= MAX_FILL:
+        problems.add("annotations.mask_fill", f"expected a class id in [0, {MAX_FILL}], got "
+                                              f"{excerpt(mask_fill)}")
+        mask_fill = 0
+    return suffix, mask_fill
 
 
 def refuse_mirrors(recipe: Recipe, because: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from . import budget, datasets, geometry, imagefiles, locations, manifest, stores
+from . import budget, datasets, formats, geometry, imagefiles, locations, manifest, stores
 from .annotations import AnnotationFormat, AnnotationSource, encode_boxes
 from .errors import (
     STOPS_RUN,
@@ -37,7 +37,14 @@ from .executors import Executor, default_workers, open_executor
 from .formats import AnnotationError, yolo
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
 from .ops.multi import donor_names, most_donors
-from .pipeline import OutputTooLarge, carry_boxes, donor_records, steps_matrix, takes_donors
+from .pipeline import (
+    OutputTooLarge,
+    apply_steps_to_labels,
+    carry_boxes,
+    donor_records,
+    steps_matrix,
+    takes_donors,
+)
 from .probe import recipe_probe
 from .profiles import Conform, Profile, get_profile
 from .recipe import (
@@ -58,7 +65,8 @@ from .render import (
 )
 from .report import JobReport, progress_bar
 from .stores import StoreSpec
-from .targets.boxes import ImageBoxes, count_labels, transform_boxes
+from .targets.boxes import Box, ImageBoxes, count_labels, transform_boxes
+from .targets.masks import LabelMapError, decode_labels, encode_labels, fill_for
 from .variety import plan_needs, variant_warnings
 
 # --- plan ----------------------------------------------------------------------
@@ -179,7 +187,7 @@ class Plan:
         """The name of every file the plan writes (its images and their annotation files),
         source by source, each with a hint for when two sources would write it."""
         for source in self.sources:
-            yield from _files_written(self.outputs_of(source), self.annotations)
+            yield from _files_written(self.outputs_of(source), self.annotations, source.boxes)
 
     def objects_before(self) -> dict:
         """Objects per label in the planned sources (empty without annotations)."""
@@ -333,6 +341,9 @@ def plan_run(recipe: Recipe) -> Plan:
         imagefiles.require_images(images, input_dir)
     failures = {path: (path, reason) for path, reason in unreadable}
     source = AnnotationSource(spec, input_dir, layout, recipe.storage) if spec else None
+    if source is not None:  # label maps beside the images are annotations, never sources
+        others = others + [r for r in images if source.format.is_label_image(r.as_posix())]
+        images = [r for r in images if not source.format.is_label_image(r.as_posix())]
     boxes = _read_boxes(source, images, failures)
     formats = _output_formats(recipe, input_store, images, failures)
     images = [relative for relative in images if relative.as_posix() not in failures]
@@ -355,6 +366,25 @@ def _refuse_unlabelled_donors(plan: Plan) -> None:
                 f"mosaic, cutmix and mixup mix images of several classes, and {nested} is in a "
                 "class folder: its outputs would be mislabelled there; give the recipe "
                 "'annotations:' (boxes), or use augcli ricap for soft labels (labels.csv)")
+    if plan.annotations is not None and plan.takes_donors:
+        _refuse_donors_beyond_boxes(plan)
+
+
+def _refuse_donors_beyond_boxes(plan: Plan) -> None:
+    """mosaic, cutmix and mixup carry axis-aligned boxes only: a label map, a polygon, a
+    keypoint or an oriented box would be left behind its pixels, so they are refused."""
+    assert plan.annotations is not None  # the caller's
+    if formats.lookup(plan.annotations.format.name).label_image:
+        raise UsageError("mosaic, cutmix and mixup carry boxes only, not mask images "
+                         f"(annotations: {{format: {plan.annotations.format.name}}}); leave "
+                         "them out of this recipe")
+    for source in plan.sources:
+        beyond = next((target for target in (source.boxes.boxes if source.boxes else ())
+                       if type(target) is not Box), None)
+        if beyond is not None:
+            raise UsageError(f"mosaic, cutmix and mixup carry boxes only: {source.relative} "
+                             f"has a {type(beyond).__name__} ({beyond.label}), which would be "
+                             "left behind its pixels; leave these ops out of this recipe")
 
 
 def _scan_input(store, unreadable: list) -> tuple[list, list, dict]:
@@ -455,12 +485,14 @@ def _read_boxes(source: AnnotationSource | None, images: list, failures: dict) -
     return boxes
 
 
-def _files_written(outputs, source: AnnotationSource | None):
+def _files_written(outputs, source: AnnotationSource | None, boxes: ImageBoxes | None = None):
     """Every file a source's outputs make (the images and their annotation files), each
-    with a hint for when two sources would make the same one."""
+    with a hint for when two sources would make the same one. ``boxes``: the source's
+    annotations (a label map is written only for a source that has one)."""
     for output in outputs:
         yield output.relative, " or drop 'format:'"
-        annotation = source.format.file_for(output.relative) if source is not None else None
+        annotation = None if source is None else source.format.output_file(output.relative,
+                                                                             boxes)
         if annotation is not None:
             yield annotation, " (images that differ only in extension share annotation files)"
 
@@ -512,7 +544,8 @@ def _first_clash(plan: Plan, group: list) -> tuple | None:
     claimed: dict = {}
     for index in group:
         rel = plan.sources[index].relative
-        written = _files_written(plan.outputs_of(plan.sources[index]), plan.annotations)
+        written = _files_written(plan.outputs_of(plan.sources[index]), plan.annotations,
+                                 plan.sources[index].boxes)
         for position, (name, hint) in enumerate(written):
             if name in claimed:
                 return index, position, (f"{claimed[name]} and {rel} would both write {name}; "
@@ -632,6 +665,11 @@ def _process_source(task: SourceTask, reservation: budget.Reservation) -> Source
                   f"{task.boxes.width} x {task.boxes.height}")
         result.failures.append((task.relative, reason))
         return result
+    try:
+        labels = _read_labels(task)
+    except (OSError, LabelMapError) as exc:
+        result.failures.append((task.relative, f"its mask: {exc}"))
+        return result
     source_format = imagefiles.format_of(Path(task.relative))
     distinct = Distinct(image, task.relative)
     donors = _Donors(source, task.outputs)
@@ -651,7 +689,7 @@ def _process_source(task: SourceTask, reservation: budget.Reservation) -> Source
                       "variant": output.variant, "index": output.index, **stamp}
             try:
                 publish = _render_output(task, output, data, image, source_format, record,
-                                         distinct, donors)
+                                         distinct, donors, labels)
             except _OUTPUT_ERRORS as exc:
                 _output_failed(result, task, output, exc, size)
                 continue
@@ -784,8 +822,19 @@ def _write_failure(exc: OSError) -> str:
     return f"cannot write ({exc.strerror or exc})"
 
 
+def _read_labels(task: SourceTask) -> tuple | None:
+    """The source's label map (mask images), read once for all of its outputs: (its bytes,
+    its ids), or None without one. Raises ``OSError`` or ``LabelMapError``."""
+    if task.boxes is None or task.boxes.mask is None:
+        return None
+    spec, key = task.boxes.mask
+    data = spec.open().read(key)
+    return data, decode_labels(data, (task.boxes.width, task.boxes.height))
+
+
 def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
-                   source_format: str, record: dict, distinct: Distinct, donors: _Donors):
+                   source_format: str, record: dict, distinct: Distinct, donors: _Donors,
+                   labels: tuple | None = None):
     """Render one output, fill in its record so far, and return what publishes it.
 
     An augmented output is drawn apart from the source and the outputs before it
@@ -797,7 +846,8 @@ def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: n
     if output.variant is None:
         record["copy"] = True
         if fmt == source_format and _fits(task.profile, len(source), image):
-            return functools.partial(_publish_copy, task, output, source, image, record)
+            return functools.partial(_publish_copy, task, output, source, image, record,
+                                     labels)
         pixels, steps = image, ()
     else:
         pixels, steps, seed, redraws = distinct.draw(image, output, donors.image)
@@ -807,29 +857,31 @@ def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: n
         record["ops"] = [step.as_record() for step in steps]
         if output.donors and takes_donors(steps):
             record["donors"] = donor_records(steps, image.shape, donors.shape)
-    return functools.partial(_publish_rendered, task, output, pixels, steps, fmt, record)
+    return functools.partial(_publish_rendered, task, output, pixels, steps, fmt, record,
+                             labels)
 
 
 def _publish_copy(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
-                  record: dict) -> None:
+                  record: dict, labels: tuple | None = None) -> None:
     """Publish the source's own bytes as an output (with its annotation file).
 
     Each file is published whole: temp file + rename in a folder, one whole-object
     write on an object store; never through an open handle."""
-    _write_boxes(task, output, (), image, {}, record, copy_from=task.copy_annotation)
+    _write_boxes(task, output, (), image, {}, record, copy_from=task.copy_annotation,
+                 labels=labels)
     task.output.open().publish(output.relative, source)
     record["bytes"] = len(source)
 
 
 def _publish_rendered(task: SourceTask, output: OutputPlan, pixels: np.ndarray, steps, fmt: str,
-                      record: dict) -> None:
+                      record: dict, labels: tuple | None = None) -> None:
     """Encode an output's pixels (within the profile's limits) and publish them, annotation
     file first, each whole."""
     pixels, fitted, aspect = _fit_aspect(pixels, task)
     data, adjustments = _encode(pixels, fmt, task)
     if aspect is not None:
         adjustments = {"aspect": aspect, **adjustments}
-    _write_boxes(task, output, steps, pixels, adjustments, record, fitted)
+    _write_boxes(task, output, steps, pixels, adjustments, record, fitted, labels=labels)
     task.output.open().publish(output.relative, data)
     record["bytes"] = len(data)
     if adjustments:
@@ -838,7 +890,7 @@ def _publish_rendered(task: SourceTask, output: OutputPlan, pixels: np.ndarray, 
 
 def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
                  adjustments: dict, record: dict, fitted: np.ndarray | None = None,
-                 copy_from: tuple | None = None) -> None:
+                 copy_from: tuple | None = None, labels: tuple | None = None) -> None:
     """Carry the source's boxes to one output, write its annotation file, note it in the record.
 
     The boxes go through the same sampled steps as the pixels, then through the
@@ -849,6 +901,9 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     """
     fmt = task.annotation_format
     if task.boxes is None or fmt is None:
+        return
+    if labels is not None:  # mask images: the label map is the annotation
+        _write_labels(task, output, steps, pixels, adjustments, record, fitted, labels)
         return
     boxes, shape, carried = task.boxes.boxes, (task.boxes.height, task.boxes.width), ()
     if takes_donors(steps):  # tiles and patches: no one matrix moves the boxes
@@ -867,7 +922,7 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     record["size"] = [size[1], size[0]]
     record["boxes"] = [box.to_record() for box in kept]
     record["dropped_boxes"] = [item.to_record() for item in (*carried, *dropped)]
-    name = fmt.file_for(output.relative)
+    name = fmt.output_file(output.relative, task.boxes)
     if name is not None and copy_from is not None:
         held, key = copy_from
         try:
@@ -882,6 +937,35 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
                             depth)
         task.output.open().publish(name, text)
         record["annotation"] = name
+
+
+def _write_labels(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
+                  adjustments: dict, record: dict, fitted: np.ndarray | None,
+                  labels: tuple) -> None:
+    """Carry the source's label map (mask images) to one output and publish it beside it:
+    the same steps as the pixels, with nearest neighbour, then the profile's pad or crop
+    and downscale; ``mask_fill`` wherever the image is filled. An output that is the source
+    unchanged gets the map's own bytes."""
+    fmt = task.annotation_format
+    assert fmt is not None  # only called with one
+    data, ids = labels
+    size = pixels.shape[:2]
+    if steps or fitted is not None or "size" in adjustments:
+        cval = fill_for(ids, fmt.mask_fill)
+        ids = apply_steps_to_labels(ids, steps, cval)
+        if fitted is not None:
+            ids = geometry.warp_nearest(ids, fitted, size, cval)
+        if "size" in adjustments:
+            width, height = adjustments["size"]
+            ids = geometry.warp_nearest(ids, geometry.resize_matrix(size, (height, width)),
+                                        (height, width), cval)
+            size = (height, width)
+        data = encode_labels(ids)
+    name = fmt.file_for(output.relative)
+    assert name is not None  # a label image is per image
+    record["size"] = [size[1], size[0]]
+    task.output.open().publish(name, data)
+    record["annotation"] = name
 
 
 # --- resume ----------------------------------------------------------------------
@@ -921,7 +1005,7 @@ def _copy_files(plan: Plan, source: PlannedSource):
     """The names of a source's copy and of its annotation file (when it has one): every
     other file the source makes is named after one of them, in the same folder."""
     original = original_output(Path(source.relative), source.format)
-    return [name for name, _ in _files_written([original], plan.annotations)]
+    return [name for name, _ in _files_written([original], plan.annotations, source.boxes)]
 
 
 def _unchanged(stamp: dict | None, records: list) -> bool:
@@ -1170,7 +1254,8 @@ class _Run:
         """The tasks, each journalled as ``started`` just before a worker gets it."""
         for task in tasks:
             todo = [o for o in task.outputs if o.relative not in task.done]
-            names = [name for name, _ in _files_written(todo, self.plan.annotations)]
+            names = [name for name, _ in _files_written(todo, self.plan.annotations,
+                                                        task.boxes)]
             line = manifest.started_line(task.relative, names, self.fingerprint)
             journal.append(line)
             self.open[task.relative] = line

@@ -3,8 +3,9 @@
 ``load_transform(recipe)`` returns a ``Transform``: called on one image (a
 NumPy array or a PIL image) it samples and applies one of the recipe's
 variants, exactly as ``augcli run`` renders an output (``render.render``:
-``pipeline.sample_steps`` then ``pipeline.apply_steps``), and carries boxes
-with the same matrix ``run`` uses for annotation files. Given the seed that
+``pipeline.sample_steps`` then ``pipeline.apply_steps``), and carries boxes,
+polygons and keypoints with the same matrix ``run`` uses for annotation files,
+and masks through the same steps as its mask images. Given the seed that
 ``run`` derives for an output (``output_seed``), it returns that output's
 pixels.
 
@@ -24,14 +25,17 @@ from pathlib import PurePath
 
 import numpy as np
 
-from . import imagefiles
+from . import geometry, imagefiles
 from . import ops as catalog
 from .errors import UsageError
 from .ops.combinators import OpNode, children
-from .pipeline import steps_matrix
+from .pipeline import apply_steps_to_labels, steps_matrix
 from .recipe import Recipe, load_recipe
 from .render import OutputPlan, derive_seed, render
 from .targets.boxes import DEFAULT_MIN_VISIBILITY, Box, transform_boxes
+from .targets.keypoints import Keypoints
+from .targets.masks import fill_for
+from .targets.polygons import Polygon
 
 __all__ = ["Transform", "TransformResult", "load_transform", "output_seed"]
 
@@ -63,6 +67,9 @@ class TransformResult:
     ``(M, 4)`` float array for an ``(N, 4)`` input, with ``kept`` the indices
     (into the input) of the M boxes still visible; a tuple of ``Box`` for
     ``Box`` input. ``seed`` replays the call: ``transform(image, seed=seed)``.
+    ``polygons``, ``keypoints``, ``masks``: the other targets, in the kind
+    they were given (see ``Transform.__call__``); ``kept_polygons``: the
+    indices of the polygons kept, for polygons given as arrays.
     """
 
     image: object
@@ -72,6 +79,10 @@ class TransformResult:
     index: int
     seed: int
     kept: np.ndarray | None = None
+    polygons: object = None
+    keypoints: object = None
+    masks: object = None
+    kept_polygons: np.ndarray | None = None
 
 
 class Transform:
@@ -146,9 +157,9 @@ class Transform:
 
     # -- one call -----------------------------------------------------------------------
 
-    def __call__(self, image, boxes=None, *, seed: int | None = None,
-                 index: int | None = None) -> TransformResult:
-        """Augment one image (and its boxes).
+    def __call__(self, image, boxes=None, *, polygons=None, keypoints=None, masks=None,
+                 seed: int | None = None, index: int | None = None) -> TransformResult:
+        """Augment one image (and its boxes, polygons, keypoints and masks).
 
         ``image``: H x W or H x W x C (C = 1 to 4) ``uint8``/``uint16`` array, or
         a PIL image (given back as one). ``boxes``: an ``(N, 4)`` array of
@@ -157,6 +168,19 @@ class Transform:
         seed (e.g. ``output_seed(...)``); None draws one. ``index``: the
         1-based output index, which picks the value of a ``sweep`` as ``run``
         does; None draws one.
+
+        ``polygons``: ``augcli.targets.polygons.Polygon``\\ s (given back as the
+        kept ones, clipped to the image), or one ``(N, 2)`` array of x, y pixel
+        edges per polygon (given back as a list, per kept polygon, of its rings:
+        a polygon cut by the border may become several; ``kept_polygons`` says
+        which). ``keypoints``: ``augcli.targets.keypoints.Keypoints`` (given back
+        as the kept objects), or an ``(N, K, 2 or 3)`` array of N objects' K
+        points ``x, y[, v]`` (given back as ``(N, K, 3)``: a point that leaves
+        the image is ``0, 0, 0``; a mirroring step reorders them by the
+        recipe's ``annotations.flip_idx``). ``masks``: a label map ``(H, W)``
+        (``uint8``, ``uint16`` or ``bool``), or a sequence of them, moved with
+        nearest neighbour as ``run`` moves mask images (``mask_fill`` from the
+        recipe where the image is filled; 0 for ``bool`` masks).
         """
         pixels, restore = _as_array(image)
         if 0 in pixels.shape[:2]:
@@ -166,14 +190,29 @@ class Transform:
         if index is not None:
             index = _whole(index, "index", 1, " (run's output index)")
         name, index, tree = self._pick(seed, index)
-        if boxes is not None and self._refuses_boxes[name]:
+        targets = {"boxes": boxes, "polygons": polygons, "keypoints": keypoints,
+                   "masks": masks}
+        given = next((kind for kind, value in targets.items() if value is not None), None)
+        if given is not None and self._refuses_boxes[name]:
             op, reason = self._refuses_boxes[name]
-            raise ValueError(f"variant '{name}' uses {op}, which boxes cannot follow: {reason}")
+            raise ValueError(f"variant '{name}' uses {op}, which {given} cannot follow: "
+                             f"{reason}")
         output, steps = render(pixels, OutputPlan("", name, index, int(seed), tree))
         kept_boxes, kept = _carry_boxes(boxes, steps, pixels.shape, output.shape,
                                         self.min_visibility)
+        matrix = steps_matrix(steps, pixels.shape) if polygons is not None or \
+            keypoints is not None else None
+        kept_polygons, polygon_indices = _carry_polygons(polygons, matrix, output.shape,
+                                                         self.min_visibility)
+        annotations = self.recipe.annotations
+        flip = annotations.flip_idx or () if annotations is not None else ()
         return TransformResult(restore(output), kept_boxes, [step.as_record() for step in steps],
-                               name, index, int(seed), kept)
+                               name, index, int(seed), kept, kept_polygons,
+                               _carry_keypoints(keypoints, matrix, pixels.shape, output.shape,
+                                                self.min_visibility, flip),
+                               _carry_masks(masks, steps, pixels.shape,
+                                            annotations.mask_fill if annotations else 0),
+                               polygon_indices)
 
     def _pick(self, seed: int, index: int | None) -> tuple:
         """(variant name, output index, op tree): drawn from their own stream of ``seed``,
@@ -267,6 +306,84 @@ def _carry_boxes(boxes, steps, shape, output_shape, min_visibility):
     kept, _ = transform_boxes(indexed, matrix, output_shape[:2], min_visibility)
     coordinates = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], np.float64).reshape(-1, 4)
     return coordinates, np.array([b.label for b in kept], np.intp)
+
+
+def _carry_polygons(polygons, matrix, output_shape, min_visibility):
+    """Polygons through the steps' matrix, as run writes them: (polygons, kept indices)."""
+    if polygons is None:
+        return None, None
+    if len(polygons) and all(isinstance(polygon, Polygon) for polygon in polygons):
+        kept, _ = transform_boxes(tuple(polygons), matrix, output_shape[:2], min_visibility)
+        return kept, None
+    indexed = []
+    for number, polygon in enumerate(polygons):
+        points = np.asarray(polygon, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
+            raise ValueError(f"polygon {number} must be an (N, 2) array of x, y with N >= 3, "
+                             f"got shape {points.shape}")
+        if not np.isfinite(points).all():
+            raise ValueError(f"polygon {number} has a vertex that is not a finite number")
+        indexed.append(Polygon(number, (tuple(points.ravel().tolist()),)))
+    kept, _ = transform_boxes(tuple(indexed), matrix, output_shape[:2], min_visibility)
+    return ([[np.asarray(ring, np.float64).reshape(-1, 2) for ring in polygon.rings]
+             for polygon in kept], np.array([polygon.label for polygon in kept], np.intp))
+
+
+def _carry_keypoints(keypoints, matrix, shape, output_shape, min_visibility, flip):
+    """Keypoints through the steps' matrix, as run writes them: the kept ``Keypoints``, or
+    for an (N, K, 2 or 3) array every object's points, (N, K, 3), 0 0 0 where they left."""
+    if keypoints is None:
+        return None
+    if len(keypoints) and all(isinstance(item, Keypoints) for item in keypoints):
+        kept, _ = transform_boxes(tuple(keypoints), matrix, output_shape[:2], min_visibility)
+        return kept
+    array = np.asarray(keypoints, dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 0, 3))
+    if array.ndim != 3 or array.shape[2] not in (2, 3):
+        raise ValueError(f"keypoints must be an (N, K, 2 or 3) array of x, y[, visibility], "
+                         f"got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError("keypoints must be finite numbers")
+    if array.shape[2] == 2:  # every point labelled and visible
+        array = np.concatenate([array, np.full(array.shape[:2] + (1,), 2.0)], axis=2)
+    if flip and len(flip) != array.shape[1]:
+        raise ValueError(f"the recipe's flip_idx has {len(flip)} indices, the keypoints "
+                         f"{array.shape[1]} points")
+    height, width = shape[:2]
+    whole = Box("", 0.0, 0.0, float(width), float(height))  # kept whatever moves out
+    edges = geometry.edge_matrix(matrix)
+    moved = []
+    for points in array:
+        item, _ = Keypoints("", tuple(points.ravel().tolist()), whole, tuple(flip)).moved(
+            edges, output_shape[1], output_shape[0])
+        moved.append(np.zeros_like(points) if item is None else
+                     np.asarray(item.points, np.float64).reshape(-1, 3))
+    return np.stack(moved)
+
+
+def _carry_masks(masks, steps, shape, mask_fill):
+    """Label maps through the steps, as run moves mask images: one map, or a sequence (an
+    (N, H, W) array stays an array)."""
+    if masks is None:
+        return None
+    single = isinstance(masks, np.ndarray) and masks.ndim == 2
+    moved = []
+    for number, mask in enumerate([masks] if single else masks):
+        labels = np.asarray(mask)
+        if labels.shape != tuple(shape[:2]):
+            raise ValueError(f"mask {number} must be the image's {shape[0]} x {shape[1]} "
+                             f"(H, W), got shape {labels.shape}")
+        if labels.dtype == bool:
+            moved.append(apply_steps_to_labels(labels.astype(np.uint8), steps, 0).astype(bool))
+        elif labels.dtype in (np.uint8, np.uint16):
+            moved.append(apply_steps_to_labels(labels, steps, fill_for(labels, mask_fill)))
+        else:
+            raise TypeError(f"mask {number} must be uint8, uint16 or bool class ids, got "
+                            f"dtype {labels.dtype}")
+    if single:
+        return moved[0]
+    return np.stack(moved) if isinstance(masks, np.ndarray) else moved
 
 
 def _require_finite(edges: np.ndarray) -> None:

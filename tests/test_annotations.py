@@ -319,7 +319,7 @@ def test_recipe_annotations_key_is_validated_with_key_paths():
         parse_recipe({"annotations": {"format": "yolov", "min_visibilty": 0.5},
                       "variants": {"a": {"ops": ["fliplr"]}}})
     text = str(caught.value)
-    assert "annotations.format: expected one of yolo, voc, coco, regions, got 'yolov' " \
+    assert "annotations.format: expected one of yolo, voc, coco, regions, masks, got 'yolov' " \
            "(did you mean 'yolo'?)" in text
     assert "annotations.min_visibilty: unknown key (did you mean 'min_visibility'?)" in text
     with pytest.raises(RecipeError, match=r"annotations.min_visibility: expected a number in "
@@ -645,7 +645,7 @@ def test_a_format_is_one_registration_for_recipes_run_and_check(tmp_path, monkey
     assert pixel_hull(np.asarray(Image.open(tmp_path / "out" / "a_flip_1.png"))) == \
         (35, 10, 60, 30)
     help_text = invoke("check", "--help").output
-    assert "yolo|voc|coco|regions|tsv" in help_text
+    assert "yolo|voc|coco|regions|masks|tsv" in help_text
     report = check_folder(tmp_path / "out", task="detection",
                           annotations=AnnotationSpec("tsv"))
     assert report.annotations == "tsv"

@@ -327,8 +327,8 @@ def test_preview_of_a_dataset_image_shows_what_run_writes_with_its_labels(tmp_pa
     recipe = load_recipe(write_recipe(tmp_path, "input: ds/data.yaml\noutput: out\n" + FLIP))
     image = tmp_path / "ds" / "train" / "images" / "a.jpg"
     assert relative_to_input(recipe, image).as_posix() == "train/images/a.jpg"
-    assert [box.label for box in _source_boxes(recipe, Path("train/images/a.jpg"), image)] == \
-        ["cat", "dog"]
+    source, _ = _source_boxes(recipe, Path("train/images/a.jpg"), image)
+    assert [box.label for box in source.boxes] == ["cat", "dog"]
     result = invoke("preview", str(tmp_path / "recipe.yaml"), str(image),
                     "-n", "1", "-o", str(tmp_path / "sheet.png"))
     assert result.exit_code == 0, result.output

@@ -267,3 +267,21 @@ def test_without_a_run_to_draw_them_there_are_no_donors(image):
 
     with pytest.raises(UsageError, match="mosaic takes 3 donor.*only augcli run"):
         render(image, OutputPlan("x.png", "v", 1, 5, ops_of("[{mosaic: {}}]")))
+
+
+def test_polygons_and_mask_images_are_refused_not_left_behind(tmp_path):
+    for index in range(3):
+        save(tmp_path / "in" / f"s{index}.png", np.full((40, 60, 3), 90 + index, np.uint8))
+        (tmp_path / "in" / f"s{index}.txt").write_text("0 0.1 0.1 0.5 0.1 0.3 0.6\n")  # a segment
+    segments = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: yolo}\n"
+                                      "variants: {m: {ops: [{mosaic: {grid: [2, 2]}}]}}\n")
+    with pytest.raises(UsageError, match=r"carry boxes only: s0.png has a Polygon"):
+        run_recipe(segments, workers=1)
+    for index in range(3):
+        (tmp_path / "in" / f"s{index}.txt").unlink()
+        save(tmp_path / "in" / f"s{index}_mask.png", np.zeros((40, 60), np.uint8))
+    masks = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: masks}\n"
+                                   "variants: {m: {ops: [{cutmix: {}}]}}\n", name="masks.yaml")
+    with pytest.raises(UsageError, match=r"carry boxes only, not mask images"):
+        run_recipe(masks, workers=1)
+    assert not (tmp_path / "out").exists()

@@ -8,10 +8,10 @@ import yaml
 from augcli import recipe
 from augcli.errors import RecipeError
 from augcli.ops.combinators import COMBINATORS
-from augcli.ops.help import combinator_help
+from augcli.ops.help import combinator_help, targets_table
 from augcli.recipe import parse_recipe
 
-from .conftest import invoke
+from .conftest import REPO, invoke
 
 ops_cli = partial(invoke, "ops")  # augcli ops ARGS...
 
@@ -78,3 +78,22 @@ def test_one_of_in_full():
 def test_a_misspelt_combinator_is_suggested():
     result = ops_cli("some_off")
     assert result.exit_code == 2 and "did you mean 'some_of'?" in result.output
+
+
+def test_every_op_says_what_it_does_to_each_kind_of_annotation():
+    listing = ops_cli().output
+    assert "    annotations: follow the pixels; mirrors (left and right keypoints swap)" in listing
+    assert "    annotations: refused (no matrix describes how it moves the pixels)" in listing
+    shown = ops_cli("cutout").output
+    assert "  masks: unchanged (the object is still there under the patch)\n" in shown
+    shown = ops_cli("rotate").output
+    assert "  masks: resampled with nearest neighbour" in shown
+    assert "swaps left and right" not in shown
+    assert "swaps left and right" in ops_cli("keras").output
+
+
+def test_the_docs_table_of_ops_and_annotations_is_the_registry_s():
+    page = (REPO / "docs" / "annotations.md").read_text(encoding="utf-8")
+    assert targets_table() in page
+    for name in ("fliplr", "elastic", "random_erasing", "perspective"):
+        assert f"`{name}`" in targets_table()

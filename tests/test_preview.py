@@ -1,10 +1,13 @@
 """Preview shows exactly what run writes."""
 
+import json
+
+import cv2
 import numpy as np
 from PIL import Image
 
 from augcli.imagefiles import read_image
-from augcli.preview import TILE_WIDTH, make_preview, pick_outputs
+from augcli.preview import BOX_COLOURS, TILE_WIDTH, make_preview, pick_outputs
 from augcli.recipe import load_recipe
 from augcli.runner import run_recipe
 
@@ -83,3 +86,56 @@ def test_preview_of_an_image_whose_name_is_not_utf8(tmp_path):
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.width == 4 * TILE_WIDTH
+
+
+def _near(tile: np.ndarray, point, colour, reach: int = 1) -> bool:
+    """Whether a pixel of about ``colour`` (lines are anti-aliased) is within ``reach`` of
+    ``point`` (x, y) in ``tile``."""
+    x, y = (int(round(v)) for v in point)
+    patch = tile[max(0, y - reach): y + reach + 1, max(0, x - reach): x + reach + 1]
+    distance = np.abs(patch.astype(int) - colour).max(axis=-1)
+    return bool((distance < 50).any())
+
+
+def test_preview_draws_polygons_keypoints_with_their_skeleton_and_mask_outlines(tmp_path):
+    # a grey quadrilateral with two keypoints (left_eye, right_eye), in a 256-wide image so
+    # the tiles are unscaled; the flip mirrors it and swaps the eyes
+    width, height = TILE_WIDTH, 120
+    ring = [40, 20, 120, 30, 110, 100, 30, 90]
+    pixels = np.zeros((height, width, 3), np.uint8)
+    cv2.fillPoly(pixels, [np.array(ring, np.int32).reshape(-1, 2)], (128, 128, 128))
+    save(tmp_path / "in" / "a.png", pixels)
+    labels = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(labels, [np.array(ring, np.int32).reshape(-1, 2)], 3)
+    Image.fromarray(labels).save(tmp_path / "in" / "a_mask.png")
+    (tmp_path / "coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": width, "height": height}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [ring],
+                         "keypoints": [60, 40, 2, 95, 45, 2], "num_keypoints": 2,
+                         "bbox": [30, 20, 90, 80], "area": 1, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "cat", "keypoints": ["left_eye", "right_eye"],
+                        "skeleton": [[1, 2]]}]}))
+    variants = "variants:\n  flip: {ops: [{fliplr: {p: 1}}]}\n"
+    coco = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: coco, "
+                                  f"path: coco.json, min_visibility: 0}}\n{variants}")
+    sheet = np.asarray(Image.open(make_preview(load_recipe(coco), tmp_path / "in" / "a.png",
+                                               count=1, output=tmp_path / "coco.png")))
+    colour = BOX_COLOURS[0]
+    tile = sheet[22:22 + height, TILE_WIDTH:2 * TILE_WIDTH]
+    flipped = [(width - x, y) for x, y in zip(ring[::2], ring[1::2], strict=True)]
+    for (x0, y0), (x1, y1) in zip(flipped, flipped[1:] + flipped[:1], strict=True):
+        for t in (0.3, 0.5, 0.7):  # along each edge of the mirrored outline
+            assert _near(tile, (x0 + t * (x1 - x0), y0 + t * (y1 - y0)), colour)
+    # the eyes swapped places: the left eye (60, 40) is now at 256 - 95 = 161
+    left, right = (width - 95, 45), (width - 60, 40)
+    assert _near(tile, left, colour, 0) and _near(tile, right, colour, 0)
+    assert _near(tile, ((left[0] + right[0]) / 2, (left[1] + right[1]) / 2), colour)  # skeleton
+    assert not _near(tile, (60, 40), colour, 3)  # nothing where the unmirrored eye was
+
+    masks = write_recipe(tmp_path, f"input: in\noutput: out\nannotations: {{format: masks}}\n"
+                                   f"{variants}", "masks.yaml")
+    sheet = np.asarray(Image.open(make_preview(load_recipe(masks), tmp_path / "in" / "a.png",
+                                               count=1, output=tmp_path / "masks.png")))
+    tile = sheet[22:22 + height, TILE_WIDTH:2 * TILE_WIDTH]
+    assert _near(tile, (width - 80, 25), colour, 2)  # the mirrored map's top edge
+    assert not _near(tile, (80, 25), colour, 3)

@@ -25,10 +25,14 @@ import pytest
 from PIL import Image
 
 import augcli
+from augcli.annotations import AnnotationSource
 from augcli.errors import UsageError
+from augcli.recipe import load_recipe
 from augcli.targets.boxes import Box
 
 from .conftest import REPO, invoke, photo_like, run_cli, save, write_recipe
+from .test_targets_masks import write_label_maps
+from .test_targets_polygons import HEIGHT, NAMES, WIDTH, painted_sources, recipe_for
 
 # The site pages whose Python examples these tests run.
 DOCS = "\n".join((REPO / "docs" / page).read_text(encoding="utf-8")
@@ -508,3 +512,64 @@ def test_readme_ricap_batch_code_runs():
     namespace: dict = {}
     exec(compile(blocks[0], "docs", "exec"), namespace)  # noqa: S102 - the docs' own code
     assert namespace["mixed"].shape == (32, 10)
+
+
+def test_polygons_keypoints_and_masks_match_a_run(tmp_path):
+    """The other targets come out as ``run`` writes them for the same seed: COCO polygons
+    with keypoints (left/right named, so flips swap them) and mask images."""
+    shapes = painted_sources(tmp_path / "in", images=2)
+    images, annotations = [], []
+    for image_id, (name, objects) in enumerate(shapes.items(), start=1):
+        images.append({"id": image_id, "file_name": name, "width": WIDTH, "height": HEIGHT})
+        for label, ring in objects:
+            points = [ring[0], ring[1], 2, ring[4], ring[5], 2]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": NAMES.index(label) + 1, "segmentation": [ring],
+                                "keypoints": points, "num_keypoints": 2, "bbox": [0, 0, 1, 1],
+                                "area": 1, "iscrowd": 0})
+    categories = [{"id": i + 1, "name": label, "keypoints": ["left_tip", "right_tip"]}
+                  for i, label in enumerate(NAMES)]
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": categories}))
+    recipe = recipe_for(tmp_path, f"{{format: coco, path: {coco}, min_visibility: 0}}")
+    assert augcli.run_recipe(recipe, workers=1).exit_code == 0
+    write_label_maps(tmp_path / "in", shapes)  # after: the COCO run would take them as sources
+    masks = write_recipe(tmp_path, recipe.read_text().replace("output: out", "output: masks")
+                         .replace(f"{{format: coco, path: {coco}, min_visibility: 0}}",
+                                  "{format: masks, mask_fill: 7}"), "masks.yaml")
+    assert augcli.run_recipe(masks, workers=1).exit_code == 0
+    # keypoints given as arrays take the recipe's flip_idx
+    pose = write_recipe(tmp_path, recipe.read_text().replace(
+        "min_visibility: 0}", "min_visibility: 0, flip_idx: [1, 0]}"), "pose.yaml")
+    source = AnnotationSource(load_recipe(recipe).annotations, tmp_path / "in")
+    transforms: dict = {}
+    plain_transforms: dict = {}
+    records = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text()
+               .splitlines()]
+    for record in records:
+        transform = transforms.setdefault(record["variant"], augcli.load_transform(
+            masks, variant=record["variant"]))
+        objects = source.read(record["source"]).boxes
+        rings = [np.asarray(item.shape.rings[0]).reshape(-1, 2) for item in objects]
+        labels = read_png(tmp_path / "in" / record["source"].replace(".png", "_mask.png"))
+        out = transform(read_png(tmp_path / "in" / record["source"]), seed=record["seed"],
+                        index=record["index"], keypoints=list(objects),
+                        polygons=[item.shape for item in objects], masks=labels)
+        assert [item.to_record() for item in out.keypoints] == record["boxes"]
+        assert [item.to_record() for item in out.polygons] == [
+            {key: item[key] for key in ("label", "box", "polygon")} for item in record["boxes"]]
+        written = read_png(tmp_path / "masks" / record["output"].replace(".png", "_mask.png"))
+        assert out.masks.dtype == written.dtype and (out.masks == written).all()
+        plain = plain_transforms.setdefault(record["variant"], augcli.load_transform(
+            pose, variant=record["variant"]))(
+                read_png(tmp_path / "in" / record["source"]), seed=record["seed"],
+                index=record["index"], polygons=rings, masks=[labels == 1],
+                keypoints=np.array([np.reshape(item.points, (-1, 3)) for item in objects]))
+        assert plain.kept_polygons.tolist() == list(range(len(objects)))
+        for rings_out, item in zip(plain.polygons, record["boxes"], strict=True):
+            np.testing.assert_allclose(np.concatenate(rings_out).ravel(),
+                                       np.concatenate(item["polygon"]), atol=1e-6)
+        np.testing.assert_allclose(plain.keypoints.reshape(len(objects), -1),
+                                   [item["keypoints"] for item in record["boxes"]], atol=1e-6)
+        assert (plain.masks[0] == (written == 1)).all()

@@ -7,7 +7,8 @@ format there:
 * ``yolo``: a ``.txt`` per image, ``class cx cy w h`` normalized; ``classes.txt``;
 * ``voc``: a Pascal VOC ``.xml`` per image, in pixel edges;
 * ``coco``: one COCO JSON per folder (or per split folder);
-* ``regions``: a ``.json`` per image, Custom Vision's regions, normalized.
+* ``regions``: a ``.json`` per image, Custom Vision's regions, normalized;
+* ``masks``: a label map ``<stem>_mask.png`` per image, moved by the worker.
 
 The modules are imported here, once, in the order of ``MODULES`` (as Pillow
 lists its plugins); ``base`` never imports a format, so there is no import
@@ -24,7 +25,7 @@ __all__ = ["FORMATS", "MODULES", "AnnotationError", "AnnotationSpec", "Format", 
            "register"]
 
 # Each module registers its format when imported; this order is the registry's.
-MODULES = ("yolo", "voc", "coco", "regions")
+MODULES = ("yolo", "voc", "coco", "regions", "masks")
 
 
 def _load_modules() -> None:

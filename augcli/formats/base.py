@@ -38,7 +38,8 @@ class AnnotationSpec:
     what a format's lines mean where they alone cannot say (YOLO's ``obb``, ``pose``).
     ``kpt_shape``: YOLO-pose's (K, 2 or 3), from the data.yaml or the recipe;
     ``flip_idx``: which keypoint takes each one's place when the image is mirrored
-    (None: the format's own, COCO's from ``left_``/``right_`` names).
+    (None: the format's own, COCO's from ``left_``/``right_`` names). ``suffix``,
+    ``mask_fill``: a mask image's name ending and the id where the image is filled.
     """
 
     format: str
@@ -47,6 +48,8 @@ class AnnotationSpec:
     task: str = ""  # yolo: 'obb' reads 9-value lines as oriented boxes (Ultralytics' task)
     kpt_shape: tuple = ()  # yolo 'pose': (keypoints per line, 2 or 3 values each)
     flip_idx: tuple | None = None
+    suffix: str = ""  # masks: how a label map's name ends, for '_mask.png'
+    mask_fill: int = 0  # masks: the id where the image is filled
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class Format:
     classes_file: str | None = None  # at the annotation root: names by class index
     split_file: str | None = None  # per folder: the file's name in a split folder, if present
     path_help: str = ""  # per folder: what annotations.path names (it is required there)
+    # a label image (masks): its name is the image's stem + ``extension``; the worker reads
+    # and moves its pixels, nothing is parsed as text
+    label_image: bool = False
 
 
 FORMATS: dict[str, Format] = {}

@@ -4,8 +4,10 @@ for the combinators (not registered as ops), from ``combinators.COMBINATORS``.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from ..params import NUMBER_OR_LIST, Param
-from .base import CATALOG, lookup
+from .base import CATALOG, Op, lookup
 from .combinators import COMBINATORS, Field
 
 
@@ -21,6 +23,7 @@ def catalog_listing() -> str:
         aliases = f" (also: {', '.join(op.aliases)})" if op.aliases else ""
         lines = [f"{name}{aliases}: {op.summary}"]
         lines += [f"    {p.name} = {_default_text(p)}  [{p.describe_type()}]" for p in op.params]
+        lines.append(f"    annotations: {_targets_summary(op)}")
         blocks.append("\n".join(lines))
     blocks.append("\ncombinators: nest ops inside a variant's ops list ('augcli ops NAME' "
                   "for one in full)")
@@ -31,6 +34,72 @@ def catalog_listing() -> str:
         lines.append(f"    example: {combinator.example}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+TARGET_KINDS = ("boxes", "polygons", "keypoints", "oriented boxes", "masks")
+
+# Pixel ops that hide part of the image: the objects are still there under the patch.
+_ERASING = ("cutout", "random_erasing", "coarse_dropout", "dropout")
+
+
+def may_mirror(op: Op) -> bool:
+    """Whether some arguments make the op mirror the image (``Op.mirrors``): asked with
+    every setting switched on, as a recipe could."""
+    switched_on = SimpleNamespace(values=(True,), value=True)
+    return bool(op.mirrors({param.name: switched_on for param in op.params}))
+
+
+def target_effects(op: Op) -> dict:
+    """Target kind (``TARGET_KINDS``) -> what the op does to it, from what the op declares:
+    its matrix, ``refuses_boxes`` and ``mirrors``."""
+    if op.refuses_boxes:
+        return dict.fromkeys(TARGET_KINDS, "refused with annotations")
+    if op.donor is not None:  # the runner's _refuse_donors_beyond_boxes
+        return {kind: "each tile's or patch's clipped (min_visibility), the donors' beside "
+                      "them" if kind == "boxes" else "refused (boxes only)"
+                for kind in TARGET_KINDS}
+    if not op.geometric:
+        same = "unchanged (the object is still there under the patch)" \
+            if op.name in _ERASING else "unchanged"
+        return dict.fromkeys(TARGET_KINDS, same)
+    swap = "; a mirror swaps left and right (flip_idx)" if may_mirror(op) else ""
+    return {
+        "boxes": "hull of the moved corners, clipped (exact unless it turns, shears or "
+                 "tilts)",
+        "polygons": "every vertex moved, clipped to the image (a cut ring may become "
+                    "several); box tight around them",
+        "keypoints": f"moved; a point that leaves the image becomes 0 0 0{swap}",
+        "oriented boxes": "corners moved; the minimum-area rectangle after a shear or "
+                          "perspective",
+        "masks": "resampled with nearest neighbour (no blended ids); mask_fill where the "
+                 "image is filled",
+    }
+
+
+def _targets_summary(op: Op) -> str:
+    """One line for the listing: what the op does to annotations."""
+    if op.refuses_boxes:
+        return "refused (no matrix describes how it moves the pixels)"
+    if op.donor is not None:
+        return "boxes clipped to each tile or patch, the donors' beside them; others refused"
+    if not op.geometric:
+        return "unchanged"
+    return "follow the pixels" + ("; mirrors (left and right keypoints swap)"
+                                  if may_mirror(op) else "")
+
+
+def targets_table() -> str:
+    """The README's table: ops with the same effects on one row, a column per target kind."""
+    rows: dict = {}
+    for name in sorted(CATALOG):
+        effects = target_effects(CATALOG[name])
+        rows.setdefault(tuple(effects.values()), []).append(name)
+    lines = ["| ops | " + " | ".join(TARGET_KINDS) + " |",
+             "| --- |" + " --- |" * len(TARGET_KINDS)]
+    for effects, names in rows.items():
+        lines.append("| " + ", ".join(f"`{name}`" for name in names) + " | "
+                     + " | ".join(effects) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _field_default(item: Field) -> str:
@@ -95,6 +164,8 @@ def op_help(name: str) -> str | None:
     if any(param.kind == NUMBER_OR_LIST for param in op.params):
         lines.append("A list given to a 'number or list' parameter is one value (a pair, a "
                      "size, a colour), not a range.")
+    lines.append("annotations:")
+    lines += [f"  {kind}: {effect}" for kind, effect in target_effects(op).items()]
     lines += ["example:", f"  {op.example}"]
     if op.details is not None:
         lines.append(op.details())

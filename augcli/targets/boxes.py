@@ -81,6 +81,7 @@ class ImageBoxes:
     width: int
     height: int
     boxes: tuple = ()
+    mask: tuple | None = None  # its label map (masks): (store spec, key), read by the worker
 
 
 @dataclass(frozen=True)
