@@ -1,0 +1,53 @@
+"""Object-store locations that cannot work, refused up front with one line: a bucket that
+is not there, keys and URLs with an empty part (``//``). Against real local servers."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from .conftest import invoke, photo_like, save, write_recipe
+from .test_cluster import new_bucket
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
+                                        "ignore::ResourceWarning")
+
+RECIPE = """\
+    seed: 3
+    variants:
+      f:
+        ops:
+          - fliplr: {p: 1}
+"""
+GCS_RECIPE = RECIPE + "    storage: {token: anon, project: augcli-test}\n"
+
+
+@pytest.fixture
+def sources(tmp_path):
+    save(tmp_path / "in" / "a.png", photo_like(seed=1))
+    return tmp_path / "in"
+
+
+def refused(*args) -> str:
+    """``augcli run ARGS -q``: exit 2 and one ``Error:`` line, returned."""
+    result = invoke("run", *args, "-q", catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("Error: ")
+    return line
+
+
+@pytest.mark.parametrize("scheme", ["s3", "gs", "az"])
+def test_a_bucket_that_does_not_exist_is_one_line_naming_it(servers, sources, tmp_path, scheme):
+    if scheme == "az" and servers.azure_missing:
+        pytest.skip(servers.azure_missing)
+    recipe = write_recipe(tmp_path, GCS_RECIPE if scheme == "gs" else RECIPE)
+    missing = f"nosuch-{uuid.uuid4().hex[:10]}"
+    noun = "container" if scheme == "az" else "bucket"
+
+    line = refused(recipe, "-i", sources, "-o", f"{scheme}://{missing}/out")
+    assert f"the {noun} '{missing}' does not exist" in line
+    line = refused(recipe, "-i", f"{scheme}://{missing}/in", "-o", tmp_path / "out")
+    assert f"the {noun} '{missing}' does not exist" in line
+    assert not (tmp_path / "out").exists()
