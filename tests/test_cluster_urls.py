@@ -51,3 +51,23 @@ def test_a_bucket_that_does_not_exist_is_one_line_naming_it(servers, sources, tm
     line = refused(recipe, "-i", f"{scheme}://{missing}/in", "-o", tmp_path / "out")
     assert f"the {noun} '{missing}' does not exist" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_an_input_key_with_an_empty_part_is_refused_up_front_naming_it(servers, sources,
+                                                                        tmp_path):
+    """``a//dbl.png`` under ``s3://b/a`` is the key ``/dbl.png``: no output name, manifest
+    line or folder can hold it. The run is refused before anything is written, into a prefix
+    and into a folder alike, and the same again on a rerun."""
+    s3 = servers.s3()
+    bucket = new_bucket(s3)
+    data = (sources / "a.png").read_bytes()
+    s3.pipe_file(f"{bucket}/a//dbl.png", data)
+    s3.pipe_file(f"{bucket}/a/one.png", data)
+    recipe = write_recipe(tmp_path, RECIPE)
+    for output in (f"s3://{bucket}/out", f"s3://{bucket}/out", tmp_path / "out"):
+        line = refused(recipe, "-i", f"s3://{bucket}/a", "-o", output)
+        assert f"s3://{bucket}/a//dbl.png: an object key with an empty part (//)" in line
+    s3.invalidate_cache()
+    assert sorted(s3.find(bucket)) == [f"{bucket}/a//dbl.png", f"{bucket}/a/one.png"]
+    assert not (tmp_path / "out").exists()
+

@@ -86,6 +86,10 @@ class ObjectStore(Store, kind="objects"):
             path = path.rstrip("/")
             key = path[len(self.root) + 1:]
             if path.startswith(self.root + "/") and key and info.get("type") != "directory":
+                if "" in key.split("/"):
+                    raise UsageError(f"{self.name(key)}: an object key with an empty part (//) "
+                                     "has no name in an output folder or a manifest; rename "
+                                     "the object or move it out of the prefix")
                 listing[key] = info
         if not listing and SCHEMES[scheme(self.url)][1] == "azure":
             self._check_bucket()  # adlfs lists a missing container as empty
