@@ -71,3 +71,27 @@ def test_an_input_key_with_an_empty_part_is_refused_up_front_naming_it(servers, 
     assert sorted(s3.find(bucket)) == [f"{bucket}/a//dbl.png", f"{bucket}/a/one.png"]
     assert not (tmp_path / "out").exists()
 
+
+def test_a_url_with_an_empty_part_is_refused_with_the_single_slash_spelling(servers, sources,
+                                                                             tmp_path):
+    """``s3://b//small/out`` names keys beginning with ``/`` (not those under
+    ``s3://b/small/out``): refused, as input or output, before anything is written."""
+    s3 = servers.s3()
+    bucket = new_bucket(s3)
+    s3.pipe_file(f"{bucket}/src/a.png", (sources / "a.png").read_bytes())
+    recipe = write_recipe(tmp_path, RECIPE)
+    for args in (("-i", f"s3://{bucket}/src", "-o", f"s3://{bucket}//small/out"),
+                 ("-i", f"s3://{bucket}/src", "-o", f"s3://{bucket}/small//out/"),
+                 ("-i", f"s3://{bucket}//src", "-o", tmp_path / "out")):
+        line = refused(recipe, *args)
+        assert "a location must not have an empty part (//)" in line
+        assert f"did you mean s3://{bucket}/" in line
+    s3.invalidate_cache()
+    assert s3.find(bucket) == [f"{bucket}/src/a.png"]
+    assert not (tmp_path / "out").exists()
+
+    on_recipe = write_recipe(tmp_path, f"    output: s3://{bucket}//small/out\n" + RECIPE,
+                             name="on.yaml")
+    result = invoke("run", on_recipe, "-i", sources, "-q")
+    assert result.exit_code == 2 and "output" in result.output
+    assert "a location must not have an empty part (//)" in result.output
