@@ -95,3 +95,50 @@ def test_a_url_with_an_empty_part_is_refused_with_the_single_slash_spelling(serv
     result = invoke("run", on_recipe, "-i", sources, "-q")
     assert result.exit_code == 2 and "output" in result.output
     assert "a location must not have an empty part (//)" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 26 item 9: a worker is not yet asked whether it "
+                   "sees the run's stores; its reads fail as 'file not found'")
+def test_a_worker_that_reaches_another_storage_endpoint_is_refused_naming_it(servers, sources,
+                                                                             tmp_path):
+    """The cause of "file not found" for sources that exist, with no GET in the S3 log: a
+    worker started with another environment (here ``AWS_ENDPOINT_URL`` naming a second S3
+    server) asks another service; the store spec carries only the recipe's options. Such a
+    worker must be refused before anything is read, with one line, not fail every source
+    it takes."""
+    import subprocess
+    import sys
+
+    import distributed
+
+    from .servers import dask_process, free_port, stop_process, wait_for_port
+
+    s3 = servers.s3()
+    bucket = new_bucket(s3)
+    for index in range(4):
+        s3.pipe_file(f"{bucket}/in/p{index}.png", (sources / "a.png").read_bytes())
+    recipe = write_recipe(tmp_path, RECIPE)
+    other_port, port = free_port(), free_port()
+    other = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                              str(other_port)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # its own process: its own buckets
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [other]
+    try:
+        wait_for_port(other_port, other)
+        processes.append(dask_process("dask_scheduler", "--host", "127.0.0.1", "--port",
+                                      str(port), "--no-dashboard"))
+        wait_for_port(port, processes[-1])
+        processes.append(dask_process("dask_worker", address, "--nthreads", "1",
+                                      "--no-dashboard",
+                                      env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{other_port}"}))
+        with distributed.Client(address) as dask_client:
+            dask_client.wait_for_workers(1, timeout=60)
+        line = refused(recipe, "-i", f"s3://{bucket}/in", "-o", tmp_path / "out", "--cluster",
+                       address)
+        assert f"s3://{bucket}/in" in line and "worker" in line
+        assert not (tmp_path / "out").exists()
+    finally:
+        for process in reversed(processes):
+            stop_process(process)
