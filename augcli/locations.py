@@ -46,8 +46,10 @@ def scheme(url: str) -> str:
 
 def location(value, base_dir: Path | None = None):
     """A folder (``Path``, relative ones against ``base_dir``) or a URL (``str``, no
-    trailing slash); None stays None. A URL with user-info (``s3://user:pw@bucket``) is
-    refused without repeating it: credentials come from the environment."""
+    trailing slash); None stays None. A URL with an empty part (``s3://b//x``) is refused:
+    the keys under it begin with ``/``, and no output name can. A URL with user-info
+    (``s3://user:pw@bucket``) is refused without repeating it: credentials come from the
+    environment."""
     if value is None:
         return None
     match = _URL.match(value) if isinstance(value, str) else None
@@ -55,7 +57,12 @@ def location(value, base_dir: Path | None = None):
         if has_user_info(value):
             raise UsageError(f"{redact(value)}: {_NO_USER_INFO}")
         name, rest = match.groups()
-        return f"{name.lower()}://{rest.rstrip('/')}"
+        rest = rest.rstrip("/")
+        if "//" in _authority(rest)[1]:
+            raise UsageError(f"{value}: a location must not have an empty part (//): the "
+                             "keys under it would begin with /, which no output can be named; "
+                             f"did you mean {name.lower()}://{_single_slashes(rest)}?")
+        return f"{name.lower()}://{rest}"
     folder = Path(value).expanduser()
     return folder if folder.is_absolute() or base_dir is None else base_dir / folder
 
@@ -110,6 +117,10 @@ def redact(url):
         return url
     authority, rest = _authority(match.group(2))
     return f"{match.group(1)}://***@{authority.rpartition('@')[2]}{rest}"
+
+
+def _single_slashes(rest: str) -> str:
+    return re.sub("/+", "/", rest)
 
 
 def _store_scheme(name: str) -> str:

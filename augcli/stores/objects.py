@@ -52,6 +52,7 @@ class ObjectStore(Store, kind="objects"):
         # s3fs asks for an object's size (a HEAD) before each read, to read big ones in
         # parallel ranges; images are small: one GET each.
         self._read_options = {"max_concurrency": 1} if SCHEMES[scheme(url)][1] == "s3" else {}
+        self._not_found = _not_found_errors(url)
 
     def name(self, key: str) -> str:
         return f"{self.url}/{key}"
@@ -75,7 +76,8 @@ class ObjectStore(Store, kind="objects"):
         self.fs.invalidate_cache()
         try:
             found = self.fs.find(self.root, detail=True)
-        except FileNotFoundError:
+        except FileNotFoundError:  # s3fs and gcsfs: the bucket is not there
+            self._check_bucket()
             return {}
         except Exception as exc:  # noqa: BLE001
             raise UsageError(f"{self.url}: cannot list ({_reason(exc)})") from None
@@ -84,8 +86,28 @@ class ObjectStore(Store, kind="objects"):
             path = path.rstrip("/")
             key = path[len(self.root) + 1:]
             if path.startswith(self.root + "/") and key and info.get("type") != "directory":
+                if "" in key.split("/"):
+                    raise UsageError(f"{self.name(key)}: an object key with an empty part (//) "
+                                     "has no name in an output folder or a manifest; rename "
+                                     "the object or move it out of the prefix")
                 listing[key] = info
+        if not listing and SCHEMES[scheme(self.url)][1] == "azure":
+            self._check_bucket()  # adlfs lists a missing container as empty
         return listing
+
+    def _check_bucket(self) -> None:
+        """Refuse (``UsageError``, one line) a prefix whose bucket or container does not
+        exist, where it would otherwise read as "no images" or fail at the first write.
+        Asked only where the library said "not found" or listed nothing: a prefix-scoped
+        permission may not allow asking about the bucket itself."""
+        bucket = self.root.split("/", 1)[0]
+        try:
+            there = self.fs.exists(bucket)
+        except Exception as exc:  # noqa: BLE001 - any library error becomes one message
+            raise UsageError(f"{self.url}: cannot list ({_reason(exc)})") from None
+        if not there:
+            noun = "container" if SCHEMES[scheme(self.url)][1] == "azure" else "bucket"
+            raise UsageError(f"{self.url}: the {noun} {bucket!r} does not exist")
 
     def scan(self, unreadable: list | None = None) -> tuple[list, list]:
         """(images, other objects) under the prefix, as ``imagefiles.scan`` splits a folder."""
@@ -157,6 +179,9 @@ class ObjectStore(Store, kind="objects"):
             self.fs.pipe_file(self._full(key), bytes(data), mode="create")
         except FileExistsError:
             return False
+        except self._not_found:  # no bucket (or container) to create it in
+            self._check_bucket()
+            raise StorageError(f"{self.name(key)}: not found") from None
         except Exception as exc:  # noqa: BLE001 - a refused condition, or a failed request
             if self._exists(key):
                 return False
@@ -375,6 +400,16 @@ class PartJournal:
 
     def close(self) -> None:
         self.flush(force=True)
+
+
+def _not_found_errors(url: str) -> tuple:
+    """What the library raises for a missing object or bucket: FileNotFoundError, and
+    Azure's own error where adlfs passes it on (a write into a missing container)."""
+    if SCHEMES[scheme(url)][1] != "azure":
+        return (FileNotFoundError,)
+    from azure.core.exceptions import ResourceNotFoundError
+
+    return (FileNotFoundError, ResourceNotFoundError)
 
 
 def _stamp(info: dict) -> dict:
