@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from . import formats, locations
@@ -21,6 +22,7 @@ from . import ops as catalog
 from .errors import RecipeError, excerpt
 from .formats import AnnotationSpec
 from .geometry import FILL_MODES
+from .imagefiles import DEFAULT_MAX_PIXELS
 from .ops.combinators import (
     OneOf,
     OpNode,
@@ -31,6 +33,7 @@ from .ops.combinators import (
     replace_sweeps,
 )
 from .params import COMBINATOR_N, COMBINATOR_P, Problems, parse_value
+from .pipeline import OutputTooLarge, sample_steps
 from .profiles import ASPECT_FITS, Conform
 from .targets.boxes import DEFAULT_MIN_VISIBILITY
 
@@ -267,6 +270,8 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
     )
     if recipe.annotations is not None:
         _refuse_ops_boxes_cannot_follow(recipe.variants, problems)
+    if not problems.messages:  # sampling needs every parameter read
+        _refuse_sizes_over_the_limit(recipe.variants, problems)
     if problems.messages:
         raise RecipeError(problems.messages)
     return recipe
@@ -463,6 +468,39 @@ def refuse_ops_boxes_cannot_follow(recipe: Recipe, because: str) -> None:
     _refuse_ops_boxes_cannot_follow(recipe.variants, problems, because)
     if problems.messages:
         raise RecipeError(problems.messages)
+
+
+# Source sizes (height, width) a variant is sampled at to find sizes the recipe fixes: the
+# smallest image, and the widest and tallest an input may be.
+_SIZE_PROBES = ((1, 1), (1, DEFAULT_MAX_PIXELS), (DEFAULT_MAX_PIXELS, 1))
+_SIZE_DRAWS = 16
+
+
+def _refuse_sizes_over_the_limit(variants, problems: Problems) -> None:
+    """A size the recipe fixes over the pixel limit (``letterbox: {width: 100000, ...}``)
+    would fail every output at run time: an error now, found by sampling each variant on
+    the smallest, widest and tallest inputs (no pixels are made). A size only some draws
+    put over the limit is ``variety``'s warning."""
+    for variant in variants:
+        trees = itertools.islice(variant.expand(), 0, None, variant.copies)
+        message = next(filter(None, (_too_large_for_any_input(tree) for tree in trees)), None)
+        if message:
+            problems.add(f"variants.{variant.name}.ops", f"{message}, whatever the input's "
+                                                         "size: the outputs would fail")
+
+
+def _too_large_for_any_input(tree) -> str | None:
+    """The pixel-limit message when every draw fails on every probe size, else None."""
+    message = None
+    for seed in np.random.default_rng(0).integers(2**63, size=_SIZE_DRAWS):
+        for shape in _SIZE_PROBES:
+            try:
+                sample_steps(tree, np.random.default_rng(seed), shape)
+            except OutputTooLarge as exc:
+                message = message or str(exc)
+            else:
+                return None
+    return message
 
 
 def _op_nodes(nodes, path: str):
