@@ -337,12 +337,18 @@ def _read_format(data, problems):
     value = data.get("format")
     if value is None:
         return None
-    name = _FORMAT_ALIASES.get(str(value).lower().lstrip("."), str(value).lower().lstrip("."))
+    name = _format_name(value)
     if name not in OUTPUT_FORMATS:
         problems.add("format", f"expected one of {', '.join(OUTPUT_FORMATS)} (or leave it "
                                f"out to keep each source's format), got {excerpt(value)}")
         return None
     return name
+
+
+def _format_name(value) -> str:
+    """``format`` as augcli names it: ``TIFF``, ``.jpeg`` -> ``tif``, ``jpg``."""
+    name = str(value).lower().lstrip(".")
+    return _FORMAT_ALIASES.get(name, name)
 
 
 def _read_profile(data, problems):
@@ -356,8 +362,8 @@ def _read_profile(data, problems):
                                 f"{_suggest(str(value), PROFILES)}; "
                                 f"expected one of {', '.join(sorted(PROFILES))}")
         return None
-    fmt = _FORMAT_ALIASES.get(str(data.get("format")), data.get("format"))
-    conflict = profile_format_conflict(value, fmt)
+    fmt = data.get("format")
+    conflict = profile_format_conflict(value, None if fmt is None else _format_name(fmt))
     if conflict:
         problems.add("format", conflict)
     return value

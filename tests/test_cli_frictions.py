@@ -45,3 +45,19 @@ def test_validate_never_crashes_on_sizes_some_draws_put_over_the_limit(tmp_path,
     result = augcli("validate", recipe, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_profile_refuses_a_format_its_own_check_would_reject(tmp_path, dataset):
+    for written in ("TIFF", "tiff", ".tif", "WEBP"):
+        recipe = write_recipe(tmp_path, f"input: in\noutput: out\nprofile: custom-vision\n"
+                                        f"format: {written}\nvariants: {{a: {{ops: [fliplr]}}}}\n")
+        result = augcli("run", recipe, cwd=tmp_path)
+        assert result.returncode == 2, (written, result.stderr)
+        assert "is not accepted by profile custom-vision" in result.stderr
+        assert not (tmp_path / "out").exists()
+    # what the profile accepts is written and passes its check
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nprofile: custom-vision\n"
+                                    "format: PNG\nvariants: {a: {ops: [fliplr]}}\n")
+    assert augcli("run", recipe, "-w", 1, "-q", cwd=tmp_path).returncode == 0
+    checked = augcli("check", tmp_path / "out", "--profile", "custom-vision", cwd=tmp_path)
+    assert "not accepted" not in checked.stdout + checked.stderr
