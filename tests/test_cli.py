@@ -288,8 +288,3 @@ def test_run_json_has_the_class_counts_when_balancing(tmp_path, simple_recipe):
     assert result.exit_code == 0
     assert json.loads(result.stdout)["classes"] == [
         {"class": "cats", "before": 2, "after": 3}, {"class": "dogs", "before": 2, "after": 3}]
-
-
-def test_run_json_and_dry_run_together_are_a_usage_error(simple_recipe):
-    result = invoke("run", simple_recipe, "--json", "--dry-run")
-    assert result.exit_code == 2 and "use one of them" in result.output
