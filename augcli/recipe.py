@@ -107,6 +107,13 @@ class Recipe:
         """Identifies everything that decides which outputs a run makes and their bytes:
         the input folder (as an absolute path) and the recipe, not the output folder or
         the worker count. (A source's content is checked per source, by its records.)"""
+        text = json.dumps(self.settings, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def settings(self) -> dict:
+        """What ``fingerprint`` identifies, as plain data: the manifest keeps it so that a
+        refusal can say what changed."""
         decisive = {key: self.raw.get(key) for key in ("variants", "format", "quality",
                                                        "include_original")}
         decisive["seed"] = self.seed
@@ -121,8 +128,7 @@ class Recipe:
         if self.input is not None:  # a URL as it is, a folder as an absolute path
             decisive["input"] = self.input if isinstance(self.input, str) \
                 else os.path.abspath(self.input)
-        text = json.dumps(decisive, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return decisive
 
     def with_overrides(self, **overrides) -> Recipe:
         """Return a copy with the non-None overrides applied (CLI flags beat the file)."""

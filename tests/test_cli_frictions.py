@@ -2,11 +2,15 @@
 scripts, messages that name the fix. Real processes on real files."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from .conftest import write_recipe
+import pytest
+
+from .conftest import photo_like, save, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,3 +65,106 @@ def test_a_profile_refuses_a_format_its_own_check_would_reject(tmp_path, dataset
     assert augcli("run", recipe, "-w", 1, "-q", cwd=tmp_path).returncode == 0
     checked = augcli("check", tmp_path / "out", "--profile", "custom-vision", cwd=tmp_path)
     assert "not accepted" not in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_every_output_on_disk_when_a_run_is_stopped_counts_as_done(tmp_path, how):
+    """Sources of many outputs each, stopped part-way through them: the rerun makes none
+    of the files that were on disk again, and ends with the bytes of an unstopped run."""
+    for i in range(6):
+        save(tmp_path / "in" / f"img{i}.png", photo_like(480, 640, seed=i))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants:\n  a:\n    copies: 30\n"
+                                    "    ops: [{affine: {rotate: 20}}, {dropout: {p: 0.1}}]\n")
+    executable = Path(sys.executable).with_name("augcli")
+    process = subprocess.Popen([str(executable), "run", str(recipe), "-w", "2", "-q"],
+                               cwd=tmp_path, stderr=subprocess.DEVNULL)
+    out = tmp_path / "out"
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("*_a_*.png"))) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(how)
+    process.wait(timeout=120)
+    time.sleep(1)  # workers of a killed run end as they see it gone
+    on_disk = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*_a_*.png")}
+    assert 20 <= len(on_disk) < 180, "the run was not stopped part-way"
+    assert augcli("run", recipe, "-w", 2, "-q", cwd=tmp_path).returncode == 0
+    again = {name: (out / name).stat() for name in on_disk}
+    remade = sorted(name for name, stat in again.items()
+                    if (stat.st_ino, stat.st_mtime_ns) != on_disk[name])
+    assert remade == [], f"{len(remade)} of {len(on_disk)} finished outputs were made again"
+    assert augcli("run", recipe, "-o", tmp_path / "clean", "-w", 2, "-q",
+                  cwd=tmp_path).returncode == 0
+    resumed = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".png"}
+    clean = {p.name: p.read_bytes() for p in (tmp_path / "clean").iterdir() if p.suffix == ".png"}
+    assert len(clean) == 180 and resumed == clean
+
+
+def test_scripts_get_the_plan_the_verdict_and_the_catalog_as_json(tmp_path, dataset):
+    import json
+
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants:\n"
+                                    "  a: {copies: 2, ops: [{rotate: {degrees: 10}}]}\n")
+    plan = augcli("run", recipe, "--dry-run", "--json", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    data = json.loads(plan.stdout)
+    assert data["dry_run"] is True and data["total_outputs"] == 8
+    assert {"source": "cats/tom.jpg", "outputs": 2, "per_variant": {"a": 2}} in data["sources"]
+    assert not (tmp_path / "out").exists()
+
+    normalized = augcli("normalize", "in", "-o", "norm", "-m", "tf", "--dry-run", "--json",
+                        cwd=tmp_path)
+    assert normalized.returncode == 0, normalized.stderr
+    images = json.loads(normalized.stdout)["images"]
+    assert {"source": "dogs/rex.bmp", "output": "dogs/rex.npy", "done": False} in images
+    assert not (tmp_path / "norm").exists()
+
+    verdict = json.loads(augcli("validate", recipe, "--json", cwd=tmp_path).stdout)
+    assert verdict["valid"] is True and verdict["outputs_per_source"] == 2
+    bad = write_recipe(tmp_path, "variants: {a: {ops: [flipr]}}\n", name="bad.yaml")
+    invalid = augcli("validate", bad, "--json", cwd=tmp_path)
+    assert invalid.returncode == 2
+    assert json.loads(invalid.stdout)["problems"] == [
+        "variants.a.ops[0]: unknown op 'flipr' (did you mean 'fliplr'?); run 'augcli ops' "
+        "for the list"]
+
+    catalog = json.loads(augcli("ops", "--json", cwd=tmp_path).stdout)
+    rotate = next(op for op in catalog["ops"] if op["name"] == "rotate")
+    assert "degrees" in [param["name"] for param in rotate["params"]]
+    assert "one_of" in [c["name"] for c in catalog["combinators"]]
+    shift = json.loads(augcli("ops", "shift", "--json", cwd=tmp_path).stdout)
+    assert shift["name"] == "translate" and "shift" in shift["aliases"]
+
+
+def test_refusing_another_recipes_outputs_names_what_changed(tmp_path):
+    for folder in ("a", "b"):
+        for i in range(2):
+            save(tmp_path / folder / "c" / f"img{i}.png", photo_like(seed=i))
+    recipe = write_recipe(tmp_path, "input: a\noutput: out\nseed: 1\nvariants:\n"
+                                    "  rot: {copies: 2, ops: [{rotate: {degrees: [-10, 10]}}]}\n")
+    assert augcli("run", recipe, "-w", 1, "-q", cwd=tmp_path).returncode == 0
+    moved = f"(input {tmp_path / 'a'} -> {tmp_path / 'b'})"
+    for flags, changed in ((["--seed", 2], "(seed 1 -> 2)"), (["-i", tmp_path / "b"], moved)):
+        for dry in ([], ["--dry-run"]):
+            refused = augcli("run", recipe, "-w", 1, *flags, *dry, cwd=tmp_path)
+            assert refused.returncode == 2 and changed in refused.stderr, refused.stderr
+    edited = write_recipe(tmp_path, recipe.read_text().replace("-10, 10", "-20, 20"),
+                          name="edited.yaml")
+    refused = augcli("run", edited, "-w", 1, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "(variants.rot.ops[0].rotate.degrees [-10, 10] -> [-20, 20])" in refused.stderr
+
+
+def test_a_manifest_without_the_settings_line_still_resumes(tmp_path):
+    for i in range(2):
+        save(tmp_path / "in" / f"img{i}.png", photo_like(seed=i))
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants:\n"
+                                    "  rot: {copies: 2, ops: [{rotate: {degrees: 10}}]}\n")
+    assert augcli("run", recipe, "-w", 1, "-q", cwd=tmp_path).returncode == 0
+    manifest = tmp_path / "out" / "manifest.jsonl"
+    lines = manifest.read_text("utf-8").splitlines(keepends=True)
+    manifest.write_text("".join(line for line in lines if not line.startswith('{"run"')),
+                        "utf-8")  # as augcli wrote manifests before it kept the settings
+    other = augcli("run", recipe, "-w", 1, "--seed", 5, cwd=tmp_path)
+    assert other.returncode == 2 and "holds outputs of a different recipe" in other.stderr
+    resumed = augcli("run", recipe, "-w", 1, cwd=tmp_path)
+    assert resumed.returncode == 0 and "0 outputs written, 4 skipped" in resumed.stderr

@@ -440,18 +440,19 @@ def test_an_immutable_manifest_is_one_line_exit_2(tmp_path, simple_recipe):
 
 
 def test_an_output_over_the_pixel_limit_fails_alone(tmp_path, dataset):
-    # pad by 6,000 px on each side makes a 12,064 x 12,048 image: 145 million pixels,
+    # a 64 x 48 input resized to 12,000 px wide is 12,000 x 9,000: 108 million pixels,
     # over the 100 million inputs have too. That output fails; the others are written.
+    # (A wider input would fit, so the recipe itself is valid.)
     recipe = write_recipe(tmp_path, """\
         input: in
         output: out
         variants:
-          huge: {ops: [{pad: {px: 6000}}]}
+          huge: {ops: [{resize: {width: 12000}}]}
           flip: {ops: [{fliplr: {p: 1}}]}
     """)
     report = run_recipe(recipe, workers=1)
     assert report.written == 4 and len(report.failures) == 4
-    assert all("pad would make a 12064 x 12048 image, over the limit of 100,000,000 pixels"
+    assert all("resize would make a 12000 x 9000 image, over the limit of 100,000,000 pixels"
                in reason for _, reason in report.failures)
     assert not list((tmp_path / "out").rglob("*_huge_*"))
 
