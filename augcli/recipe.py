@@ -550,10 +550,11 @@ def _read_variants(value, problems: Problems) -> tuple:
 
 def _read_variant(name, body, problems: Problems):
     path = f"variants.{_key(name)}"
-    if not isinstance(name, str) or not name or not set(name) <= NAME_CHARS:
+    # a bad name is reported with every problem inside the variant, all in one pass
+    bad_name = not isinstance(name, str) or not name or not set(name) <= NAME_CHARS
+    if bad_name:
         problems.add(path, "a variant name becomes part of file names: use letters, digits "
-                           "and '-' only")
-        return None
+                           f"and '-' only{_name_hint(name)}")
     if not isinstance(body, dict):
         problems.add(path, "expected a mapping with 'ops' (and optional 'copies'), got "
                            f"{excerpt(body)}")
@@ -569,7 +570,14 @@ def _read_variant(name, body, problems: Problems):
     if not isinstance(ops_value, list) or not ops_value:
         problems.add(f"{path}.ops", f"expected a non-empty list of ops, got {excerpt(ops_value)}")
         return None
-    return Variant(name, copies, _read_op_list(ops_value, f"{path}.ops", problems, depth=0))
+    ops = _read_op_list(ops_value, f"{path}.ops", problems, depth=0)
+    return None if bad_name else Variant(name, copies, ops)
+
+
+def _name_hint(name) -> str:
+    """`` (e.g. 'my-rotate')``: the name with what a file name cannot take replaced."""
+    fixed = "".join(c if c in NAME_CHARS else "-" for c in str(name)).strip("-")
+    return f" (e.g. '{fixed}')" if fixed else ""
 
 
 def _read_op_list(items, path: str, problems: Problems, depth: int) -> tuple:

@@ -168,3 +168,17 @@ def test_a_manifest_without_the_settings_line_still_resumes(tmp_path):
     assert other.returncode == 2 and "holds outputs of a different recipe" in other.stderr
     resumed = augcli("run", recipe, "-w", 1, cwd=tmp_path)
     assert resumed.returncode == 0 and "0 outputs written, 4 skipped" in resumed.stderr
+
+
+def test_validate_reports_every_error_inside_a_badly_named_variant(tmp_path):
+    recipe = write_recipe(tmp_path, "variants:\n  my_rotate:\n    copies: 0\n"
+                                    "    ops: [flipr, {rotate: {degrees: [9, 1]}}]\n"
+                                    "  ok: {ops: [fliplr]}\n")
+    result = augcli("validate", recipe, cwd=tmp_path)
+    assert result.returncode == 2 and "invalid recipe (4 problems)" in result.stderr
+    for line in ("variants.my_rotate: a variant name becomes part of file names: use letters, "
+                 "digits and '-' only (e.g. 'my-rotate')",
+                 "variants.my_rotate.copies: expected an integer in [1, 10,000], got 0",
+                 "variants.my_rotate.ops[0]: unknown op 'flipr' (did you mean 'fliplr'?)",
+                 "variants.my_rotate.ops[1].rotate.degrees: expected lo <= hi, got [9, 1]"):
+        assert line in result.stderr
