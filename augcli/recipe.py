@@ -32,7 +32,7 @@ from .ops.combinators import (
     find_sweeps,
     replace_sweeps,
 )
-from .params import COMBINATOR_N, COMBINATOR_P, Problems, parse_value
+from .params import BOOL, COMBINATOR_N, COMBINATOR_P, Problems, parse_value
 from .pipeline import OutputTooLarge, sample_steps
 from .profiles import ASPECT_FITS, Conform
 from .targets.boxes import DEFAULT_MIN_VISIBILITY
@@ -616,8 +616,11 @@ def _read_op(item, path: str, problems: Problems, depth: int):
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        problems.add(f"{path}.{name}", f"expected a mapping of parameters, got {excerpt(body)}")
-        return None
+        main = main_param(op)
+        if main is None:
+            problems.add(f"{path}.{name}", _bare_value_hint(name, op, body))
+            return None
+        body = {main: body}  # ``rotate: 10`` is ``rotate: {degrees: 10}``
     for key in sorted(body.keys() & op.refused.keys()):
         problems.add(f"{path}.{name}.{key}", op.refused[key])
     known = [p.name for p in op.params]
@@ -632,6 +635,26 @@ def _read_op(item, path: str, problems: Problems, depth: int):
     return OpNode(op.name, args)
 
 
+
+
+def main_param(op) -> str | None:
+    """The parameter a bare value sets (``rotate: 10``: degrees): the op's only one that is
+    drawn per output and is not a fill or a flag; None when it has several or none."""
+    drawn = [p.name for p in op.params
+             if p.random and p.name not in ("fill", "cval") and p.kind != BOOL]
+    return drawn[0] if len(drawn) == 1 else None
+
+
+def _bare_value_hint(name: str, op, body) -> str:
+    """Why ``name: body`` cannot be read, and what to write instead."""
+    got = f"expected a mapping of parameters, got {excerpt(body)}"
+    if not op.params:
+        return f"{got}; write just '- {name}' (it has no parameters)"
+    first = op.params[0].name
+    listed = ", ".join(p.name for p in op.params)
+    return (f"{got}; {name} has several parameters, so name one: e.g. "
+            f"{{{name}: {{{first}: {excerpt(body)}}}}} (its parameters: {listed}; "
+            f"'augcli ops {name}' explains them)")
 
 
 def _read_combinator(name: str, body, path: str, problems: Problems, depth: int):

@@ -182,3 +182,23 @@ def test_validate_reports_every_error_inside_a_badly_named_variant(tmp_path):
                  "variants.my_rotate.ops[0]: unknown op 'flipr' (did you mean 'fliplr'?)",
                  "variants.my_rotate.ops[1].rotate.degrees: expected lo <= hi, got [9, 1]"):
         assert line in result.stderr
+
+
+def test_a_bare_value_sets_the_ops_main_parameter_or_says_what_to_write(tmp_path, dataset):
+    bare = write_recipe(tmp_path, "input: in\noutput: bare\nvariants:\n"
+                                  "  a: {ops: [{rotate: 10}, {dropout: 0.1}]}\n")
+    spelt = write_recipe(tmp_path, "input: in\noutput: spelt\nvariants:\n"
+                                   "  a: {ops: [{rotate: {degrees: 10}}, {dropout: {p: 0.1}}]}\n",
+                         name="spelt.yaml")
+    for recipe in (bare, spelt):
+        assert augcli("run", recipe, "-w", 1, "-q", cwd=tmp_path).returncode == 0
+    images = sorted(p.relative_to(tmp_path / "spelt") for p in (tmp_path / "spelt").rglob("*_a_*"))
+    assert len(images) == 4
+    for name in images:
+        assert (tmp_path / "bare" / name).read_bytes() == (tmp_path / "spelt" / name).read_bytes()
+
+    several = write_recipe(tmp_path, "variants: {a: {ops: [{affine: 10}]}}\n", name="x.yaml")
+    result = augcli("validate", several, cwd=tmp_path)
+    assert result.returncode == 2
+    assert ("variants.a.ops[0].affine: expected a mapping of parameters, got 10; affine has "
+            "several parameters, so name one: e.g. {affine: {rotate: 10}}") in result.stderr
