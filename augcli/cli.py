@@ -261,8 +261,12 @@ def list_ops(name, as_json):
                         if entry["name"] == (found.name if found else name)))
         return
     if text is None:
+        from .ops.elsewhere import elsewhere_hint
+
         close = ops.closest_names(name, [*ops.all_names(), *COMBINATORS])
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        elsewhere = elsewhere_hint(name)
+        hint = f" ({elsewhere})" if elsewhere else \
+            (f" (did you mean '{close[0]}'?)" if close else "")
         raise UsageError(f"no op named '{name}'{hint}; run 'augcli ops' for the list")
     click.echo(text)
 

@@ -32,6 +32,7 @@ from .ops.combinators import (
     find_sweeps,
     replace_sweeps,
 )
+from .ops.elsewhere import elsewhere_hint
 from .params import BOOL, COMBINATOR_N, COMBINATOR_P, Problems, parse_value
 from .pipeline import OutputTooLarge, sample_steps
 from .profiles import ASPECT_FITS, Conform
@@ -606,9 +607,10 @@ def _read_op(item, path: str, problems: Problems, depth: int):
         return _read_combinator(name, body, f"{path}.{name}", problems, depth + 1)
     op = catalog.lookup(name)
     if op is None:
-        problems.add(f"{path}", f"unknown op '{name}'"
-                                f"{_suggest(name, [*catalog.all_names(), *_COMBINATORS])}; "
-                                "run 'augcli ops' for the list")
+        elsewhere = elsewhere_hint(name)
+        hint = f" ({elsewhere})" if elsewhere else \
+            _suggest(name, [*catalog.all_names(), *_COMBINATORS])
+        problems.add(f"{path}", f"unknown op '{name}'{hint}; run 'augcli ops' for the list")
         return None
     if op.parse is not None:  # an op with its own syntax (the imgaug dialect)
         args = op.parse(body, f"{path}.{name}", problems)

@@ -202,3 +202,32 @@ def test_a_bare_value_sets_the_ops_main_parameter_or_says_what_to_write(tmp_path
     assert result.returncode == 2
     assert ("variants.a.ops[0].affine: expected a mapping of parameters, got 10; affine has "
             "several parameters, so name one: e.g. {affine: {rotate: 10}}") in result.stderr
+
+
+FOREIGN = ("ShiftScaleRotate", "RandomBrightnessContrast", "HorizontalFlip", "RandomRotate90",
+           "CLAHE", "RandomResizedCrop", "RandomRotation", "RandomAffine", "ColorJitter",
+           "GaussNoise", "ImageCompression", "LongestMaxSize", "PadIfNeeded", "ToGray",
+           "RandomHorizontalFlip", "RandomErasing", "ElasticTransform", "Pad", "JPEG")
+
+
+def test_names_from_albumentations_and_torchvision_point_to_augcli_ops_that_work(tmp_path):
+    ops = "".join(f"      - {name}\n" for name in (*FOREIGN, "Mosaic"))
+    recipe = write_recipe(tmp_path, f"variants:\n  a:\n    ops:\n{ops}")
+    result = augcli("validate", recipe, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "unknown op" in line]
+    assert len(lines) == len(FOREIGN) + 1
+    assert ("unknown op 'ShiftScaleRotate' (albumentations' ShiftScaleRotate is augcli's "
+            "affine: - affine: {") in result.stderr
+    assert "unknown op 'Mosaic' (albumentations' Mosaic: augcli has no mosaic op" in result.stderr
+    # every snippet suggested is a valid recipe line
+    snippets = [line.split(" is augcli's ", 1)[1].split(": ", 1)[1].rsplit(")", 1)[0]
+                for line in lines if " is augcli's " in line]
+    assert len(snippets) == len(FOREIGN)
+    ported = write_recipe(tmp_path, "variants:\n  a:\n    ops:\n" +
+                          "".join(f"      {snippet}\n" for snippet in snippets), name="p.yaml")
+    checked = augcli("validate", ported, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    shown = augcli("ops", "RandomRotation", cwd=tmp_path)
+    assert "torchvision's RandomRotation is augcli's rotate: - rotate: {degrees: 30}" in \
+        shown.stderr
