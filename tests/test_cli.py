@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from augcli import ops
 from augcli.cli import main
-from augcli.runner import MANIFEST_NAME
+from augcli.runner import read_manifest
 
 from .conftest import write_recipe
 
@@ -33,7 +33,7 @@ def test_flags_override_the_recipe(tmp_path, simple_recipe):
     result = invoke("run", simple_recipe, "-o", tmp_path / "elsewhere", "--seed", 3, "-w", 1,
                     "--quiet")
     assert result.exit_code == 0 and result.output == ""
-    records = (tmp_path / "elsewhere" / MANIFEST_NAME).read_text("utf-8").splitlines()
+    records = read_manifest(tmp_path / "elsewhere")
     assert len(records) == 16 and not (tmp_path / "out").exists()
 
 
@@ -134,8 +134,8 @@ def test_subprocess_exit_codes_for_scripts(tmp_path, simple_recipe, dataset):
     rerun = _augcli("run", simple_recipe, "-o", tmp_path / "fresh", "-w", 2, cwd=tmp_path)
     assert rerun.returncode == 1
     assert "cats/zero.png: file is empty" in rerun.stderr
-    manifest = (tmp_path / "fresh" / MANIFEST_NAME).read_text("utf-8").splitlines()
-    assert len(manifest) == 16 and json.loads(manifest[0])["recipe"]
+    manifest = read_manifest(tmp_path / "fresh")
+    assert len(manifest) == 16 and manifest[0]["recipe"]
 
 
 @pytest.mark.parametrize("flag", ["--version", "--help"])
