@@ -24,9 +24,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import difflib
 import functools
 import itertools
 import os
+import re
 import select
 import signal
 import sys
@@ -43,6 +45,7 @@ from .budget import Budget
 from .errors import UsageError
 
 LOCAL_CLUSTER = "local"
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$")  # a scheduler's host:port
 SOURCES_PER_TASK = 4  # tasks of a cluster carry a few sources each: less scheduler overhead
 _TASKS_PER_WORKER = 4  # queued per worker: enough to keep it busy, few enough to bound memory
 
@@ -264,12 +267,15 @@ def _cluster_client(cluster: str, workers: int):
                     # its health routes on a free port: no warning when 8787 is taken
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             client = distributed.Client(local)
-        elif "://" in cluster:
+        elif "://" in cluster or (_HOST_PORT.match(cluster) and not Path(cluster).exists()):
+            # host:port without a scheme is Dask's tcp:// too
             client = distributed.Client(cluster, timeout="10s")
         else:
             if not Path(cluster).is_file():
+                close = difflib.get_close_matches(cluster, [LOCAL_CLUSTER], n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise UsageError(f"--cluster {cluster}: expected 'local', a scheduler address "
-                                 "(tcp://host:8786) or a scheduler file")
+                                 f"(tcp://host:8786 or host:8786) or a scheduler file{hint}")
             client = distributed.Client(scheduler_file=cluster, timeout="10s")
     except (OSError, TimeoutError) as exc:
         if local is not None:

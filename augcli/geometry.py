@@ -365,8 +365,9 @@ def project_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'64x48' -> (64, 48): width first, as people say it."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match or min(int(match[1]), int(match[2])) < 1:
-        raise UsageError(f"--size expects WIDTHxHEIGHT with both >= 1, like 64x48 (got {text!r})")
-    return int(match[1]), int(match[2])
+    """'64x48' -> (64, 48): width first, as people say it; '224' is a square."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if not match or min(int(match[1]), int(match[2] or match[1])) < 1:
+        raise UsageError(f"--size expects WIDTHxHEIGHT with both >= 1, like 64x48, or one "
+                         f"number for a square (got {text!r})")
+    return int(match[1]), int(match[2] or match[1])

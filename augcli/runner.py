@@ -16,6 +16,7 @@ import contextlib
 import errno
 import functools
 import json
+import os
 import signal
 import threading
 import time
@@ -1027,6 +1028,7 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     for path, reason in plan.failures:
         report.fail(path, reason)
     report.notes.extend(plan.dataset.notes if plan.dataset is not None else ())
+    report.notes.extend(_backslash_notes(recipe))
     workers = workers or recipe.workers or default_workers()
     memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
@@ -1046,6 +1048,17 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
                             len(plan.sources) - len(complete), progress)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _backslash_notes(recipe: Recipe) -> list:
+    """A Windows-style path on a system where ``\\`` is no separator names one folder with
+    backslashes in its name: say so rather than let it pass silently."""
+    if os.sep == "\\":
+        return []
+    return [f"the {key} folder {str(value)!r} has backslashes, which are part of a folder "
+            f"name here, not separators: it is one folder of that name. Write / instead"
+            for key, value in (("input", recipe.input), ("output", recipe.output))
+            if isinstance(value, Path) and "\\" in str(value)]
 
 
 class _Run:
@@ -1116,7 +1129,8 @@ class _Run:
         if executor.spare_cores:
             tasks = _with_publish_threads(tasks, count, executor.workers)
         work = functools.partial(process_source, memory=executor.budget)
-        bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress)
+        bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress,
+                           unit="output")
         try:
             with manifest.Journal(self.store) as journal, _stopping_on_ctrl_c() as stopped:
                 for result in executor.map(work, self._announced(tasks, journal),

@@ -231,3 +231,28 @@ def test_names_from_albumentations_and_torchvision_point_to_augcli_ops_that_work
     shown = augcli("ops", "RandomRotation", cwd=tmp_path)
     assert "torchvision's RandomRotation is augcli's rotate: - rotate: {degrees: 30}" in \
         shown.stderr
+
+
+def test_small_frictions_of_a_new_user(tmp_path, dataset):
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants: {a: {ops: [fliplr]}}\n")
+    typo = augcli("run", recipe, "--cluster", "loacl", cwd=tmp_path)
+    assert typo.returncode == 2 and "(did you mean 'local'?)" in typo.stderr
+    # host:port is a scheduler address, as Dask takes it (nothing listens on port 9 here)
+    address = augcli("run", recipe, "--cluster", "127.0.0.1:9", cwd=tmp_path)
+    assert address.returncode == 2
+    assert "cannot reach the Dask scheduler at 127.0.0.1:9" in address.stderr
+
+    square = augcli("ricap", "in", "-o", "montages", "-n", 2, "--size", 24, cwd=tmp_path)
+    assert square.returncode == 0, square.stderr
+    from PIL import Image
+
+    made = sorted((tmp_path / "montages").rglob("*.png"))
+    assert made and all(Image.open(path).size == (24, 24) for path in made)
+
+    missing = augcli("preview", recipe, "nosuch.jpg", cwd=tmp_path)
+    assert missing.returncode == 2 and "nosuch.jpg: no such image file" in missing.stderr
+    assert "moved or deleted" not in missing.stderr
+
+    windows = augcli("run", recipe, "-o", "C:\\data\\out", "-w", 1, cwd=tmp_path)
+    assert windows.returncode == 0, windows.stderr
+    assert "has backslashes, which are part of a folder name here" in windows.stderr
