@@ -42,7 +42,7 @@ from multiprocessing import forkserver, get_all_start_methods, get_context
 from pathlib import Path
 
 from .budget import Budget
-from .errors import UsageError
+from .errors import UsageError, install_hint
 
 LOCAL_CLUSTER = "local"
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$")  # a scheduler's host:port
@@ -487,7 +487,7 @@ def _require_distributed():
         import distributed
     except ImportError:
         raise UsageError("running on a Dask cluster needs the distributed extra: "
-                         "pip install 'augcli[distributed]'") from None
+                         f"{install_hint('distributed')}") from None
     return distributed
 
 

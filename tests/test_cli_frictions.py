@@ -256,3 +256,13 @@ def test_small_frictions_of_a_new_user(tmp_path, dataset):
     windows = augcli("run", recipe, "-o", "C:\\data\\out", "-w", 1, cwd=tmp_path)
     assert windows.returncode == 0, windows.stderr
     assert "has backslashes, which are part of a folder name here" in windows.stderr
+
+
+def test_a_missing_extra_is_named_with_a_pip_command_that_works_from_a_checkout(tmp_path):
+    """The message's command installs from this checkout, by path, from any folder."""
+    from augcli.errors import install_hint
+
+    hint = install_hint("distributed,s3")
+    assert hint == f"pip install -e '{REPO}[distributed,s3]'"
+    target = hint.split("'")[1].split("[")[0]
+    assert (Path(target) / "pyproject.toml").is_file()
