@@ -8,6 +8,7 @@ OpenCV or imgaug.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -760,6 +761,18 @@ def _annotation_spec(fmt: str, path: str | None):
                          f"({record.path_help})")
     return AnnotationSpec(fmt, Path(path) if path else None)
 
+
+def _examples_unwrapped(group: click.Group) -> None:
+    """Click rewraps help paragraphs to the terminal's width, which breaks an example
+    command across lines: mark each paragraph of ``augcli ...`` lines as kept as written
+    (click's ``\\b``), so every example can be copied and run."""
+    for command in group.commands.values():
+        if command.help:
+            command.help = re.sub(r"\n\n(    )( +augcli )", "\n\n\\1\b\n\\1\\2",
+                                  command.help)
+
+
+_examples_unwrapped(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -266,3 +266,21 @@ def test_a_missing_extra_is_named_with_a_pip_command_that_works_from_a_checkout(
     assert hint == f"pip install -e '{REPO}[distributed,s3]'"
     target = hint.split("'")[1].split("[")[0]
     assert (Path(target) / "pyproject.toml").is_file()
+
+
+def test_every_help_example_is_printed_whole_on_one_line():
+    """An example broken across lines cannot be copied and run (item 16, in part)."""
+    import re
+
+    from augcli.cli import main
+
+    for name, command in main.commands.items():
+        examples = [line.strip() for line in (command.help or "").splitlines()
+                    if line.strip().startswith("augcli ")]
+        assert examples, name
+        shown = subprocess.run([sys.executable, "-m", "augcli", name, "--help"], text=True,
+                               capture_output=True, env={**os.environ, "COLUMNS": "60"},
+                               check=True).stdout
+        lines = [re.sub(r"\s+", " ", line.strip()) for line in shown.splitlines()]
+        for example in examples:
+            assert re.sub(r"\s+", " ", example) in lines, (name, example)
