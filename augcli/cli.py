@@ -8,6 +8,7 @@ OpenCV or imgaug.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -101,9 +102,7 @@ def print_summary(report, as_json: bool, quiet: bool, lines=()) -> None:
     """The end of a folder command: one JSON object on stdout for scripts, or the human
     summary (``lines`` first) on stderr unless quiet."""
     if as_json:
-        import json
-
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        _echo_json(report.to_json())
         return
     if quiet:
         return
@@ -178,18 +177,23 @@ def run(recipe, input_dir, output_dir, workers, cluster, seed, per_class, profil
         augcli run recipe.yaml --output out --workers 4
 
         augcli run recipe.yaml --json > summary.json
+
+        augcli run recipe.yaml --dry-run --json > plan.json
     """
     _start_worker_server("augcli.runner", workers, cluster, dry_run)
     from .runner import dry_run as plan_only
     from .runner import run_recipe
 
-    _check_json_flags(as_json, dry_run)
     if dry_run:
         plan, done, warnings = plan_only(recipe, input=input_dir, output=output_dir, seed=seed,
                                          per_class=per_class, profile=profile,
                                          overwrite=overwrite)
-        _print_plan(plan, done, warnings)
-        sys.exit(EXIT_SOME_FAILED if plan.failures else EXIT_OK)
+        code = EXIT_SOME_FAILED if plan.failures else EXIT_OK
+        if as_json:
+            _echo_json(_plan_json(plan, done, warnings, code))
+        else:
+            _print_plan(plan, done, warnings)
+        sys.exit(code)
 
     report = run_recipe(recipe, input=input_dir, output=output_dir, seed=seed,
                         per_class=per_class, profile=profile, workers=workers,
@@ -215,15 +219,18 @@ def _start_worker_server(module: str, workers, cluster, dry_run: bool) -> None:
     start_worker_server(module)
 
 
-def _check_json_flags(as_json: bool, dry_run: bool) -> None:
-    if as_json and dry_run:
-        raise UsageError("--json summarizes what was done and --dry-run does nothing: "
-                         "use one of them")
+def _echo_json(data) -> None:
+    """One JSON object on stdout, for scripts."""
+    import json
+
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 @main.command("ops")
 @click.argument("name", required=False)
-def list_ops(name):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the catalog (or the op NAME) as JSON on stdout, for scripts.")
+def list_ops(name, as_json):
     """List every op and combinator with its parameters, or show one in full.
 
     Combinators (sometimes, one_of, some_of, sequence) hold other ops.
@@ -235,24 +242,42 @@ def list_ops(name):
         augcli ops rotate     # one op, with a recipe snippet
 
         augcli ops one_of     # one combinator, with a recipe snippet
+
+        augcli ops --json     # the catalog for scripts
     """
     from . import ops
     from .ops.combinators import COMBINATORS
 
     if name is None:
-        click.echo(ops.catalog_listing())
+        if as_json:
+            _echo_json(ops.catalog_json())
+        else:
+            click.echo(ops.catalog_listing())
         return
     text = ops.op_help(name)
+    if text is not None and as_json:
+        catalog = ops.catalog_json()
+        found = ops.lookup(name)
+        _echo_json(next(entry for entry in catalog["ops"] + catalog["combinators"]
+                        if entry["name"] == (found.name if found else name)))
+        return
     if text is None:
+        from .ops.elsewhere import elsewhere_hint
+
         close = ops.closest_names(name, [*ops.all_names(), *COMBINATORS])
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        elsewhere = elsewhere_hint(name)
+        hint = f" ({elsewhere})" if elsewhere else \
+            (f" (did you mean '{close[0]}'?)" if close else "")
         raise UsageError(f"no op named '{name}'{hint}; run 'augcli ops' for the list")
     click.echo(text)
 
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
-def validate(recipe):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the verdict as one JSON object on stdout: valid, problems, "
+                   "warnings.")
+def validate(recipe, as_json):
     """Check RECIPE and report every problem, without touching any image.
 
     Warns (exit code still 0) about a variant that cannot vary: none of its ops
@@ -266,18 +291,34 @@ def validate(recipe):
     Example:
 
         augcli validate recipe.yaml
+
+        augcli validate recipe.yaml --json
     """
+    from .errors import RecipeError
     from .recipe import load_recipe
     from .runner import dataset_annotations
     from .variety import variant_warnings
 
-    loaded = load_recipe(recipe)
-    if isinstance(loaded.input, Path) and loaded.input.exists():
-        dataset_annotations(loaded)  # a dataset's labels refuse the ops they cannot follow
+    try:
+        loaded = load_recipe(recipe)
+        if isinstance(loaded.input, Path) and loaded.input.exists():
+            dataset_annotations(loaded)  # a dataset's labels refuse the ops they cannot follow
+    except RecipeError as exc:
+        if not as_json:
+            raise
+        _echo_json({"recipe": recipe, "valid": False, "problems": exc.problems,
+                    "exit_code": exc.exit_code})
+        sys.exit(exc.exit_code)
     outputs = sum(variant.outputs_per_source for variant in loaded.variants)
+    warnings = variant_warnings(loaded)
+    if as_json:
+        _echo_json({"recipe": recipe, "valid": True, "variants": len(loaded.variants),
+                    "outputs_per_source": outputs, "problems": [], "warnings": warnings,
+                    "exit_code": EXIT_OK})
+        return
     click.echo(f"{recipe}: valid; {len(loaded.variants)} variant(s), {outputs} output(s) "
                "per source image")
-    for line in variant_warnings(loaded):
+    for line in warnings:
         click.echo(f"warning: {line}")
 
 
@@ -306,6 +347,29 @@ def preview(recipe, image, variant, count, output, seed):
 
     written = make_preview(resolve_recipe(recipe, seed=seed), image, variant, count, output)
     click.echo(f"wrote {written}")
+
+
+def _plan_json(plan, done: int, warnings, exit_code: int) -> dict:
+    """``run --dry-run --json``: what ``_print_plan`` shows, as one object."""
+    sources = []
+    for source in plan.sources:
+        per_variant: dict = {}
+        for output in plan.outputs_of(source):
+            label = output.variant or "original"
+            per_variant[label] = per_variant.get(label, 0) + 1
+        sources.append({"source": source.relative, "outputs": sum(per_variant.values()),
+                        "per_variant": per_variant})
+    return {"command": "run", "dry_run": True, "output": str(plan.output_store),
+            "dataset": None if plan.dataset is None else plan.dataset.summary(),
+            "notes": [] if plan.dataset is None else list(plan.dataset.notes),
+            "sources": sources, "total_sources": len(plan.sources),
+            "total_outputs": plan.total_outputs, "already_done": done,
+            "classes": [{"class": count.tag, "before": count.before, "after": count.after}
+                        for count in plan.classes],
+            "objects": plan.objects_before(),
+            "failures": [{"path": str(path), "reason": reason}
+                         for path, reason in plan.failures],
+            "warnings": list(warnings), "exit_code": exit_code}
 
 
 def _print_plan(plan, done=0, warnings=()):
@@ -413,18 +477,37 @@ def normalize(input_dir, output_dir, method, fmt, size, resize, color, per_chann
     _start_worker_server("augcli.normalize", workers, cluster, dry_run)
     from .normalize import NormalizeSettings, normalize_folder, plan_normalize
 
-    _check_json_flags(as_json, dry_run)
     settings = NormalizeSettings.of(input_dir, output_dir, method=method, fmt=fmt, size=size,
                                     resize=resize, color=color, per_channel=per_channel,
                                     zca_epsilon=zca_epsilon, stats=stats, fit_only=fit_only,
                                     overwrite=overwrite)
     if dry_run:
-        _print_normalize_plan(plan_normalize(settings))
+        plan = plan_normalize(settings)
+        if as_json:
+            _echo_json(_normalize_plan_json(plan))
+        else:
+            _print_normalize_plan(plan)
         return
     report = normalize_folder(settings, workers=workers, cluster=cluster, progress=not quiet,
                               notify=print_failure)
     print_summary(report, as_json, quiet)
     sys.exit(report.exit_code)
+
+
+def _normalize_plan_json(plan) -> dict:
+    """``normalize --dry-run --json``: what ``_print_normalize_plan`` shows, as one object."""
+    images = [{"source": task.relative, "output": plan.outputs.get(task.relative),
+               "done": plan.outputs.get(task.relative) in plan.finished}
+              for task in plan.tasks]
+    todo = sum(image["output"] is not None and not image["done"] for image in images)
+    size = plan.preparation.size
+    return {"command": "normalize", "dry_run": True, "method": plan.method,
+            "format": plan.fmt, "size": list(size) if size else None,
+            "output": None if plan.output_store is None else str(plan.output_store),
+            "fits": bool(plan.fits), "stats": None if plan.stats_path is None
+            else str(plan.stats_path), "images": images, "to_write": todo,
+            "already_done": sum(image["done"] for image in images),
+            "removed": list(plan.stale), "exit_code": EXIT_OK}
 
 
 def _print_normalize_plan(plan):
@@ -678,6 +761,18 @@ def _annotation_spec(fmt: str, path: str | None):
                          f"({record.path_help})")
     return AnnotationSpec(fmt, Path(path) if path else None)
 
+
+def _examples_unwrapped(group: click.Group) -> None:
+    """Click rewraps help paragraphs to the terminal's width, which breaks an example
+    command across lines: mark each paragraph of ``augcli ...`` lines as kept as written
+    (click's ``\\b``), so every example can be copied and run."""
+    for command in group.commands.values():
+        if command.help:
+            command.help = re.sub(r"\n\n(    )( +augcli )", "\n\n\\1\b\n\\1\\2",
+                                  command.help)
+
+
+_examples_unwrapped(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,7 +20,9 @@ import warnings
 
 import numpy as np
 
-INSTALL_HINT = "pip install 'augcli[imgaug]'"
+from .errors import install_hint
+
+INSTALL_HINT = install_hint("imgaug")
 
 _NUMPY1_SCTYPES = {
     "int": [np.int8, np.int16, np.int32, np.int64],

@@ -6,6 +6,7 @@ Every error a user can cause is an ``AugcliError``; the CLI turns it into
 
 import errno
 import reprlib
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -131,3 +132,12 @@ class ImageReadError(AugcliError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+def install_hint(extras: str) -> str:
+    """The pip command that adds ``extras`` to augcli where it runs from: its source
+    checkout (an editable install, by path, so it works from any folder) or an index."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():
+        return f"pip install -e '{root}[{extras}]'"
+    return f"pip install 'augcli[{extras}]'"

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from . import locations
 from .budget import Budget
-from .errors import ClusterLost, UsageError
+from .errors import ClusterLost, UsageError, install_hint
 from .processes import running
 
 LOCAL_CLUSTER = "local"
@@ -78,13 +78,15 @@ class Executor:
         """Tasks it runs at once."""
         return self.workers
 
-    def map(self, function, tasks, crashed=None, count: int | None = None):
+    def map(self, function, tasks, crashed=None, count: int | None = None, stop=None):
         """Yield ``function(task)`` for each task, in completion order.
 
         ``count``, when known, is how many tasks there are (no more workers than
         that are started). A worker that dies (the OOM killer, a crash in native
         code) fails only the task that killed it: ``crashed(task, reason)`` is
         yielded for it instead of a result; without ``crashed`` the error is raised.
+        Once ``stop()`` is true, no task is taken or started: the results of those
+        running are yielded, and the map ends.
         """
         raise NotImplementedError
 
@@ -99,9 +101,9 @@ class InProcess(Executor):
     def __init__(self) -> None:
         super().__init__(1)
 
-    def map(self, function, tasks, crashed=None, count: int | None = None):
+    def map(self, function, tasks, crashed=None, count: int | None = None, stop=None):
         keep_freed_memory()
-        return map(function, tasks)
+        return map(function, tasks if stop is None else _while(lambda: not stop(), tasks))
 
 
 class Pool(Executor):
@@ -118,17 +120,18 @@ class Pool(Executor):
         super().__init__(workers)
         self.budget = budget
 
-    def map(self, function, tasks, crashed=None, count: int | None = None):
+    def map(self, function, tasks, crashed=None, count: int | None = None, stop=None):
         size = self.workers if count is None else max(1, min(self.workers, count))
         if size == 1:
-            yield from InProcess().map(function, tasks)
+            yield from InProcess().map(function, tasks, stop=stop)
             return
         pending = iter(tasks)
         suspects: list | None = []
         while suspects is not None:
-            suspects = yield from self._run_pool(function, pending, size, suspects, crashed)
+            suspects = yield from self._run_pool(function, pending, size, suspects, crashed,
+                                                 stop)
 
-    def _run_pool(self, function, pending, size: int, suspects: list, crashed):
+    def _run_pool(self, function, pending, size: int, suspects: list, crashed, stop=None):
         """Run ``suspects`` one by one, then the pending tasks through the bounded window,
         on one pool; return None when all are done, or the tasks still to retry when a
         worker died and broke the pool (once it is broken, no more tasks are taken from
@@ -151,7 +154,7 @@ class Pool(Executor):
             broken: list = []
             tasks = _while(lambda: not broken, pending)
             window = _in_window(partial(_submit, pool, function), tasks,
-                                size * _TASKS_PER_WORKER)
+                                size * _TASKS_PER_WORKER, stop)
             with contextlib.closing(window):  # leaving early cancels what has not started
                 for task, future in window:
                     try:
@@ -199,7 +202,7 @@ class Dask(Executor):
             for address, proof in sorted(self.client.run(_proof, self.probe).items()):
                 _refuse_other_bytes(self.proof, proof, f"worker {address}")
 
-    def map(self, function, tasks, crashed=None, count: int | None = None):
+    def map(self, function, tasks, crashed=None, count: int | None = None, stop=None):
         """Dask reruns a task whose worker died; a batch that killed
         ``distributed.scheduler.allowed-failures`` workers is split into single tasks,
         and a task that still kills its worker becomes ``crashed(task, reason)``."""
@@ -208,7 +211,8 @@ class Dask(Executor):
         batches = _RetriesFirst(_batched(tasks, SOURCES_PER_TASK))
         submit = partial(executor.submit, _run_batch, function,
                          (self.signature, self.probe, self.proof))
-        for batch, future in _in_window(submit, batches, self.slots * _TASKS_PER_WORKER):
+        for batch, future in _in_window(submit, batches, self.slots * _TASKS_PER_WORKER,
+                                        stop):
             try:
                 results = future.result()
             except CancelledError:
@@ -368,20 +372,28 @@ def _while(condition, items):
             return
 
 
-def _in_window(submit, items, size: int):
+def _in_window(submit, items, size: int, stop=None):
     """Submit ``items`` keeping at most ``size`` in flight; yield (item, future) as each
     finishes. Items may be added to ``items`` (a retry) while the caller holds a result.
-    Leaving early (an error, Ctrl-C) cancels what has not started."""
+    Leaving early (an error, Ctrl-C) cancels what has not started; so does ``stop()``
+    turning true, after which the items that were running are still yielded."""
     in_flight: dict = {}
     try:
         while True:
-            for item in itertools.islice(items, size - len(in_flight)):
-                in_flight[submit(item)] = item
+            stopping = stop is not None and stop()
+            if stopping:
+                for future in in_flight:
+                    future.cancel()
+            else:
+                for item in itertools.islice(items, size - len(in_flight)):
+                    in_flight[submit(item)] = item
             if not in_flight:
                 return
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED, timeout=0.5)
             for future in done:
-                yield in_flight.pop(future), future
+                item = in_flight.pop(future)
+                if not future.cancelled():
+                    yield item, future
     except BaseException:
         for future in in_flight:
             future.cancel()
@@ -522,7 +534,7 @@ def _require_distributed():
         import distributed
     except ImportError:
         raise UsageError("running on a Dask cluster needs the distributed extra: "
-                         "pip install 'augcli[distributed]'") from None
+                         f"{install_hint('distributed')}") from None
     return distributed
 
 

@@ -373,14 +373,6 @@ def project_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return homogeneous[:, :2] / homogeneous[:, 2:3]
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'64x48' -> (64, 48): width first, as people say it."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match or min(int(match[1]), int(match[2])) < 1:
-        raise UsageError(f"--size expects WIDTHxHEIGHT with both >= 1, like 64x48 (got {text!r})")
-    return int(match[1]), int(match[2])
-
-
 def warp_nearest(image: np.ndarray, matrix: np.ndarray, size, cval=0) -> np.ndarray:
     """Resample labels (a mask, class ids) through a forward 3x3 map of pixel centres into
     ``size`` (h, w) with nearest neighbour, so no two ids blend; outside: ``cval``."""
@@ -391,3 +383,12 @@ def warp_nearest(image: np.ndarray, matrix: np.ndarray, size, cval=0) -> np.ndar
     return cv2.warpPerspective(np.ascontiguousarray(image), matrix, (int(width), int(height)),
                                flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                                borderValue=cval)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64x48' -> (64, 48): width first, as people say it; '224' is a square."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if not match or min(int(match[1]), int(match[2] or match[1])) < 1:
+        raise UsageError(f"--size expects WIDTHxHEIGHT with both >= 1, like 64x48, or one "
+                         f"number for a square (got {text!r})")
+    return int(match[1]), int(match[2] or match[1])

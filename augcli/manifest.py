@@ -101,12 +101,14 @@ def started_line(source: str, outputs, fingerprint: str) -> dict:
     return {"started": source, "outputs": list(outputs), "recipe": fingerprint}
 
 
-def rewrite(store: Store, records: SortedRecords, classes=(), started=(), signature=None) -> None:
-    """Rewrite the manifest whole: the workers' signature (a cluster run), class counts,
-    then outputs by name, then ``started`` lines still open. ``records``: a
-    ``SortedRecords`` (already in order, streamed to the folder). Raises OutputError
-    when the folder (or store) cannot be written."""
-    head = [{"signature": signature}] if signature else []
+def rewrite(store: Store, records: SortedRecords, classes=(), started=(), signature=None,
+            header: dict | None = None) -> None:
+    """Rewrite the manifest whole: the command's ``header`` (its settings), the workers'
+    signature (a cluster run), class counts, then outputs by name, then ``started`` lines
+    still open. ``records``: a ``SortedRecords`` (already in order, streamed to the
+    folder). Raises OutputError when the folder (or store) cannot be written."""
+    head = [header] if header else []
+    head += [{"signature": signature}] if signature else []
     head += [class_line(count) for count in classes]
     write(store, itertools.chain(map(encode_line, head), records.lines(),
                                   map(encode_line, started)))
@@ -276,6 +278,38 @@ def load(store: Store) -> Earlier:
     """Read the manifest and refuse one that names a path outside the output
     (``Store.is_inside``)."""
     return check_names(store, Earlier.of_lines(read_lines(store)))
+
+
+def changes(before, after, path: str = "", limit: int = 5) -> list:
+    """What differs between two settings (plain JSON data), as ``key old -> new`` lines,
+    the key paths as a recipe writes them (``seed 1 -> 2``, ``variants.a.ops[0].rotate.
+    degrees [-10, 10] -> [-20, 20]``), at most ``limit`` of them."""
+    found: list = []
+    _changes(before, after, path, found)
+    return found[:limit] + ([f"and {len(found) - limit} more"] if len(found) > limit else [])
+
+
+def _changes(before, after, path: str, found: list) -> None:
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in [*before, *(key for key in after if key not in before)]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in after:
+                found.append(f"{where} {_setting(before[key])} -> (removed)")
+            elif key not in before:
+                found.append(f"{where} (none) -> {_setting(after[key])}")
+            else:
+                _changes(before[key], after[key], where, found)
+    elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after) \
+            and any(isinstance(item, (dict, list)) for item in before):
+        for index, (old, new) in enumerate(zip(before, after)):
+            _changes(old, new, f"{path}[{index}]", found)
+    elif before != after:
+        found.append(f"{path} {_setting(before)} -> {_setting(after)}")
+
+
+def _setting(value) -> str:
+    return json.dumps(value, ensure_ascii=False).replace('"', "") if value is not None \
+        else "(none)"
 
 
 def check_names(store: Store, earlier: Earlier) -> Earlier:

@@ -85,6 +85,8 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
     """Write a labelled grid (the original first, then the samples) as a PNG; return its path."""
     image_path, output = Path(image_path), Path(output)
     _refuse_writing_into_sources(recipe, image_path, output)
+    if not image_path.is_file():  # the user's typo, not a file lost during a run
+        raise UsageError(f"{image_path}: no such image file")
     try:
         image = imagefiles.read_image(image_path)
     except ImageReadError as exc:

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from . import formats, locations
@@ -21,6 +22,7 @@ from . import ops as catalog
 from .errors import RecipeError, UsageError, excerpt
 from .formats import AnnotationSpec
 from .geometry import FILL_MODES
+from .imagefiles import DEFAULT_MAX_PIXELS
 from .ops.combinators import (
     OneOf,
     OpNode,
@@ -30,7 +32,9 @@ from .ops.combinators import (
     find_sweeps,
     replace_sweeps,
 )
-from .params import COMBINATOR_N, COMBINATOR_P, Problems, parse_value
+from .ops.elsewhere import elsewhere_hint
+from .params import BOOL, COMBINATOR_N, COMBINATOR_P, Problems, parse_value
+from .pipeline import OutputTooLarge, sample_steps
 from .profiles import ASPECT_FITS, Conform
 from .targets.boxes import DEFAULT_MIN_VISIBILITY
 from .targets.keypoints import flip_problem, kpt_shape_problem
@@ -106,6 +110,13 @@ class Recipe:
         """Identifies everything that decides which outputs a run makes and their bytes:
         the input folder (as an absolute path) and the recipe, not the output folder or
         the worker count. (A source's content is checked per source, by its records.)"""
+        text = json.dumps(self.settings, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def settings(self) -> dict:
+        """What ``fingerprint`` identifies, as plain data: the manifest keeps it so that a
+        refusal can say what changed."""
         decisive = {key: self.raw.get(key) for key in ("variants", "format", "quality",
                                                        "include_original")}
         decisive["seed"] = self.seed
@@ -120,8 +131,7 @@ class Recipe:
         if self.input is not None:  # a URL as it is, a folder as an absolute path
             decisive["input"] = self.input if isinstance(self.input, str) \
                 else os.path.abspath(self.input)
-        text = json.dumps(decisive, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return decisive
 
     def with_overrides(self, **overrides) -> Recipe:
         """Return a copy with the non-None overrides applied (CLI flags beat the file)."""
@@ -273,6 +283,8 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
     )
     if recipe.annotations is not None:
         _refuse_ops_boxes_cannot_follow(recipe.variants, problems)
+    if not problems.messages:  # sampling needs every parameter read
+        _refuse_sizes_over_the_limit(recipe.variants, problems)
     if problems.messages:
         raise RecipeError(problems.messages)
     return recipe
@@ -338,12 +350,18 @@ def _read_format(data, problems):
     value = data.get("format")
     if value is None:
         return None
-    name = _FORMAT_ALIASES.get(str(value).lower().lstrip("."), str(value).lower().lstrip("."))
+    name = _format_name(value)
     if name not in OUTPUT_FORMATS:
         problems.add("format", f"expected one of {', '.join(OUTPUT_FORMATS)} (or leave it "
                                f"out to keep each source's format), got {excerpt(value)}")
         return None
     return name
+
+
+def _format_name(value) -> str:
+    """``format`` as augcli names it: ``TIFF``, ``.jpeg`` -> ``tif``, ``jpg``."""
+    name = str(value).lower().lstrip(".")
+    return _FORMAT_ALIASES.get(name, name)
 
 
 def _read_profile(data, problems):
@@ -357,8 +375,8 @@ def _read_profile(data, problems):
                                 f"{_suggest(str(value), PROFILES)}; "
                                 f"expected one of {', '.join(sorted(PROFILES))}")
         return None
-    fmt = _FORMAT_ALIASES.get(str(data.get("format")), data.get("format"))
-    conflict = profile_format_conflict(value, fmt)
+    fmt = data.get("format")
+    conflict = profile_format_conflict(value, None if fmt is None else _format_name(fmt))
     if conflict:
         problems.add("format", conflict)
     return value
@@ -533,6 +551,39 @@ def refuse_ops_boxes_cannot_follow(recipe: Recipe, because: str) -> None:
         raise RecipeError(problems.messages)
 
 
+# Source sizes (height, width) a variant is sampled at to find sizes the recipe fixes: the
+# smallest image, and the widest and tallest an input may be.
+_SIZE_PROBES = ((1, 1), (1, DEFAULT_MAX_PIXELS), (DEFAULT_MAX_PIXELS, 1))
+_SIZE_DRAWS = 16
+
+
+def _refuse_sizes_over_the_limit(variants, problems: Problems) -> None:
+    """A size the recipe fixes over the pixel limit (``letterbox: {width: 100000, ...}``)
+    would fail every output at run time: an error now, found by sampling each variant on
+    the smallest, widest and tallest inputs (no pixels are made). A size only some draws
+    put over the limit is ``variety``'s warning."""
+    for variant in variants:
+        trees = itertools.islice(variant.expand(), 0, None, variant.copies)
+        message = next(filter(None, (_too_large_for_any_input(tree) for tree in trees)), None)
+        if message:
+            problems.add(f"variants.{variant.name}.ops", f"{message}, whatever the input's "
+                                                         "size: the outputs would fail")
+
+
+def _too_large_for_any_input(tree) -> str | None:
+    """The pixel-limit message when every draw fails on every probe size, else None."""
+    message = None
+    for seed in np.random.default_rng(0).integers(2**63, size=_SIZE_DRAWS):
+        for shape in _SIZE_PROBES:
+            try:
+                sample_steps(tree, np.random.default_rng(seed), shape)
+            except OutputTooLarge as exc:
+                message = message or str(exc)
+            else:
+                return None
+    return message
+
+
 def _op_nodes(nodes, path: str):
     """(key path, OpNode) for every op in a tree, paths as the parser reports them."""
     for i, node in enumerate(nodes):
@@ -568,10 +619,11 @@ def _read_variants(value, problems: Problems) -> tuple:
 
 def _read_variant(name, body, problems: Problems):
     path = f"variants.{_key(name)}"
-    if not isinstance(name, str) or not name or not set(name) <= NAME_CHARS:
+    # a bad name is reported with every problem inside the variant, all in one pass
+    bad_name = not isinstance(name, str) or not name or not set(name) <= NAME_CHARS
+    if bad_name:
         problems.add(path, "a variant name becomes part of file names: use letters, digits "
-                           "and '-' only")
-        return None
+                           f"and '-' only{_name_hint(name)}")
     if not isinstance(body, dict):
         problems.add(path, "expected a mapping with 'ops' (and optional 'copies'), got "
                            f"{excerpt(body)}")
@@ -587,7 +639,14 @@ def _read_variant(name, body, problems: Problems):
     if not isinstance(ops_value, list) or not ops_value:
         problems.add(f"{path}.ops", f"expected a non-empty list of ops, got {excerpt(ops_value)}")
         return None
-    return Variant(name, copies, _read_op_list(ops_value, f"{path}.ops", problems, depth=0))
+    ops = _read_op_list(ops_value, f"{path}.ops", problems, depth=0)
+    return None if bad_name else Variant(name, copies, ops)
+
+
+def _name_hint(name) -> str:
+    """`` (e.g. 'my-rotate')``: the name with what a file name cannot take replaced."""
+    fixed = "".join(c if c in NAME_CHARS else "-" for c in str(name)).strip("-")
+    return f" (e.g. '{fixed}')" if fixed else ""
 
 
 def _read_op_list(items, path: str, problems: Problems, depth: int) -> tuple:
@@ -616,9 +675,10 @@ def _read_op(item, path: str, problems: Problems, depth: int):
         return _read_combinator(name, body, f"{path}.{name}", problems, depth + 1)
     op = catalog.lookup(name)
     if op is None:
-        problems.add(f"{path}", f"unknown op '{name}'"
-                                f"{_suggest(name, [*catalog.all_names(), *_COMBINATORS])}; "
-                                "run 'augcli ops' for the list")
+        elsewhere = elsewhere_hint(name)
+        hint = f" ({elsewhere})" if elsewhere else \
+            _suggest(name, [*catalog.all_names(), *_COMBINATORS])
+        problems.add(f"{path}", f"unknown op '{name}'{hint}; run 'augcli ops' for the list")
         return None
     if op.parse is not None:  # an op with its own syntax (the imgaug dialect)
         args = op.parse(body, f"{path}.{name}", problems)
@@ -626,8 +686,11 @@ def _read_op(item, path: str, problems: Problems, depth: int):
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        problems.add(f"{path}.{name}", f"expected a mapping of parameters, got {excerpt(body)}")
-        return None
+        main = main_param(op)
+        if main is None:
+            problems.add(f"{path}.{name}", _bare_value_hint(name, op, body))
+            return None
+        body = {main: body}  # ``rotate: 10`` is ``rotate: {degrees: 10}``
     for key in sorted(body.keys() & op.refused.keys()):
         problems.add(f"{path}.{name}.{key}", op.refused[key])
     known = [p.name for p in op.params]
@@ -642,6 +705,26 @@ def _read_op(item, path: str, problems: Problems, depth: int):
     return OpNode(op.name, args)
 
 
+
+
+def main_param(op) -> str | None:
+    """The parameter a bare value sets (``rotate: 10``: degrees): the op's only one that is
+    drawn per output and is not a fill or a flag; None when it has several or none."""
+    drawn = [p.name for p in op.params
+             if p.random and p.name not in ("fill", "cval") and p.kind != BOOL]
+    return drawn[0] if len(drawn) == 1 else None
+
+
+def _bare_value_hint(name: str, op, body) -> str:
+    """Why ``name: body`` cannot be read, and what to write instead."""
+    got = f"expected a mapping of parameters, got {excerpt(body)}"
+    if not op.params:
+        return f"{got}; write just '- {name}' (it has no parameters)"
+    first = op.params[0].name
+    listed = ", ".join(p.name for p in op.params)
+    return (f"{got}; {name} has several parameters, so name one: e.g. "
+            f"{{{name}: {{{first}: {excerpt(body)}}}}} (its parameters: {listed}; "
+            f"'augcli ops {name}' explains them)")
 
 
 def _read_combinator(name: str, body, path: str, problems: Problems, depth: int):

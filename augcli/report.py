@@ -63,13 +63,14 @@ def _posix(path) -> str:
 
 
 
-def progress_bar(total: int, enabled: bool):
-    """A tqdm bar on stderr, shown only when enabled and stderr is a terminal.
+def progress_bar(total: int, enabled: bool, unit: str = "img"):
+    """A tqdm bar on stderr, shown only when enabled and stderr is a terminal; ``unit`` is
+    what it counts (``output``: a run's rate is outputs a second, not images read).
 
     tqdm is imported here, not with the module: a command's workers never draw a bar."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
+    return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True,
                 disable=not enabled or not sys.stderr.isatty())
 
 

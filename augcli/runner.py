@@ -15,6 +15,10 @@ import collections
 import contextlib
 import errno
 import functools
+import json
+import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +99,7 @@ class SourceTask:
     stamp: dict | None = None  # the source's stamp from the plan's listing (object stores)
     publish_threads: int = 0  # threads that encode and publish while the next output renders
     donor_boxes: tuple = ()  # (name, ImageBoxes) of each donor its outputs take (annotations)
+    fingerprint: str = ""  # the recipe's, for the records the worker journals
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,9 +642,44 @@ def process_source(task: SourceTask, memory: budget.Budget | None = None) -> Sou
     within the pool's memory budget ``memory`` (see ``budget``)."""
     reservation = budget.Reservation(memory)
     try:
-        return _process_source(task, reservation)
+        with _OutputJournal.opened(task):
+            return _process_source(task, reservation)
     finally:
         reservation.release()
+
+
+class _OutputJournal:
+    """The manifest's journal as a worker appends to it: each output's record goes in as
+    soon as the output is published, not when its source is done, so a run stopped part-way
+    through a source (Ctrl-C, SIGKILL, a lost machine) has its published outputs recorded
+    and the rerun skips them. (The parent still rewrites the manifest whole at the start
+    and the end.) Opened per task, found by the task (its publish threads journal too)."""
+
+    _open: dict = {}  # id(task) -> (journal file, lock)
+
+    @classmethod
+    @contextlib.contextmanager
+    def opened(cls, task: SourceTask):
+        cls._open[id(task)] = (None, threading.Lock())
+        try:
+            yield
+        finally:
+            file, _ = cls._open.pop(id(task))
+            if file is not None:
+                with contextlib.suppress(OSError):  # a failed append already failed its output
+                    file.close()
+
+    @classmethod
+    def append(cls, task: SourceTask, record: dict) -> None:
+        """Journal ``record`` (OSError as a publish raises it: the output fails)."""
+        record["recipe"] = task.fingerprint
+        file, lock = cls._open[id(task)]
+        with lock:
+            if file is None:
+                file = task.output.open().journal(MANIFEST_NAME)
+                cls._open[id(task)] = (file, lock)
+            file.write(manifest.encode_line(record))
+            file.flush()
 
 
 def _process_source(task: SourceTask, reservation: budget.Reservation) -> SourceResult:
@@ -869,8 +909,9 @@ def _publish_copy(task: SourceTask, output: OutputPlan, source: bytes, image: np
     write on an object store; never through an open handle."""
     _write_boxes(task, output, (), image, {}, record, copy_from=task.copy_annotation,
                  labels=labels)
-    task.output.open().publish(output.relative, source)
     record["bytes"] = len(source)
+    task.output.open().publish(output.relative, source)
+    _OutputJournal.append(task, record)
 
 
 def _publish_rendered(task: SourceTask, output: OutputPlan, pixels: np.ndarray, steps, fmt: str,
@@ -882,10 +923,11 @@ def _publish_rendered(task: SourceTask, output: OutputPlan, pixels: np.ndarray, 
     if aspect is not None:
         adjustments = {"aspect": aspect, **adjustments}
     _write_boxes(task, output, steps, pixels, adjustments, record, fitted, labels=labels)
-    task.output.open().publish(output.relative, data)
     record["bytes"] = len(data)
     if adjustments:
         record["conformed"] = adjustments
+    task.output.open().publish(output.relative, data)
+    _OutputJournal.append(task, record)
 
 
 def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray,
@@ -971,13 +1013,14 @@ def _write_labels(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarra
 # --- resume ----------------------------------------------------------------------
 
 def _resume(plan: Plan, fingerprint: str, overwrite: bool,
-            dry_run: bool = False) -> manifest.Resume:
+            dry_run: bool = False, settings: dict | None = None) -> manifest.Resume:
     """Outputs already finished by an earlier run of this same recipe, and the ``started``
     lines of its sources that were handed to workers but not finished
     (``manifest.reconcile``, as every command resumes and refuses).
 
     Holds what the output and its manifest name (nothing on a fresh run); the plan's
-    own names are computed source by source and never held.
+    own names are computed source by source and never held. ``settings``: the recipe's
+    (``Recipe.settings``), to say what changed when refusing another recipe's outputs.
     """
     store = plan.output()
     store.check_inside(_one_file_per_folder(plan))
@@ -986,12 +1029,36 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
         own += plan.annotations.output_files()
     if plan.dataset is not None:
         own += plan.dataset.output_files()
+    lines = manifest.read_lines(store)
+    earlier = manifest.check_names(store, manifest.Earlier.of_lines(lines))
+    header = next((line[_HEADER] for line in lines if isinstance(line.get(_HEADER), dict)),
+                  None)
     return manifest.reconcile(
-        store, manifest.load(store), fingerprint=fingerprint, own=own, overwrite=overwrite,
+        store, earlier, fingerprint=fingerprint, own=own, overwrite=overwrite,
         dry_run=dry_run, planned=lambda: (name for name, _ in plan.files_written()),
-        other_run=lambda: (f"{manifest.where(store)} holds outputs of a different recipe, "
-                           "seed or input folder; rerun with --overwrite to replace them, or "
-                           f"choose another output {store.noun}"))
+        other_run=lambda: _other_recipe(store, header, settings))
+
+
+_HEADER = "run"  # the manifest line that holds the recipe's settings: {"run": {...}}
+
+
+def _header(settings: dict | None) -> dict | None:
+    """The manifest's first line: the recipe's settings, as JSON reads them back."""
+    return None if settings is None else \
+        {_HEADER: json.loads(json.dumps(settings, sort_keys=True, default=str))}
+
+
+def _other_recipe(store, earlier: dict | None, settings: dict | None) -> str:
+    """Why an output of another recipe is refused, naming what changed where the manifest
+    records the settings it was made with (older manifests do not)."""
+    advice = f"; rerun with --overwrite to replace them, or choose another output {store.noun}"
+    now = _header(settings)
+    if earlier is None or now is None:
+        return (f"{manifest.where(store)} holds outputs of a different recipe, seed or input "
+                f"folder{advice}")
+    changed = manifest.changes(earlier, now[_HEADER])
+    return (f"{manifest.where(store)} holds outputs of other settings "
+            f"({', '.join(changed) or 'another augcli version'}){advice}")
 
 
 def _one_file_per_folder(plan: Plan):
@@ -1075,7 +1142,8 @@ def dry_run(recipe, *, input=None, output=None, seed=None, per_class=None, profi
                             profile=profile)
     plan = plan_run(recipe)
     with manifest.guard(plan.output(), dry_run=True):  # refused while another run writes
-        finished = _resume(plan, recipe.fingerprint, overwrite, dry_run=True).finished
+        finished = _resume(plan, recipe.fingerprint, overwrite, dry_run=True,
+                           settings=recipe.settings).finished
     counted = Report()
     _count_finished(plan, finished, counted)
     return plan, counted.skipped, variant_warnings(plan.recipe, plan_needs(plan))
@@ -1154,16 +1222,18 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     for path, reason in plan.failures:
         report.fail(path, reason)
     report.notes.extend(plan.dataset.notes if plan.dataset is not None else ())
+    report.notes.extend(_backslash_notes(recipe))
     workers = workers or recipe.workers or default_workers()
     memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
     # the cluster is checked before any write; the lock is a folder's or a prefix's
     with open_executor(workers, cluster, client, memory, recipe_probe(recipe)) as executor, \
             manifest.guard(store, dry_run=False, note=report.notes.append):
-        resume = _resume(plan, recipe.fingerprint, overwrite)
+        resume = _resume(plan, recipe.fingerprint, overwrite, settings=recipe.settings)
         finished, started_lines = resume.finished, resume.started
         complete = _count_finished(plan, finished, report)
-        with _Run(plan, recipe.fingerprint, report, executor) as run:
+        with _Run(plan, recipe.fingerprint, report, executor,
+                  header=_header(recipe.settings)) as run:
             run.prepare(finished.values(), started_lines, complete)
             done = set(finished)  # names are enough from here on
             del finished
@@ -1174,13 +1244,26 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     return report
 
 
+def _backslash_notes(recipe: Recipe) -> list:
+    """A Windows-style path on a system where ``\\`` is no separator names one folder with
+    backslashes in its name: say so rather than let it pass silently."""
+    if os.sep == "\\":
+        return []
+    return [f"the {key} folder {str(value)!r} has backslashes, which are part of a folder "
+            f"name here, not separators: it is one folder of that name. Write / instead"
+            for key, value in (("input", recipe.input), ("output", recipe.output))
+            if isinstance(value, Path) and "\\" in str(value)]
+
+
 class _Run:
     """One run's state in the parent: the records so far (sorted as they come, in bounded
     memory), counts taken from them, and the sources handed out and not finished yet."""
 
-    def __init__(self, plan: Plan, fingerprint: str, report: Report, executor: Executor):
+    def __init__(self, plan: Plan, fingerprint: str, report: Report, executor: Executor,
+                 header: dict | None = None):
         self.plan = plan
         self.fingerprint = fingerprint
+        self.header = header  # the manifest's line of the recipe's settings
         self.report = report
         self.executor = executor  # where the tasks run
         self.store = plan.output()
@@ -1223,7 +1306,7 @@ class _Run:
                      if line["started"] in planned}
         self.store.tidy()
         manifest.rewrite(self.store, self.records, self.plan.classes,
-                         list(self.open.values()), self.signature)
+                         list(self.open.values()), self.signature, self.header)
         try:
             if self.plan.annotations is not None:
                 self.plan.annotations.prepare_output(self.plan.output())
@@ -1240,12 +1323,14 @@ class _Run:
         if executor.spare_cores:
             tasks = _with_publish_threads(tasks, count, executor.workers)
         work = functools.partial(process_source, memory=executor.budget)
-        bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress)
+        bar = progress_bar(self.plan.total_outputs - self.report.skipped, enabled=progress,
+                           unit="output")
         try:
-            with manifest.Journal(self.store) as journal:
+            with manifest.Journal(self.store) as journal, _stopping_on_ctrl_c() as stopped:
                 for result in executor.map(work, self._announced(tasks, journal),
-                                           crashed=_crashed, count=count or 1):
-                    self._collect(result, journal)
+                                           crashed=_crashed, count=count or 1,
+                                           stop=lambda: bool(stopped)):
+                    self._collect(result)
                     bar.update(self.todo.pop(result.relative, 0))
         finally:
             bar.close()
@@ -1260,15 +1345,13 @@ class _Run:
             journal.append(line)
             self.open[task.relative] = line
             self.todo[task.relative] = len(todo)
-            yield task
+            yield replace(task, fingerprint=self.fingerprint)
 
-    def _collect(self, result: SourceResult, journal) -> None:
+    def _collect(self, result: SourceResult) -> None:
         report = self.report
         report.images_read += result.decoded
-        for record in result.records:
-            record["recipe"] = self.fingerprint
+        for record in result.records:  # journalled by the worker (see _OutputJournal)
             self._keep(record)
-        journal.append(*result.records)
         self._close_started(result)
         report.written += len(result.records)
         for path, reason in result.failures:
@@ -1307,7 +1390,7 @@ class _Run:
         self.report.classes = _classes_written(plan.classes, self.per_class)
         self.store.tidy()  # temp files of writes that died with their worker
         manifest.rewrite(self.store, self.records, self.report.classes,
-                         list(self.open.values()), self.signature)
+                         list(self.open.values()), self.signature, self.header)
         if plan.annotations is not None:
             # one COCO file holds every output's boxes: it is made from the records (read
             # back in order); per-image formats need none of them
@@ -1336,6 +1419,41 @@ def _with_publish_threads(tasks, count: int, workers: int):
     for index, task in enumerate(tasks):
         threads = publish_threads(workers, max(1, min(workers, count - index)))
         yield replace(task, publish_threads=threads) if threads else task
+
+
+@contextlib.contextmanager
+def _stopping_on_ctrl_c():
+    """Ctrl-C (or SIGTERM) stops handing out sources; those already running finish and are
+    recorded, then the signal is raised as it would have been. A second one raises at once.
+    Yields the list of signals received (empty: go on)."""
+    received: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.getsignal(number) for number in signals}
+
+    def stop(number, frame):
+        if received:
+            _raise_signal(previous[number], number, frame)
+        received.append(number)
+
+    for number in signals:
+        signal.signal(number, stop)
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        _raise_signal(previous[received[0]], received[0], None)
+
+
+def _raise_signal(handler, number: int, frame) -> None:
+    """What ``handler`` (as ``signal.getsignal`` gave it) does with signal ``number``."""
+    if callable(handler):
+        handler(number, frame)
+    raise KeyboardInterrupt
 
 
 def _crashed(task: SourceTask, reason: str) -> SourceResult:

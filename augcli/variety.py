@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ops.multi import most_donors
+from .pipeline import OutputTooLarge
 from .render import Distinct, OutputPlan, derive_seed, render
 
 SAMPLE_SHAPE = (48, 64, 3)  # the synthetic image variants are tried on
@@ -32,6 +33,7 @@ def variant_warnings(recipe, needed: dict | None = None) -> list:
     image = np.random.default_rng(0).integers(0, 256, SAMPLE_SHAPE, dtype=np.uint8)
     warnings = []
     for variant in recipe.variants:
+        too_large = ""
         want = max(1, (needed or {}).get(variant.name, variant.copies))
         trees = list(_unique(variant.expand()))
         for tree_index, tree in enumerate(trees):
@@ -42,11 +44,16 @@ def variant_warnings(recipe, needed: dict | None = None) -> list:
             for draw in range(max(MIN_SAMPLES, 8 * want)):
                 output = OutputPlan("", variant.name, draw, derive_seed(0, "", variant.name,
                                                                       draw), tree)
-                pixels, _ = render(image, output)
+                try:
+                    pixels, _ = render(image, output)
+                except OutputTooLarge as exc:  # a drawn size over the limit: that output fails
+                    too_large = too_large or f"variants.{variant.name}: {exc} in some draws; " \
+                                             "those outputs fail"
+                    continue
                 made += distinct.add(image, pixels, "", output) is None
                 if made >= want:
                     break
-            if made >= want:
+            if made >= want or (made == 0 and too_large):
                 continue
             where = f"variants.{variant.name}" + (f" (sweep value {tree_index + 1})"
                                                   if len(trees) > 1 else "")
@@ -58,6 +65,8 @@ def variant_warnings(recipe, needed: dict | None = None) -> list:
                                 f"(in {draw + 1} tries) but {want} are asked of it; the outputs "
                                 "it cannot make different are reported and not written")
             break
+        if too_large:
+            warnings.append(too_large)
     return warnings
 
 

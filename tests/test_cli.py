@@ -10,7 +10,7 @@ import pytest
 
 from augcli import ops
 from augcli.cli import main
-from augcli.runner import MANIFEST_NAME
+from augcli.runner import read_manifest
 
 from .conftest import REPO, invoke, kill_when, photo_like, run_cli, save, start_cli, write_recipe
 
@@ -26,7 +26,7 @@ def test_flags_override_the_recipe(tmp_path, simple_recipe):
     result = invoke("run", simple_recipe, "-o", tmp_path / "elsewhere", "--seed", 3, "-w", 1,
                     "--quiet")
     assert result.exit_code == 0 and result.output == ""
-    records = (tmp_path / "elsewhere" / MANIFEST_NAME).read_text("utf-8").splitlines()
+    records = read_manifest(tmp_path / "elsewhere")
     assert len(records) == 16 and not (tmp_path / "out").exists()
 
 
@@ -121,8 +121,8 @@ def test_subprocess_exit_codes_for_scripts(tmp_path, simple_recipe, dataset):
     rerun = run_cli("run", simple_recipe, "-o", tmp_path / "fresh", "-w", 2, cwd=tmp_path)
     assert rerun.returncode == 1
     assert "cats/zero.png: file is empty" in rerun.stderr
-    manifest = (tmp_path / "fresh" / MANIFEST_NAME).read_text("utf-8").splitlines()
-    assert len(manifest) == 16 and json.loads(manifest[0])["recipe"]
+    manifest = read_manifest(tmp_path / "fresh")
+    assert len(manifest) == 16 and manifest[0]["recipe"]
 
 
 @pytest.mark.parametrize("flag", ["--version", "--help"])
@@ -264,8 +264,3 @@ def test_run_json_has_the_class_counts_when_balancing(tmp_path, simple_recipe):
     assert result.exit_code == 0
     assert json.loads(result.stdout)["classes"] == [
         {"class": "cats", "before": 2, "after": 3}, {"class": "dogs", "before": 2, "after": 3}]
-
-
-def test_run_json_and_dry_run_together_are_a_usage_error(simple_recipe):
-    result = invoke("run", simple_recipe, "--json", "--dry-run")
-    assert result.exit_code == 2 and "use one of them" in result.output

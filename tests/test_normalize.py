@@ -449,7 +449,7 @@ def test_an_output_that_cannot_be_written_is_reported_and_the_rest_written(tmp_p
     (["-m", "zca", "--resize", "letterbox"], "--resize letterbox needs --size"),
     (["-m", "caffe", "--color", "grey"], "--method caffe subtracts a mean per RGB channel"),
     (["-m", "tf", "--stats", "s.json"], "--stats and --fit-only only apply to"),
-    (["-m", "tf", "--size", "12"], "--size expects WIDTHxHEIGHT"),
+    (["-m", "tf", "--size", "12x"], "--size expects WIDTHxHEIGHT"),
     (["-m", "featurewise", "--stats", "missing.json"], "make it first with --fit-only"),
     (["-m", "tf", "--zca-epsilon", "0.1"], "--zca-epsilon only applies to --method zca"),
 ])
@@ -468,7 +468,7 @@ def test_settings_are_checked_when_built_before_any_folder_is_read(tmp_path):
     with pytest.raises(normalize.UsageError, match="--zca-epsilon must be > 0"):
         normalize.NormalizeSettings.of(missing, tmp_path / "out", method="zca", zca_epsilon=0)
     with pytest.raises(normalize.UsageError, match="--size expects WIDTHxHEIGHT"):
-        normalize.NormalizeSettings.of(missing, tmp_path / "out", method="tf", size="8")
+        normalize.NormalizeSettings.of(missing, tmp_path / "out", method="tf", size="8x")
     settings = normalize.NormalizeSettings.of(str(missing), "gs://bucket/out/", method="minmax",
                                               size="12x8", resize="letterbox")
     assert (settings.input, settings.output) == (missing, "gs://bucket/out")
@@ -811,8 +811,9 @@ def test_json_prints_one_object_with_counts_failures_and_the_output_folder(tmp_p
                         1, "--json")
     fitted = json.loads(fit.stdout)
     assert fitted["output"] is None and fitted["stats_file"] == str(stats)
-    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "x", "-m", "tf", "--json",
-                         "--dry-run").exit_code == 2
+    planned = normalize_cli(tmp_path / "in", "-o", tmp_path / "x", "-m", "tf", "--json",
+                            "--dry-run")
+    assert planned.exit_code == 0 and json.loads(planned.stdout)["dry_run"] is True
 
 
 def test_overwrite_never_deletes_what_a_tampered_manifest_names_outside_the_folder(tmp_path):

@@ -7,6 +7,7 @@ the recorded seed), through the recipe parser, and through real runs.
 import inspect
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,7 +164,7 @@ def test_without_imgaug_a_recipe_using_it_names_the_extra(tmp_path, dataset, mon
     result = invoke("run", str(recipe))
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "variants.drop.ops[0].imgaug: imgaug steps need imgaug, an optional extra: " \
-           "pip install 'augcli[imgaug]'" in result.output
+           f"pip install -e '{Path(__file__).resolve().parent.parent}[imgaug]'" in result.output
     assert not (tmp_path / "out").exists()
     listing = invoke("ops", "imgaug")
     assert listing.exit_code == 0 and "imgaug is not installed here" in listing.output

@@ -64,9 +64,9 @@ def test_a_step_that_would_make_a_huge_image_fails_before_any_allocation():
     from augcli.pipeline import OutputTooLarge, sample_steps
     from augcli.recipe import parse_recipe
 
-    recipe = parse_recipe({"variants": {"big": {"ops": [
-        {"resize": {"width": 100000, "height": 100000}}]}}})
-    with pytest.raises(OutputTooLarge, match=r"resize would make a 100000 x 100000 image, "
+    # a 48 x 64 source made 100,000 wide is 100,000 x 75,000 (a wider one would fit)
+    recipe = parse_recipe({"variants": {"big": {"ops": [{"resize": {"width": 100000}}]}}})
+    with pytest.raises(OutputTooLarge, match=r"resize would make a 100000 x 75000 image, "
                                              r"over the limit of 100,000,000 pixels"):
         sample_steps(recipe.variants[0].ops, np.random.default_rng(0), (48, 64))
     pad = parse_recipe({"variants": {"p": {"ops": [{"pad": {"px": 20}}]}}}).variants[0].ops

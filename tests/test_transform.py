@@ -87,7 +87,8 @@ def test_seeded_calls_return_exactly_the_pixels_and_params_run_writes(tmp_path, 
     done = run_cli("run", recipe_path, "-w", 1, "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in
-               (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+               (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+               if '"output"' in line]
     assert len(records) == 4 * (4 + 3 + 1)
     recipe = augcli.load_recipe(recipe_path)
     transforms = {name: augcli.load_transform(recipe, variant=name)
@@ -192,7 +193,8 @@ def test_boxes_follow_as_run_writes_them(tmp_path):
     boxes = np.array([[20, 18, 60, 42], [3.2, 3.0, 12.8, 9.0], [64, 3, 80, 57]])
     dropped_some = False
     for record in (json.loads(line) for line in
-                   (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()):
+                   (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+                   if '"output"' in line):
         out = transform(image, boxes, seed=record["seed"], index=record["index"])
         expected = np.array([item["box"] for item in record["boxes"]]).reshape(-1, 4)
         np.testing.assert_allclose(out.boxes, expected, atol=1e-6)

@@ -23,10 +23,10 @@ from __future__ import annotations
 import importlib
 
 from .base import ALIASES, CATALOG, Op, all_names, closest_names, lookup, register
-from .help import catalog_listing, op_help
+from .help import catalog_json, catalog_listing, op_help
 
-__all__ = ["ALIASES", "CATALOG", "FAMILIES", "OPS_BY_FAMILY", "Op", "all_names", "catalog_listing",
-           "closest_names", "lookup", "op_help", "register"]
+__all__ = ["ALIASES", "CATALOG", "FAMILIES", "OPS_BY_FAMILY", "Op", "all_names", "catalog_json",
+           "catalog_listing", "closest_names", "lookup", "op_help", "register"]
 
 # Each family module registers its ops when imported; this order is the registry's.
 FAMILIES = ("geometric", "colour", "pixel", "keras", "imgaug", "multi")

@@ -100,6 +100,21 @@ def targets_table() -> str:
         lines.append("| " + ", ".join(f"`{name}`" for name in names) + " | "
                      + " | ".join(effects) + " |")
     return "\n".join(lines) + "\n"
+def catalog_json() -> dict:
+    """The catalog as ``augcli ops --json`` prints it: every op and combinator, with what
+    the listing shows (defaults as a recipe writes them)."""
+    ops = [{"name": name, "aliases": list(CATALOG[name].aliases),
+            "summary": CATALOG[name].summary, "example": CATALOG[name].example,
+            "geometric": CATALOG[name].geometric,
+            "params": [{"name": p.name, "type": p.describe_type(), "default": p.default,
+                        "doc": p.doc} for p in CATALOG[name].params]}
+           for name in sorted(CATALOG)]
+    combinators = [{"name": c.name, "summary": c.summary, "example": c.example,
+                    "fields": [{"name": item.name, "type": item.accepts,
+                                "default": item.default, "doc": item.doc}
+                               for item in c.fields]}
+                   for c in COMBINATORS.values()]
+    return {"ops": ops, "combinators": combinators}
 
 
 def _field_default(item: Field) -> str:

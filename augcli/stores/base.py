@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from ..errors import UsageError, output_error
+from ..errors import UsageError, install_hint, output_error
 from ..locations import is_url, scheme
 
 MANIFEST_NAME = "manifest.jsonl"  # the journal of what runs wrote into an output
@@ -269,8 +269,7 @@ def require_extra(url: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        raise UsageError(f"{url} needs the {extra} extra: pip install 'augcli[{extra}]'") \
-            from None
+        raise UsageError(f"{url} needs the {extra} extra: {install_hint(extra)}") from None
 
 
 _OPEN: dict = {}  # StoreSpec -> this process's open store
