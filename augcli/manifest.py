@@ -8,8 +8,10 @@
   worker, journalled *before* any of its outputs is written, so that the next
   run knows whose files those are even if it was killed before they were recorded.
 
-During a run the parent appends lines (the only writer) and flushes them per
-source; at the start and the end it rewrites the file whole (atomically): class
+During a run the parent appends ``started`` lines and each worker appends an output's
+record as soon as the output is published (``runner._OutputJournal``: one line per
+write, flushed; on an object store each its own part objects); at the start and the
+end the parent rewrites the file whole (atomically): class
 lines, then the output records sorted by name; ``started`` lines of sources
 that are not finished are kept, finished ones are dropped. A torn or corrupt
 line (a run killed mid-append, a full disk, an edited file) is skipped when
