@@ -45,7 +45,7 @@ from .pipeline import (
     steps_matrix,
     takes_donors,
 )
-from .probe import recipe_probe
+from .probe import Sight, recipe_probe
 from .profiles import Conform, Profile, get_profile
 from .recipe import (
     MAX_TARGET_PER_CLASS,
@@ -1158,7 +1158,8 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
     # the cluster is checked before any write; the lock is a folder's or a prefix's
-    with open_executor(workers, cluster, client, memory, recipe_probe(recipe)) as executor, \
+    with open_executor(workers, cluster, client, memory, recipe_probe(recipe),
+                       _sight(plan)) as executor, \
             manifest.guard(store, dry_run=False, note=report.notes.append):
         resume = _resume(plan, recipe.fingerprint, overwrite)
         finished, started_lines = resume.finished, resume.started
@@ -1172,6 +1173,15 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
                             len(plan.sources) - len(complete), progress)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _sight(plan: Plan) -> Sight | None:
+    """The first source whose size the plan's listing gave (an object store's input), for
+    each worker to read back (see ``Sight``); None where there is none."""
+    store = plan.input_store
+    return next((Sight(store, source.relative, source.stamp["source_size"])
+                 for source in plan.sources if store is not None and source.stamp
+                 and source.stamp.get("source_size") is not None), None)
 
 
 class _Run:

@@ -98,8 +98,6 @@ def test_a_url_with_an_empty_part_is_refused_with_the_single_slash_spelling(serv
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 26 item 9: a worker is not yet asked whether it "
-                   "sees the run's stores; its reads fail as 'file not found'")
 def test_a_worker_that_reaches_another_storage_endpoint_is_refused_naming_it(servers, sources,
                                                                              tmp_path):
     """The cause of "file not found" for sources that exist, with no GET in the S3 log: a
