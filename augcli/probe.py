@@ -99,7 +99,7 @@ class Sight:
             store = self.store.open()
             size = store.stamp(self.source)["source_size"]
         except (OSError, UsageError) as exc:
-            seen = str(exc)
+            seen = f"{exc} there"
         else:
             if size == self.size:
                 return None
