@@ -113,6 +113,11 @@ def test_a_worker_that_reaches_another_storage_endpoint_is_refused_naming_it(ser
     import distributed
     import s3fs
 
+    from augcli.errors import UsageError
+    from augcli.executors import _run_batch, signature
+    from augcli.probe import Sight
+    from augcli.stores import StoreSpec
+
     from .servers import dask_process, free_port, stop_process, wait_for_port
 
     s3 = servers.s3()
@@ -140,8 +145,15 @@ def test_a_worker_that_reaches_another_storage_endpoint_is_refused_naming_it(ser
         processes.append(dask_process("dask_worker", address, "--nthreads", "1",
                                       "--no-dashboard",
                                       env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{other_port}"}))
+        size = (sources / "a.png").stat().st_size
         with distributed.Client(address) as dask_client:
             dask_client.wait_for_workers(1, timeout=60)
+            # the check a worker makes before its first task, for one that joins later
+            sight = Sight(StoreSpec.of(f"s3://{bucket}/in"), "p1.png", size)
+            joined = dask_client.submit(_run_batch, str, (signature(), None, {}, sight), (),
+                                        pure=False)
+            with pytest.raises(UsageError, match="does not see the input"):
+                joined.result(timeout=60)
         line = refused(recipe, "-i", f"s3://{bucket}/in", "-o", tmp_path / "out", "--cluster",
                        address)
         assert f"s3://{bucket}/in" in line and "worker" in line
