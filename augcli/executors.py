@@ -173,14 +173,18 @@ class Dask(Executor):
     this machine: the same versions and CPU features (``signature``), and, given a
     ``probe`` (a callable of no arguments returning digests, ``augcli.probe``), the
     same digests of it, computed on each worker when it runs its first task (a worker
-    that joins later is checked too). Tasks go in batches of ``SOURCES_PER_TASK``."""
+    that joins later is checked too). Given a ``sight`` (a callable of no arguments
+    returning None, or why the worker does not see the run's input as this machine does,
+    ``augcli.probe.Sight``), each worker is checked the same way to see the input.
+    Tasks go in batches of ``SOURCES_PER_TASK``."""
 
-    def __init__(self, client, name: str, probe=None):
+    def __init__(self, client, name: str, probe=None, sight=None):
         super().__init__(1)
         self.client = client
         self.name = name
         self.signature = ours = signature()
         self.probe = probe
+        self.sight = sight
         self.proof: dict = probe() if probe is not None else {}
         self._check_workers(ours)
 
@@ -201,6 +205,9 @@ class Dask(Executor):
         if self.probe is not None:
             for address, proof in sorted(self.client.run(_proof, self.probe).items()):
                 _refuse_other_bytes(self.proof, proof, f"worker {address}")
+        if self.sight is not None:
+            for address, blind in sorted(self.client.run(_blindness, self.sight).items()):
+                _refuse_blind(blind, f"worker {address}")
 
     def map(self, function, tasks, crashed=None, count: int | None = None, stop=None):
         """Dask reruns a task whose worker died; a batch that killed
@@ -210,7 +217,7 @@ class Dask(Executor):
         executor = self.client.get_executor(pure=False)
         batches = _RetriesFirst(_batched(tasks, SOURCES_PER_TASK))
         submit = partial(executor.submit, _run_batch, function,
-                         (self.signature, self.probe, self.proof))
+                         (self.signature, self.probe, self.proof, self.sight))
         for batch, future in _in_window(submit, batches, self.slots * _TASKS_PER_WORKER,
                                         stop):
             try:
@@ -232,7 +239,7 @@ class Dask(Executor):
 
 @contextmanager
 def open_executor(workers: int, cluster=None, client=None, memory: int | None = None,
-                  probe=None):
+                  probe=None, sight=None):
     """The executor a command uses, decided here once.
 
     ``client``: any ``distributed.Client`` (Kubernetes, gateway, Coiled), used as it is
@@ -240,15 +247,16 @@ def open_executor(workers: int, cluster=None, client=None, memory: int | None = 
     this machine), a scheduler address (``tcp://host:8786``, ``tls://...``) or a
     scheduler file; opened here and closed afterwards. Neither: ``workers`` processes
     here (one: in-process), sharing a budget of ``memory`` bytes when given.
-    ``probe``: what a cluster's workers render to prove their bytes (see ``Dask``).
+    ``probe``: what a cluster's workers render to prove their bytes; ``sight``: what they
+    read to prove they see the input (see ``Dask``).
     """
     if client is not None:
         yield Dask(client, str(getattr(client, "scheduler", None) and
-                               client.scheduler.address), probe)
+                               client.scheduler.address), probe, sight)
     elif cluster is not None:
         with _cluster_client(cluster, workers) as client:
             yield Dask(client, cluster if cluster != LOCAL_CLUSTER else "a local cluster",
-                       probe)
+                       probe, sight)
     elif workers == 1:
         yield InProcess()
     elif memory is None:
@@ -562,9 +570,10 @@ class _RetriesFirst:
 
 
 def _run_batch(function, expected: tuple, tasks) -> list:
-    """On a worker: refuse to make bytes that differ from the client's (``expected``:
-    its signature, probe and the probe's digests); run each task."""
-    ours, probe, proof = expected
+    """On a worker: refuse to make bytes that differ from the client's, or to read an input
+    it does not see as the client does (``expected``: its signature, probe, the probe's
+    digests and sight); run each task."""
+    ours, probe, proof, sight = expected
     theirs = _own_signature()
     if theirs != ours:
         import socket
@@ -574,6 +583,10 @@ def _run_batch(function, expected: tuple, tasks) -> list:
         import socket
 
         _refuse_other_bytes(proof, mine, f"a worker on {socket.gethostname()}")
+    if sight is not None and (blind := _blindness(sight)) is not None:
+        import socket
+
+        _refuse_blind(blind, f"a worker on {socket.gethostname()}")
     _init_cluster_worker()
     return [function(task) for task in tasks]
 
@@ -608,6 +621,25 @@ def _refuse_other_bytes(ours: dict, theirs: dict, who: str) -> None:
                          f"image through {shown} differs. Its OpenCV is built or set up "
                          "otherwise (IPP, OPENCV_CPU_DISABLE, another build of the same "
                          "version); see 'Beyond one machine' in the docs (docs/cluster.md)")
+
+
+_sights: set = set()  # the sights this worker passed: read once per worker process
+
+
+def _blindness(sight) -> str | None:
+    """None where this worker sees the input as ``sight`` says; else why not (asked again
+    next time: what failed may have been fixed)."""
+    if sight in _sights:
+        return None
+    blind = sight()
+    if blind is None:
+        _sights.add(sight)
+    return blind
+
+
+def _refuse_blind(blind: str | None, who: str) -> None:
+    if blind is not None:
+        raise UsageError(f"{who} {blind}")
 
 
 @functools.cache

@@ -5,6 +5,8 @@ Versions and the CPU features line (``executors.signature``) name what is known 
 change bytes; the probe proves the rest — OpenCV's IPP switched off, another build
 of the same version, a CPU dispatch switch nobody listed. A worker whose digests
 differ from the client's is refused, naming the ops that differ.
+
+A ``Sight`` proves that a worker reads the run's input as this machine does.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UsageError
 from .pipeline import apply_steps, sample_steps
 from .recipe import Recipe, _op_nodes
+from .stores import StoreSpec
 
 SEEDS = (1, 2, 3, 4)  # each op and variant drawn four times
 MAX_TREES = 8  # sweep combinations probed per variant
@@ -75,3 +79,32 @@ def _distinct(trees):
         if tree not in seen:
             seen.append(tree)
             yield tree
+
+
+@dataclass(frozen=True)
+class Sight:
+    """One listed source of the run's input (``store``, ``source``) and its ``size`` there,
+    for a worker to read back (one metadata request). The store spec carries only the
+    recipe's options: a worker whose environment names another endpoint or account
+    (``AWS_ENDPOINT_URL``, say) would otherwise fail every source it takes as 'file not
+    found'."""
+
+    store: StoreSpec
+    source: str
+    size: int
+
+    def __call__(self) -> str | None:
+        """None where this process sees the source at its listed size; else why not."""
+        try:
+            store = self.store.open()
+            size = store.stamp(self.source)["source_size"]
+        except (OSError, UsageError) as exc:
+            seen = f"{exc} there"
+        else:
+            if size == self.size:
+                return None
+            seen = f"{store.name(self.source)} is {size} bytes there ({self.size} here)"
+        return (f"does not see the input {self.store} as this machine does: {seen}. Its "
+                "environment likely names another endpoint, account or credentials "
+                "(AWS_ENDPOINT_URL and the like); every worker needs the run's storage "
+                "settings (see 'Beyond one machine' in the docs (docs/cluster.md))")

@@ -49,7 +49,7 @@ from .pipeline import (
     steps_matrix,
     takes_donors,
 )
-from .probe import recipe_probe
+from .probe import Sight, recipe_probe
 from .profiles import Conform, Profile, get_profile
 from .recipe import (
     MAX_TARGET_PER_CLASS,
@@ -1227,7 +1227,8 @@ def run_recipe(recipe, *, input=None, output=None, seed=None, per_class=None, pr
     memory = budget.run_budget()  # AUGCLI_MEMORY or a share of what is free now
     store = plan.output()
     # the cluster is checked before any write; the lock is a folder's or a prefix's
-    with open_executor(workers, cluster, client, memory, recipe_probe(recipe)) as executor, \
+    with open_executor(workers, cluster, client, memory, recipe_probe(recipe),
+                       _sight(plan)) as executor, \
             manifest.guard(store, dry_run=False, note=report.notes.append):
         resume = _resume(plan, recipe.fingerprint, overwrite, settings=recipe.settings)
         finished, started_lines = resume.finished, resume.started
@@ -1253,6 +1254,15 @@ def _backslash_notes(recipe: Recipe) -> list:
             f"name here, not separators: it is one folder of that name. Write / instead"
             for key, value in (("input", recipe.input), ("output", recipe.output))
             if isinstance(value, Path) and "\\" in str(value)]
+
+
+def _sight(plan: Plan) -> Sight | None:
+    """The first source whose size the plan's listing gave (an object store's input), for
+    each worker to read back (see ``Sight``); None where there is none."""
+    store = plan.input_store
+    return next((Sight(store, source.relative, source.stamp["source_size"])
+                 for source in plan.sources if store is not None and source.stamp
+                 and source.stamp.get("source_size") is not None), None)
 
 
 class _Run:

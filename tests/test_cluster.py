@@ -573,7 +573,7 @@ def test_a_worker_whose_opencv_makes_other_bytes_is_refused_by_the_probe(
             dask_client.wait_for_workers(1, timeout=60)
             (ipp_off,) = dask_client.scheduler_info()["workers"]
             # the check a worker makes before its first task, for one that joins later
-            joined = dask_client.submit(_run_batch, str, (signature(), probe, ours), (),
+            joined = dask_client.submit(_run_batch, str, (signature(), probe, ours, None), (),
                                         workers=[ipp_off], pure=False)
             with pytest.raises(UsageError, match="the probe image through variants.turn"):
                 joined.result(timeout=60)

@@ -98,19 +98,25 @@ def test_a_url_with_an_empty_part_is_refused_with_the_single_slash_spelling(serv
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 26 item 9: a worker is not yet asked whether it "
-                   "sees the run's stores; its reads fail as 'file not found'")
+@pytest.mark.parametrize("other_holds", [False, True], ids=["bucket-missing", "other-bytes"])
 def test_a_worker_that_reaches_another_storage_endpoint_is_refused_naming_it(servers, sources,
-                                                                             tmp_path):
+                                                                             tmp_path,
+                                                                             other_holds):
     """The cause of "file not found" for sources that exist, with no GET in the S3 log: a
     worker started with another environment (here ``AWS_ENDPOINT_URL`` naming a second S3
     server) asks another service; the store spec carries only the recipe's options. Such a
     worker must be refused before anything is read, with one line, not fail every source
-    it takes."""
+    it takes; also where the other service holds the same keys with other bytes."""
     import subprocess
     import sys
 
     import distributed
+    import s3fs
+
+    from augcli.errors import UsageError
+    from augcli.executors import _run_batch, signature
+    from augcli.probe import Sight
+    from augcli.stores import StoreSpec
 
     from .servers import dask_process, free_port, stop_process, wait_for_port
 
@@ -127,17 +133,31 @@ def test_a_worker_that_reaches_another_storage_endpoint_is_refused_naming_it(ser
     processes = [other]
     try:
         wait_for_port(other_port, other)
+        if other_holds:
+            elsewhere = s3fs.S3FileSystem(skip_instance_cache=True, client_kwargs={
+                "endpoint_url": f"http://127.0.0.1:{other_port}"})
+            elsewhere.mkdir(bucket)
+            for index in range(4):
+                elsewhere.pipe_file(f"{bucket}/in/p{index}.png", b"other bytes")
         processes.append(dask_process("dask_scheduler", "--host", "127.0.0.1", "--port",
                                       str(port), "--no-dashboard"))
         wait_for_port(port, processes[-1])
         processes.append(dask_process("dask_worker", address, "--nthreads", "1",
                                       "--no-dashboard",
                                       env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{other_port}"}))
+        size = (sources / "a.png").stat().st_size
         with distributed.Client(address) as dask_client:
             dask_client.wait_for_workers(1, timeout=60)
+            # the check a worker makes before its first task, for one that joins later
+            sight = Sight(StoreSpec.of(f"s3://{bucket}/in"), "p1.png", size)
+            joined = dask_client.submit(_run_batch, str, (signature(), None, {}, sight), (),
+                                        pure=False)
+            with pytest.raises(UsageError, match="does not see the input"):
+                joined.result(timeout=60)
         line = refused(recipe, "-i", f"s3://{bucket}/in", "-o", tmp_path / "out", "--cluster",
                        address)
         assert f"s3://{bucket}/in" in line and "worker" in line
+        assert ("is 11 bytes there" if other_holds else "not found there") in line
         assert not (tmp_path / "out").exists()
     finally:
         for process in reversed(processes):
