@@ -699,7 +699,7 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
                                                  for name, what in EXPORTS.items()) + ".")
 @click.option("-t", "--task", required=True,
               type=click.Choice(["multiclass", "multilabel", "detection", "segmentation"]),
-              help="azureml: AutoML's task (segmentation needs polygons: not read yet).")
+              help="azureml: AutoML's task (segmentation: COCO or YOLO-seg polygons).")
 @click.option("--image-url", metavar="PREFIX",
               help="Where DIR is uploaded: each line's image_url is PREFIX/<path in DIR>. "
                    "The long azureml://subscriptions/.../datastores/<ds>/paths/<folder> form, "

@@ -2,8 +2,8 @@
 
 mltable (with azureml-dataprep) is the oracle: it reads the MLTable file and the JSONL
 offline, turns image_url into a stream (None for a URL it cannot convert) and nulls a
-field whose JSON type differs between lines. Expected boxes are computed here from the
-numbers written into the source annotation files, never by augcli.
+field whose JSON type differs between lines. Expected boxes and polygons are computed here
+from the numbers written into the source annotation files, never by augcli.
 """
 
 from __future__ import annotations
@@ -57,6 +57,15 @@ def check_types(rows, task):
             assert isinstance(row["label"], str)
         elif task == "multilabel":
             assert all(isinstance(label, str) for label in row["label"])
+        elif task == "segmentation":
+            for item in row["label"]:
+                assert set(item) == {"label", "isCrowd", "polygon"}
+                assert isinstance(item["label"], str)
+                assert type(item["isCrowd"]) is int and item["isCrowd"] in (0, 1)
+                assert isinstance(item["polygon"], list) and item["polygon"]
+                for ring in item["polygon"]:
+                    assert len(ring) >= 6 and len(ring) % 2 == 0  # >= 3 points
+                    assert all(type(v) is float and 0.0 <= v <= 1.0 for v in ring)
         else:
             for box in row["label"]:
                 assert isinstance(box["label"], str)
@@ -69,6 +78,10 @@ def check_types(rows, task):
 def pixels(box, width, height):
     return (box["topX"] * width, box["topY"] * height, box["bottomX"] * width,
             box["bottomY"] * height)
+
+
+def ring_pixels(ring, width, height):
+    return [value * (height if index % 2 else width) for index, value in enumerate(ring)]
 
 
 def close(found, expected):
@@ -248,11 +261,112 @@ def test_an_az_folder_without_a_prefix_is_told_what_to_pass():
     assert "https://<account>.blob.core.windows.net/images/bloated" in result.output
 
 
-def test_segmentation_is_refused_until_polygons_are_read(tmp_path):
-    save(tmp_path / "in" / "a.png", photo_like())
-    result = export(tmp_path / "in", "--to", "azureml", "--task", "segmentation",
-                    "--image-url", HTTPS)
-    assert result.exit_code == 2 and "polygons" in result.output
+def test_a_coco_polygon_set_exports_as_segmentation_and_loads_in_mltable(tmp_path):
+    folder = tmp_path / "in"
+    save(folder / "a.png", photo_like(48, 64, seed=1))
+    save(folder / "b.png", photo_like(40, 50, seed=2))
+    save(folder / "bg.png", photo_like(40, 50, seed=3))
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 48},
+                       {"id": 2, "file_name": "b.png", "width": 50, "height": 40},
+                       {"id": 3, "file_name": "bg.png", "width": 50, "height": 40}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 7, "bbox": [0, 0, 32, 24],
+                 "segmentation": [[0, 0, 32, 0, 16, 24]], "iscrowd": 0},
+                {"id": 2, "image_id": 1, "category_id": 8, "bbox": [40, 10, 24, 38],
+                 "segmentation": [[40, 10, 50, 10, 50, 20, 40, 20],
+                                  [52.5, 30.25, 64, 30.25, 64, 48, 52.5, 48]],
+                 "iscrowd": 1},
+                {"id": 3, "image_id": 2, "category_id": 7, "bbox": [5.5, 4.75, 30, 30],
+                 "segmentation": [[5.5, 4.75, 35.5, 10.1, 30.2, 34.75, 8.3, 20.6]]}],
+            "categories": [{"id": 7, "name": "cat"}, {"id": 8, "name": "crowd"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+
+    result = export(folder, "--to", "azureml", "--task", "segmentation", "--image-url", HTTPS,
+                    "--annotations", "coco", "--annotations-path", tmp_path / "coco.json",
+                    "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    split = tmp_path / "out" / "train"
+    rows = lines(split)
+    check_types(rows, "segmentation")
+    text = (split / "annotations.jsonl").read_text(encoding="utf-8")
+    assert '"polygon": [[0.0, 0.0, ' in text and '"isCrowd": 1' in text
+    by_name = {row["image_url"].rsplit("/", 1)[1]: row for row in rows}
+    assert by_name["bg.png"]["label"] == []
+    names = {7: "cat", 8: "crowd"}
+    for name, image_id, (width, height) in (("a.png", 1, (64, 48)), ("b.png", 2, (50, 40))):
+        wanted = [a for a in coco["annotations"] if a["image_id"] == image_id]
+        found = by_name[name]["label"]
+        assert len(found) == len(wanted)
+        for item, annotation in zip(found, wanted, strict=True):
+            assert item["label"] == names[annotation["category_id"]]
+            assert item["isCrowd"] == annotation.get("iscrowd", 0)
+            assert len(item["polygon"]) == len(annotation["segmentation"])
+            for ring, source in zip(item["polygon"], annotation["segmentation"], strict=True):
+                assert close(ring_pixels(ring, width, height), source)
+    frame = load(split)
+    assert len(frame) == 3
+    # mltable reads every polygon back as the numbers written, none nulled for a type that
+    # varies between lines
+    read = [[(item["label"], item["isCrowd"], [[float(v) for v in ring]
+                                                 for ring in item["polygon"]])
+             for item in labels] for labels in frame["label"]]
+    assert read == [[(item["label"], item["isCrowd"], item["polygon"]) for item in row["label"]]
+                    for row in rows]
+
+
+def test_a_yolo_seg_folder_exports_as_segmentation(tmp_path):
+    folder = tmp_path / "in"
+    sources = {  # image -> (size (w, h), YOLO-seg lines)
+        "a.jpg": ((64, 48), ["0 0.1 0.1 0.5 0.1 0.3 0.6", "1 0.6 0.5 0.9 0.5 0.9 0.9 0.6 0.9"]),
+        "b.jpg": ((80, 60), ["1 0 0 1 0 1 1 0.5 0.75"]),
+        "empty.jpg": ((64, 48), []),
+    }
+    for name, ((width, height), text) in sources.items():
+        save(folder / name, photo_like(height, width, seed=len(name)))
+        (folder / name).with_suffix(".txt").write_text("".join(line + "\n" for line in text),
+                                                       encoding="utf-8")
+    (folder / "classes.txt").write_text("cat\ndog\n", encoding="utf-8")
+
+    result = export(folder, "--to", "azureml", "--task", "segmentation", "--image-url", PREFIX,
+                    "--annotations", "yolo")
+    assert result.exit_code == 0, result.output
+    split = folder / "azureml" / "train"
+    rows = lines(split)
+    check_types(rows, "segmentation")
+    assert len(rows) == 3
+    for row in rows:
+        (width, height), text = sources[row["image_url"][len(PREFIX) + 1:]]
+        assert (row["image_details"]["width"], row["image_details"]["height"]) == \
+            (width, height)
+        assert len(row["label"]) == len(text)
+        for item, line in zip(row["label"], text, strict=True):
+            index, *coordinates = line.split()
+            assert item["label"] == ("cat", "dog")[int(index)] and item["isCrowd"] == 0
+            expected = ring_pixels([float(v) for v in coordinates], width, height)
+            assert len(item["polygon"]) == 1
+            assert close(ring_pixels(item["polygon"][0], width, height), expected)
+    assert len(load(split)) == 3
+
+
+def test_segmentation_needs_polygons_for_every_object_and_one_in_the_split(tmp_path):
+    folder = tmp_path / "in"
+    save(folder / "a.png", photo_like())
+    result = export(folder, "--to", "azureml", "--task", "segmentation", "--image-url", HTTPS)
+    assert result.exit_code == 2 and "needs polygons" in result.output
+    (folder / "a.txt").write_text("", encoding="utf-8")
+    result = export(folder, "--to", "azureml", "--task", "segmentation", "--image-url", HTTPS,
+                    "--annotations", "yolo")
+    assert result.exit_code == 2 and "not one object" in result.output
+    save(folder / "b.png", photo_like(seed=2))
+    (folder / "b.txt").write_text("0 0.5 0.5 0.2 0.2\n", encoding="utf-8")  # a box
+    save(folder / "c.png", photo_like(seed=3))
+    (folder / "c.txt").write_text("0 0.1 0.1 0.5 0.1 0.3 0.6\n", encoding="utf-8")
+    result = export(folder, "--to", "azureml", "--task", "segmentation", "--image-url", HTTPS,
+                    "--annotations", "yolo")
+    assert result.exit_code == 1
+    assert "b.png: its '0' object is a box, not a polygon" in result.output
+    assert [row["image_url"] for row in lines(folder / "azureml" / "train")] == \
+        [f"{HTTPS}/a.png", f"{HTTPS}/c.png"]
 
 
 def test_detection_without_boxes_or_without_any_object_is_a_usage_error(tmp_path):

@@ -4,14 +4,17 @@ The lines are the schema AutoML reads (Azure's ``reference-automl-images-schema`
 ``image_url`` (the prefix + the image's path relative to the exported folder),
 ``image_details`` (format, and the integer width and height as decoded, EXIF
 applied) and ``label``: a string (multiclass), a list of strings (multilabel),
-or a list of ``{label, topX, topY, bottomX, bottomY, isCrowd}`` with corners
-normalised to [0, 1] (detection). Every field has one JSON type on every line
+a list of ``{label, topX, topY, bottomX, bottomY, isCrowd}`` with corners
+normalised to [0, 1] (detection), or a list of ``{label, isCrowd, polygon}``
+whose ``polygon`` is the object's rings ``[[x1, y1, x2, y2, ...], ...]``,
+normalised likewise (segmentation). Every field has one JSON type on every line
 (coordinates always floats, ``isCrowd`` always 0/1, labels always strings):
 ``mltable`` turns a field into None when its type differs between lines.
 
 Labels come from the readers augcli already has: class folders (an image in
 several class folders, byte for byte, is one multilabel line), or the boxes of
-a YOLO/VOC/COCO/regions folder or dataset (``AnnotationSource``). A dataset with
+a YOLO/VOC/COCO/regions folder or dataset (``AnnotationSource``); segmentation takes
+the polygons they read (COCO ``segmentation`` polygons, YOLO-seg lines). A dataset with
 splits (``open_dataset``) gives one folder per split, named as AutoML names
 them (``train``, ``validation``, ``test``); a plain folder gives ``train``.
 """
@@ -30,8 +33,12 @@ from ..errors import EXIT_OK, EXIT_SOME_FAILED, ImageReadError, UsageError
 from ..formats import AnnotationError, AnnotationSpec
 from ..locations import is_url, location
 from ..stores import StoreSpec, require_extra
+from ..targets.keypoints import Keypoints
+from ..targets.polygons import Polygon
+from ..targets.rle import RleMask
 
 TASKS = ("multiclass", "multilabel", "detection", "segmentation")
+OBJECT_TASKS = ("detection", "segmentation")  # labelled by objects, which a split must have
 DEFAULT_OUTPUT = "azureml"  # under the exported folder, so one upload carries both
 SPLIT_FOLDERS = {"train": "train", "val": "validation", "test": "test"}  # AutoML's names
 ANNOTATIONS_FILE = "annotations.jsonl"
@@ -106,9 +113,6 @@ def export(source, output=None, *, task: str, image_url: str | None,
     cannot be read is left out and listed in the report's failures."""
     if task not in TASKS:
         raise UsageError(f"unknown task '{task}'; choose {', '.join(TASKS)}")
-    if task == "segmentation":
-        raise UsageError("--task segmentation needs polygons, which augcli does not read yet; "
-                         "export the boxes with --task detection")
     prefix = check_image_url(image_url, source)
     source = location(source)
     if output is None:
@@ -120,9 +124,9 @@ def export(source, output=None, *, task: str, image_url: str | None,
     for split, images in splits.items():
         lines = [line for line in labels.lines(images, prefix, report.failures)
                  if line is not None]
-        if task == "detection" and lines and not any(line["label"] for line in lines):
+        if task in OBJECT_TASKS and lines and not any(line["label"] for line in lines):
             raise UsageError(f"{split}: not one object in the {len(lines)} images' "
-                             f"{labels.format} annotations; AutoML cannot train detection "
+                             f"{labels.format} annotations; AutoML cannot train {task} "
                              "on background alone")
         text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
         target.publish(f"{split}/{ANNOTATIONS_FILE}", text.encode("utf-8"))
@@ -168,6 +172,10 @@ class _Labels:
         if task == "detection" and annotations is None:
             raise UsageError(f"--task detection needs boxes, and {root} shows none: add "
                              "--annotations FORMAT (yolo, voc, coco or regions)")
+        if task == "segmentation" and annotations is None:
+            raise UsageError(f"--task segmentation needs polygons, and {root} shows none: add "
+                             "--annotations FORMAT (coco segmentation polygons or yolo "
+                             "segment lines)")
         self.task, self.root, self.annotations = task, root, annotations
         self.format = annotations.spec.format if annotations is not None else "folder"
 
@@ -226,11 +234,38 @@ class _Labels:
                 return None
             return names[0]
         width, height = size
+        if self.task == "segmentation":
+            return _polygons(relative, size, boxes, failures)
         return [{"label": box.label,
                  "topX": _fraction(box.x0, width), "topY": _fraction(box.y0, height),
                  "bottomX": _fraction(box.x1, width), "bottomY": _fraction(box.y1, height),
-                 "isCrowd": 1 if dict(box.extra).get("iscrowd") else 0}
+                 "isCrowd": _crowd(box)}
                 for box in boxes]
+
+
+def _polygons(relative: str, size, objects, failures: list):
+    """The segmentation label: each object's rings, normalised; or None (with a failure)
+    when an object has no polygon, as AutoML's instance segmentation needs one for each."""
+    width, height = size
+    label = []
+    for item in objects:
+        shape = item.shape if isinstance(item, Keypoints) else item
+        if not isinstance(shape, Polygon):
+            kind = "an RLE mask" if isinstance(shape, RleMask) else "a box"
+            failures.append(f"{relative}: its '{item.label}' object is {kind}, not a polygon; "
+                            "segmentation needs polygons (COCO segmentation polygons or "
+                            "YOLO-seg lines)")
+            return None
+        label.append({"label": item.label, "isCrowd": _crowd(item),
+                      "polygon": [[_fraction(value, height if index % 2 else width)
+                                   for index, value in enumerate(ring)]
+                                  for ring in shape.rings]})
+    return label
+
+
+def _crowd(item) -> int:
+    """COCO's ``iscrowd`` as AutoML's ``isCrowd``: always the integer 0 or 1."""
+    return 1 if dict(item.extra).get("iscrowd") else 0
 
 
 def _fraction(value: float, side: int) -> float:
