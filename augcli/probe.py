@@ -17,11 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UsageError
+from .ops.multi import most_donors
 from .pipeline import apply_steps, sample_steps
 from .recipe import Recipe, _op_nodes
 from .stores import StoreSpec
 
 SEEDS = (1, 2, 3, 4)  # each op and variant drawn four times
+PROBE_DONOR = "probe"  # the donor name of ops that take other images: the probe image
 MAX_TREES = 8  # sweep combinations probed per variant
 
 
@@ -49,9 +51,12 @@ class Probe:
         digests = {}
         for name, tree in self.trees:
             hashed = hashlib.sha256()
+            donors = (PROBE_DONOR,) * most_donors(tree)  # ops that take donors: the image again
             for seed in SEEDS:
-                steps = sample_steps(tree, np.random.default_rng(seed), image.shape)
-                pixels = np.ascontiguousarray(apply_steps(image, steps))
+                steps = sample_steps(tree, np.random.default_rng(seed), image.shape,
+                                     donors=donors)
+                pixels = np.ascontiguousarray(apply_steps(image, steps,
+                                                          donor=lambda _name: image))
                 hashed.update(repr((pixels.shape, pixels.dtype.str)).encode())
                 hashed.update(pixels.data)
             digests[name] = hashed.hexdigest()

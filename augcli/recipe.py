@@ -33,6 +33,7 @@ from .ops.combinators import (
     replace_sweeps,
 )
 from .ops.elsewhere import elsewhere_hint
+from .ops.multi import most_donors
 from .params import BOOL, COMBINATOR_N, COMBINATOR_P, Problems, parse_value
 from .pipeline import OutputTooLarge, sample_steps
 from .profiles import ASPECT_FITS, Conform
@@ -573,10 +574,11 @@ def _refuse_sizes_over_the_limit(variants, problems: Problems) -> None:
 def _too_large_for_any_input(tree) -> str | None:
     """The pixel-limit message when every draw fails on every probe size, else None."""
     message = None
+    donors = ("",) * most_donors(tree)  # names only: no pixels are made
     for seed in np.random.default_rng(0).integers(2**63, size=_SIZE_DRAWS):
         for shape in _SIZE_PROBES:
             try:
-                sample_steps(tree, np.random.default_rng(seed), shape)
+                sample_steps(tree, np.random.default_rng(seed), shape, donors=donors)
             except OutputTooLarge as exc:
                 message = message or str(exc)
             else:
