@@ -12,7 +12,10 @@ import pytest
 from PIL import Image
 
 from augcli.errors import UsageError
+from augcli.pipeline import Step, apply_steps, carry_boxes
 from augcli.runner import read_manifest, run_recipe
+from augcli.targets.boxes import ImageBoxes
+from augcli.targets.polygons import Polygon
 
 from .conftest import save, write_recipe
 
@@ -415,4 +418,35 @@ def test_copy_paste_without_polygons_is_refused(tmp_path, painted):
                                     "variants: {p: {ops: [{copy_paste: {}}]}}\n")
     with pytest.raises(UsageError, match=r"copy_paste carries polygons only: img00.png has a Box"):
         run_recipe(recipe, workers=1)
+    bare = write_recipe(tmp_path, "input: in\noutput: out\nvariants: {p: {ops: [copy_paste]}}\n",
+                        name="bare.yaml")
+    with pytest.raises(UsageError, match=r"copy_paste cuts objects .* give the recipe 'annotat"):
+        run_recipe(bare, workers=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_object_pasted_inside_a_polygon_cuts_it_open_not_a_ring_around_it():
+    """COCO and YOLO-seg rings hold no holes: the source square keeps its own paint only."""
+    own, other = (200, 40, 40), (40, 40, 200)
+    image = np.full((40, 40, 3), 128, np.uint8)
+    image[5:35, 5:35] = own
+    donor = np.full((20, 20, 3), 128, np.uint8)
+    donor[5:15, 5:15] = other
+    square = Polygon("big", ((5, 5, 35, 5, 35, 35, 5, 35),))
+    small = Polygon("small", ((5, 5, 15, 5, 15, 15, 5, 15),))
+    targets = {"d.png": ImageBoxes(20, 20, (small,))}
+    # the step as the manifest records it: the donor's only polygon, its box placed at the
+    # middle of the room, (40 - 10) / 2 = 15 from the left and the top
+    steps = [Step("copy_paste", {"objects": 1, "picks": [[0.0, 0.5, 0.5]],
+                                 "donors": ["d.png"]})]
+    pixels = apply_steps(image, steps, donor={"d.png": donor}.get, donor_targets=targets.get)
+    painted = np.zeros((40, 40), bool)
+    painted[15:25, 15:25] = True
+    assert np.all(pixels[painted] == other) and np.all(pixels[5:35, 5:35][~painted[5:35, 5:35]]
+                                                       == own)
+    kept, dropped, _, _ = carry_boxes((square,), steps, image.shape, targets.get, 0.0)
+    assert not dropped and [t.label for t in kept] == ["big", "small"]
+    big = polygon_mask(kept[0].rings, image.shape)
+    assert np.all(pixels[big] == own)
+    assert big.sum() >= 0.95 * np.all(pixels == own, axis=2).sum()
+    assert np.array_equal(polygon_mask(kept[1].rings, image.shape), painted)
