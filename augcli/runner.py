@@ -371,6 +371,9 @@ def _refuse_unlabelled_donors(plan: Plan) -> None:
     """Ops that take donors mix images of several classes: refused on class folders (a
     classification dataset's too) without annotations, where each output would land in
     its source's class folder mislabelled."""
+    if plan.annotations is None and "copy_paste" in plan.donor_ops:
+        raise UsageError("copy_paste cuts objects out of other images by their polygons: give "
+                         "the recipe 'annotations:' with polygons (coco or yolo segmentation)")
     if plan.annotations is None and plan.takes_donors:
         nested = next((s.relative for s in plan.sources if "/" in s.relative), None)
         if nested is not None:
@@ -378,9 +381,6 @@ def _refuse_unlabelled_donors(plan: Plan) -> None:
                 f"mosaic, cutmix and mixup mix images of several classes, and {nested} is in a "
                 "class folder: its outputs would be mislabelled there; give the recipe "
                 "'annotations:' (boxes), or use augcli ricap for soft labels (labels.csv)")
-    if plan.annotations is None and "copy_paste" in plan.donor_ops:
-        raise UsageError("copy_paste cuts objects out of other images by their polygons: give "
-                         "the recipe 'annotations:' with polygons (coco or yolo segmentation)")
     if plan.annotations is not None and plan.donor_ops - {"copy_paste"}:
         _refuse_donors_beyond_boxes(plan)
     if plan.annotations is not None and "copy_paste" in plan.donor_ops:
