@@ -109,13 +109,14 @@ def _plain(value):
 
 
 def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
-                donor=None) -> np.ndarray:
+                donor=None, donor_targets=None) -> np.ndarray:
     """Apply sampled steps in order; runs of fusable geometric steps become one warp.
 
     Steps without a fill (flips: exact mirrors) join any run; a step whose
     fill differs from the run's starts a new run. ``padded``: the image with a
     spare channel (``geometry.with_spare_channel``), kept by a caller that warps
-    one image many times; ``donor``: name -> image, for the steps that take donors.
+    one image many times; ``donor``: name -> image, for the steps that take donors
+    (``donor_targets``: name -> ImageBoxes, for those that cut objects out of them).
     """
     source = image
     run = None  # (matrix, fill, size) of the geometric run not yet resampled
@@ -137,7 +138,12 @@ def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
         elif op.donor is not None:
             if donor is None:
                 raise MissingDonors(f"{step.op} needs its donor images")
-            image = op.donor.compose(image, step.params, [donor(n) for n in step.params["donors"]])
+            images = [donor(n) for n in step.params["donors"]]
+            if op.donor.targets:
+                image = op.donor.compose(image, step.params, images,
+                                         _targets_of(step, donor_targets))
+            else:
+                image = op.donor.compose(image, step.params, images)
             size = image.shape[:2]
         else:
             assert op.apply is not None  # not fusable, so it makes its own pixels
@@ -227,17 +233,27 @@ def carry_boxes(boxes, steps, shape, donor_boxes, min_visibility: float) -> tupl
     return boxes, tuple(dropped), steps[start:], size
 
 
-def donor_records(steps, shape, donor_shape) -> list:
+def donor_records(steps, shape, donor_shape, donor_targets=None) -> list:
     """The manifest's ``donors`` of an output: each donor's crop and place (or weight), step
-    by step (``donor_shape``: name -> (h, w))."""
+    by step (``donor_shape``: name -> (h, w); ``donor_targets``: name -> ImageBoxes)."""
     records, size = [], tuple(shape[:2])
     for step in steps:
         op = catalog.CATALOG[step.op]
         if op.donor is not None:
-            records += op.donor.record(step.params, size,
-                                       [donor_shape(name) for name in step.params["donors"]])
+            shapes = [donor_shape(name) for name in step.params["donors"]]
+            records += op.donor.record(step.params, size, shapes,
+                                       _targets_of(step, donor_targets)) \
+                if op.donor.targets else op.donor.record(step.params, size, shapes)
         size = op.size_after(step.params, size)
     return records
+
+
+def _targets_of(step: Step, donor_targets) -> list:
+    """The ImageBoxes of a step's donors, for an op that cuts objects out of them."""
+    if donor_targets is None:
+        raise MissingDonors(f"{step.op} cuts objects out of its donors by their polygons: "
+                            "it needs the recipe's annotations")
+    return [donor_targets(name) for name in step.params["donors"]]
 
 
 def _size_after(steps, size) -> tuple:

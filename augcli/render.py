@@ -87,14 +87,16 @@ def source_outputs(recipe: Recipe, relative: Path, fmt: str | None = None) -> li
 
 
 def render(image: np.ndarray, output: OutputPlan, padded: np.ndarray | None = None,
-           donor=None):
+           donor=None, donor_targets=None):
     """Pixels and sampled steps of one augmented output: what run writes, preview shows.
 
     ``padded``: ``geometry.with_spare_channel(image)``, kept across a source's outputs;
-    ``donor``: name -> image, for ops that take the output's ``donors``."""
+    ``donor``: name -> image, for ops that take the output's ``donors`` (``donor_targets``:
+    name -> ImageBoxes, for those that cut objects out of them)."""
     steps = sample_steps(output.ops, np.random.default_rng(output.seed), image.shape,
                          donors=output.donors)
-    return apply_steps(image, steps, padded=padded, donor=donor), steps
+    return apply_steps(image, steps, padded=padded, donor=donor,
+                       donor_targets=donor_targets), steps
 
 
 # --- outputs that differ -------------------------------------------------------
@@ -141,23 +143,26 @@ class Distinct:
         self.seen: dict = {digest(source): [(name, None)]}  # key -> [(name, its plan)]
 
     def add(self, image: np.ndarray, pixels: np.ndarray, name: str,
-            output: OutputPlan, donor=None) -> str | None:
+            output: OutputPlan, donor=None, donor_targets=None) -> str | None:
         """Keep ``pixels`` (``output`` rendered from ``image``, with ``donor`` images) if they
         are new; else return the name of the earlier image that equals them."""
         key = digest(pixels)
         earlier = self.seen.setdefault(key, [])
         for twin, plan in earlier:
-            twin_pixels = self.source if plan is None else render(image, plan, donor=donor)[0]
+            twin_pixels = self.source if plan is None else \
+                render(image, plan, donor=donor, donor_targets=donor_targets)[0]
             if np.array_equal(twin_pixels, pixels):
                 return twin
         earlier.append((name, output))
         return None
 
-    def draw(self, image: np.ndarray, output: OutputPlan, donor=None) -> tuple:
+    def draw(self, image: np.ndarray, output: OutputPlan, donor=None,
+             donor_targets=None) -> tuple:
         """(pixels, steps, seed, redraws) of ``output``, different from every image seen.
 
         Raises ``DuplicateOutput`` when all ``MAX_DRAWS`` draws repeat an image. A redraw
-        keeps the output's donors (``donor``: name -> image).
+        keeps the output's donors (``donor``: name -> image; ``donor_targets``: name ->
+        ImageBoxes).
         """
         seed = output.seed
         for attempt in range(MAX_DRAWS):
@@ -165,8 +170,8 @@ class Distinct:
                 seed = redraw_seed(output.seed, attempt)
             plan = replace(output, seed=seed) if attempt else output
             pixels, steps = render(image, plan, self.padded if image is self.source else None,
-                                   donor)
-            twin = self.add(image, pixels, output.relative, plan, donor)
+                                   donor, donor_targets)
+            twin = self.add(image, pixels, output.relative, plan, donor, donor_targets)
             if twin is None:
                 return pixels, steps, seed, attempt
         raise DuplicateOutput(

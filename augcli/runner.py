@@ -40,7 +40,7 @@ from .errors import (
 from .executors import Executor, default_workers, open_executor
 from .formats import AnnotationError, yolo
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
-from .ops.multi import donor_names, most_donors
+from .ops.multi import donor_names, donor_ops, most_donors
 from .pipeline import (
     OutputTooLarge,
     apply_steps_to_labels,
@@ -71,6 +71,7 @@ from .report import JobReport, progress_bar
 from .stores import StoreSpec
 from .targets.boxes import Box, ImageBoxes, count_labels, transform_boxes
 from .targets.masks import LabelMapError, decode_labels, encode_labels, fill_for
+from .targets.polygons import Polygon
 from .variety import plan_needs, variant_warnings
 
 # --- plan ----------------------------------------------------------------------
@@ -100,6 +101,11 @@ class SourceTask:
     publish_threads: int = 0  # threads that encode and publish while the next output renders
     donor_boxes: tuple = ()  # (name, ImageBoxes) of each donor its outputs take (annotations)
     fingerprint: str = ""  # the recipe's, for the records the worker journals
+
+    @property
+    def donor_targets(self):
+        """name -> ImageBoxes of the donors its outputs take; None without annotations."""
+        return dict(self.donor_boxes).__getitem__ if self.boxes is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +217,12 @@ class Plan:
     def takes_donors(self) -> bool:
         """Whether any op of the recipe takes donor images (mosaic, cutmix, mixup)."""
         return any(most_donors(tree) for trees in self._trees.values() for tree in trees)
+
+    @functools.cached_property
+    def donor_ops(self) -> frozenset:
+        """The names of the recipe's ops that take donor images."""
+        return frozenset().union(*(donor_ops(tree) for trees in self._trees.values()
+                                   for tree in trees))
 
     def _with_donors(self, source: PlannedSource, outputs: list) -> list:
         """The outputs with the donors their ops may take, drawn from each output's seed
@@ -364,6 +376,9 @@ def _refuse_unlabelled_donors(plan: Plan) -> None:
     """Ops that take donors mix images of several classes: refused on class folders (a
     classification dataset's too) without annotations, where each output would land in
     its source's class folder mislabelled."""
+    if plan.annotations is None and "copy_paste" in plan.donor_ops:
+        raise UsageError("copy_paste cuts objects out of other images by their polygons: give "
+                         "the recipe 'annotations:' with polygons (coco or yolo segmentation)")
     if plan.annotations is None and plan.takes_donors:
         nested = next((s.relative for s in plan.sources if "/" in s.relative), None)
         if nested is not None:
@@ -371,8 +386,32 @@ def _refuse_unlabelled_donors(plan: Plan) -> None:
                 f"mosaic, cutmix and mixup mix images of several classes, and {nested} is in a "
                 "class folder: its outputs would be mislabelled there; give the recipe "
                 "'annotations:' (boxes), or use augcli ricap for soft labels (labels.csv)")
-    if plan.annotations is not None and plan.takes_donors:
+    if plan.annotations is not None and plan.donor_ops - {"copy_paste"}:
         _refuse_donors_beyond_boxes(plan)
+    if plan.annotations is not None and "copy_paste" in plan.donor_ops:
+        _refuse_copy_paste_without_polygons(plan)
+
+
+def _refuse_copy_paste_without_polygons(plan: Plan) -> None:
+    """copy_paste cuts its objects out of donors by their polygons, and cuts the polygons it
+    covers: a split with no polygon has nothing to paste, and a box, a keypoint, an oriented
+    box or a label map would be left under the pasted pixels, so those are refused."""
+    assert plan.annotations is not None  # the caller's
+    if formats.lookup(plan.annotations.format.name).label_image:
+        raise UsageError("copy_paste cuts objects by their polygons, not mask images "
+                         f"(annotations: {{format: {plan.annotations.format.name}}}); leave "
+                         "it out of this recipe")
+    targets = [(source.relative, target) for source in plan.sources
+               for target in (source.boxes.boxes if source.boxes else ())]
+    beyond = next(((name, t) for name, t in targets if type(t) is not Polygon), None)
+    if beyond is not None:
+        raise UsageError(f"copy_paste carries polygons only: {beyond[0]} has a "
+                         f"{type(beyond[1]).__name__} ({beyond[1].label}), which pasted objects "
+                         "would cover without cutting it; leave copy_paste out of this recipe")
+    if not targets:
+        raise UsageError("copy_paste cuts objects out of donors by their polygons, and the "
+                         "recipe's annotations have none: give them polygons (coco "
+                         "segmentation, yolo-seg), or leave copy_paste out of this recipe")
 
 
 def _refuse_donors_beyond_boxes(plan: Plan) -> None:
@@ -722,7 +761,7 @@ def _process_source(task: SourceTask, reservation: budget.Reservation) -> Source
             if output.relative in task.done:  # finished earlier: drawn again only to be told apart
                 if output.variant is not None:
                     with contextlib.suppress(DuplicateOutput, DonorUnreadable):
-                        distinct.draw(image, output, donors.image)
+                        distinct.draw(image, output, donors.image, task.donor_targets)
                 continue
             todo -= 1
             record = {"output": output.relative, "source": task.relative,
@@ -890,13 +929,15 @@ def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: n
                                      labels)
         pixels, steps = image, ()
     else:
-        pixels, steps, seed, redraws = distinct.draw(image, output, donors.image)
+        pixels, steps, seed, redraws = distinct.draw(image, output, donors.image,
+                                                     task.donor_targets)
         record["seed"] = seed
         if redraws:
             record["redraws"] = redraws
         record["ops"] = [step.as_record() for step in steps]
         if output.donors and takes_donors(steps):
-            record["donors"] = donor_records(steps, image.shape, donors.shape)
+            record["donors"] = donor_records(steps, image.shape, donors.shape,
+                                             task.donor_targets)
     return functools.partial(_publish_rendered, task, output, pixels, steps, fmt, record,
                              labels)
 
@@ -950,7 +991,7 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     boxes, shape, carried = task.boxes.boxes, (task.boxes.height, task.boxes.width), ()
     if takes_donors(steps):  # tiles and patches: no one matrix moves the boxes
         boxes, carried, steps, shape = carry_boxes(boxes, steps, shape,
-                                                   dict(task.donor_boxes).__getitem__,
+                                                   task.donor_targets,
                                                    fmt.min_visibility)
     matrix = steps_matrix(steps, shape)
     if fitted is not None:

@@ -25,11 +25,11 @@ from PIL import Image
 from augcli import __version__, imagefiles
 from augcli.ops import CATALOG
 from augcli.ops.multi import donor_names, most_donors
-from augcli.pipeline import steps_matrix
+from augcli.pipeline import carry_boxes, steps_matrix
 from augcli.preview import BOX_COLOURS, _as_rgb, _sheet
 from augcli.recipe import parse_recipe
 from augcli.render import render, source_outputs
-from augcli.targets.boxes import Box, transform_boxes
+from augcli.targets.boxes import Box, ImageBoxes, transform_boxes
 from augcli.targets.polygons import Polygon
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +114,8 @@ STRENGTHS: dict[str, list] = {
     + [{"grid": [3, 3], "center": _fixed(0.5)}],
     "cutmix": [{"area": _fixed(a)} for a in (0.1, 0.25, 0.5)],
     "mixup": [{"ratio": _fixed(r)} for r in (0.8, 0.6, 0.4)],
+    # objects of the other sample image (its polygons) pasted, their outlines drawn
+    "copy_paste": [{"objects": _fixed(n)} for n in (1, 2, 3)],
 }
 
 NAMES = ("weak", "medium", "strong")
@@ -158,6 +160,10 @@ def picture(op: str) -> np.ndarray:
     images = {relative: imagefiles.read_image(ROOT / "sample_images" / relative)
               for relative in SAMPLES}
     pool = tuple(SAMPLES)
+    cuts = CATALOG[op].donor is not None and CATALOG[op].donor.targets  # by their polygons
+    polygons = {relative: ImageBoxes(images[relative].shape[1], images[relative].shape[0],
+                                     tuple(t for t in targets if isinstance(t, Polygon)))
+                for relative, targets in SAMPLES.items()}
     tiles = []
     for own, (relative, targets) in enumerate(SAMPLES.items()):
         source = images[relative]
@@ -166,12 +172,16 @@ def picture(op: str) -> np.ndarray:
             if takes_donors:  # as run draws them: from the output's seed, among the others
                 output = replace(output, donors=donor_names(output.seed,
                                                             most_donors(output.ops), pool, own))
-            pixels, steps = render(source, output, donor=images.__getitem__)
+            pixels, steps = render(source, output, donor=images.__getitem__,
+                                   donor_targets=polygons.__getitem__)
             moved = ()
+            if cuts:
+                moved = carry_boxes(polygons[relative].boxes, steps, source.shape,
+                                    polygons.__getitem__, 0.0)[0]
             if carried:
                 matrix = steps_matrix(steps, source.shape)
                 moved, _ = transform_boxes(targets, matrix, pixels.shape[:2], 0.0)
-            label = output.variant if carried else f"{output.variant} (no targets)"
+            label = output.variant if carried or cuts else f"{output.variant} (no targets)"
             tiles.append((_draw(_as_rgb(pixels), moved), label, None))
     return _sheet(tiles)
 

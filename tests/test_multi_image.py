@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from augcli.errors import UsageError
+from augcli.pipeline import Step, apply_steps, carry_boxes
 from augcli.runner import read_manifest, run_recipe
+from augcli.targets.boxes import ImageBoxes
+from augcli.targets.polygons import Polygon
 
 from .conftest import save, write_recipe
 
@@ -285,3 +289,164 @@ def test_polygons_and_mask_images_are_refused_not_left_behind(tmp_path):
     with pytest.raises(UsageError, match=r"carry boxes only, not mask images"):
         run_recipe(masks, workers=1)
     assert not (tmp_path / "out").exists()
+
+
+# --- copy_paste: instances painted in colours of their own, outlined by YOLO-seg polygons --
+
+def _octagon(rng, width: int, height: int) -> np.ndarray:
+    """A convex octagon (pixel edges) of random size, stretch and turn, inside the image."""
+    rx, ry = rng.uniform(5, width / 5), rng.uniform(5, height / 5)
+    cx, cy = rng.uniform(rx + 1, width - rx - 1), rng.uniform(ry + 1, height - ry - 1)
+    turn = rng.uniform(0, np.pi / 4)
+    angles = turn + np.arange(8) * np.pi / 4
+    return np.stack([cx + rx * np.cos(angles), cy + ry * np.sin(angles)], axis=1)
+
+
+def _inside_convex(points: np.ndarray, shape) -> np.ndarray:
+    """Pixels whose centres are inside a convex ring: on the inner side of every edge."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]] + 0.5
+    inside = np.ones(shape[:2], bool)
+    for (x0, y0), (x1, y1) in zip(points, np.roll(points, -1, axis=0), strict=True):
+        inside &= (x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0) >= 0
+    return inside
+
+
+def paint_instances(folder: Path, count: int = 8, seed: int = 5) -> dict:
+    """PNGs of 1-3 non-touching convex objects, each in a colour no other object has, and
+    their YOLO-seg lines. Returns name -> [(label, colour)]."""
+    rng = np.random.default_rng(seed)
+    names = list(COLOURS)
+    painted: dict = {}
+    colour_index = 0
+    for number, (width, height) in enumerate(SIZES[:count]):
+        image = np.full((height, width, 3), BACKGROUND, np.uint8)
+        taken = np.zeros((height + 4, width + 4), bool)
+        objects, lines = [], []
+        while len(objects) < 1 + number % 3:
+            ring = _octagon(rng, width, height)
+            inside = _inside_convex(ring, image.shape)
+            grown = np.zeros_like(taken)
+            grown[2:-2, 2:-2] = inside
+            if (taken & grown).any() or inside.sum() < 30:
+                continue
+            taken |= np.roll(grown, (-2, -2), (0, 1)) | np.roll(grown, (2, 2), (0, 1)) | grown
+            colour_index += 1
+            colour = (40 + 23 * colour_index % 200, 200 - 17 * colour_index % 180,
+                      30 + 41 * colour_index % 220)
+            image[inside] = colour
+            label = names[number % len(names)]
+            objects.append((label, colour))
+            lines.append(f"{names.index(label)} " + " ".join(
+                f"{x / width!r} {y / height!r}" for x, y in ring.tolist()) + "\n")
+        save(folder / f"obj{number:02d}.png", image)
+        (folder / f"obj{number:02d}.txt").write_text("".join(lines))
+        painted[f"obj{number:02d}.png"] = objects
+    (folder / "classes.txt").write_text("\n".join(names) + "\n")
+    return painted
+
+
+def polygon_mask(polygon: list, shape) -> np.ndarray:
+    """The pixels whose centres a manifest polygon (pixel edges, one or more rings) covers,
+    asked of OpenCV point by point."""
+    mask = np.zeros(shape[:2], bool)
+    for ring in polygon:
+        points = np.array(ring, np.float32).reshape(-1, 1, 2)
+        x0, y0 = np.floor(points.min(axis=(0, 1))).astype(int)
+        x1, y1 = np.ceil(points.max(axis=(0, 1))).astype(int)
+        for y in range(max(y0, 0), min(y1, shape[0])):
+            for x in range(max(x0, 0), min(x1, shape[1])):
+                if cv2.pointPolygonTest(points, (x + 0.5, y + 0.5), False) > 0:
+                    mask[y, x] = True
+    return mask
+
+
+def test_copy_paste_polygons_outline_exactly_the_pixels_they_say(tmp_path):
+    painted = paint_instances(tmp_path / "in")
+    colours = {colour for objects in painted.values() for _, colour in objects}
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        seed: 4
+        format: png
+        annotations: {format: yolo, min_visibility: 0}
+        variants:
+          paste:
+            copies: 3
+            ops:
+              - copy_paste: {objects: [1, 3]}
+        """)
+    run_recipe(recipe, workers=1)
+    records = outputs_of(tmp_path / "out", "paste")
+    assert len(records) == 3 * len(painted)
+    pasted_total = 0
+    for record in records:
+        pixels = np.asarray(Image.open(tmp_path / "out" / record["output"]).convert("RGB"))
+        donors = record["donors"]
+        assert 1 <= len(donors) <= 3 and all(d["source"] in painted for d in donors)
+        assert all(d["source"] != record["source"] for d in donors)
+        pasted_total += len(donors)
+        # each polygon covers paint of one colour, and the polygons of a colour outline all
+        # of that colour's paint (a source object cut by what was pasted over it too)
+        by_colour: dict = {}
+        for target in record["boxes"]:
+            mask = polygon_mask(target["polygon"], pixels.shape)
+            under = pixels[mask]
+            found, counts = np.unique(under, axis=0, return_counts=True)
+            colour = tuple(int(v) for v in found[counts.argmax()])
+            assert colour in colours, (record["output"], target)
+            assert counts.max() / mask.sum() >= 0.95, (record["output"], target)
+            by_colour[colour] = by_colour.get(colour, np.zeros(mask.shape, bool)) | mask
+        for colour in colours:
+            paint = np.all(pixels == colour, axis=2)
+            if paint.sum() < 30:
+                continue  # a sliver left of an object pasted over: too small to outline
+            outline = by_colour.get(colour)
+            assert outline is not None, (record["output"], colour)
+            iou = (outline & paint).sum() / (outline | paint).sum()
+            assert iou >= 0.95, (record["output"], colour, iou)
+        # an outlined object of another image came from a donor the manifest names; the
+        # last one pasted is never covered
+        owner = {colour: name for name, objects in painted.items() for _, colour in objects}
+        foreign = {owner[colour] for colour in by_colour} - {record["source"]}
+        assert foreign and foreign <= {d["source"] for d in donors}, record["output"]
+        assert donors[-1]["source"] in foreign
+    assert pasted_total > len(records)
+
+
+def test_copy_paste_without_polygons_is_refused(tmp_path, painted):
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: yolo}\n"
+                                    "variants: {p: {ops: [{copy_paste: {}}]}}\n")
+    with pytest.raises(UsageError, match=r"copy_paste carries polygons only: img00.png has a Box"):
+        run_recipe(recipe, workers=1)
+    bare = write_recipe(tmp_path, "input: in\noutput: out\nvariants: {p: {ops: [copy_paste]}}\n",
+                        name="bare.yaml")
+    with pytest.raises(UsageError, match=r"copy_paste cuts objects .* give the recipe 'annotat"):
+        run_recipe(bare, workers=1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_object_pasted_inside_a_polygon_cuts_it_open_not_a_ring_around_it():
+    """COCO and YOLO-seg rings hold no holes: the source square keeps its own paint only."""
+    own, other = (200, 40, 40), (40, 40, 200)
+    image = np.full((40, 40, 3), 128, np.uint8)
+    image[5:35, 5:35] = own
+    donor = np.full((20, 20, 3), 128, np.uint8)
+    donor[5:15, 5:15] = other
+    square = Polygon("big", ((5, 5, 35, 5, 35, 35, 5, 35),))
+    small = Polygon("small", ((5, 5, 15, 5, 15, 15, 5, 15),))
+    targets = {"d.png": ImageBoxes(20, 20, (small,))}
+    # the step as the manifest records it: the donor's only polygon, its box placed at the
+    # middle of the room, (40 - 10) / 2 = 15 from the left and the top
+    steps = [Step("copy_paste", {"objects": 1, "picks": [[0.0, 0.5, 0.5]],
+                                 "donors": ["d.png"]})]
+    pixels = apply_steps(image, steps, donor={"d.png": donor}.get, donor_targets=targets.get)
+    painted = np.zeros((40, 40), bool)
+    painted[15:25, 15:25] = True
+    assert np.all(pixels[painted] == other) and np.all(pixels[5:35, 5:35][~painted[5:35, 5:35]]
+                                                       == own)
+    kept, dropped, _, _ = carry_boxes((square,), steps, image.shape, targets.get, 0.0)
+    assert not dropped and [t.label for t in kept] == ["big", "small"]
+    big = polygon_mask(kept[0].rings, image.shape)
+    assert np.all(pixels[big] == own)
+    assert big.sum() >= 0.95 * np.all(pixels == own, axis=2).sum()
+    assert np.array_equal(polygon_mask(kept[1].rings, image.shape), painted)

@@ -16,6 +16,8 @@ import pytest
 
 from augcli.ops import ALIASES, CATALOG, lookup, op_help
 from augcli.pipeline import Step, apply_steps, sample_steps
+from augcli.targets.boxes import ImageBoxes
+from augcli.targets.polygons import Polygon
 
 from .conftest import LAYOUTS, ops_of, photo_like, random_image, run, sample
 
@@ -78,12 +80,15 @@ def test_every_op_is_documented_and_runs_on_every_layout(name):
     names = tuple(f"donor{i}" for i in range(op.donor.most if op.donor else 0))
     donors = {name: random_image(*LAYOUTS[i % len(LAYOUTS)], seed=i)
               for i, name in enumerate(names)}
+    outlines = {name: ImageBoxes(d.shape[1], d.shape[0], (Polygon("thing", (
+        (1, 1, d.shape[1] - 2, 2, d.shape[1] / 2, d.shape[0] - 1),)),))
+        for name, d in donors.items()}  # what copy_paste cuts out
     for layout, dtype in LAYOUTS:
         image = random_image(layout, dtype)
         for seed in range(3):
             steps = sample_steps(ops_of(f"[{{{name}: {{}}}}]"), np.random.default_rng(seed),
                                  image.shape, donors=names)
-            out = apply_steps(image, steps, donor=donors.get)
+            out = apply_steps(image, steps, donor=donors.get, donor_targets=outlines.get)
             size = image.shape[:2]
             for step in steps:
                 size = CATALOG[step.op].size_after(step.params, size)
@@ -92,7 +97,8 @@ def test_every_op_is_documented_and_runs_on_every_layout(name):
             again = sample_steps(ops_of(f"[{{{name}: {{}}}}]"), np.random.default_rng(seed),
                                  image.shape, donors=names)
             assert again == steps
-            assert np.array_equal(apply_steps(image, again, donor=donors.get), out)
+            assert np.array_equal(apply_steps(image, again, donor=donors.get,
+                                              donor_targets=outlines.get), out)
 
 
 @pytest.mark.parametrize("name", sorted(NEW_OPS))

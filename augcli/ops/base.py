@@ -106,6 +106,9 @@ class DonorKernels:
     boxes: Callable  # (params, (h, w), boxes, donor ImageBoxes list, min_visibility)
     #                  -> (kept boxes, Dropped boxes)
     record: Callable  # (params, (h, w), donor (h, w) list) -> the manifest's donors
+    # The kernels also need each donor's targets (copy_paste cuts instances by their
+    # polygons): compose and record then take a last argument, the donors' ImageBoxes.
+    targets: bool = False
 
 
 CATALOG: dict[str, Op] = {}

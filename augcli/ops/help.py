@@ -54,6 +54,10 @@ def target_effects(op: Op) -> dict:
     its matrix, ``refuses_boxes`` and ``mirrors``."""
     if op.refuses_boxes:
         return dict.fromkeys(TARGET_KINDS, "refused with annotations")
+    if op.donor is not None and op.donor.targets:  # _refuse_copy_paste_without_polygons
+        return {kind: "the donors' pasted with theirs; those covered cut to what shows "
+                      "(min_visibility)" if kind == "polygons" else "refused (polygons only)"
+                for kind in TARGET_KINDS}
     if op.donor is not None:  # the runner's _refuse_donors_beyond_boxes
         return {kind: "each tile's or patch's clipped (min_visibility), the donors' beside "
                       "them" if kind == "boxes" else "refused (boxes only)"
@@ -80,6 +84,8 @@ def _targets_summary(op: Op) -> str:
     """One line for the listing: what the op does to annotations."""
     if op.refuses_boxes:
         return "refused (no matrix describes how it moves the pixels)"
+    if op.donor is not None and op.donor.targets:
+        return "polygons pasted with their objects, those covered cut; others refused"
     if op.donor is not None:
         return "boxes clipped to each tile or patch, the donors' beside them; others refused"
     if not op.geometric:

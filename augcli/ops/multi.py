@@ -10,7 +10,8 @@ the params and the images' sizes: the pixels, the boxes and the manifest's ``don
 all come from it.
 
 Donors are brought to the source's layout (its dtype and channels) before they are
-pasted. Copy-paste waits for instance polygons or masks among the targets.
+pasted. Copy-paste cuts instances out of its donors by their polygons, so its kernels
+also get each donor's targets (``DonorKernels.targets``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 
 from .. import geometry, pixels
 from ..params import NUMBER, NUMBER_OR_LIST, Param
-from ..targets.boxes import Box, Dropped, transform_boxes
+from ..targets.boxes import Box, Dropped, ImageBoxes, transform_boxes
+from ..targets.polygons import Polygon
 from ..tiles import compose
 from .base import CATALOG, DonorKernels, Op, register
 from .combinators import OpNode, children
@@ -52,6 +54,17 @@ def most_donors(nodes) -> int:
         else:
             total += most_donors(children(node))
     return total
+
+
+def donor_ops(nodes) -> set:
+    """The names of the ops in an op tree that take donors."""
+    names: set = set()
+    for node in nodes:
+        if isinstance(node, OpNode):
+            names |= {node.op} if CATALOG[node.op].donor is not None else set()
+        else:
+            names |= donor_ops(children(node))
+    return names
 
 
 def match_layout(donor: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -313,4 +326,158 @@ register(Op(
         most=1, count=lambda params: 1, compose=_compose_mixup, boxes=_mixup_boxes,
         record=lambda params, size, shapes: [{"source": params["donors"][0],
                                               "weight": 1 - params["ratio"]}]),
+))
+
+
+# --- copy_paste --------------------------------------------------------------------------
+# A pasted instance hides what it lands on. The polygons it covers (the source's, and the
+# instances pasted before it) are cut by rasterising: each is drawn as a mask, the pasted
+# masks are taken out, and what is left is traced again (``_retrace``). Exact ring clipping
+# (``polygons.clip_ring``) only clips against the image's rectangle, and the same masks
+# that paste the pixels cut the polygons, so each polygon covers exactly its own pixels.
+
+def _sample_copy_paste(draw, rng, shape):
+    objects = max(1, int(round(draw("objects"))))
+    return {"objects": objects,
+            "picks": [[float(rng.random()) for _ in range(3)] for _ in range(objects)]}
+
+
+def _raster(polygon: Polygon, size: tuple) -> np.ndarray:
+    """The pixels (h, w) whose centres ``polygon`` (pixel edges) covers: the union of its
+    rings, each filled even-odd along the rows of pixel centres."""
+    height, width = size
+    mask = np.zeros(size, bool)
+    for ring in polygon.rings:
+        start = np.asarray(ring, dtype=np.float64).reshape(-1, 2)
+        end = np.roll(start, -1, axis=0)
+        low, high = np.minimum(start[:, 1], end[:, 1]), np.maximum(start[:, 1], end[:, 1])
+        first = np.clip(np.ceil(low - 0.5), 0, height).astype(np.int64)  # rows whose centre
+        last = np.clip(np.ceil(high - 0.5), 0, height).astype(np.int64)  # is in [low, high)
+        counts = last - first
+        edge = np.repeat(np.arange(len(start)), counts)
+        rows = first[edge] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts,
+                                                                  counts)
+        (x0, y0), (x1, y1) = start[edge].T, end[edge].T
+        x = x0 + (rows + 0.5 - y0) * (x1 - x0) / (y1 - y0)
+        toggles = np.zeros((height, width + 1), np.int32)
+        np.add.at(toggles, (rows, np.clip(np.ceil(x - 0.5), 0, width).astype(np.int64)), 1)
+        mask |= (np.cumsum(toggles, axis=1)[:, :width] & 1).astype(bool)
+    return mask
+
+
+def _pastes(params, size: tuple, donors) -> list:
+    """(donor index, its instance (donor pixel edges), the instance where it lands, its mask
+    there (h, w), (dx, dy)) per pasted instance: pick ``u`` chooses the donor's polygon,
+    ``fx, fy`` place its box in the image. ``donors``: ImageBoxes of each donor (its size
+    and targets); one with no polygons pastes nothing."""
+    height, width = size
+    pastes = []
+    for index, (donor, (u, fx, fy)) in enumerate(zip(donors, params["picks"], strict=False)):
+        polygons = [t.clipped(donor.width, donor.height) for t in donor.boxes
+                    if isinstance(t, Polygon)]
+        polygons = [p for p in polygons if p.rings]
+        if not polygons:
+            continue
+        instance = polygons[min(int(u * len(polygons)), len(polygons) - 1)]
+        x0, y0 = int(np.floor(instance.x0)), int(np.floor(instance.y0))
+        w, h = int(np.ceil(instance.x1)) - x0, int(np.ceil(instance.y1)) - y0
+        dx = round(fx * max(width - w, 0)) - x0
+        dy = round(fy * max(height - h, 0)) - y0
+        placed, _ = instance.moved(geometry.translation(dx, dy), width, height)
+        if placed is None:
+            continue
+        mask = _raster(placed, size)
+        ys, xs = np.nonzero(mask)  # only where the donor has pixels to give
+        outside = (ys - dy < 0) | (ys - dy >= donor.height) | (xs - dx < 0) | \
+            (xs - dx >= donor.width)
+        mask[ys[outside], xs[outside]] = False
+        pastes.append((index, instance, placed, mask, (dx, dy)))
+    return pastes
+
+
+def _compose_copy_paste(image, params, donors, targets):
+    out = image.copy()
+    shapes = [ImageBoxes(d.shape[1], d.shape[0], t.boxes) for d, t in zip(donors, targets,
+                                                                          strict=True)]
+    for index, _, _, mask, (dx, dy) in _pastes(params, image.shape[:2], shapes):
+        donor = match_layout(donors[index], image)
+        ys, xs = np.nonzero(mask)
+        out[ys, xs] = donor[ys - dy, xs - dx]
+    return out
+
+
+def _retrace(polygon: Polygon, mask: np.ndarray) -> Polygon | None:
+    """``polygon`` reduced to ``mask`` (its pixels left visible), traced back into rings in
+    pixel edges that ``_raster`` fills to exactly ``mask``: traced at twice the resolution,
+    each ring runs a quarter pixel inside the outline of its pixels. A hole (an object
+    pasted inside it) is opened by a slit one pixel wide up from its top, since COCO and
+    YOLO-seg rings cannot hold holes."""
+    mask = mask.astype(np.uint8)
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    for contour, (_, _, _, parent) in zip(contours, hierarchy[0] if len(contours) else (),
+                                          strict=True):
+        if parent >= 0:  # a hole: cut the object from its top up to the image's edge
+            x, y = contour[contour[:, 0, 1].argmin(), 0]
+            mask[:y + 1, x] = 0
+    twice = np.ascontiguousarray(mask.repeat(2, axis=0).repeat(2, axis=1))
+    contours, _ = cv2.findContours(twice, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    rings = tuple(tuple(((c.reshape(-1, 2) + 0.5) / 2).ravel().tolist()) for c in contours
+                  if len(c) >= 3)
+    return Polygon(polygon.label, rings, polygon.extra) if rings else None
+
+
+def _copy_paste_boxes(params, size, boxes, donors, min_visibility):
+    """The source's polygons and the pasted ones, each cut by the instances pasted over it
+    (dropped below ``min_visibility`` of what it covered); other target kinds stay."""
+    placed: list = []  # [polygon, its mask or None while nothing covers it]
+    for target in boxes:
+        placed.append([target, None])
+    for _, _, polygon, mask, _ in _pastes(params, size, donors):
+        for entry in placed:
+            if isinstance(entry[0], Polygon):
+                own = _raster(entry[0], size) if entry[1] is None else entry[1]
+                if (own & mask).any():
+                    entry[1] = own & ~mask
+        placed.append([polygon, None])
+    kept: list = []
+    dropped: list = []
+    for target, left in placed:
+        if left is None:
+            kept.append(target)
+            continue
+        whole = _raster(target, size).sum()
+        visible = float(left.sum() / whole) if whole else 0.0
+        traced = _retrace(target, left) if visible > 0 else None
+        if traced is None or visible < min_visibility:
+            dropped.append(Dropped(target, visible))
+        else:
+            kept.append(traced)
+    return tuple(kept), tuple(dropped)
+
+
+def _copy_paste_records(params, size, shapes, donors) -> list:
+    names = params["donors"]
+    return [{"source": names[index], "label": instance.label,
+             "crop": [int(np.floor(instance.x0)), int(np.floor(instance.y0)),
+                      int(np.ceil(instance.x1)) - int(np.floor(instance.x0)),
+                      int(np.ceil(instance.y1)) - int(np.floor(instance.y0))],
+             "output": [int(np.floor(instance.x0)) + dx, int(np.floor(instance.y0)) + dy,
+                        int(np.ceil(instance.x1)) - int(np.floor(instance.x0)),
+                        int(np.ceil(instance.y1)) - int(np.floor(instance.y0))]}
+            for index, instance, _, _, (dx, dy) in _pastes(params, size, donors)]
+
+
+register(Op(
+    name="copy_paste",
+    summary="Copy-paste: instances cut from donors of the split by their polygons and pasted "
+            "at random places, with their polygons; the polygons they cover are cut.",
+    params=(
+        Param("objects", NUMBER, [1, 3], "Instances pasted, each from its own donor (a random "
+              "polygon of it; a donor without polygons pastes nothing).", low=1, high=8),
+    ),
+    example="- copy_paste: {objects: [1, 3]}",
+    sample=_sample_copy_paste,
+    donor=DonorKernels(
+        most=8, count=lambda params: params["objects"], compose=_compose_copy_paste,
+        boxes=_copy_paste_boxes, record=_copy_paste_records, targets=True),
 ))
