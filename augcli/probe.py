@@ -21,9 +21,13 @@ from .ops.multi import most_donors
 from .pipeline import apply_steps, sample_steps
 from .recipe import Recipe, _op_nodes
 from .stores import StoreSpec
+from .targets.boxes import ImageBoxes
+from .targets.polygons import Polygon
 
 SEEDS = (1, 2, 3, 4)  # each op and variant drawn four times
 PROBE_DONOR = "probe"  # the donor name of ops that take other images: the probe image
+# what copy_paste cuts out of the probe image: one triangle
+PROBE_TARGETS = ImageBoxes(67, 45, (Polygon("probe", ((10.0, 8.0, 41.0, 12.0, 27.0, 37.0),)),))
 MAX_TREES = 8  # sweep combinations probed per variant
 
 
@@ -55,8 +59,9 @@ class Probe:
             for seed in SEEDS:
                 steps = sample_steps(tree, np.random.default_rng(seed), image.shape,
                                      donors=donors)
-                pixels = np.ascontiguousarray(apply_steps(image, steps,
-                                                          donor=lambda _name: image))
+                pixels = np.ascontiguousarray(apply_steps(
+                    image, steps, donor=lambda _name: image,
+                    donor_targets=lambda _name: PROBE_TARGETS))
                 hashed.update(repr((pixels.shape, pixels.dtype.str)).encode())
                 hashed.update(pixels.data)
             digests[name] = hashed.hexdigest()
