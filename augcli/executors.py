@@ -41,7 +41,7 @@ from functools import partial
 from multiprocessing import forkserver, get_all_start_methods, get_context
 from pathlib import Path
 
-from . import locations
+from . import __version__, locations
 from .budget import Budget
 from .errors import ClusterLost, UsageError
 from .processes import running
@@ -505,8 +505,6 @@ def signature() -> dict:
     import cv2
     import numpy
     import PIL
-
-    from . import __version__
 
     return {"augcli": __version__, "numpy": numpy.__version__, "opencv": cv2.__version__,
             "pillow": PIL.__version__, "machine": platform.machine(),

@@ -31,7 +31,7 @@ from .ops.combinators import (
     replace_sweeps,
 )
 from .params import COMBINATOR_N, COMBINATOR_P, Problems, parse_value
-from .profiles import ASPECT_FITS, Conform
+from .profiles import ASPECT_FITS, PROFILES, Conform
 from .targets.boxes import DEFAULT_MIN_VISIBILITY
 from .targets.keypoints import flip_problem, kpt_shape_problem
 from .targets.masks import MAX_FILL
@@ -347,8 +347,6 @@ def _read_format(data, problems):
 
 
 def _read_profile(data, problems):
-    from .profiles import PROFILES
-
     value = data.get("profile")
     if value is None:
         return None
@@ -366,8 +364,6 @@ def _read_profile(data, problems):
 
 def profile_format_conflict(profile: str, fmt: str | None) -> str | None:
     """Why ``format`` cannot be written for ``profile``, or None if it can."""
-    from .profiles import PROFILES
-
     accepted = PROFILES[profile].formats
     if fmt is None or fmt not in OUTPUT_FORMATS or fmt in accepted:
         return None
