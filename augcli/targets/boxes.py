@@ -120,11 +120,8 @@ def transform_boxes(boxes, matrix: np.ndarray, size, min_visibility: float) -> t
 
 def _hull(box: Box, edges: np.ndarray) -> Box | None:
     """Bounding box of the mapped corners; None when a corner maps to infinity."""
-    homogeneous = np.hstack([box.corners(), np.ones((4, 1))]) @ edges.T
-    if not np.all(homogeneous[:, 2] > 1e-12):  # behind the view of a homography
-        return None
-    points = homogeneous[:, :2] / homogeneous[:, 2:3]
-    if not np.all(np.isfinite(points)):
+    points = geometry.project_in_view(edges, box.corners())
+    if points is None:
         return None
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
     return Box(box.label, float(x0), float(y0), float(x1), float(y1), box.extra)

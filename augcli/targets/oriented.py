@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .. import geometry
 from .boxes import PIXEL_DECIMALS, json_number
 from .polygons import clip_ring, ring_area
 
@@ -80,11 +81,8 @@ class OrientedBox:
     def moved(self, edges: np.ndarray, width: int, height: int) -> tuple:
         """(the box after the pixel-edge map ``edges``, clipped into the image, or None; the
         share of the moved rectangle's area inside)."""
-        homogeneous = np.hstack([self._points(), np.ones((4, 1))]) @ edges.T
-        if not np.all(homogeneous[:, 2] > 1e-12):
-            return None, 0.0
-        points = homogeneous[:, :2] / homogeneous[:, 2:3]
-        if not np.all(np.isfinite(points)):
+        points = geometry.project_in_view(edges, self._points())
+        if points is None:
             return None, 0.0
         if not is_rectangle(points):
             points = cv2.boxPoints(cv2.minAreaRect(points.astype(np.float32))).astype(np.float64)

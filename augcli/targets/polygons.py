@@ -19,6 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
+from .. import geometry
 from .boxes import PIXEL_DECIMALS, json_number
 
 _SIDES = ((0, False), (0, True), (1, False), (1, True))  # (axis, upper limit): x>=0, x<=w, ...
@@ -89,11 +90,8 @@ class Polygon:
         a homography's view)."""
         rings = []
         for ring in self.rings:
-            homogeneous = np.hstack([_points(ring), np.ones((len(ring) // 2, 1))]) @ edges.T
-            if not np.all(homogeneous[:, 2] > 1e-12):
-                return None, 0.0
-            points = homogeneous[:, :2] / homogeneous[:, 2:3]
-            if not np.all(np.isfinite(points)):
+            points = geometry.project_in_view(edges, _points(ring))
+            if points is None:
                 return None, 0.0
             rings.append(tuple(points.ravel().tolist()))
         whole = Polygon(self.label, tuple(rings), self.extra)
