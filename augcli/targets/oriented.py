@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .. import geometry
-from .boxes import PIXEL_DECIMALS, json_number
+from .boxes import PIXEL_DECIMALS, json_number, target_record
 from .polygons import clip_ring, ring_area
 
 RIGHT_ANGLE_TOLERANCE = 1e-3  # |cos| between sides: a rectangle to the rounding of files (0.06 deg)
@@ -58,13 +58,8 @@ class OrientedBox:
 
     def to_record(self) -> dict:
         """JSON for the manifest: the label, the box around it and the four corners."""
-        record: dict = {"label": self.label,
-                        "box": [json_number(v, PIXEL_DECIMALS)
-                                for v in (self.x0, self.y0, self.x1, self.y1)],
-                        "corners": [json_number(v, PIXEL_DECIMALS) for v in self.corners]}
-        if self.extra:
-            record["extra"] = dict(self.extra)
-        return record
+        return target_record(self, corners=[json_number(v, PIXEL_DECIMALS)
+                                            for v in self.corners])
 
     @classmethod
     def from_record(cls, record: dict) -> OrientedBox:
