@@ -77,7 +77,11 @@ cluster_option = click.option(
     help="Run on Dask: 'local' (a cluster of --workers processes here), a scheduler "
          "address (tcp://host:8786) or a scheduler file [default: a local process pool].")
 json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print the summary as one JSON object on stdout (see README).")
+                           help="Print the summary as one JSON object on stdout (docs/running.md).")
+annotations_path_option = click.option(
+    "--annotations-path", type=click.Path(path_type=str),
+    help="Where they are: a folder of per-image files [default: beside the images], "
+         "or the COCO JSON file (required for coco).")
 
 
 class _AnnotationFormats(click.Choice):
@@ -635,9 +639,7 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
               type=_AnnotationFormats(),
               help="With --task detection: count objects per label from these annotations; "
                    "the labels become the tags.")
-@click.option("--annotations-path", type=click.Path(path_type=str),
-              help="Where they are: a folder of per-image files [default: beside the images], "
-                   "or the COCO JSON file (required for coco).")
+@annotations_path_option
 @json_option
 @click.option("-v", "--verbose", is_flag=True,
               help="List every finding by file, even of a kind found in many files.")
@@ -678,11 +680,7 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
 
     from .check import check_folder, format_report
 
-    spec = None
-    if annotation_format is not None:
-        spec = _annotation_spec(annotation_format, annotations_path)
-    elif annotations_path is not None:
-        raise UsageError("--annotations-path needs --annotations FORMAT")
+    spec = _annotation_spec(annotation_format, annotations_path)
     report = check_folder(folder, profile_name, task, spec, workers=workers,
                           progress=not quiet)
     if as_json:
@@ -710,9 +708,7 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
               type=click.Choice(["yolo", "voc", "coco", "regions"]),
               help="Labels from these annotations, not the class folders [default: what a "
                    "dataset's layout shows].")
-@click.option("--annotations-path", type=click.Path(path_type=str),
-              help="Where they are: a folder of per-image files [default: beside the images], "
-                   "or the COCO JSON file (required for coco).")
+@annotations_path_option
 @quiet_option
 def export_command(source, target, task, image_url, output_dir, annotation_format,
                    annotations_path, quiet):
@@ -736,11 +732,7 @@ def export_command(source, target, task, image_url, output_dir, annotation_forma
     """
     from .exports import load_export
 
-    spec = None
-    if annotation_format is not None:
-        spec = _annotation_spec(annotation_format, annotations_path)
-    elif annotations_path is not None:
-        raise UsageError("--annotations-path needs --annotations FORMAT")
+    spec = _annotation_spec(annotation_format, annotations_path)
     report = load_export(target).export(source, output_dir, task=task, image_url=image_url,
                                         annotations=spec)
     for line in report.failures:
@@ -750,7 +742,12 @@ def export_command(source, target, task, image_url, output_dir, annotation_forma
     sys.exit(report.exit_code)
 
 
-def _annotation_spec(fmt: str, path: str | None):
+def _annotation_spec(fmt: str | None, path: str | None):
+    """The --annotations FORMAT and --annotations-path of a command, or None without them."""
+    if fmt is None:
+        if path is not None:
+            raise UsageError("--annotations-path needs --annotations FORMAT")
+        return None
     from pathlib import Path
 
     from .formats import AnnotationSpec, lookup

@@ -41,7 +41,7 @@ from functools import partial
 from multiprocessing import forkserver, get_all_start_methods, get_context
 from pathlib import Path
 
-from . import locations
+from . import __version__, locations
 from .budget import Budget
 from .errors import ClusterLost, UsageError, install_hint
 from .processes import running
@@ -526,8 +526,6 @@ def signature() -> dict:
     import numpy
     import PIL
 
-    from . import __version__
-
     return {"augcli": __version__, "numpy": numpy.__version__, "opencv": cv2.__version__,
             "pillow": PIL.__version__, "machine": platform.machine(),
             "cpu": cv2.getCPUFeaturesLine()}
@@ -597,8 +595,8 @@ def _refuse_mismatch(ours: dict, theirs: dict, who: str) -> None:
     if differ:
         raise UsageError(f"{who} would make other bytes than this machine: "
                          f"{'; '.join(differ)}. Every worker needs the same augcli, NumPy, "
-                         "OpenCV and Pillow versions and the same CPU family (see the "
-                         "README, 'Beyond one machine')")
+                         "OpenCV and Pillow versions and the same CPU family (see 'Beyond "
+                         "one machine' in the docs (docs/cluster.md))")
 
 
 _proofs: dict = {}  # a worker's digests of each probe it was given, by the probe's key

@@ -368,9 +368,23 @@ def warp_ndimage(image: np.ndarray, inverse: np.ndarray, mode: str = "constant",
 
 def project_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Map (N, 2) points through a 3x3 matrix with the projective divide (homographies too)."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    homogeneous = np.hstack([points, np.ones((len(points), 1))]) @ matrix.T
+    homogeneous = _homogeneous(matrix, points)
     return homogeneous[:, :2] / homogeneous[:, 2:3]
+
+
+def project_in_view(matrix: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """``project_points``, or None when a point maps to infinity or behind the view of a
+    homography (what a target then drops)."""
+    homogeneous = _homogeneous(matrix, points)
+    if not np.all(homogeneous[:, 2] > 1e-12):
+        return None
+    projected = homogeneous[:, :2] / homogeneous[:, 2:3]
+    return projected if np.all(np.isfinite(projected)) else None
+
+
+def _homogeneous(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return np.hstack([points, np.ones((len(points), 1))]) @ matrix.T
 
 
 def warp_nearest(image: np.ndarray, matrix: np.ndarray, size, cval=0) -> np.ndarray:

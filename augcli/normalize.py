@@ -984,8 +984,8 @@ def _check_paths(input_dir, output_dir, fit_only: bool) -> tuple[StoreSpec, Stor
         return stores.open_pair(input_dir, output_dir)
     if locations.is_url(input_dir):
         stores.require_extra(input_dir)
-    elif not input_dir.is_dir():
-        raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
+    else:
+        stores.check_input_folder(input_dir)
     return StoreSpec.of(input_dir), None
 
 

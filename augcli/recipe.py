@@ -36,7 +36,7 @@ from .ops.elsewhere import elsewhere_hint
 from .ops.multi import most_donors
 from .params import BOOL, COMBINATOR_N, COMBINATOR_P, Problems, parse_value
 from .pipeline import OutputTooLarge, sample_steps
-from .profiles import ASPECT_FITS, Conform
+from .profiles import ASPECT_FITS, PROFILES, Conform
 from .targets.boxes import DEFAULT_MIN_VISIBILITY
 from .targets.keypoints import flip_problem, kpt_shape_problem
 from .targets.masks import MAX_FILL
@@ -366,8 +366,6 @@ def _format_name(value) -> str:
 
 
 def _read_profile(data, problems):
-    from .profiles import PROFILES
-
     value = data.get("profile")
     if value is None:
         return None
@@ -385,8 +383,6 @@ def _read_profile(data, problems):
 
 def profile_format_conflict(profile: str, fmt: str | None) -> str | None:
     """Why ``format`` cannot be written for ``profile``, or None if it can."""
-    from .profiles import PROFILES
-
     accepted = PROFILES[profile].formats
     if fmt is None or fmt not in OUTPUT_FORMATS or fmt in accepted:
         return None

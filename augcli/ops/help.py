@@ -95,7 +95,8 @@ def _targets_summary(op: Op) -> str:
 
 
 def targets_table() -> str:
-    """The README's table: ops with the same effects on one row, a column per target kind."""
+    """The docs' table (docs/annotations.md): ops with the same effects on one row, a column
+    per target kind."""
     rows: dict = {}
     for name in sorted(CATALOG):
         effects = target_effects(CATALOG[name])

@@ -18,7 +18,7 @@ and applies what keras-preprocessing 1.1.2's ``get_random_transform`` and
 
 keras-preprocessing 1.1.2 applies ``height_shift_range`` along the rows and
 ``width_shift_range`` along the columns, as Keras documents. Keras 3's legacy
-generator differs (axes swapped and more): the README has the list.
+generator differs (axes swapped and more): docs/ops/keras.md has the list.
 """
 
 from __future__ import annotations

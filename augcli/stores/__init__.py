@@ -14,9 +14,9 @@ from .base import (
     require_extra,
 )
 from .folder import FolderStore
-from .locations import check_folders, open_pair, open_store
+from .locations import check_folders, check_input_folder, open_pair, open_store
 from .objects import ObjectStore
 
 __all__ = ["LOCK_NAME", "MANIFEST_NAME", "SCHEMES", "FolderStore", "ObjectStore",
-           "StorageError", "Store", "StoreSpec", "check_folders", "open_pair", "open_store",
-           "require_extra"]
+           "StorageError", "Store", "StoreSpec", "check_folders", "check_input_folder",
+           "open_pair", "open_store", "require_extra"]

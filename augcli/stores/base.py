@@ -73,12 +73,6 @@ class Store:
         """The key as the user knows it (a path, or a URL), for messages."""
         raise NotImplementedError
 
-    @property
-    def local_root(self) -> Path | None:
-        """The folder on this machine that holds the store (for what reads and writes
-        local files only: annotations, datasets with splits); None on an object store."""
-        return None
-
     def keys(self, hidden: bool = False) -> list:
         """Every key under the root, relative, sorted by POSIX path (the same on every
         machine); hidden ones only when asked."""

@@ -27,10 +27,6 @@ class FolderStore(Store, kind="folder"):
     def name(self, key: str) -> str:
         return str(self.root / key)
 
-    @property
-    def local_root(self) -> Path:
-        return self.root
-
     def keys(self, hidden: bool = False) -> list:
         """Every file under the folder, relative, sorted by POSIX path; hidden ones
         (a leading dot anywhere in the path) only when asked."""

@@ -9,7 +9,7 @@ from ..errors import UsageError
 from ..locations import is_url, location, within
 from .base import Store, StoreSpec, require_extra
 
-__all__ = ["check_folders", "open_pair", "open_store"]
+__all__ = ["check_folders", "check_input_folder", "open_pair", "open_store"]
 
 def open_store(where, options: dict | None = None) -> Store:
     """A caller's location as this process's store: a ``Store`` stays itself; a
@@ -28,8 +28,7 @@ def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path
         raise UsageError("no input folder: set 'input:' in the recipe or pass --input")
     if output_dir is None:
         raise UsageError("no output folder: set 'output:' in the recipe or pass --output")
-    if not input_dir.is_dir():
-        raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
+    check_input_folder(input_dir)
     resolved_in, resolved_out = input_dir.resolve(), output_dir.resolve()
     if resolved_out == resolved_in or resolved_in in resolved_out.parents:
         raise UsageError(f"output folder {output_dir} is inside the input folder {input_dir}; "
@@ -38,9 +37,20 @@ def check_folders(input_dir: Path | None, output_dir: Path | None) -> tuple[Path
         raise UsageError(f"input folder {input_dir} is inside the output folder {output_dir}; "
                          "choose an output folder apart from it so outputs never mix with "
                          "sources")
+    _check_output_folder(output_dir)
+    return input_dir, output_dir
+
+
+def check_input_folder(input_dir: Path) -> None:
+    """Refuse an input folder that is not there (or is a file)."""
+    if not input_dir.is_dir():
+        raise UsageError(f"input folder {input_dir} does not exist or is not a folder")
+
+
+def _check_output_folder(output_dir: Path) -> None:
+    """Refuse an output path that is a file (a missing folder is made)."""
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"output path {output_dir} exists and is not a folder")
-    return input_dir, output_dir
 
 
 def open_pair(input, output, options: dict | None = None) -> tuple[StoreSpec, StoreSpec]:
@@ -57,10 +67,10 @@ def open_pair(input, output, options: dict | None = None) -> tuple[StoreSpec, St
     for where in (input, output):
         if is_url(where):
             require_extra(where)
-    if not is_url(input) and not input.is_dir():
-        raise UsageError(f"input folder {input} does not exist or is not a folder")
-    if not is_url(output) and output.exists() and not output.is_dir():
-        raise UsageError(f"output path {output} exists and is not a folder")
+    if not is_url(input):
+        check_input_folder(input)
+    if not is_url(output):
+        _check_output_folder(output)
     if is_url(input) and is_url(output) and within(output, input):
         raise UsageError(f"output {output} is inside the input {input}; choose a prefix outside "
                          "it so outputs never mix with sources")

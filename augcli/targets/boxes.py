@@ -61,17 +61,49 @@ class Box:
 
     def to_record(self) -> dict:
         """JSON for the manifest: the label and the four edges, to a millionth of a pixel."""
-        record: dict = {"label": self.label,
-                              "box": [json_number(v, PIXEL_DECIMALS)
-                                for v in (self.x0, self.y0, self.x1, self.y1)]}
-        if self.extra:
-            record["extra"] = dict(self.extra)
-        return record
+        return target_record(self)
 
     @classmethod
     def from_record(cls, record: dict) -> Box:
         x0, y0, x1, y1 = map(float, record["box"])
         return cls(record["label"], x0, y0, x1, y1, tuple(record.get("extra", {}).items()))
+
+
+class TightBox:
+    """``x0, y0, x1, y1`` of a kind whose box is worked out from its shape: the kind's
+    ``_bounds``, (x0, y0, x1, y1), computed once."""
+
+    @property
+    def _bounds(self) -> tuple:
+        raise NotImplementedError
+
+    @property
+    def x0(self) -> float:
+        return self._bounds[0]
+
+    @property
+    def y0(self) -> float:
+        return self._bounds[1]
+
+    @property
+    def x1(self) -> float:
+        return self._bounds[2]
+
+    @property
+    def y1(self) -> float:
+        return self._bounds[3]
+
+
+def target_record(target, **fields) -> dict:
+    """A target's manifest record: its label, its box to a millionth of a pixel, the kind's
+    own ``fields``, then its ``extra`` when it has one."""
+    record: dict = {"label": target.label,
+                    "box": [json_number(v, PIXEL_DECIMALS)
+                            for v in (target.x0, target.y0, target.x1, target.y1)],
+                    **fields}
+    if target.extra:
+        record["extra"] = dict(target.extra)
+    return record
 
 
 @dataclass(frozen=True)
@@ -120,11 +152,8 @@ def transform_boxes(boxes, matrix: np.ndarray, size, min_visibility: float) -> t
 
 def _hull(box: Box, edges: np.ndarray) -> Box | None:
     """Bounding box of the mapped corners; None when a corner maps to infinity."""
-    homogeneous = np.hstack([box.corners(), np.ones((4, 1))]) @ edges.T
-    if not np.all(homogeneous[:, 2] > 1e-12):  # behind the view of a homography
-        return None
-    points = homogeneous[:, :2] / homogeneous[:, 2:3]
-    if not np.all(np.isfinite(points)):
+    points = geometry.project_in_view(edges, box.corners())
+    if points is None:
         return None
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
     return Box(box.label, float(x0), float(y0), float(x1), float(y1), box.extra)

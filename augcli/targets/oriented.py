@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .boxes import PIXEL_DECIMALS, json_number
+from .. import geometry
+from .boxes import PIXEL_DECIMALS, json_number, target_record
 from .polygons import clip_ring, ring_area
 
 RIGHT_ANGLE_TOLERANCE = 1e-3  # |cos| between sides: a rectangle to the rounding of files (0.06 deg)
@@ -57,13 +58,8 @@ class OrientedBox:
 
     def to_record(self) -> dict:
         """JSON for the manifest: the label, the box around it and the four corners."""
-        record: dict = {"label": self.label,
-                        "box": [json_number(v, PIXEL_DECIMALS)
-                                for v in (self.x0, self.y0, self.x1, self.y1)],
-                        "corners": [json_number(v, PIXEL_DECIMALS) for v in self.corners]}
-        if self.extra:
-            record["extra"] = dict(self.extra)
-        return record
+        return target_record(self, corners=[json_number(v, PIXEL_DECIMALS)
+                                            for v in self.corners])
 
     @classmethod
     def from_record(cls, record: dict) -> OrientedBox:
@@ -80,11 +76,8 @@ class OrientedBox:
     def moved(self, edges: np.ndarray, width: int, height: int) -> tuple:
         """(the box after the pixel-edge map ``edges``, clipped into the image, or None; the
         share of the moved rectangle's area inside)."""
-        homogeneous = np.hstack([self._points(), np.ones((4, 1))]) @ edges.T
-        if not np.all(homogeneous[:, 2] > 1e-12):
-            return None, 0.0
-        points = homogeneous[:, :2] / homogeneous[:, 2:3]
-        if not np.all(np.isfinite(points)):
+        points = geometry.project_in_view(edges, self._points())
+        if points is None:
             return None, 0.0
         if not is_rectangle(points):
             points = cv2.boxPoints(cv2.minAreaRect(points.astype(np.float32))).astype(np.float64)

@@ -19,13 +19,14 @@ from functools import cached_property
 
 import numpy as np
 
-from .boxes import PIXEL_DECIMALS, json_number
+from .. import geometry
+from .boxes import PIXEL_DECIMALS, TightBox, json_number, target_record
 
 _SIDES = ((0, False), (0, True), (1, False), (1, True))  # (axis, upper limit): x>=0, x<=w, ...
 
 
 @dataclass(frozen=True)
-class Polygon:
+class Polygon(TightBox):
     """A labelled object outlined by rings of (x, y) vertices: ``rings`` is a tuple of flat
     ``(x1, y1, x2, y2, ...)`` tuples, as COCO writes them."""
 
@@ -40,22 +41,6 @@ class Polygon:
         return float(x0), float(y0), float(x1), float(y1)
 
     @property
-    def x0(self) -> float:
-        return self._bounds[0]
-
-    @property
-    def y0(self) -> float:
-        return self._bounds[1]
-
-    @property
-    def x1(self) -> float:
-        return self._bounds[2]
-
-    @property
-    def y1(self) -> float:
-        return self._bounds[3]
-
-    @property
     def area(self) -> float:
         """The rings' area (COCO: their union; rings of one object do not overlap)."""
         return sum(ring_area(_points(ring)) for ring in self.rings)
@@ -63,14 +48,8 @@ class Polygon:
     def to_record(self) -> dict:
         """JSON for the manifest: the label, the tight box and the rings, to a millionth of
         a pixel."""
-        record: dict = {"label": self.label,
-                        "box": [json_number(v, PIXEL_DECIMALS)
-                                for v in (self.x0, self.y0, self.x1, self.y1)],
-                        "polygon": [[json_number(v, PIXEL_DECIMALS) for v in ring]
-                                    for ring in self.rings]}
-        if self.extra:
-            record["extra"] = dict(self.extra)
-        return record
+        return target_record(self, polygon=[[json_number(v, PIXEL_DECIMALS) for v in ring]
+                                            for ring in self.rings])
 
     @classmethod
     def from_record(cls, record: dict) -> Polygon:
@@ -89,11 +68,8 @@ class Polygon:
         a homography's view)."""
         rings = []
         for ring in self.rings:
-            homogeneous = np.hstack([_points(ring), np.ones((len(ring) // 2, 1))]) @ edges.T
-            if not np.all(homogeneous[:, 2] > 1e-12):
-                return None, 0.0
-            points = homogeneous[:, :2] / homogeneous[:, 2:3]
-            if not np.all(np.isfinite(points)):
+            points = geometry.project_in_view(edges, _points(ring))
+            if points is None:
                 return None, 0.0
             rings.append(tuple(points.ravel().tolist()))
         whole = Polygon(self.label, tuple(rings), self.extra)

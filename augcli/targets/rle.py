@@ -23,11 +23,11 @@ from functools import cached_property
 import numpy as np
 
 from .. import geometry
-from .boxes import PIXEL_DECIMALS, json_number
+from .boxes import TightBox, target_record
 
 
 @dataclass(frozen=True)
-class RleMask:
+class RleMask(TightBox):
     """A labelled mask of ``height`` x ``width`` pixels as COCO run lengths."""
 
     label: str
@@ -54,22 +54,6 @@ class RleMask:
                 float(rows[-1] + 1))
 
     @property
-    def x0(self) -> float:
-        return self._bounds[0]
-
-    @property
-    def y0(self) -> float:
-        return self._bounds[1]
-
-    @property
-    def x1(self) -> float:
-        return self._bounds[2]
-
-    @property
-    def y1(self) -> float:
-        return self._bounds[3]
-
-    @property
     def area(self) -> float:
         return float(sum(self.counts[1::2]))
 
@@ -80,13 +64,7 @@ class RleMask:
 
     def to_record(self) -> dict:
         """JSON for the manifest: the label, the tight box and the RLE."""
-        record: dict = {"label": self.label,
-                        "box": [json_number(v, PIXEL_DECIMALS)
-                                for v in (self.x0, self.y0, self.x1, self.y1)],
-                        "rle": self.segmentation()}
-        if self.extra:
-            record["extra"] = dict(self.extra)
-        return record
+        return target_record(self, rle=self.segmentation())
 
     @classmethod
     def from_record(cls, record: dict) -> RleMask:
