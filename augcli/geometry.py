@@ -95,8 +95,11 @@ def _as_exact_flip(matrix: np.ndarray, shape):
 
     Identity -> "identity"; such matrices need no resampling at all.
     """
-    if not np.allclose(matrix[:2, :2], np.round(matrix[:2, :2]), atol=1e-9):
-        return None
+    # np.allclose's test on the four plain floats: it cost more than the flip or the
+    # copy it spares, and nearly every matrix (any rotation or shear) fails it
+    for value in matrix[:2, :2].ravel().tolist():
+        if not math.isfinite(value) or abs(value - round(value)) > 1e-9 + 1e-5 * abs(round(value)):
+            return None
     candidates = {
         "identity": np.eye(3),
         1: flip_matrix(shape, horizontal=True),
