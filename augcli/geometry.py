@@ -93,20 +93,33 @@ def flip_matrix(shape, horizontal: bool) -> np.ndarray:
 def _as_exact_flip(matrix: np.ndarray, shape):
     """Return the cv2.flip code if the matrix is identity or a pure mirror, else None.
 
-    Identity -> "identity"; such matrices need no resampling at all.
+    Identity -> "identity"; such matrices need no resampling at all. Compared as
+    plain floats with ``np.allclose``'s test (atol 1e-9): its NumPy calls cost more
+    than the flip they spare, on every output.
     """
-    if not np.allclose(matrix[:2, :2], np.round(matrix[:2, :2]), atol=1e-9):
-        return None
+    values = matrix.ravel().tolist()
+    # nearly every matrix (any rotation, shear or scale) fails on its 2x2 part
+    for value in (values[0], values[1], values[3], values[4]):
+        if not math.isfinite(value) or not _close(value, round(value)):
+            return None
+    right, bottom = shape[1] - 1.0, shape[0] - 1.0  # flip_matrix's translations
     candidates = {
-        "identity": np.eye(3),
-        1: flip_matrix(shape, horizontal=True),
-        0: flip_matrix(shape, horizontal=False),
-        -1: flip_matrix(shape, horizontal=True) @ flip_matrix(shape, horizontal=False),
+        "identity": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+        1: (-1.0, 0.0, right, 0.0, 1.0, 0.0),
+        0: (1.0, 0.0, 0.0, 0.0, -1.0, bottom),
+        -1: (-1.0, 0.0, right, 0.0, -1.0, bottom),
     }
+    if not all(_close(a, b) for a, b in zip(values[6:], (0.0, 0.0, 1.0))):
+        return None
     for code, candidate in candidates.items():
-        if np.allclose(matrix, candidate, atol=1e-9):
+        if all(_close(a, b) for a, b in zip(values[:6], candidate)):
             return code
     return None
+
+
+def _close(value: float, target: float) -> bool:
+    """``np.isclose(value, target, atol=1e-9)`` for two finite floats."""
+    return abs(value - target) <= 1e-9 + 1e-5 * abs(target)
 
 
 def _border_value(cval, channels: int):

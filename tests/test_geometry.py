@@ -102,6 +102,18 @@ def test_flip_then_flip_is_identity_without_resampling():
     assert np.array_equal(apply_steps(img, [Step("fliplr", {}), Step("fliplr", {})]), img)
 
 
+def test_identity_and_mirrors_within_a_rounding_error_are_not_resampled():
+    img = np.random.default_rng(4).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    both = geometry.flip_matrix(img.shape, horizontal=True) @ \
+        geometry.flip_matrix(img.shape, horizontal=False)
+    assert geometry.warp(img, np.eye(3) + 1e-12) is img
+    assert np.array_equal(geometry.warp(img, both + 1e-12), img[::-1, ::-1])
+    assert np.array_equal(geometry.warp(img, geometry.flip_matrix(img.shape, horizontal=True)),
+                          img[:, ::-1])
+    half_pixel = geometry.warp(img, geometry.translation(0.5, 0))  # integer 2x2, not a mirror
+    assert not np.array_equal(half_pixel, img) and half_pixel.shape == img.shape
+
+
 def test_different_fills_are_not_composed():
     img = np.full((20, 20), 100, np.uint8)
     steps = [Step("translate", {"x": 0.5, "y": 0.0, "fill": "constant", "cval": 255}),
