@@ -386,12 +386,14 @@ def _in_window(submit, items, size: int, stop=None):
     Leaving early (an error, Ctrl-C) cancels what has not started; so does ``stop()``
     turning true, after which the items that were running are still yielded."""
     in_flight: dict = {}
+    withdrawn: set = set()  # futures this loop cancelled on stop(): not yielded
     try:
         while True:
             stopping = stop is not None and stop()
             if stopping:
                 for future in in_flight:
-                    future.cancel()
+                    if future.cancel():
+                        withdrawn.add(future)
             else:
                 for item in itertools.islice(items, size - len(in_flight)):
                     in_flight[submit(item)] = item
@@ -400,7 +402,9 @@ def _in_window(submit, items, size: int, stop=None):
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED, timeout=0.5)
             for future in done:
                 item = in_flight.pop(future)
-                if not future.cancelled():
+                # one cancelled by something else (a Dask cluster that went away) is yielded:
+                # its result() raises, and the caller says so
+                if future not in withdrawn:
                     yield item, future
     except BaseException:
         for future in in_flight:
