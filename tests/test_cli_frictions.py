@@ -51,6 +51,7 @@ def test_validate_never_crashes_on_sizes_some_draws_put_over_the_limit(tmp_path,
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 def test_a_profile_refuses_a_format_its_own_check_would_reject(tmp_path, dataset):
     for written in ("TIFF", "tiff", ".tif", "WEBP"):
         recipe = write_recipe(tmp_path, f"input: in\noutput: out\nprofile: custom-vision\n"
@@ -67,6 +68,7 @@ def test_a_profile_refuses_a_format_its_own_check_would_reject(tmp_path, dataset
     assert "not accepted" not in checked.stdout + checked.stderr
 
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
 def test_every_output_on_disk_when_a_run_is_stopped_counts_as_done(tmp_path, how):
     """Sources of many outputs each, stopped part-way through them: the rerun makes none
@@ -99,6 +101,7 @@ def test_every_output_on_disk_when_a_run_is_stopped_counts_as_done(tmp_path, how
     assert len(clean) == 180 and resumed == clean
 
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 def test_scripts_get_the_plan_the_verdict_and_the_catalog_as_json(tmp_path, dataset):
     import json
 
@@ -135,6 +138,7 @@ def test_scripts_get_the_plan_the_verdict_and_the_catalog_as_json(tmp_path, data
     assert shift["name"] == "translate" and "shift" in shift["aliases"]
 
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 def test_refusing_another_recipes_outputs_names_what_changed(tmp_path):
     for folder in ("a", "b"):
         for i in range(2):
@@ -233,6 +237,7 @@ def test_names_from_albumentations_and_torchvision_point_to_augcli_ops_that_work
         shown.stderr
 
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 def test_small_frictions_of_a_new_user(tmp_path, dataset):
     recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants: {a: {ops: [fliplr]}}\n")
     typo = augcli("run", recipe, "--cluster", "loacl", cwd=tmp_path)

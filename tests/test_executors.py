@@ -60,6 +60,7 @@ def test_the_pool_takes_tasks_only_as_its_window_frees(tmp_path):
     assert set(first) <= {n * n for n in taken}
 
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 def test_each_task_that_kills_its_worker_fails_alone_with_many_in_flight():
     """Tasks in flight when a worker dies are retried one at a time: only the killers
     fail, every other task gives its result once."""
@@ -219,6 +220,7 @@ def test_a_cluster_it_cannot_use_is_one_line_and_exit_2(tmp_path, cluster, says)
     assert "hunter2" not in done.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 def test_a_scheduler_address_without_a_scheme_is_taken_as_dask_takes_it(tmp_path):
     """``--cluster 127.0.0.1:PORT`` reaches a real ``dask scheduler`` as tcp:// does, and
     its worker makes the bytes one local worker makes."""

@@ -147,6 +147,7 @@ def test_a_run_killed_before_any_source_finished_resumes(tmp_path):
 
 # --- item 5: a full disk is one clear error, and the next run finishes -----------------------
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 def test_a_full_disk_while_appending_is_one_error_and_the_rerun_finishes(tmp_path):
     small_dataset(tmp_path / "in")
     recipe = write_recipe(tmp_path, "input: in\noutput: out\nvariants: {a: {copies: 3, "
@@ -191,6 +192,7 @@ def test_a_really_full_disk_is_one_error(tmp_path, tiny_disk):
 
 # --- item 6: one run at a time per output folder ---------------------------------------------
 
+@pytest.mark.slow  # real subprocesses: over 2 s each
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
     for i in range(6):
         save(tmp_path / "in" / f"img{i}.png", photo_like(480, 640, seed=i))
