@@ -113,6 +113,18 @@ def report(title: str, scores: dict) -> None:
               f"({len(values)} shapes)")
 
 
+def run_coco(tmp_path, images: list, annotations: list):
+    """Write the COCO file of the painted sources, run the recipe over it, and load the
+    output's COCO file with pycocotools (the oracle)."""
+    categories = [{"id": i + 1, "name": label} for i, label in enumerate(NAMES)]
+    (tmp_path / "coco.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": categories}))
+    recipe = recipe_for(tmp_path, f"{{format: coco, path: {tmp_path / 'coco.json'}, "
+                                  "min_visibility: 0}")
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    return coco_api.COCO(str(tmp_path / "out" / "coco.json"))
+
+
 def test_coco_polygons_follow_the_painted_shapes(tmp_path):
     shapes = painted_sources(tmp_path / "in")
     images, annotations = [], []
@@ -122,13 +134,7 @@ def test_coco_polygons_follow_the_painted_shapes(tmp_path):
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": NAMES.index(label) + 1, "segmentation": [ring],
                                 "bbox": [0, 0, 1, 1], "area": 1, "iscrowd": 0})
-    categories = [{"id": i + 1, "name": label} for i, label in enumerate(NAMES)]
-    (tmp_path / "coco.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": categories}))
-    recipe = recipe_for(tmp_path, f"{{format: coco, path: {tmp_path / 'coco.json'}, "
-                                  "min_visibility: 0}")
-    assert run_recipe(recipe, workers=1).exit_code == 0
-    coco = coco_api.COCO(str(tmp_path / "out" / "coco.json"))  # the oracle loads it
+    coco = run_coco(tmp_path, images, annotations)
     scores: dict = {op: [] for op in OPS}
     offsets = []
     for image in coco.dataset["images"]:

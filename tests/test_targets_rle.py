@@ -8,13 +8,9 @@ the truth. Run with ``-s`` to see the measured IoU.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
-
-from augcli.runner import run_recipe
 
 from .test_targets_polygons import (
     HEIGHT,
@@ -25,8 +21,8 @@ from .test_targets_polygons import (
     painted,
     painted_sources,
     raster,
-    recipe_for,
     report,
+    run_coco,
 )
 
 coco_api = pytest.importorskip("pycocotools.coco")
@@ -69,13 +65,7 @@ def test_coco_rle_masks_follow_the_painted_shapes(tmp_path):
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": NAMES.index(label) + 1, "segmentation": rle,
                                 "bbox": [0, 0, 1, 1], "area": 1, "iscrowd": 1})
-    categories = [{"id": i + 1, "name": label} for i, label in enumerate(NAMES)]
-    (tmp_path / "coco.json").write_text(json.dumps(
-        {"images": images, "annotations": annotations, "categories": categories}))
-    recipe = recipe_for(tmp_path, f"{{format: coco, path: {tmp_path / 'coco.json'}, "
-                                  "min_visibility: 0}")
-    assert run_recipe(recipe, workers=1).exit_code == 0
-    coco = coco_api.COCO(str(tmp_path / "out" / "coco.json"))  # the oracle loads it
+    coco = run_coco(tmp_path, images, annotations)
     scores: dict = {op: [] for op in OPS}
     offsets = []
     for image in coco.dataset["images"]:
