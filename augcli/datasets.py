@@ -275,6 +275,56 @@ def annotations_line(fmt: str) -> str:
     return f"annotations: {{format: {fmt}}}"
 
 
+# How many files beside the images ``labels_beside`` reads, at most, to tell labels from
+# captions or notes: a few suffice, and a folder of a million images stays quick.
+_LABEL_SAMPLES = 8
+_COCO_NAMES = ("_annotations.coco.json", "annotations.json", "instances.json")
+
+
+def labels_beside(store, images: list, others: list) -> tuple | None:
+    """(format, the file that shows it) when a plain folder holds label files beside its
+    images (``a.txt`` in YOLO's lines or ``a.xml`` in VOC's beside ``a.jpg``, or a COCO
+    file by its usual name), else None. A run without ``annotations:`` would augment the
+    images into outputs without them, so it is refused, naming the line that carries them
+    (or ``annotations: none`` that leaves them on purpose). The files are read (a few),
+    so captions beside images (text-to-image sets) are not taken for labels."""
+    stems = {posixpath.splitext(_posix(path))[0] for path in images}
+    names = sorted(_posix(path) for path in others)
+    coco = next((name for name in names if posixpath.basename(name) in _COCO_NAMES), None)
+    if coco is not None:
+        return "coco", coco
+    checks = {".txt": _looks_like_yolo, ".xml": _looks_like_voc}
+    fmt_of = {".txt": yolo.NAME, ".xml": "voc"}
+    for extension, looks_like in checks.items():
+        beside = [name for name in names if name.endswith(extension)
+                  and name[:-len(extension)] in stems]
+        for name in beside[:_LABEL_SAMPLES]:
+            try:
+                text = store.read(name)[:4096].decode("utf-8", "replace")
+            except OSError:
+                continue
+            if looks_like(text):
+                return fmt_of[extension], name
+    return None
+
+
+def _looks_like_yolo(text: str) -> bool:
+    """Whether a .txt file holds YOLO label lines (a class id, then numbers)."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return False
+    try:
+        return all(len(line) >= 5 and int(line[0]) >= 0 and
+                   all(0 <= float(value) <= 2 for value in line[1:]) for line in lines[:20])
+    except ValueError:
+        return False
+
+
+def _looks_like_voc(text: str) -> bool:
+    """Whether an .xml file is a Pascal VOC annotation."""
+    return "<annotation" in text
+
+
 def open_dataset(where, splits=None, options: dict | None = None,
                  listing=None) -> Dataset | None:
     """The dataset ``where`` names, or None for a plain folder (or prefix) of images.

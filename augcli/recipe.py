@@ -107,6 +107,12 @@ class Recipe:
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def labels_left_out(self) -> bool:
+        """``annotations: none``: the recipe says to augment the images without the label
+        files beside them (a run refuses to drop labels it can see otherwise)."""
+        return self.raw.get("annotations") == LABELS_LEFT_OUT
+
+    @property
     def fingerprint(self) -> str:
         """Identifies everything that decides which outputs a run makes and their bytes:
         the input folder (as an absolute path) and the recipe, not the output folder or
@@ -433,6 +439,7 @@ def _read_conform(value, problems: Problems):
     return Conform(aspect, fill, float(cval))
 
 
+LABELS_LEFT_OUT = "none"  # ``annotations: none``
 _ANNOTATION_KEYS = ("format", "path", "min_visibility", "task", "kpt_shape", "flip_idx",
                     "suffix", "mask_fill")
 _TASKS = {"yolo": ("detect", "segment", "obb", "pose")}  # Ultralytics' tasks of its lines
@@ -441,10 +448,11 @@ _TASKS = {"yolo": ("detect", "segment", "obb", "pose")}  # Ultralytics' tasks of
 def _read_annotations(value, base_dir: Path | None, problems: Problems):
     """``annotations: {format, path, min_visibility, task}`` -> AnnotationSpec (None when
     absent)."""
-    if value is None:
+    if value is None or value == LABELS_LEFT_OUT:
         return None
     if not isinstance(value, dict):
-        problems.add("annotations", "expected a mapping like {format: yolo}, got "
+        problems.add("annotations", "expected a mapping like {format: yolo}, or "
+                                    f"{LABELS_LEFT_OUT} (leave the input's labels out), got "
                                     f"{excerpt(value)}")
         return None
     _check_keys(value, _ANNOTATION_KEYS, "annotations", problems)

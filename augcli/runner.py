@@ -356,6 +356,8 @@ def plan_run(recipe: Recipe) -> Plan:
         images, others = dataset.select(images, others, unreadable)
     else:
         imagefiles.require_images(images, input_dir)
+        if spec is None and not recipe.labels_left_out:
+            _refuse_labels_left_behind(input_store, images, others, input_dir)
     failures = {path: (path, reason) for path, reason in unreadable}
     source = AnnotationSource(spec, input_dir, layout, recipe.storage) if spec else None
     if source is not None:  # label maps beside the images are annotations, never sources
@@ -370,6 +372,23 @@ def plan_run(recipe: Recipe) -> Plan:
     _refuse_unlabelled_donors(plan)
     _refuse_clashes(plan)
     return plan
+
+
+def _refuse_labels_left_behind(store, images: list, others: list, where) -> None:
+    """A plain folder whose images have label files beside them, and a recipe without
+    ``annotations:``: the outputs would be written without labels. Refused, naming the
+    line that carries them and the one that leaves them out on purpose."""
+    found = datasets.labels_beside(store, images, others)
+    if found is None:
+        return
+    fmt, shown_by = found
+    shown_by = locations.join(where, shown_by)
+    line = datasets.annotations_line(fmt)
+    if fmt == "coco":  # one file, which a plain folder's recipe names
+        line = f"annotations: {{format: coco, path: {shown_by}}}"
+    raise UsageError(f"{shown_by} looks like {fmt} labels of the images beside it, which "
+                     f"the outputs would be written without: add '{line}' to the recipe to "
+                     "carry them, or 'annotations: none' to augment the images alone")
 
 
 def _refuse_unlabelled_donors(plan: Plan) -> None:
@@ -471,6 +490,11 @@ def _annotations_of(recipe: Recipe, dataset: datasets.Dataset | None) -> tuple:
     just as with it."""
     if dataset is None:
         spec, layout = recipe.annotations, None
+    elif recipe.labels_left_out:
+        if dataset.yaml_file is not None:
+            raise UsageError(f"annotations: none: {dataset.yaml_file} is a YOLO dataset, "
+                             "whose labels its data.yaml names; remove the line")
+        spec, layout = None, None
     else:
         spec, layout = dataset.annotations(recipe.annotations)
         if recipe.annotations is None and spec is not None:

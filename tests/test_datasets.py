@@ -7,6 +7,7 @@ data.yaml through PyYAML, COCO and VOC files through json and ElementTree.
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -598,3 +599,99 @@ def test_a_test_folder_that_does_not_exist_is_left_out_with_a_note(tmp_path):
     assert yaml.safe_load((out / "data.yaml").read_text())["test"] == "../test/images"
     assert len(load_yolo_split(out / "data.yaml", "train")) == 4
     assert not (out / "test").exists()
+
+
+# --- a plain folder's label files are never left behind without a word -------------------
+
+def make_painted_folder(root: Path, layout: str) -> Path:
+    """A plain folder (no splits) of painted images with their labels beside them, as a
+    YOLO, VOC or COCO export of one split is laid out."""
+    make_painted_dataset(root / "ds", layout)
+    folder = root / "labelled"
+    if layout == "yolo":  # labels beside their images, Ultralytics' rule without 'images'
+        folder.mkdir()
+        for path in [*(root / "ds/train/images").iterdir(), *(root / "ds/train/labels").iterdir()]:
+            path.rename(folder / path.name)
+    else:
+        (root / "ds/train").rename(folder)
+    return folder
+
+
+def plain_output_boxes(out: Path, layout: str) -> dict:
+    """Output image -> its one box, read from the labels written beside a plain folder's
+    outputs."""
+    images = sorted(out.glob("*.jpg"))
+    if layout == "yolo":
+        return {image: yolo_box(image.with_suffix(".txt")) for image in images}
+    if layout == "voc":
+        boxes = {}
+        for image in images:
+            box = ET.parse(image.with_suffix(".xml")).getroot().find("object/bndbox")
+            boxes[image] = tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+        return boxes
+    (document_path,) = out.glob("*.json")
+    document = json.loads(document_path.read_text())
+    names = {image["id"]: image["file_name"] for image in document["images"]}
+    return {out / names[a["image_id"]]: (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                                         a["bbox"][1] + a["bbox"][3])
+            for a in document["annotations"]}
+
+
+@pytest.mark.parametrize("layout", ["yolo", "voc", "coco"])
+def test_a_plain_folder_with_labels_beside_its_images_is_refused_naming_the_line(tmp_path,
+                                                                                layout):
+    # The rule for every layout: an input whose label files augcli can see is never
+    # augmented into outputs without them, unless the recipe says so.
+    folder = make_painted_folder(tmp_path, layout)
+    recipe = write_recipe(tmp_path, f"input: {folder.name}\noutput: out\n" + TURN)
+    for command in (["run"], ["run", "--dry-run"]):
+        result = invoke(*command, str(recipe))
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert f"looks like {layout} labels" in result.output
+        assert "or 'annotations: none' to augment the images alone" in result.output
+    assert not (tmp_path / "out").exists()
+    # the line the refusal names carries the labels, and they agree with the paint
+    line = re.search(r"add '(annotations: [^']+)'", result.output).group(1)
+    recipe.write_text(f"input: {folder.name}\noutput: out\n{line}\n" + TURN)
+    result = invoke("run", str(recipe), "-w", "1", "-q")
+    assert result.exit_code == 0, result.output
+    boxes = plain_output_boxes(tmp_path / "out", layout)
+    assert sorted(image.name for image in boxes) == ["a_turn_1.jpg", "b_turn_1.jpg"]
+    for image, box in boxes.items():
+        assert_paint_is_boxed(image, box)
+
+
+def test_annotations_none_augments_the_images_alone_on_purpose(tmp_path):
+    folder = make_painted_folder(tmp_path, "yolo")
+    recipe = write_recipe(tmp_path, f"input: {folder.name}\noutput: out\nannotations: none\n"
+                          + TURN)
+    assert invoke("validate", str(recipe)).exit_code == 0
+    result = invoke("run", str(recipe), "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "a_turn_1.jpg", "b_turn_1.jpg", "manifest.jsonl"]
+
+
+def test_captions_beside_images_are_not_taken_for_labels(tmp_path):
+    # text-to-image sets keep a caption beside each image: not labels augcli could carry
+    save(tmp_path / "in" / "a.jpg", photo_like(48, 64))
+    (tmp_path / "in" / "a.txt").write_text("a photo of a cat on a sofa, 3 cushions\n")
+    (tmp_path / "in" / "b.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # no image b: a stray
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\n" + FLIP)
+    result = invoke("run", str(recipe), "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "a_flip_1.jpg").exists()
+
+
+def test_annotations_none_leaves_split_folders_labels_out_but_not_a_data_yaml(tmp_path):
+    make_painted_dataset(tmp_path / "ds", "voc")
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\nannotations: none\n" + TURN)
+    result = invoke("run", str(recipe), "-q")
+    assert result.exit_code == 0, result.output
+    assert not list((tmp_path / "out" / "train").glob("*.xml"))
+    make_painted_dataset(tmp_path / "yds", "data.yaml")
+    recipe = write_recipe(tmp_path, "input: yds\noutput: yout\nannotations: none\n" + TURN)
+    result = invoke("run", str(recipe))
+    assert result.exit_code == 2 and "annotations: none" in result.output, result.output
+    assert "is a YOLO dataset" in result.output and not (tmp_path / "yout").exists()
