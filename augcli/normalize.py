@@ -46,6 +46,7 @@ from . import geometry, imagefiles, locations, manifest, stores
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .executors import Executor, default_workers, open_executor
 from .geometry import parse_size
+from .probe import sight_of
 from .report import JobReport, elapsed_spinner, progress_bar
 from .stores import MANIFEST_NAME, StoreSpec
 
@@ -756,8 +757,10 @@ def normalize_folder(settings: NormalizeSettings, *, workers: int | None = None,
     plan = plan_normalize(settings)
     report = NormalizeReport(ignored=plan.ignored, notify=notify, method=method,
                              output_dir=str(plan.output_store) if plan.output_store else None)
-    with open_executor(workers or default_workers(), cluster, client) as executor, \
-            _output_lock(plan):
+    first = plan.tasks[0] if plan.tasks else None
+    sight = sight_of(first.input, first.relative) if first and (cluster or client) else None
+    with open_executor(workers or default_workers(), cluster, client, sight=sight) \
+            as executor, _output_lock(plan):
         passes = _Passes(executor, report, progress)
         if plan.output_store is not None:  # what the manifest says now, under the lock
             plan.finished = _earlier_outputs(plan, dry_run=False).finished

@@ -21,6 +21,7 @@ from .ops.multi import most_donors
 from .pipeline import apply_steps, sample_steps
 from .recipe import Recipe, _op_nodes
 from .stores import StoreSpec
+from .stores.base import FOLDER_KIND
 from .targets.boxes import ImageBoxes
 from .targets.polygons import Polygon
 
@@ -118,3 +119,12 @@ class Sight:
                 "environment likely names another endpoint, account or credentials "
                 "(AWS_ENDPOINT_URL and the like); every worker needs the run's storage "
                 "settings (see 'Beyond one machine' in the docs (docs/cluster.md))")
+
+
+def sight_of(store: StoreSpec, key: str | None) -> Sight | None:
+    """A ``Sight`` of ``key`` on an object-store input, as this machine sees it (one
+    metadata request), for commands whose listing carries no sizes (``normalize``,
+    ``ricap``); None for a folder (a worker stats its source as it reads it) or no key."""
+    if key is None or store.kind == FOLDER_KIND:
+        return None
+    return Sight(store, key, store.open().stamp(key)["source_size"])

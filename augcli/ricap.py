@@ -48,6 +48,7 @@ from . import geometry, imagefiles, locations, manifest, stores
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .executors import Executor, default_workers, open_executor
 from .geometry import parse_size
+from .probe import sight_of
 from .report import JobReport, progress_bar
 from .stores import StoreSpec
 from .tiles import WEIGHT_GRID, area_weights, compose  # noqa: F401 - part of this API
@@ -808,7 +809,8 @@ def make_montages(settings: RicapSettings, *, dry_run: bool = False, workers: in
     workers = workers or default_workers()
     if dry_run:
         cluster = client = None  # a dry run reads no image: no cluster to start
-    with open_executor(workers, cluster, client) as executor, \
+    sight = sight_of(specs[0], images[0][0]) if (cluster or client) and images else None
+    with open_executor(workers, cluster, client, sight=sight) as executor, \
             manifest.guard(store, dry_run):
         finished = _finished(store, planned, record, overwrite, dry_run)
         report = RicapReport(ignored=others, notify=notify, output_dir=output_dir,

@@ -159,6 +159,17 @@ def test_a_worker_that_reaches_another_storage_endpoint_is_refused_naming_it(ser
         assert f"s3://{bucket}/in" in line and "worker" in line
         assert ("is 11 bytes there" if other_holds else "not found there") in line
         assert not (tmp_path / "out").exists()
+        # normalize and ricap check their workers the same way
+        for index in range(4):
+            s3.pipe_file(f"{bucket}/classes/c{index % 2}/p{index}.png",
+                         (sources / "a.png").read_bytes())
+        for command in (["normalize", f"s3://{bucket}/in", "-m", "tf"],
+                        ["ricap", f"s3://{bucket}/classes", "-n", "2", "--size", "16x16"]):
+            result = invoke(*command, "-o", str(tmp_path / command[0]), "--cluster", address,
+                            "-q", catch_exceptions=False)
+            assert result.exit_code == 2, (command[0], result.output)
+            assert "does not see the input" in result.output, (command[0], result.output)
+            assert not (tmp_path / command[0]).exists()
     finally:
         for process in reversed(processes):
             stop_process(process)
