@@ -40,6 +40,7 @@ from .errors import (
 from .executors import Executor, default_workers, open_executor
 from .formats import AnnotationError, yolo
 from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this module's API
+from .ops.base import CATALOG
 from .ops.multi import donor_names, donor_ops, most_donors
 from .pipeline import (
     OutputTooLarge,
@@ -69,7 +70,8 @@ from .render import (
 )
 from .report import JobReport, progress_bar
 from .stores import StoreSpec
-from .targets.boxes import Box, ImageBoxes, count_labels, transform_boxes
+from .targets import KIND_NAMES
+from .targets.boxes import ImageBoxes, count_labels, transform_boxes
 from .targets.masks import LabelMapError, decode_labels, encode_labels, fill_for
 from .targets.polygons import Polygon
 from .variety import plan_needs, variant_warnings
@@ -434,20 +436,27 @@ def _refuse_copy_paste_without_polygons(plan: Plan) -> None:
 
 
 def _refuse_donors_beyond_boxes(plan: Plan) -> None:
-    """mosaic, cutmix and mixup carry axis-aligned boxes only: a label map, a polygon, a
-    keypoint or an oriented box would be left behind its pixels, so they are refused."""
+    """mosaic, cutmix and mixup carry the target kinds their op declares
+    (``DonorKernels.carries``): a label map or another kind would be left behind its
+    pixels, so it is refused."""
     assert plan.annotations is not None  # the caller's
+    ops = sorted(plan.donor_ops - {"copy_paste"})
     if formats.lookup(plan.annotations.format.name).label_image:
-        raise UsageError("mosaic, cutmix and mixup carry boxes only, not mask images "
+        raise UsageError(f"{', '.join(ops)} carry no mask images "
                          f"(annotations: {{format: {plan.annotations.format.name}}}); leave "
                          "them out of this recipe")
-    for source in plan.sources:
-        beyond = next((target for target in (source.boxes.boxes if source.boxes else ())
-                       if type(target) is not Box), None)
-        if beyond is not None:
-            raise UsageError(f"mosaic, cutmix and mixup carry boxes only: {source.relative} "
-                             f"has a {type(beyond).__name__} ({beyond.label}), which would be "
-                             "left behind its pixels; leave these ops out of this recipe")
+    for name in ops:
+        donor = CATALOG[name].donor
+        assert donor is not None  # a donor op, by donor_ops
+        carries = donor.carries
+        for source in plan.sources:
+            beyond = next((target for target in (source.boxes.boxes if source.boxes else ())
+                           if KIND_NAMES[type(target)] not in carries), None)
+            if beyond is not None:
+                raise UsageError(f"{name} carries {', '.join(carries)} only: "
+                                 f"{source.relative} has {KIND_NAMES[type(beyond)]} "
+                                 f"({beyond.label}), which would be left behind its pixels; "
+                                 f"leave {name} out of this recipe")
 
 
 def _scan_input(store, unreadable: list) -> tuple[list, list, dict]:

@@ -273,20 +273,23 @@ def test_without_a_run_to_draw_them_there_are_no_donors(image):
         render(image, OutputPlan("x.png", "v", 1, 5, ops_of("[{mosaic: {}}]")))
 
 
-def test_polygons_and_mask_images_are_refused_not_left_behind(tmp_path):
+def test_kinds_an_op_does_not_carry_and_mask_images_are_refused_not_left_behind(tmp_path):
     for index in range(3):
         save(tmp_path / "in" / f"s{index}.png", np.full((40, 60, 3), 90 + index, np.uint8))
-        (tmp_path / "in" / f"s{index}.txt").write_text("0 0.1 0.1 0.5 0.1 0.3 0.6\n")  # a segment
-    segments = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: yolo}\n"
-                                      "variants: {m: {ops: [{mosaic: {grid: [2, 2]}}]}}\n")
-    with pytest.raises(UsageError, match=r"carry boxes only: s0.png has a Polygon"):
-        run_recipe(segments, workers=1)
+        (tmp_path / "in" / f"s{index}.txt").write_text(  # an oriented box (YOLO-OBB)
+            "0 0.1 0.1 0.5 0.1 0.5 0.6 0.1 0.6\n")
+    oriented = write_recipe(tmp_path, "input: in\noutput: out\n"
+                                      "annotations: {format: yolo, task: obb}\n"
+                                      "variants: {m: {ops: [{cutmix: {}}]}}\n")
+    with pytest.raises(UsageError, match=r"cutmix carries boxes, polygons only: s0.png has "
+                                         r"oriented boxes"):
+        run_recipe(oriented, workers=1)
     for index in range(3):
         (tmp_path / "in" / f"s{index}.txt").unlink()
         save(tmp_path / "in" / f"s{index}_mask.png", np.zeros((40, 60), np.uint8))
     masks = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: masks}\n"
                                    "variants: {m: {ops: [{cutmix: {}}]}}\n", name="masks.yaml")
-    with pytest.raises(UsageError, match=r"carry boxes only, not mask images"):
+    with pytest.raises(UsageError, match=r"cutmix carry no mask images"):
         run_recipe(masks, workers=1)
     assert not (tmp_path / "out").exists()
 
@@ -413,13 +416,112 @@ def test_copy_paste_polygons_outline_exactly_the_pixels_they_say(tmp_path):
     assert pasted_total > len(records)
 
 
+@pytest.mark.parametrize("op", ["mosaic: {grid: [2, 2]}", "mosaic: {grid: [3, 3]}",
+                                "cutmix: {area: [0.2, 0.5]}"])
+def test_mosaic_and_cutmix_polygons_outline_exactly_the_paint_that_shows(tmp_path, op):
+    # every polygon covers paint of one object, and each object's paint left in the output
+    # is outlined by its polygon: clipped to its tile, or cut where a patch hides it
+    painted = paint_instances(tmp_path / "in")
+    colours = {colour for objects in painted.values() for _, colour in objects}
+    recipe = write_recipe(tmp_path, f"input: in\noutput: out\nseed: 6\nformat: png\n"
+                                    "annotations: {format: yolo, min_visibility: 0}\n"
+                                    f"variants: {{v: {{copies: 2, ops: [{{{op}}}]}}}}\n")
+    run_recipe(recipe, workers=1)
+    records = outputs_of(tmp_path / "out", "v")
+    assert len(records) == 2 * len(painted)
+    outlined = 0
+    for record in records:
+        pixels = np.asarray(Image.open(tmp_path / "out" / record["output"]).convert("RGB"))
+        by_colour: dict = {}
+        for target in record["boxes"]:
+            mask = polygon_mask(target["polygon"], pixels.shape)
+            if not mask.any():
+                continue  # a sliver at a tile's edge (min_visibility 0 keeps it)
+            found, counts = np.unique(pixels[mask], axis=0, return_counts=True)
+            colour = tuple(int(v) for v in found[counts.argmax()])
+            if mask.sum() >= 30:  # slivers count towards the outline, not for purity
+                assert colour in colours, (record["output"], target)
+                assert counts.max() / mask.sum() >= 0.95, (record["output"], target)
+            by_colour[colour] = by_colour.get(colour, np.zeros(mask.shape, bool)) | mask
+        for colour in colours:
+            paint = np.all(pixels == colour, axis=2)
+            if paint.sum() < 30:
+                continue  # likewise
+            outline = by_colour.get(colour)
+            assert outline is not None, (record["output"], colour)
+            iou = (outline & paint).sum() / (outline | paint).sum()
+            assert iou >= 0.95, (record["output"], colour, iou)
+            outlined += 1
+    assert outlined > len(records)
+
+
+DOTS = [(250, 40, 40), (40, 250, 40), (40, 40, 250)]  # keypoint i painted in DOTS[i]
+
+
+def test_mosaic_keypoints_sit_on_their_painted_dots(tmp_path):
+    # YOLO-pose sources: each keypoint a 3 x 3 dot of its own colour; in every mosaic each
+    # visible keypoint sits on its colour, and every dot that shows has its keypoint
+    rng = np.random.default_rng(8)
+    for index, (width, height) in enumerate(SIZES):
+        image = np.full((height, width, 3), BACKGROUND, np.uint8)
+        points = []
+        for colour in DOTS:
+            x, y = int(rng.integers(3, width - 3)), int(rng.integers(3, height - 3))
+            image[y - 1:y + 2, x - 1:x + 2] = colour
+            points += [(x + 0.5) / width, (y + 0.5) / height, 2]
+        save(tmp_path / "in" / f"p{index}.png", image)
+        (tmp_path / "in" / f"p{index}.txt").write_text(
+            "0 0.5 0.5 1 1 " + " ".join(map(str, points)) + "\n")
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nseed: 2\nformat: png\n"
+                                    "annotations: {format: yolo, task: pose, kpt_shape: [3, 3], "
+                                    "min_visibility: 0}\n"
+                                    "variants: {m: {copies: 2, ops: [{mosaic: {grid: [2, 2]}}]}}\n")
+    run_recipe(recipe, workers=1)
+    checked = 0
+    for record in outputs_of(tmp_path / "out", "m"):
+        pixels = np.asarray(Image.open(tmp_path / "out" / record["output"]).convert("RGB"))
+        height, width = pixels.shape[:2]
+        lines = (tmp_path / "out" / record["output"]).with_suffix(".txt").read_text()
+        seen = {i: [] for i in range(len(DOTS))}
+        for line in lines.splitlines():
+            values = [float(v) for v in line.split()[5:]]
+            for i in range(len(DOTS)):
+                x, y, v = values[3 * i:3 * i + 3]
+                if v > 0:
+                    column, row = int(x * width), int(y * height)
+                    assert tuple(pixels[row, column]) == DOTS[i], (record["output"], i)
+                    seen[i].append((column, row))
+                    checked += 1
+        for i, colour in enumerate(DOTS):  # a whole dot that shows has its keypoint on it
+            mask = np.all(pixels == colour, axis=2)
+            ys, xs = np.nonzero(mask)
+            for y, x in zip(ys, xs, strict=True):
+                if mask[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].all():  # a dot's centre
+                    assert any(abs(x - kx) <= 1 and abs(y - ky) <= 1  # dots may meet
+                               for kx, ky in seen[i]), (record["output"], i, x, y)
+    assert checked > 2 * len(SIZES)
+
+
+def test_mixup_carries_the_polygons_of_both_images(tmp_path):
+    painted = paint_instances(tmp_path / "in")
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nformat: png\n"
+                                    "annotations: {format: yolo}\n"
+                                    "variants: {x: {ops: [{mixup: {}}]}}\n")
+    run_recipe(recipe, workers=1)
+    for record in outputs_of(tmp_path / "out", "x"):
+        (donor,) = record["donors"]
+        lines = (tmp_path / "out" / record["output"]).with_suffix(".txt").read_text()
+        assert len(lines.splitlines()) == len(painted[record["source"]]) + \
+            len(painted[donor["source"]])
+
+
 def test_copy_paste_without_polygons_is_refused(tmp_path, painted):
     recipe = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: yolo}\n"
                                     "variants: {p: {ops: [{copy_paste: {}}]}}\n")
     with pytest.raises(UsageError, match=r"copy_paste carries polygons only: img00.png has a Box"):
         run_recipe(recipe, workers=1)
-    bare = write_recipe(tmp_path, "input: in\noutput: out\nvariants: {p: {ops: [copy_paste]}}\n",
-                        name="bare.yaml")
+    bare = write_recipe(tmp_path, "input: in\noutput: out\nannotations: none\n"
+                                  "variants: {p: {ops: [copy_paste]}}\n", name="bare.yaml")
     with pytest.raises(UsageError, match=r"copy_paste cuts objects .* give the recipe 'annotat"):
         run_recipe(bare, workers=1)
     assert not (tmp_path / "out").exists()

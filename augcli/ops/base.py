@@ -109,6 +109,9 @@ class DonorKernels:
     # The kernels also need each donor's targets (copy_paste cuts instances by their
     # polygons): compose and record then take a last argument, the donors' ImageBoxes.
     targets: bool = False
+    # The target kinds (``augcli.targets.KIND_NAMES``) the op carries; a recipe whose
+    # annotations hold another kind is refused before any work (never left behind).
+    carries: tuple = ("boxes",)
 
 
 CATALOG: dict[str, Op] = {}

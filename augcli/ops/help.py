@@ -38,6 +38,22 @@ def catalog_listing() -> str:
 
 TARGET_KINDS = ("boxes", "polygons", "keypoints", "oriented boxes", "masks")
 
+# What the ops that take donors do to each kind they carry (``DonorKernels.carries``).
+_DONOR_EFFECTS = {
+    "boxes": "each tile's or patch's clipped (min_visibility), the donors' beside them",
+    "polygons": "clipped to their tile or patch (min_visibility), the donors' beside them",
+    "keypoints": "moved with their tile; a point outside it becomes 0 0 0",
+    "oriented boxes": "clipped to their tile (min_visibility), the donors' beside them",
+    ("cutmix", "boxes"): "the image's kept or dropped by the area the patch leaves "
+                         "(min_visibility), the donor's clipped to the patch",
+    ("cutmix", "polygons"): "the image's cut by the patch, the donor's clipped to it "
+                            "(min_visibility)",
+    ("mixup", "boxes"): "both images', the donor's stretched with it",
+    ("mixup", "polygons"): "both images', the donor's stretched with it",
+    ("mixup", "keypoints"): "both images', the donor's stretched with it",
+    ("mixup", "oriented boxes"): "both images', the donor's stretched with it",
+}
+
 # Pixel ops that hide part of the image: the objects are still there under the patch.
 _ERASING = ("cutout", "random_erasing", "coarse_dropout", "dropout")
 
@@ -58,10 +74,10 @@ def target_effects(op: Op) -> dict:
         return {kind: "the donors' pasted with theirs; those covered cut to what shows "
                       "(min_visibility)" if kind == "polygons" else "refused (polygons only)"
                 for kind in TARGET_KINDS}
-    if op.donor is not None:  # the runner's _refuse_donors_beyond_boxes
-        return {kind: "each tile's or patch's clipped (min_visibility), the donors' beside "
-                      "them" if kind == "boxes" else "refused (boxes only)"
-                for kind in TARGET_KINDS}
+    if op.donor is not None:  # DonorKernels.carries; the runner refuses the others
+        only = f"refused ({', '.join(op.donor.carries)} only)"
+        return {kind: _DONOR_EFFECTS.get((op.name, kind), _DONOR_EFFECTS[kind])
+                if kind in op.donor.carries else only for kind in TARGET_KINDS}
     if not op.geometric:
         same = "unchanged (the object is still there under the patch)" \
             if op.name in _ERASING else "unchanged"
@@ -87,7 +103,8 @@ def _targets_summary(op: Op) -> str:
     if op.donor is not None and op.donor.targets:
         return "polygons pasted with their objects, those covered cut; others refused"
     if op.donor is not None:
-        return "boxes clipped to each tile or patch, the donors' beside them; others refused"
+        return (f"{', '.join(op.donor.carries)} clipped to each tile or patch, the donors' "
+                "beside them; others refused")
     if not op.geometric:
         return "unchanged"
     return "follow the pixels" + ("; mirrors (left and right keypoints swap)"

@@ -27,6 +27,8 @@ from ..tiles import compose
 from .base import CATALOG, DonorKernels, Op, register
 from .combinators import OpNode, children
 
+# The target kinds a tile's crop or a stretch carries: each moves by its own ``moved``.
+_CLIPPED = ("boxes", "polygons", "keypoints", "oriented boxes")
 DONOR_STREAM = 0x646F6E6F72  # "donor": the output's donors come from (seed, DONOR_STREAM)
 MOSAIC_FILL = 114  # Ultralytics' grey where no tile reaches
 
@@ -108,13 +110,14 @@ def _tile(cell: tuple, shape: tuple, fraction) -> tuple:
     return (cx, cy, w, h), (x + ox, y + oy, w, h)
 
 
-def _clip_to(boxes, crop: tuple, out: tuple, min_visibility: float) -> tuple:
-    """Boxes of an image whose ``crop`` lands at ``out``: moved there, clipped to it."""
+def _clip_to(targets, crop: tuple, out: tuple, min_visibility: float) -> tuple:
+    """Targets of an image whose ``crop`` lands at ``out``: clipped to the crop, then moved
+    there (whole-pixel shifts, so every coordinate moves exactly)."""
     x, y, width, height = out
     shift = geometry.translation(-crop[0], -crop[1])
-    kept, dropped = transform_boxes(boxes, shift, (height, width), min_visibility)
-    return tuple(Box(b.label, b.x0 + x, b.y0 + y, b.x1 + x, b.y1 + y, b.extra)
-                 for b in kept), dropped
+    kept, dropped = transform_boxes(targets, shift, (height, width), min_visibility)
+    placed, _ = transform_boxes(kept, geometry.translation(x, y), (y + height, x + width), 0)
+    return placed, dropped
 
 
 def _donor_records(params, pieces) -> list:
@@ -206,7 +209,7 @@ register(Op(
     output_shape=lambda params, shape: (params["height"], params["width"]),
     donor=DonorKernels(
         most=8, count=lambda params: params["grid"][0] * params["grid"][1] - 1,
-        compose=_compose_mosaic, boxes=_mosaic_boxes,
+        compose=_compose_mosaic, boxes=_mosaic_boxes, carries=_CLIPPED,
         record=lambda params, size, shapes: _donor_records(
             params, _mosaic_pieces(params, [size, *shapes]))),
 ))
@@ -257,13 +260,28 @@ def _uncovered(box: Box, patch: tuple) -> tuple:
     return visible, Box(box.label, x0, y0, x1, y1, box.extra)
 
 
+def _cut(polygon: Polygon, mask: np.ndarray, size: tuple) -> tuple:
+    """(visible share of ``polygon`` where ``mask`` (h, w) hides pixels, the polygon traced
+    around what shows, or None); one the mask does not touch is kept as it is."""
+    own = _raster(polygon, size)
+    if not (own & mask).any():
+        return 1.0, polygon
+    whole = own.sum()
+    left = own & ~mask
+    visible = float(left.sum() / whole) if whole else 0.0
+    return visible, _retrace(polygon, left) if visible > 0 else None
+
+
 def _cutmix_boxes(params, size, boxes, donors, min_visibility):
     (_, crop, out), = _cutmix_pieces(params, (donors[0].height, donors[0].width))
+    patch = np.zeros(size, bool)
+    patch[out[1]:out[1] + out[3], out[0]:out[0] + out[2]] = True
     kept: list = []
     dropped: list = []
     for box in boxes:
-        visible, shown = _uncovered(box, out)
-        if visible <= 0 or visible < min_visibility:
+        visible, shown = _cut(box, patch, size) if isinstance(box, Polygon) else \
+            _uncovered(box, out)
+        if visible <= 0 or visible < min_visibility or shown is None:
             dropped.append(Dropped(box, visible))
         else:
             kept.append(shown)
@@ -283,6 +301,7 @@ register(Op(
     sample=_sample_cutmix,
     donor=DonorKernels(
         most=1, count=lambda params: 1, compose=_compose_cutmix, boxes=_cutmix_boxes,
+        carries=("boxes", "polygons"),
         record=lambda params, size, shapes: _donor_records(
             params, _cutmix_pieces(params, shapes[0]))),
 ))
@@ -324,6 +343,7 @@ register(Op(
     sample=_sample_mixup,
     donor=DonorKernels(
         most=1, count=lambda params: 1, compose=_compose_mixup, boxes=_mixup_boxes,
+        carries=_CLIPPED,
         record=lambda params, size, shapes: [{"source": params["donors"][0],
                                               "weight": 1 - params["ratio"]}]),
 ))

@@ -17,6 +17,11 @@ from .oriented import OrientedBox
 from .polygons import Polygon
 from .rle import RleMask
 
+# The kinds as the docs and refusals name them (``augcli ops``' table has a column each;
+# "masks" also covers mask images, which are no target objects).
+KIND_NAMES = {Box: "boxes", Polygon: "polygons", Keypoints: "keypoints",
+              OrientedBox: "oriented boxes", RleMask: "masks"}
+
 
 def from_record(record: dict):
     """The target a manifest record describes (``to_record``'s inverse): its kind is the key
