@@ -109,6 +109,11 @@ class DonorKernels:
     # The kernels also need each donor's targets (copy_paste cuts instances by their
     # polygons): compose and record then take a last argument, the donors' ImageBoxes.
     targets: bool = False
+    # (params, (h, w), donor (h, w) list) -> [(image, amount)]: how much of the output each
+    # image makes (image 0 is the image itself, donors from 1): the pixel area of its tiles
+    # or patch, or its weight in a blend. The soft labels of class folders come from it;
+    # None: the op makes none (copy_paste, refused there).
+    shares: Callable | None = None
 
 
 CATALOG: dict[str, Op] = {}
