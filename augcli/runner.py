@@ -1549,7 +1549,7 @@ class _Run:
         classes weighs 1 for its source's. Left as it is when it says the same."""
         plan = self.plan
         augmented = {s.relative for s in plan.sources if s.augment}
-        classes = sorted({plan.class_of(name) for name in augmented} - {None})
+        classes = sorted({label for name in augmented if (label := plan.class_of(name))})
         rows = ((record["output"],
                  record.get("labels") or {plan.class_of(record["source"]): 1.0})
                 for record in self.records.records() if record["source"] in augmented)
