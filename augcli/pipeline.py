@@ -10,6 +10,7 @@ once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -246,6 +247,30 @@ def donor_records(steps, shape, donor_shape, donor_targets=None) -> list:
                 if op.donor.targets else op.donor.record(step.params, size, shapes)
         size = op.size_after(step.params, size)
     return records
+
+
+def source_shares(steps, shape, donor_shape) -> dict:
+    """What share of an output each image it was made from makes, as an exact Fraction:
+    None for the source itself, a donor by its name; the shares sum to 1. Each donor step
+    splits what the image had so far by its ``shares`` (tile and patch areas, blend
+    weights, as the manifest's ``donors`` record them; a mosaic's fill is no one's), so
+    a mosaic then a mixup weighs the mosaic's tiles by the mixup's ratio. Steps that take
+    no donors change no share. ``donor_shape``: name -> (h, w)."""
+    held, size = {None: Fraction(1)}, tuple(shape[:2])
+    for step in steps:
+        op = catalog.CATALOG[step.op]
+        if op.donor is not None and op.donor.shares is not None:
+            names = step.params["donors"]
+            parts = op.donor.shares(step.params, size, [donor_shape(n) for n in names])
+            total = sum(Fraction(amount) for _, amount in parts)
+            mixed: dict = {}
+            for image, amount in parts:
+                share = Fraction(amount) / total
+                for name, had in (held.items() if image == 0 else ((names[image - 1], 1),)):
+                    mixed[name] = mixed.get(name, 0) + had * share
+            held = mixed
+        size = op.size_after(step.params, size)
+    return held
 
 
 def _targets_of(step: Step, donor_targets) -> list:

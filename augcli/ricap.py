@@ -32,9 +32,7 @@ white), then stretched to W x H as ``augcli normalize --size`` does
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import math
 import time
@@ -44,14 +42,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import geometry, imagefiles, locations, manifest, stores
+from . import geometry, imagefiles, locations, manifest, stores, tiles
 from .errors import STOPS_RUN, ImageReadError, OutputError, UsageError, output_error
 from .executors import Executor, default_workers, open_executor
 from .geometry import parse_size
 from .probe import sight_of
 from .report import JobReport, progress_bar
 from .stores import StoreSpec
-from .tiles import WEIGHT_GRID, area_weights, compose  # noqa: F401 - part of this API
+from .tiles import LABELS_NAME, WEIGHT_GRID, area_weights, compose  # noqa: F401 - part of this API
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
            "RicapReport", "RicapSettings", "area_weights", "compose", "draw_montages",
@@ -65,7 +63,6 @@ JPEG_QUALITY = 95
 FORMATS = ("png", "jpg")
 HARD_LABELS = ("majority",)
 POSITIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
-LABELS_NAME = "labels.csv"
 MONTAGES_NAME = "montages.jsonl"
 SETTINGS_NAME = "ricap.json"
 MAX_MONTAGES = 1_000_000  # per run, all epochs together: the plan is about 1 KB a montage
@@ -368,13 +365,8 @@ def montage_record(plan: MontagePlan, classes: list, size: tuple, beta: float) -
 
 def labels_csv(plans: list, classes: list, size: tuple) -> str:
     """Header ``filename,<class>...`` then one row per montage; each row sums to exactly 1."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["filename", *classes])
-    for plan in plans:
-        _, weights = class_weights(plan, classes, size)
-        writer.writerow([plan.filename, *(repr(weights[name]) for name in classes)])
-    return buffer.getvalue()
+    return tiles.labels_csv(((plan.filename, class_weights(plan, classes, size)[1])
+                             for plan in plans), classes)
 
 
 # --- worker --------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from .pipeline import (
     apply_steps_to_labels,
     carry_boxes,
     donor_records,
+    source_shares,
     steps_matrix,
     takes_donors,
 )
@@ -74,6 +75,7 @@ from .targets import KIND_NAMES
 from .targets.boxes import ImageBoxes, count_labels, transform_boxes
 from .targets.masks import LabelMapError, decode_labels, encode_labels, fill_for
 from .targets.polygons import Polygon
+from .tiles import LABELS_NAME, area_weights, labels_csv
 from .variety import plan_needs, variant_warnings
 
 # --- plan ----------------------------------------------------------------------
@@ -102,6 +104,9 @@ class SourceTask:
     stamp: dict | None = None  # the source's stamp from the plan's listing (object stores)
     publish_threads: int = 0  # threads that encode and publish while the next output renders
     donor_boxes: tuple = ()  # (name, ImageBoxes) of each donor its outputs take (annotations)
+    donor_stamps: tuple = ()  # (name, stamp) of its donors, from the plan's listing (object
+    # stores; a folder's are taken as each donor is read)
+    classes: tuple = ()  # (name, class) of the source and its donors: soft labels
     fingerprint: str = ""  # the recipe's, for the records the worker journals
 
     @property
@@ -167,7 +172,9 @@ class Plan:
                           conform=self.recipe.conform or Conform(),
                           copy_annotation=_held_out_annotation(self.dataset, annotations,
                                                                source.relative),
-                          stamp=source.stamp, donor_boxes=self._donor_boxes(outputs))
+                          stamp=source.stamp, donor_boxes=self._donor_boxes(outputs),
+                          donor_stamps=self._donor_stamps(outputs),
+                          classes=self._classes(source, outputs))
 
     def outputs_of(self, source: PlannedSource) -> list:
         """A source's ``OutputPlan``\\ s, in order (the only place they are decided), each
@@ -231,9 +238,51 @@ class Plan:
         among the other sources of its split: only names travel in a task, never the
         split's listing, and a worker reads each donor of its task once."""
         pool, own = self._donor_pools.get(source.relative, ((source.relative,), 0))
-        return [replace(output, donors=donor_names(output.seed, count, pool, own))
+        return [replace(output, donors=donor_names(output.seed, count, pool, own),
+                        relative=self.mixed_name(output.relative) if self.soft_labels
+                        else output.relative)
                 if output.variant is not None and (count := most_donors(output.ops)) else output
                 for output in outputs]
+
+    @functools.cached_property
+    def soft_labels(self) -> bool:
+        """Whether the outputs of donor ops mix classes of class folders (no annotations):
+        such an output goes beside its split's class folders (``mixed_name``), never in one,
+        and its class weights go to ``labels.csv``, as ``augcli ricap`` writes them."""
+        return self.annotations is None and self.takes_donors and \
+            any(self.class_of(source.relative) for source in self.sources if source.augment)
+
+    def class_of(self, relative: str) -> str | None:
+        """The class of a source: the first folder of its path under its split's folder (the
+        input's without splits); None for an image directly there."""
+        under = relative[len(self._split_folder(relative)):]
+        return under.split("/", 1)[0] if "/" in under else None
+
+    def mixed_name(self, relative: str) -> str:
+        """Where an output that mixes classes goes: out of its class folder, into the folder
+        that holds the class folders, its path there joined by ``_``
+        (``cats/tom_mosaic_1.jpg`` -> ``cats_tom_mosaic_1.jpg``)."""
+        folder = self._split_folder(relative)
+        return folder + relative[len(folder):].replace("/", "_")
+
+    def _split_folder(self, relative: str) -> str:
+        """The folder (with its ``/``) of the split that holds ``relative``; '' without."""
+        split = self.dataset.split_of(relative) if self.dataset else None
+        return next((folder + "/" for folder in (split.folders if split else ())
+                     if relative.startswith(folder + "/")), "")
+
+    def _classes(self, source: PlannedSource, outputs) -> tuple:
+        """(name, class) of a source and of every donor its outputs take (soft labels)."""
+        if not self.soft_labels:
+            return ()
+        names = {source.relative} | {name for output in outputs for name in output.donors}
+        return tuple((name, self.class_of(name)) for name in sorted(names))
+
+    def _donor_stamps(self, outputs) -> tuple:
+        """(name, stamp) of the donors the outputs take, where the plan's listing gave one."""
+        names = sorted({name for output in outputs for name in output.donors})
+        return tuple((name, stamp) for name in names
+                     if (stamp := self._by_name[name].stamp) is not None)
 
     @functools.cached_property
     def _donor_pools(self) -> dict:
@@ -394,19 +443,21 @@ def _refuse_labels_left_behind(store, images: list, others: list, where) -> None
 
 
 def _refuse_unlabelled_donors(plan: Plan) -> None:
-    """Ops that take donors mix images of several classes: refused on class folders (a
-    classification dataset's too) without annotations, where each output would land in
-    its source's class folder mislabelled."""
+    """Ops that take donors mix images of several classes. On class folders (a
+    classification dataset's too) without annotations, their outputs get soft labels
+    (``Plan.soft_labels``); an image beside the class folders has no class to weigh, so
+    it is refused, as ``augcli ricap`` refuses it."""
     if plan.annotations is None and "copy_paste" in plan.donor_ops:
         raise UsageError("copy_paste cuts objects out of other images by their polygons: give "
                          "the recipe 'annotations:' with polygons (coco or yolo segmentation)")
-    if plan.annotations is None and plan.takes_donors:
-        nested = next((s.relative for s in plan.sources if "/" in s.relative), None)
-        if nested is not None:
+    if plan.soft_labels:
+        loose = next((s.relative for s in plan.sources
+                      if s.augment and plan.class_of(s.relative) is None), None)
+        if loose is not None:
             raise UsageError(
-                f"mosaic, cutmix and mixup mix images of several classes, and {nested} is in a "
-                "class folder: its outputs would be mislabelled there; give the recipe "
-                "'annotations:' (boxes), or use augcli ricap for soft labels (labels.csv)")
+                f"mosaic, cutmix and mixup mix the classes of class folders into soft labels "
+                f"(labels.csv), and {loose} is in no class folder: move it into the folder "
+                "of its class")
     if plan.annotations is not None and plan.donor_ops - {"copy_paste"}:
         _refuse_donors_beyond_boxes(plan)
     if plan.annotations is not None and "copy_paste" in plan.donor_ops:
@@ -784,7 +835,7 @@ def _process_source(task: SourceTask, reservation: budget.Reservation) -> Source
         return result
     source_format = imagefiles.format_of(Path(task.relative))
     distinct = Distinct(image, task.relative)
-    donors = _Donors(source, task.outputs)
+    donors = _Donors(source, task.outputs, dict(task.donor_stamps))
     todo = sum(output.relative not in task.done for output in task.outputs)
     with _Publisher(task.publish_threads) as publisher:
         for output in task.outputs:
@@ -820,9 +871,10 @@ class _Donors:
     """The donor images of one task, each read through the input store and decoded once,
     however many of the task's outputs take it, and let go after the last of them."""
 
-    def __init__(self, store, outputs):
+    def __init__(self, store, outputs, stamps: dict):
         self.store = store
         self.images: dict = {}
+        self.stamps = stamps  # name -> stamp: the listing's, or taken before it is read
         self.position = {output.relative: index for index, output in enumerate(outputs)}
         self.last = {name: index for index, output in enumerate(outputs)
                      for name in output.donors}  # the last output that takes each donor
@@ -836,6 +888,9 @@ class _Donors:
     def image(self, name: str) -> np.ndarray:
         if name not in self.images:
             try:
+                if name not in self.stamps:
+                    self.stamps[name] = imagefiles.read_source(
+                        functools.partial(self.store.stamp, name), self.store.name(name))
                 self.images[name] = self.store.read_image(name)
             except ImageReadError as exc:
                 raise DonorUnreadable(f"its donor {name} cannot be read: {exc.reason}") from None
@@ -971,8 +1026,26 @@ def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: n
         if output.donors and takes_donors(steps):
             record["donors"] = donor_records(steps, image.shape, donors.shape,
                                              task.donor_targets)
+            record["donor_stamps"] = {name: donors.stamps[name] for name in
+                                      sorted({n for step in steps
+                                              for n in step.params.get("donors", ())})}
+        if task.classes and output.donors:
+            record["labels"] = _soft_labels(task, steps, image.shape, donors.shape)
     return functools.partial(_publish_rendered, task, output, pixels, steps, fmt, record,
                              labels)
+
+
+def _soft_labels(task: SourceTask, steps, shape, donor_shape) -> dict:
+    """An output's class weights: the shares of its source and donors (``source_shares``)
+    summed per class, as ``area_weights`` rounds them (each row sums to exactly 1)."""
+    classes = dict(task.classes)
+    per_class: dict = {}
+    for name, share in source_shares(steps, shape, donor_shape).items():
+        label = classes[task.relative if name is None else name]
+        per_class[label] = per_class.get(label, 0) + share
+    labels = sorted(per_class)
+    weights = area_weights([per_class[label] for label in labels], 1)
+    return {label: weight for label, weight in zip(labels, weights, strict=True) if weight}
 
 
 def _publish_copy(task: SourceTask, output: OutputPlan, source: bytes, image: np.ndarray,
@@ -1103,6 +1176,8 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
         own += plan.annotations.output_files()
     if plan.dataset is not None:
         own += plan.dataset.output_files()
+    if plan.soft_labels:
+        own.append(LABELS_NAME)
     lines = manifest.read_lines(store)
     earlier = manifest.check_names(store, manifest.Earlier.of_lines(lines))
     header = next((line[_HEADER] for line in lines if isinstance(line.get(_HEADER), dict)),
@@ -1146,7 +1221,8 @@ def _copy_files(plan: Plan, source: PlannedSource):
     """The names of a source's copy and of its annotation file (when it has one): every
     other file the source makes is named after one of them, in the same folder."""
     original = original_output(Path(source.relative), source.format)
-    return [name for name, _ in _files_written([original], plan.annotations, source.boxes)]
+    names = [name for name, _ in _files_written([original], plan.annotations, source.boxes)]
+    return names + [plan.mixed_name(original.relative)] if plan.soft_labels else names
 
 
 def _unchanged(stamp: dict | None, records: list) -> bool:
@@ -1156,18 +1232,28 @@ def _unchanged(stamp: dict | None, records: list) -> bool:
                                      for key, value in stamp.items())
 
 
+def _donors_unchanged(plan: Plan, stamp, record: dict) -> bool:
+    """Whether every donor an earlier output took is still in the plan and the very file it
+    took (its stamp, as the record's ``donor_stamps`` has it)."""
+    return all(name in plan._by_name and _unchanged(stamp(plan._by_name[name]), [taken])
+               for name, taken in record.get("donor_stamps", {}).items())
+
+
 def _stamps(plan: Plan):
     """source -> its stamp (None where it cannot be read): the one the plan's listing gave
     (an object store's, never one request per source there), or else asked of the store."""
     store = plan.input()
+    asked: dict = {}  # a donor is asked again for every output that took it
 
     def stamp(source: PlannedSource) -> dict | None:
         if source.stamp is not None:
             return source.stamp
-        try:
-            return store.stamp(source.relative)
-        except OSError:
-            return None
+        if source.relative not in asked:
+            try:
+                asked[source.relative] = store.stamp(source.relative)
+            except OSError:
+                asked[source.relative] = None
+        return asked[source.relative]
     return stamp
 
 
@@ -1186,6 +1272,9 @@ def _count_finished(plan: Plan, finished: dict, report: Report) -> set:
             for record in earlier:
                 del finished[record["output"]]
             earlier = []
+        for record in [r for r in earlier if not _donors_unchanged(plan, stamp, r)]:
+            del finished[record["output"]]
+            earlier.remove(record)
         report.skipped += len(earlier)
         if len(earlier) == len(names):
             complete.add(source.relative)
@@ -1484,6 +1573,29 @@ class _Run:
             except OSError as exc:
                 raise output_error(plan.output_store, exc) from None
             self.report.objects = _objects(plan, self.objects)
+        if plan.soft_labels:
+            self._write_labels()
+
+    def _write_labels(self) -> None:
+        """labels.csv: every output of the augmented sources that the manifest records (a
+        resumed run's earlier ones too) with its class weights; an output that mixes no
+        classes weighs 1 for its source's. Left as it is when it says the same."""
+        plan = self.plan
+        augmented = {s.relative for s in plan.sources if s.augment}
+        classes = sorted({label for name in augmented if (label := plan.class_of(name))})
+        rows = ((record["output"],
+                 record.get("labels") or {plan.class_of(record["source"]): 1.0})
+                for record in self.records.records() if record["source"] in augmented)
+        data = labels_csv(rows, classes).encode("utf-8", "surrogateescape")
+        try:
+            if self.store.read(LABELS_NAME) == data:
+                return
+        except FileNotFoundError:
+            pass
+        try:
+            self.store.publish(LABELS_NAME, data)
+        except OSError as exc:
+            raise output_error(self.store.name(LABELS_NAME), exc) from None
 
 
 MAX_PUBLISH_THREADS = 2  # renders come one at a time: more threads would mostly wait

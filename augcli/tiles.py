@@ -1,14 +1,19 @@
 """Tiles cut from several images into one, and the area weights of their labels.
 
 Pure NumPy and no I/O: ``augcli ricap``, ``ricap_batch`` and the recipe ops that take
-donors (``mosaic``, ``cutmix``) paste with the same ``compose`` and weigh with the same
-``area_weights``, so a training loop imports them without any pool or store.
+donors (``mosaic``, ``cutmix``, ``mixup``) paste with the same ``compose``, weigh with the
+same ``area_weights`` and write their soft labels with the same ``labels_csv``, so a
+training loop imports them without any pool or store.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+
 import numpy as np
 
+LABELS_NAME = "labels.csv"  # the soft labels beside the outputs (see labels_csv)
 WEIGHT_GRID = 2**52  # label weights are multiples of 1 / 2**52 (see area_weights)
 
 
@@ -25,6 +30,18 @@ def area_weights(areas, total: int) -> tuple:
     largest = max(range(len(units)), key=lambda i: (areas[i], -i))
     units[largest] += WEIGHT_GRID - sum(units)
     return tuple(unit / WEIGHT_GRID for unit in units)
+
+
+def labels_csv(rows, classes) -> str:
+    """Soft labels as ``augcli ricap`` and ``augcli run`` write them: a header
+    ``filename,<class>...`` then one row per (filename, {class: weight}) of ``rows``, a
+    class it lacks weighing 0.0; the weights of ``area_weights`` make each row sum to 1."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["filename", *classes])
+    for filename, weights in rows:
+        writer.writerow([filename, *(repr(float(weights.get(name, 0.0))) for name in classes)])
+    return buffer.getvalue()
 
 
 def compose(size: tuple, pieces, channels: int = 3, out: np.ndarray | None = None) -> np.ndarray:

@@ -227,22 +227,6 @@ def test_a_dask_cluster_writes_the_same_bytes(tmp_path, painted):
     assert files_under(tmp_path / "out") == files_under(tmp_path / "dask")
 
 
-@pytest.mark.parametrize("names", [("cats/a.png", "dogs/b.png"),
-                                   ("train/cats/a.png", "train/dogs/b.png", "val/cats/c.png")])
-def test_class_folders_without_annotations_are_refused_not_mislabelled(tmp_path, names):
-    for name in names:
-        save(tmp_path / "in" / name, np.zeros((20, 20, 3), np.uint8))
-    recipe = write_recipe(tmp_path, """\
-        input: in
-        output: out
-        variants:
-          mixed: {ops: [{cutmix: {area: 0.3}}]}
-    """)
-    with pytest.raises(UsageError, match="class folder.*mislabelled.*ricap"):
-        run_recipe(recipe)
-    assert not (tmp_path / "out").exists()
-
-
 def test_an_unreadable_donor_fails_only_the_outputs_that_take_it(tmp_path):
     for number in range(4):
         save(tmp_path / "in" / f"p{number}.png", np.full((24, 32, 3), 40 * number, np.uint8))

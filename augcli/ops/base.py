@@ -112,6 +112,11 @@ class DonorKernels:
     # The target kinds (``augcli.targets.KIND_NAMES``) the op carries; a recipe whose
     # annotations hold another kind is refused before any work (never left behind).
     carries: tuple = ("boxes",)
+    # (params, (h, w), donor (h, w) list) -> [(image, amount)]: how much of the output each
+    # image makes (image 0 is the image itself, donors from 1): the pixel area of its tiles
+    # or patch, or its weight in a blend. The soft labels of class folders come from it;
+    # None: the op makes none (copy_paste, refused there).
+    shares: Callable | None = None
 
 
 CATALOG: dict[str, Op] = {}

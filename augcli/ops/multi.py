@@ -16,6 +16,8 @@ also get each donor's targets (``DonorKernels.targets``).
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import cv2
 import numpy as np
 
@@ -211,7 +213,10 @@ register(Op(
         most=8, count=lambda params: params["grid"][0] * params["grid"][1] - 1,
         compose=_compose_mosaic, boxes=_mosaic_boxes, carries=_CLIPPED,
         record=lambda params, size, shapes: _donor_records(
-            params, _mosaic_pieces(params, [size, *shapes]))),
+            params, _mosaic_pieces(params, [size, *shapes])),
+        shares=lambda params, size, shapes: [
+            (image, out[2] * out[3]) for image, _, out in _mosaic_pieces(params,
+                                                                         [size, *shapes])]),
 ))
 
 
@@ -289,6 +294,12 @@ def _cutmix_boxes(params, size, boxes, donors, min_visibility):
     return (*kept, *pasted), (*dropped, *gone)
 
 
+def _cutmix_shares(params, size, shapes) -> list:
+    """The patch's area to the donor, the rest of the image to the image."""
+    (_, _, out), = _cutmix_pieces(params, shapes[0])
+    return [(0, size[0] * size[1] - out[2] * out[3]), (1, out[2] * out[3])]
+
+
 register(Op(
     name="cutmix",
     summary="CutMix: a rectangle of one donor of the split pasted into the image; the donor's "
@@ -303,7 +314,8 @@ register(Op(
         most=1, count=lambda params: 1, compose=_compose_cutmix, boxes=_cutmix_boxes,
         carries=("boxes", "polygons"),
         record=lambda params, size, shapes: _donor_records(
-            params, _cutmix_pieces(params, shapes[0]))),
+            params, _cutmix_pieces(params, shapes[0])),
+        shares=_cutmix_shares),
 ))
 
 
@@ -345,7 +357,9 @@ register(Op(
         most=1, count=lambda params: 1, compose=_compose_mixup, boxes=_mixup_boxes,
         carries=_CLIPPED,
         record=lambda params, size, shapes: [{"source": params["donors"][0],
-                                              "weight": 1 - params["ratio"]}]),
+                                              "weight": 1 - params["ratio"]}],
+        shares=lambda params, size, shapes: [(0, Fraction(params["ratio"])),
+                                             (1, 1 - Fraction(params["ratio"]))]),
 ))
 
 
