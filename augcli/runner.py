@@ -450,6 +450,11 @@ def _refuse_unlabelled_donors(plan: Plan) -> None:
     if plan.annotations is None and "copy_paste" in plan.donor_ops:
         raise UsageError("copy_paste cuts objects out of other images by their polygons: give "
                          "the recipe 'annotations:' with polygons (coco or yolo segmentation)")
+    if plan.soft_labels and plan.recipe.target_per_class:
+        raise UsageError("target_per_class fills each class folder, and mosaic, cutmix and "
+                         "mixup write their outputs beside the class folders with soft labels "
+                         "(labels.csv): remove target_per_class, or run the donor ops in a "
+                         "recipe of their own")
     if plan.soft_labels:
         loose = next((s.relative for s in plan.sources
                       if s.augment and plan.class_of(s.relative) is None), None)

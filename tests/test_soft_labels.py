@@ -182,12 +182,15 @@ def read_labels_of(folder: Path) -> dict:
 
 
 @pytest.mark.parametrize("body, message", [
-    ("mixed: {ops: [{copy_paste: {}}]}", "copy_paste.*polygons"),
-    ("mixed: {ops: [{mixup: {}}]}", "loose.png is in no class folder"),
+    ("variants:\n  mixed: {ops: [{copy_paste: {}}]}", "copy_paste.*polygons"),
+    ("variants:\n  mixed: {ops: [{mixup: {}}]}", "loose.png is in no class folder"),
+    # mixed outputs sit beside the class folders: they cannot fill them
+    ("target_per_class: 5\nvariants:\n  mixed: {ops: [{mosaic: {}}]}",
+     "target_per_class fills each class folder"),
 ])
 def test_refused_on_class_folders(tmp_path, classes, body, message):
     save(tmp_path / "in" / "loose.png", np.zeros((20, 20, 3), np.uint8))
-    recipe = write_recipe(tmp_path, f"input: in\noutput: out\nvariants:\n  {body}\n")
+    recipe = write_recipe(tmp_path, f"input: in\noutput: out\n{body}\n")
     with pytest.raises(UsageError, match=message):
         run_recipe(recipe)
     assert not (tmp_path / "out").exists()
