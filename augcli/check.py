@@ -37,6 +37,7 @@ from .executors import default_workers, open_executor
 from .formats import AnnotationError, AnnotationSpec
 from .profiles import DEFAULT_PROFILE, MIB, Profile, check_task, get_profile
 from .report import progress_bar
+from .targets.masks import LabelMapError, decode_labels, regions
 
 EXIT_NOT_READY = EXIT_SOME_FAILED  # 1, as a run with failed inputs
 
@@ -199,6 +200,8 @@ def check_folder(folder, profile=DEFAULT_PROFILE, task: str = "classification",
                          "--task detection")
     source = _annotation_source(folder, annotations)
     images, others = imagefiles.scan(folder)
+    if source is not None:  # label maps beside the images are their annotations
+        images = [r for r in images if not source.format.is_label_image(r.as_posix())]
     report = CheckReport(folder, profile, task, ignored=[p.as_posix() for p in others],
                          images=len(images),
                          annotations=annotations.format if annotations is not None else None)
@@ -301,21 +304,21 @@ def _label_rows(source: AnnotationSource, folder: Path, images: list, usable: se
     objects: dict[str, int] = {}
     for relative in images:
         try:
-            boxes = source.read(relative.as_posix(), folder / relative).boxes
+            labels = _object_labels(source, relative.as_posix(), folder / relative)
         except ImageReadError:
             continue  # already reported as unreadable
-        except AnnotationError as exc:
+        except (AnnotationError, LabelMapError) as exc:
             report.findings.append(Finding(relative.as_posix(), BAD_ANNOTATION, ERROR, str(exc)))
             usable.discard(relative)
             continue
-        if relative in usable and not boxes:
+        if relative in usable and not labels:
             report.findings.append(Finding(relative.as_posix(), NO_OBJECTS, WARNING,
                                            "no labelled objects: it counts for no tag"))
-        for box in boxes:
-            images_with.setdefault(box.label, set()).add(relative)
+        for label in labels:
+            images_with.setdefault(label, set()).add(relative)
             if relative in usable:
-                usable_with.setdefault(box.label, set()).add(relative)
-                objects[box.label] = objects.get(box.label, 0) + 1
+                usable_with.setdefault(label, set()).add(relative)
+                objects[label] = objects.get(label, 0) + 1
     source.require_some(len(images))
     labels = sorted({*source.declared_labels, *images_with})
     return [TagRow(label, len(images_with.get(label, ())), len(usable_with.get(label, ())),
@@ -323,6 +326,21 @@ def _label_rows(source: AnnotationSource, folder: Path, images: list, usable: se
                    _status(len(usable_with.get(label, ())), minimum, recommended),
                    objects.get(label, 0))
             for label in labels]
+
+
+def _object_labels(source: AnnotationSource, relative: str, path: Path) -> list:
+    """The label of each object of one image: its targets', or for a label map (masks)
+    one per separate region of each class id (the background id, ``mask_fill``, is none)."""
+    image = source.read(relative, path)
+    if image.mask is None:
+        return [target.label for target in image.boxes]
+    spec, key = image.mask
+    try:
+        labels = decode_labels(spec.open().read(key), (image.width, image.height))
+    except LabelMapError as exc:
+        raise LabelMapError(f"{key}: {exc}") from None
+    return [str(class_id) for class_id, count in
+            regions(labels, source.spec.mask_fill).items() for _ in range(count)]
 
 
 def _status(usable: int, minimum: int, recommended: int) -> str:

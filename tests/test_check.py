@@ -385,3 +385,27 @@ def test_a_progress_bar_counts_the_files_on_a_terminal(tmp_path, monkeypatch):
     assert "10/10" in screen.getvalue()
     check_folder(folder, workers=1)  # the library is silent unless asked
     assert screen.getvalue().count("10/10") == 1
+
+
+def test_mask_images_count_each_class_region_as_an_object_and_are_not_images(tmp_path):
+    # Roboflow's semantic-segmentation export: <stem>_mask.png beside each image, one class
+    # id per pixel (0 the background). Each separate region of a class is one object.
+    folder = tmp_path / "masks"
+    maps = {"a": [(1, (2, 2, 10, 10)), (1, (20, 20, 30, 30)), (2, (40, 5, 55, 25))],
+            "b": [(2, (5, 5, 50, 35))],
+            "c": []}
+    for index, (stem, regions) in enumerate(maps.items()):
+        save(folder / f"{stem}.jpg", photo_like(40, 60, seed=index))
+        labels = np.zeros((40, 60), np.uint8)
+        for class_id, (x0, y0, x1, y1) in regions:
+            labels[y0:y1, x0:x1] = class_id
+        save(folder / f"{stem}_mask.png", labels)
+    result = invoke("check", str(folder), "--task", "detection", "--annotations", "masks",
+                    "--profile", "generic", "--json")
+    report = json.loads(result.output)
+    assert report["images"] == 3
+    rows = {row["tag"]: (row["images"], row["objects"]) for row in report["tags"]}
+    assert rows == {"1": (1, 2), "2": (2, 2)}
+    findings = {(f["path"], f["kind"]) for f in report["findings"]}
+    assert ("c.jpg", "no-objects") in findings
+    assert not [path for path, _ in findings if "_mask" in path]

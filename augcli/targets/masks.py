@@ -57,3 +57,15 @@ def fill_for(labels: np.ndarray, mask_fill: int) -> int:
     if labels.dtype == np.uint8 and mask_fill > 255:
         raise LabelMapError(f"annotations.mask_fill {mask_fill} does not fit this 8-bit mask")
     return mask_fill
+
+
+def regions(labels: np.ndarray, background: int = 0) -> dict:
+    """Class id -> how many separate regions (8-connected) of it a label map holds, the
+    ``background`` id left out: what ``augcli check`` counts as a mask's objects."""
+    found = {}
+    for class_id in np.unique(labels):
+        if int(class_id) == background:
+            continue
+        count, _ = cv2.connectedComponents((labels == class_id).astype(np.uint8), connectivity=8)
+        found[int(class_id)] = count - 1
+    return found
