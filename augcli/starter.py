@@ -63,7 +63,7 @@ def _dataset_starter(folder: Path, dataset, images: list, base: Path) -> Starter
         found = f"a dataset with {spec.format} labels (splits {names})"
     else:
         found = f"a classification dataset (splits {names}, class folders in each)"
-    lines = _header(found, folder, base)
+    lines = _header(found, folder, base, originals=False)
     lines += [
         "# The dataset keeps its layout: the splits named here are augmented (originals",
         "# included), the others are copied unchanged, so a validation image never lands in",
@@ -144,10 +144,13 @@ def _commented(line: str, comment: str) -> str:
     return f"{line.ljust(28)} # {comment}"
 
 
-def _header(found: str, folder: Path, base: Path, output_of: Path | None = None) -> list:
+def _header(found: str, folder: Path, base: Path, output_of: Path | None = None,
+            originals: bool = True) -> list:
+    """The recipe's top keys; ``originals``: a plain folder's choice to copy its sources
+    (a dataset's augmented splits always keep theirs)."""
     source = (output_of or folder).resolve()
     output = source.parent / f"{source.name}_aug"
-    return [
+    lines = [
         f"# A starter recipe, written by 'augcli init' for {found}.",
         "# Edit it, look with 'augcli preview', then run it with 'augcli run'.",
         "# Paths are relative to this file. Every key: docs/recipes.md.",
@@ -157,8 +160,10 @@ def _header(found: str, folder: Path, base: Path, output_of: Path | None = None)
         _commented(f"output: {_scalar(_relative(output, base))}",
                    "a new folder, never inside the input"),
         "seed: 0                      # same seed, same recipe -> the same output bytes",
-        "include_original: false      # true: copy each source next to its variants",
     ]
+    if originals:
+        lines.append("include_original: false      # true: copy each source next to its variants")
+    return lines
 
 
 def _annotations_lines(fmt: str, path: Path | None, base: Path, dataset: bool = False) -> list:
