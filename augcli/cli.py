@@ -610,8 +610,8 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
         augcli ricap photos -o montages --count 1000 --size 224x224 --seed 1
 
     \b
-        augcli ricap photos -o montages -n 5000 --size 32x32 \\
-            --epochs 100 --beta-schedule 0.01:1.0:20:90
+        augcli ricap photos -o epochs -n 200 --size 32x32 \\
+            --epochs 10 --beta-schedule 0.01:1.0:2:8
     """
     _start_worker_server("augcli.ricap", workers, cluster, dry_run)
     from .ricap import RicapSettings, make_montages
@@ -668,7 +668,7 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
 
     Example:
 
-        augcli check out --profile custom-vision --task detection --annotations yolo
+        augcli check boxes_out --profile custom-vision --task detection --annotations yolo
 
         augcli check out --profile azureml-automl --task multiclass
 
