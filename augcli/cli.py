@@ -610,8 +610,8 @@ def ricap(input_dir, output_dir, count, size, beta, seed, batch_size, per_sample
         augcli ricap photos -o montages --count 1000 --size 224x224 --seed 1
 
     \b
-        augcli ricap photos -o montages -n 5000 --size 32x32 \\
-            --epochs 100 --beta-schedule 0.01:1.0:20:90
+        augcli ricap photos -o epochs -n 200 --size 32x32 \\
+            --epochs 10 --beta-schedule 0.01:1.0:2:8
     """
     _start_worker_server("augcli.ricap", workers, cluster, dry_run)
     from .ricap import RicapSettings, make_montages
@@ -668,7 +668,7 @@ def check_command(folder, profile_name, task, annotation_format, annotations_pat
 
     Example:
 
-        augcli check out --profile custom-vision --task detection --annotations yolo
+        augcli check boxes_out --profile custom-vision --task detection --annotations yolo
 
         augcli check out --profile azureml-automl --task multiclass
 
@@ -740,6 +740,43 @@ def export_command(source, target, task, image_url, output_dir, annotation_forma
     if not quiet:
         click.echo(report.summary(), err=True)
     sys.exit(report.exit_code)
+
+
+@main.command("init")
+@click.argument("folder", type=click.Path(path_type=str))
+@click.option("-o", "--output", "recipe_path", default="recipe.yaml", show_default=True,
+              type=click.Path(dir_okay=False, path_type=str), help="Recipe file to write.")
+@click.option("--force", is_flag=True, help="Replace the recipe file if it exists.")
+def init_command(folder, recipe_path, force):
+    """Write a commented starter recipe for FOLDER, to edit and run.
+
+    Looks at FOLDER as 'run' would: class folders (classification), a
+    folder with label files (YOLO images/ and labels/, a COCO file, VOC
+    XML beside the images: detection), a dataset (a data.yaml, or
+    train/valid/test folders) or a flat folder of images. The recipe names
+    the input, an output folder beside it, the labels to carry
+    ('annotations:') and three variants of ops every label follows, each
+    key explained in a comment. An existing recipe file is not replaced
+    without --force.
+
+    Exit code: 0 written, 2 usage error (no such folder, no images, the
+    file exists).
+
+    Example:
+
+        augcli init sample_images -o starter.yaml
+    """
+    from shlex import quote
+
+    from .starter import write_starter
+
+    starter = write_starter(folder, recipe_path, force)
+    recipe = quote(recipe_path)
+    click.echo(f"{folder}: {starter.found}")
+    click.echo(f"wrote {recipe_path} ({starter.kind}); next:")
+    click.echo(f"  augcli preview {recipe} {quote(starter.example)}")
+    click.echo(f"  augcli run {recipe} --dry-run")
+    click.echo(f"  augcli run {recipe}")
 
 
 def _annotation_spec(fmt: str | None, path: str | None):

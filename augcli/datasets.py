@@ -189,14 +189,8 @@ class Dataset:
         found: dict = {}  # format -> the first label file or folder that shows it
         for split in self.splits:
             for folder in split.folders:
-                for record in formats.FORMATS.values():  # a per-folder file by its usual name
-                    if record.split_file and f"{folder}/{record.split_file}" in self.keys:
-                        found.setdefault(record.name, f"{folder}/{record.split_file}")
-                if self._has_labels_folder(folder):
-                    found.setdefault(yolo.NAME, f"{folder}/labels")
-                xml = self._files_in(folder, ".xml")
-                if xml:
-                    found.setdefault("voc", f"{folder}/{xml[0]}")
+                for fmt, where in labels_shown(self.keys, folder).items():
+                    found.setdefault(fmt, where)
         if len(found) > 1:
             seen = "; ".join(f"{fmt} ({where})" for fmt, where in found.items())
             raise UsageError(f"the splits of {self.root} hold labels of more than one format: "
@@ -208,19 +202,8 @@ class Dataset:
         """yolo labels by Ultralytics' images -> labels rule: a split folder has ``images``
         and ``labels`` (``train/images/a.jpg`` -> ``train/labels/a.txt``; a path without an
         ``images`` folder keeps its labels beside its images)."""
-        return any(self._has_labels_folder(folder)
+        return any(_has_labels_folder(self.keys, folder)
                    for split in self.splits for folder in split.folders)
-
-    def _has_labels_folder(self, folder: str) -> bool:
-        """Whether a split folder holds both an ``images`` and a ``labels`` folder."""
-        folders = _folders(self.keys)
-        return f"{folder}/images" in folders and f"{folder}/labels" in folders
-
-    def _files_in(self, folder: str, extension: str) -> list:
-        """Names of the files directly in a split folder that end with ``extension``."""
-        return sorted(key[len(folder) + 1:] for key in self.keys
-                      if key.startswith(folder + "/") and "/" not in key[len(folder) + 1:]
-                      and key.endswith(extension))
 
     def labels_reason(self, spec: AnnotationSpec) -> str:
         """Why a recipe without ``annotations:`` carries labels here, for its refusals."""
@@ -235,7 +218,7 @@ class Dataset:
         usual = record.split_file
         if usual and f"{folder}/{usual}" in self.keys:
             return usual
-        found = self._files_in(folder, record.extension)
+        found = _files_in(self.keys, folder, record.extension)
         if len(found) != 1:
             what = f"no {record.extension} file" if not found else \
                 f"{len(found)} {record.extension} files"
@@ -323,6 +306,40 @@ def _looks_like_yolo(text: str) -> bool:
 def _looks_like_voc(text: str) -> bool:
     """Whether an .xml file is a Pascal VOC annotation."""
     return "<annotation" in text
+
+
+def labels_shown(keys: frozenset, folder: str = "") -> dict:
+    """format -> the first label file or folder that shows it in ``folder`` of a listing
+    (a POSIX path under its root; "" is the root itself): a per-folder format's file by
+    its usual name (Roboflow's ``_annotations.coco.json``), ``images`` beside ``labels``
+    (yolo, as Roboflow exports it) or XML files (voc)."""
+    prefix = f"{folder}/" if folder else ""
+    found: dict = {}
+    for record in formats.FORMATS.values():
+        if record.split_file and prefix + record.split_file in keys:
+            found.setdefault(record.name, prefix + record.split_file)
+    if _has_labels_folder(keys, folder):
+        found.setdefault(yolo.NAME, prefix + "labels")
+    xml = _files_in(keys, folder, ".xml")
+    if xml:
+        found.setdefault("voc", prefix + xml[0])
+    return found
+
+
+def _has_labels_folder(keys: frozenset, folder: str) -> bool:
+    """Whether a folder of a listing ("" the root) holds both ``images`` and ``labels``."""
+    prefix = f"{folder}/" if folder else ""
+    folders = _folders(keys)
+    return f"{prefix}images" in folders and f"{prefix}labels" in folders
+
+
+def _files_in(keys: frozenset, folder: str, extension: str) -> list:
+    """Names of the files directly in a folder of a listing ("" the root) that end with
+    ``extension``."""
+    prefix = f"{folder}/" if folder else ""
+    return sorted(key[len(prefix):] for key in keys
+                  if key.startswith(prefix) and "/" not in key[len(prefix):]
+                  and key.endswith(extension))
 
 
 def open_dataset(where, splits=None, options: dict | None = None,
