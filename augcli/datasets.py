@@ -264,30 +264,46 @@ _LABEL_SAMPLES = 8
 _COCO_NAMES = ("_annotations.coco.json", "annotations.json", "instances.json")
 
 
-def labels_beside(store, images: list, others: list) -> tuple | None:
-    """(format, the file that shows it) when a plain folder holds label files beside its
-    images (``a.txt`` in YOLO's lines or ``a.xml`` in VOC's beside ``a.jpg``, or a COCO
-    file by its usual name), else None. A run without ``annotations:`` would augment the
-    images into outputs without them, so it is refused, naming the line that carries them
-    (or ``annotations: none`` that leaves them on purpose). The files are read (a few),
-    so captions beside images (text-to-image sets) are not taken for labels."""
-    stems = {posixpath.splitext(_posix(path))[0] for path in images}
+@dataclass(frozen=True)
+class LabelsFound:
+    """Label files a plain folder shows: their format, the file or folder that shows it,
+    and the ``annotations.path`` a recipe names for them (None: beside the images)."""
+
+    format: str
+    shown_by: str
+    path: str | None = None
+    images: str | None = None  # the folder a recipe's input names (``images``), if not the top
+
+
+def labels_beside(store, images: list, others: list) -> LabelsFound | None:
+    """The label files of a plain folder, or None: ``images``/``labels`` at its top
+    (Ultralytics' layout), a COCO file by its usual name, or a file per image named as
+    the image (YOLO ``.txt``, VOC ``.xml``, regions ``.json``). A run without
+    ``annotations:`` would write outputs without them, so it is refused, naming the line
+    that carries them (``annotations: none`` leaves them on purpose); ``augcli init``
+    writes that line. A few per-image files are read, so captions beside images
+    (text-to-image sets) are not taken for labels."""
+    keys = frozenset(_posix(path) for path in [*images, *others])
+    if _has_labels_folder(keys, ""):
+        return LabelsFound(yolo.NAME, "labels", "labels", images="images")
     names = sorted(_posix(path) for path in others)
     coco = next((name for name in names if posixpath.basename(name) in _COCO_NAMES), None)
     if coco is not None:
-        return "coco", coco
-    checks = {".txt": _looks_like_yolo, ".xml": _looks_like_voc}
-    fmt_of = {".txt": yolo.NAME, ".xml": "voc"}
-    for extension, looks_like in checks.items():
-        beside = [name for name in names if name.endswith(extension)
-                  and name[:-len(extension)] in stems]
+        return LabelsFound("coco", coco, coco)
+    stems = {posixpath.splitext(_posix(path))[0] for path in images}
+    for record in formats.FORMATS.values():
+        looks_like = _LOOKS_LIKE.get(record.name)
+        if looks_like is None or not record.per_image:
+            continue
+        beside = [name for name in names if name.endswith(record.extension)
+                  and name[:-len(record.extension)] in stems]
         for name in beside[:_LABEL_SAMPLES]:
             try:
                 text = store.read(name)[:4096].decode("utf-8", "replace")
             except OSError:
                 continue
             if looks_like(text):
-                return fmt_of[extension], name
+                return LabelsFound(record.name, name)
     return None
 
 
@@ -303,9 +319,12 @@ def _looks_like_yolo(text: str) -> bool:
         return False
 
 
-def _looks_like_voc(text: str) -> bool:
-    """Whether an .xml file is a Pascal VOC annotation."""
-    return "<annotation" in text
+# What tells a per-image file of each format from other text beside an image.
+_LOOKS_LIKE = {
+    yolo.NAME: _looks_like_yolo,
+    "voc": lambda text: "<annotation" in text,
+    "regions": lambda text: '"regions"' in text,
+}
 
 
 def labels_shown(keys: frozenset, folder: str = "") -> dict:

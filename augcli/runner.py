@@ -426,20 +426,21 @@ def plan_run(recipe: Recipe) -> Plan:
 
 
 def _refuse_labels_left_behind(store, images: list, others: list, where) -> None:
-    """A plain folder whose images have label files beside them, and a recipe without
-    ``annotations:``: the outputs would be written without labels. Refused, naming the
-    line that carries them and the one that leaves them out on purpose."""
+    """A plain folder whose images have label files (``datasets.labels_beside``), and a
+    recipe without ``annotations:``: the outputs would be written without them. Refused,
+    naming the line that carries them and the one that leaves them out on purpose."""
     found = datasets.labels_beside(store, images, others)
     if found is None:
         return
-    fmt, shown_by = found
-    shown_by = locations.join(where, shown_by)
-    line = datasets.annotations_line(fmt)
-    if fmt == "coco":  # one file, which a plain folder's recipe names
-        line = f"annotations: {{format: coco, path: {shown_by}}}"
-    raise UsageError(f"{shown_by} looks like {fmt} labels of the images beside it, which "
-                     f"the outputs would be written without: add '{line}' to the recipe to "
-                     "carry them, or 'annotations: none' to augment the images alone")
+    line = datasets.annotations_line(found.format)
+    if found.path is not None:  # a recipe's paths are its own: the full one works anywhere
+        line = f"annotations: {{format: {found.format}, path: {locations.join(where, found.path)}}}"
+    if found.images is not None:
+        line = f"input: {locations.join(where, found.images)}' and '{line}"
+    raise UsageError(f"{locations.join(where, found.shown_by)} looks like {found.format} "
+                     "labels of the images, which the outputs would be written without: give "
+                     f"the recipe '{line}' to carry them, or 'annotations: none' to augment "
+                     "the images alone")
 
 
 def _refuse_unlabelled_donors(plan: Plan) -> None:

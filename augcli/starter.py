@@ -23,6 +23,7 @@ import yaml
 from . import datasets, formats, imagefiles
 from .errors import UsageError
 from .formats import yolo
+from .stores import open_store
 
 RECIPE_NAME = "recipe.yaml"
 
@@ -51,7 +52,7 @@ def starter_recipe(folder, recipe_path) -> Starter:
     dataset = datasets.open_dataset(folder, listing=keys)
     if dataset is not None:
         return _dataset_starter(folder, dataset, images, base)
-    return _folder_starter(folder, images, keys, base)
+    return _folder_starter(folder, images, others, base)
 
 
 def _dataset_starter(folder: Path, dataset, images: list, base: Path) -> Starter:
@@ -79,8 +80,8 @@ def _dataset_starter(folder: Path, dataset, images: list, base: Path) -> Starter
                    str(folder / example))
 
 
-def _folder_starter(folder: Path, images: list, keys: frozenset, base: Path) -> Starter:
-    fmt, path, where = _plain_labels(folder, images, keys)
+def _folder_starter(folder: Path, images: list, others: list, base: Path) -> Starter:
+    fmt, path, where = _plain_labels(folder, images, others)
     classes = sorted({image.parts[0] for image in images if len(image.parts) > 1})
     input_folder = folder
     if fmt is not None:
@@ -104,22 +105,16 @@ def _folder_starter(folder: Path, images: list, keys: frozenset, base: Path) -> 
                    str(input_folder / images[0]))
 
 
-def _plain_labels(folder: Path, images: list, keys: frozenset) -> tuple:
+def _plain_labels(folder: Path, images: list, others: list) -> tuple:
     """(format, annotations.path or None, where it showed) of the label files of a plain
-    folder, or (None, None, None) without any."""
-    shown = datasets.labels_shown(keys)
-    if yolo.NAME in shown:  # images/ and labels/ at the top, as Ultralytics lays them out
-        return yolo.NAME, folder / "labels", shown[yolo.NAME]
+    folder, or (None, None, None) without any: those ``run`` refuses to leave behind
+    (``datasets.labels_beside``), or a COCO file of another name at the top."""
+    found = datasets.labels_beside(open_store(folder), images, others)
+    if found is not None:
+        path = folder / found.path if found.path is not None else None
+        return found.format, path, found.shown_by
     coco = formats.lookup("coco")
-    if coco.name in shown:
-        return coco.name, folder / shown[coco.name], shown[coco.name]
-    for record in formats.FORMATS.values():  # a file per image, named as the image
-        if record.per_image and not record.label_image:
-            for image in images:
-                label = image.with_suffix(record.extension).as_posix()
-                if label in keys:
-                    return record.name, None, label
-    for key in sorted(keys):  # a COCO file of another name, at the top
+    for key in sorted(path.as_posix() for path in others):
         if "/" not in key and key.endswith(coco.extension):
             try:
                 coco.read((folder / key).read_text(encoding="utf-8"), folder / key)

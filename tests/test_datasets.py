@@ -606,7 +606,7 @@ def test_a_test_folder_that_does_not_exist_is_left_out_with_a_note(tmp_path):
 def make_painted_folder(root: Path, layout: str) -> Path:
     """A plain folder (no splits) of painted images with their labels beside them, as a
     YOLO, VOC or COCO export of one split is laid out."""
-    make_painted_dataset(root / "ds", layout)
+    make_painted_dataset(root / "ds", "yolo" if layout == "images-labels" else layout)
     folder = root / "labelled"
     if layout == "yolo":  # labels beside their images, Ultralytics' rule without 'images'
         folder.mkdir()
@@ -621,7 +621,7 @@ def plain_output_boxes(out: Path, layout: str) -> dict:
     """Output image -> its one box, read from the labels written beside a plain folder's
     outputs."""
     images = sorted(out.glob("*.jpg"))
-    if layout == "yolo":
+    if layout in ("yolo", "images-labels"):
         return {image: yolo_box(image.with_suffix(".txt")) for image in images}
     if layout == "voc":
         boxes = {}
@@ -637,7 +637,7 @@ def plain_output_boxes(out: Path, layout: str) -> dict:
             for a in document["annotations"]}
 
 
-@pytest.mark.parametrize("layout", ["yolo", "voc", "coco"])
+@pytest.mark.parametrize("layout", ["yolo", "voc", "coco", "images-labels"])
 def test_a_plain_folder_with_labels_beside_its_images_is_refused_naming_the_line(tmp_path,
                                                                                 layout):
     # The rule for every layout: an input whose label files augcli can see is never
@@ -648,12 +648,15 @@ def test_a_plain_folder_with_labels_beside_its_images_is_refused_naming_the_line
         result = invoke(*command, str(recipe))
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
-        assert f"looks like {layout} labels" in result.output
+        assert f"looks like {layout.replace('images-labels', 'yolo')} labels" in result.output
         assert "or 'annotations: none' to augment the images alone" in result.output
     assert not (tmp_path / "out").exists()
     # the line the refusal names carries the labels, and they agree with the paint
-    line = re.search(r"add '(annotations: [^']+)'", result.output).group(1)
-    recipe.write_text(f"input: {folder.name}\noutput: out\n{line}\n" + TURN)
+    lines = re.search(r"give the recipe '(.+?)' to carry", result.output).group(1)
+    lines = lines.split("' and '")  # an input folder too, for images/ beside labels/
+    if not lines[0].startswith("input:"):
+        lines.insert(0, f"input: {folder.name}")
+    recipe.write_text("\n".join(lines) + "\noutput: out\n" + TURN)
     result = invoke("run", str(recipe), "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     boxes = plain_output_boxes(tmp_path / "out", layout)
