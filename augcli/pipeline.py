@@ -233,6 +233,19 @@ def carry_boxes(boxes, steps, shape, donor_boxes, min_visibility: float) -> tupl
     return boxes, tuple(dropped), steps[start:], size
 
 
+def carry_through(boxes, steps, shape, output_shape, donor_boxes, min_visibility: float) -> tuple:
+    """Boxes through every step to the output of ``output_shape``, as run writes them before
+    a profile adjusts the file: (kept, Dropped). Steps that take donors place them with
+    their pieces (``carry_boxes``); the rest move them by their matrix."""
+    carried: tuple = ()
+    if takes_donors(steps):
+        boxes, carried, steps, shape = carry_boxes(boxes, steps, shape, donor_boxes,
+                                                   min_visibility)
+    kept, dropped = transform_boxes(boxes, steps_matrix(steps, shape), output_shape[:2],
+                                    min_visibility)
+    return kept, (*carried, *dropped)
+
+
 def donor_records(steps, shape, donor_shape, donor_targets=None) -> list:
     """The manifest's ``donors`` of an output: each donor's crop and place (or weight), step
     by step (``donor_shape``: name -> (h, w); ``donor_targets``: name -> ImageBoxes)."""
