@@ -21,9 +21,10 @@ from .ops.combinators import OpNode
 from .targets.boxes import transform_boxes
 
 
-class MissingDonors(UsageError):
-    """An op that takes donor images (mosaic, cutmix, mixup) with none to take: only a run
-    over a folder or dataset draws them, from the source's split."""
+class MissingDonors(UsageError, ValueError):
+    """An op that takes donor images (mosaic, cutmix, mixup) with too few to take: only a run
+    over a folder or dataset draws them, from the source's split; the training-time
+    transform takes them from its caller (a ValueError there, as its other bad inputs)."""
 
 
 class OutputTooLarge(ValueError):
@@ -60,6 +61,7 @@ class _Sampler:
     def __init__(self, rng, size, max_pixels, donors=()):
         self.rng = rng
         self.donors = list(donors)  # not yet handed to a step
+        self.given = len(self.donors)
         self.size = size  # (height, width) at this point of the pipeline
         self.max_pixels = max_pixels
         self.steps = []
@@ -82,8 +84,12 @@ class _Sampler:
 
     def _take(self, op_name: str, count: int) -> list:
         if count > len(self.donors):
-            raise MissingDonors(f"{op_name} takes {count} donor image(s) from the source's "
-                                "split: only augcli run draws them")
+            left = len(self.donors)
+            raise MissingDonors(
+                f"{op_name} takes {count} donor image(s) from the source's split, and "
+                f"{left} of the {self.given} given {'is' if left == 1 else 'are'} left: only "
+                "augcli run draws them; the training-time transform takes them as "
+                "donors=[(image, boxes), ...]")
         taken, self.donors = self.donors[:count], self.donors[count:]
         return taken
 
