@@ -22,9 +22,10 @@ from .ops.combinators import OpNode
 from .targets.boxes import transform_boxes
 
 
-class MissingDonors(UsageError):
-    """An op that takes donor images (mosaic, cutmix, mixup) with none to take: only a run
-    over a folder or dataset draws them, from the source's split."""
+class MissingDonors(UsageError, ValueError):
+    """An op that takes donor images (mosaic, cutmix, mixup) with too few to take: only a run
+    over a folder or dataset draws them, from the source's split; the training-time
+    transform takes them from its caller (a ValueError there, as its other bad inputs)."""
 
 
 class OutputTooLarge(ValueError):
@@ -61,6 +62,7 @@ class _Sampler:
     def __init__(self, rng, size, max_pixels, donors=()):
         self.rng = rng
         self.donors = list(donors)  # not yet handed to a step
+        self.given = len(self.donors)
         self.size = size  # (height, width) at this point of the pipeline
         self.max_pixels = max_pixels
         self.steps = []
@@ -83,8 +85,12 @@ class _Sampler:
 
     def _take(self, op_name: str, count: int) -> list:
         if count > len(self.donors):
-            raise MissingDonors(f"{op_name} takes {count} donor image(s) from the source's "
-                                "split: only augcli run draws them")
+            left = len(self.donors)
+            raise MissingDonors(
+                f"{op_name} takes {count} donor image(s) from the source's split, and "
+                f"{left} of the {self.given} given {'is' if left == 1 else 'are'} left: only "
+                "augcli run draws them; the training-time transform takes them as "
+                "donors=[(image, boxes), ...]")
         taken, self.donors = self.donors[:count], self.donors[count:]
         return taken
 
@@ -232,6 +238,19 @@ def carry_boxes(boxes, steps, shape, donor_boxes, min_visibility: float) -> tupl
         dropped += gone
         start, size = index + 1, op.size_after(step.params, here)
     return boxes, tuple(dropped), steps[start:], size
+
+
+def carry_through(boxes, steps, shape, output_shape, donor_boxes, min_visibility: float) -> tuple:
+    """Boxes through every step to the output of ``output_shape``, as run writes them before
+    a profile adjusts the file: (kept, Dropped). Steps that take donors place them with
+    their pieces (``carry_boxes``); the rest move them by their matrix."""
+    carried: tuple = ()
+    if takes_donors(steps):
+        boxes, carried, steps, shape = carry_boxes(boxes, steps, shape, donor_boxes,
+                                                   min_visibility)
+    kept, dropped = transform_boxes(boxes, steps_matrix(steps, shape), output_shape[:2],
+                                    min_visibility)
+    return kept, (*carried, *dropped)
 
 
 def donor_records(steps, shape, donor_shape, donor_targets=None) -> list:

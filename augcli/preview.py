@@ -12,6 +12,7 @@ follow the pixels.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import cv2
@@ -21,11 +22,13 @@ from . import datasets, imagefiles
 from .annotations import AnnotationSource
 from .errors import ImageReadError, UsageError
 from .formats import AnnotationError
-from .pipeline import apply_steps_to_labels, steps_matrix
+from .ops.multi import donor_ops
+from .pipeline import apply_steps_to_labels, carry_through
 from .pixels import to_uint8
 from .recipe import Recipe
 from .render import Distinct, DuplicateOutput, render, source_outputs
-from .targets.boxes import ImageBoxes, transform_boxes
+from .runner import plan_run
+from .targets.boxes import ImageBoxes
 from .targets.keypoints import Keypoints
 from .targets.masks import decode_labels, fill_for
 from .targets.oriented import OrientedBox
@@ -63,9 +66,13 @@ def _input_folder(recipe: Recipe) -> Path | None:
     return recipe.input if isinstance(recipe.input, Path) else None
 
 
-def pick_outputs(recipe: Recipe, relative: Path, variant: str | None, count: int) -> list:
-    """Up to ``count`` augmented outputs: one variant's in order, or all variants in turn."""
-    outputs = [o for o in source_outputs(recipe, relative) if o.variant is not None]
+def pick_outputs(recipe: Recipe, relative: Path, variant: str | None, count: int,
+                 outputs=None) -> list:
+    """Up to ``count`` augmented outputs: one variant's in order, or all variants in turn.
+    ``outputs``: the source's outputs as planned (default: ``source_outputs``)."""
+    if outputs is None:
+        outputs = source_outputs(recipe, relative)
+    outputs = [o for o in outputs if o.variant is not None]
     if variant is not None:
         known = [v.name for v in recipe.variants]
         if variant not in known:
@@ -94,22 +101,23 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
     relative = relative_to_input(recipe, image_path)
     source, skeletons = _source_boxes(recipe, relative, image_path)
     boxes, labels = source.boxes, _label_map(source)
-    ids = sorted(int(v) for v in np.unique(labels) if v) if labels is not None else []
-    colours = {label: BOX_COLOURS[i % len(BOX_COLOURS)]
-               for i, label in enumerate([*sorted({box.label for box in boxes}), *ids])}
+    planned = _Planned.of(recipe, relative)
     tiles = [(_as_rgb(image), "original", _Drawn(boxes, labels, skeletons))]
-    picked = pick_outputs(recipe, relative, variant, count)
-    drawn = _drawn(recipe, image, relative, picked)
+    picked = pick_outputs(recipe, relative, variant, count, planned.outputs)
+    drawn = _drawn(image, relative, picked, planned)
     spec = _annotations(recipe)[0] if boxes or labels is not None else None
     for plan in picked:
         augmented, steps, name = drawn[plan.relative]
         kept, moved = (), None
         if spec is not None:
-            kept, _ = transform_boxes(boxes, steps_matrix(steps, image.shape), augmented.shape,
-                                      spec.min_visibility)
+            kept, _ = carry_through(boxes, steps, image.shape, augmented.shape,
+                                    planned.donor_targets, spec.min_visibility)
         if spec is not None and labels is not None:
             moved = apply_steps_to_labels(labels, steps, fill_for(labels, spec.mask_fill))
         tiles.append((_as_rgb(augmented), _printable(name), _Drawn(kept, moved, skeletons)))
+    ids = sorted(int(v) for v in np.unique(labels) if v) if labels is not None else []
+    seen = sorted({target.label for _, _, shown in tiles for target in shown.targets})
+    colours = {label: BOX_COLOURS[i % len(BOX_COLOURS)] for i, label in enumerate([*seen, *ids])}
     imagefiles.write_atomic(output, imagefiles.encode(_sheet(tiles, colours), "png", 95))
     return output
 
@@ -136,23 +144,52 @@ def _label_map(source: ImageBoxes) -> np.ndarray | None:
         raise UsageError(f"{key}: {exc}") from None
 
 
-def _drawn(recipe: Recipe, image: np.ndarray, relative: Path, picked) -> dict:
+class _Planned:
+    """The image's outputs as ``run`` plans them, and its donors: planned by ``plan_run``
+    itself when the recipe takes donors (they come from the image's split, drawn from
+    each output's seed), else only its outputs (no input to list)."""
+
+    def __init__(self, outputs, donor=None, donor_targets=None):
+        self.outputs, self.donor, self.donor_targets = outputs, donor, donor_targets
+
+    @classmethod
+    def of(cls, recipe: Recipe, relative: Path) -> _Planned:
+        takers = sorted(set().union(*(donor_ops(v.ops) for v in recipe.variants)))
+        if not takers:
+            return cls(source_outputs(recipe, relative))
+        if recipe.input is None:
+            raise UsageError(f"{', '.join(takers)} take donors from the image's split: give "
+                             "the recipe the input the image belongs to")
+        plan = plan_run(recipe)
+        source = next((s for s in plan.sources if s.relative == relative.as_posix()), None)
+        if source is None:
+            raise UsageError(f"{', '.join(takers)} take donors from the image's split: "
+                             f"preview an image of the recipe's input {plan.input_dir} "
+                             f"({relative.as_posix()} is not one of its sources)")
+        task = plan.task(source)
+        return cls(task.outputs, functools.cache(plan.input().read_image), task.donor_targets)
+
+
+def _drawn(image: np.ndarray, relative: Path, picked, planned: _Planned) -> dict:
     """relative -> (pixels, steps, label) of the picked outputs, drawn as ``run`` draws
-    them: in plan order, each apart from the source and the outputs before it. An
-    output ``run`` would not write (a duplicate) is shown as its first draw, so marked."""
+    them: in plan order, each apart from the source and the outputs before it, with the
+    same donors. An output ``run`` would not write (a duplicate) is shown as its first
+    draw, so marked."""
     wanted = {plan.relative for plan in picked}
     distinct = Distinct(image, relative.as_posix())
     drawn: dict = {}
-    for output in source_outputs(recipe, relative):
+    donor, targets = planned.donor, planned.donor_targets
+    for output in planned.outputs:
         if wanted <= drawn.keys():
             break
         if output.variant is None:
             continue
         name = Path(output.relative).stem
         try:
-            pixels, steps, _, _ = distinct.draw(image, output)
+            pixels, steps, _, _ = distinct.draw(image, output, donor, targets)
         except DuplicateOutput:
-            (pixels, steps), name = render(image, output), f"{name} (duplicate)"
+            (pixels, steps), name = render(image, output, donor=donor,
+                                           donor_targets=targets), f"{name} (duplicate)"
         drawn[output.relative] = (pixels, steps, name)
     return drawn
 

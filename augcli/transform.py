@@ -29,10 +29,11 @@ from . import geometry, imagefiles
 from . import ops as catalog
 from .errors import UsageError
 from .ops.combinators import OpNode, children
-from .pipeline import apply_steps_to_labels, steps_matrix
+from .ops.multi import donor_ops
+from .pipeline import apply_steps_to_labels, carry_through, steps_matrix
 from .recipe import Recipe, load_recipe
 from .render import OutputPlan, derive_seed, render
-from .targets.boxes import DEFAULT_MIN_VISIBILITY, Box, transform_boxes
+from .targets.boxes import DEFAULT_MIN_VISIBILITY, Box, ImageBoxes, transform_boxes
 from .targets.keypoints import Keypoints
 from .targets.masks import fill_for
 from .targets.polygons import Polygon
@@ -65,8 +66,9 @@ class TransformResult:
     ``params``: the sampled steps, as ``run`` records them in the manifest
     (``[{op: {param: value}}, ...]``). ``boxes``: None without boxes; an
     ``(M, 4)`` float array for an ``(N, 4)`` input, with ``kept`` the indices
-    (into the input) of the M boxes still visible; a tuple of ``Box`` for
-    ``Box`` input. ``seed`` replays the call: ``transform(image, seed=seed)``.
+    (into the input, then on into each donor's boxes in turn) of the M boxes
+    still visible; a tuple of ``Box`` for ``Box`` input. ``seed`` replays the
+    call: ``transform(image, seed=seed)``.
     ``polygons``, ``keypoints``, ``masks``: the other targets, in the kind
     they were given (see ``Transform.__call__``); ``kept_polygons``: the
     indices of the polygons kept, for polygons given as arrays.
@@ -158,7 +160,8 @@ class Transform:
     # -- one call -----------------------------------------------------------------------
 
     def __call__(self, image, boxes=None, *, polygons=None, keypoints=None, masks=None,
-                 seed: int | None = None, index: int | None = None) -> TransformResult:
+                 donors=None, seed: int | None = None,
+                 index: int | None = None) -> TransformResult:
         """Augment one image (and its boxes, polygons, keypoints and masks).
 
         ``image``: H x W or H x W x C (C = 1 to 4) ``uint8``/``uint16`` array, or
@@ -181,6 +184,14 @@ class Transform:
         (``uint8``, ``uint16`` or ``bool``), or a sequence of them, moved with
         nearest neighbour as ``run`` moves mask images (``mask_fill`` from the
         recipe where the image is filled; 0 for ``bool`` masks).
+
+        ``donors``: ``[(image, boxes), ...]``, the other images a ``mosaic``,
+        ``cutmix`` or ``mixup`` step takes, handed to the steps in order (as
+        ``run`` hands each step the next of the output's donors: the ``donors``
+        of its steps in the manifest's ``ops``); each donor's boxes come as its
+        own ``boxes`` do (``[]`` for none). With ``run``'s seed and donors it
+        gives ``run``'s pixels and boxes; a step that finds too few raises a
+        ValueError naming it. Donor steps carry boxes only.
         """
         pixels, restore = _as_array(image)
         if 0 in pixels.shape[:2]:
@@ -197,9 +208,13 @@ class Transform:
             op, reason = self._refuses_boxes[name]
             raise ValueError(f"variant '{name}' uses {op}, which {given} cannot follow: "
                              f"{reason}")
-        output, steps = render(pixels, OutputPlan("", name, index, int(seed), tree))
+        donor_images, donor_boxes = _donor_inputs(donors, boxes is not None)
+        _refuse_beyond_boxes(name, tree, targets)
+        output, steps = render(pixels, OutputPlan("", name, index, int(seed), tree,
+                                                  tuple(range(len(donor_images)))),
+                               donor=donor_images.__getitem__)
         kept_boxes, kept = _carry_boxes(boxes, steps, pixels.shape, output.shape,
-                                        self.min_visibility)
+                                        self.min_visibility, donor_images, donor_boxes)
         matrix = steps_matrix(steps, pixels.shape) if polygons is not None or \
             keypoints is not None else None
         kept_polygons, polygon_indices = _carry_polygons(polygons, matrix, output.shape,
@@ -285,27 +300,80 @@ def _as_array(image):
                      f"{pixels.shape}{hint}")
 
 
-def _carry_boxes(boxes, steps, shape, output_shape, min_visibility):
-    """Boxes through the steps' matrix, as run writes them: (boxes, kept indices)."""
+def _donor_inputs(donors, with_boxes: bool) -> tuple:
+    """(the donors' pixels, their boxes) from ``[(image, boxes), ...]``; each donor's boxes
+    are required when the image's are given (its objects would land unlabelled)."""
+    if donors is None:
+        return [], []
+    images, boxes = [], []
+    for number, pair in enumerate(donors):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"donors must be (image, boxes) pairs; donor {number} is a "
+                             f"{type(pair).__name__}")
+        pixels, _ = _as_array(pair[0])
+        if 0 in pixels.shape[:2]:
+            raise ValueError(f"donor {number} has no pixels (shape {pixels.shape})")
+        if with_boxes and pair[1] is None:
+            raise ValueError(f"donor {number} has no boxes while the image has: its objects "
+                             "would land unlabelled; give [] for a donor without any")
+        images.append(pixels)
+        boxes.append(pair[1])
+    return images, boxes
+
+
+def _refuse_beyond_boxes(variant: str, tree, targets: dict) -> None:
+    """Donor steps place boxes only (as run refuses other targets with them); copy_paste,
+    which cuts polygons out of its donors, is ``run``'s alone."""
+    takers = donor_ops(tree)
+    if "copy_paste" in takers:
+        raise ValueError(f"variant '{variant}' uses copy_paste, which the training-time "
+                         "transform does not make (it cuts donors' polygons): augcli run does")
+    beyond = [kind for kind in ("polygons", "keypoints", "masks") if targets[kind] is not None]
+    if takers and beyond:
+        raise ValueError(f"variant '{variant}' uses {', '.join(sorted(takers))}, which carry "
+                         f"boxes only, not {beyond[0]}")
+
+
+def _carry_boxes(boxes, steps, shape, output_shape, min_visibility, donor_images=(),
+                 donor_boxes=()):
+    """Boxes through the steps (and the donors' boxes through the steps that take them), as
+    run writes them: (boxes, kept indices into the image's boxes then each donor's)."""
     if boxes is None:
         return None, None
-    matrix = steps_matrix(steps, shape)
-    if all(isinstance(box, Box) for box in boxes) and len(boxes):
-        _require_finite(np.array([[box.x0, box.y0, box.x1, box.y1] for box in boxes],
-                                 np.float64))
-        kept, _ = transform_boxes(tuple(boxes), matrix, output_shape[:2], min_visibility)
+    given = [boxes, *donor_boxes]
+    objects = any(len(each) and all(isinstance(box, Box) for box in each) for each in given)
+    lists, start = [], 0
+    for number, each in enumerate(given):
+        name = "boxes" if number == 0 else f"donor {number - 1}'s boxes"
+        lists.append(_box_targets(each, name, objects, start))
+        start += len(lists[-1])
+    donors = [ImageBoxes(image.shape[1], image.shape[0], listed)
+              for image, listed in zip(donor_images, lists[1:], strict=True)]
+    kept, _ = carry_through(lists[0], steps, shape, output_shape, donors.__getitem__,
+                            min_visibility)
+    if objects:
         return kept, None
+    coordinates = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], np.float64).reshape(-1, 4)
+    return coordinates, np.array([int(b.label) for b in kept], np.intp)
+
+
+def _box_targets(boxes, name: str, objects: bool, start: int) -> tuple:
+    """Boxes as ``Box`` objects: given as such (``objects``), or an (N, 4) array of x0, y0, x1,
+    y1, each labelled by its index (counted from ``start``)."""
+    if objects:
+        if not all(isinstance(box, Box) for box in boxes):
+            raise ValueError(f"{name} must be Boxes as the others are")
+        _require_finite(np.array([[box.x0, box.y0, box.x1, box.y1] for box in boxes],
+                                 np.float64).reshape(-1, 4))
+        return tuple(boxes)
     array = np.asarray(boxes, dtype=np.float64)
     if array.size == 0:
-        return np.zeros((0, 4)), np.zeros(0, np.intp)
+        return ()
     if array.ndim != 2 or array.shape[1] != 4:
-        raise ValueError(f"boxes must be an (N, 4) array of x0, y0, x1, y1, got shape "
+        raise ValueError(f"{name} must be an (N, 4) array of x0, y0, x1, y1, got shape "
                          f"{array.shape}")
     _require_finite(array)
-    indexed = tuple(Box(i, *row) for i, row in enumerate(array.tolist()))
-    kept, _ = transform_boxes(indexed, matrix, output_shape[:2], min_visibility)
-    coordinates = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], np.float64).reshape(-1, 4)
-    return coordinates, np.array([b.label for b in kept], np.intp)
+    return tuple(Box(str(start + i), *row) for i, row in enumerate(array.tolist()))
 
 
 def _carry_polygons(polygons, matrix, output_shape, min_visibility):

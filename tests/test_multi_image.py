@@ -130,6 +130,30 @@ def test_mosaic_boxes_sit_on_their_paint_and_every_painted_object_has_a_box(tmp_
                 (record["output"], label)  # no painted pixel without its box
 
 
+def test_mosaic_scale_resizes_each_tile_and_its_boxes_follow(tmp_path, painted):
+    recipe = write_recipe(tmp_path, RECIPE.replace("size: [128, 112]}",
+                                                   "size: [128, 112], scale: [0.5, 1.5]}"))
+    assert run_recipe(recipe, workers=1).exit_code == 0
+    out = tmp_path / "out"
+    scaled = 0
+    for record in outputs_of(out, "mosaic"):
+        scales = record["ops"][0]["mosaic"]["scales"]
+        assert len(scales) == 4 and all(0.5 <= scale <= 1.5 for scale in scales)
+        scaled += sum("scale" in donor for donor in record["donors"])
+        pixels = np.asarray(Image.open(out / record["output"]).convert("RGB"))
+        near = np.zeros(pixels.shape[:2] + (len(COLOURS),), bool)
+        for item in record["boxes"]:  # inside each box (a pixel in from its edges): its paint
+            x0, y0, x1, y1 = item["box"]
+            left, top = int(np.ceil(x0)) + 1, int(np.ceil(y0)) + 1
+            inner = pixels[top:max(top, int(y1) - 1), left:max(left, int(x1) - 1)]
+            assert np.all(inner == COLOURS[item["label"]]), (record["output"], item)
+            near[max(0, int(y0) - 1):int(np.ceil(y1)) + 1, max(0, int(x0) - 1):
+                 int(np.ceil(x1)) + 1, list(COLOURS).index(item["label"])] = True
+        for number, paint in enumerate(paint_masks(pixels).values()):
+            assert not np.any(paint & ~near[..., number]), record["output"]
+    assert scaled
+
+
 def test_cutmix_keeps_a_box_for_every_visible_painted_object(tmp_path, painted):
     report = run_recipe(write_recipe(tmp_path, RECIPE), workers=1)
     assert report.exit_code == 0

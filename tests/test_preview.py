@@ -9,9 +9,10 @@ from PIL import Image
 from augcli.imagefiles import read_image
 from augcli.preview import BOX_COLOURS, TILE_WIDTH, make_preview, pick_outputs
 from augcli.recipe import load_recipe
-from augcli.runner import run_recipe
+from augcli.runner import read_manifest, run_recipe
 
 from .conftest import invoke, photo_like, save, write_recipe
+from .test_multi_image import COLOURS, paint_sources
 
 RECIPE = """\
     input: in
@@ -139,3 +140,72 @@ def test_preview_draws_polygons_keypoints_with_their_skeleton_and_mask_outlines(
     tile = sheet[22:22 + height, TILE_WIDTH:2 * TILE_WIDTH]
     assert _near(tile, (width - 80, 25), colour, 2)  # the mirrored map's top edge
     assert not _near(tile, (80, 25), colour, 3)
+
+
+# --- ops that take donors: the preview draws them as run does ---------------------------
+
+DONOR_RECIPE = """\
+    input: in
+    output: out
+    seed: 5
+    format: png
+    variants:
+      mosaic: {copies: 2, ops: [{mosaic: {grid: [2, 2], size: [256, 120]}}]}
+      cutmix: {ops: [{cutmix: {area: [0.2, 0.5]}}, {fliplr: {p: 0.5}}]}
+      mixup: {ops: [{mixup: {ratio: [0.3, 0.7]}}]}
+"""
+
+
+def test_preview_of_donor_ops_shows_the_files_run_writes(tmp_path):
+    for number in range(5):
+        save(tmp_path / "in" / f"p{number}.png", photo_like(80 + 10 * number, TILE_WIDTH,
+                                                            seed=number))
+    recipe_path = write_recipe(tmp_path, DONOR_RECIPE)
+    assert run_recipe(recipe_path, workers=2).exit_code == 0
+    for variant, height in (("mosaic", 120), ("cutmix", 110), ("mixup", 110)):
+        sheet = np.asarray(Image.open(make_preview(
+            load_recipe(recipe_path), tmp_path / "in" / "p3.png", variant=variant, count=2,
+            output=tmp_path / f"{variant}.png")))
+        picked = [r for r in read_manifest(tmp_path / "out")
+                  if r.get("variant") == variant and r["source"] == "p3.png"]
+        assert picked and all(r["donors"] for r in picked)
+        for column, record in enumerate(picked, start=1):
+            tile = sheet[22:22 + height, column * TILE_WIDTH:(column + 1) * TILE_WIDTH]
+            assert np.array_equal(tile, read_image(tmp_path / "out" / record["output"])), \
+                record["output"]
+
+
+def test_preview_of_a_mosaic_draws_the_boxes_of_the_source_and_its_donors(tmp_path):
+    painted = paint_sources(tmp_path / "in", 6)
+    recipe_path = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        seed: 2
+        format: png
+        annotations: {format: yolo, min_visibility: 0}
+        variants:
+          mosaic: {copies: 3, ops: [{mosaic: {grid: [2, 2], size: [256, 160]}}]}
+    """)
+    assert run_recipe(recipe_path, workers=1).exit_code == 0
+    sheet = np.asarray(Image.open(make_preview(load_recipe(recipe_path),
+                                               tmp_path / "in" / "img04.png", count=3,
+                                               output=tmp_path / "sheet.png")))
+    colours = dict(zip(sorted(COLOURS), BOX_COLOURS, strict=False))
+    records = [r for r in read_manifest(tmp_path / "out") if r.get("source") == "img04.png"]
+    assert sum(len(r["boxes"]) for r in records) > 3 * len(painted["img04.png"])
+    for column, record in enumerate(records, start=1):
+        tile = sheet[22:22 + 160, column * TILE_WIDTH:(column + 1) * TILE_WIDTH]
+        for item in record["boxes"]:  # each box's bottom-right corner, in its label's colour
+            x1, y1 = (int(np.ceil(v)) - 1 for v in item["box"][2:])
+            assert tuple(tile[y1, x1]) == colours[item["label"]], (record["output"], item)
+
+
+def test_preview_of_donor_ops_needs_an_image_of_the_recipes_input(tmp_path):
+    for number in range(3):
+        save(tmp_path / "in" / f"p{number}.png", photo_like(seed=number))
+    elsewhere = save(tmp_path / "elsewhere.png", photo_like(seed=9))
+    recipe = write_recipe(tmp_path, DONOR_RECIPE)
+    result = invoke("preview", str(recipe), str(elsewhere), "-o", str(tmp_path / "p.png"))
+    assert result.exit_code == 2
+    assert "cutmix, mixup, mosaic take donors from the image's split" in result.output
+    assert "elsewhere.png is not one of its sources" in result.output

@@ -31,6 +31,7 @@ from augcli.recipe import load_recipe
 from augcli.targets.boxes import Box
 
 from .conftest import REPO, invoke, photo_like, run_cli, save, write_recipe
+from .test_multi_image import paint_sources
 from .test_targets_masks import write_label_maps
 from .test_targets_polygons import HEIGHT, NAMES, WIDTH, painted_sources, recipe_for
 
@@ -377,13 +378,18 @@ def test_loading_and_calling_a_transform_imports_no_pool_cluster_or_store(tmp_pa
         variants:
           mixed:
             ops: [{sometimes: {p: 0.5, ops: [fliplr]}}, {rotate: {degrees: 10}}]
+          mosaic:
+            ops: [{mosaic: {scale: [0.5, 2]}}]
     """)
     code = textwrap.dedent(f"""
         import sys
         import numpy as np
         import augcli
-        transform = augcli.load_transform({str(recipe)!r})
+        transform = augcli.load_transform({str(recipe)!r}, variant="mixed")
         transform(np.zeros((8, 8, 3), np.uint8), seed=1)
+        mosaic = augcli.load_transform({str(recipe)!r}, variant="mosaic")
+        mosaic(np.zeros((8, 8, 3), np.uint8), [[1, 1, 5, 5]], seed=1,
+               donors=[(np.ones((6, 9, 3), np.uint8), [[0, 0, 3, 3]])] * 3)
         banned = ("concurrent.futures.process", "multiprocessing.pool", "distributed", "dask",
                   "fsspec", "augcli.storage", "augcli.stores", "augcli.jobs", "augcli.runner",
                   "augcli.manifest")
@@ -575,3 +581,92 @@ def test_polygons_keypoints_and_masks_match_a_run(tmp_path):
         np.testing.assert_allclose(plain.keypoints.reshape(len(objects), -1),
                                    [item["keypoints"] for item in record["boxes"]], atol=1e-6)
         assert (plain.masks[0] == (written == 1)).all()
+
+
+# --- donors: the ops that take other images ------------------------------------------------
+
+DONOR_RECIPE = """\
+    input: in
+    output: out
+    seed: 7
+    format: png
+    annotations: {format: yolo, min_visibility: 0.2}
+    variants:
+      mosaic:
+        copies: 2
+        ops:
+          - mosaic: {grid: [2, 2], size: [128, 112]}
+          - affine: {rotate: [-10, 10], scale: [0.9, 1.1]}
+      mosaic9: {ops: [{mosaic: {grid: [3, 3], size: [150, 150], scale: [0.5, 1.5]}}]}
+      cutmix: {copies: 2, ops: [{cutmix: {area: [0.2, 0.5]}}, {fliplr: {p: 0.5}}]}
+      mixup: {ops: [{mixup: {ratio: [0.3, 0.7]}}]}
+"""
+
+
+def test_donors_give_the_pixels_and_boxes_run_writes(tmp_path):
+    """A run's record names each step's donors; the transform given those images and boxes
+    and the record's seed makes the file's pixels and the record's boxes."""
+    paint_sources(tmp_path / "in", 6)
+    recipe = write_recipe(tmp_path, DONOR_RECIPE)
+    result = invoke("run", str(recipe), "-w", "2", "-q")
+    assert result.exit_code == 0, result.output
+    source = AnnotationSource(load_recipe(recipe).annotations, tmp_path / "in")
+    transforms = {name: augcli.load_transform(recipe, variant=name)
+                  for name in ("mosaic", "mosaic9", "cutmix", "mixup")}
+    records = [json.loads(line) for line in
+               (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+               if '"variant": "' in line]
+    assert len(records) == 6 * 6
+    for record in records:
+        names = [name for step in record["ops"] for params in step.values()
+                 for name in params.get("donors", ())]
+        assert names == [donor["source"] for donor in record["donors"]]
+        assert len(names) == {"mosaic": 3, "mosaic9": 8}.get(record["variant"], 1)
+        image = read_png(tmp_path / "in" / record["source"])
+        boxes = source.read(record["source"]).boxes
+        donors = [(read_png(tmp_path / "in" / name), source.read(name).boxes)
+                  for name in names]
+        out = transforms[record["variant"]](image, boxes, donors=donors, seed=record["seed"],
+                                            index=record["index"])
+        np.testing.assert_array_equal(out.image, read_png(tmp_path / "out" / record["output"]),
+                                      err_msg=record["output"])
+        assert [box.to_record() for box in out.boxes] == record["boxes"]
+        assert json.loads(json.dumps(out.params))[0].keys() == record["ops"][0].keys()
+        # the same boxes as arrays: kept indexes the image's boxes, then each donor's
+        labels = [box.label for box in boxes] + [box.label for _, each in donors
+                                                 for box in each]
+        edges = [[[b.x0, b.y0, b.x1, b.y1] for b in each] for each in [boxes] +
+                 [each for _, each in donors]]
+        arrays = transforms[record["variant"]](
+            image, np.array(edges[0]).reshape(-1, 4), seed=record["seed"],
+            index=record["index"], donors=[(pixels, np.array(edge).reshape(-1, 4))
+                                           for (pixels, _), edge in zip(donors, edges[1:],
+                                                                        strict=True)])
+        assert [labels[i] for i in arrays.kept] == [item["label"] for item in record["boxes"]]
+        np.testing.assert_allclose(arrays.boxes, np.array(
+            [item["box"] for item in record["boxes"]]).reshape(-1, 4), atol=1e-6)
+
+
+def test_too_few_donors_name_the_op_and_how_many_it_takes(tmp_path):
+    recipe = augcli.parse_recipe({"variants": {
+        "mosaic": {"ops": [{"mosaic": {"grid": [3, 3]}}]},
+        "both": {"ops": [{"cutmix": {}}, {"mixup": {}}]},
+        "paste": {"ops": [{"copy_paste": {}}]}}})
+    image = photo_like(seed=1)
+    with pytest.raises(ValueError, match=r"mosaic takes 8 donor image\(s\).*0 of the 0 given "
+                                         r"are left.*donors=\[\(image, boxes\)"):
+        augcli.load_transform(recipe, "mosaic")(image, seed=3)
+    with pytest.raises(ValueError, match=r"mixup takes 1 donor image\(s\).*0 of the 1 given"):
+        augcli.load_transform(recipe, "both")(image, donors=[(image, None)], seed=3)
+    assert augcli.load_transform(recipe, "both")(
+        image, donors=[(image, None), (photo_like(seed=2), None)], seed=3).image.shape == \
+        image.shape
+    with pytest.raises(ValueError, match="donor 1 has no boxes while the image has"):
+        augcli.load_transform(recipe, "both")(image, [[1, 1, 9, 9]], seed=3,
+                                              donors=[(image, []), (image, None)])
+    with pytest.raises(ValueError, match="uses cutmix, mixup, which carry boxes only, not "
+                                         "polygons"):
+        augcli.load_transform(recipe, "both")(image, polygons=[[[1, 1], [9, 1], [9, 9]]],
+                                              donors=[(image, None)] * 2, seed=3)
+    with pytest.raises(ValueError, match="copy_paste.*augcli run does"):
+        augcli.load_transform(recipe, "paste")(image, donors=[(image, [])], seed=3)

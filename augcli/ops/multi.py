@@ -112,20 +112,27 @@ def _tile(cell: tuple, shape: tuple, fraction) -> tuple:
     return (cx, cy, w, h), (x + ox, y + oy, w, h)
 
 
-def _clip_to(targets, crop: tuple, out: tuple, min_visibility: float) -> tuple:
+def _clip_to(targets, crop: tuple, out: tuple, min_visibility: float,
+             resized: np.ndarray | None = None) -> tuple:
     """Targets of an image whose ``crop`` lands at ``out``: clipped to the crop, then moved
-    there (whole-pixel shifts, so every coordinate moves exactly)."""
+    there (whole-pixel shifts, so every coordinate moves exactly). ``resized``: the matrix
+    of a resize of the image before its crop."""
     x, y, width, height = out
     shift = geometry.translation(-crop[0], -crop[1])
+    if resized is not None:
+        shift = shift @ resized
     kept, dropped = transform_boxes(targets, shift, (height, width), min_visibility)
     placed, _ = transform_boxes(kept, geometry.translation(x, y), (y + height, x + width), 0)
     return placed, dropped
 
 
 def _donor_records(params, pieces) -> list:
+    """A record per donor piece; a mosaic tile's image resized first says by how much (its
+    crop is in the resized image's pixels)."""
     names = params["donors"]
-    return [{"source": names[image - 1], "crop": list(crop), "output": list(out)}
-            for image, crop, out in pieces if image]
+    return [{"source": names[image - 1], "crop": list(crop), "output": list(out),
+             **({"scale": rest[0]} if rest and rest[0] != 1 else {})}
+            for image, crop, out, *rest in pieces if image]
 
 
 # --- mosaic ------------------------------------------------------------------------------
@@ -141,8 +148,12 @@ def _sample_mosaic(draw, rng, shape):
     width, height = size if isinstance(size, tuple) else (size, size)
     centre = [draw("center"), draw("center")]
     crops = [[float(rng.random()), float(rng.random())] for _ in range(cols * rows)]
-    return {"grid": [cols, rows], "width": int(width) or shape[1],
-            "height": int(height) or shape[0], "center": centre, "crops": crops}
+    params = {"grid": [cols, rows], "width": int(width) or shape[1],
+              "height": int(height) or shape[0], "center": centre, "crops": crops}
+    scales = [draw("scale") for _ in range(cols * rows)]  # drawn last: scale 1 draws nothing
+    if any(scale != 1 for scale in scales):
+        params["scales"] = scales
+    return params
 
 
 def _cuts(count: int, centre: float, length: int) -> list:
@@ -152,21 +163,29 @@ def _cuts(count: int, centre: float, length: int) -> list:
     return [0, *(min(max(round(c * length), 0), length) for c in inner), length]
 
 
+def _scaled(shape: tuple, scale: float) -> tuple:
+    """(h, w) of an image of ``shape`` resized by ``scale`` (at least a pixel a side)."""
+    return tuple(max(1, round(side * scale)) for side in shape[:2])
+
+
 def _mosaic_pieces(params, shapes) -> list:
-    """(image index, crop, output box) per non-empty tile; image 0 is the source (the
+    """(image index, crop, output box, scale) per non-empty tile; image 0 is the source (the
     top-left cell of 2 x 2, the middle one of 3 x 3), donors fill the others in order.
-    ``shapes``: (h, w) of the source and of each donor."""
+    ``shapes``: (h, w) of the source and of each donor; a tile's crop is in its image
+    resized by its cell's scale."""
     cols, rows = params["grid"]
     xs = _cuts(cols, params["center"][0], params["width"])
     ys = _cuts(rows, params["center"][1], params["height"])
     own = (rows - 1) // 2 * cols + (cols - 1) // 2
+    scales = params.get("scales") or [1] * (cols * rows)
     pieces, donor = [], 0
     for cell in range(cols * rows):
         row, col = divmod(cell, cols)
         image = 0 if cell == own else (donor := donor + 1)
         box = (xs[col], ys[row], xs[col + 1] - xs[col], ys[row + 1] - ys[row])
         if box[2] and box[3]:
-            pieces.append((image, *_tile(box, shapes[image], params["crops"][cell])))
+            shape = _scaled(shapes[image], scales[cell])
+            pieces.append((image, *_tile(box, shape, params["crops"][cell]), scales[cell]))
     return pieces
 
 
@@ -178,16 +197,28 @@ def _compose_mosaic(image, params, donors):
         canvas[..., -1] = pixels.max_value(image.dtype)
     pieces = _mosaic_pieces(params, [im.shape[:2] for im in images])
     return compose((params["width"], params["height"]),
-                   [(images[i], crop[:2], out) for i, crop, out in pieces], out=canvas)
+                   [(_resized(images[i], scale), crop[:2], out)
+                    for i, crop, out, scale in pieces], out=canvas)
+
+
+def _resized(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` resized by ``scale`` (as ``_scaled`` says), or itself at 1."""
+    if scale == 1:
+        return image
+    height, width = _scaled(image.shape, scale)
+    return geometry.resize(image, width, height)
 
 
 def _mosaic_boxes(params, size, boxes, donors, min_visibility):
-    pieces = _mosaic_pieces(params, [size, *((d.height, d.width) for d in donors)])
+    shapes = [size, *((d.height, d.width) for d in donors)]
+    pieces = _mosaic_pieces(params, shapes)
     kept: list = []
     dropped: list = []
-    for image, crop, out in pieces:
+    for image, crop, out, scale in pieces:
         own = boxes if image == 0 else donors[image - 1].boxes
-        moved, gone = _clip_to(own, crop, out, min_visibility)
+        resized = None if scale == 1 else \
+            geometry.resize_matrix(shapes[image], _scaled(shapes[image], scale))
+        moved, gone = _clip_to(own, crop, out, min_visibility, resized)
         kept += moved
         dropped += gone
     return tuple(kept), tuple(dropped)
@@ -196,7 +227,8 @@ def _mosaic_boxes(params, size, boxes, donors, min_visibility):
 register(Op(
     name="mosaic",
     summary="Ultralytics' mosaic: the source and 3 (2 x 2) or 8 (3 x 3) donors of its split "
-            "tiled around a random centre; boxes clipped to their tiles.",
+            "tiled around a random centre, each tile a crop of its image (optionally "
+            "resized by scale); boxes clipped to their tiles.",
     params=(
         Param("grid", NUMBER_OR_LIST, [2, 2], "Tiles [columns, rows]: 2 or 3 each (one number: "
               "a square grid).", low=2, high=3, lengths=(2,)),
@@ -205,8 +237,13 @@ register(Op(
         Param("center", NUMBER, [0.25, 0.75], "Where the tiles meet, as a fraction of the "
               "width and of the height (each drawn on its own); with 3 cells a side, the "
               "middle cell (a third of the side) is centred there.", low=0, high=1),
+        Param("scale", NUMBER, 1, "Each tile's image is resized by this factor (a range: "
+              "drawn per tile) before its crop is cut, so objects vary in size; the "
+              "manifest's donors record it (their crop is in the resized image).",
+              low=0.1, high=4),
     ),
-    example="- mosaic: {grid: [2, 2], size: [640, 640], center: [0.25, 0.75]}",
+    example="- mosaic: {grid: [2, 2], size: [640, 640], center: [0.25, 0.75], "
+            "scale: [0.5, 1.5]}",
     sample=_sample_mosaic,
     output_shape=lambda params, shape: (params["height"], params["width"]),
     donor=DonorKernels(
