@@ -252,7 +252,7 @@ register(Op(
         record=lambda params, size, shapes: _donor_records(
             params, _mosaic_pieces(params, [size, *shapes])),
         shares=lambda params, size, shapes: [
-            (image, out[2] * out[3]) for image, _, out in _mosaic_pieces(params,
+            (image, out[2] * out[3]) for image, _, out, _ in _mosaic_pieces(params,
                                                                          [size, *shapes])]),
 ))
 
