@@ -25,15 +25,17 @@ RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/pip,sharing
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && pip wheel --no-deps --wheel-dir /wheels .
 
-# Each venv holds augcli and its dependencies only: no pip, no setuptools. pip's cache is a
-# build cache mount, kept by the builder for the next build and never part of an image.
+# Each venv holds augcli and its dependencies only: no pip, no setuptools, no packages'
+# tests. pip's cache is a build cache mount, kept by the builder for the next build and
+# never part of an image.
 FROM build AS venv-cli
 RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install /wheels/*.whl \
     && test "$(/opt/venv/bin/pip list 2>/dev/null | grep -ci '^opencv')" = 1 \
-    && /opt/venv/bin/pip uninstall -q -y pip setuptools
+    && /opt/venv/bin/pip uninstall -q -y pip setuptools \
+    && find /opt/venv -type d -name tests -prune -exec rm -rf {} +
 
 FROM build AS venv-worker
 RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/pip,sharing=locked \
@@ -41,7 +43,8 @@ RUN --mount=type=secret,id=ca --mount=type=cache,target=/root/.cache/pip,sharing
     && python -m venv /opt/venv \
     && /opt/venv/bin/pip install "$(ls /wheels/*.whl)[distributed,cloud]" \
     && test "$(/opt/venv/bin/pip list 2>/dev/null | grep -ci '^opencv')" = 1 \
-    && /opt/venv/bin/pip uninstall -q -y pip setuptools
+    && /opt/venv/bin/pip uninstall -q -y pip setuptools \
+    && find /opt/venv -type d -name tests -prune -exec rm -rf {} +
 
 # What both final images share: the user and the environment, no build tools.
 FROM ${BASE} AS runtime
