@@ -25,6 +25,7 @@ NOT_HERE = {
     "pip install": "installs packages from an index",
     "s3://": "needs an object store and a Dask scheduler",
     "az storage": "needs the Azure CLI and an Azure account",
+    "docker ": "builds and runs the images: .ci/docker does, with a Docker engine of its own",
 }
 
 
