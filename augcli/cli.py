@@ -299,8 +299,8 @@ def validate(recipe, as_json):
         augcli validate recipe.yaml --json
     """
     from .errors import RecipeError
+    from .plan import dataset_annotations
     from .recipe import load_recipe
-    from .runner import dataset_annotations
     from .variety import variant_warnings
 
     try:

@@ -9,7 +9,7 @@
   run knows whose files those are even if it was killed before they were recorded.
 
 During a run the parent appends ``started`` lines and each worker appends an output's
-record as soon as the output is published (``runner._OutputJournal``: one line per
+record as soon as the output is published (``worker._OutputJournal``: one line per
 write, flushed; on an object store each its own part objects); at the start and the
 end the parent rewrites the file whole (atomically): class
 lines, then the output records sorted by name; ``started`` lines of sources

@@ -25,9 +25,9 @@ from .formats import AnnotationError
 from .ops.multi import donor_ops
 from .pipeline import apply_steps_to_labels, carry_through
 from .pixels import to_uint8
+from .plan import plan_run
 from .recipe import Recipe
 from .render import Distinct, DuplicateOutput, render, source_outputs
-from .runner import plan_run
 from .targets.boxes import ImageBoxes
 from .targets.keypoints import Keypoints
 from .targets.masks import decode_labels, fill_for

@@ -15,9 +15,11 @@ import pytest
 from augcli import budget as memory
 from augcli.errors import UsageError
 from augcli.executors import Pool
+from augcli.plan import plan_run
 from augcli.recipe import parse_recipe
 from augcli.render import source_outputs
-from augcli.runner import plan_run, process_source, resolve_recipe
+from augcli.runner import resolve_recipe
+from augcli.worker import process_source
 
 from .conftest import cli_env, invoke, photo_like, run_cli, save, write_recipe
 

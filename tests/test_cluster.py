@@ -24,7 +24,8 @@ import cloudpickle
 import pytest
 
 from augcli.errors import RecipeError
-from augcli.runner import MANIFEST_NAME, plan_run, read_manifest, resolve_recipe, run_recipe
+from augcli.plan import plan_run
+from augcli.runner import MANIFEST_NAME, read_manifest, resolve_recipe, run_recipe
 from augcli.stores.objects import JOURNAL_DIR
 
 from .conftest import (

@@ -305,7 +305,8 @@ def test_profile_planning_reads_only_each_sources_head(servers, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from augcli.runner import plan_run, resolve_recipe
+    from augcli.plan import plan_run
+    from augcli.runner import resolve_recipe
     from augcli.stores.objects import HEAD_BYTES
 
     folder = tmp_path / "in"

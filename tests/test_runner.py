@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from augcli.errors import UsageError
+from augcli.plan import plan_run
 from augcli.recipe import load_recipe
 from augcli.render import derive_seed
-from augcli.runner import MANIFEST_NAME, plan_run, read_manifest, run_recipe
+from augcli.runner import MANIFEST_NAME, read_manifest, run_recipe
 
 from .conftest import (
     folder_files,
@@ -636,11 +637,11 @@ class Stop(Exception):
 def test_tasks_are_built_as_workers_take_them(tmp_path, monkeypatch):
     """A run stopped at its first result has built only the tasks of its bounded window,
     not one per source."""
-    from augcli import runner
+    from augcli import plan as planning
 
     built = []
-    task = runner.Plan.task
-    monkeypatch.setattr(runner.Plan, "task", lambda plan, *args: built.append(1) or
+    task = planning.Plan.task
+    monkeypatch.setattr(planning.Plan, "task", lambda plan, *args: built.append(1) or
                         task(plan, *args))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a000.png").write_bytes(b"not an image")
@@ -766,7 +767,7 @@ def test_one_source_on_many_workers_gives_the_bytes_and_records_of_one_worker(tm
 def test_a_source_deleted_after_planning_fails_alone_with_the_words_of_every_command(tmp_path):
     """The worker asks for the source only once it takes it: gone by then, it is that
     source's failure, worded as normalize and ricap word it (imagefiles.read_source)."""
-    from augcli.runner import process_source
+    from augcli.worker import process_source
 
     save(tmp_path / "in" / "a.png", photo_like(16, 16, seed=1))
     save(tmp_path / "in" / "b.png", photo_like(16, 16, seed=2))

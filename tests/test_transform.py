@@ -392,6 +392,7 @@ def test_loading_and_calling_a_transform_imports_no_pool_cluster_or_store(tmp_pa
                donors=[(np.ones((6, 9, 3), np.uint8), [[0, 0, 3, 3]])] * 3)
         banned = ("concurrent.futures.process", "multiprocessing.pool", "distributed", "dask",
                   "fsspec", "augcli.storage", "augcli.stores", "augcli.jobs", "augcli.runner",
+                  "augcli.plan", "augcli.worker",
                   "augcli.manifest")
         print(sorted(name for name in sys.modules
                      if any(name == b or name.startswith(b + ".") for b in banned)))
