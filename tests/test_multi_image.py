@@ -371,6 +371,35 @@ def polygon_mask(polygon: list, shape) -> np.ndarray:
     return mask
 
 
+def assert_polygons_outline_paint(record: dict, pixels: np.ndarray, colours: set) -> dict:
+    """Each polygon of an output's record covers paint of one object's colour, and the
+    polygons of a colour outline all of that colour's paint (IoU >= 0.95). Slivers (under
+    30 pixels: a tile's edge, what a paste left) count towards an outline, not for purity.
+    Returns colour -> its outline, for the colours outlined."""
+    by_colour: dict = {}
+    for target in record["boxes"]:
+        mask = polygon_mask(target["polygon"], pixels.shape)
+        if not mask.any():
+            continue  # min_visibility 0 keeps a sliver that covers no pixel centre
+        found, counts = np.unique(pixels[mask], axis=0, return_counts=True)
+        colour = tuple(int(v) for v in found[counts.argmax()])
+        if mask.sum() >= 30:
+            assert colour in colours, (record["output"], target)
+            assert counts.max() / mask.sum() >= 0.95, (record["output"], target)
+        by_colour[colour] = by_colour.get(colour, np.zeros(mask.shape, bool)) | mask
+    outlined = {}
+    for colour in colours:
+        paint = np.all(pixels == colour, axis=2)
+        if paint.sum() < 30:
+            continue
+        outline = by_colour.get(colour)
+        assert outline is not None, (record["output"], colour)
+        iou = (outline & paint).sum() / (outline | paint).sum()
+        assert iou >= 0.95, (record["output"], colour, iou)
+        outlined[colour] = outline
+    return outlined
+
+
 def test_copy_paste_polygons_outline_exactly_the_pixels_they_say(tmp_path):
     painted = paint_instances(tmp_path / "in")
     colours = {colour for objects in painted.values() for _, colour in objects}
@@ -396,25 +425,8 @@ def test_copy_paste_polygons_outline_exactly_the_pixels_they_say(tmp_path):
         assert 1 <= len(donors) <= 3 and all(d["source"] in painted for d in donors)
         assert all(d["source"] != record["source"] for d in donors)
         pasted_total += len(donors)
-        # each polygon covers paint of one colour, and the polygons of a colour outline all
-        # of that colour's paint (a source object cut by what was pasted over it too)
-        by_colour: dict = {}
-        for target in record["boxes"]:
-            mask = polygon_mask(target["polygon"], pixels.shape)
-            under = pixels[mask]
-            found, counts = np.unique(under, axis=0, return_counts=True)
-            colour = tuple(int(v) for v in found[counts.argmax()])
-            assert colour in colours, (record["output"], target)
-            assert counts.max() / mask.sum() >= 0.95, (record["output"], target)
-            by_colour[colour] = by_colour.get(colour, np.zeros(mask.shape, bool)) | mask
-        for colour in colours:
-            paint = np.all(pixels == colour, axis=2)
-            if paint.sum() < 30:
-                continue  # a sliver left of an object pasted over: too small to outline
-            outline = by_colour.get(colour)
-            assert outline is not None, (record["output"], colour)
-            iou = (outline & paint).sum() / (outline | paint).sum()
-            assert iou >= 0.95, (record["output"], colour, iou)
+        # a source object cut by what was pasted over it too
+        by_colour = assert_polygons_outline_paint(record, pixels, colours)
         # an outlined object of another image came from a donor the manifest names; the
         # last one pasted is never covered
         owner = {colour: name for name, objects in painted.items() for _, colour in objects}
@@ -440,26 +452,7 @@ def test_mosaic_and_cutmix_polygons_outline_exactly_the_paint_that_shows(tmp_pat
     outlined = 0
     for record in records:
         pixels = np.asarray(Image.open(tmp_path / "out" / record["output"]).convert("RGB"))
-        by_colour: dict = {}
-        for target in record["boxes"]:
-            mask = polygon_mask(target["polygon"], pixels.shape)
-            if not mask.any():
-                continue  # a sliver at a tile's edge (min_visibility 0 keeps it)
-            found, counts = np.unique(pixels[mask], axis=0, return_counts=True)
-            colour = tuple(int(v) for v in found[counts.argmax()])
-            if mask.sum() >= 30:  # slivers count towards the outline, not for purity
-                assert colour in colours, (record["output"], target)
-                assert counts.max() / mask.sum() >= 0.95, (record["output"], target)
-            by_colour[colour] = by_colour.get(colour, np.zeros(mask.shape, bool)) | mask
-        for colour in colours:
-            paint = np.all(pixels == colour, axis=2)
-            if paint.sum() < 30:
-                continue  # likewise
-            outline = by_colour.get(colour)
-            assert outline is not None, (record["output"], colour)
-            iou = (outline & paint).sum() / (outline | paint).sum()
-            assert iou >= 0.95, (record["output"], colour, iou)
-            outlined += 1
+        outlined += len(assert_polygons_outline_paint(record, pixels, colours))
     assert outlined > len(records)
 
 
