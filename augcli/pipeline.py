@@ -240,16 +240,20 @@ def carry_boxes(boxes, steps, shape, donor_boxes, min_visibility: float) -> tupl
     return boxes, tuple(dropped), steps[start:], size
 
 
-def carry_through(boxes, steps, shape, output_shape, donor_boxes, min_visibility: float) -> tuple:
-    """Boxes through every step to the output of ``output_shape``, as run writes them before
-    a profile adjusts the file: (kept, Dropped). Steps that take donors place them with
-    their pieces (``carry_boxes``); the rest move them by their matrix."""
+def carry_through(boxes, steps, shape, output_shape, donor_boxes, min_visibility: float,
+                  after: tuple = ()) -> tuple:
+    """Boxes through every step to the output of ``output_shape``: (kept, Dropped). Steps
+    that take donors place them with their pieces (``carry_boxes``); the rest move them by
+    their matrix, then by each of ``after`` in turn (what a profile did to the file: its
+    pad or crop, its downscale)."""
     carried: tuple = ()
     if takes_donors(steps):
         boxes, carried, steps, shape = carry_boxes(boxes, steps, shape, donor_boxes,
                                                    min_visibility)
-    kept, dropped = transform_boxes(boxes, steps_matrix(steps, shape), output_shape[:2],
-                                    min_visibility)
+    matrix = steps_matrix(steps, shape)
+    for then in after:
+        matrix = then @ matrix
+    kept, dropped = transform_boxes(boxes, matrix, output_shape[:2], min_visibility)
     return kept, (*carried, *dropped)
 
 

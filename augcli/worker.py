@@ -32,10 +32,9 @@ from .manifest import MANIFEST_NAME, read_manifest  # noqa: F401 - part of this 
 from .pipeline import (
     OutputTooLarge,
     apply_steps_to_labels,
-    carry_boxes,
+    carry_through,
     donor_records,
     source_shares,
-    steps_matrix,
     takes_donors,
 )
 from .plan import SourceTask
@@ -45,7 +44,7 @@ from .render import (
     DuplicateOutput,
     OutputPlan,
 )
-from .targets.boxes import ImageBoxes, transform_boxes
+from .targets.boxes import ImageBoxes
 from .targets.masks import LabelMapError, decode_labels, encode_labels, fill_for
 from .tiles import area_weights
 
@@ -423,23 +422,17 @@ def _write_boxes(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarray
     if labels is not None:  # mask images: the label map is the annotation
         _write_labels(task, output, steps, pixels, adjustments, record, fitted, labels)
         return
-    boxes, shape, carried = task.boxes.boxes, (task.boxes.height, task.boxes.width), ()
-    if takes_donors(steps):  # tiles and patches: no one matrix moves the boxes
-        boxes, carried, steps, shape = carry_boxes(boxes, steps, shape,
-                                                   task.donor_targets,
-                                                   fmt.min_visibility)
-    matrix = steps_matrix(steps, shape)
-    if fitted is not None:
-        matrix = fitted @ matrix
+    after: tuple = () if fitted is None else (fitted,)  # what the profile did to the file
     size = pixels.shape[:2]
     if "size" in adjustments:
         width, height = adjustments["size"]
-        matrix = geometry.resize_matrix(size, (height, width)) @ matrix
+        after += (geometry.resize_matrix(size, (height, width)),)
         size = (height, width)
-    kept, dropped = transform_boxes(boxes, matrix, size, fmt.min_visibility)
+    kept, dropped = carry_through(task.boxes.boxes, steps, (task.boxes.height, task.boxes.width),
+                                  size, task.donor_targets, fmt.min_visibility, after)
     record["size"] = [size[1], size[0]]
     record["boxes"] = [box.to_record() for box in kept]
-    record["dropped_boxes"] = [item.to_record() for item in (*carried, *dropped)]
+    record["dropped_boxes"] = [item.to_record() for item in dropped]
     name = fmt.output_file(output.relative, task.boxes)
     if name is not None and copy_from is not None:
         held, key = copy_from
