@@ -115,6 +115,38 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+class _Runs:
+    """The run of fused geometric steps not yet resampled, as ``apply_steps`` builds it and
+    ``apply_steps_to_labels`` follows it: both resample at the same steps, so a label map
+    moves with exactly the warps its pixels had. ``size``: the image's size so far."""
+
+    def __init__(self, size):
+        self.size = size
+        self.run = None  # (matrix, fill, size)
+
+    def ended_by(self, op, step) -> tuple | None:
+        """The run to resample before ``step`` when it cannot join it (it makes its own
+        pixels, or fills in another way), else None."""
+        run = self.run
+        if run is not None and _ends_run(op, run[1], _fill_of(step)):
+            self.run = None
+            return run
+        return None
+
+    def join(self, op, step) -> None:
+        """Add a geometric step's matrix to the run."""
+        matrix = op.matrix(step.params, self.size)
+        self.size = op.size_after(step.params, self.size)
+        fill = _fill_of(step)
+        self.run = (matrix, fill, self.size) if self.run is None else \
+            (matrix @ self.run[0], self.run[1] or fill, self.size)
+
+    def take(self) -> tuple | None:
+        """The run left (the last one, resampled after the steps), emptied."""
+        run, self.run = self.run, None
+        return run
+
+
 def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
                 donor=None, donor_targets=None) -> np.ndarray:
     """Apply sampled steps in order; runs of fusable geometric steps become one warp.
@@ -126,23 +158,16 @@ def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
     (``donor_targets``: name -> ImageBoxes, for those that cut objects out of them).
     """
     source = image
-    run = None  # (matrix, fill, size) of the geometric run not yet resampled
-    size = image.shape[:2]
+    runs = _Runs(image.shape[:2])
     for step in steps:
         op = catalog.CATALOG[step.op]
-        step_fill = _fill_of(step)
-        if run is not None and _ends_run(op, run[1], step_fill):
+        if (run := runs.ended_by(op, step)) is not None:
             image = _resample(image, run, padded if image is source else None)
-            run = None
         if op.fusable:
             assert op.matrix is not None  # fusable: a matrix and no apply of its own
-            step_matrix = op.matrix(step.params, size)
-            size = op.size_after(step.params, size)
-            if run is None:
-                run = (step_matrix, step_fill, size)
-            else:
-                run = (step_matrix @ run[0], run[1] or step_fill, size)
-        elif op.donor is not None:
+            runs.join(op, step)
+            continue
+        if op.donor is not None:
             if donor is None:
                 raise MissingDonors(f"{step.op} needs its donor images")
             images = [donor(n) for n in step.params["donors"]]
@@ -151,11 +176,11 @@ def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
                                          _targets_of(step, donor_targets))
             else:
                 image = op.donor.compose(image, step.params, images)
-            size = image.shape[:2]
         else:
             assert op.apply is not None  # not fusable, so it makes its own pixels
             image = op.apply(image, step.params)
-            size = image.shape[:2]
+        runs.size = image.shape[:2]
+    run = runs.take()
     return image if run is None else _resample(image, run, padded if image is source else None)
 
 
@@ -164,23 +189,17 @@ def apply_steps_to_labels(labels: np.ndarray, steps, cval: int = 0) -> np.ndarra
     ``apply_steps`` moves the pixels: in the same runs of fused geometric steps, each
     resampled once, but with nearest neighbour (no blended ids) and ``cval`` wherever the
     pixels are filled. Steps without a matrix (pixel ops) leave the map as it is."""
-    run = None  # (matrix, fill, size) of the geometric run not yet resampled
-    size = labels.shape[:2]
+    runs = _Runs(labels.shape[:2])
     for step in steps:
         op = catalog.CATALOG[step.op]
-        step_fill = _fill_of(step)
-        if run is not None and _ends_run(op, run[1], step_fill):
+        if (run := runs.ended_by(op, step)) is not None:
             labels = geometry.warp_nearest(labels, run[0], run[2], cval)
-            run = None
         if op.matrix is None:
             continue
-        step_matrix = op.matrix(step.params, size)
-        size = op.size_after(step.params, size)
-        run = (step_matrix, step_fill, size) if run is None else \
-            (step_matrix @ run[0], run[1] or step_fill, size)
-        if not op.fusable:  # it makes its own pixels: a run of its own
+        runs.join(op, step)
+        if not op.fusable and (run := runs.take()) is not None:  # its own pixels: its own run
             labels = geometry.warp_nearest(labels, run[0], run[2], cval)
-            run = None
+    run = runs.take()
     return labels if run is None else geometry.warp_nearest(labels, run[0], run[2], cval)
 
 
