@@ -36,6 +36,7 @@ from .targets.polygons import Polygon
 from .targets.rle import RleMask
 
 TILE_WIDTH = 256
+HALO = (16, 16, 16)  # under every outline and label: they show on paint of their colour
 LABEL_HEIGHT = 22
 COLUMNS = 4
 BACKGROUND = 40
@@ -253,58 +254,68 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 def _draw_boxes(tile: np.ndarray, drawn: _Drawn, scale: tuple, colours: dict) -> None:
     """Each target's outline with its label, and the label map's outlines, in place;
-    ``scale``: (x, y) image -> tile."""
+    ``scale``: (x, y) image -> tile. Everything is drawn twice: a dark halo under all of
+    it first, then each outline in its label's colour, so outlines show on any pixels
+    (paint of their own colour included) and no halo covers another's line."""
     height, width = tile.shape[:2]
-    if drawn.labels is not None:
-        for class_id in np.unique(drawn.labels).tolist():
-            if class_id == 0:  # the background, as Roboflow's maps have it: its outline
-                continue  # is every object's
-            _draw_pixels(tile, drawn.labels == class_id, colours.get(class_id, BOX_COLOURS[0]))
-    for box in drawn.targets:
-        colour = colours.get(box.label, BOX_COLOURS[0])
-        left = min(width - 1, int(np.floor(box.x0 * scale[0])))
-        top = min(height - 1, int(np.floor(box.y0 * scale[1])))
-        _draw_target(tile, box, scale, colour, drawn.skeletons.get(box.label, ()))
-        cv2.putText(tile, box.label[:20], (left + 2, min(height - 2, top + 10)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.33, colour, 1, cv2.LINE_AA)
+    for halo in (True, False):
+        def ink(colour, halo=halo):
+            return (HALO, 3) if halo else (colour, 1)
+        if drawn.labels is not None:
+            for class_id in np.unique(drawn.labels).tolist():
+                if class_id == 0:  # the background, as Roboflow's maps have it: its outline
+                    continue  # is every object's
+                _draw_pixels(tile, drawn.labels == class_id,
+                             ink(colours.get(class_id, BOX_COLOURS[0])))
+        for box in drawn.targets:
+            colour = ink(colours.get(box.label, BOX_COLOURS[0]))  # (colour, thickness)
+            left = min(width - 1, int(np.floor(box.x0 * scale[0])))
+            top = min(height - 1, int(np.floor(box.y0 * scale[1])))
+            _draw_target(tile, box, scale, colour, drawn.skeletons.get(box.label, ()))
+            cv2.putText(tile, box.label[:20], (left + 2, min(height - 2, top + 10)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.33, colour[0], colour[1], cv2.LINE_AA)
 
 
-def _draw_target(tile: np.ndarray, target, scale: tuple, colour, skeleton=()) -> None:
+def _draw_target(tile: np.ndarray, target, scale: tuple, ink: tuple, skeleton=()) -> None:
     """One target's outline, in place: a polygon's rings, an oriented box's corners, an RLE
-    mask's pixels, keypoints over their object's outline, else the box."""
+    mask's pixels, keypoints over their object's outline, else the box. ``ink``: (colour,
+    line thickness)."""
+    colour, thickness = ink
     height, width = tile.shape[:2]
     if isinstance(target, Keypoints):
-        _draw_target(tile, target.shape, scale, colour)
+        _draw_target(tile, target.shape, scale, ink)
         points = np.asarray(target.points, np.float64).reshape(-1, 3)
         at = [(round(x * scale[0]), round(y * scale[1])) if v > 0 else None
               for x, y, v in points.tolist()]
         for a, b in skeleton:
             if 0 <= a < len(at) and 0 <= b < len(at) and at[a] and at[b]:
-                cv2.line(tile, at[a], at[b], colour, 1, cv2.LINE_AA)
+                cv2.line(tile, at[a], at[b], colour, thickness, cv2.LINE_AA)
         for point in filter(None, at):
-            cv2.circle(tile, point, 2, colour, -1, cv2.LINE_AA)
+            cv2.circle(tile, point, 1 + thickness, colour, -1, cv2.LINE_AA)
     elif isinstance(target, (Polygon, OrientedBox)):
         rings = target.rings if isinstance(target, Polygon) else (target.corners,)
         for ring in rings:
             points = np.asarray(ring, np.float64).reshape(-1, 2) * scale
-            cv2.polylines(tile, [np.round(points).astype(np.int32)], True, colour, 1,
+            cv2.polylines(tile, [np.round(points).astype(np.int32)], True, colour, thickness,
                           cv2.LINE_AA)
     elif isinstance(target, RleMask):
-        _draw_pixels(tile, target.mask(), colour)
+        _draw_pixels(tile, target.mask(), ink)
     else:
         left = min(width - 1, int(np.floor(target.x0 * scale[0])))
         top = min(height - 1, int(np.floor(target.y0 * scale[1])))
         right = max(left, min(width, int(np.ceil(target.x1 * scale[0]))) - 1)
         bottom = max(top, min(height, int(np.ceil(target.y1 * scale[1]))) - 1)
-        cv2.rectangle(tile, (left, top), (right, bottom), colour, 1)
+        cv2.rectangle(tile, (left, top), (right, bottom), colour, thickness)
 
 
-def _draw_pixels(tile: np.ndarray, mask: np.ndarray, colour) -> None:
-    """The outline of a mask's pixels (scaled to the tile), in place."""
+def _draw_pixels(tile: np.ndarray, mask: np.ndarray, ink: tuple) -> None:
+    """The outline of a mask's pixels (scaled to the tile), in place; ``ink``: (colour,
+    line thickness)."""
     scaled = cv2.resize(mask.astype(np.uint8), tile.shape[1::-1],
                         interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(scaled, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(tile, contours, -1, colour, 1, cv2.LINE_AA)
+    colour, thickness = ink
+    cv2.drawContours(tile, contours, -1, colour, thickness, cv2.LINE_AA)
 
 
 def _sheet(tiles, colours=None) -> np.ndarray:
