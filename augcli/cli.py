@@ -753,8 +753,9 @@ def init_command(folder, recipe_path, force):
     Looks at FOLDER as 'run' would: class folders (classification), a
     folder with label files (YOLO images/ and labels/, a COCO file, VOC
     XML beside the images: detection), a dataset (a data.yaml, or
-    train/valid/test folders) or a flat folder of images. The recipe names
-    the input, an output folder beside it, the labels to carry
+    train/valid/test folders) or a flat folder of images; FOLDER may be an
+    object-store prefix (s3://, az://, gs://), read as 'run' reads it. The
+    recipe names the input, an output folder beside it, the labels to carry
     ('annotations:') and three variants of ops every label follows, each
     key explained in a comment. An existing recipe file is not replaced
     without --force.

@@ -23,6 +23,7 @@ import yaml
 from . import datasets, formats, imagefiles
 from .errors import UsageError
 from .formats import yolo
+from .locations import is_url, join
 from .stores import open_store
 
 RECIPE_NAME = "recipe.yaml"
@@ -39,14 +40,17 @@ class Starter:
 
 
 def starter_recipe(folder, recipe_path) -> Starter:
-    """The starter recipe for ``folder``, with paths relative to ``recipe_path``'s folder
-    (as a recipe's paths resolve)."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise UsageError(f"{folder}: no such folder")
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: is a file; give the folder of images (or of a dataset)")
-    images, others = imagefiles.scan_images(folder)
+    """The starter recipe for ``folder`` (a folder, or an object-store prefix read through
+    its store as ``run`` reads it), with a folder's paths relative to ``recipe_path``'s
+    folder (as a recipe's paths resolve); a URL is written as it is."""
+    if not is_url(folder):
+        folder = Path(folder)
+        if not folder.exists():
+            raise UsageError(f"{folder}: no such folder")
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: is a file; give the folder of images (or of a dataset)")
+    images, others = open_store(folder).scan()
+    imagefiles.require_images(images, folder)
     keys = frozenset(path.as_posix() for path in images + others)
     base = Path(recipe_path).resolve().parent
     dataset = datasets.open_dataset(folder, listing=keys)
@@ -77,10 +81,10 @@ def _dataset_starter(folder: Path, dataset, images: list, base: Path) -> Starter
     # Keypoints without a flip_idx cannot say which is left after a mirror: no flip then.
     mirror = spec is None or spec.task != yolo.POSE or spec.flip_idx is not None
     return Starter("dataset", found, _recipe(lines, spec is not None, mirror),
-                   str(folder / example))
+                   str(join(folder, example.as_posix())))
 
 
-def _folder_starter(folder: Path, images: list, others: list, base: Path) -> Starter:
+def _folder_starter(folder, images: list, others: list, base: Path) -> Starter:
     fmt, path, where = _plain_labels(folder, images, others)
     classes = sorted({image.parts[0] for image in images if len(image.parts) > 1})
     input_folder = folder
@@ -88,7 +92,7 @@ def _folder_starter(folder: Path, images: list, others: list, base: Path) -> Sta
         found = f"a detection folder ({fmt} labels: {where})"
         kind = "detection"
         if path is not None and fmt == yolo.NAME:  # images/ beside labels/: read images/
-            input_folder = folder / "images"
+            input_folder = join(folder, "images")
             images = [image.relative_to("images") for image in images
                       if image.parts[0] == "images"]
     elif classes and all(len(image.parts) > 1 for image in images):
@@ -102,30 +106,34 @@ def _folder_starter(folder: Path, images: list, others: list, base: Path) -> Sta
     if fmt is not None:
         lines += _annotations_lines(fmt, path, base)
     return Starter(kind, found, _recipe(lines, fmt is not None),
-                   str(input_folder / images[0]))
+                   str(join(input_folder, images[0].as_posix())))
 
 
-def _plain_labels(folder: Path, images: list, others: list) -> tuple:
+def _plain_labels(folder, images: list, others: list) -> tuple:
     """(format, annotations.path or None, where it showed) of the label files of a plain
     folder, or (None, None, None) without any: those ``run`` refuses to leave behind
     (``datasets.labels_beside``), or a COCO file of another name at the top."""
-    found = datasets.labels_beside(open_store(folder), images, others)
+    store = open_store(folder)
+    found = datasets.labels_beside(store, images, others)
     if found is not None:
-        path = folder / found.path if found.path is not None else None
+        path = join(folder, found.path) if found.path is not None else None
         return found.format, path, found.shown_by
     coco = formats.lookup("coco")
     for key in sorted(path.as_posix() for path in others):
         if "/" not in key and key.endswith(coco.extension):
             try:
-                coco.read((folder / key).read_text(encoding="utf-8"), folder / key)
+                coco.read(store.read(key).decode("utf-8"), join(folder, key))
             except (UsageError, OSError, UnicodeDecodeError):
                 continue
-            return coco.name, folder / key, key
+            return coco.name, join(folder, key), key
     return None, None, None
 
 
-def _relative(path: Path, base: Path) -> str:
-    """``path`` as the recipe writes it: relative to the recipe's folder, POSIX."""
+def _relative(path, base: Path) -> str:
+    """``path`` as the recipe writes it: a folder relative to the recipe's folder (POSIX),
+    a URL as it is."""
+    if isinstance(path, str):
+        return path
     return PurePosixPath(Path(os.path.relpath(path.resolve(), base))).as_posix()
 
 
@@ -143,8 +151,9 @@ def _header(found: str, folder: Path, base: Path, output_of: Path | None = None,
             originals: bool = True) -> list:
     """The recipe's top keys; ``originals``: a plain folder's choice to copy its sources
     (a dataset's augmented splits always keep theirs)."""
-    source = (output_of or folder).resolve()
-    output = source.parent / f"{source.name}_aug"
+    source = output_of or folder
+    output = f"{source.rstrip('/')}_aug" if isinstance(source, str) else \
+        source.resolve().parent / f"{source.resolve().name}_aug"
     lines = [
         f"# A starter recipe, written by 'augcli init' for {found}.",
         "# Edit it, look with 'augcli preview', then run it with 'augcli run'.",

@@ -169,3 +169,26 @@ def test_a_missing_folder_a_file_or_an_empty_folder_is_refused_naming_it(tmp_pat
         assert len(result.output.splitlines()) == 1 and str(path) in result.output
         assert says in result.output
     assert not (tmp_path / "recipe.yaml").exists()
+
+
+def test_an_object_store_prefix_gets_a_recipe_that_reads_it_there(servers, tmp_path):
+    # a labelled folder on S3: the recipe names the prefix and an output prefix beside it
+    # (URLs as they are), the labels it shows, and the run reads and writes there
+    from .test_cluster import new_bucket
+
+    s3 = servers.s3()
+    bucket = new_bucket(s3)
+    make_painted_dataset(tmp_path / "ds", "voc")
+    for path in sorted((tmp_path / "ds" / "train").iterdir()):
+        s3.pipe_file(f"{bucket}/shelf/{path.name}", path.read_bytes())
+    recipe = tmp_path / "recipe.yaml"
+    result = init(f"s3://{bucket}/shelf", recipe)
+    assert result.exit_code == 0, result.output
+    assert f"s3://{bucket}/shelf: a detection folder (voc labels: a.xml)" in result.output
+    document = yaml.safe_load(recipe.read_text())
+    assert document["input"] == f"s3://{bucket}/shelf"
+    assert document["output"] == f"s3://{bucket}/shelf_aug"
+    assert document["annotations"] == {"format": "voc"}
+    assert invoke("run", recipe, "-q").exit_code == 0
+    written = sorted(name.rsplit("/", 1)[1] for name in s3.find(f"{bucket}/shelf_aug"))
+    assert "a_flip_1.jpg" in written and "a_flip_1.xml" in written
