@@ -11,8 +11,9 @@ all come from it.
 
 Donors are brought to the source's layout (its dtype and channels) before they are
 pasted. Mask images (label maps) are pasted by the same pieces (``DonorKernels.labels``):
-each tile or patch is the crop of its image's map, resized with nearest neighbour. Copy-paste cuts instances out of its donors by their polygons, so its kernels
-also get each donor's targets (``DonorKernels.targets``).
+each tile or patch is the crop of its image's map, resized with nearest neighbour.
+Copy-paste cuts instances out of its donors by their polygons, so its kernels also get
+each donor's targets (``DonorKernels.targets``).
 """
 
 from __future__ import annotations
