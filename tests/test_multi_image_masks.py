@@ -13,6 +13,8 @@ from PIL import Image
 
 from augcli.errors import UsageError
 from augcli.ops.multi import MOSAIC_FILL
+from augcli.preview import make_preview
+from augcli.recipe import load_recipe
 from augcli.runner import run_recipe
 
 from .conftest import save, write_recipe
@@ -139,6 +141,14 @@ def test_a_mask_mosaic_writes_the_same_bytes_at_one_and_two_workers(tmp_path):
     assert run_recipe(recipe, output=tmp_path / "two", workers=2).exit_code == 0
     one, two = files_under(tmp_path / "out"), files_under(tmp_path / "two")
     assert one == two and sum(name.endswith("_mask.png") for name in one) > 50
+
+
+def test_preview_draws_a_mask_mosaic_with_its_donors_maps(tmp_path):
+    paint_label_maps(tmp_path / "in")
+    recipe = load_recipe(write_recipe(tmp_path, MASKS_RECIPE))
+    sheet = make_preview(recipe, tmp_path / "in" / "img01.png", count=4,
+                         output=tmp_path / "sheet.png")
+    assert Image.open(sheet).size[0] > 0
 
 
 def test_mixup_with_label_maps_is_refused_by_name(tmp_path):
