@@ -184,16 +184,23 @@ def apply_steps(image: np.ndarray, steps, padded: np.ndarray | None = None,
     return image if run is None else _resample(image, run, padded if image is source else None)
 
 
-def apply_steps_to_labels(labels: np.ndarray, steps, cval: int = 0) -> np.ndarray:
+def apply_steps_to_labels(labels: np.ndarray, steps, cval: int = 0,
+                          donor_labels=None) -> np.ndarray:
     """Move a label map (class ids, ``augcli.targets.masks``) through sampled steps as
     ``apply_steps`` moves the pixels: in the same runs of fused geometric steps, each
     resampled once, but with nearest neighbour (no blended ids) and ``cval`` wherever the
-    pixels are filled. Steps without a matrix (pixel ops) leave the map as it is."""
+    pixels are filled. Steps without a matrix (pixel ops) leave the map as it is; a step
+    that takes donors pastes their maps as it pastes their pixels (``donor_labels``: name
+    -> label map; one of ``cval`` for a donor without one)."""
     runs = _Runs(labels.shape[:2])
     for step in steps:
         op = catalog.CATALOG[step.op]
         if (run := runs.ended_by(op, step)) is not None:
             labels = geometry.warp_nearest(labels, run[0], run[2], cval)
+        if op.donor is not None:
+            labels = _paste_labels(op, step, labels, donor_labels, cval)
+            runs.size = labels.shape[:2]
+            continue
         if op.matrix is None:
             continue
         runs.join(op, step)
@@ -201,6 +208,17 @@ def apply_steps_to_labels(labels: np.ndarray, steps, cval: int = 0) -> np.ndarra
             labels = geometry.warp_nearest(labels, run[0], run[2], cval)
     run = runs.take()
     return labels if run is None else geometry.warp_nearest(labels, run[0], run[2], cval)
+
+
+def _paste_labels(op, step: Step, labels: np.ndarray, donor_labels, cval: int) -> np.ndarray:
+    """A donor step's label map, from the map so far and its donors' maps."""
+    if op.donor.labels is None:
+        raise ValueError(f"{step.op} carries no mask images: a blend of class ids names no "
+                         "class")
+    if donor_labels is None:
+        raise MissingDonors(f"{step.op} needs its donors' label maps")
+    return op.donor.labels(labels, step.params,
+                           [donor_labels(name) for name in step.params["donors"]], cval)
 
 
 def _fill_of(step: Step):

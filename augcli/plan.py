@@ -456,14 +456,21 @@ def _refuse_copy_paste_without_polygons(plan: Plan) -> None:
 
 def _refuse_donors_beyond_boxes(plan: Plan) -> None:
     """mosaic, cutmix and mixup carry the target kinds their op declares
-    (``DonorKernels.carries``): a label map or another kind would be left behind its
-    pixels, so it is refused."""
+    (``DonorKernels.carries``), and mask images where they paste label maps
+    (``DonorKernels.labels``): anything else would be left behind its pixels, so it is
+    refused."""
     assert plan.annotations is not None  # the caller's
     ops = sorted(plan.donor_ops - {"copy_paste"})
     if formats.lookup(plan.annotations.format.name).label_image:
-        raise UsageError(f"{', '.join(ops)} carry no mask images "
-                         f"(annotations: {{format: {plan.annotations.format.name}}}); leave "
-                         "them out of this recipe")
+        blends = [name for name in ops
+                  if (donor := CATALOG[name].donor) is None or donor.labels is None]
+        if blends:
+            raise UsageError(f"{', '.join(blends)} {'carry' if len(blends) > 1 else 'carries'} "
+                             "no mask images "
+                             f"(annotations: {{format: {plan.annotations.format.name}}}): a "
+                             "blend of two maps' class ids names no class; leave "
+                             f"{'them' if len(blends) > 1 else 'it'} out of this recipe")
+        return
     for name in ops:
         donor = CATALOG[name].donor
         assert donor is not None  # a donor op, by donor_ops

@@ -30,7 +30,7 @@ from .recipe import Recipe
 from .render import Distinct, DuplicateOutput, render, source_outputs
 from .targets.boxes import ImageBoxes
 from .targets.keypoints import Keypoints
-from .targets.masks import decode_labels, fill_for
+from .targets.masks import decode_labels, donor_labels, fill_for
 from .targets.oriented import OrientedBox
 from .targets.polygons import Polygon
 from .targets.rle import RleMask
@@ -114,7 +114,8 @@ def make_preview(recipe: Recipe, image_path, variant=None, count=8, output="prev
             kept, _ = carry_through(boxes, steps, image.shape, augmented.shape,
                                     planned.donor_targets, spec.min_visibility)
         if spec is not None and labels is not None:
-            moved = apply_steps_to_labels(labels, steps, fill_for(labels, spec.mask_fill))
+            moved = apply_steps_to_labels(labels, steps, fill_for(labels, spec.mask_fill),
+                                          planned.donor_labels(spec.mask_fill))
         tiles.append((_as_rgb(augmented), _printable(name), _Drawn(kept, moved, skeletons)))
     ids = sorted(int(v) for v in np.unique(labels) if v) if labels is not None else []
     seen = sorted({target.label for _, _, shown in tiles for target in shown.targets})
@@ -169,6 +170,21 @@ class _Planned:
                              f"({relative.as_posix()} is not one of its sources)")
         task = plan.task(source)
         return cls(task.outputs, functools.cache(plan.input().read_image), task.donor_targets)
+
+    def donor_labels(self, fill: int):
+        """name -> a donor's label map (``fill`` everywhere without one), as run reads it;
+        None without donors."""
+        if self.donor is None or self.donor_targets is None:
+            return None
+        donor, targets = self.donor, self.donor_targets
+
+        def read(name: str) -> np.ndarray:
+            try:
+                return donor_labels(targets(name).mask, donor(name).shape, fill)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"{name}: its mask: {exc}") from None
+
+        return read
 
 
 def _drawn(image: np.ndarray, relative: Path, picked, planned: _Planned) -> dict:

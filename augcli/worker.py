@@ -45,7 +45,7 @@ from .render import (
     OutputPlan,
 )
 from .targets.boxes import ImageBoxes
-from .targets.masks import LabelMapError, decode_labels, encode_labels, fill_for
+from .targets.masks import LabelMapError, decode_labels, donor_labels, encode_labels, fill_for
 from .tiles import area_weights
 
 
@@ -163,7 +163,7 @@ def _process_source(task: SourceTask, reservation: budget.Reservation) -> Source
         return result
     source_format = imagefiles.format_of(Path(task.relative))
     distinct = Distinct(image, task.relative)
-    donors = _Donors(source, task.outputs, dict(task.donor_stamps))
+    donors = _Donors(source, task.outputs, dict(task.donor_stamps), task.donor_targets)
     todo = sum(output.relative not in task.done for output in task.outputs)
     with _Publisher(task.publish_threads) as publisher:
         for output in task.outputs:
@@ -196,12 +196,15 @@ class DonorUnreadable(ValueError):
 
 
 class _Donors:
-    """The donor images of one task, each read through the input store and decoded once,
-    however many of the task's outputs take it, and let go after the last of them."""
+    """The donor images of one task (and their label maps, with mask images), each read
+    through the input store and decoded once, however many of the task's outputs take it,
+    and let go after the last of them."""
 
-    def __init__(self, store, outputs, stamps: dict):
+    def __init__(self, store, outputs, stamps: dict, targets=None):
         self.store = store
         self.images: dict = {}
+        self.maps: dict = {}
+        self.targets = targets  # name -> ImageBoxes (where its map is); None without
         self.stamps = stamps  # name -> stamp: the listing's, or taken before it is read
         self.position = {output.relative: index for index, output in enumerate(outputs)}
         self.last = {name: index for index, output in enumerate(outputs)
@@ -212,6 +215,7 @@ class _Donors:
         here = self.position[output.relative]
         for name in [name for name in self.images if self.last[name] < here]:
             del self.images[name]
+            self.maps.pop(name, None)
 
     def image(self, name: str) -> np.ndarray:
         if name not in self.images:
@@ -226,6 +230,17 @@ class _Donors:
 
     def shape(self, name: str) -> tuple:
         return self.image(name).shape[:2]
+
+    def labels(self, name: str, fill: int) -> np.ndarray:
+        """The donor's label map, of its image's size; ``fill`` everywhere without one."""
+        if name not in self.maps:
+            shape = self.shape(name)
+            try:
+                self.maps[name] = donor_labels(self.targets(name).mask, shape, fill)
+            except (OSError, LabelMapError) as exc:
+                raise DonorUnreadable(f"its donor {name}'s mask cannot be read: {exc}") \
+                    from None
+        return self.maps[name]
 
 
 # What fails one output, and the rest go on (unless its output cannot be written at all): a
@@ -359,6 +374,10 @@ def _render_output(task: SourceTask, output: OutputPlan, source: bytes, image: n
                                               for n in step.params.get("donors", ())})}
         if task.classes and output.donors:
             record["labels"] = _soft_labels(task, steps, image.shape, donors.shape)
+        if labels is not None and output.donors:  # read here: publishing may be threaded
+            fill = task.annotation_format.mask_fill if task.annotation_format else 0
+            labels = (*labels, {name: donors.labels(name, fill) for step in steps
+                                for name in step.params.get("donors", ())})
     return functools.partial(_publish_rendered, task, output, pixels, steps, fmt, record,
                              labels)
 
@@ -459,11 +478,12 @@ def _write_labels(task: SourceTask, output: OutputPlan, steps, pixels: np.ndarra
     unchanged gets the map's own bytes."""
     fmt = task.annotation_format
     assert fmt is not None  # only called with one
-    data, ids = labels
+    data, ids, *donor_maps = labels
     size = pixels.shape[:2]
     if steps or fitted is not None or "size" in adjustments:
         cval = fill_for(ids, fmt.mask_fill)
-        ids = apply_steps_to_labels(ids, steps, cval)
+        ids = apply_steps_to_labels(ids, steps, cval,
+                                    donor_maps[0].__getitem__ if donor_maps else None)
         if fitted is not None:
             ids = geometry.warp_nearest(ids, fitted, size, cval)
         if "size" in adjustments:

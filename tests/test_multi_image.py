@@ -289,15 +289,16 @@ def test_kinds_an_op_does_not_carry_and_mask_images_are_refused_not_left_behind(
     oriented = write_recipe(tmp_path, "input: in\noutput: out\n"
                                       "annotations: {format: yolo, task: obb}\n"
                                       "variants: {m: {ops: [{cutmix: {}}]}}\n")
-    with pytest.raises(UsageError, match=r"cutmix carries boxes, polygons only: s0.png has "
-                                         r"oriented boxes"):
+    with pytest.raises(UsageError, match=r"cutmix carries boxes, polygons, masks only: s0.png "
+                                         r"has oriented boxes"):
         run_recipe(oriented, workers=1)
     for index in range(3):
         (tmp_path / "in" / f"s{index}.txt").unlink()
         save(tmp_path / "in" / f"s{index}_mask.png", np.zeros((40, 60), np.uint8))
     masks = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: masks}\n"
-                                   "variants: {m: {ops: [{cutmix: {}}]}}\n", name="masks.yaml")
-    with pytest.raises(UsageError, match=r"cutmix carry no mask images"):
+                                   "variants: {m: {ops: [{cutmix: {}}, {mixup: {}}]}}\n",
+                           name="masks.yaml")
+    with pytest.raises(UsageError, match=r"^mixup carries no mask images"):
         run_recipe(masks, workers=1)
     assert not (tmp_path / "out").exists()
 

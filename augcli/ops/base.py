@@ -117,6 +117,10 @@ class DonorKernels:
     # or patch, or its weight in a blend. The soft labels of class folders come from it;
     # None: the op makes none (copy_paste, refused there).
     shares: Callable | None = None
+    # (label map, params, donor label maps, fill) -> label map: mask images pasted by the
+    # same pieces as the pixels (a donor without a map comes as one of ``fill``); None: the
+    # op carries none (a blend of class ids names no class), refused with mask images.
+    labels: Callable | None = None
 
 
 CATALOG: dict[str, Op] = {}

@@ -44,6 +44,9 @@ _DONOR_EFFECTS = {
     "polygons": "clipped to their tile or patch (min_visibility), the donors' beside them",
     "keypoints": "moved with their tile; a point outside it becomes 0 0 0",
     "oriented boxes": "clipped to their tile (min_visibility), the donors' beside them",
+    "masks": "RLE clipped to their tile (min_visibility); mask images: each tile the crop "
+             "of its image's map (nearest neighbour when scaled), mask_fill where no tile "
+             "reaches",
     ("cutmix", "boxes"): "the image's kept or dropped by the area the patch leaves "
                          "(min_visibility), the donor's clipped to the patch",
     ("cutmix", "polygons"): "the image's cut by the patch, the donor's clipped to it "
@@ -52,6 +55,10 @@ _DONOR_EFFECTS = {
     ("mixup", "polygons"): "both images', the donor's stretched with it",
     ("mixup", "keypoints"): "both images', the donor's stretched with it",
     ("mixup", "oriented boxes"): "both images', the donor's stretched with it",
+    ("mixup", "masks"): "RLE: both images', the donor's stretched with it; mask images "
+                        "refused (a blend of class ids names no class)",
+    ("cutmix", "masks"): "RLE: the image's cut by the patch, the donor's clipped to it "
+                         "(min_visibility); mask images: the donor's map pasted with its patch",
 }
 
 # Pixel ops that hide part of the image: the objects are still there under the patch.

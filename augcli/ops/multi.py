@@ -10,8 +10,10 @@ the params and the images' sizes: the pixels, the boxes and the manifest's ``don
 all come from it.
 
 Donors are brought to the source's layout (its dtype and channels) before they are
-pasted. Copy-paste cuts instances out of its donors by their polygons, so its kernels
-also get each donor's targets (``DonorKernels.targets``).
+pasted. Mask images (label maps) are pasted by the same pieces (``DonorKernels.labels``):
+each tile or patch is the crop of its image's map, resized with nearest neighbour.
+Copy-paste cuts instances out of its donors by their polygons, so its kernels also get
+each donor's targets (``DonorKernels.targets``).
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from .. import geometry, pixels
 from ..params import NUMBER, NUMBER_OR_LIST, Param
 from ..targets.boxes import Box, Dropped, ImageBoxes, transform_boxes
 from ..targets.polygons import Polygon
+from ..targets.rle import RleMask
 from ..tiles import compose
 from .base import CATALOG, DonorKernels, Op, register
 from .combinators import OpNode, children
 
 # The target kinds a tile's crop or a stretch carries: each moves by its own ``moved``.
-_CLIPPED = ("boxes", "polygons", "keypoints", "oriented boxes")
+_CLIPPED = ("boxes", "polygons", "keypoints", "oriented boxes", "masks")
 DONOR_STREAM = 0x646F6E6F72  # "donor": the output's donors come from (seed, DONOR_STREAM)
 MOSAIC_FILL = 114  # Ultralytics' grey where no tile reaches
 
@@ -112,18 +115,25 @@ def _tile(cell: tuple, shape: tuple, fraction) -> tuple:
     return (cx, cy, w, h), (x + ox, y + oy, w, h)
 
 
-def _clip_to(targets, crop: tuple, out: tuple, min_visibility: float,
+def _clip_to(targets, crop: tuple, out: tuple, canvas: tuple, min_visibility: float,
              resized: np.ndarray | None = None) -> tuple:
-    """Targets of an image whose ``crop`` lands at ``out``: clipped to the crop, then moved
-    there (whole-pixel shifts, so every coordinate moves exactly). ``resized``: the matrix
-    of a resize of the image before its crop."""
+    """Targets of an image whose ``crop`` lands at ``out`` in an output of ``canvas`` (h, w):
+    clipped to the crop, then moved there (whole-pixel shifts, so every coordinate moves
+    exactly; an RLE mask becomes one of the output's size). ``resized``: the matrix of a
+    resize of the image before its crop."""
     x, y, width, height = out
     shift = geometry.translation(-crop[0], -crop[1])
     if resized is not None:
         shift = shift @ resized
     kept, dropped = transform_boxes(targets, shift, (height, width), min_visibility)
-    placed, _ = transform_boxes(kept, geometry.translation(x, y), (y + height, x + width), 0)
+    placed, _ = transform_boxes(kept, geometry.translation(x, y), canvas, 0)
     return placed, dropped
+
+
+def _label_layout(maps) -> np.dtype:
+    """The dtype of a label map pasted from ``maps``: 16-bit when one of them is (its ids
+    kept), else 8-bit."""
+    return np.dtype(np.uint16 if any(m.dtype == np.uint16 for m in maps) else np.uint8)
 
 
 def _donor_records(params, pieces) -> list:
@@ -209,6 +219,27 @@ def _resized(image: np.ndarray, scale: float) -> np.ndarray:
     return geometry.resize(image, width, height)
 
 
+def _mosaic_labels(labels, params, donors, fill):
+    """The mosaic of the label maps (the source's, each donor's): its pieces cut from the
+    maps as ``_compose_mosaic`` cuts them from the images, resized with nearest neighbour
+    (no blended ids); ``fill`` where no tile reaches."""
+    maps = [labels, *donors]
+    canvas = np.full((params["height"], params["width"]), fill, _label_layout(maps))
+    pieces = _mosaic_pieces(params, [m.shape[:2] for m in maps])
+    return compose((params["width"], params["height"]),
+                   [(_nearest(maps[i], scale, fill), crop[:2], out)
+                    for i, crop, out, scale in pieces], out=canvas)
+
+
+def _nearest(labels: np.ndarray, scale: float, fill: int) -> np.ndarray:
+    """A label map resized by ``scale`` as ``_resized`` resizes its image, with nearest
+    neighbour; itself at 1."""
+    if scale == 1:
+        return labels
+    size = _scaled(labels.shape, scale)
+    return geometry.warp_nearest(labels, geometry.resize_matrix(labels.shape, size), size, fill)
+
+
 def _mosaic_boxes(params, size, boxes, donors, min_visibility):
     shapes = [size, *((d.height, d.width) for d in donors)]
     pieces = _mosaic_pieces(params, shapes)
@@ -218,7 +249,8 @@ def _mosaic_boxes(params, size, boxes, donors, min_visibility):
         own = boxes if image == 0 else donors[image - 1].boxes
         resized = None if scale == 1 else \
             geometry.resize_matrix(shapes[image], _scaled(shapes[image], scale))
-        moved, gone = _clip_to(own, crop, out, min_visibility, resized)
+        moved, gone = _clip_to(own, crop, out, (params["height"], params["width"]),
+                               min_visibility, resized)
         kept += moved
         dropped += gone
     return tuple(kept), tuple(dropped)
@@ -248,7 +280,7 @@ register(Op(
     output_shape=lambda params, shape: (params["height"], params["width"]),
     donor=DonorKernels(
         most=8, count=lambda params: params["grid"][0] * params["grid"][1] - 1,
-        compose=_compose_mosaic, boxes=_mosaic_boxes, carries=_CLIPPED,
+        compose=_compose_mosaic, boxes=_mosaic_boxes, carries=_CLIPPED, labels=_mosaic_labels,
         record=lambda params, size, shapes: _donor_records(
             params, _mosaic_pieces(params, [size, *shapes])),
         shares=lambda params, size, shapes: [
@@ -281,6 +313,14 @@ def _compose_cutmix(image, params, donors):
                    out=image.copy())
 
 
+def _cutmix_labels(labels, params, donors, fill):
+    """The label map with the donor's map cut where its pixels are."""
+    (_, crop, out), = _cutmix_pieces(params, donors[0].shape[:2])
+    canvas = labels.astype(_label_layout([labels, donors[0]]))
+    return compose((labels.shape[1], labels.shape[0]), [(donors[0], crop[:2], out)],
+                   out=canvas)
+
+
 def _uncovered(box: Box, patch: tuple) -> tuple:
     """(visible share of ``box`` around the patch (x, y, w, h), the box tightened to what
     shows when the patch hides a whole side of it)."""
@@ -302,16 +342,21 @@ def _uncovered(box: Box, patch: tuple) -> tuple:
     return visible, Box(box.label, x0, y0, x1, y1, box.extra)
 
 
-def _cut(polygon: Polygon, mask: np.ndarray, size: tuple) -> tuple:
-    """(visible share of ``polygon`` where ``mask`` (h, w) hides pixels, the polygon traced
-    around what shows, or None); one the mask does not touch is kept as it is."""
-    own = _raster(polygon, size)
+def _cut(target: Polygon | RleMask, mask: np.ndarray, size: tuple) -> tuple:
+    """(visible share of a polygon or RLE mask where ``mask`` (h, w) hides pixels, the
+    target reduced to what shows (a polygon traced around it), or None); one the mask does
+    not touch is kept as it is."""
+    own = target.mask() if isinstance(target, RleMask) else _raster(target, size)
     if not (own & mask).any():
-        return 1.0, polygon
+        return 1.0, target
     whole = own.sum()
     left = own & ~mask
     visible = float(left.sum() / whole) if whole else 0.0
-    return visible, _retrace(polygon, left) if visible > 0 else None
+    if visible <= 0:
+        return visible, None
+    if isinstance(target, RleMask):
+        return visible, RleMask.of(target.label, left, target.compressed, target.extra)
+    return visible, _retrace(target, left)
 
 
 def _cutmix_boxes(params, size, boxes, donors, min_visibility):
@@ -321,13 +366,13 @@ def _cutmix_boxes(params, size, boxes, donors, min_visibility):
     kept: list = []
     dropped: list = []
     for box in boxes:
-        visible, shown = _cut(box, patch, size) if isinstance(box, Polygon) else \
-            _uncovered(box, out)
+        visible, shown = _cut(box, patch, size) if isinstance(box, (Polygon, RleMask)) \
+            else _uncovered(box, out)
         if visible <= 0 or visible < min_visibility or shown is None:
             dropped.append(Dropped(box, visible))
         else:
             kept.append(shown)
-    pasted, gone = _clip_to(donors[0].boxes, crop, out, min_visibility)
+    pasted, gone = _clip_to(donors[0].boxes, crop, out, size, min_visibility)
     return (*kept, *pasted), (*dropped, *gone)
 
 
@@ -349,7 +394,7 @@ register(Op(
     sample=_sample_cutmix,
     donor=DonorKernels(
         most=1, count=lambda params: 1, compose=_compose_cutmix, boxes=_cutmix_boxes,
-        carries=("boxes", "polygons"),
+        carries=("boxes", "polygons", "masks"), labels=_cutmix_labels,
         record=lambda params, size, shapes: _donor_records(
             params, _cutmix_pieces(params, shapes[0])),
         shares=_cutmix_shares),

@@ -47,6 +47,18 @@ def decode_labels(data: bytes, size) -> np.ndarray:
     return labels
 
 
+def donor_labels(mask: tuple | None, shape: tuple, fill: int) -> np.ndarray:
+    """A donor's label map, read through its store (``ImageBoxes.mask``: (store spec, key))
+    and checked against its decoded image's ``shape`` (h, w). A donor without a map has no
+    labels: ``fill`` everywhere, so its tiles and patches name no object.
+
+    Raises ``OSError`` or ``LabelMapError``."""
+    if mask is None:
+        return np.full(shape[:2], fill, np.uint8 if fill <= 255 else np.uint16)
+    spec, key = mask
+    return decode_labels(spec.open().read(key), (shape[1], shape[0]))
+
+
 def encode_labels(labels: np.ndarray) -> bytes:
     """A label map as a PNG of its own depth (lossless: the ids stay ids)."""
     return imagefiles.encode(labels, "png", 0)
