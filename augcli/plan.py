@@ -244,7 +244,7 @@ class Plan:
         """(name, stamp) of the donors the outputs take, where the plan's listing gave one."""
         names = sorted({name for output in outputs for name in output.donors})
         return tuple((name, stamp) for name in names
-                     if (stamp := self._by_name[name].stamp) is not None)
+                     if (stamp := self.sources_by_name[name].stamp) is not None)
 
     @functools.cached_property
     def _donor_pools(self) -> dict:
@@ -265,10 +265,11 @@ class Plan:
         if self.annotations is None:
             return ()
         names = sorted({name for output in outputs for name in output.donors})
-        return tuple((name, self._by_name[name].boxes) for name in names)
+        return tuple((name, self.sources_by_name[name].boxes) for name in names)
 
     @functools.cached_property
-    def _by_name(self) -> dict:
+    def sources_by_name(self) -> dict:
+        """Relative path -> PlannedSource: a donor's stamp and boxes, by the name drawn."""
         return {source.relative: source for source in self.sources}
 
     @functools.cached_property

@@ -112,7 +112,8 @@ def _unchanged(stamp: dict | None, records: list) -> bool:
 def _donors_unchanged(plan: Plan, stamp, record: dict) -> bool:
     """Whether every donor an earlier output took is still in the plan and the very file it
     took (its stamp, as the record's ``donor_stamps`` has it)."""
-    return all(name in plan._by_name and _unchanged(stamp(plan._by_name[name]), [taken])
+    sources = plan.sources_by_name
+    return all(name in sources and _unchanged(stamp(sources[name]), [taken])
                for name, taken in record.get("donor_stamps", {}).items())
 
 
