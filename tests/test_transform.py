@@ -665,9 +665,21 @@ def test_too_few_donors_name_the_op_and_how_many_it_takes(tmp_path):
     with pytest.raises(ValueError, match="donor 1 has no boxes while the image has"):
         augcli.load_transform(recipe, "both")(image, [[1, 1, 9, 9]], seed=3,
                                               donors=[(image, []), (image, None)])
-    with pytest.raises(ValueError, match="uses cutmix, mixup, which carry boxes only, not "
-                                         "polygons"):
+    with pytest.raises(ValueError, match="uses cutmix, which carries boxes, polygons, masks "
+                                         "only, not keypoints"):
+        augcli.load_transform(recipe, "both")(image, keypoints=[[[1, 1]]],
+                                              donors=[(image, {"keypoints": [[[2, 2]]]})] * 2,
+                                              seed=3)
+    with pytest.raises(ValueError, match=r"uses mixup, which carries no masks \(label maps\)"):
+        augcli.load_transform(recipe, "both")(image, masks=image[..., 0],
+                                              donors=[(image, {"masks": image[..., 0]})] * 2,
+                                              seed=3)
+    with pytest.raises(ValueError, match="donor 0 has no polygons while the image has"):
         augcli.load_transform(recipe, "both")(image, polygons=[[[1, 1], [9, 1], [9, 9]]],
-                                              donors=[(image, None)] * 2, seed=3)
+                                              donors=[(image, [])] * 2, seed=3)
+    with pytest.raises(ValueError, match="donor 0's targets take boxes, polygons, keypoints, "
+                                         "masks, not 'labels'"):
+        augcli.load_transform(recipe, "both")(image, donors=[(image, {"labels": []})] * 2,
+                                              seed=3)
     with pytest.raises(ValueError, match="copy_paste.*augcli run does"):
         augcli.load_transform(recipe, "paste")(image, donors=[(image, [])], seed=3)
