@@ -351,6 +351,7 @@ def _refuse_uncarried(variant: str, tree, targets: dict) -> None:
                          "transform does not make (it cuts donors' polygons): augcli run does")
     for op in sorted(takers):
         donor = catalog.CATALOG[op].donor
+        assert donor is not None  # a donor op, by donor_ops
         for kind in (kind for kind in _KINDS if targets[kind] is not None):
             if kind == "masks" and donor.labels is None:
                 raise ValueError(f"variant '{variant}' uses {op}, which carries no masks (label "
@@ -451,12 +452,12 @@ def _carry_polygons(polygons, through: _Through, min_visibility, donor_polygons=
             if not np.isfinite(points).all():
                 raise ValueError(f"{owner}polygon {item} has a vertex that is not a finite "
                                  "number")
-            indexed.append(Polygon(start + item, (tuple(points.ravel().tolist()),)))
+            indexed.append(Polygon(str(start + item), (tuple(points.ravel().tolist()),)))
         lists.append(indexed)
         start += len(indexed)
     kept = through.carry(lists, min_visibility)
     return ([[np.asarray(ring, np.float64).reshape(-1, 2) for ring in polygon.rings]
-             for polygon in kept], np.array([polygon.label for polygon in kept], np.intp))
+             for polygon in kept], np.array([int(polygon.label) for polygon in kept], np.intp))
 
 
 def _carry_keypoints(keypoints, through: _Through, min_visibility, flip, donor_keypoints=()):
@@ -468,7 +469,8 @@ def _carry_keypoints(keypoints, through: _Through, min_visibility, flip, donor_k
     given = [keypoints, *donor_keypoints]
     if _objects(given, Keypoints, "keypoints"):
         return through.carry(given, min_visibility)
-    arrays, lists = [], []
+    arrays: list[np.ndarray] = []
+    lists: list[list] = []
     images = [through.shape, *(image.shape for image in through.donor_images)]
     for number, (each, shape) in enumerate(zip(given, images, strict=True)):
         owner = "keypoints" if number == 0 else f"donor {number - 1}'s keypoints"
@@ -492,14 +494,14 @@ def _carry_keypoints(keypoints, through: _Through, min_visibility, flip, donor_k
         height, width = shape[:2]
         whole = Box("", 0.0, 0.0, float(width), float(height))  # kept whatever moves out
         start = sum(len(done) for done in arrays)
-        lists.append([Keypoints(start + item, tuple(points.ravel().tolist()), whole, tuple(flip))
-                      for item, points in enumerate(array)])
+        lists.append([Keypoints(str(start + item), tuple(points.ravel().tolist()), whole,
+                                tuple(flip)) for item, points in enumerate(array)])
         arrays.append(array)
     if not arrays:
         return np.zeros((0, 0, 3))
     moved = np.zeros_like(np.concatenate(arrays))
     for item in through.carry(lists, 0.0):  # every object: its points left are 0 0 0
-        moved[item.label] = np.asarray(item.points, np.float64).reshape(-1, 3)
+        moved[int(item.label)] = np.asarray(item.points, np.float64).reshape(-1, 3)
     return moved
 
 
