@@ -71,7 +71,8 @@ class TransformResult:
     call: ``transform(image, seed=seed)``.
     ``polygons``, ``keypoints``, ``masks``: the other targets, in the kind
     they were given (see ``Transform.__call__``); ``kept_polygons``: the
-    indices of the polygons kept, for polygons given as arrays.
+    indices of the polygons kept (the image's, then each donor's), for
+    polygons given as arrays.
     """
 
     image: object
