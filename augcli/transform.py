@@ -25,15 +25,15 @@ from pathlib import PurePath
 
 import numpy as np
 
-from . import geometry, imagefiles
+from . import imagefiles
 from . import ops as catalog
 from .errors import UsageError
 from .ops.combinators import OpNode, children
 from .ops.multi import donor_ops
-from .pipeline import apply_steps_to_labels, carry_through, steps_matrix
+from .pipeline import apply_steps_to_labels, carry_through
 from .recipe import Recipe, load_recipe
 from .render import OutputPlan, derive_seed, render
-from .targets.boxes import DEFAULT_MIN_VISIBILITY, Box, ImageBoxes, transform_boxes
+from .targets.boxes import DEFAULT_MIN_VISIBILITY, Box, ImageBoxes
 from .targets.keypoints import Keypoints
 from .targets.masks import fill_for
 from .targets.polygons import Polygon
@@ -71,7 +71,8 @@ class TransformResult:
     call: ``transform(image, seed=seed)``.
     ``polygons``, ``keypoints``, ``masks``: the other targets, in the kind
     they were given (see ``Transform.__call__``); ``kept_polygons``: the
-    indices of the polygons kept, for polygons given as arrays.
+    indices of the polygons kept (the image's, then each donor's), for
+    polygons given as arrays.
     """
 
     image: object
@@ -189,9 +190,17 @@ class Transform:
         ``cutmix`` or ``mixup`` step takes, handed to the steps in order (as
         ``run`` hands each step the next of the output's donors: the ``donors``
         of its steps in the manifest's ``ops``); each donor's boxes come as its
-        own ``boxes`` do (``[]`` for none). With ``run``'s seed and donors it
-        gives ``run``'s pixels and boxes; a step that finds too few raises a
-        ValueError naming it. Donor steps carry boxes only.
+        own ``boxes`` do (``[]`` for none). A donor may instead be ``(image,
+        targets)``, ``targets`` a dict with the keyword names this call takes
+        (``{"boxes": ..., "polygons": ..., "keypoints": ..., "masks": ...}``),
+        each given as the image's is; every kind the image has, each donor needs
+        (``[]`` for none; its label map(s) for ``masks``). The donors' objects
+        come back after the image's (``kept`` and ``kept_polygons`` index on into
+        each donor's; keypoints as an array are ``(N + donors' N, K, 3)``). With
+        ``run``'s seed and donors it gives ``run``'s pixels and targets, by the
+        same placement; a step that finds too few donors, or a kind its op does
+        not carry (``augcli ops``: cutmix carries no keypoints, mixup no label
+        maps), raises a ValueError naming it.
         """
         pixels, restore = _as_array(image)
         if 0 in pixels.shape[:2]:
@@ -208,25 +217,24 @@ class Transform:
             op, reason = self._refuses_boxes[name]
             raise ValueError(f"variant '{name}' uses {op}, which {given} cannot follow: "
                              f"{reason}")
-        donor_images, donor_boxes = _donor_inputs(donors, boxes is not None)
-        _refuse_beyond_boxes(name, tree, targets)
+        _refuse_uncarried(name, tree, targets)
+        donor_images, theirs = _donor_inputs(donors, targets)
         output, steps = render(pixels, OutputPlan("", name, index, int(seed), tree,
                                                   tuple(range(len(donor_images)))),
                                donor=donor_images.__getitem__)
-        kept_boxes, kept = _carry_boxes(boxes, steps, pixels.shape, output.shape,
-                                        self.min_visibility, donor_images, donor_boxes)
-        matrix = steps_matrix(steps, pixels.shape) if polygons is not None or \
-            keypoints is not None else None
-        kept_polygons, polygon_indices = _carry_polygons(polygons, matrix, output.shape,
-                                                         self.min_visibility)
+        through = _Through(steps, pixels.shape, output.shape, donor_images)
+        kept_boxes, kept = _carry_boxes(boxes, through, self.min_visibility, theirs["boxes"])
+        kept_polygons, polygon_indices = _carry_polygons(polygons, through, self.min_visibility,
+                                                         theirs["polygons"])
         annotations = self.recipe.annotations
         flip = annotations.flip_idx or () if annotations is not None else ()
         return TransformResult(restore(output), kept_boxes, [step.as_record() for step in steps],
                                name, index, int(seed), kept, kept_polygons,
-                               _carry_keypoints(keypoints, matrix, pixels.shape, output.shape,
-                                                self.min_visibility, flip),
-                               _carry_masks(masks, steps, pixels.shape,
-                                            annotations.mask_fill if annotations else 0),
+                               _carry_keypoints(keypoints, through, self.min_visibility, flip,
+                                                theirs["keypoints"]),
+                               _carry_masks(masks, through,
+                                            annotations.mask_fill if annotations else 0,
+                                            theirs["masks"]),
                                polygon_indices)
 
     def _pick(self, seed: int, index: int | None) -> tuple:
@@ -300,42 +308,82 @@ def _as_array(image):
                      f"{pixels.shape}{hint}")
 
 
-def _donor_inputs(donors, with_boxes: bool) -> tuple:
-    """(the donors' pixels, their boxes) from ``[(image, boxes), ...]``; each donor's boxes
-    are required when the image's are given (its objects would land unlabelled)."""
+_KINDS = ("boxes", "polygons", "keypoints", "masks")  # the targets a call and a donor take
+
+
+def _donor_inputs(donors, targets: dict) -> tuple:
+    """(the donors' pixels, kind -> each donor's targets of that kind) from ``[(image, boxes
+    or a dict of targets), ...]``; each kind the image has, every donor needs (its objects
+    would land unlabelled), and a kind the image lacks is left out."""
+    theirs: dict = {kind: [] for kind in _KINDS}
     if donors is None:
-        return [], []
-    images, boxes = [], []
+        return [], theirs
+    images = []
     for number, pair in enumerate(donors):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ValueError(f"donors must be (image, boxes) pairs; donor {number} is a "
-                             f"{type(pair).__name__}")
+            raise ValueError(f"donors must be (image, boxes) or (image, targets) pairs; donor "
+                             f"{number} is a {type(pair).__name__}")
         pixels, _ = _as_array(pair[0])
         if 0 in pixels.shape[:2]:
             raise ValueError(f"donor {number} has no pixels (shape {pixels.shape})")
-        if with_boxes and pair[1] is None:
-            raise ValueError(f"donor {number} has no boxes while the image has: its objects "
-                             "would land unlabelled; give [] for a donor without any")
+        given = pair[1] if isinstance(pair[1], dict) else {"boxes": pair[1]}
+        unknown = sorted(set(given) - set(_KINDS))
+        if unknown:
+            raise ValueError(f"donor {number}'s targets take {', '.join(_KINDS)}, not "
+                             f"{unknown[0]!r}")
+        for kind in _KINDS:
+            if targets[kind] is not None and given.get(kind) is None:
+                raise ValueError(f"donor {number} has no {kind} while the image has: its "
+                                 "objects would land unlabelled; give "
+                                 f"{'its label map' if kind == 'masks' else '[]'} for a donor "
+                                 "without any")
+            theirs[kind].append(given.get(kind))
         images.append(pixels)
-        boxes.append(pair[1])
-    return images, boxes
+    return images, theirs
 
 
-def _refuse_beyond_boxes(variant: str, tree, targets: dict) -> None:
-    """Donor steps place boxes only (as run refuses other targets with them); copy_paste,
+def _refuse_uncarried(variant: str, tree, targets: dict) -> None:
+    """Each donor step carries the kinds its op declares (``DonorKernels.carries``; label maps
+    where it pastes them, ``DonorKernels.labels``), as run refuses the others; copy_paste,
     which cuts polygons out of its donors, is ``run``'s alone."""
     takers = donor_ops(tree)
     if "copy_paste" in takers:
         raise ValueError(f"variant '{variant}' uses copy_paste, which the training-time "
                          "transform does not make (it cuts donors' polygons): augcli run does")
-    beyond = [kind for kind in ("polygons", "keypoints", "masks") if targets[kind] is not None]
-    if takers and beyond:
-        raise ValueError(f"variant '{variant}' uses {', '.join(sorted(takers))}, which carry "
-                         f"boxes only, not {beyond[0]}")
+    for op in sorted(takers):
+        donor = catalog.CATALOG[op].donor
+        assert donor is not None  # a donor op, by donor_ops
+        for kind in (kind for kind in _KINDS if targets[kind] is not None):
+            if kind == "masks" and donor.labels is None:
+                raise ValueError(f"variant '{variant}' uses {op}, which carries no masks (label "
+                                 "maps): a blend of class ids names no class")
+            if kind != "masks" and kind not in donor.carries:
+                raise ValueError(f"variant '{variant}' uses {op}, which carries "
+                                 f"{', '.join(donor.carries)} only, not {kind}")
 
 
-def _carry_boxes(boxes, steps, shape, output_shape, min_visibility, donor_images=(),
-                 donor_boxes=()):
+@dataclass(frozen=True)
+class _Through:
+    """What one call did, for carrying each kind of target as run does (``carry_through``
+    and ``apply_steps_to_labels``): the steps, the image's and the output's shapes, and
+    the donors' pixels (donor i is named i in the steps)."""
+
+    steps: list
+    shape: tuple
+    output_shape: tuple
+    donor_images: list
+
+    def carry(self, lists, min_visibility: float) -> tuple:
+        """The image's targets (``lists[0]``) and each donor's (``lists[1:]``) through the
+        steps, placed by the donor steps' kernels: the kept ones."""
+        donors = [ImageBoxes(image.shape[1], image.shape[0], tuple(listed))
+                  for image, listed in zip(self.donor_images, lists[1:], strict=True)]
+        kept, _ = carry_through(tuple(lists[0]), self.steps, self.shape, self.output_shape,
+                                donors.__getitem__, min_visibility)
+        return kept
+
+
+def _carry_boxes(boxes, through: _Through, min_visibility, donor_boxes=()):
     """Boxes through the steps (and the donors' boxes through the steps that take them), as
     run writes them: (boxes, kept indices into the image's boxes then each donor's)."""
     if boxes is None:
@@ -347,10 +395,7 @@ def _carry_boxes(boxes, steps, shape, output_shape, min_visibility, donor_images
         name = "boxes" if number == 0 else f"donor {number - 1}'s boxes"
         lists.append(_box_targets(each, name, objects, start))
         start += len(lists[-1])
-    donors = [ImageBoxes(image.shape[1], image.shape[0], listed)
-              for image, listed in zip(donor_images, lists[1:], strict=True)]
-    kept, _ = carry_through(lists[0], steps, shape, output_shape, donors.__getitem__,
-                            min_visibility)
+    kept = through.carry(lists, min_visibility)
     if objects:
         return kept, None
     coordinates = np.array([[b.x0, b.y0, b.x1, b.y1] for b in kept], np.float64).reshape(-1, 4)
@@ -376,82 +421,131 @@ def _box_targets(boxes, name: str, objects: bool, start: int) -> tuple:
     return tuple(Box(str(start + i), *row) for i, row in enumerate(array.tolist()))
 
 
-def _carry_polygons(polygons, matrix, output_shape, min_visibility):
-    """Polygons through the steps' matrix, as run writes them: (polygons, kept indices)."""
+def _objects(given, kind: type, name: str) -> bool:
+    """Whether the image's and donors' targets (``given``) come as ``kind`` objects, not
+    arrays: then all of them must."""
+    if not any(len(each) and all(isinstance(item, kind) for item in each) for each in given):
+        return False
+    for number, each in enumerate(given):
+        if not all(isinstance(item, kind) for item in each):
+            owner = name if number == 0 else f"donor {number - 1}'s {name}"
+            raise ValueError(f"{owner} must be {kind.__name__} objects as the others are")
+    return True
+
+
+def _carry_polygons(polygons, through: _Through, min_visibility, donor_polygons=()):
+    """Polygons (and the donors') through the steps, as run writes them: (polygons, kept
+    indices into the image's polygons then each donor's)."""
     if polygons is None:
         return None, None
-    if len(polygons) and all(isinstance(polygon, Polygon) for polygon in polygons):
-        kept, _ = transform_boxes(tuple(polygons), matrix, output_shape[:2], min_visibility)
-        return kept, None
-    indexed = []
-    for number, polygon in enumerate(polygons):
-        points = np.asarray(polygon, dtype=np.float64)
-        if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
-            raise ValueError(f"polygon {number} must be an (N, 2) array of x, y with N >= 3, "
-                             f"got shape {points.shape}")
-        if not np.isfinite(points).all():
-            raise ValueError(f"polygon {number} has a vertex that is not a finite number")
-        indexed.append(Polygon(number, (tuple(points.ravel().tolist()),)))
-    kept, _ = transform_boxes(tuple(indexed), matrix, output_shape[:2], min_visibility)
+    given = [polygons, *donor_polygons]
+    if _objects(given, Polygon, "polygons"):
+        return through.carry(given, min_visibility), None
+    lists, start = [], 0
+    for number, each in enumerate(given):
+        owner = "" if number == 0 else f"donor {number - 1}'s "
+        indexed = []
+        for item, polygon in enumerate(each):
+            points = np.asarray(polygon, dtype=np.float64)
+            if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
+                raise ValueError(f"{owner}polygon {item} must be an (N, 2) array of x, y with "
+                                 f"N >= 3, got shape {points.shape}")
+            if not np.isfinite(points).all():
+                raise ValueError(f"{owner}polygon {item} has a vertex that is not a finite "
+                                 "number")
+            indexed.append(Polygon(str(start + item), (tuple(points.ravel().tolist()),)))
+        lists.append(indexed)
+        start += len(indexed)
+    kept = through.carry(lists, min_visibility)
     return ([[np.asarray(ring, np.float64).reshape(-1, 2) for ring in polygon.rings]
-             for polygon in kept], np.array([polygon.label for polygon in kept], np.intp))
+             for polygon in kept], np.array([int(polygon.label) for polygon in kept], np.intp))
 
 
-def _carry_keypoints(keypoints, matrix, shape, output_shape, min_visibility, flip):
-    """Keypoints through the steps' matrix, as run writes them: the kept ``Keypoints``, or
-    for an (N, K, 2 or 3) array every object's points, (N, K, 3), 0 0 0 where they left."""
+def _carry_keypoints(keypoints, through: _Through, min_visibility, flip, donor_keypoints=()):
+    """Keypoints (and the donors') through the steps, as run writes them: the kept
+    ``Keypoints``, or for (N, K, 2 or 3) arrays every object's points, the image's then each
+    donor's, (N, K, 3), 0 0 0 where they left."""
     if keypoints is None:
         return None
-    if len(keypoints) and all(isinstance(item, Keypoints) for item in keypoints):
-        kept, _ = transform_boxes(tuple(keypoints), matrix, output_shape[:2], min_visibility)
-        return kept
-    array = np.asarray(keypoints, dtype=np.float64)
-    if array.size == 0:
+    given = [keypoints, *donor_keypoints]
+    if _objects(given, Keypoints, "keypoints"):
+        return through.carry(given, min_visibility)
+    arrays: list[np.ndarray] = []
+    lists: list[list] = []
+    images = [through.shape, *(image.shape for image in through.donor_images)]
+    for number, (each, shape) in enumerate(zip(given, images, strict=True)):
+        owner = "keypoints" if number == 0 else f"donor {number - 1}'s keypoints"
+        array = np.asarray(each, dtype=np.float64)
+        if array.size == 0:
+            lists.append([])
+            continue
+        if array.ndim != 3 or array.shape[2] not in (2, 3):
+            raise ValueError(f"{owner} must be an (N, K, 2 or 3) array of x, y[, visibility], "
+                             f"got shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{owner} must be finite numbers")
+        if array.shape[2] == 2:  # every point labelled and visible
+            array = np.concatenate([array, np.full(array.shape[:2] + (1,), 2.0)], axis=2)
+        if arrays and array.shape[1] != arrays[0].shape[1]:
+            raise ValueError(f"{owner} have {array.shape[1]} points an object, the others "
+                             f"{arrays[0].shape[1]}")
+        if flip and len(flip) != array.shape[1]:
+            raise ValueError(f"the recipe's flip_idx has {len(flip)} indices, the {owner} "
+                             f"{array.shape[1]} points")
+        height, width = shape[:2]
+        whole = Box("", 0.0, 0.0, float(width), float(height))  # kept whatever moves out
+        start = sum(len(done) for done in arrays)
+        lists.append([Keypoints(str(start + item), tuple(points.ravel().tolist()), whole,
+                                tuple(flip)) for item, points in enumerate(array)])
+        arrays.append(array)
+    if not arrays:
         return np.zeros((0, 0, 3))
-    if array.ndim != 3 or array.shape[2] not in (2, 3):
-        raise ValueError(f"keypoints must be an (N, K, 2 or 3) array of x, y[, visibility], "
-                         f"got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError("keypoints must be finite numbers")
-    if array.shape[2] == 2:  # every point labelled and visible
-        array = np.concatenate([array, np.full(array.shape[:2] + (1,), 2.0)], axis=2)
-    if flip and len(flip) != array.shape[1]:
-        raise ValueError(f"the recipe's flip_idx has {len(flip)} indices, the keypoints "
-                         f"{array.shape[1]} points")
-    height, width = shape[:2]
-    whole = Box("", 0.0, 0.0, float(width), float(height))  # kept whatever moves out
-    edges = geometry.edge_matrix(matrix)
-    moved = []
-    for points in array:
-        item, _ = Keypoints("", tuple(points.ravel().tolist()), whole, tuple(flip)).moved(
-            edges, output_shape[1], output_shape[0])
-        moved.append(np.zeros_like(points) if item is None else
-                     np.asarray(item.points, np.float64).reshape(-1, 3))
-    return np.stack(moved)
+    moved = np.zeros_like(np.concatenate(arrays))
+    for item in through.carry(lists, 0.0):  # every object: its points left are 0 0 0
+        moved[int(item.label)] = np.asarray(item.points, np.float64).reshape(-1, 3)
+    return moved
 
 
-def _carry_masks(masks, steps, shape, mask_fill):
-    """Label maps through the steps, as run moves mask images: one map, or a sequence (an
-    (N, H, W) array stays an array)."""
+def _carry_masks(masks, through: _Through, mask_fill, donor_masks=()):
+    """Label maps through the steps, as run moves mask images (a donor step pastes its
+    donors' maps as it pastes their pixels): one map, or a sequence (an (N, H, W) array
+    stays an array)."""
     if masks is None:
         return None
     single = isinstance(masks, np.ndarray) and masks.ndim == 2
+    maps = [masks] if single else list(masks)
+    theirs = []
+    for number, (each, image) in enumerate(zip(donor_masks, through.donor_images,
+                                               strict=True)):
+        listed = [each] if single else list(each)
+        if len(listed) != len(maps):
+            raise ValueError(f"donor {number} has {len(listed)} masks, the image {len(maps)}")
+        theirs.append([_label_map(mask, f"donor {number}'s mask {item}", image.shape)
+                       for item, mask in enumerate(listed)])
     moved = []
-    for number, mask in enumerate([masks] if single else masks):
-        labels = np.asarray(mask)
-        if labels.shape != tuple(shape[:2]):
-            raise ValueError(f"mask {number} must be the image's {shape[0]} x {shape[1]} "
-                             f"(H, W), got shape {labels.shape}")
-        if labels.dtype == bool:
-            moved.append(apply_steps_to_labels(labels.astype(np.uint8), steps, 0).astype(bool))
-        elif labels.dtype in (np.uint8, np.uint16):
-            moved.append(apply_steps_to_labels(labels, steps, fill_for(labels, mask_fill)))
-        else:
-            raise TypeError(f"mask {number} must be uint8, uint16 or bool class ids, got "
-                            f"dtype {labels.dtype}")
+    for number, mask in enumerate(maps):
+        labels = _label_map(mask, f"mask {number}", through.shape)
+        fill = 0 if labels.dtype == bool else fill_for(labels, mask_fill)
+        donor_maps = [each[number].view(np.uint8) if each[number].dtype == bool else each[number]
+                      for each in theirs]
+        map_ = apply_steps_to_labels(labels.view(np.uint8) if labels.dtype == bool else labels,
+                                     through.steps, fill, donor_labels=donor_maps.__getitem__)
+        moved.append(map_.astype(bool) if labels.dtype == bool else map_)
     if single:
         return moved[0]
     return np.stack(moved) if isinstance(masks, np.ndarray) else moved
+
+
+def _label_map(mask, name: str, shape) -> np.ndarray:
+    """A mask as a label map of its image's size (H, W): uint8, uint16 or bool class ids."""
+    labels = np.asarray(mask)
+    if labels.shape != tuple(shape[:2]):
+        raise ValueError(f"{name} must be its image's {shape[0]} x {shape[1]} (H, W), got "
+                         f"shape {labels.shape}")
+    if labels.dtype not in (np.uint8, np.uint16, bool):
+        raise TypeError(f"{name} must be uint8, uint16 or bool class ids, got dtype "
+                        f"{labels.dtype}")
+    return labels
 
 
 def _require_finite(edges: np.ndarray) -> None:

@@ -31,7 +31,7 @@ from augcli.recipe import load_recipe
 from augcli.targets.boxes import Box
 
 from .conftest import REPO, invoke, photo_like, run_cli, save, write_recipe
-from .test_multi_image import paint_sources
+from .test_multi_image import DOTS, SIZES, paint_instances, paint_sources
 from .test_targets_masks import write_label_maps
 from .test_targets_polygons import HEIGHT, NAMES, WIDTH, painted_sources, recipe_for
 
@@ -648,6 +648,119 @@ def test_donors_give_the_pixels_and_boxes_run_writes(tmp_path):
             [item["box"] for item in record["boxes"]]).reshape(-1, 4), atol=1e-6)
 
 
+def replayed(tmp_path, recipe: Path, targets_of):
+    """Run ``recipe``, then replay each output with the transform: the source, its record's
+    donors and seed, and each image's targets as ``targets_of(name)`` gives them (the
+    donors as ``(image, targets)``). Yields (record, the transform's result)."""
+    assert augcli.run_recipe(recipe, workers=1).exit_code == 0
+    transforms: dict = {}
+    for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "output" not in record:  # the header
+            continue
+        names = [donor["source"] for donor in record["donors"]]
+        assert names == [name for step in record["ops"] for params in step.values()
+                         for name in params.get("donors", ())]
+        transform = transforms.setdefault(record["variant"], augcli.load_transform(
+            recipe, variant=record["variant"]))
+        out = transform(read_png(tmp_path / "in" / record["source"]), seed=record["seed"],
+                        index=record["index"], **targets_of(record["source"]),
+                        donors=[(read_png(tmp_path / "in" / name), targets_of(name))
+                                for name in names])
+        np.testing.assert_array_equal(out.image, read_png(tmp_path / "out" / record["output"]),
+                                      err_msg=record["output"])
+        yield record, out
+
+
+def test_donors_give_the_polygons_run_writes(tmp_path):
+    """YOLO-seg polygons through mosaic (then an affine), cutmix and mixup: as objects, the
+    record's polygons; as arrays, the same rings, ``kept_polygons`` naming whose."""
+    paint_instances(tmp_path / "in", 6)
+    recipe = write_recipe(tmp_path, DONOR_RECIPE)
+    source = AnnotationSource(load_recipe(recipe).annotations, tmp_path / "in")
+    seen = set()
+    for record, out in replayed(tmp_path, recipe,
+                                lambda name: {"polygons": source.read(name).boxes}):
+        assert [item.to_record() for item in out.polygons] == record["boxes"]
+        seen.add(record["variant"])
+    # as arrays: each image's rings, indexed on through the donors
+    rings = {name: [np.reshape(item.rings[0], (-1, 2)) for item in source.read(name).boxes]
+             for name in sorted(p.name for p in (tmp_path / "in").glob("*.png"))}
+    labels = {name: [item.label for item in source.read(name).boxes] for name in rings}
+    donated = 0
+    for record, out in replayed(tmp_path, recipe, lambda name: {"polygons": rings[name]}):
+        donated += int((out.kept_polygons >= len(labels[record["source"]])).sum())
+        order = [label for name in [record["source"]] + [d["source"] for d in record["donors"]]
+                 for label in labels[name]]
+        assert [order[i] for i in out.kept_polygons] == [item["label"]
+                                                         for item in record["boxes"]]
+        for polygon, item in zip(out.polygons, record["boxes"], strict=True):
+            np.testing.assert_allclose(np.concatenate(polygon).ravel(),
+                                       np.concatenate(item["polygon"]), atol=1e-6)
+    assert seen == {"mosaic", "mosaic9", "cutmix", "mixup"} and donated > 6 * 6
+
+
+def test_donors_give_the_keypoints_run_writes(tmp_path):
+    """YOLO-pose keypoints through mosaic and mixup (cutmix carries none: refused)."""
+    rng = np.random.default_rng(8)
+    for index, (width, height) in enumerate(SIZES[:5]):
+        points = []
+        for _ in DOTS:
+            points += [float(rng.integers(3, width - 3)) / width,
+                       float(rng.integers(3, height - 3)) / height, 2]
+        save(tmp_path / "in" / f"p{index}.png", photo_like(height, width, seed=index))
+        (tmp_path / "in" / f"p{index}.txt").write_text(
+            "0 0.5 0.5 1 1 " + " ".join(map(str, points)) + "\n")
+    recipe = write_recipe(tmp_path, DONOR_RECIPE.replace(
+        "{format: yolo, min_visibility: 0.2}",
+        "{format: yolo, task: pose, kpt_shape: [3, 3], min_visibility: 0}").replace(
+        "      cutmix: {copies: 2, ops: [{cutmix: {area: [0.2, 0.5]}}, {fliplr: {p: 0.5}}]}\n",
+        ""))
+    source = AnnotationSource(load_recipe(recipe).annotations, tmp_path / "in")
+    for record, out in replayed(tmp_path, recipe,
+                                lambda name: {"keypoints": source.read(name).boxes}):
+        assert [item.to_record() for item in out.keypoints] == record["boxes"]
+    # as arrays: every object's points, 0 0 0 where they left (none is dropped here)
+    arrays = {name: np.array([np.reshape(item.points, (-1, 3)) for item in
+                              source.read(name).boxes]) for name in
+              (f"p{index}.png" for index in range(5))}
+    for record, out in replayed(tmp_path, recipe, lambda name: {"keypoints": arrays[name]}):
+        written = np.array([item["keypoints"] for item in record["boxes"]])
+        assert len(written) == 1 + len(record["donors"])  # one object an image
+        assert out.keypoints.shape == (len(written), 3, 3)
+        np.testing.assert_allclose(sorted(out.keypoints.reshape(len(written), -1).tolist()),
+                                   sorted(written.tolist()), atol=1e-6)
+    with pytest.raises(ValueError, match="uses cutmix, which carries boxes, polygons, masks "
+                                         "only, not keypoints"):
+        augcli.load_transform(augcli.parse_recipe({"variants": {"c": {"ops": [
+            {"cutmix": {}}]}}}))(photo_like(), keypoints=arrays["p0.png"],
+                                 donors=[(photo_like(), {"keypoints": arrays["p1.png"]})])
+
+
+def test_donors_give_the_mask_images_run_writes(tmp_path):
+    """Label maps through mosaic and cutmix: each donor's own map pasted by the same pieces,
+    the file run writes beside the output; mixup carries none (refused)."""
+    shapes = painted_sources(tmp_path / "in", images=4)
+    write_label_maps(tmp_path / "in", shapes, wide="s3.png")
+    recipe = write_recipe(tmp_path, DONOR_RECIPE.replace(
+        "{format: yolo, min_visibility: 0.2}", "{format: masks, mask_fill: 7}").replace(
+        "      mixup: {ops: [{mixup: {ratio: [0.3, 0.7]}}]}\n", ""))
+    maps = {name: read_png(tmp_path / "in" / name.replace(".png", "_mask.png"))
+            for name in shapes}
+    count = 0
+    for record, out in replayed(tmp_path, recipe, lambda name: {"masks": maps[name]}):
+        written = read_png(tmp_path / "out" / record["output"].replace(".png", "_mask.png"))
+        assert out.masks.dtype == written.dtype and (out.masks == written).all(), \
+            record["output"]
+        count += 1
+    assert count == 4 * 5
+    image = read_png(tmp_path / "in" / "s0.png")
+    with pytest.raises(ValueError, match="uses mixup, which carries no masks"):
+        augcli.load_transform(augcli.parse_recipe({"variants": {"m": {"ops": [
+            {"mixup": {}}]}}}))(image, masks=maps["s0.png"],
+                                donors=[(image, {"masks": maps["s1.png"]})])
+
+
 def test_too_few_donors_name_the_op_and_how_many_it_takes(tmp_path):
     recipe = augcli.parse_recipe({"variants": {
         "mosaic": {"ops": [{"mosaic": {"grid": [3, 3]}}]},
@@ -665,9 +778,21 @@ def test_too_few_donors_name_the_op_and_how_many_it_takes(tmp_path):
     with pytest.raises(ValueError, match="donor 1 has no boxes while the image has"):
         augcli.load_transform(recipe, "both")(image, [[1, 1, 9, 9]], seed=3,
                                               donors=[(image, []), (image, None)])
-    with pytest.raises(ValueError, match="uses cutmix, mixup, which carry boxes only, not "
-                                         "polygons"):
+    with pytest.raises(ValueError, match="uses cutmix, which carries boxes, polygons, masks "
+                                         "only, not keypoints"):
+        augcli.load_transform(recipe, "both")(image, keypoints=[[[1, 1]]],
+                                              donors=[(image, {"keypoints": [[[2, 2]]]})] * 2,
+                                              seed=3)
+    with pytest.raises(ValueError, match=r"uses mixup, which carries no masks \(label maps\)"):
+        augcli.load_transform(recipe, "both")(image, masks=image[..., 0],
+                                              donors=[(image, {"masks": image[..., 0]})] * 2,
+                                              seed=3)
+    with pytest.raises(ValueError, match="donor 0 has no polygons while the image has"):
         augcli.load_transform(recipe, "both")(image, polygons=[[[1, 1], [9, 1], [9, 9]]],
-                                              donors=[(image, None)] * 2, seed=3)
+                                              donors=[(image, [])] * 2, seed=3)
+    with pytest.raises(ValueError, match="donor 0's targets take boxes, polygons, keypoints, "
+                                         "masks, not 'labels'"):
+        augcli.load_transform(recipe, "both")(image, donors=[(image, {"labels": []})] * 2,
+                                              seed=3)
     with pytest.raises(ValueError, match="copy_paste.*augcli run does"):
         augcli.load_transform(recipe, "paste")(image, donors=[(image, [])], seed=3)
