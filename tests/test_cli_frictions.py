@@ -43,6 +43,7 @@ def test_a_size_the_recipe_fixes_over_the_limit_is_refused_before_any_work(tmp_p
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_validate_never_crashes_on_sizes_some_draws_put_over_the_limit(tmp_path, dataset):
     recipe = write_recipe(tmp_path, "variants:\n  big: {copies: 3, ops: "
                                     "[{letterbox: {width: [500, 2000], height: 100000}}]}\n")
@@ -158,6 +159,7 @@ def test_refusing_another_recipes_outputs_names_what_changed(tmp_path):
     assert "(variants.rot.ops[0].rotate.degrees [-10, 10] -> [-20, 20])" in refused.stderr
 
 
+@pytest.mark.slow
 def test_a_manifest_without_the_settings_line_still_resumes(tmp_path):
     for i in range(2):
         save(tmp_path / "in" / f"img{i}.png", photo_like(seed=i))
@@ -188,6 +190,7 @@ def test_validate_reports_every_error_inside_a_badly_named_variant(tmp_path):
         assert line in result.stderr
 
 
+@pytest.mark.slow
 def test_a_bare_value_sets_the_ops_main_parameter_or_says_what_to_write(tmp_path, dataset):
     bare = write_recipe(tmp_path, "input: in\noutput: bare\nvariants:\n"
                                   "  a: {ops: [{rotate: 10}, {dropout: 0.1}]}\n")

@@ -76,6 +76,7 @@ def test_a_yolo_data_yaml_dataset_from_s3_on_a_local_cluster_gives_the_folder_by
         result.output
 
 
+@pytest.mark.slow
 def test_roboflow_coco_splits_and_a_coco_file_on_s3_give_the_folder_bytes(servers, tmp_path):
     s3 = servers.s3()
     bucket, out = new_bucket(s3), new_bucket(s3)
@@ -111,6 +112,7 @@ def test_roboflow_coco_splits_and_a_coco_file_on_s3_give_the_folder_bytes(server
     assert_same_run(s3, f"{out}/flat", tmp_path / "flat-out")
 
 
+@pytest.mark.slow
 def test_a_flat_yolo_folder_on_s3_gives_the_folder_bytes(servers, tmp_path):
     source = tmp_path / "in"
     for index, name in enumerate(("cats/a.jpg", "cats/b.png", "dogs/c.jpg")):

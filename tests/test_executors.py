@@ -24,6 +24,7 @@ def square_or_die(task):
     return task * task
 
 
+@pytest.mark.slow
 def test_a_dead_worker_fails_its_task_and_the_run_goes_on():
     died = []
 

@@ -171,6 +171,7 @@ def test_a_missing_folder_a_file_or_an_empty_folder_is_refused_naming_it(tmp_pat
     assert not (tmp_path / "recipe.yaml").exists()
 
 
+@pytest.mark.slow
 def test_an_object_store_prefix_gets_a_recipe_that_reads_it_there(servers, tmp_path):
     # a labelled folder on S3: the recipe names the prefix and an output prefix beside it
     # (URLs as they are), the labels it shows, and the run reads and writes there

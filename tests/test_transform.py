@@ -327,6 +327,7 @@ def draw_in_worker(transform):
     return os.getpid(), [transform(image).seed for _ in range(3)], transform(image, seed=4).image
 
 
+@pytest.mark.slow
 def test_pickles_and_worker_processes_draw_streams_of_their_own():
     transform = augcli.load_transform(REPO / "recipe.yaml", seed=1)
     copy = pickle.loads(pickle.dumps(transform))
