@@ -141,13 +141,33 @@ def run_budget() -> int | None:
     return None if fcntl is None else limit
 
 
+# A donor image a task holds decoded (mosaic, cutmix, mixup): up to 4 bytes a pixel (8-bit
+# RGBA), and as much again for the copy brought to the source's layout or a tile's scale.
+# Its header is not read before the reservation: it is reckoned at the source's size.
+DONOR_BYTES_PER_PIXEL = 8
+
+
 def source_cost(pixels: int, outputs) -> int:
-    """Bytes a worker is expected to need for a source of ``pixels`` and its outputs."""
+    """Bytes a worker is expected to need for a source of ``pixels`` and its outputs, with
+    the donors its outputs take that it holds at once."""
     from .ops.combinators import op_names  # here, for start-up: the executors import this module
 
     names = op_names(output.ops for output in outputs)
     factor = max([BYTES_PER_PIXEL] + [HEAVY_OPS[name] for name in names if name in HEAVY_OPS])
-    return pixels * factor
+    return pixels * (factor + DONOR_BYTES_PER_PIXEL * donors_held_at_once(outputs))
+
+
+def donors_held_at_once(outputs) -> int:
+    """The most donor images a task holds at once: a worker decodes each for the first of
+    its outputs that takes it and lets it go after the last (``worker._Donors``)."""
+    first: dict = {}
+    last: dict = {}
+    for index, output in enumerate(outputs):
+        for name in output.donors:
+            first.setdefault(name, index)
+            last[name] = index
+    return max((sum(first[name] <= index <= last[name] for name in first)
+                for index in range(len(outputs))), default=0)
 
 
 _STATE = struct.Struct("6q")  # free, next ticket, ticket served, holders, peak, most at once

@@ -98,6 +98,25 @@ def test_sources_costing_over_half_the_budget_never_run_at_once(tmp_path, budget
     assert budget.peak == cost
 
 
+@pytest.mark.slow
+def test_a_task_pays_for_the_donors_it_holds(tmp_path, budgets):
+    # room for two plain sources at once, not for two mosaic tasks with their donors
+    for index in range(6):
+        save(tmp_path / "in" / f"p{index}.png", photo_like(300, 400, seed=index))
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        variants:
+          tiles: {copies: 2, ops: [{mosaic: {grid: [2, 2]}}]}
+        """)
+    plain = 300 * 400 * memory.BYTES_PER_PIXEL
+    budget = budgets(plain * 5 // 2)
+    _run(recipe, 2, budget)
+    assert len(list((tmp_path / "out").glob("*.png"))) == 12
+    assert budget.most_at_once == 1
+    assert budget.peak >= plain * 3 // 2  # three donors at least, beside the source
+
+
 def test_a_source_larger_than_the_whole_budget_runs_alone_and_completes(tmp_path, budgets):
     recipe = _folder_of(tmp_path, 4)
     budget = budgets(1000)  # bytes: each source costs over 2 MB
