@@ -40,6 +40,7 @@ from .stores import StoreSpec
 from .targets import KIND_NAMES
 from .targets.boxes import ImageBoxes, count_labels
 from .targets.polygons import Polygon
+from .tiles import majority_class
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,18 @@ class Plan:
         (``cats/tom_mosaic_1.jpg`` -> ``cats_tom_mosaic_1.jpg``)."""
         folder = self._split_folder(relative)
         return folder + relative[len(folder):].replace("/", "_")
+
+    def majority_copy(self, record: dict) -> str | None:
+        """Where ``hard_label: majority`` copies an output with soft labels: into the folder
+        of its largest class, beside the class folders it was taken out of
+        (``cats_tom_mosaic_1.jpg`` of mostly cups -> ``cups/cats_tom_mosaic_1.jpg``); None
+        for an output without soft labels."""
+        weights = record.get("labels")
+        if not isinstance(weights, dict) or not weights:
+            return None
+        output = record["output"]
+        folder = self._split_folder(output)
+        return f"{folder}{majority_class(weights)}/{output[len(folder):]}"
 
     def _split_folder(self, relative: str) -> str:
         """The folder (with its ``/``) of the split that holds ``relative``; '' without."""
@@ -414,6 +427,10 @@ def _refuse_unlabelled_donors(plan: Plan) -> None:
     if plan.annotations is None and "copy_paste" in plan.donor_ops:
         raise UsageError("copy_paste cuts objects out of other images by their polygons: give "
                          "the recipe 'annotations:' with polygons (coco or yolo segmentation)")
+    if plan.recipe.hard_label and not plan.soft_labels:
+        raise UsageError("hard_label: majority copies the soft-labelled outputs of mosaic, "
+                         "cutmix and mixup on class folders into their largest class's "
+                         "folder, and this recipe makes none: remove the line")
     if plan.soft_labels and plan.recipe.target_per_class:
         raise UsageError("target_per_class fills each class folder, and mosaic, cutmix and "
                          "mixup write their outputs beside the class folders with soft labels "

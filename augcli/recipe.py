@@ -102,6 +102,9 @@ class Recipe:
     annotations: AnnotationSpec | None = None  # bounding boxes that follow the pixels
     splits: tuple | None = None  # dataset splits to augment (augcli.datasets); None: train
     conform: Conform | None = None  # how outputs meet a profile's aspect limit; None: pad
+    # ``hard_label: majority``: soft-labelled outputs are copied into their largest class's
+    # folder too (copies of outputs: no output's bytes depend on it).
+    hard_label: str | None = field(default=None, compare=False)
     # Non-secret options of an object store (``storage:``): they never decide bytes.
     storage: dict = field(default_factory=dict, compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
@@ -150,6 +153,7 @@ class Recipe:
 
 _TOP_KEYS = ("input", "output", "seed", "include_original", "format", "quality", "workers",
              "target_per_class", "profile", "annotations", "storage", "variants", "splits",
+             "hard_label",
              "conform")
 _VARIANT_KEYS = ("copies", "ops")
 _COMBINATORS = tuple(kind.keyword for kind in (Sometimes, OneOf, SomeOf, Sequence))
@@ -281,6 +285,7 @@ def parse_recipe(data, base_dir: Path | None = None) -> Recipe:
         target_per_class=_read_int(data, "target_per_class", None, problems, low=1,
                                    high=MAX_TARGET_PER_CLASS),
         profile=_read_profile(data, problems),
+        hard_label=_read_hard_label(data, problems),
         annotations=_read_annotations(data.get("annotations"), base_dir, problems),
         storage=locations.read_options(data.get("storage"), problems),
         splits=_read_splits(data.get("splits"), problems),
@@ -369,6 +374,19 @@ def _format_name(value) -> str:
     """``format`` as augcli names it: ``TIFF``, ``.jpeg`` -> ``tif``, ``jpg``."""
     name = str(value).lower().lstrip(".")
     return _FORMAT_ALIASES.get(name, name)
+
+
+HARD_LABELS = ("majority",)
+
+
+def _read_hard_label(data, problems):
+    value = data.get("hard_label")
+    if value is not None and value not in HARD_LABELS:
+        problems.add("hard_label", f"expected {' or '.join(HARD_LABELS)} (each soft-labelled "
+                                   f"output copied into its largest class's folder), got "
+                                   f"{excerpt(value)}")
+        return None
+    return value
 
 
 def _read_profile(data, problems):

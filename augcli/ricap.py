@@ -49,7 +49,13 @@ from .geometry import parse_size
 from .probe import sight_of
 from .report import JobReport, progress_bar
 from .stores import StoreSpec
-from .tiles import LABELS_NAME, WEIGHT_GRID, area_weights, compose  # noqa: F401 - part of this API
+from .tiles import (  # noqa: F401 - part of this API
+    LABELS_NAME,
+    WEIGHT_GRID,
+    area_weights,
+    compose,
+    majority_class,
+)
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_BETA", "BetaSchedule", "MontagePlan", "Quadrant",
            "RicapReport", "RicapSettings", "area_weights", "compose", "draw_montages",
@@ -100,12 +106,6 @@ def label_weights(quadrants, classes, width: int, height: int) -> dict:
         if area:
             weights[quadrant.label] += Fraction(area, total)
     return weights
-
-
-def majority_class(weights: dict) -> str:
-    """The class with the largest weight; ties go to the first in sorted order."""
-    best = max(weights.values())
-    return min(name for name, weight in weights.items() if weight == best)
 
 
 def prepare_source(store, key: str, size: tuple) -> np.ndarray:

@@ -72,6 +72,10 @@ def _resume(plan: Plan, fingerprint: str, overwrite: bool,
         own.append(LABELS_NAME)
     lines = manifest.read_lines(store)
     earlier = manifest.check_names(store, manifest.Earlier.of_lines(lines))
+    if plan.soft_labels:  # hard_label's copies, named by their records: an earlier run's
+        present = store.sizes()
+        earlier.files |= {copy for record in earlier.records
+                          if (copy := plan.majority_copy(record)) in present}
     header = next((line[_HEADER] for line in lines if isinstance(line.get(_HEADER), dict)),
                   None)
     return manifest.reconcile(
@@ -453,6 +457,23 @@ class _Run:
             self.report.objects = _objects(plan, self.objects)
         if plan.soft_labels:
             self._write_labels()
+        if plan.recipe.hard_label:
+            self._copy_to_majority()
+
+    def _copy_to_majority(self) -> None:
+        """``hard_label: majority``: each output with soft labels, copied byte for byte into
+        the folder of its largest class (``Plan.majority_copy``), from the records once
+        every output is written, so a killed run leaves no copy its manifest does not name;
+        a copy already there with the output's size is kept."""
+        present = self.store.sizes()
+        for record in self.records.records():
+            copy = self.plan.majority_copy(record)
+            if copy is None or present.get(copy) == record.get("bytes"):
+                continue
+            try:
+                self.store.publish(copy, self.store.read(record["output"]))
+            except OSError as exc:
+                raise output_error(self.store.name(copy), exc) from None
 
     def _write_labels(self) -> None:
         """labels.csv: every output of the augmented sources that the manifest records (a

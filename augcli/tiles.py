@@ -59,3 +59,10 @@ def compose(size: tuple, pieces, channels: int = 3, out: np.ndarray | None = Non
         cx, cy = crop
         canvas[y:y + h, x:x + w] = image[cy:cy + h, cx:cx + w]
     return canvas
+
+
+def majority_class(weights: dict) -> str:
+    """The class with the largest weight; ties go to the first in sorted order (the hard
+    label of a soft one: ``ricap --hard-label majority``, ``hard_label: majority``)."""
+    best = max(weights.values())
+    return min(name for name, weight in weights.items() if weight == best)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from augcli.errors import UsageError
+from augcli.errors import RecipeError, UsageError
 from augcli.runner import read_manifest, run_recipe
 
 from .conftest import save, write_recipe
@@ -193,4 +193,49 @@ def test_refused_on_class_folders(tmp_path, classes, body, message):
     recipe = write_recipe(tmp_path, f"input: in\noutput: out\n{body}\n")
     with pytest.raises(UsageError, match=message):
         run_recipe(recipe)
+    assert not (tmp_path / "out").exists()
+
+
+def test_hard_label_majority_copies_each_mixed_output_into_its_largest_class(tmp_path,
+                                                                             classes):
+    # the paint says which class covers most of an output; the copy sits in that folder
+    recipe = write_recipe(tmp_path, RECIPE.replace("    seed: 5\n",
+                                                   "    seed: 5\n    hard_label: majority\n"))
+    assert run_recipe(recipe, workers=2).exit_code == 0
+    out = tmp_path / "out"
+    copied = 0
+    for name, weights in read_labels(out).items():
+        if max(weights.values()) == 1.0:
+            assert not any((out / label / name).exists() for label in CHANNEL)
+            continue  # an original: it is in its class folder already
+        shares = painted_shares(out / name)
+        largest = max(shares, key=shares.get)
+        if sorted(shares.values())[-2] > shares[largest] - 0.02:
+            continue  # a near tie: the paint cannot tell
+        assert (out / largest / name).read_bytes() == (out / name).read_bytes(), name
+        assert [label for label in CHANNEL if (out / label / name).exists()] == [largest]
+        copied += 1
+    assert copied > len(classes)
+    def stamps():
+        return {p: p.stat().st_mtime_ns for p in out.rglob("*")
+                if p.is_file() and p.name != "manifest.jsonl"}
+
+    files = stamps()
+    again = run_recipe(recipe, workers=1)  # a rerun: the copies are its own, nothing new
+    assert again.exit_code == 0 and again.written == 0
+    assert stamps() == files
+    (out / "labels.csv").unlink()  # without hard_label the copies are still accounted for
+    plain = write_recipe(tmp_path, RECIPE, name="plain.yaml")
+    assert run_recipe(plain, workers=1).exit_code == 0
+
+
+def test_hard_label_needs_soft_labels_and_says_what_it_takes(tmp_path, classes):
+    bad = write_recipe(tmp_path, "input: in\noutput: out\nhard_label: argmax\n"
+                                 "variants: {m: {ops: [mosaic]}}\n")
+    with pytest.raises(RecipeError, match="hard_label: expected majority"):
+        run_recipe(bad)
+    plain = write_recipe(tmp_path, "input: in\noutput: out\nhard_label: majority\n"
+                                   "variants: {f: {ops: [fliplr]}}\n", name="plain.yaml")
+    with pytest.raises(UsageError, match="makes none: remove the line"):
+        run_recipe(plain)
     assert not (tmp_path / "out").exists()
