@@ -465,10 +465,15 @@ class _Run:
         the folder of its largest class (``Plan.majority_copy``), from the records once
         every output is written, so a killed run leaves no copy its manifest does not name;
         a copy already there with the output's size is kept."""
+        copies = {copy: record for record in self.records.records()
+                  if (copy := self.plan.majority_copy(record)) is not None}
+        for name, _ in self.plan.files_written():  # an output of that name is never replaced
+            if copies.pop(name, None) is not None:
+                self.report.notes.append(f"hard_label: {name} is an output of this run, so "
+                                         "the majority copy of that name is not made")
         present = self.store.sizes()
-        for record in self.records.records():
-            copy = self.plan.majority_copy(record)
-            if copy is None or present.get(copy) == record.get("bytes"):
+        for copy, record in copies.items():
+            if present.get(copy) == record.get("bytes"):
                 continue
             try:
                 self.store.publish(copy, self.store.read(record["output"]))
