@@ -273,15 +273,17 @@ class LabelsFound:
     shown_by: str
     path: str | None = None
     images: str | None = None  # the folder a recipe's input names (``images``), if not the top
+    mirrored: bool = True  # False: laid out in no way a recipe can name (see labels_beside)
 
 
 def labels_beside(store, images: list, others: list) -> LabelsFound | None:
     """The label files of a plain folder, or None: ``images``/``labels`` at its top
-    (Ultralytics' layout), a COCO file by its usual name, or a file per image named as
-    the image (YOLO ``.txt``, VOC ``.xml``, regions ``.json``). A run without
-    ``annotations:`` would write outputs without them, so it is refused, naming the line
-    that carries them (``annotations: none`` leaves them on purpose); ``augcli init``
-    writes that line. A few per-image files are read, so captions beside images
+    (Ultralytics' layout), a COCO file by its usual name, a file per image named as the
+    image (YOLO ``.txt``, VOC ``.xml``, regions ``.json``) beside it, or in a folder of
+    its own that mirrors the images' (VOC's ``JPEGImages``/``Annotations``). A run without
+    ``annotations:`` would write outputs without them, so it is refused, naming the lines
+    that carry them (``annotations: none`` leaves them on purpose); ``augcli init``
+    writes those lines. A few per-image files are read, so captions beside images
     (text-to-image sets) are not taken for labels."""
     keys = frozenset(_posix(path) for path in [*images, *others])
     if _has_labels_folder(keys, ""):
@@ -291,19 +293,43 @@ def labels_beside(store, images: list, others: list) -> LabelsFound | None:
     if coco is not None:
         return LabelsFound("coco", coco, coco)
     stems = {posixpath.splitext(_posix(path))[0] for path in images}
+    by_base: dict = {}  # a file name's stem -> one image of that stem, for labels elsewhere
+    for path in images:
+        by_base.setdefault(posixpath.splitext(posixpath.basename(_posix(path)))[0],
+                           _posix(path))
     for record in formats.FORMATS.values():
         looks_like = _LOOKS_LIKE.get(record.name)
         if looks_like is None or not record.per_image:
             continue
-        beside = [name for name in names if name.endswith(record.extension)
-                  and name[:-len(record.extension)] in stems]
-        for name in beside[:_LABEL_SAMPLES]:
-            try:
-                text = store.read(name)[:4096].decode("utf-8", "replace")
-            except OSError:
-                continue
-            if looks_like(text):
-                return LabelsFound(record.name, name)
+        ours = [name for name in names if name.endswith(record.extension)]
+        beside = [name for name in ours if name[:-len(record.extension)] in stems]
+        shown = _sniffed(store, beside, looks_like)
+        if shown:
+            return LabelsFound(record.name, shown)
+        elsewhere = [name for name in ours if name not in beside and
+                     posixpath.basename(name)[:-len(record.extension)] in by_base]
+        shown = _sniffed(store, elsewhere, looks_like)
+        if shown:  # the labels' folder mirrors the images': name both in the recipe
+            image = by_base[posixpath.basename(shown)[:-len(record.extension)]]
+            label_folder, image_folder = posixpath.dirname(shown), posixpath.dirname(image)
+            if label_folder and image_folder and \
+                    shown[len(label_folder):-len(record.extension)] == \
+                    posixpath.splitext(image[len(image_folder):])[0] and \
+                    all(_posix(path).startswith(image_folder + "/") for path in images):
+                return LabelsFound(record.name, shown, label_folder, images=image_folder)
+            return LabelsFound(record.name, shown, mirrored=False)
+    return None
+
+
+def _sniffed(store, names: list, looks_like) -> str | None:
+    """The first of a few ``names`` whose text ``looks_like`` a label file, or None."""
+    for name in names[:_LABEL_SAMPLES]:
+        try:
+            text = store.read(name)[:4096].decode("utf-8", "replace")
+        except OSError:
+            continue
+        if looks_like(text):
+            return name
     return None
 
 

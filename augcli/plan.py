@@ -408,6 +408,13 @@ def _refuse_labels_left_behind(store, images: list, others: list, where) -> None
     found = datasets.labels_beside(store, images, others)
     if found is None:
         return
+    if not found.mirrored:
+        raise UsageError(f"{locations.join(where, found.shown_by)} looks like {found.format} "
+                         "labels of the images, which the outputs would be written without, "
+                         "laid out in a way augcli cannot read (a label file beside its image, "
+                         "or under annotations.path in the same subfolders as the images): "
+                         "lay them out so, or give the recipe 'annotations: none' to augment "
+                         "the images alone")
     line = datasets.annotations_line(found.format)
     if found.path is not None:  # a recipe's paths are its own: the full one works anywhere
         line = f"annotations: {{format: {found.format}, path: {locations.join(where, found.path)}}}"

@@ -85,16 +85,16 @@ def _dataset_starter(folder: Path, dataset, images: list, base: Path) -> Starter
 
 
 def _folder_starter(folder, images: list, others: list, base: Path) -> Starter:
-    fmt, path, where = _plain_labels(folder, images, others)
+    fmt, path, where, image_folder = _plain_labels(folder, images, others)
     classes = sorted({image.parts[0] for image in images if len(image.parts) > 1})
     input_folder = folder
     if fmt is not None:
         found = f"a detection folder ({fmt} labels: {where})"
         kind = "detection"
-        if path is not None and fmt == yolo.NAME:  # images/ beside labels/: read images/
-            input_folder = join(folder, "images")
-            images = [image.relative_to("images") for image in images
-                      if image.parts[0] == "images"]
+        if image_folder is not None:  # images/ beside labels/ (VOC's JPEGImages/ beside
+            input_folder = join(folder, image_folder)  # Annotations/): read the images' folder
+            images = [image.relative_to(image_folder) for image in images
+                      if image.is_relative_to(image_folder)]
     elif classes and all(len(image.parts) > 1 for image in images):
         shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
         found = f"a classification folder ({len(classes)} class folders: {shown})"
@@ -110,14 +110,19 @@ def _folder_starter(folder, images: list, others: list, base: Path) -> Starter:
 
 
 def _plain_labels(folder, images: list, others: list) -> tuple:
-    """(format, annotations.path or None, where it showed) of the label files of a plain
-    folder, or (None, None, None) without any: those ``run`` refuses to leave behind
-    (``datasets.labels_beside``), or a COCO file of another name at the top."""
+    """(format, annotations.path or None, where it showed, the images' folder or None) of
+    the label files of a plain folder, or Nones without any: those ``run`` refuses to
+    leave behind (``datasets.labels_beside``), or a COCO file of another name at the top."""
     store = open_store(folder)
     found = datasets.labels_beside(store, images, others)
+    if found is not None and not found.mirrored:
+        raise UsageError(f"{join(folder, found.shown_by)} looks like {found.format} labels "
+                         "laid out in a way augcli cannot read (a label file beside its "
+                         "image, or under annotations.path in the same subfolders as the "
+                         "images); lay them out so, then run init again")
     if found is not None:
         path = join(folder, found.path) if found.path is not None else None
-        return found.format, path, found.shown_by
+        return found.format, path, found.shown_by, found.images
     coco = formats.lookup("coco")
     for key in sorted(path.as_posix() for path in others):
         if "/" not in key and key.endswith(coco.extension):
@@ -125,8 +130,8 @@ def _plain_labels(folder, images: list, others: list) -> tuple:
                 coco.read(store.read(key).decode("utf-8"), join(folder, key))
             except (UsageError, OSError, UnicodeDecodeError):
                 continue
-            return coco.name, join(folder, key), key
-    return None, None, None
+            return coco.name, join(folder, key), key, None
+    return None, None, None, None
 
 
 def _relative(path, base: Path) -> str:

@@ -606,9 +606,15 @@ def test_a_test_folder_that_does_not_exist_is_left_out_with_a_note(tmp_path):
 def make_painted_folder(root: Path, layout: str) -> Path:
     """A plain folder (no splits) of painted images with their labels beside them, as a
     YOLO, VOC or COCO export of one split is laid out."""
-    make_painted_dataset(root / "ds", "yolo" if layout == "images-labels" else layout)
+    made = {"images-labels": "yolo", "voc-devkit": "voc"}.get(layout, layout)
+    make_painted_dataset(root / "ds", made)
     folder = root / "labelled"
-    if layout == "yolo":  # labels beside their images, Ultralytics' rule without 'images'
+    if layout == "voc-devkit":  # Pascal VOC's own: JPEGImages/ beside Annotations/
+        for path in (root / "ds/train").iterdir():
+            kind = "Annotations" if path.suffix == ".xml" else "JPEGImages"
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+            path.rename(folder / kind / path.name)
+    elif layout == "yolo":  # labels beside their images, Ultralytics' rule without 'images'
         folder.mkdir()
         for path in [*(root / "ds/train/images").iterdir(), *(root / "ds/train/labels").iterdir()]:
             path.rename(folder / path.name)
@@ -623,7 +629,7 @@ def plain_output_boxes(out: Path, layout: str) -> dict:
     images = sorted(out.glob("*.jpg"))
     if layout in ("yolo", "images-labels"):
         return {image: yolo_box(image.with_suffix(".txt")) for image in images}
-    if layout == "voc":
+    if layout in ("voc", "voc-devkit"):
         boxes = {}
         for image in images:
             box = ET.parse(image.with_suffix(".xml")).getroot().find("object/bndbox")
@@ -637,7 +643,7 @@ def plain_output_boxes(out: Path, layout: str) -> dict:
             for a in document["annotations"]}
 
 
-@pytest.mark.parametrize("layout", ["yolo", "voc", "coco", "images-labels"])
+@pytest.mark.parametrize("layout", ["yolo", "voc", "coco", "images-labels", "voc-devkit"])
 def test_a_plain_folder_with_labels_beside_its_images_is_refused_naming_the_line(tmp_path,
                                                                                 layout):
     # The rule for every layout: an input whose label files augcli can see is never
@@ -648,7 +654,8 @@ def test_a_plain_folder_with_labels_beside_its_images_is_refused_naming_the_line
         result = invoke(*command, str(recipe))
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
-        assert f"looks like {layout.replace('images-labels', 'yolo')} labels" in result.output
+        fmt = {"images-labels": "yolo", "voc-devkit": "voc"}.get(layout, layout)
+        assert f"looks like {fmt} labels" in result.output
         assert "or 'annotations: none' to augment the images alone" in result.output
     assert not (tmp_path / "out").exists()
     # the line the refusal names carries the labels, and they agree with the paint
@@ -663,6 +670,23 @@ def test_a_plain_folder_with_labels_beside_its_images_is_refused_naming_the_line
     assert sorted(image.name for image in boxes) == ["a_turn_1.jpg", "b_turn_1.jpg"]
     for image, box in boxes.items():
         assert_paint_is_boxed(image, box)
+
+
+def test_labels_in_a_layout_no_recipe_can_name_are_refused_not_dropped(tmp_path):
+    # the XML files mirror no folder of the images: annotations.path cannot find them
+    make_painted_dataset(tmp_path / "ds", "voc")
+    for path in (tmp_path / "ds/train").iterdir():
+        folder = "anno" if path.suffix == ".xml" else f"imgs/{path.stem}"
+        (tmp_path / "in" / folder).mkdir(parents=True, exist_ok=True)
+        path.rename(tmp_path / "in" / folder / path.name)
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\n" + TURN)
+    result = invoke("run", str(recipe))
+    assert result.exit_code == 2, result.output
+    assert "laid out in a way augcli cannot read" in result.output
+    assert "in/anno/a.xml looks like voc labels" in result.output
+    assert not (tmp_path / "out").exists()
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nannotations: none\n" + TURN)
+    assert invoke("run", str(recipe), "-q").exit_code == 0
 
 
 def test_annotations_none_augments_the_images_alone_on_purpose(tmp_path):

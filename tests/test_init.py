@@ -72,6 +72,14 @@ def yolo_beside(train: Path) -> None:
     (train / "labels").rmdir()
 
 
+def voc_devkit(train: Path) -> None:
+    """Pascal VOC's own layout: JPEGImages/ beside Annotations/."""
+    for path in list(train.iterdir()):
+        kind = "Annotations" if path.suffix == ".xml" else "JPEGImages"
+        (train / kind).mkdir(exist_ok=True)
+        path.rename(train / kind / path.name)
+
+
 @pytest.mark.parametrize(("layout", "prepare", "annotations", "input_"), [
     ("voc", None, {"format": "voc"}, "train"),
     ("coco", None, {"format": "coco", "path": "train/_annotations.coco.json"}, "train"),
@@ -79,7 +87,9 @@ def yolo_beside(train: Path) -> None:
      {"format": "coco", "path": "train/instances.json"}, "train"),
     ("yolo", None, {"format": "yolo", "path": "train/labels"}, "train/images"),
     ("yolo", yolo_beside, {"format": "yolo"}, "train/images"),
-], ids=["voc", "coco-roboflow-name", "coco-other-name", "yolo-images-labels", "yolo-beside"])
+    ("voc", voc_devkit, {"format": "voc", "path": "train/Annotations"}, "train/JPEGImages"),
+], ids=["voc", "coco-roboflow-name", "coco-other-name", "yolo-images-labels", "yolo-beside",
+        "voc-devkit"])
 def test_a_folder_with_labels_gets_its_annotations_block_and_the_labels_travel(
         tmp_path, layout, prepare, annotations, input_):
     make_painted_dataset(tmp_path / "ds", layout)
