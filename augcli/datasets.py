@@ -48,6 +48,7 @@ from .formats.base import AnnotationSpec, check_class_names
 from .locations import is_url, join, location
 from .stores import open_store
 from .targets.keypoints import flip_problem, kpt_shape_problem
+from .targets.masks import DEFAULT_SUFFIX as MASK_SUFFIX
 
 DATA_YAML = "data.yaml"
 YAML_SPLITS = ("train", "val", "test")  # data.yaml keys, in the order they are written
@@ -278,8 +279,9 @@ class LabelsFound:
 
 def labels_beside(store, images: list, others: list) -> LabelsFound | None:
     """The label files of a plain folder, or None: ``images``/``labels`` at its top
-    (Ultralytics' layout), a COCO file by its usual name, a file per image named as the
-    image (YOLO ``.txt``, VOC ``.xml``, regions ``.json``) beside it, or in a folder of
+    (Ultralytics' layout), a COCO file by its usual name, mask images (``a_mask.png``
+    beside ``a.jpg``), a file per image named as the image (YOLO ``.txt``, VOC ``.xml``,
+    regions ``.json``) beside it, or in a folder of
     its own that mirrors the images' (VOC's ``JPEGImages``/``Annotations``). A run without
     ``annotations:`` would write outputs without them, so it is refused, naming the lines
     that carry them (``annotations: none`` leaves them on purpose); ``augcli init``
@@ -293,6 +295,10 @@ def labels_beside(store, images: list, others: list) -> LabelsFound | None:
     if coco is not None:
         return LabelsFound("coco", coco, coco)
     stems = {posixpath.splitext(_posix(path))[0] for path in images}
+    maps = next((_posix(path) for path in images if _posix(path).endswith(MASK_SUFFIX)
+                 and _posix(path)[:-len(MASK_SUFFIX)] in stems), None)
+    if maps is not None:  # Roboflow's semantic masks: a.jpg beside a_mask.png
+        return LabelsFound("masks", maps)
     by_base: dict = {}  # a file name's stem -> one image of that stem, for labels elsewhere
     for path in images:
         by_base.setdefault(posixpath.splitext(posixpath.basename(_posix(path)))[0],

@@ -689,6 +689,28 @@ def test_labels_in_a_layout_no_recipe_can_name_are_refused_not_dropped(tmp_path)
     assert invoke("run", str(recipe), "-q").exit_code == 0
 
 
+def test_mask_images_beside_their_images_are_refused_not_augmented_as_images(tmp_path):
+    # Roboflow's semantic-segmentation export: a.jpg beside a_mask.png (class ids)
+    for name in ("a", "b"):
+        save(tmp_path / "in" / f"{name}.jpg", photo_like(40, 60))
+        labels = np.zeros((40, 60), np.uint8)
+        labels[5:20, 10:30] = 1
+        save(tmp_path / "in" / f"{name}_mask.png", labels)
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\n" + FLIP)
+    result = invoke("run", str(recipe))
+    assert result.exit_code == 2, result.output
+    assert "in/a_mask.png looks like masks labels" in result.output
+    assert "'annotations: {format: masks}'" in result.output
+    assert not (tmp_path / "out").exists()
+    recipe = write_recipe(tmp_path, "input: in\noutput: out\nannotations: {format: masks}\n"
+                          + FLIP)
+    assert invoke("run", str(recipe), "-q").exit_code == 0
+    written = sorted(path.name for path in (tmp_path / "out").glob("*.png"))
+    assert written == ["a_flip_1_mask.png", "b_flip_1_mask.png"]
+    flipped = np.asarray(Image.open(tmp_path / "out" / "a_flip_1_mask.png"))
+    assert flipped[5:20, 30:50].all() and not flipped[5:20, 10:30].any()
+
+
 def test_annotations_none_augments_the_images_alone_on_purpose(tmp_path):
     folder = make_painted_folder(tmp_path, "yolo")
     recipe = write_recipe(tmp_path, f"input: {folder.name}\noutput: out\nannotations: none\n"
