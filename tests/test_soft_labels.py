@@ -239,3 +239,37 @@ def test_hard_label_needs_soft_labels_and_says_what_it_takes(tmp_path, classes):
     with pytest.raises(UsageError, match="makes none: remove the line"):
         run_recipe(plain)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_one(tmp_path):
+    # a real process killed mid-run: the rerun finishes with the very files (outputs,
+    # labels.csv, the majority copies) an uninterrupted run writes, nothing stray
+    from .conftest import folder_files, kill_when, start_cli
+
+    paint_classes(tmp_path / "in")
+    recipe = write_recipe(tmp_path, """\
+        input: in
+        output: out
+        seed: 3
+        format: png
+        hard_label: majority
+        variants:
+          mosaic:
+            copies: 60
+            ops: [{mosaic: {grid: [2, 2], size: [96, 80]}}, {fliplr: {p: 0.5}}]
+          mixup:
+            copies: 20
+            ops: [{mixup: {ratio: [0.2, 0.8]}}]
+        """)
+    out = tmp_path / "out"
+    kill_when(start_cli("run", recipe, "-w", 1, "-q", cwd=tmp_path),
+              lambda: len(list(out.glob("*_mosaic_*.png"))) >= 10)
+    assert 10 <= len(list(out.glob("*_mosaic_*.png"))) < 3 * 60
+    assert run_recipe(recipe, workers=2).exit_code == 0
+    assert run_recipe(recipe, output=tmp_path / "clean", workers=1).exit_code == 0
+    resumed, clean = folder_files(out), folder_files(tmp_path / "clean")
+    resumed.pop("manifest.jsonl")
+    clean.pop("manifest.jsonl")
+    assert resumed == clean
+    assert sum(name.count("/") == 1 for name in clean) > 3 * 60  # the majority copies
