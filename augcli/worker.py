@@ -195,6 +195,45 @@ class DonorUnreadable(ValueError):
     """A donor an output takes cannot be read: that output fails, the rest go on."""
 
 
+class _DecodedDonors:
+    """Donor images a worker process keeps decoded between its tasks, the least recently
+    taken dropped first beyond ``limit`` bytes. Donors are drawn from the whole split, so
+    on a small one the next task takes the same images again; each is kept under its
+    stamp (size and modification time), so a changed file is read anew. Kept read-only:
+    an op that wrote into a donor would fail, never change another output's pixels."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.images: collections.OrderedDict = collections.OrderedDict()
+        self.held = 0
+        self.lock = threading.Lock()  # a Dask worker runs tasks on several threads
+
+    def get(self, key) -> np.ndarray | None:
+        with self.lock:
+            image = self.images.get(key)
+            if image is not None:
+                self.images.move_to_end(key)
+            return image
+
+    def put(self, key, image: np.ndarray) -> np.ndarray:
+        image.flags.writeable = False
+        if image.nbytes > self.limit:
+            return image
+        with self.lock:
+            if key not in self.images:
+                self.images[key] = image
+                self.held += image.nbytes
+            while self.held > self.limit:
+                _, dropped = self.images.popitem(last=False)
+                self.held -= dropped.nbytes
+        return image
+
+
+# Up to this many bytes of decoded donors per worker process (docs/guarantees.md: like a
+# worker's start-up memory, outside the pool's budget): 70 images of 640 x 480.
+DECODED_DONORS = _DecodedDonors(64 * 2**20)
+
+
 class _Donors:
     """The donor images of one task (and their label maps, with mask images), each read
     through the input store and decoded once, however many of the task's outputs take it,
@@ -223,7 +262,15 @@ class _Donors:
                 if name not in self.stamps:
                     self.stamps[name] = imagefiles.read_source(
                         functools.partial(self.store.stamp, name), self.store.name(name))
-                self.images[name] = self.store.read_image(name)
+                stamp = self.stamps[name]
+                key = (str(self.store.name(name)), tuple(sorted(stamp.items()))) \
+                    if None not in stamp.values() else None  # no stamp: never kept
+                image = DECODED_DONORS.get(key) if key else None
+                if image is None:
+                    image = self.store.read_image(name)
+                    if key:
+                        image = DECODED_DONORS.put(key, image)
+                self.images[name] = image
             except ImageReadError as exc:
                 raise DonorUnreadable(f"its donor {name} cannot be read: {exc.reason}") from None
         return self.images[name]

@@ -554,3 +554,20 @@ def test_an_object_pasted_inside_a_polygon_cuts_it_open_not_a_ring_around_it():
     assert np.all(pixels[big] == own)
     assert big.sum() >= 0.95 * np.all(pixels == own, axis=2).sum()
     assert np.array_equal(polygon_mask(kept[1].rings, image.shape), painted)
+
+
+def test_a_worker_keeps_a_bounded_number_of_donors_decoded_and_read_only():
+    from augcli.worker import _DecodedDonors
+
+    kept = _DecodedDonors(limit=3 * 100)
+    images = {name: np.full((10, 10), index, np.uint8) for index, name in enumerate("abcd")}
+    for name in "abc":
+        kept.put((name, ()), images[name])
+    assert kept.get(("a", ())) is images["a"]  # taken again: the last to go
+    kept.put(("d", ()), images["d"])
+    assert kept.get(("b", ())) is None and kept.held == 300
+    assert [kept.get((name, ())) is not None for name in "acd"] == [True, True, True]
+    with pytest.raises(ValueError, match="read-only"):
+        images["a"][0, 0] = 9
+    assert kept.put(("big", ()), np.zeros((20, 20), np.uint8)) is not None
+    assert kept.get(("big", ())) is None  # larger than the whole limit: not kept

@@ -155,6 +155,11 @@ def test_a_changed_donor_redoes_the_outputs_that_took_it_and_no_other(tmp_path, 
     stamped = {r["output"]: r["donor_stamps"][donor]["source_mtime_ns"]
                for r in read_manifest(out) if donor in r.get("donor_stamps", {})}
     assert set(stamped.values()) == {1_000_000_000}
+    # this process kept the old donor decoded (the first run ran in it): a run here takes
+    # the new one, and writes the bytes the fresh workers wrote
+    assert run_recipe(recipe, output=tmp_path / "again", workers=1).exit_code == 0
+    for name in takers | own:
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
 
 
 def test_a_classification_dataset_keeps_mixed_outputs_in_their_split(tmp_path):
