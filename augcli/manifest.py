@@ -84,7 +84,7 @@ def _is_output(line: dict) -> bool:
     return isinstance(line.get("output"), str)
 
 
-def _is_started(line: dict) -> bool:
+def is_started(line: dict) -> bool:
     return isinstance(line.get("started"), str) and isinstance(line.get("outputs"), list) \
         and all(isinstance(name, str) for name in line["outputs"])
 
@@ -261,7 +261,7 @@ class Earlier:
     def of_lines(cls, lines: list) -> Earlier:
         """What the lines of ``run``'s manifest say (each names its recipe's fingerprint)."""
         records = [line for line in lines if _is_output(line)]
-        started = [line for line in lines if _is_started(line)]
+        started = [line for line in lines if is_started(line)]
         return cls(records, started, {line.get("recipe") for line in (*records, *started)})
 
     def names(self) -> set:

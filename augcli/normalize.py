@@ -659,13 +659,14 @@ class _Passes:
     failed: set = field(default_factory=set)  # relative paths that could not be read
     decoded: int = 0  # images decoded by the latest pass
 
-    def run(self, tasks: list, label: str):
-        """Yield each readable image's result, in input order; report the others."""
+    def run(self, tasks: list, label: str, announced=iter):
+        """Yield each readable image's result, in input order; report the others.
+        ``announced``: the tasks as they are handed out (to journal each first)."""
         bar = progress_bar(len(tasks), self.progress)
         bar.set_description(label)
         self.decoded = 0
         try:
-            for result in _in_input_order(self.executor.map(process_image, tasks,
+            for result in _in_input_order(self.executor.map(process_image, announced(tasks),
                                                             count=len(tasks))):
                 bar.update(1)
                 self.decoded += result.decoded
@@ -810,13 +811,23 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
         appended.append(record)
         passes.report.written += 1
 
+    def announced(tasks):
+        """The tasks, each journalled as ``started`` (with the file it will write) just
+        before it is handed out: a file written before its record still has a line that
+        says whose it is, if the run is killed in between."""
+        for task in tasks:
+            appended.append(manifest.started_line(task.relative, [plan.outputs[task.relative]],
+                                                  plan.fingerprint))
+            yield task
+
     try:
         with appended:  # closed (its last part out, on a store) before the rewrite
             if plan.method == "zca":
-                _apply_zca(todo, fitted, plan.fmt, passes, journal, len(plan.tasks), store)
+                _apply_zca(todo, fitted, plan.fmt, passes, journal, len(plan.tasks), store,
+                           announced)
             else:
                 _apply_in_workers(todo, _transform(plan.method, plan.per_channel, fitted),
-                                  plan.fmt, passes, journal)
+                                  plan.fmt, passes, journal, announced)
     except BaseException:
         with contextlib.suppress(OutputError):  # the first error is the one to report
             _write_manifest(store, header, records.values())
@@ -829,14 +840,24 @@ def _write_outputs(plan: NormalizePlan, fitted, passes: _Passes) -> None:
 def read_manifest(output) -> tuple[dict | None, list]:
     """(header, output records) of an earlier normalize; a torn last line is ignored.
     ``output``: a folder, a URL or a ``StoreSpec``."""
+    header, records, _ = _manifest_lines(output)
+    return header, records
+
+
+def _manifest_lines(output) -> tuple[dict | None, list, list]:
+    """(header, output records, ``started`` lines) of an earlier normalize: a run killed
+    before it recorded a file it wrote left that file's ``started`` line."""
     header: dict | None = None
     records: list[dict] = []
+    started: list[dict] = []
     for record in manifest.read_lines(output):
         if "normalize" in record:
             header = record
         elif isinstance(record.get("output"), str):
             records.append(record)
-    return header, records
+        elif manifest.is_started(record):
+            started.append(record)
+    return header, records, started
 
 
 def _write_manifest(store, header: dict, records) -> None:
@@ -852,11 +873,12 @@ def _earlier_outputs(plan: NormalizePlan, dry_run: bool) -> manifest.Resume:
     files no manifest accounts for, need ``overwrite``, which deletes the earlier run's
     outputs that this one does not make (e.g. of another --format; not in a dry run)."""
     store = plan.output()
-    header, records = read_manifest(store)
-    settings = {record.get("settings") for record in records}
+    header, records, started = _manifest_lines(store)
+    settings = {line.get("settings", line.get("recipe")) for line in (*records, *started)}
     if header is not None:
         settings.add(header.get("settings"))
-    earlier = manifest.check_names(store, manifest.Earlier(records, fingerprints=settings))
+    earlier = manifest.check_names(store, manifest.Earlier(records, started,
+                                                           fingerprints=settings))
     outputs = plan.outputs.values()
     return manifest.reconcile(store, earlier, fingerprint=plan.fingerprint,
                               planned=lambda: iter(outputs), own=[MANIFEST_NAME],
@@ -1079,14 +1101,14 @@ def _transform(method: str, per_channel: bool, fitted) -> Transform:
 
 
 def _apply_in_workers(tasks: list, transform: Transform, fmt: str, passes: _Passes,
-                      journal) -> None:
+                      journal, announced) -> None:
     for result in passes.run(_for_pass(tasks, "write", transform=transform, fmt=fmt),
-                             "normalize"):
+                             "normalize", announced):
         journal(result)
 
 
 def _apply_zca(tasks: list, stats: ZcaStats, fmt: str, passes: _Passes, journal,
-               total: int, store) -> None:
+               total: int, store, announced) -> None:
     """Workers decode and resize; the parent, which holds W, whitens and writes.
 
     Rows are whitened in fixed blocks of the whole folder: block b holds the
@@ -1114,7 +1136,7 @@ def _apply_zca(tasks: list, stats: ZcaStats, fmt: str, passes: _Passes, journal,
             else:
                 passes.report.fail(result.relative, failure)
 
-    for result in passes.run(_for_pass(tasks, "row"), "normalize"):
+    for result in passes.run(_for_pass(tasks, "row"), "normalize", announced):
         if result.number // per_block != block:
             if waiting:
                 write_block()

@@ -766,6 +766,30 @@ def test_a_killed_normalize_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_pat
     assert not list((tmp_path / "out").glob(".augcli-*"))
 
 
+def test_a_file_written_before_its_record_is_redone_not_refused(tmp_path):
+    # the window a kill can hit: the file is published, its record not yet appended; the
+    # started line written before the image was handed out says whose the file is
+    make_folder(tmp_path / "in", [photo_like(seed=s) for s in range(3)])
+    assert normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf").exit_code == 0
+    lines = manifest(tmp_path / "out")
+    whole = (tmp_path / "out" / "img_001.npy").read_bytes()
+    torn = [line for line in lines if line.get("output") != "img_001.npy"]
+    (tmp_path / "out" / "img_001.npy").write_bytes(whole[:100])  # as if cut off, too
+    (tmp_path / "out" / normalize.MANIFEST_NAME).write_text("".join(
+        json.dumps(line) + "\n" for line in torn), encoding="utf-8")
+    refused = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
+    assert refused.exit_code == 2 and "no manifest says where they came from" in refused.output
+    started = {"started": "img_001.png", "outputs": ["img_001.npy"],
+               "recipe": lines[0]["settings"]}
+    with open(tmp_path / "out" / normalize.MANIFEST_NAME, "a", encoding="utf-8") as file:
+        file.write(json.dumps(started) + "\n")
+    result = normalize_cli(tmp_path / "in", "-o", tmp_path / "out", "-m", "tf")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "img_001.npy").read_bytes() == whole
+    assert [line.get("output") for line in manifest(tmp_path / "out")][1:] == [
+        "img_000.npy", "img_001.npy", "img_002.npy"]
+
+
 # --- dry run and the summary for scripts ---------------------------------------------------
 
 def test_dry_run_lists_each_output_marks_finished_ones_and_writes_nothing(tmp_path):
