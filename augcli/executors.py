@@ -269,6 +269,9 @@ def open_executor(workers: int, cluster=None, client=None, memory: int | None = 
             budget.close()
 
 
+CLOSE_SECONDS = 20  # the most a run waits for its Dask client and local cluster to close
+
+
 @contextmanager
 def _cluster_client(cluster: str, workers: int):
     """A client of ``cluster`` (see ``open_executor``), closed afterwards with the local
@@ -311,9 +314,13 @@ def _cluster_client(cluster: str, workers: int):
         try:
             yield client
         finally:
-            client.close()
+            # bounded: a run stopped by Ctrl-C (or a lost scheduler) exits, whatever state
+            # its workers are in; a local cluster's processes go with it
+            with contextlib.suppress(TimeoutError, OSError):
+                client.close(timeout=CLOSE_SECONDS)
             if local is not None:
-                local.close()
+                with contextlib.suppress(TimeoutError, OSError):
+                    local.close(timeout=CLOSE_SECONDS)
 
 
 @contextmanager
