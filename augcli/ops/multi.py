@@ -359,6 +359,16 @@ def _cut(target: Polygon | RleMask, mask: np.ndarray, size: tuple) -> tuple:
     return visible, _retrace(target, left)
 
 
+def _keep_or_drop(target, visible: float, shown, min_visibility: float, kept: list,
+                  dropped: list) -> None:
+    """What is left of a target something was pasted over (``shown``, with the ``visible``
+    share of it) into ``kept``; the target into ``dropped`` when too little shows."""
+    if shown is None or visible <= 0 or visible < min_visibility:
+        dropped.append(Dropped(target, visible))
+    else:
+        kept.append(shown)
+
+
 def _cutmix_boxes(params, size, boxes, donors, min_visibility):
     (_, crop, out), = _cutmix_pieces(params, (donors[0].height, donors[0].width))
     patch = np.zeros(size, bool)
@@ -368,10 +378,7 @@ def _cutmix_boxes(params, size, boxes, donors, min_visibility):
     for box in boxes:
         visible, shown = _cut(box, patch, size) if isinstance(box, (Polygon, RleMask)) \
             else _uncovered(box, out)
-        if visible <= 0 or visible < min_visibility or shown is None:
-            dropped.append(Dropped(box, visible))
-        else:
-            kept.append(shown)
+        _keep_or_drop(box, visible, shown, min_visibility, kept, dropped)
     pasted, gone = _clip_to(donors[0].boxes, crop, out, size, min_visibility)
     return (*kept, *pasted), (*dropped, *gone)
 
@@ -543,31 +550,24 @@ def _retrace(polygon: Polygon, mask: np.ndarray) -> Polygon | None:
 
 
 def _copy_paste_boxes(params, size, boxes, donors, min_visibility):
-    """The source's polygons and the pasted ones, each cut by the instances pasted over it
-    (dropped below ``min_visibility`` of what it covered); other target kinds stay."""
-    placed: list = []  # [polygon, its mask or None while nothing covers it]
-    for target in boxes:
-        placed.append([target, None])
-    for _, _, polygon, mask, _ in _pastes(params, size, donors):
-        for entry in placed:
-            if isinstance(entry[0], Polygon):
-                own = _raster(entry[0], size) if entry[1] is None else entry[1]
-                if (own & mask).any():
-                    entry[1] = own & ~mask
-        placed.append([polygon, None])
+    """The source's polygons and the pasted ones, each cut (``_cut``) by the instances
+    pasted over it, the later ones (dropped below ``min_visibility`` of what it covered);
+    other target kinds stay."""
+    pastes = _pastes(params, size, donors)
+    later = np.zeros(size, bool)  # what the pastes after each one cover, last first
+    covers = []
+    for _, _, _, mask, _ in reversed(pastes):
+        covers.append(later)
+        later = later | mask
+    targets = [(target, later) for target in boxes]  # the source's: under every paste
+    targets += [(polygon, cover) for (_, _, polygon, _, _), cover
+                in zip(pastes, reversed(covers), strict=True)]
     kept: list = []
     dropped: list = []
-    for target, left in placed:
-        if left is None:
-            kept.append(target)
-            continue
-        whole = _raster(target, size).sum()
-        visible = float(left.sum() / whole) if whole else 0.0
-        traced = _retrace(target, left) if visible > 0 else None
-        if traced is None or visible < min_visibility:
-            dropped.append(Dropped(target, visible))
-        else:
-            kept.append(traced)
+    for target, cover in targets:
+        visible, shown = _cut(target, cover, size) if isinstance(target, Polygon) \
+            else (1.0, target)
+        _keep_or_drop(target, visible, shown, min_visibility, kept, dropped)
     return tuple(kept), tuple(dropped)
 
 
