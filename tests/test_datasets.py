@@ -487,23 +487,31 @@ def make_painted_dataset(root: Path, layout: str) -> list:
     return sorted(set(held_out))
 
 
+def voc_box(xml: Path) -> tuple:
+    """The one object's box of a VOC file, in pixel edges."""
+    box = ET.parse(xml).getroot().find("object/bndbox")
+    return tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+
+
+def coco_boxes(document: Path, folder: Path) -> dict:
+    """Image -> its one box (pixel edges) from a COCO file, images named under ``folder``."""
+    loaded = json.loads(document.read_text())
+    names = {image["id"]: image["file_name"] for image in loaded["images"]}
+    return {folder / names[a["image_id"]]: (a["bbox"][0], a["bbox"][1],
+                                            a["bbox"][0] + a["bbox"][2],
+                                            a["bbox"][1] + a["bbox"][3])
+            for a in loaded["annotations"]}
+
+
 def output_boxes(out: Path, layout: str) -> dict:
     """Output image -> its one box in pixel edges, read as each format's tools read it."""
     if layout in ("yolo", "data.yaml"):
         return {image: yolo_box(out / img2label_paths([str(image.relative_to(out))])[0])
                 for image in sorted((out / "train/images").glob("*.jpg"))}
     if layout == "voc":
-        boxes = {}
-        for image in sorted((out / "train").glob("*.jpg")):
-            box = ET.parse(image.with_suffix(".xml")).getroot().find("object/bndbox")
-            boxes[image] = tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        return boxes
-    document = json.loads((out / "train/_annotations.coco.json").read_text())
-    names = {image["id"]: image["file_name"] for image in document["images"]}
-    return {out / "train" / names[a["image_id"]]: (a["bbox"][0], a["bbox"][1],
-                                                   a["bbox"][0] + a["bbox"][2],
-                                                   a["bbox"][1] + a["bbox"][3])
-            for a in document["annotations"]}
+        return {image: voc_box(image.with_suffix(".xml"))
+                for image in sorted((out / "train").glob("*.jpg"))}
+    return coco_boxes(out / "train/_annotations.coco.json", out / "train")
 
 
 @pytest.mark.parametrize("layout", ["data.yaml", "coco", "yolo", "voc"])
@@ -625,22 +633,14 @@ def make_painted_folder(root: Path, layout: str) -> Path:
 
 def plain_output_boxes(out: Path, layout: str) -> dict:
     """Output image -> its one box, read from the labels written beside a plain folder's
-    outputs."""
+    outputs (a COCO file: the one at its top)."""
     images = sorted(out.glob("*.jpg"))
     if layout in ("yolo", "images-labels"):
         return {image: yolo_box(image.with_suffix(".txt")) for image in images}
     if layout in ("voc", "voc-devkit"):
-        boxes = {}
-        for image in images:
-            box = ET.parse(image.with_suffix(".xml")).getroot().find("object/bndbox")
-            boxes[image] = tuple(float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
-        return boxes
-    (document_path,) = out.glob("*.json")
-    document = json.loads(document_path.read_text())
-    names = {image["id"]: image["file_name"] for image in document["images"]}
-    return {out / names[a["image_id"]]: (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                                         a["bbox"][1] + a["bbox"][3])
-            for a in document["annotations"]}
+        return {image: voc_box(image.with_suffix(".xml")) for image in images}
+    (document,) = out.glob("*.json")
+    return coco_boxes(document, out)
 
 
 @pytest.mark.parametrize("layout", ["yolo", "voc", "coco", "images-labels", "voc-devkit"])

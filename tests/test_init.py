@@ -1,9 +1,7 @@
 """``augcli init FOLDER``: the starter recipe it writes loads, dry-runs and runs on each
 layout a user brings, carrying the labels that layout shows (issue 25, item 17)."""
 
-import json
 import shutil
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,12 @@ import yaml
 from augcli.recipe import load_recipe
 
 from .conftest import REPO, invoke, photo_like, save
-from .test_datasets import assert_paint_is_boxed, make_painted_dataset, output_boxes, yolo_box
+from .test_datasets import (
+    assert_paint_is_boxed,
+    make_painted_dataset,
+    output_boxes,
+    plain_output_boxes,
+)
 
 
 def init(folder: Path, recipe: Path, *flags):
@@ -47,22 +50,6 @@ def test_a_dataset_gets_its_splits_and_labels_and_the_recipe_runs(tmp_path, layo
     assert len(boxes) == 2 * 7  # a and b: the original and 6 outputs each
     for image, box in boxes.items():
         assert_paint_is_boxed(image, box)
-
-
-def plain_boxes(out: Path, fmt: str) -> dict:
-    """Output image -> its one box in pixel edges, read from a plain folder's labels."""
-    if fmt == "voc":
-        return {image: tuple(float(ET.parse(image.with_suffix(".xml")).getroot()
-                                   .findtext(f"object/bndbox/{key}"))
-                             for key in ("xmin", "ymin", "xmax", "ymax"))
-                for image in sorted(out.glob("*.jpg"))}
-    if fmt == "yolo":
-        return {image: yolo_box(image.with_suffix(".txt")) for image in sorted(out.glob("*.jpg"))}
-    document = json.loads(next(out.glob("*.json")).read_text())
-    names = {image["id"]: image["file_name"] for image in document["images"]}
-    return {out / names[a["image_id"]]: (a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                                         a["bbox"][1] + a["bbox"][3])
-            for a in document["annotations"]}
 
 
 def yolo_beside(train: Path) -> None:
@@ -109,7 +96,7 @@ def test_a_folder_with_labels_gets_its_annotations_block_and_the_labels_travel(
     assert dry_run(recipe).exit_code == 0
     assert invoke("run", recipe, "-w", 1, "-q").exit_code == 0
     out = tmp_path / "ds" / document["output"]
-    boxes = plain_boxes(out, annotations["format"])
+    boxes = plain_output_boxes(out, annotations["format"])
     assert len(boxes) == 2 * 6
     for image, box in boxes.items():
         assert_paint_is_boxed(image, box)
