@@ -1,6 +1,6 @@
 """``augcli init FOLDER``: a commented starter recipe for the folder a user already has.
 
-The layout is read as ``run`` reads it (``datasets.open_dataset``, ``datasets.labels_shown``,
+The layout is read as ``run`` reads it (``datasets.open_dataset``, ``datasets.labels_beside``,
 the format registry), so the recipe it writes names the labels a run would carry:
 
 * a dataset (a data.yaml, or train/valid/test split folders): its splits, and the
