@@ -184,13 +184,15 @@ class Dataset:
         """The annotation format the layout shows, without ``annotations:`` in the recipe:
         yolo for a data.yaml or ``images``/``labels`` in the split folders (as Roboflow
         exports YOLO), coco for a Roboflow COCO file in a split folder, voc for XML files
-        beside a split's images; None for splits without label files (classes)."""
+        beside a split's images, and what ``labels_beside`` finds beside them (YOLO .txt,
+        mask images); None for splits without label files (classes)."""
         if self.yaml_file is not None:
             return yolo.NAME
         found: dict = {}  # format -> the first label file or folder that shows it
         for split in self.splits:
             for folder in split.folders:
-                for fmt, where in labels_shown(self.keys, folder).items():
+                shown = labels_shown(self.keys, folder) or self._labels_beside(folder)
+                for fmt, where in shown.items():
                     found.setdefault(fmt, where)
         if len(found) > 1:
             seen = "; ".join(f"{fmt} ({where})" for fmt, where in found.items())
@@ -198,6 +200,15 @@ class Dataset:
                              f"{seen}; say which to carry, e.g. add the line "
                              f"'{annotations_line(next(iter(found)))}' to the recipe")
         return next(iter(found), None)
+
+    def _labels_beside(self, folder: str) -> dict:
+        """format -> the file that shows it, for label files beside a split's images (YOLO
+        .txt, regions .json, mask images), as a plain folder's are found
+        (``labels_beside``)."""
+        keys = [Path(key) for key in self.keys if key.startswith(folder + "/")]
+        found = labels_beside(self.store, [key for key in keys if imagefiles.is_image_name(key)],
+                              [key for key in keys if not imagefiles.is_image_name(key)])
+        return {} if found is None else {found.format: found.shown_by}
 
     def _labels_folders(self) -> bool:
         """yolo labels by Ultralytics' images -> labels rule: a split folder has ``images``

@@ -534,6 +534,23 @@ def test_labels_the_layout_shows_travel_with_the_pixels_without_annotations(tmp_
         assert (out / relative).read_bytes() == label.read_bytes()
 
 
+def test_yolo_labels_beside_a_splits_images_travel_with_the_pixels(tmp_path):
+    # split folders whose YOLO .txt sit beside the images (no labels/ folder): the same
+    # detector as a plain folder's finds them, and every output's label boxes its paint
+    make_painted_dataset(tmp_path / "ds", "yolo")
+    for split in ("train", "valid"):
+        for label in (tmp_path / "ds" / split / "labels").iterdir():
+            label.rename(tmp_path / "ds" / split / "images" / label.name)
+        (tmp_path / "ds" / split / "labels").rmdir()
+    recipe = write_recipe(tmp_path, "input: ds\noutput: out\n" + TURN)
+    assert invoke("run", str(recipe), "-w", "1", "-q").exit_code == 0
+    images = sorted((tmp_path / "out/train/images").glob("*.jpg"))
+    assert [image.name for image in images] == ["a.jpg", "a_turn_1.jpg", "b.jpg",
+                                                "b_turn_1.jpg"]
+    for image in images:
+        assert_paint_is_boxed(image, yolo_box(image.with_suffix(".txt")))
+
+
 @pytest.mark.parametrize("layout", ["data.yaml", "coco"])
 @pytest.mark.parametrize("op, name", [
     ("{imgaug: {Affine: {rotate: 45}}}", "imgaug"),
